@@ -1,0 +1,7 @@
+//! keymash-core: the types every part of keymash shares (quality, drop probability, mash level,
+//! frame numbers), the configuration file, and the mash model. Pure code: no I/O.
+#![forbid(unsafe_code)]
+
+pub mod units;
+
+pub use units::{DropProbability, FrameNo, MashLevel, OutOfRange, Quality};
