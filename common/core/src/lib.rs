@@ -2,6 +2,7 @@
 //! frame numbers), the configuration file, and the mash model. Pure code: no I/O.
 #![forbid(unsafe_code)]
 
+pub mod config;
 pub mod curves;
 pub mod units;
 

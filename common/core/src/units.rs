@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use serde::{Deserialize, Serialize};
+
 /// A value was outside the range its type allows.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{what} must be in {range}, got {got}")]
@@ -13,7 +15,8 @@ pub struct OutOfRange {
 }
 
 /// Codec quality, 1 (worst) ..= 100 (best), with the meaning IJG JPEG gives it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "u8", into = "u8")]
 pub struct Quality(u8);
 
 impl Quality {
@@ -52,7 +55,8 @@ impl TryFrom<u8> for Quality {
 }
 
 /// Probability that the loss filter drops a video packet, 0.0 ..= 1.0.
-#[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Serialize, Deserialize)]
+#[serde(try_from = "f64", into = "f64")]
 pub struct DropProbability(f64);
 
 impl DropProbability {
@@ -100,6 +104,38 @@ impl DropProbability {
     }
 }
 
+impl TryFrom<f64> for DropProbability {
+    type Error = OutOfRange;
+    fn try_from(p: f64) -> Result<Self, OutOfRange> {
+        DropProbability::new(p)
+    }
+}
+
+impl From<DropProbability> for f64 {
+    fn from(p: DropProbability) -> f64 {
+        p.0
+    }
+}
+
+impl From<Quality> for u8 {
+    fn from(q: Quality) -> u8 {
+        q.0
+    }
+}
+
+impl TryFrom<f32> for MashLevel {
+    type Error = OutOfRange;
+    fn try_from(level: f32) -> Result<Self, OutOfRange> {
+        MashLevel::new(level)
+    }
+}
+
+impl From<MashLevel> for f32 {
+    fn from(level: MashLevel) -> f32 {
+        level.0
+    }
+}
+
 impl fmt::Display for DropProbability {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:.1}%", self.0 * 100.0)
@@ -107,7 +143,8 @@ impl fmt::Display for DropProbability {
 }
 
 /// How hard visitors are mashing: 0.0 (nobody) ..= 1.0 (saturated).
-#[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Default, Serialize, Deserialize)]
+#[serde(try_from = "f32", into = "f32")]
 pub struct MashLevel(f32);
 
 impl MashLevel {

@@ -1,2 +1,19 @@
-//! keymash-service: what every keymash binary shares at its edges (lifecycle, logging, arguments).
+//! keymash-service: what every keymash binary shares at its edges.
+//!
+//! - [`lifecycle`]: sd-notify READY/WATCHDOG/STATUS and clean exit on SIGTERM/SIGINT.
+//! - [`logging`]: log lines on stderr that journald files under the right priority.
+//! - [`args`]: the `--config FILE` argument every service takes.
+//! - [`run`]: start-up, configuration and exit handling shared by every service `main`.
+//!
+//! The logic of keymash (codec, transport, mash model, rings) lives in the other `common/`
+//! crates; this one only holds the glue to the operating system that every `main` repeats.
 #![forbid(unsafe_code)]
+
+pub mod args;
+pub mod lifecycle;
+pub mod logging;
+pub mod run;
+
+pub use args::ServiceArgs;
+pub use lifecycle::{Lifecycle, LifecycleError};
+pub use run::{run, EXIT_BAD_CONFIG};

@@ -1,2 +1,27 @@
+//! keymash-delay-buffer: Holds the configured delay of video in shared memory and releases each frame when it is due.
+//!
+//! This build does not contain the stage's work yet (the sender issue adds it): the binary runs
+//! under systemd like every other stage (config, READY, watchdog, clean SIGTERM) and says plainly
+//! in its status that it is idle, so the pipeline's supervision can be exercised end to end.
 #![forbid(unsafe_code)]
-fn main() {}
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use keymash_service::ServiceArgs;
+
+#[derive(Debug, Parser)]
+#[command(version, about = "Holds the configured delay of video in shared memory and releases each frame when it is due.")]
+struct Args {
+    #[command(flatten)]
+    service: ServiceArgs,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    keymash_service::run("keymash-delay-buffer", &args.service, |lifecycle, _config| {
+        lifecycle.ready("idle: this build has no delay-buffer stage yet");
+        lifecycle.wait_for_stop();
+        Ok(())
+    })
+}

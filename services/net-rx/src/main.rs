@@ -1,2 +1,27 @@
+//! keymash-net-rx: Receives the RTP stream, runs the receive window, FEC and NACK, and sends RTCP feedback.
+//!
+//! This build does not contain the stage's work yet (the receiver issue adds it): the binary runs
+//! under systemd like every other stage (config, READY, watchdog, clean SIGTERM) and says plainly
+//! in its status that it is idle, so the pipeline's supervision can be exercised end to end.
 #![forbid(unsafe_code)]
-fn main() {}
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use keymash_service::ServiceArgs;
+
+#[derive(Debug, Parser)]
+#[command(version, about = "Receives the RTP stream, runs the receive window, FEC and NACK, and sends RTCP feedback.")]
+struct Args {
+    #[command(flatten)]
+    service: ServiceArgs,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    keymash_service::run("keymash-net-rx", &args.service, |lifecycle, _config| {
+        lifecycle.ready("idle: this build has no net-rx stage yet");
+        lifecycle.wait_for_stop();
+        Ok(())
+    })
+}

@@ -1,0 +1,401 @@
+//! The keymash configuration: one TOML file (`/etc/keymash/keymash.toml`) for both PCs.
+//!
+//! Every key has a default, so an empty file is a valid configuration. The annotated example
+//! that `deploy/install.sh` copies, `deploy/keymash.toml`, lists every key with its default and
+//! a comment; a test keeps the two in step.
+//!
+//! Refusal is strict and always names the key: an unknown key (a typo would otherwise be
+//! silently ignored at an exhibition), a value of the wrong type, or a value out of range.
+//! Parsing is pure (`Config::from_toml_str`); only [`Config::load`] touches the file system.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::units::{DropProbability, Quality};
+
+/// Where services look for the configuration unless given `--config`.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/keymash/keymash.toml";
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{location}: `{key}`: {message}")]
+    Parse { location: String, key: String, message: String },
+    #[error("`{key}`: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+impl ConfigError {
+    /// The dotted key the error is about (`codec.quality`), when there is one.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            ConfigError::Read { .. } => None,
+            ConfigError::Parse { key, .. } => Some(key),
+            ConfigError::Invalid { key, .. } => Some(key),
+        }
+    }
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub shm: ShmConfig,
+    pub video: VideoConfig,
+    pub codec: CodecConfig,
+    pub network: NetworkConfig,
+    pub transport: TransportConfig,
+    pub loss: LossConfig,
+}
+
+/// Shared-memory segments (`/dev/shm/<prefix>.<name>`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShmConfig {
+    /// Name prefix of every segment, so several independent pipelines (tests, the demo) can run
+    /// on one machine side by side.
+    pub prefix: String,
+    /// Segments readable and writable by the owning group (0660) rather than the owner only (0600).
+    pub group_access: bool,
+}
+
+impl Default for ShmConfig {
+    fn default() -> Self {
+        ShmConfig { prefix: "keymash".to_owned(), group_access: true }
+    }
+}
+
+/// The picture as captured and sent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VideoConfig {
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+}
+
+impl Default for VideoConfig {
+    fn default() -> Self {
+        VideoConfig { width: 640, height: 480, fps: 30 }
+    }
+}
+
+/// How macroblocks are spread over payloads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PayloadLayout {
+    /// Raster order: a lost packet leaves a horizontal strip (the original's look).
+    Strips,
+    /// Macroblocks spread over payloads: a lost packet leaves scattered single blocks.
+    Dispersed,
+}
+
+/// The codec.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CodecConfig {
+    /// Quality used until the receiver asks for another, and when its feedback falls silent.
+    pub quality: Quality,
+    pub layout: PayloadLayout,
+    /// Largest codec payload; 1188 fills a 1200-byte UDP payload after the 12-byte RTP header.
+    pub max_payload_bytes: u32,
+    /// Encoder threads; 0 means one per core.
+    pub threads: u32,
+}
+
+impl Default for CodecConfig {
+    fn default() -> Self {
+        CodecConfig {
+            quality: Quality::saturating(50),
+            layout: PayloadLayout::Strips,
+            max_payload_bytes: 1188,
+            threads: 0,
+        }
+    }
+}
+
+/// The two PCs' addresses.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetworkConfig {
+    /// The sender PC. net-rx accepts video only from this address.
+    pub sender_address: IpAddr,
+    /// net-tx's local UDP port; the receiver's RTCP feedback comes back to it.
+    pub sender_port: u16,
+    /// The receiver PC, where net-tx sends the video.
+    pub receiver_address: IpAddr,
+    /// The UDP port of the video stream on the receiver; the loss filter drops only this flow.
+    pub video_port: u16,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        NetworkConfig {
+            sender_address: IpAddr::from([192, 168, 50, 1]),
+            sender_port: 5006,
+            receiver_address: IpAddr::from([192, 168, 50, 2]),
+            video_port: 5004,
+        }
+    }
+}
+
+/// The real-time protocol. Recovery is off by default: the exhibit shows raw loss.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TransportConfig {
+    /// RTP payload type of video packets (dynamic range 96..=127).
+    pub payload_type: u8,
+    /// RTP payload type of FEC repair packets (dynamic range, not the video one).
+    pub fec_payload_type: u8,
+    /// Repair packets per frame as a percentage of its source packets; 0 switches FEC off.
+    pub fec_overhead_percent: u32,
+    /// Ask the sender to retransmit lost packets that can still arrive in time.
+    pub nack: bool,
+    /// A frame's packets leave spread over this fraction of the frame interval, not in a burst.
+    pub pacing_fraction: f64,
+    /// How often the receiver sends RTCP feedback.
+    pub feedback_interval_ms: u32,
+    /// The sender falls back to `codec.quality` when it has heard no feedback for this long.
+    pub quality_fallback_ms: u32,
+    /// Keepalive interval on an idle path (keeps NAT/conntrack state, tells each side the other lives).
+    pub keepalive_interval_ms: u32,
+    /// The peer counts as gone after this long without a packet.
+    pub peer_timeout_ms: u32,
+}
+
+impl Default for TransportConfig {
+    fn default() -> Self {
+        TransportConfig {
+            payload_type: 96,
+            fec_payload_type: 97,
+            fec_overhead_percent: 0,
+            nack: false,
+            pacing_fraction: 1.0 / 3.0,
+            feedback_interval_ms: 100,
+            quality_fallback_ms: 2000,
+            keepalive_interval_ms: 500,
+            peer_timeout_ms: 3000,
+        }
+    }
+}
+
+/// The kernel loss filter on the receiver and the curve that mashing moves it along.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LossConfig {
+    /// The receiver's network interface carrying the video (the filter sits on its ingress).
+    pub interface: String,
+    /// Drop probability when nobody mashes.
+    pub drop_at_rest: DropProbability,
+    /// Shape of the curve from `drop_at_rest` down to 0: 1 is linear, 2 eases off quadratically.
+    pub exponent: f64,
+    /// The mash level (0..1] at which loss reaches 0.
+    pub zero_loss_at_mash: f64,
+    /// How often loss-controller refreshes the filter's map (at least 50 Hz).
+    pub refresh_hz: u32,
+    /// The filter passes everything when the map has not been refreshed for this long.
+    pub failsafe_ms: u32,
+}
+
+impl Default for LossConfig {
+    fn default() -> Self {
+        LossConfig {
+            interface: "eth0".to_owned(),
+            drop_at_rest: DropProbability::saturating(0.40),
+            exponent: 2.0,
+            zero_loss_at_mash: 0.8,
+            refresh_hz: 50,
+            failsafe_ms: 250,
+        }
+    }
+}
+
+impl Config {
+    /// Read and validate a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        Config::from_toml_str(&text).map_err(|e| match e {
+            ConfigError::Parse { location, key, message } => ConfigError::Parse {
+                location: format!("{}:{location}", path.display()),
+                key,
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Parse and validate configuration text.
+    pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
+        let deserializer = toml::Deserializer::parse(text).map_err(|e| parse_error(text, "", &e))?;
+        let config: Config = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+            let key = e.path().to_string();
+            let key = if key == "." { String::new() } else { key };
+            parse_error(text, &key, e.inner())
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The annotated example configuration, with every key at its default.
+    pub fn example_toml() -> &'static str {
+        include_str!("../../../deploy/keymash.toml")
+    }
+
+    /// Checks that types alone cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &'static str, message: String| Err(ConfigError::Invalid { key, message });
+
+        let prefix = &self.shm.prefix;
+        if prefix.is_empty()
+            || prefix.len() > 32
+            || !prefix.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return invalid(
+                "shm.prefix",
+                format!("must be 1 to 32 characters of a-z, 0-9, '-' or '_', got {prefix:?}"),
+            );
+        }
+
+        for (key, value) in [("video.width", self.video.width), ("video.height", self.video.height)] {
+            if value == 0 || value % 16 != 0 || value > 4096 {
+                return invalid(key, format!("must be a multiple of 16 from 16 to 4096, got {value}"));
+            }
+        }
+        if !(1..=120).contains(&self.video.fps) {
+            return invalid("video.fps", format!("must be in 1..=120, got {}", self.video.fps));
+        }
+
+        // Below ~200 bytes a payload cannot hold a useful macroblock plus headers; above 1460
+        // the RTP packet would not fit a 1500-byte Ethernet MTU.
+        if !(200..=1460).contains(&self.codec.max_payload_bytes) {
+            return invalid(
+                "codec.max_payload_bytes",
+                format!("must be in 200..=1460, got {}", self.codec.max_payload_bytes),
+            );
+        }
+        if self.codec.threads > 256 {
+            return invalid("codec.threads", format!("must be in 0..=256, got {}", self.codec.threads));
+        }
+
+        for (key, port) in [("network.sender_port", self.network.sender_port), ("network.video_port", self.network.video_port)]
+        {
+            if port == 0 {
+                return invalid(key, "must be a port in 1..=65535, got 0".to_owned());
+            }
+        }
+        if self.network.sender_address == self.network.receiver_address
+            && self.network.sender_port == self.network.video_port
+        {
+            return invalid(
+                "network.video_port",
+                format!(
+                    "equals network.sender_port ({}) on the same address; the two ends need different ports",
+                    self.network.sender_port
+                ),
+            );
+        }
+
+        let t = &self.transport;
+        for (key, pt) in [("transport.payload_type", t.payload_type), ("transport.fec_payload_type", t.fec_payload_type)] {
+            if !(96..=127).contains(&pt) {
+                return invalid(key, format!("must be a dynamic RTP payload type in 96..=127, got {pt}"));
+            }
+        }
+        if t.payload_type == t.fec_payload_type {
+            return invalid(
+                "transport.fec_payload_type",
+                format!("must differ from transport.payload_type ({})", t.payload_type),
+            );
+        }
+        if t.fec_overhead_percent > 100 {
+            return invalid(
+                "transport.fec_overhead_percent",
+                format!("must be in 0..=100, got {}", t.fec_overhead_percent),
+            );
+        }
+        if !(t.pacing_fraction > 0.0 && t.pacing_fraction <= 1.0) {
+            return invalid(
+                "transport.pacing_fraction",
+                format!("must be in (0, 1], got {}", t.pacing_fraction),
+            );
+        }
+        for (key, ms, lo, hi) in [
+            ("transport.feedback_interval_ms", t.feedback_interval_ms, 10, 5_000),
+            ("transport.quality_fallback_ms", t.quality_fallback_ms, 100, 600_000),
+            ("transport.keepalive_interval_ms", t.keepalive_interval_ms, 50, 60_000),
+            ("transport.peer_timeout_ms", t.peer_timeout_ms, 100, 600_000),
+        ] {
+            if !(lo..=hi).contains(&ms) {
+                return invalid(key, format!("must be in {lo}..={hi}, got {ms}"));
+            }
+        }
+
+        let l = &self.loss;
+        if l.interface.is_empty() || l.interface.len() > 15 || l.interface.contains(['/', ' ']) {
+            return invalid(
+                "loss.interface",
+                format!("must be a network interface name (1 to 15 characters), got {:?}", l.interface),
+            );
+        }
+        if !(l.exponent > 0.0 && l.exponent <= 10.0) {
+            return invalid("loss.exponent", format!("must be in (0, 10], got {}", l.exponent));
+        }
+        if !(l.zero_loss_at_mash > 0.0 && l.zero_loss_at_mash <= 1.0) {
+            return invalid(
+                "loss.zero_loss_at_mash",
+                format!("must be in (0, 1], got {}", l.zero_loss_at_mash),
+            );
+        }
+        if !(50..=1000).contains(&l.refresh_hz) {
+            return invalid("loss.refresh_hz", format!("must be in 50..=1000, got {}", l.refresh_hz));
+        }
+        // The map must be refreshed at least twice within the fail-safe window, or a single late
+        // tick would switch the loss off.
+        let min_failsafe = 2 * 1000 / l.refresh_hz + 1;
+        if l.failsafe_ms < min_failsafe || l.failsafe_ms > 10_000 {
+            return invalid(
+                "loss.failsafe_ms",
+                format!(
+                    "must be in {min_failsafe}..=10000 (at least two refresh periods at loss.refresh_hz = {}), got {}",
+                    l.refresh_hz, l.failsafe_ms
+                ),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Turn a toml/serde error into one that names the key and the line.
+fn parse_error(text: &str, key: &str, error: &toml::de::Error) -> ConfigError {
+    let location = match error.span() {
+        Some(span) => {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            format!("line {line}")
+        }
+        None => "config".to_owned(),
+    };
+    // toml's message repeats the offending source line with a caret; the first line of its
+    // message proper is what a person needs next to the key.
+    let message = error.message().lines().next().unwrap_or("invalid value").trim().to_owned();
+    let key = if key.is_empty() { key_from_message(&message) } else { key.to_owned() };
+    ConfigError::Parse { location, key, message }
+}
+
+/// An unknown key is reported by serde as "unknown field `x`"; make `x` the key.
+fn key_from_message(message: &str) -> String {
+    message
+        .split('`')
+        .nth(1)
+        .filter(|_| message.starts_with("unknown field"))
+        .unwrap_or("(file)")
+        .to_owned()
+}

@@ -1,0 +1,145 @@
+//! The configuration file: defaults, the annotated example, and one test per class of refusal,
+//! each checking that the message names the key.
+
+use keymash_core::config::{Config, ConfigError, PayloadLayout};
+
+fn refused(text: &str) -> ConfigError {
+    match Config::from_toml_str(text) {
+        Ok(c) => panic!("accepted a bad configuration: {text:?} -> {c:?}"),
+        Err(e) => e,
+    }
+}
+
+fn assert_names_key(text: &str, key: &str) {
+    let e = refused(text);
+    assert_eq!(e.key(), Some(key), "error {e} for {text:?}");
+    assert!(e.to_string().contains(key), "message {e:?} does not name {key}");
+}
+
+#[test]
+fn an_empty_file_is_the_default_configuration() {
+    assert_eq!(Config::from_toml_str("").unwrap(), Config::default());
+}
+
+#[test]
+fn the_annotated_example_is_exactly_the_defaults() {
+    assert_eq!(Config::from_toml_str(Config::example_toml()).unwrap(), Config::default());
+}
+
+#[test]
+fn every_key_has_a_comment_in_the_annotated_example() {
+    let defaults = toml::Value::try_from(Config::default()).unwrap();
+    let example = Config::example_toml();
+    let lines: Vec<&str> = example.lines().collect();
+    let toml::Value::Table(sections) = defaults else { panic!("defaults are not a table") };
+    for (section, keys) in sections {
+        let toml::Value::Table(keys) = keys else { panic!("[{section}] is not a table") };
+        let header = lines
+            .iter()
+            .position(|l| l.trim() == format!("[{section}]"))
+            .unwrap_or_else(|| panic!("example has no [{section}] section"));
+        for key in keys.keys() {
+            let at = lines[header..]
+                .iter()
+                .position(|l| l.starts_with(&format!("{key} =")))
+                .map(|i| i + header)
+                .unwrap_or_else(|| panic!("example lacks {section}.{key}"));
+            assert!(lines[at - 1].starts_with('#'), "{section}.{key} has no comment above it");
+        }
+    }
+}
+
+#[test]
+fn a_partial_file_keeps_defaults_for_the_rest() {
+    let c = Config::from_toml_str("[codec]\nquality = 80\nlayout = \"dispersed\"\n").unwrap();
+    assert_eq!(c.codec.quality.get(), 80);
+    assert_eq!(c.codec.layout, PayloadLayout::Dispersed);
+    assert_eq!(c.video, Config::default().video);
+}
+
+#[test]
+fn an_unknown_key_in_a_section_is_refused_by_name() {
+    assert_names_key("[codec]\nqualty = 80\n", "codec.qualty");
+}
+
+#[test]
+fn an_unknown_section_is_refused_by_name() {
+    assert_names_key("[codek]\nquality = 80\n", "codek");
+}
+
+#[test]
+fn a_value_of_the_wrong_type_is_refused_by_key() {
+    assert_names_key("[video]\nfps = \"thirty\"\n", "video.fps");
+}
+
+#[test]
+fn an_out_of_range_quality_is_refused_by_key() {
+    assert_names_key("[codec]\nquality = 0\n", "codec.quality");
+    assert_names_key("[codec]\nquality = 101\n", "codec.quality");
+}
+
+#[test]
+fn an_out_of_range_probability_is_refused_by_key() {
+    assert_names_key("[loss]\ndrop_at_rest = 1.5\n", "loss.drop_at_rest");
+}
+
+#[test]
+fn an_unknown_enum_value_is_refused_by_key() {
+    assert_names_key("[codec]\nlayout = \"zigzag\"\n", "codec.layout");
+}
+
+#[test]
+fn a_bad_address_is_refused_by_key() {
+    assert_names_key("[network]\nreceiver_address = \"not-an-ip\"\n", "network.receiver_address");
+}
+
+#[test]
+fn a_frame_size_that_is_not_a_multiple_of_16_is_refused_by_key() {
+    assert_names_key("[video]\nwidth = 650\n", "video.width");
+    assert_names_key("[video]\nheight = 0\n", "video.height");
+}
+
+#[test]
+fn cross_field_conflicts_are_refused_by_key() {
+    assert_names_key("[transport]\nfec_payload_type = 96\n", "transport.fec_payload_type");
+    assert_names_key(
+        "[network]\nsender_address = \"10.0.0.1\"\nreceiver_address = \"10.0.0.1\"\nsender_port = 5004\n",
+        "network.video_port",
+    );
+    assert_names_key("[loss]\nrefresh_hz = 50\nfailsafe_ms = 30\n", "loss.failsafe_ms");
+}
+
+#[test]
+fn range_checks_cover_every_bounded_key() {
+    let table = [
+        ("[shm]\nprefix = \"a/b\"\n", "shm.prefix"),
+        ("[video]\nfps = 0\n", "video.fps"),
+        ("[codec]\nmax_payload_bytes = 9000\n", "codec.max_payload_bytes"),
+        ("[codec]\nthreads = 1000\n", "codec.threads"),
+        ("[network]\nvideo_port = 0\n", "network.video_port"),
+        ("[transport]\npayload_type = 8\n", "transport.payload_type"),
+        ("[transport]\nfec_overhead_percent = 101\n", "transport.fec_overhead_percent"),
+        ("[transport]\npacing_fraction = 0.0\n", "transport.pacing_fraction"),
+        ("[transport]\nfeedback_interval_ms = 1\n", "transport.feedback_interval_ms"),
+        ("[loss]\ninterface = \"\"\n", "loss.interface"),
+        ("[loss]\nexponent = -1.0\n", "loss.exponent"),
+        ("[loss]\nzero_loss_at_mash = 0.0\n", "loss.zero_loss_at_mash"),
+        ("[loss]\nrefresh_hz = 10\n", "loss.refresh_hz"),
+    ];
+    for (text, key) in table {
+        assert_names_key(text, key);
+    }
+}
+
+#[test]
+fn a_syntax_error_is_refused_with_its_line() {
+    let e = refused("[video]\nwidth = 640\nheight = = 480\n");
+    assert!(matches!(e, ConfigError::Parse { .. }), "{e:?}");
+    assert!(e.to_string().contains("line 3"), "{e}");
+}
+
+#[test]
+fn a_missing_file_is_refused_with_its_path() {
+    let e = Config::load(std::path::Path::new("/nonexistent/keymash.toml")).unwrap_err();
+    assert!(e.to_string().contains("/nonexistent/keymash.toml"), "{e}");
+}
