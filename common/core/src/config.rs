@@ -27,10 +27,12 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
+    /// The text is not TOML, or a value does not fit its key's type.
+    #[error("{location}: {}{message}", key.as_deref().map(|k| format!("`{k}`: ")).unwrap_or_default())]
+    Parse { location: String, key: Option<String>, message: String },
+    /// A value is well-formed but out of range or in conflict with another key.
     #[error("{location}: `{key}`: {message}")]
-    Parse { location: String, key: String, message: String },
-    #[error("`{key}`: {message}")]
-    Invalid { key: &'static str, message: String },
+    Invalid { location: String, key: &'static str, message: String },
 }
 
 impl ConfigError {
@@ -38,8 +40,21 @@ impl ConfigError {
     pub fn key(&self) -> Option<&str> {
         match self {
             ConfigError::Read { .. } => None,
-            ConfigError::Parse { key, .. } => Some(key),
+            ConfigError::Parse { key, .. } => key.as_deref(),
             ConfigError::Invalid { key, .. } => Some(key),
+        }
+    }
+
+    /// Say which file the error is in.
+    fn in_file(self, path: &Path) -> ConfigError {
+        match self {
+            ConfigError::Parse { location, key, message } => {
+                ConfigError::Parse { location: format!("{}: {location}", path.display()), key, message }
+            }
+            ConfigError::Invalid { key, message, .. } => {
+                ConfigError::Invalid { location: path.display().to_string(), key, message }
+            }
+            read @ ConfigError::Read { .. } => read,
         }
     }
 }
@@ -223,23 +238,15 @@ impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-        Config::from_toml_str(&text).map_err(|e| match e {
-            ConfigError::Parse { location, key, message } => ConfigError::Parse {
-                location: format!("{}:{location}", path.display()),
-                key,
-                message,
-            },
-            other => other,
-        })
+        Config::from_toml_str(&text).map_err(|e| e.in_file(path))
     }
 
     /// Parse and validate configuration text.
     pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
-        let deserializer = toml::Deserializer::parse(text).map_err(|e| parse_error(text, "", &e))?;
+        let deserializer = toml::Deserializer::parse(text).map_err(|e| parse_error(text, None, &e))?;
         let config: Config = serde_path_to_error::deserialize(deserializer).map_err(|e| {
             let key = e.path().to_string();
-            let key = if key == "." { String::new() } else { key };
-            parse_error(text, &key, e.inner())
+            parse_error(text, (key != ".").then_some(key), e.inner())
         })?;
         config.validate()?;
         Ok(config)
@@ -252,7 +259,9 @@ impl Config {
 
     /// Checks that types alone cannot express.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |key: &'static str, message: String| Err(ConfigError::Invalid { key, message });
+        let invalid = |key: &'static str, message: String| {
+            Err(ConfigError::Invalid { location: "config".to_owned(), key, message })
+        };
 
         let prefix = &self.shm.prefix;
         if prefix.is_empty()
@@ -375,7 +384,7 @@ impl Config {
 }
 
 /// Turn a toml/serde error into one that names the key and the line.
-fn parse_error(text: &str, key: &str, error: &toml::de::Error) -> ConfigError {
+fn parse_error(text: &str, key: Option<String>, error: &toml::de::Error) -> ConfigError {
     let location = match error.span() {
         Some(span) => {
             let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
@@ -386,16 +395,12 @@ fn parse_error(text: &str, key: &str, error: &toml::de::Error) -> ConfigError {
     // toml's message repeats the offending source line with a caret; the first line of its
     // message proper is what a person needs next to the key.
     let message = error.message().lines().next().unwrap_or("invalid value").trim().to_owned();
-    let key = if key.is_empty() { key_from_message(&message) } else { key.to_owned() };
+    let key = key.or_else(|| unknown_field(&message));
     ConfigError::Parse { location, key, message }
 }
 
-/// An unknown key is reported by serde as "unknown field `x`"; make `x` the key.
-fn key_from_message(message: &str) -> String {
-    message
-        .split('`')
-        .nth(1)
-        .filter(|_| message.starts_with("unknown field"))
-        .unwrap_or("(file)")
-        .to_owned()
+/// An unknown top-level key is reported by serde as "unknown field `x`" with no path; make `x`
+/// the key.
+fn unknown_field(message: &str) -> Option<String> {
+    message.strip_prefix("unknown field `")?.split('`').next().map(str::to_owned)
 }
