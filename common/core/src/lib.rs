@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod curves;
+pub mod pipeline;
 pub mod units;
 
 pub use units::{DropProbability, FrameNo, MashLevel, OutOfRange, Quality};
