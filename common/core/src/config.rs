@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::mash::MashModelConfig;
 use crate::units::{DropProbability, Quality};
 
 /// Where services look for the configuration unless given `--config`.
@@ -69,6 +70,7 @@ pub struct Config {
     pub network: NetworkConfig,
     pub transport: TransportConfig,
     pub loss: LossConfig,
+    pub mash: MashModelConfig,
 }
 
 /// Shared-memory segments (`/dev/shm/<prefix>.<name>`).
@@ -377,6 +379,23 @@ impl Config {
                     "must be in {min_failsafe}..=10000 (at least two refresh periods at loss.refresh_hz = {}), got {}",
                     l.refresh_hz, l.failsafe_ms
                 ),
+            );
+        }
+
+        let m = &self.mash;
+        if !(100..=60_000).contains(&m.window_ms) {
+            return invalid("mash.window_ms", format!("must be in 100..=60000, got {}", m.window_ms));
+        }
+        if !(m.saturation_score >= 1.0 && m.saturation_score <= 10_000.0) {
+            return invalid(
+                "mash.saturation_score",
+                format!("must be in 1..=10000, got {}", m.saturation_score),
+            );
+        }
+        if !(0.0..=1.0).contains(&m.repeat_penalty) {
+            return invalid(
+                "mash.repeat_penalty",
+                format!("must be in 0.0..=1.0, got {}", m.repeat_penalty),
             );
         }
         Ok(())

@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod curves;
+pub mod mash;
 pub mod pipeline;
 pub mod units;
 

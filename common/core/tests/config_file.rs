@@ -125,6 +125,9 @@ fn range_checks_cover_every_bounded_key() {
         ("[loss]\nexponent = -1.0\n", "loss.exponent"),
         ("[loss]\nzero_loss_at_mash = 0.0\n", "loss.zero_loss_at_mash"),
         ("[loss]\nrefresh_hz = 10\n", "loss.refresh_hz"),
+        ("[mash]\nwindow_ms = 10\n", "mash.window_ms"),
+        ("[mash]\nsaturation_score = 0.0\n", "mash.saturation_score"),
+        ("[mash]\nrepeat_penalty = 2.0\n", "mash.repeat_penalty"),
     ];
     for (text, key) in table {
         assert_names_key(text, key);
