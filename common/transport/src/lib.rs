@@ -1,2 +1,28 @@
 //! The keymash transport: RTP/RTCP, receive window, pacing, XOR FEC and NACK, as sans-IO state machines.
 #![forbid(unsafe_code)]
+
+pub mod pacer;
+pub mod rtcp;
+pub mod rtp;
+pub mod seq;
+pub mod window;
+
+/// A datagram the caller should send to the peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    pub contents: Vec<u8>,
+    pub kind: TransmitKind,
+}
+
+/// What a [`Transmit`] carries, for statistics and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TransmitKind {
+    /// An RTP packet with a codec payload, first transmission.
+    Media,
+    /// An RTP packet with an FEC repair payload.
+    Repair,
+    /// A media packet sent again because the receiver NACKed it.
+    Retransmission,
+    /// An RTCP compound packet (reports, NACK, APP); also serves as keepalive.
+    Rtcp,
+}
