@@ -1,6 +1,7 @@
 //! The keymash transport: RTP/RTCP, receive window, pacing, XOR FEC and NACK, as sans-IO state machines.
 #![forbid(unsafe_code)]
 
+pub mod fec;
 pub mod pacer;
 pub mod rtcp;
 pub mod rtp;

@@ -1,0 +1,550 @@
+//! Forward error correction in the style of PyroFling's simplified LT code.
+//!
+//! After a frame's source packets the sender adds repair packets, each the XOR of a subset of
+//! that frame's source packets. Subsets have about K/2 members (alternating ceiling and floor
+//! per pair, capped at [`MAX_DEGREE`]); the two repair packets of a pair use complementary
+//! subsets, so any single loss in a block is recoverable from a pair. A subset is derived from a
+//! seed carried in the repair header, so nothing travels on a side channel. The receiver
+//! recovers by peeling: any repair packet missing exactly one member yields that member, which
+//! may complete another repair packet, and so on.
+//!
+//! Sources may differ in length: each is coded as `length (u16 BE) ++ bytes`, zero-padded to
+//! the longest member, so a recovered packet gets its exact length back.
+//!
+//! Frames of more than [`MAX_BLOCK_SOURCES`] packets are split into near-equal blocks, so every
+//! complement stays within the degree cap and the single-loss guarantee holds for every block.
+//!
+//! Repair packets are RTP packets of their own payload type on their own SSRC and sequence
+//! space (as FlexFEC does), so the media stream's sequence numbers stay contiguous for loss
+//! accounting and for tools like tshark.
+
+use std::collections::VecDeque;
+
+use zerocopy::byteorder::network_endian::{U16, U32};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
+
+use crate::seq::{SeqExtender, SeqNo};
+
+/// Most source packets in one FEC block.
+pub const MAX_BLOCK_SOURCES: usize = 128;
+/// Most source packets XORed into one repair packet.
+pub const MAX_DEGREE: usize = 64;
+/// Size of the repair header at the start of a repair packet's RTP payload.
+pub const REPAIR_HEADER_LEN: usize = 12;
+/// Bytes added per source in the coded form (its length).
+const LENGTH_PREFIX: usize = 2;
+/// Source packets remembered by the receiver for recovery (a power of two).
+const SOURCE_STORE_SLOTS: usize = 4096;
+/// Blocks with outstanding repair packets remembered by the receiver.
+const MAX_PENDING_BLOCKS: usize = 64;
+/// Flag in the repair header: this block holds the frame's last packet (the marker).
+const FLAG_ENDS_FRAME: u8 = 0x01;
+
+/// Fraction of repair packets per source packet, 0.0 (off) ..= 1.0.
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
+pub struct FecOverhead(f64);
+
+impl FecOverhead {
+    pub const OFF: FecOverhead = FecOverhead(0.0);
+    /// PyroFling's default.
+    pub const DEFAULT: FecOverhead = FecOverhead(0.25);
+
+    pub fn new(fraction: f64) -> Result<Self, keymash_core::OutOfRange> {
+        if (0.0..=1.0).contains(&fraction) {
+            Ok(FecOverhead(fraction))
+        } else {
+            Err(keymash_core::OutOfRange { what: "FEC overhead", range: "0.0..=1.0", got: fraction.to_string() })
+        }
+    }
+
+    pub fn get(self) -> f64 {
+        self.0
+    }
+
+    pub fn is_off(self) -> bool {
+        self.0 <= 0.0
+    }
+
+    /// Repair packets for a block of `k` sources: ceil(k * overhead), but at least one
+    /// complementary pair when k >= 2 (one packet for k = 1), so any single loss is recoverable.
+    pub fn repair_count(self, k: usize) -> usize {
+        if self.is_off() || k == 0 {
+            0
+        } else {
+            ((k as f64 * self.0).ceil() as usize).max(k.min(2))
+        }
+    }
+}
+
+#[derive(Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+struct WireRepairHeader {
+    /// Wire sequence number of the block's first source packet.
+    base_seq: U16,
+    /// Source packets in the block, 1..=128.
+    source_count: u8,
+    flags: u8,
+    /// Index of this repair packet in its block.
+    repair_index: U16,
+    reserved: U16,
+    /// Seed of the pair's subset.
+    seed: U32,
+}
+
+const _: () = assert!(std::mem::size_of::<WireRepairHeader>() == REPAIR_HEADER_LEN);
+
+/// Why a repair packet was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FecError {
+    #[error("repair payload of {0} bytes is shorter than its header and length field")]
+    TooShort(usize),
+    #[error("repair block declares {0} sources, allowed 1..=128")]
+    BadSourceCount(u8),
+    #[error("repair index {index} is too large for a block of {k} sources")]
+    BadRepairIndex { index: u16, k: usize },
+}
+
+/// A parsed repair payload, borrowing the received bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RepairPacket<'a> {
+    pub base_seq: u16,
+    pub source_count: usize,
+    pub ends_frame: bool,
+    pub repair_index: u16,
+    pub seed: u32,
+    /// XOR of the members' `length ++ bytes`, zero-padded.
+    pub coded: &'a [u8],
+}
+
+impl<'a> RepairPacket<'a> {
+    /// Parse the RTP payload of a repair packet. Never panics.
+    pub fn parse(payload: &'a [u8]) -> Result<Self, FecError> {
+        let (h, coded) = WireRepairHeader::ref_from_prefix(payload).map_err(|_| FecError::TooShort(payload.len()))?;
+        if coded.len() < LENGTH_PREFIX {
+            return Err(FecError::TooShort(payload.len()));
+        }
+        let k = usize::from(h.source_count);
+        if !(1..=MAX_BLOCK_SOURCES).contains(&k) {
+            return Err(FecError::BadSourceCount(h.source_count));
+        }
+        // More repair packets than 4x the sources is never produced (overhead <= 100%).
+        let index = h.repair_index.get();
+        if usize::from(index) >= k.max(2) * 4 {
+            return Err(FecError::BadRepairIndex { index, k });
+        }
+        Ok(RepairPacket {
+            base_seq: h.base_seq.get(),
+            source_count: k,
+            ends_frame: h.flags & FLAG_ENDS_FRAME != 0,
+            repair_index: index,
+            seed: h.seed.get(),
+            coded,
+        })
+    }
+
+    /// Which of the block's sources (bit i = source i) this packet is the XOR of.
+    pub fn members(&self) -> u128 {
+        repair_members(self.seed, self.source_count, self.repair_index)
+    }
+}
+
+/// SplitMix64: a tiny, well-mixed generator; the subset must be the same on both ends, so it is
+/// specified here rather than borrowed from a crate whose output may change between versions.
+#[derive(Debug, Clone)]
+pub struct SplitMix64(u64);
+
+impl SplitMix64 {
+    pub fn new(seed: u64) -> Self {
+        SplitMix64(seed)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in 0..n (n > 0), by Lemire's multiply-shift (bias below 2^-32 for our n).
+    pub fn below(&mut self, n: usize) -> usize {
+        ((u128::from(self.next_u64()) * n as u128) >> 64) as usize
+    }
+}
+
+/// The member set of repair packet `index` of a block of `k` sources with pair seed `seed`.
+///
+/// Pair p = index / 2 draws a random subset of degree ceil(k/2) (p even) or floor(k/2) (p odd),
+/// capped at [`MAX_DEGREE`]; the second packet of the pair takes the complement.
+pub fn repair_members(seed: u32, k: usize, index: u16) -> u128 {
+    let k = k.clamp(1, MAX_BLOCK_SOURCES);
+    let all: u128 = if k == 128 { u128::MAX } else { (1u128 << k) - 1 };
+    if k == 1 {
+        return all;
+    }
+    let pair = index / 2;
+    let degree = if pair % 2 == 0 { k.div_ceil(2) } else { k / 2 }.clamp(1, MAX_DEGREE);
+    let mut rng = SplitMix64::new(u64::from(seed));
+    let mut order: [u8; MAX_BLOCK_SOURCES] = [0; MAX_BLOCK_SOURCES];
+    for (i, slot) in order.iter_mut().enumerate().take(k) {
+        *slot = i as u8;
+    }
+    let mut subset = 0u128;
+    for i in 0..degree {
+        let j = i + rng.below(k - i);
+        order.swap(i, j);
+        subset |= 1u128 << order[i];
+    }
+    if index % 2 == 0 {
+        subset
+    } else {
+        all & !subset
+    }
+}
+
+/// XOR `src` into the start of `dst` (`dst` at least as long).
+pub fn xor_into(dst: &mut [u8], src: &[u8]) {
+    for (d, s) in dst.iter_mut().zip(src) {
+        *d ^= *s;
+    }
+}
+
+/// Splits `k` sources into near-equal blocks of at most [`MAX_BLOCK_SOURCES`]: (offset, len).
+pub fn blocks_of_frame(k: usize) -> impl Iterator<Item = (usize, usize)> {
+    let blocks = k.div_ceil(MAX_BLOCK_SOURCES).max(1);
+    let (base, extra) = (k / blocks, k % blocks);
+    (0..blocks).scan(0, move |offset, b| {
+        let len = base + usize::from(b < extra);
+        let start = *offset;
+        *offset += len;
+        Some((start, len))
+    }).filter(|(_, len)| *len > 0)
+}
+
+/// Produces repair payloads for frames (sender side).
+#[derive(Debug, Clone)]
+pub struct FecEncoder {
+    overhead: FecOverhead,
+    seeds: SplitMix64,
+}
+
+impl FecEncoder {
+    /// `seed` only varies the subsets between streams; any value works.
+    pub fn new(overhead: FecOverhead, seed: u64) -> Self {
+        FecEncoder { overhead, seeds: SplitMix64::new(seed) }
+    }
+
+    pub fn overhead(&self) -> FecOverhead {
+        self.overhead
+    }
+
+    /// Repair payloads (header + coded bytes) for one frame whose first source packet has wire
+    /// sequence number `first_seq`. Empty when FEC is off.
+    pub fn encode_frame(&mut self, first_seq: u16, sources: &[&[u8]]) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        let blocks: Vec<(usize, usize)> = blocks_of_frame(sources.len()).collect();
+        let last_block = blocks.len().saturating_sub(1);
+        for (b, &(offset, k)) in blocks.iter().enumerate() {
+            let block = &sources[offset..offset + k];
+            let base_seq = first_seq.wrapping_add(offset as u16);
+            let mut seed = 0u32;
+            for index in 0..self.overhead.repair_count(k) {
+                if index % 2 == 0 {
+                    seed = self.seeds.next_u64() as u32;
+                }
+                let members = repair_members(seed, k, index as u16);
+                let longest = block.iter().enumerate().filter(|(i, _)| members & (1 << i) != 0).map(|(_, s)| s.len()).max().unwrap_or(0);
+                let header = WireRepairHeader {
+                    base_seq: U16::new(base_seq),
+                    source_count: k as u8,
+                    flags: if b == last_block { FLAG_ENDS_FRAME } else { 0 },
+                    repair_index: U16::new(index as u16),
+                    reserved: U16::new(0),
+                    seed: U32::new(seed),
+                };
+                let mut payload = Vec::with_capacity(REPAIR_HEADER_LEN + LENGTH_PREFIX + longest);
+                payload.extend_from_slice(header.as_bytes());
+                payload.resize(REPAIR_HEADER_LEN + LENGTH_PREFIX + longest, 0);
+                let coded = &mut payload[REPAIR_HEADER_LEN..];
+                for (i, src) in block.iter().enumerate() {
+                    if members & (1 << i) != 0 {
+                        xor_into(&mut coded[..LENGTH_PREFIX], &(src.len() as u16).to_be_bytes());
+                        xor_into(&mut coded[LENGTH_PREFIX..], src);
+                    }
+                }
+                out.push(payload);
+            }
+        }
+        out
+    }
+}
+
+/// A source packet given back by the decoder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecoveredPacket {
+    pub seq: SeqNo,
+    pub timestamp: u32,
+    pub marker: bool,
+    pub payload: Vec<u8>,
+}
+
+#[derive(Debug)]
+struct StoredSource {
+    seq: SeqNo,
+    data: Vec<u8>,
+}
+
+#[derive(Debug)]
+struct PendingBlock {
+    base: SeqNo,
+    k: usize,
+    ends_frame: bool,
+    timestamp: u32,
+    repairs: Vec<(u128, Vec<u8>)>,
+}
+
+/// Recovers lost source packets from repair packets (receiver side), by peeling.
+///
+/// Source packets are remembered in a ring indexed by sequence number; repair packets wait in
+/// their block until they can yield something or the block is evicted (oldest first, beyond
+/// [`MAX_PENDING_BLOCKS`]).
+#[derive(Debug)]
+pub struct FecDecoder {
+    store: Vec<Option<StoredSource>>,
+    blocks: VecDeque<PendingBlock>,
+    /// Repair packets that contradicted the sources (a length or padding mismatch).
+    pub inconsistent: u64,
+}
+
+impl Default for FecDecoder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl FecDecoder {
+    pub fn new() -> Self {
+        FecDecoder { store: (0..SOURCE_STORE_SLOTS).map(|_| None).collect(), blocks: VecDeque::new(), inconsistent: 0 }
+    }
+
+    fn slot(seq: SeqNo) -> usize {
+        (seq.get() as usize) & (SOURCE_STORE_SLOTS - 1)
+    }
+
+    fn has(&self, seq: SeqNo) -> bool {
+        matches!(&self.store[Self::slot(seq)], Some(s) if s.seq == seq)
+    }
+
+    fn remember(&mut self, seq: SeqNo, payload: &[u8]) {
+        let slot = &mut self.store[Self::slot(seq)];
+        match slot {
+            Some(s) => {
+                s.seq = seq;
+                s.data.clear();
+                s.data.extend_from_slice(payload);
+            }
+            None => *slot = Some(StoredSource { seq, data: payload.to_vec() }),
+        }
+    }
+
+    /// A source packet arrived (or was recovered by other means). Returns anything it lets the
+    /// decoder recover.
+    pub fn add_source(&mut self, seq: SeqNo, payload: &[u8]) -> Vec<RecoveredPacket> {
+        if self.has(seq) {
+            return Vec::new();
+        }
+        self.remember(seq, payload);
+        let mut recovered = Vec::new();
+        if let Some(i) = self.blocks.iter().position(|b| seq >= b.base && seq.get() < b.base.get() + b.k as u64) {
+            self.peel(i, &mut recovered);
+        }
+        recovered
+    }
+
+    /// A repair packet arrived; `timestamp` is its RTP timestamp (the frame's), `media_seqs`
+    /// the media stream's extender (to place the block's base sequence number).
+    pub fn add_repair(&mut self, repair: &RepairPacket<'_>, timestamp: u32, media_seqs: &SeqExtender) -> Vec<RecoveredPacket> {
+        let base = media_seqs.peek(repair.base_seq);
+        let members = repair.members();
+        let i = match self.blocks.iter().position(|b| b.base == base) {
+            Some(i) if self.blocks[i].k == repair.source_count => i,
+            Some(_) => {
+                self.inconsistent += 1;
+                return Vec::new();
+            }
+            None => {
+                if self.blocks.len() >= MAX_PENDING_BLOCKS {
+                    self.blocks.pop_front();
+                }
+                self.blocks.push_back(PendingBlock { base, k: repair.source_count, ends_frame: repair.ends_frame, timestamp, repairs: Vec::new() });
+                self.blocks.len() - 1
+            }
+        };
+        self.blocks[i].repairs.push((members, repair.coded.to_vec()));
+        let mut recovered = Vec::new();
+        self.peel(i, &mut recovered);
+        recovered
+    }
+
+    /// Recover everything block `i` allows.
+    fn peel(&mut self, i: usize, recovered: &mut Vec<RecoveredPacket>) {
+        let Some(block) = self.blocks.get_mut(i) else { return };
+        let mut repairs = std::mem::take(&mut block.repairs);
+        let (base, k, ends_frame, timestamp) = (block.base, block.k, block.ends_frame, block.timestamp);
+        loop {
+            let mut progress = false;
+            let mut r = 0;
+            while r < repairs.len() {
+                let (members, _) = repairs[r];
+                let mut missing = None;
+                let mut missing_count = 0;
+                for m in 0..k {
+                    if members & (1 << m) != 0 && !self.has(base.add(m as u64)) {
+                        missing_count += 1;
+                        missing = Some(m);
+                    }
+                }
+                match (missing_count, missing) {
+                    (0, _) => {
+                        repairs.swap_remove(r);
+                    }
+                    (1, Some(m)) => {
+                        let (_, coded) = repairs.swap_remove(r);
+                        match self.solve(base, k, members, m, coded) {
+                            Some(payload) => {
+                                let seq = base.add(m as u64);
+                                self.remember(seq, &payload);
+                                recovered.push(RecoveredPacket { seq, timestamp, marker: ends_frame && m + 1 == k, payload });
+                                progress = true;
+                            }
+                            None => self.inconsistent += 1,
+                        }
+                    }
+                    _ => r += 1,
+                }
+            }
+            if !progress {
+                break;
+            }
+        }
+        if let Some(block) = self.blocks.get_mut(i) {
+            block.repairs = repairs;
+        }
+    }
+
+    /// XOR out every present member of a repair packet, leaving missing member `m`.
+    fn solve(&self, base: SeqNo, k: usize, members: u128, m: usize, mut coded: Vec<u8>) -> Option<Vec<u8>> {
+        for other in (0..k).filter(|&o| o != m && members & (1 << o) != 0) {
+            let seq = base.add(other as u64);
+            let src = match &self.store[Self::slot(seq)] {
+                Some(s) if s.seq == seq => &s.data,
+                _ => return None,
+            };
+            if LENGTH_PREFIX + src.len() > coded.len() {
+                return None;
+            }
+            xor_into(&mut coded[..LENGTH_PREFIX], &(src.len() as u16).to_be_bytes());
+            xor_into(&mut coded[LENGTH_PREFIX..], src);
+        }
+        let len = usize::from(u16::from_be_bytes([*coded.first()?, *coded.get(1)?]));
+        let body = coded.get(LENGTH_PREFIX..)?;
+        // Past the recovered length everything must have cancelled to zero.
+        if len > body.len() || body[len..].iter().any(|&b| b != 0) {
+            return None;
+        }
+        Some(body[..len].to_vec())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pairs_of_repair_packets_cover_the_block_exactly_once() {
+        for k in [1usize, 2, 3, 7, 20, 64, 100, 127, 128] {
+            for index in [0u16, 2, 4, 6] {
+                let a = repair_members(12345 + u32::from(index), k, index);
+                let b = repair_members(12345 + u32::from(index), k, index + 1);
+                let all = if k == 128 { u128::MAX } else { (1u128 << k) - 1 };
+                if k > 1 {
+                    assert_eq!(a & b, 0, "k={k} index={index} overlap");
+                    assert_eq!(a | b, all, "k={k} index={index} cover");
+                }
+                let pair = index / 2;
+                let want = if pair % 2 == 0 { k.div_ceil(2) } else { k / 2 }.clamp(1, MAX_DEGREE);
+                assert_eq!(a.count_ones() as usize, want, "k={k} index={index} degree");
+                assert!(b.count_ones() as usize <= MAX_DEGREE);
+            }
+        }
+    }
+
+    #[test]
+    fn large_frames_split_into_blocks_within_the_cap() {
+        let cases: &[(usize, &[(usize, usize)])] = &[
+            (0, &[]),
+            (1, &[(0, 1)]),
+            (128, &[(0, 128)]),
+            (129, &[(0, 65), (65, 64)]),
+            (300, &[(0, 100), (100, 100), (200, 100)]),
+        ];
+        for (k, want) in cases {
+            assert_eq!(blocks_of_frame(*k).collect::<Vec<_>>(), *want, "k={k}");
+        }
+    }
+
+    #[test]
+    fn repair_counts_follow_the_overhead() {
+        let o = FecOverhead::DEFAULT;
+        assert_eq!(o.repair_count(20), 5);
+        assert_eq!(o.repair_count(100), 25);
+        assert_eq!(o.repair_count(1), 1);
+        assert_eq!(o.repair_count(2), 2);
+        assert_eq!(o.repair_count(5), 2);
+        assert_eq!(FecOverhead::OFF.repair_count(100), 0);
+        assert!(FecOverhead::new(1.5).is_err());
+    }
+
+    fn frame(k: usize) -> Vec<Vec<u8>> {
+        (0..k).map(|i| (0..(i * 37 % 1188 + 1)).map(|b| (b * 7 + i) as u8).collect()).collect()
+    }
+
+    #[test]
+    fn every_single_loss_in_a_block_is_recovered_byte_identical() {
+        for k in [1usize, 2, 5, 20, 100] {
+            let sources = frame(k);
+            let refs: Vec<&[u8]> = sources.iter().map(Vec::as_slice).collect();
+            let mut enc = FecEncoder::new(FecOverhead::DEFAULT, 99);
+            let repairs = enc.encode_frame(65530, &refs);
+            for lost in 0..k {
+                let mut ext = SeqExtender::new();
+                let mut dec = FecDecoder::new();
+                let mut got = Vec::new();
+                for (i, s) in sources.iter().enumerate() {
+                    let seq = ext.extend(65530u16.wrapping_add(i as u16));
+                    if i != lost {
+                        got.extend(dec.add_source(seq, s));
+                    }
+                }
+                for r in &repairs {
+                    got.extend(dec.add_repair(&RepairPacket::parse(r).unwrap(), 42, &ext));
+                }
+                assert_eq!(got.len(), 1, "k={k} lost={lost}");
+                assert_eq!(got[0].payload, sources[lost], "k={k} lost={lost}");
+                assert_eq!(got[0].seq.wire(), 65530u16.wrapping_add(lost as u16));
+                assert_eq!(got[0].marker, lost + 1 == k);
+                assert_eq!(got[0].timestamp, 42);
+            }
+        }
+    }
+
+    #[test]
+    fn repair_headers_with_impossible_values_are_refused() {
+        assert_eq!(RepairPacket::parse(&[0; 13]), Err(FecError::TooShort(13)));
+        let mut p = vec![0u8; 14];
+        assert_eq!(RepairPacket::parse(&p), Err(FecError::BadSourceCount(0)));
+        p[2] = 129;
+        assert_eq!(RepairPacket::parse(&p), Err(FecError::BadSourceCount(129)));
+        p[2] = 4;
+        p[4] = 1;
+        assert!(matches!(RepairPacket::parse(&p), Err(FecError::BadRepairIndex { .. })));
+    }
+}
