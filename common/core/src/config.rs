@@ -71,6 +71,11 @@ pub struct Config {
     pub transport: TransportConfig,
     pub loss: LossConfig,
     pub mash: MashModelConfig,
+    pub quality: QualityCurveConfig,
+    pub capture: CaptureConfig,
+    pub delay: DelayConfig,
+    pub display: DisplayConfig,
+    pub input: InputConfig,
 }
 
 /// Shared-memory segments (`/dev/shm/<prefix>.<name>`).
@@ -235,6 +240,209 @@ impl Default for LossConfig {
     }
 }
 
+/// How mashing raises the quality the receiver asks the sender for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QualityCurveConfig {
+    /// Quality asked for when nobody mashes.
+    pub at_rest: Quality,
+    /// Quality asked for at full mashing.
+    pub at_full: Quality,
+    /// Shape of the curve: 1 is linear in the mash level.
+    pub exponent: f64,
+}
+
+impl Default for QualityCurveConfig {
+    fn default() -> Self {
+        QualityCurveConfig { at_rest: Quality::saturating(10), at_full: Quality::saturating(90), exponent: 1.0 }
+    }
+}
+
+/// Where frames come from: `"v4l2"`, `"synthetic"` or `"y4m:/path/to/file.y4m"`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum CaptureSource {
+    /// A webcam through Video4Linux2.
+    V4l2,
+    /// A moving test scene with the frame number and capture time stamped into the picture.
+    Synthetic,
+    /// A 4:2:0 Y4M file, looped.
+    Y4m(PathBuf),
+}
+
+impl TryFrom<String> for CaptureSource {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        match split_source(&s) {
+            ("v4l2", None) => Ok(CaptureSource::V4l2),
+            ("synthetic", None) => Ok(CaptureSource::Synthetic),
+            ("y4m", Some(path)) => Ok(CaptureSource::Y4m(PathBuf::from(path))),
+            _ => Err(format!("expected \"v4l2\", \"synthetic\" or \"y4m:PATH\", got {s:?}")),
+        }
+    }
+}
+
+impl From<CaptureSource> for String {
+    fn from(s: CaptureSource) -> String {
+        match s {
+            CaptureSource::V4l2 => "v4l2".to_owned(),
+            CaptureSource::Synthetic => "synthetic".to_owned(),
+            CaptureSource::Y4m(p) => format!("y4m:{}", p.display()),
+        }
+    }
+}
+
+/// `kind:argument` -> (kind, Some(argument)); a bare `kind` -> (kind, None). An empty
+/// argument counts as missing.
+fn split_source(s: &str) -> (&str, Option<&str>) {
+    match s.split_once(':') {
+        Some((kind, arg)) if !arg.is_empty() => (kind, Some(arg)),
+        Some((kind, _)) => (kind, None),
+        None => (s, None),
+    }
+}
+
+/// The camera or other frame source (sender).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CaptureConfig {
+    pub source: CaptureSource,
+    /// V4L2 device path; empty means the first device that can capture video.
+    pub device: String,
+}
+
+impl Default for CaptureConfig {
+    fn default() -> Self {
+        CaptureConfig { source: CaptureSource::V4l2, device: String::new() }
+    }
+}
+
+/// The delay between capture and encoding (sender).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DelayConfig {
+    /// Seconds of video held back; 0 passes frames straight through.
+    pub seconds: f64,
+    /// The delay buffer refuses to start if holding `seconds` of video needs more than this.
+    pub max_memory_mib: u32,
+}
+
+impl Default for DelayConfig {
+    fn default() -> Self {
+        DelayConfig { seconds: 30.0, max_memory_mib: 1024 }
+    }
+}
+
+/// Where the display sends the picture: `"window"`, `"frames:/dir"` or `"y4m:/file.y4m"`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum DisplayOutput {
+    /// An SDL2 window (X11, Wayland, or KMSDRM on a console).
+    Window,
+    /// Each presented picture as a numbered image file in this directory (headless).
+    Frames(PathBuf),
+    /// The presented pictures as one Y4M video (headless).
+    Y4m(PathBuf),
+}
+
+impl TryFrom<String> for DisplayOutput {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        match split_source(&s) {
+            ("window", None) => Ok(DisplayOutput::Window),
+            ("frames", Some(dir)) => Ok(DisplayOutput::Frames(PathBuf::from(dir))),
+            ("y4m", Some(path)) => Ok(DisplayOutput::Y4m(PathBuf::from(path))),
+            _ => Err(format!("expected \"window\", \"frames:DIR\" or \"y4m:PATH\", got {s:?}")),
+        }
+    }
+}
+
+impl From<DisplayOutput> for String {
+    fn from(o: DisplayOutput) -> String {
+        match o {
+            DisplayOutput::Window => "window".to_owned(),
+            DisplayOutput::Frames(p) => format!("frames:{}", p.display()),
+            DisplayOutput::Y4m(p) => format!("y4m:{}", p.display()),
+        }
+    }
+}
+
+/// The picture on the exhibit screen (receiver).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DisplayConfig {
+    pub output: DisplayOutput,
+    /// Fill the screen (window output).
+    pub fullscreen: bool,
+    /// How long a frame waits after arrival before it is shown, to smooth network jitter.
+    pub playout_delay_ms: u32,
+    /// Width of the border that glows green with the mash level, in pixels (0 = no glow).
+    pub glow_border_px: u32,
+    /// A one-line overlay with loss %, quality and fps.
+    pub hud: bool,
+}
+
+impl Default for DisplayConfig {
+    fn default() -> Self {
+        DisplayConfig {
+            output: DisplayOutput::Window,
+            fullscreen: true,
+            playout_delay_ms: 100,
+            glow_border_px: 32,
+            hud: false,
+        }
+    }
+}
+
+/// Where key presses come from: `"evdev"`, `"fifo:/path"` or `"script:PATTERN"`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum InputSource {
+    /// Every keyboard under /dev/input, found and followed through hot-plug.
+    Evdev,
+    /// Raw `struct input_event` records written into a named pipe (tests, remote control).
+    Fifo(PathBuf),
+    /// A scripted mashing pattern over time (the demo); the pattern's syntax is mash-input's.
+    Script(String),
+}
+
+impl TryFrom<String> for InputSource {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        match split_source(&s) {
+            ("evdev", None) => Ok(InputSource::Evdev),
+            ("fifo", Some(path)) => Ok(InputSource::Fifo(PathBuf::from(path))),
+            ("script", Some(pattern)) => Ok(InputSource::Script(pattern.to_owned())),
+            _ => Err(format!("expected \"evdev\", \"fifo:PATH\" or \"script:PATTERN\", got {s:?}")),
+        }
+    }
+}
+
+impl From<InputSource> for String {
+    fn from(i: InputSource) -> String {
+        match i {
+            InputSource::Evdev => "evdev".to_owned(),
+            InputSource::Fifo(p) => format!("fifo:{}", p.display()),
+            InputSource::Script(pattern) => format!("script:{pattern}"),
+        }
+    }
+}
+
+/// The keyboards visitors mash (receiver).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct InputConfig {
+    pub source: InputSource,
+    /// How often mash-input publishes the mash level (Hz, at least 50).
+    pub publish_hz: u32,
+}
+
+impl Default for InputConfig {
+    fn default() -> Self {
+        InputConfig { source: InputSource::Evdev, publish_hz: 100 }
+    }
+}
+
 impl Config {
     /// Read and validate a configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -396,6 +604,49 @@ impl Config {
             return invalid(
                 "mash.repeat_penalty",
                 format!("must be in 0.0..=1.0, got {}", m.repeat_penalty),
+            );
+        }
+
+        let q = &self.quality;
+        if q.at_full < q.at_rest {
+            return invalid(
+                "quality.at_full",
+                format!("must be at least quality.at_rest ({}), got {}", q.at_rest.get(), q.at_full.get()),
+            );
+        }
+        if !(q.exponent > 0.0 && q.exponent <= 10.0) {
+            return invalid("quality.exponent", format!("must be in (0, 10], got {}", q.exponent));
+        }
+
+        let d = &self.delay;
+        if !(0.0..=600.0).contains(&d.seconds) {
+            return invalid("delay.seconds", format!("must be in 0..=600, got {}", d.seconds));
+        }
+        if !(1..=65_536).contains(&d.max_memory_mib) {
+            return invalid(
+                "delay.max_memory_mib",
+                format!("must be in 1..=65536, got {}", d.max_memory_mib),
+            );
+        }
+
+        let p = &self.display;
+        if p.playout_delay_ms > 5_000 {
+            return invalid(
+                "display.playout_delay_ms",
+                format!("must be in 0..=5000, got {}", p.playout_delay_ms),
+            );
+        }
+        if p.glow_border_px > 512 {
+            return invalid(
+                "display.glow_border_px",
+                format!("must be in 0..=512, got {}", p.glow_border_px),
+            );
+        }
+
+        if !(50..=1000).contains(&self.input.publish_hz) {
+            return invalid(
+                "input.publish_hz",
+                format!("must be in 50..=1000, got {}", self.input.publish_hz),
             );
         }
         Ok(())

@@ -1,7 +1,8 @@
 //! Curves that turn the mash level into what the exhibit changes: the drop probability the loss
 //! filter applies and the codec quality the receiver asks for.
 
-use crate::units::{DropProbability, MashLevel};
+use crate::config::QualityCurveConfig;
+use crate::units::{DropProbability, MashLevel, Quality};
 
 /// Defaults of the loss curve (config section of loss-controller).
 pub mod loss_defaults {
@@ -81,6 +82,57 @@ impl LossCurve {
         let progress = (f64::from(level.get()) / f64::from(self.zero_loss_at.get())).min(1.0);
         let remaining = (1.0 - progress).max(0.0).powf(self.exponent);
         DropProbability::saturating(self.drop_at_rest.get() * remaining)
+    }
+}
+
+/// The quality curve: the codec quality the receiver asks for as a function of the mash level.
+///
+/// `quality(level) = at_rest + (at_full - at_rest) * level ^ exponent`, rounded; at_rest with
+/// nobody mashing, at_full at a saturated mash level.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct QualityCurve {
+    at_rest: Quality,
+    at_full: Quality,
+    exponent: f64,
+}
+
+impl QualityCurve {
+    /// The curve as configured (`[quality]`; the configuration has already checked the values).
+    pub fn from_config(config: &QualityCurveConfig) -> Self {
+        QualityCurve { at_rest: config.at_rest, at_full: config.at_full, exponent: config.exponent }
+    }
+
+    pub fn quality(&self, level: MashLevel) -> Quality {
+        let span = f64::from(self.at_full.get()) - f64::from(self.at_rest.get());
+        let shaped = f64::from(level.get()).clamp(0.0, 1.0).powf(self.exponent);
+        Quality::saturating((f64::from(self.at_rest.get()) + span * shaped).round() as i64)
+    }
+}
+
+#[cfg(test)]
+mod quality_curve_tests {
+    use super::*;
+
+    #[test]
+    fn quality_curve_runs_from_rest_to_full() {
+        let curve = QualityCurve::from_config(&QualityCurveConfig::default());
+        let table = [(0.0, 10), (0.25, 30), (0.5, 50), (1.0, 90)];
+        for (level, want) in table {
+            assert_eq!(curve.quality(MashLevel::new(level).unwrap()).get(), want, "level {level}");
+        }
+    }
+
+    #[test]
+    fn quality_curve_never_falls_as_mashing_increases() {
+        let config = QualityCurveConfig { exponent: 2.5, ..QualityCurveConfig::default() };
+        let curve = QualityCurve::from_config(&config);
+        let mut previous = curve.quality(MashLevel::IDLE);
+        for step in 1..=100u16 {
+            let q = curve.quality(MashLevel::new(f32::from(step) / 100.0).unwrap());
+            assert!(q >= previous);
+            previous = q;
+        }
+        assert_eq!(previous.get(), 90);
     }
 }
 

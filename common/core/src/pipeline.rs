@@ -5,6 +5,10 @@
 
 use std::fmt;
 
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+use crate::units::{MashLevel, Quality};
+
 /// Raw frames from the camera: capture writes, delay-buffer reads.
 pub const RAW_FRAMES: &str = "raw-frames";
 /// Frames released after the delay: delay-buffer writes, encoder reads.
@@ -17,6 +21,79 @@ pub const QUALITY_CELL: &str = "quality";
 pub const RECEIVED_PAYLOADS: &str = "received";
 /// Cell with the mash level: mash-input writes; loss-controller, display and net-rx read.
 pub const MASH_CELL: &str = "mash";
+
+/// The mash cell's value: how hard visitors are mashing, written by mash-input at 50 Hz or more.
+/// Plain data that any byte pattern is valid for; readers go through the accessors, which
+/// sanitise (a NaN level reads as idle).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct MashRecord {
+    level: f32,
+    /// Key presses currently inside the mash window.
+    presses_in_window: u32,
+    /// Key presses since mash-input started.
+    presses_total: u64,
+    /// CLOCK_MONOTONIC nanoseconds of this update.
+    updated_ns: u64,
+}
+
+const _: () = assert!(size_of::<MashRecord>() == 24);
+
+impl MashRecord {
+    pub fn new(level: MashLevel, presses_in_window: u32, presses_total: u64, updated_ns: u64) -> Self {
+        MashRecord { level: level.get(), presses_in_window, presses_total, updated_ns }
+    }
+
+    pub fn level(&self) -> MashLevel {
+        MashLevel::saturating(self.level)
+    }
+
+    pub fn presses_in_window(&self) -> u32 {
+        self.presses_in_window
+    }
+
+    pub fn presses_total(&self) -> u64 {
+        self.presses_total
+    }
+
+    pub fn updated_ns(&self) -> u64 {
+        self.updated_ns
+    }
+}
+
+/// The quality cell's value: the quality the encoder should use now, written by net-tx from the
+/// receiver's feedback (or its configured default when the feedback falls silent).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct QualityRecord {
+    /// 1..=100; anything else means "no request" and the encoder uses its configured quality.
+    quality: u32,
+    /// 1 while the value comes from live receiver feedback, 0 for the fallback default.
+    from_receiver: u32,
+    /// CLOCK_MONOTONIC nanoseconds of this update.
+    updated_ns: u64,
+}
+
+const _: () = assert!(size_of::<QualityRecord>() == 16);
+
+impl QualityRecord {
+    pub fn new(quality: Quality, from_receiver: bool, updated_ns: u64) -> Self {
+        QualityRecord { quality: u32::from(quality.get()), from_receiver: u32::from(from_receiver), updated_ns }
+    }
+
+    /// The requested quality, or `None` if the cell holds no valid request.
+    pub fn quality(&self) -> Option<Quality> {
+        u8::try_from(self.quality).ok().and_then(|q| Quality::new(q).ok())
+    }
+
+    pub fn from_receiver(&self) -> bool {
+        self.from_receiver == 1
+    }
+
+    pub fn updated_ns(&self) -> u64 {
+        self.updated_ns
+    }
+}
 
 /// Names of the statistics every service publishes in its `stats.<service>` cell, so
 /// `keymash status` can show any stage without knowing it.
@@ -142,6 +219,19 @@ mod tests {
             assert_eq!(s.stats_cell(), format!("stats.{}", s.name()));
         }
         assert_eq!(Service::from_name("nope"), None);
+    }
+
+    #[test]
+    fn cell_records_sanitise_what_they_read() {
+        let garbage = MashRecord::read_from_bytes(&[0xff; 24]).unwrap();
+        assert_eq!(garbage.level(), MashLevel::IDLE, "NaN must read as idle");
+        let q = QualityRecord::read_from_bytes(&[0xff; 16]).unwrap();
+        assert_eq!(q.quality(), None);
+        let q = QualityRecord::new(Quality::new(77).unwrap(), true, 5);
+        assert_eq!(q.quality().map(Quality::get), Some(77));
+        assert!(q.from_receiver());
+        let m = MashRecord::new(MashLevel::new(0.5).unwrap(), 3, 9, 1);
+        assert_eq!(m.level().get(), 0.5);
     }
 
     #[test]

@@ -89,6 +89,22 @@ fn an_unknown_enum_value_is_refused_by_key() {
 }
 
 #[test]
+fn sources_and_outputs_parse_from_kind_colon_argument() {
+    use keymash_core::config::{CaptureSource, DisplayOutput, InputSource};
+    let c = Config::from_toml_str(
+        "[capture]\nsource = \"y4m:/tmp/a.y4m\"\n[display]\noutput = \"frames:/tmp/f\"\n[input]\nsource = \"fifo:/run/k\"\n",
+    )
+    .unwrap();
+    assert_eq!(c.capture.source, CaptureSource::Y4m("/tmp/a.y4m".into()));
+    assert_eq!(c.display.output, DisplayOutput::Frames("/tmp/f".into()));
+    assert_eq!(c.input.source, InputSource::Fifo("/run/k".into()));
+    assert_names_key("[capture]\nsource = \"webcam\"\n", "capture.source");
+    assert_names_key("[capture]\nsource = \"y4m:\"\n", "capture.source");
+    assert_names_key("[display]\noutput = \"frames\"\n", "display.output");
+    assert_names_key("[input]\nsource = \"script:\"\n", "input.source");
+}
+
+#[test]
 fn a_bad_address_is_refused_by_key() {
     assert_names_key("[network]\nreceiver_address = \"not-an-ip\"\n", "network.receiver_address");
 }
@@ -128,6 +144,13 @@ fn range_checks_cover_every_bounded_key() {
         ("[mash]\nwindow_ms = 10\n", "mash.window_ms"),
         ("[mash]\nsaturation_score = 0.0\n", "mash.saturation_score"),
         ("[mash]\nrepeat_penalty = 2.0\n", "mash.repeat_penalty"),
+        ("[quality]\nat_rest = 50\nat_full = 40\n", "quality.at_full"),
+        ("[quality]\nexponent = 0.0\n", "quality.exponent"),
+        ("[delay]\nseconds = -1.0\n", "delay.seconds"),
+        ("[delay]\nmax_memory_mib = 0\n", "delay.max_memory_mib"),
+        ("[display]\nplayout_delay_ms = 10000\n", "display.playout_delay_ms"),
+        ("[display]\nglow_border_px = 1000\n", "display.glow_border_px"),
+        ("[input]\npublish_hz = 10\n", "input.publish_hz"),
     ];
     for (text, key) in table {
         assert_names_key(text, key);
