@@ -1,0 +1,240 @@
+//! MSB-first bit packing with Exp-Golomb codes, the payload's only variable-length code.
+//!
+//! Exp-Golomb is a fixed universal code (no tables, no adaptation): `n` is written as the binary
+//! form of `n + 1` preceded by one zero per bit after its first. Small values, which dominate
+//! quantised DCT data, cost one to five bits.
+
+/// Longest Exp-Golomb prefix the reader accepts: values below 2^20 - 1. Everything the encoder
+/// writes is far below (levels are clamped to [`crate::block::MAX_LEVEL`]); anything longer is
+/// corrupt input, refused before it can make the reader loop or overflow.
+pub const MAX_PREFIX_ZEROS: u32 = 19;
+
+/// Appends bits to a byte vector it owns while writing. The vector keeps its capacity between
+/// frames (it is handed back with [`BitWriter::into_inner`]), so writing does not allocate once
+/// warmed up.
+#[derive(Debug, Default)]
+pub struct BitWriter {
+    out: Vec<u8>,
+    acc: u64,
+    /// Bits in `acc` not yet moved to `out`, always < 32 between calls.
+    pending: u32,
+}
+
+/// Where a writer stood, to roll back a macroblock that did not fit.
+#[derive(Debug, Clone, Copy)]
+pub struct WriterMark {
+    len: usize,
+    acc: u64,
+    pending: u32,
+}
+
+impl BitWriter {
+    pub fn new(out: Vec<u8>) -> Self {
+        BitWriter { out, acc: 0, pending: 0 }
+    }
+
+    /// Writes the low `n` bits of `value` (n <= 32).
+    #[inline]
+    pub fn put(&mut self, value: u32, n: u32) {
+        debug_assert!(n <= 32);
+        debug_assert!(n == 32 || value >> n == 0);
+        self.acc = (self.acc << n) | u64::from(value);
+        self.pending += n;
+        if self.pending >= 32 {
+            self.pending -= 32;
+            let word = (self.acc >> self.pending) as u32;
+            self.out.extend_from_slice(&word.to_be_bytes());
+        }
+    }
+
+    /// Writes unsigned Exp-Golomb; returns the number of bits written. `v` must be below 2^16 - 1 (a 31-bit code).
+    #[inline]
+    pub fn put_ue(&mut self, v: u32) -> u32 {
+        let x = v + 1;
+        let bits = 32 - x.leading_zeros();
+        let n = 2 * bits - 1;
+        self.put(x, n);
+        n
+    }
+
+    /// Writes a signed value as Exp-Golomb of its zigzag mapping (0, 1, -1, 2, -2 ...).
+    #[inline]
+    pub fn put_se(&mut self, v: i32) -> u32 {
+        let mapped = if v > 0 { (v as u32) * 2 - 1 } else { v.unsigned_abs() * 2 };
+        self.put_ue(mapped)
+    }
+
+    /// Bits written so far into the vector, including pending ones.
+    pub fn bit_len(&self) -> usize {
+        self.out.len() * 8 + self.pending as usize
+    }
+
+    pub fn mark(&self) -> WriterMark {
+        WriterMark { len: self.out.len(), acc: self.acc, pending: self.pending }
+    }
+
+    pub fn rollback(&mut self, mark: WriterMark) {
+        self.out.truncate(mark.len);
+        self.acc = mark.acc;
+        self.pending = mark.pending;
+    }
+
+    /// Flushes pending bits, zero-padded to a whole byte; returns the padding bit count.
+    pub fn align_to_byte(&mut self) -> u32 {
+        let padding = (8 - self.pending % 8) % 8;
+        if padding > 0 {
+            self.put(0, padding);
+        }
+        while self.pending >= 8 {
+            self.pending -= 8;
+            self.out.push((self.acc >> self.pending) as u8);
+        }
+        padding
+    }
+
+    /// The bytes, for writing byte-aligned headers. Only valid right after [`Self::align_to_byte`].
+    pub fn bytes_mut(&mut self) -> &mut Vec<u8> {
+        debug_assert_eq!(self.pending, 0);
+        &mut self.out
+    }
+
+    /// Hands the vector back (call [`Self::align_to_byte`] first or pending bits are lost).
+    pub fn into_inner(self) -> Vec<u8> {
+        self.out
+    }
+}
+
+/// The bit stream ended before a code did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BitError {
+    #[error("bit stream truncated")]
+    Truncated,
+    #[error("Exp-Golomb code longer than {MAX_PREFIX_ZEROS} prefix bits")]
+    CodeTooLong,
+}
+
+/// Reads bits MSB-first from a byte slice, never past its end.
+#[derive(Debug)]
+pub struct BitReader<'a> {
+    data: &'a [u8],
+    /// Next bit to read, counted from the start of `data`.
+    pos: usize,
+}
+
+impl<'a> BitReader<'a> {
+    pub fn new(data: &'a [u8]) -> Self {
+        BitReader { data, pos: 0 }
+    }
+
+    pub fn bits_left(&self) -> usize {
+        self.data.len() * 8 - self.pos
+    }
+
+    /// The next up-to-32 bits, left-aligned in a u64 window, zero beyond the end.
+    #[inline]
+    fn peek_window(&self) -> u64 {
+        let byte = self.pos / 8;
+        if let Some(Ok(word)) = self.data.get(byte..byte + 8).map(<[u8; 8]>::try_from) {
+            return u64::from_be_bytes(word) << (self.pos % 8);
+        }
+        let mut buf = [0u8; 8];
+        let avail = self.data.len().saturating_sub(byte).min(8);
+        if let Some(src) = self.data.get(byte..byte + avail) {
+            buf[..avail].copy_from_slice(src);
+        }
+        u64::from_be_bytes(buf) << (self.pos % 8)
+    }
+
+    /// Reads `n` bits (n <= 32).
+    #[inline]
+    pub fn get(&mut self, n: u32) -> Result<u32, BitError> {
+        if n == 0 {
+            return Ok(0);
+        }
+        if (n as usize) > self.bits_left() {
+            return Err(BitError::Truncated);
+        }
+        let v = (self.peek_window() >> (64 - n)) as u32;
+        self.pos += n as usize;
+        Ok(v)
+    }
+
+    #[inline]
+    pub fn get_ue(&mut self) -> Result<u32, BitError> {
+        let window = self.peek_window();
+        let zeros = window.leading_zeros();
+        if zeros > MAX_PREFIX_ZEROS {
+            return if (zeros as usize) >= self.bits_left() {
+                Err(BitError::Truncated)
+            } else {
+                Err(BitError::CodeTooLong)
+            };
+        }
+        let n = 2 * zeros + 1;
+        if (n as usize) > self.bits_left() {
+            return Err(BitError::Truncated);
+        }
+        let x = (window >> (64 - n)) as u32;
+        self.pos += n as usize;
+        Ok(x - 1)
+    }
+
+    #[inline]
+    pub fn get_se(&mut self) -> Result<i32, BitError> {
+        let m = self.get_ue()?;
+        let half = (m >> 1) as i32;
+        Ok(if m & 1 == 1 { half + 1 } else { -half })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_golomb_codes_have_textbook_lengths_and_round_trip() {
+        let cases: &[(u32, u32)] = &[(0, 1), (1, 3), (2, 3), (3, 5), (6, 5), (7, 7), (4094, 23)];
+        let mut w = BitWriter::new(Vec::new());
+        for &(v, len) in cases {
+            assert_eq!(w.put_ue(v), len, "ue({v})");
+        }
+        for v in [-4095, -2, -1, 0, 1, 2, 4095] {
+            w.put_se(v);
+        }
+        w.put(0b101, 3);
+        w.align_to_byte();
+        let buf = w.into_inner();
+        let mut r = BitReader::new(&buf);
+        for &(v, _) in cases {
+            assert_eq!(r.get_ue().unwrap(), v);
+        }
+        for v in [-4095, -2, -1, 0, 1, 2, 4095] {
+            assert_eq!(r.get_se().unwrap(), v);
+        }
+        assert_eq!(r.get(3).unwrap(), 0b101);
+        assert!(r.bits_left() < 8);
+    }
+
+    #[test]
+    fn reader_refuses_truncated_and_overlong_codes() {
+        assert_eq!(BitReader::new(&[]).get_ue(), Err(BitError::Truncated));
+        assert_eq!(BitReader::new(&[0, 0, 0]).get_ue(), Err(BitError::Truncated));
+        assert_eq!(BitReader::new(&[0, 0, 0, 0, 0, 0xff]).get_ue(), Err(BitError::CodeTooLong));
+        assert_eq!(BitReader::new(&[0x01]).get_ue(), Err(BitError::Truncated));
+        assert_eq!(BitReader::new(&[0xff]).get(9), Err(BitError::Truncated));
+    }
+
+    #[test]
+    fn rollback_restores_the_writer_exactly() {
+        let mut w = BitWriter::new(Vec::new());
+        w.put(0x5, 3);
+        let mark = w.mark();
+        for _ in 0..20 {
+            w.put_ue(1000);
+        }
+        w.rollback(mark);
+        w.put(0x1f, 5);
+        assert_eq!(w.align_to_byte(), 0);
+        assert_eq!(w.into_inner(), vec![0b1011_1111]);
+    }
+}

@@ -1,0 +1,380 @@
+//! Quantisation of DCT blocks and the bit syntax of one macroblock.
+//!
+//! Macroblock syntax (all Exp-Golomb codes are MSB-first, see [`crate::bitio`]):
+//!
+//! ```text
+//! quality:  '1' = same quality as the previous macroblock of this payload
+//!           '0' + 7 bits (quality - 1)
+//! 6 blocks (Y top-left, Y top-right, Y bottom-left, Y bottom-right, U, V), each:
+//!   se(DC - predictor)   predictor = previous DC of the same component in this payload, else 0
+//!   ue(N)                number of non-zero AC coefficients, 0..=63
+//!   N times: ue(run) ue(|level| - 1) sign-bit   run = zeros skipped in zigzag order
+//! ```
+
+use crate::bitio::{BitError, BitReader, BitWriter};
+use crate::dct::{self, Block, TRANSPOSED};
+use crate::tables::{scaled_table, CHROMA_BASE, LUMA_BASE, ZIGZAG};
+use keymash_core::Quality;
+
+/// Largest quantised level magnitude. The DCT of 8-bit samples stays within +-1024 at quantiser 1;
+/// the margin covers rounding. Levels are clamped to it on encode and refused above it on decode.
+pub const MAX_LEVEL: i32 = 2047;
+
+/// Blocks per macroblock: four luma, one U, one V.
+pub const BLOCKS_PER_MACROBLOCK: usize = 6;
+
+/// Which predictor (and quantisation table) a block of a macroblock uses.
+pub const BLOCK_COMPONENT: [usize; BLOCKS_PER_MACROBLOCK] = [0, 0, 0, 0, 1, 2];
+
+/// Natural zigzag index `k` mapped into the transposed block layout the DCT produces.
+const ZIGZAG_TRANSPOSED: [u8; 64] = {
+    let mut t = [0u8; 64];
+    let mut k = 0;
+    while k < 64 {
+        t[k] = TRANSPOSED[ZIGZAG[k] as usize];
+        k += 1;
+    }
+    t
+};
+
+/// Quantiser and dequantiser multipliers for one quality, in the transposed DCT layout with the
+/// AAN scale factors folded in.
+#[derive(Debug, Clone)]
+struct QualityTables {
+    /// `[luma, chroma]`: 1 / (q * 8 * s_u * s_v).
+    quantise: [[f32; 64]; 2],
+    /// `[luma, chroma]`: q * s_u * s_v / 8.
+    dequantise: [[f32; 64]; 2],
+}
+
+/// The tables of all 100 qualities, computed once (about 100 KiB), so a quality map can change
+/// quality per macroblock at no cost.
+#[derive(Debug, Clone)]
+pub struct QuantTables {
+    by_quality: Vec<QualityTables>,
+}
+
+impl Default for QuantTables {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl QuantTables {
+    pub fn new() -> Self {
+        let by_quality = (Quality::MIN.get()..=Quality::MAX.get())
+            .map(|q| {
+                let quality = Quality::saturating(i64::from(q));
+                let mut t = QualityTables { quantise: [[0.0; 64]; 2], dequantise: [[0.0; 64]; 2] };
+                for (c, base) in [&LUMA_BASE, &CHROMA_BASE].into_iter().enumerate() {
+                    let table = scaled_table(base, quality);
+                    for (n, &qv) in table.iter().enumerate() {
+                        let s = dct::aan_scale(n / 8) * dct::aan_scale(n % 8);
+                        let t_idx = usize::from(TRANSPOSED[n]);
+                        t.quantise[c][t_idx] = (1.0 / (f64::from(qv) * 8.0 * s)) as f32;
+                        t.dequantise[c][t_idx] = (f64::from(qv) * s / 8.0) as f32;
+                    }
+                }
+                t
+            })
+            .collect();
+        QuantTables { by_quality }
+    }
+
+    fn get(&self, quality: Quality) -> &QualityTables {
+        // Quality is 1..=100 by construction and the vector holds 100 entries.
+        &self.by_quality[usize::from(quality.get() - 1)]
+    }
+}
+
+/// One block after quantisation: levels in zigzag order and which of them are non-zero.
+#[derive(Debug, Clone, Copy)]
+pub struct QuantisedBlock {
+    pub levels: [i16; 64],
+    /// Bit k set when `levels[k] != 0`.
+    pub nonzero: u64,
+}
+
+impl Default for QuantisedBlock {
+    fn default() -> Self {
+        QuantisedBlock { levels: [0; 64], nonzero: 0 }
+    }
+}
+
+/// A macroblock ready to be written: its quality and six quantised blocks.
+#[derive(Debug, Clone, Copy)]
+pub struct QuantisedMacroblock {
+    pub quality: Quality,
+    pub blocks: [QuantisedBlock; BLOCKS_PER_MACROBLOCK],
+}
+
+impl Default for QuantisedMacroblock {
+    fn default() -> Self {
+        QuantisedMacroblock { quality: Quality::MAX, blocks: [QuantisedBlock::default(); 6] }
+    }
+}
+
+#[inline]
+fn load_block(plane: &[u8], stride: usize, x: usize, y: usize) -> Block {
+    let mut b: Block = [[0.0; 8]; 8];
+    for (r, row) in b.iter_mut().enumerate() {
+        let start = (y + r) * stride + x;
+        let src = &plane[start..start + 8];
+        for (d, &s) in row.iter_mut().zip(src) {
+            *d = f32::from(s) - 128.0;
+        }
+    }
+    b
+}
+
+#[inline]
+fn quantise_block(b: &Block, quantise: &[f32; 64], out: &mut QuantisedBlock) {
+    let flat = b.as_flattened();
+    let mut transposed_levels = [0i16; 64];
+    for ((l, &c), &m) in transposed_levels.iter_mut().zip(flat).zip(quantise) {
+        // Clamp to the level range the syntax allows, then round half away from zero (adding
+        // +-0.5 and truncating, which SSE2 does in one instruction where `round` is a libm call).
+        let v = (c * m).clamp(-(MAX_LEVEL as f32), MAX_LEVEL as f32);
+        *l = (v + 0.5f32.copysign(v)) as i16;
+    }
+    let mut nonzero = 0u64;
+    for (k, (dst, &t)) in out.levels.iter_mut().zip(&ZIGZAG_TRANSPOSED).enumerate() {
+        let v = transposed_levels[usize::from(t)];
+        *dst = v;
+        nonzero |= u64::from(v != 0) << k;
+    }
+    out.nonzero = nonzero;
+}
+
+/// Transforms and quantises macroblock (`mb_x`, `mb_y`) of a frame's planes at `quality`.
+#[allow(clippy::too_many_arguments)]
+pub fn quantise_macroblock(
+    tables: &QuantTables,
+    planes: [&[u8]; 3],
+    width: usize,
+    mb_x: usize,
+    mb_y: usize,
+    quality: Quality,
+    out: &mut QuantisedMacroblock,
+) {
+    let t = tables.get(quality);
+    out.quality = quality;
+    let (lx, ly) = (mb_x * 16, mb_y * 16);
+    let (cx, cy) = (mb_x * 8, mb_y * 8);
+    let cw = width / 2;
+    let origins = [
+        (0, lx, ly, width),
+        (0, lx + 8, ly, width),
+        (0, lx, ly + 8, width),
+        (0, lx + 8, ly + 8, width),
+        (1, cx, cy, cw),
+        (2, cx, cy, cw),
+    ];
+    for (&(plane, x, y, stride), dst) in origins.iter().zip(out.blocks.iter_mut()) {
+        let mut b = load_block(planes[plane], stride, x, y);
+        dct::forward(&mut b);
+        quantise_block(&b, &t.quantise[usize::from(plane != 0)], dst);
+    }
+}
+
+/// Running state of a payload's bit stream: DC predictors and the last quality written.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PredictionState {
+    dc: [i32; 3],
+    quality: Option<Quality>,
+}
+
+/// Bits spent per syntax element, to see where the bytes go.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BitBreakdown {
+    pub quality_bits: u64,
+    pub dc_bits: u64,
+    pub ac_count_bits: u64,
+    pub ac_run_bits: u64,
+    pub ac_level_bits: u64,
+}
+
+impl std::ops::AddAssign for BitBreakdown {
+    fn add_assign(&mut self, o: Self) {
+        self.quality_bits += o.quality_bits;
+        self.dc_bits += o.dc_bits;
+        self.ac_count_bits += o.ac_count_bits;
+        self.ac_run_bits += o.ac_run_bits;
+        self.ac_level_bits += o.ac_level_bits;
+    }
+}
+
+/// Writes a macroblock, keeping AC coefficients up to zigzag index `last_index` (63 = all; lower
+/// values drop the highest frequencies to make an oversize macroblock fit a payload).
+pub fn write_macroblock(
+    w: &mut BitWriter,
+    mb: &QuantisedMacroblock,
+    last_index: u32,
+    state: &mut PredictionState,
+) -> BitBreakdown {
+    let mut bits = BitBreakdown::default();
+    if state.quality == Some(mb.quality) {
+        w.put(1, 1);
+        bits.quality_bits += 1;
+    } else {
+        w.put(u32::from(mb.quality.get() - 1), 8);
+        bits.quality_bits += 8;
+        state.quality = Some(mb.quality);
+    }
+    // AC positions 1..=last_index.
+    let ac_mask: u64 = if last_index >= 63 { !1 } else { ((1u64 << (last_index + 1)) - 1) & !1 };
+    for (block, &component) in mb.blocks.iter().zip(&BLOCK_COMPONENT) {
+        let dc = i32::from(block.levels[0]);
+        bits.dc_bits += u64::from(w.put_se(dc - state.dc[component]));
+        state.dc[component] = dc;
+        let mut mask = block.nonzero & ac_mask;
+        bits.ac_count_bits += u64::from(w.put_ue(mask.count_ones()));
+        let mut prev = 0u32;
+        while mask != 0 {
+            let k = mask.trailing_zeros();
+            mask &= mask - 1;
+            bits.ac_run_bits += u64::from(w.put_ue(k - prev - 1));
+            prev = k;
+            let level = i32::from(block.levels[k as usize]);
+            let magnitude = level.unsigned_abs() - 1;
+            let x = magnitude + 1;
+            let len = 32 - x.leading_zeros();
+            // ue(|level| - 1) followed by the sign bit, in one put.
+            let n = 2 * len;
+            w.put((x << 1) | u32::from(level < 0), n);
+            bits.ac_level_bits += u64::from(n);
+        }
+    }
+    bits
+}
+
+/// Why the bits of a macroblock could not be decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum MacroblockError {
+    #[error(transparent)]
+    Bits(#[from] BitError),
+    #[error("quality {0} is outside 1..=100")]
+    QualityOutOfRange(u32),
+    #[error("first macroblock of a payload repeats a quality that was never given")]
+    RepeatedQualityWithoutPrevious,
+    #[error("block claims {0} AC coefficients, at most 63 exist")]
+    TooManyCoefficients(u32),
+    #[error("run of zeros leads past the last coefficient")]
+    RunPastEnd,
+    #[error("level {0} exceeds the maximum magnitude {MAX_LEVEL}")]
+    LevelOutOfRange(i64),
+}
+
+/// Reads one macroblock's bits into dequantised, transposed DCT blocks ready for the inverse DCT.
+pub fn read_macroblock(
+    r: &mut BitReader<'_>,
+    tables: &QuantTables,
+    state: &mut PredictionState,
+    out: &mut [Block; BLOCKS_PER_MACROBLOCK],
+) -> Result<Quality, MacroblockError> {
+    let quality = if r.get(1)? == 1 {
+        state.quality.ok_or(MacroblockError::RepeatedQualityWithoutPrevious)?
+    } else {
+        let q = r.get(7)? + 1;
+        let quality = u8::try_from(q)
+            .ok()
+            .and_then(|q| Quality::new(q).ok())
+            .ok_or(MacroblockError::QualityOutOfRange(q))?;
+        state.quality = Some(quality);
+        quality
+    };
+    let t = tables.get(quality);
+    for (dst, &component) in out.iter_mut().zip(&BLOCK_COMPONENT) {
+        let dequantise = &t.dequantise[usize::from(component != 0)];
+        *dst = [[0.0; 8]; 8];
+        let flat = dst.as_flattened_mut();
+        let dc = i64::from(state.dc[component]) + i64::from(r.get_se()?);
+        if dc.abs() > i64::from(MAX_LEVEL) {
+            return Err(MacroblockError::LevelOutOfRange(dc));
+        }
+        state.dc[component] = dc as i32;
+        flat[0] = dc as f32 * dequantise[0];
+        let count = r.get_ue()?;
+        if count > 63 {
+            return Err(MacroblockError::TooManyCoefficients(count));
+        }
+        let mut k = 0u32;
+        for _ in 0..count {
+            k += r.get_ue()? + 1;
+            if k > 63 {
+                return Err(MacroblockError::RunPastEnd);
+            }
+            let magnitude = i64::from(r.get_ue()?) + 1;
+            if magnitude > i64::from(MAX_LEVEL) {
+                return Err(MacroblockError::LevelOutOfRange(magnitude));
+            }
+            let level = if r.get(1)? == 1 { -magnitude } else { magnitude };
+            let t_idx = usize::from(ZIGZAG_TRANSPOSED[k as usize]);
+            flat[t_idx] = level as f32 * dequantise[t_idx];
+        }
+    }
+    Ok(quality)
+}
+
+/// Inverse-transforms a dequantised block and stores it as 8x8 samples.
+#[inline]
+pub fn store_block(b: &mut Block, plane: &mut [u8], stride: usize, x: usize, y: usize) {
+    dct::inverse(b);
+    for (r, row) in b.iter().enumerate() {
+        let start = (y + r) * stride + x;
+        let dst = &mut plane[start..start + 8];
+        for (d, &s) in dst.iter_mut().zip(row) {
+            *d = (s + 128.5).clamp(0.0, 255.0) as u8;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantised_levels_follow_the_ijg_tables() {
+        // A flat block of value 128 + 64 has DC = 8 * 64 = 512 in JPEG units; at quality 50 the luma
+        // DC quantiser is 16, so the level is 32; every AC level is zero.
+        let tables = QuantTables::new();
+        let plane = vec![192u8; 16 * 16];
+        let chroma = vec![128u8; 8 * 8];
+        let mut mb = QuantisedMacroblock::default();
+        quantise_macroblock(&tables, [&plane, &chroma, &chroma], 16, 0, 0, Quality::new(50).unwrap(), &mut mb);
+        for b in &mb.blocks[..4] {
+            assert_eq!(b.levels[0], 32);
+            assert_eq!(b.nonzero, 1);
+        }
+        assert_eq!(mb.blocks[4].nonzero, 0);
+    }
+
+    #[test]
+    fn a_macroblock_survives_writing_and_reading() {
+        let tables = QuantTables::new();
+        let mut y = vec![0u8; 16 * 16];
+        for (i, p) in y.iter_mut().enumerate() {
+            *p = ((i * 37) % 251) as u8;
+        }
+        let u: Vec<u8> = (0..64).map(|i| (i * 3) as u8).collect();
+        let v: Vec<u8> = (0..64).map(|i| 255 - (i * 2) as u8).collect();
+        for quality in [1u8, 30, 75, 100] {
+            let mut mb = QuantisedMacroblock::default();
+            quantise_macroblock(&tables, [&y, &u, &v], 16, 0, 0, Quality::new(quality).unwrap(), &mut mb);
+            let mut w = BitWriter::new(Vec::new());
+            let mut st = PredictionState::default();
+            write_macroblock(&mut w, &mb, 63, &mut st);
+            write_macroblock(&mut w, &mb, 63, &mut st);
+            w.align_to_byte();
+            let bytes = w.into_inner();
+            let mut r = BitReader::new(&bytes);
+            let mut st = PredictionState::default();
+            let mut blocks = [[[0.0f32; 8]; 8]; 6];
+            for _ in 0..2 {
+                let got = read_macroblock(&mut r, &tables, &mut st, &mut blocks).unwrap();
+                assert_eq!(got.get(), quality);
+            }
+            assert!(r.bits_left() < 8);
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! The decoder: applies payloads, in any order and with any missing, to a persistent frame.
+
+use crate::bitio::BitReader;
+use crate::block::{read_macroblock, store_block, MacroblockError, PredictionState, QuantTables};
+use crate::encoder::position_of;
+use crate::frame::I420Frame;
+use crate::geometry::FrameGeometry;
+use crate::payload::{HeaderError, PayloadHeader, HEADER_LEN};
+use keymash_core::FrameNo;
+
+/// Why a payload was refused. Payloads come from the network, so every cause is an input error,
+/// never a panic.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error(transparent)]
+    Header(#[from] HeaderError),
+    #[error("payload is for a {width}x{height} frame, this decoder shows {expected}")]
+    GeometryMismatch { expected: FrameGeometry, width: u16, height: u16 },
+    #[error("macroblocks {first}..{first}+{count} run past the frame's {frame_macroblocks}")]
+    MacroblocksOutOfFrame { first: u16, count: u16, frame_macroblocks: usize },
+    #[error("macroblock {index} of the payload is malformed: {cause}")]
+    Macroblock { index: u16, cause: MacroblockError },
+    #[error("{0} bytes left over after the last macroblock")]
+    TrailingBytes(usize),
+}
+
+/// What a successfully applied payload was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PayloadInfo {
+    pub frame_no: FrameNo,
+    pub payload_index: u16,
+    pub payload_count: u16,
+    /// Macroblocks written to the frame.
+    pub macroblocks: u16,
+}
+
+/// Decodes payloads into a persistent I420 frame: blocks no payload touched keep their old
+/// content, which is what a lost packet looks like on screen.
+#[derive(Debug)]
+pub struct Decoder {
+    frame: I420Frame,
+    tables: QuantTables,
+}
+
+impl Decoder {
+    /// A decoder whose frame starts mid-grey.
+    pub fn new(geometry: FrameGeometry) -> Self {
+        Decoder { frame: I420Frame::grey(geometry), tables: QuantTables::new() }
+    }
+
+    pub fn geometry(&self) -> FrameGeometry {
+        self.frame.geometry()
+    }
+
+    /// The picture as the payloads applied so far left it.
+    pub fn frame(&self) -> &I420Frame {
+        &self.frame
+    }
+
+    /// Back to mid-grey.
+    pub fn reset(&mut self) {
+        self.frame = I420Frame::grey(self.frame.geometry());
+    }
+
+    /// Decodes one payload into the frame.
+    ///
+    /// The header is checked in full before anything is written. Macroblocks are written as they
+    /// decode, so if a corrupt payload fails half-way, the macroblocks before the fault are
+    /// already on screen (each is whole: a macroblock is written only after all of it decoded).
+    pub fn apply(&mut self, payload: &[u8]) -> Result<PayloadInfo, DecodeError> {
+        let header = PayloadHeader::parse(payload)?;
+        let geometry = self.frame.geometry();
+        if !header.matches(geometry) {
+            return Err(DecodeError::GeometryMismatch {
+                expected: geometry,
+                width: header.width,
+                height: header.height,
+            });
+        }
+        let n = geometry.mb_count();
+        if usize::from(header.first_seq) + usize::from(header.mb_count) > n {
+            return Err(DecodeError::MacroblocksOutOfFrame {
+                first: header.first_seq,
+                count: header.mb_count,
+                frame_macroblocks: n,
+            });
+        }
+        let body = payload.get(HEADER_LEN..).unwrap_or_default();
+        let mut reader = BitReader::new(body);
+        let mut state = PredictionState::default();
+        let mut blocks = [[[0f32; 8]; 8]; 6];
+        let cols = geometry.mb_cols();
+        let width = geometry.width();
+        let cw = geometry.chroma_width();
+        for index in 0..header.mb_count {
+            read_macroblock(&mut reader, &self.tables, &mut state, &mut blocks)
+                .map_err(|cause| DecodeError::Macroblock { index, cause })?;
+            let seq = usize::from(header.first_seq) + usize::from(index);
+            let position = position_of(seq, usize::from(header.mb_stride), n);
+            let (mx, my) = (position % cols, position / cols);
+            let (lx, ly, cx, cy) = (mx * 16, my * 16, mx * 8, my * 8);
+            let (y, u, v) = self.frame.planes_mut();
+            let [b0, b1, b2, b3, bu, bv] = &mut blocks;
+            store_block(b0, y, width, lx, ly);
+            store_block(b1, y, width, lx + 8, ly);
+            store_block(b2, y, width, lx, ly + 8);
+            store_block(b3, y, width, lx + 8, ly + 8);
+            store_block(bu, u, cw, cx, cy);
+            store_block(bv, v, cw, cx, cy);
+        }
+        let left = reader.bits_left();
+        if left >= 8 {
+            return Err(DecodeError::TrailingBytes(left / 8));
+        }
+        Ok(PayloadInfo {
+            frame_no: header.frame_no,
+            payload_index: header.payload_index,
+            payload_count: header.payload_count,
+            macroblocks: header.mb_count,
+        })
+    }
+}

@@ -1,0 +1,140 @@
+//! Frame sizes the codec accepts, and the macroblock grid they imply.
+
+/// Side of a macroblock in luma pixels: four 8x8 luma blocks, two 8x8 chroma blocks (4:2:0).
+pub const MACROBLOCK_SIZE: usize = 16;
+
+/// Largest width or height accepted; bounds memory per frame.
+pub const MAX_DIMENSION: usize = 4096;
+
+/// Most macroblocks per frame: macroblock numbers and payload counts travel as u16.
+pub const MAX_MACROBLOCKS: usize = u16::MAX as usize;
+
+/// Why a frame size was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GeometryError {
+    #[error("frame size {width}x{height} is not a multiple of {MACROBLOCK_SIZE} in both directions")]
+    NotMacroblockAligned { width: usize, height: usize },
+    #[error("frame size {width}x{height} is empty")]
+    Empty { width: usize, height: usize },
+    #[error("frame size {width}x{height} exceeds the maximum of {MAX_DIMENSION} per side")]
+    TooLarge { width: usize, height: usize },
+    #[error("frame size {width}x{height} has more than {MAX_MACROBLOCKS} macroblocks")]
+    TooManyMacroblocks { width: usize, height: usize },
+}
+
+/// A frame size the codec can code: both sides a non-zero multiple of 16, at most 4096.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FrameGeometry {
+    width: u16,
+    height: u16,
+}
+
+impl FrameGeometry {
+    /// 640x480, the installation's default camera mode.
+    pub const VGA: FrameGeometry = FrameGeometry { width: 640, height: 480 };
+    /// 1280x720, the larger mode the codec must also handle.
+    pub const HD720: FrameGeometry = FrameGeometry { width: 1280, height: 720 };
+
+    pub fn new(width: usize, height: usize) -> Result<Self, GeometryError> {
+        if width == 0 || height == 0 {
+            return Err(GeometryError::Empty { width, height });
+        }
+        if width > MAX_DIMENSION || height > MAX_DIMENSION {
+            return Err(GeometryError::TooLarge { width, height });
+        }
+        if width % MACROBLOCK_SIZE != 0 || height % MACROBLOCK_SIZE != 0 {
+            return Err(GeometryError::NotMacroblockAligned { width, height });
+        }
+        if (width / MACROBLOCK_SIZE) * (height / MACROBLOCK_SIZE) > MAX_MACROBLOCKS {
+            return Err(GeometryError::TooManyMacroblocks { width, height });
+        }
+        // Both fit in u16 after the MAX_DIMENSION check.
+        Ok(FrameGeometry { width: width as u16, height: height as u16 })
+    }
+
+    pub fn width(self) -> usize {
+        usize::from(self.width)
+    }
+
+    pub fn height(self) -> usize {
+        usize::from(self.height)
+    }
+
+    /// Width of each chroma plane (4:2:0).
+    pub fn chroma_width(self) -> usize {
+        self.width() / 2
+    }
+
+    /// Height of each chroma plane (4:2:0).
+    pub fn chroma_height(self) -> usize {
+        self.height() / 2
+    }
+
+    pub fn luma_len(self) -> usize {
+        self.width() * self.height()
+    }
+
+    pub fn chroma_len(self) -> usize {
+        self.chroma_width() * self.chroma_height()
+    }
+
+    /// Macroblock columns.
+    pub fn mb_cols(self) -> usize {
+        self.width() / MACROBLOCK_SIZE
+    }
+
+    /// Macroblock rows.
+    pub fn mb_rows(self) -> usize {
+        self.height() / MACROBLOCK_SIZE
+    }
+
+    /// Macroblocks per frame; at most [`MAX_MACROBLOCKS`].
+    pub fn mb_count(self) -> usize {
+        self.mb_cols() * self.mb_rows()
+    }
+
+    /// Length of a YUYV 4:2:2 frame of this size (two bytes per pixel).
+    pub fn yuyv_len(self) -> usize {
+        self.luma_len() * 2
+    }
+}
+
+impl std::fmt::Display for FrameGeometry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}x{}", self.width, self.height)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_only_non_empty_multiples_of_16_up_to_4096() {
+        let cases: &[(usize, usize, bool)] = &[
+            (640, 480, true),
+            (1280, 720, true),
+            (16, 16, true),
+            (4096, 4080, true),
+            (4096, 4096, false),
+            (0, 480, false),
+            (640, 0, false),
+            (641, 480, false),
+            (640, 488, false),
+            (1920, 1080, false),
+            (4112, 16, false),
+            (usize::MAX, 16, false),
+        ];
+        for &(w, h, ok) in cases {
+            assert_eq!(FrameGeometry::new(w, h).is_ok(), ok, "{w}x{h}");
+        }
+    }
+
+    #[test]
+    fn macroblock_grid_follows_the_size() {
+        let g = FrameGeometry::new(1280, 720).unwrap();
+        assert_eq!((g.mb_cols(), g.mb_rows(), g.mb_count()), (80, 45, 3600));
+        assert_eq!((g.chroma_width(), g.chroma_height()), (640, 360));
+        assert_eq!(FrameGeometry::new(4096, 4080).unwrap().mb_count(), 65280);
+    }
+}
