@@ -1,11 +1,15 @@
 //! The keymash transport: RTP/RTCP, receive window, pacing, XOR FEC and NACK, as sans-IO state machines.
 #![forbid(unsafe_code)]
 
+pub mod config;
 pub mod fec;
+pub mod keepalive;
+pub mod nack;
 pub mod pacer;
 pub mod rtcp;
 pub mod rtp;
 pub mod seq;
+pub mod stats;
 pub mod window;
 
 /// A datagram the caller should send to the peer.

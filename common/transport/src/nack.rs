@@ -1,0 +1,232 @@
+//! NACK bookkeeping on both ends.
+//!
+//! Receiver ([`NackTracker`]): a gap in the sequence numbers is NACKed once it has outlived the
+//! reorder tolerance, then again at most once per RTT, at most `max_tries` times, and never
+//! past the retransmit deadline. Sender ([`RetransmitHistory`]): a bounded ring of sent packets;
+//! a packet past its deadline is never sent again (stale video is useless).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use crate::seq::SeqNo;
+
+/// Most sequence numbers the receiver tracks as missing (a long outage is not NACKed whole).
+pub const MAX_MISSING: usize = 512;
+
+#[derive(Debug, Clone)]
+struct Missing {
+    detected: Instant,
+    last_nack: Option<Instant>,
+    tries: u8,
+}
+
+/// Receiver-side NACK state.
+#[derive(Debug, Clone)]
+pub struct NackTracker {
+    missing: BTreeMap<SeqNo, Missing>,
+    reorder_tolerance: Duration,
+    deadline: Duration,
+    max_tries: u8,
+}
+
+/// What the tracker knew about a packet that has now arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrival {
+    /// Not missing (in order, or never noticed).
+    Expected,
+    /// Was missing but not NACKed yet: reordered.
+    Reordered,
+    /// Was NACKed; `last_nack` is when the latest NACK left (an RTT sample).
+    AfterNack { last_nack: Instant },
+}
+
+impl NackTracker {
+    pub fn new(reorder_tolerance: Duration, deadline: Duration, max_tries: u8) -> Self {
+        NackTracker { missing: BTreeMap::new(), reorder_tolerance, deadline, max_tries }
+    }
+
+    /// A packet arrived; `highest_before` is the highest sequence number seen before it.
+    pub fn on_arrival(&mut self, now: Instant, seq: SeqNo, highest_before: Option<SeqNo>) -> Arrival {
+        if let Some(h) = highest_before {
+            if seq > h.next() {
+                let first = SeqNo::new(h.get() + 1).max(SeqNo::new(seq.get().saturating_sub(MAX_MISSING as u64)));
+                let mut s = first;
+                while s < seq {
+                    self.missing.insert(s, Missing { detected: now, last_nack: None, tries: 0 });
+                    s = s.next();
+                }
+                while self.missing.len() > MAX_MISSING {
+                    self.missing.pop_first();
+                }
+            }
+        }
+        match self.missing.remove(&seq) {
+            None => Arrival::Expected,
+            Some(Missing { last_nack: Some(t), .. }) => Arrival::AfterNack { last_nack: t },
+            Some(_) => Arrival::Reordered,
+        }
+    }
+
+    /// Stop tracking everything before `seq` (the consumer has moved past it).
+    pub fn forget_before(&mut self, seq: SeqNo) {
+        self.missing = self.missing.split_off(&seq);
+    }
+
+    /// Stop tracking one packet (recovered by other means).
+    pub fn forget(&mut self, seq: SeqNo) {
+        self.missing.remove(&seq);
+    }
+
+    /// Sequence numbers to NACK at `now`; marks them NACKed.
+    pub fn due(&mut self, now: Instant, rtt: Duration) -> Vec<SeqNo> {
+        let mut out = Vec::new();
+        let (tolerance, deadline, max_tries) = (self.reorder_tolerance, self.deadline, self.max_tries);
+        self.missing.retain(|seq, m| {
+            let age = now.saturating_duration_since(m.detected);
+            if age >= deadline || m.tries >= max_tries && m.last_nack.is_some_and(|t| now.saturating_duration_since(t) >= rtt) {
+                return false;
+            }
+            let ready = age >= tolerance && m.tries < max_tries && m.last_nack.is_none_or(|t| now.saturating_duration_since(t) >= rtt);
+            if ready {
+                m.tries += 1;
+                m.last_nack = Some(now);
+                out.push(*seq);
+            }
+            true
+        });
+        out
+    }
+
+    /// When [`Self::due`] may next return something.
+    pub fn next_due(&self, rtt: Duration) -> Option<Instant> {
+        self.missing
+            .values()
+            .filter(|m| m.tries < self.max_tries)
+            .map(|m| match m.last_nack {
+                None => m.detected + self.reorder_tolerance,
+                Some(t) => t + rtt,
+            })
+            .min()
+    }
+
+    pub fn missing_count(&self) -> usize {
+        self.missing.len()
+    }
+}
+
+/// Why a NACKed packet was not retransmitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RetransmitRefused {
+    #[error("packet {0} is no longer in the retransmit history")]
+    NotInHistory(SeqNo),
+    #[error("packet {0} is past its deadline")]
+    PastDeadline(SeqNo),
+}
+
+/// Sender-side bounded history of sent media packets.
+#[derive(Debug, Clone)]
+pub struct RetransmitHistory {
+    slots: Vec<Option<(SeqNo, Instant, Vec<u8>)>>,
+    deadline: Duration,
+}
+
+impl RetransmitHistory {
+    pub fn new(capacity: usize, deadline: Duration) -> Self {
+        RetransmitHistory { slots: (0..capacity.max(1)).map(|_| None).collect(), deadline }
+    }
+
+    fn index(&self, seq: SeqNo) -> usize {
+        (seq.get() % self.slots.len() as u64) as usize
+    }
+
+    /// Remember a packet first sent at `sent_at`.
+    pub fn insert(&mut self, seq: SeqNo, sent_at: Instant, packet: &[u8]) {
+        let i = self.index(seq);
+        match &mut self.slots[i] {
+            Some((s, t, bytes)) => {
+                *s = seq;
+                *t = sent_at;
+                bytes.clear();
+                bytes.extend_from_slice(packet);
+            }
+            slot @ None => *slot = Some((seq, sent_at, packet.to_vec())),
+        }
+    }
+
+    /// The packet to resend at `now`, unless it is gone or stale.
+    pub fn get(&self, seq: SeqNo, now: Instant) -> Result<&[u8], RetransmitRefused> {
+        match &self.slots[self.index(seq)] {
+            Some((s, sent_at, bytes)) if *s == seq => {
+                if now.saturating_duration_since(*sent_at) >= self.deadline {
+                    Err(RetransmitRefused::PastDeadline(seq))
+                } else {
+                    Ok(bytes)
+                }
+            }
+            _ => Err(RetransmitRefused::NotInHistory(seq)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(n: u64) -> SeqNo {
+        SeqNo::new(n)
+    }
+
+    #[test]
+    fn a_gap_is_nacked_after_the_tolerance_then_once_per_rtt_up_to_the_limit() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let rtt = ms(20);
+        let mut n = NackTracker::new(ms(5), ms(150), 3);
+        assert_eq!(n.on_arrival(t0, s(10), None), Arrival::Expected);
+        n.on_arrival(t0, s(13), Some(s(10)));
+        // (time, expected NACKs)
+        let steps: &[(u64, &[u64])] = &[(0, &[]), (4, &[]), (5, &[11, 12]), (6, &[]), (24, &[]), (25, &[11, 12]), (45, &[11, 12]), (65, &[]), (100, &[])];
+        for (at, want) in steps {
+            let got: Vec<u64> = n.due(t0 + ms(*at), rtt).iter().map(|q| q.get()).collect();
+            assert_eq!(&got[..], *want, "at {at} ms");
+        }
+    }
+
+    #[test]
+    fn an_arrival_tells_whether_it_was_reordered_or_nacked() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut n = NackTracker::new(ms(5), ms(150), 3);
+        n.on_arrival(t0, s(1), None);
+        n.on_arrival(t0, s(4), Some(s(1)));
+        assert_eq!(n.on_arrival(t0, s(2), Some(s(4))), Arrival::Reordered);
+        n.due(t0 + ms(5), ms(20));
+        assert_eq!(n.on_arrival(t0 + ms(9), s(3), Some(s(4))), Arrival::AfterNack { last_nack: t0 + ms(5) });
+        assert_eq!(n.missing_count(), 0);
+    }
+
+    #[test]
+    fn nothing_is_nacked_past_the_deadline() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut n = NackTracker::new(ms(5), ms(30), 10);
+        n.on_arrival(t0, s(1), None);
+        n.on_arrival(t0, s(3), Some(s(1)));
+        assert_eq!(n.due(t0 + ms(29), ms(100)).len(), 1);
+        assert_eq!(n.due(t0 + ms(30), ms(0)).len(), 0);
+        assert_eq!(n.missing_count(), 0);
+    }
+
+    #[test]
+    fn the_history_refuses_stale_and_overwritten_packets() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut h = RetransmitHistory::new(4, ms(100));
+        for q in 0..6 {
+            h.insert(s(q), t0, &[q as u8]);
+        }
+        assert_eq!(h.get(s(5), t0 + ms(99)), Ok(&[5u8][..]));
+        assert_eq!(h.get(s(5), t0 + ms(100)), Err(RetransmitRefused::PastDeadline(s(5))));
+        assert_eq!(h.get(s(1), t0), Err(RetransmitRefused::NotInHistory(s(1))));
+    }
+}
