@@ -147,7 +147,7 @@ static __always_inline struct udphdr *km_udp_header(void *l3, void *end, __be16 
 	return NULL;
 }
 
-SEC("tc")
+SEC("classifier")
 int keymash_loss(struct __sk_buff *skb)
 {
 	void *data = (void *)(long)skb->data;
