@@ -28,9 +28,9 @@ pub const MIN_MAX_PAYLOAD: usize = HEADER_LEN + 24;
 pub const MAX_MAX_PAYLOAD: usize = 65_507;
 
 /// Number of independent shares of a frame. Fixed so output never depends on the thread count;
-/// 16 keeps all cores of a typical exhibit PC busy while costing at most 16 partly filled
+/// 8 keeps the cores of a typical exhibit PC busy while costing at most 8 partly filled
 /// payloads per frame.
-pub const WORK_UNITS: usize = 16;
+pub const WORK_UNITS: usize = 8;
 
 /// How macroblocks are spread over payloads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
