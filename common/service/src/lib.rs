@@ -4,6 +4,7 @@
 //! - [`logging`]: log lines on stderr that journald files under the right priority.
 //! - [`args`]: the `--config FILE` argument every service takes.
 //! - [`run`]: start-up, configuration and exit handling shared by every service `main`.
+//! - [`stats`]: publishing the service's statistics cell for `keymash status`.
 //!
 //! The logic of keymash (codec, transport, mash model, rings) lives in the other `common/`
 //! crates; this one only holds the glue to the operating system that every `main` repeats.
@@ -13,7 +14,9 @@ pub mod args;
 pub mod lifecycle;
 pub mod logging;
 pub mod run;
+pub mod stats;
 
 pub use args::ServiceArgs;
 pub use lifecycle::{Lifecycle, LifecycleError};
 pub use run::{run, EXIT_BAD_CONFIG};
+pub use stats::StatsPublisher;

@@ -1,0 +1,131 @@
+//! Publishing a service's statistics in its `stats.<service>` cell, where `keymash status`
+//! (and tests) read them.
+
+use keymash_core::config::Config;
+use keymash_core::pipeline::{stat, Service};
+use keymash_shm::{
+    CellWriter, NameError, OpenError, Permissions, Prefix, SegmentId, SegmentName,
+    ServiceState, ServiceStats,
+};
+
+/// The segment `name` under the configured prefix.
+pub fn segment_id(config: &Config, name: &str) -> Result<SegmentId, NameError> {
+    Ok(SegmentId::new(Prefix::new(&config.shm.prefix)?, SegmentName::new(name)?))
+}
+
+/// The permissions segments are created with, from `shm.group_access`.
+pub fn permissions(config: &Config) -> Permissions {
+    if config.shm.group_access {
+        Permissions::OwnerAndGroup
+    } else {
+        Permissions::OwnerOnly
+    }
+}
+
+/// Why the statistics cell could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum StatsError {
+    #[error("bad statistics segment name: {0}")]
+    Name(#[from] NameError),
+    #[error("cannot open the statistics cell: {0}")]
+    Open(#[from] OpenError),
+}
+
+/// A service's statistics: updated locally as work happens, stored in shared memory by
+/// [`StatsPublisher::publish`] (a few times a second is plenty; each store is one small copy).
+#[derive(Debug)]
+pub struct StatsPublisher {
+    writer: CellWriter<ServiceStats>,
+    stats: ServiceStats,
+    /// The counter whose per-second rate is published as the [`stat::RATE`] gauge.
+    rate_counter: &'static str,
+    rate_sample: Option<(u64, u64)>,
+    full_reported: bool,
+}
+
+impl StatsPublisher {
+    /// The rate gauge is recomputed over windows of at least this long.
+    const RATE_WINDOW_NS: u64 = 1_000_000_000;
+
+    /// Open (or re-attach to) `service`'s statistics cell. `rate_counter` names the counter
+    /// whose rate is the stage's main figure (frames, packets, keys). `now_ns` is
+    /// CLOCK_MONOTONIC ([`keymash_shm::monotonic_now_ns`]), the clock of every later call.
+    pub fn open(
+        config: &Config,
+        service: Service,
+        rate_counter: &'static str,
+        now_ns: u64,
+    ) -> Result<Self, StatsError> {
+        let id = segment_id(config, &service.stats_cell())?;
+        let (writer, _attach) = CellWriter::open(&id, permissions(config))?;
+        let stats = ServiceStats::new(std::process::id(), now_ns);
+        let mut publisher =
+            StatsPublisher { writer, stats, rate_counter, rate_sample: None, full_reported: false };
+        publisher.count(rate_counter, 0);
+        publisher.count(stat::DROPPED, 0);
+        publisher.publish(now_ns);
+        Ok(publisher)
+    }
+
+    /// Add `delta` to counter `name`.
+    pub fn count(&mut self, name: &str, delta: u64) {
+        let result = self.stats.add_counter(name, delta);
+        self.note_full(result);
+    }
+
+    /// Set counter `name` to a total kept elsewhere (kernel counters, a protocol's stats).
+    pub fn set_count(&mut self, name: &str, total: u64) {
+        let result = self.stats.set_counter(name, total);
+        self.note_full(result);
+    }
+
+    pub fn counter(&self, name: &str) -> Option<u64> {
+        self.stats.counter(name)
+    }
+
+    /// Set gauge `name` (a current value: fps, loss %, milliseconds).
+    pub fn gauge(&mut self, name: &str, value: f64) {
+        let result = self.stats.set_gauge(name, value);
+        self.note_full(result);
+    }
+
+    pub fn set_state(&mut self, state: ServiceState) {
+        self.stats.set_state(state);
+    }
+
+    pub fn set_status_line(&mut self, line: &str) {
+        self.stats.set_status_line(line);
+    }
+
+    /// Record the most recent error (shown by `keymash status` until replaced).
+    pub fn set_last_error(&mut self, error: &str) {
+        self.stats.set_last_error(error);
+    }
+
+    /// Recompute the rate gauge if a window has passed, stamp the heartbeat and store.
+    pub fn publish(&mut self, now_ns: u64) {
+        let total = self.stats.counter(self.rate_counter).unwrap_or(0);
+        match self.rate_sample {
+            None => self.rate_sample = Some((now_ns, total)),
+            Some((since, base)) if now_ns.saturating_sub(since) >= Self::RATE_WINDOW_NS => {
+                let seconds = (now_ns - since) as f64 / 1e9;
+                let rate = total.saturating_sub(base) as f64 / seconds;
+                let result = self.stats.set_gauge(stat::RATE, rate);
+                self.note_full(result);
+                self.rate_sample = Some((now_ns, total));
+            }
+            Some(_) => {}
+        }
+        self.stats.set_heartbeat_ns(now_ns);
+        self.writer.store(&self.stats);
+    }
+
+    fn note_full<E: std::fmt::Display>(&mut self, result: Result<(), E>) {
+        if let Err(e) = result {
+            if !self.full_reported {
+                log::warn!("statistics: {e}");
+                self.full_reported = true;
+            }
+        }
+    }
+}

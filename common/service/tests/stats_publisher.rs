@@ -1,0 +1,50 @@
+//! A service's statistics reach its shared-memory cell, where `keymash status` reads them.
+
+use keymash_core::config::Config;
+use keymash_core::pipeline::{stat, Service};
+use keymash_service::stats::segment_id;
+use keymash_service::StatsPublisher;
+use keymash_shm::{remove_segments, CellReader, Prefix, ServiceState, ServiceStats};
+
+struct RemoveSegments(Prefix);
+
+impl Drop for RemoveSegments {
+    fn drop(&mut self) {
+        let _ = remove_segments(&self.0);
+    }
+}
+
+#[test]
+fn published_counters_gauges_and_rate_are_read_back_from_the_cell() {
+    let mut config = Config::default();
+    config.shm.prefix = format!("kmtest-stats-{}", std::process::id());
+    let _cleanup = RemoveSegments(Prefix::new(&config.shm.prefix).unwrap());
+
+    let t0 = 1_000_000_000_000u64;
+    let mut publisher = StatsPublisher::open(&config, Service::Encoder, "frames", t0).unwrap();
+    let reader: CellReader<ServiceStats> =
+        CellReader::open(&segment_id(&config, &Service::Encoder.stats_cell()).unwrap()).unwrap();
+
+    publisher.set_state(ServiceState::Running);
+    publisher.count("frames", 30);
+    publisher.count(stat::DROPPED, 2);
+    publisher.gauge("encode_ms_p99", 1.5);
+    publisher.set_status_line("encoding 640x480 at q50");
+    publisher.publish(t0 + 500_000_000);
+
+    let stats = reader.load().unwrap();
+    assert_eq!(stats.state(), Some(ServiceState::Running));
+    assert_eq!(stats.pid(), std::process::id());
+    assert_eq!(stats.counter("frames"), Some(30));
+    assert_eq!(stats.counter(stat::DROPPED), Some(2));
+    assert_eq!(stats.gauge("encode_ms_p99"), Some(1.5));
+    assert_eq!(stats.status_line(), "encoding 640x480 at q50");
+    assert_eq!(stats.heartbeat_ns(), t0 + 500_000_000);
+    // Half a second is not yet a rate window.
+    assert_eq!(stats.gauge(stat::RATE), None);
+
+    publisher.count("frames", 30);
+    publisher.publish(t0 + 2_000_000_000);
+    let rate = reader.load().unwrap().gauge(stat::RATE).unwrap();
+    assert!((rate - 30.0).abs() < 1e-9, "60 frames over 2 s is 30/s, got {rate}");
+}
