@@ -23,6 +23,7 @@ mod os;
 pub mod ring;
 mod segment;
 pub mod stats;
+pub mod test_pattern;
 
 pub use cell::{CellReader, CellValue, CellWriter, LoadError, WaitError};
 pub use layout::{FrameMeta, GeometryError, RingGeometry, SegmentKind};

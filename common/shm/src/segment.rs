@@ -98,7 +98,7 @@ pub(crate) struct Segment {
 /// How a writer got its segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Attach {
-    /// A new segment was created and initialised.
+    /// A new segment was created and initialised (or one abandoned half-built was rebuilt).
     Created,
     /// An existing segment with the same shape was taken over (a restarted writer).
     Reattached,
@@ -168,7 +168,8 @@ impl Segment {
         header.producer_heartbeat_ns.store(now, Ordering::Relaxed);
         header.created_ns.store(now, Ordering::Relaxed);
         header.version.store(LAYOUT_VERSION, Ordering::SeqCst);
-        Ok((segment, if created { Attach::Created } else { Attach::Reattached }))
+        // A rebuilt abandoned segment is as new as a created one: nothing of it survives.
+        Ok((segment, Attach::Created))
     }
 
     /// Opens an existing segment read-only and validates its header. `expected` also checks
