@@ -6,11 +6,21 @@ pub mod fec;
 pub mod keepalive;
 pub mod nack;
 pub mod pacer;
+pub mod receiver;
 pub mod rtcp;
 pub mod rtp;
+pub mod sender;
 pub mod seq;
 pub mod stats;
 pub mod window;
+
+pub use config::TransportConfig;
+pub use fec::FecOverhead;
+pub use receiver::{ReceivedPayload, Receiver, Recovery};
+pub use rtp::{PayloadType, Ssrc};
+pub use sender::{FrameQueued, SendError, Sender, StreamIds};
+pub use seq::SeqNo;
+pub use stats::{ReceiverStats, SenderStats};
 
 /// A datagram the caller should send to the peer.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,0 +1,309 @@
+//! The sending endpoint: codec payloads in, paced RTP (+ FEC repair, retransmissions, sender
+//! reports) out; RTCP feedback in, requested quality and link statistics out.
+//!
+//! Sans-IO, in the quinn-proto manner. Feed input with [`Sender::push_frame`] (a frame's
+//! payloads) and [`Sender::handle_datagram`] (whatever arrives from the receiver); drain output
+//! with [`Sender::poll_transmit`] until it returns `None`; then sleep until
+//! [`Sender::poll_timeout`] (or the next input) and call [`Sender::handle_timeout`]. Time is
+//! always passed in; nothing here reads a clock or touches a socket.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use keymash_core::{FrameNo, MashLevel, Quality};
+
+use crate::config::TransportConfig;
+use crate::fec::{FecEncoder, SplitMix64};
+use crate::keepalive::Liveness;
+use crate::nack::RetransmitHistory;
+use crate::pacer::Pacer;
+use crate::rtcp::sr::{self, duration_from_compact_ntp, ntp_from_duration, SenderInfoFields};
+use crate::rtcp::{parse_compound, RtcpPacket};
+use crate::rtp::{classify, rtp_timestamp_90khz, DatagramKind, RtpHeader, Ssrc, MAX_PAYLOAD_LEN};
+use crate::seq::SeqNo;
+use crate::stats::SenderStats;
+use crate::{Transmit, TransmitKind};
+
+/// Why a frame was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    #[error("a frame needs at least one payload")]
+    EmptyFrame,
+    #[error("payload {index} is {len} bytes, more than the {max} that fit one packet")]
+    PayloadTooLarge { index: usize, len: usize, max: usize },
+    #[error("capture time is before the sender started")]
+    CaptureBeforeStart,
+}
+
+/// Where a frame went: its packets' first and last sequence numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameQueued {
+    pub frame: FrameNo,
+    pub first_seq: SeqNo,
+    pub last_seq: SeqNo,
+    pub rtp_timestamp: u32,
+    pub repair_packets: usize,
+}
+
+/// The identity of the two RTP streams a sender emits, derived from the caller's seed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamIds {
+    pub media_ssrc: Ssrc,
+    pub repair_ssrc: Ssrc,
+}
+
+impl StreamIds {
+    /// The repair stream's SSRC follows from the media SSRC, so receivers need no signalling.
+    pub fn from_media(media_ssrc: Ssrc) -> Self {
+        StreamIds { media_ssrc, repair_ssrc: Ssrc(media_ssrc.0 ^ 0x0000_0001) }
+    }
+}
+
+/// The sending endpoint; see the module documentation for the calling order.
+#[derive(Debug)]
+pub struct Sender {
+    config: TransportConfig,
+    ids: StreamIds,
+    started: Instant,
+    initial_timestamp: u32,
+    next_seq: SeqNo,
+    next_repair_seq: u16,
+    last_timestamp: u32,
+    pacer: Pacer,
+    fec: Option<FecEncoder>,
+    history: Option<RetransmitHistory>,
+    rtcp_out: VecDeque<Transmit>,
+    feedback: Option<(Quality, MashLevel, Instant)>,
+    last_sender_report: Option<Instant>,
+    liveness: Liveness,
+    stats: SenderStats,
+    packet_count: u32,
+    octet_count: u32,
+}
+
+impl Sender {
+    /// A sender started at `now`. `seed` (random, from the caller) picks the SSRC, the first
+    /// sequence number and RTP timestamp as RFC 3550 asks, and the FEC subsets.
+    pub fn new(config: TransportConfig, seed: u64, now: Instant) -> Self {
+        let mut rng = SplitMix64::new(seed);
+        let ids = StreamIds::from_media(Ssrc(rng.next_u64() as u32 & !1));
+        let next_seq = SeqNo::new((1 << 16) | (rng.next_u64() & 0xFFFF));
+        let initial_timestamp = rng.next_u64() as u32;
+        let next_repair_seq = rng.next_u64() as u16;
+        let fec = config.fec.then(|| FecEncoder::new(config.fec_overhead, rng.next_u64()));
+        let history = config.nack.then(|| RetransmitHistory::new(config.retransmit_history_packets, config.retransmit_deadline));
+        Sender {
+            pacer: Pacer::new(config.max_rate_bytes_per_sec),
+            liveness: Liveness::new(config.keepalive_interval, config.peer_timeout),
+            config,
+            ids,
+            started: now,
+            initial_timestamp,
+            next_seq,
+            next_repair_seq,
+            last_timestamp: initial_timestamp,
+            fec,
+            history,
+            rtcp_out: VecDeque::new(),
+            feedback: None,
+            last_sender_report: None,
+            stats: SenderStats::default(),
+            packet_count: 0,
+            octet_count: 0,
+        }
+    }
+
+    pub fn stream_ids(&self) -> StreamIds {
+        self.ids
+    }
+
+    /// Queue one frame's payloads (in order; the last gets the RTP marker), captured at
+    /// `capture_time`. They leave paced over the configured frame spread, then the repair packets.
+    pub fn push_frame(&mut self, now: Instant, frame: FrameNo, capture_time: Instant, payloads: &[&[u8]]) -> Result<FrameQueued, SendError> {
+        if payloads.is_empty() {
+            return Err(SendError::EmptyFrame);
+        }
+        if let Some((index, p)) = payloads.iter().enumerate().find(|(_, p)| p.len() > MAX_PAYLOAD_LEN) {
+            return Err(SendError::PayloadTooLarge { index, len: p.len(), max: MAX_PAYLOAD_LEN });
+        }
+        let since_start = capture_time.checked_duration_since(self.started).ok_or(SendError::CaptureBeforeStart)?;
+        let timestamp = rtp_timestamp_90khz(since_start, self.initial_timestamp);
+        let first_seq = self.next_seq;
+        let mut packets = Vec::with_capacity(payloads.len());
+        for (i, payload) in payloads.iter().enumerate() {
+            let header = RtpHeader {
+                payload_type: self.config.payload_type,
+                marker: i + 1 == payloads.len(),
+                seq: self.next_seq.wire(),
+                timestamp,
+                ssrc: self.ids.media_ssrc,
+            };
+            let bytes = header.to_packet(payload);
+            if let Some(h) = &mut self.history {
+                h.insert(self.next_seq, now, &bytes);
+            }
+            packets.push(Transmit { contents: bytes, kind: TransmitKind::Media });
+            self.next_seq = self.next_seq.next();
+        }
+        let last_seq = SeqNo::new(self.next_seq.get() - 1);
+        let mut repair_packets = 0;
+        if let Some(fec) = &mut self.fec {
+            for repair in fec.encode_frame(first_seq.wire(), payloads) {
+                let header = RtpHeader {
+                    payload_type: self.config.repair_payload_type,
+                    marker: false,
+                    seq: self.next_repair_seq,
+                    timestamp,
+                    ssrc: self.ids.repair_ssrc,
+                };
+                self.next_repair_seq = self.next_repair_seq.wrapping_add(1);
+                packets.push(Transmit { contents: header.to_packet(&repair), kind: TransmitKind::Repair });
+                repair_packets += 1;
+            }
+        }
+        self.last_timestamp = timestamp;
+        self.stats.frames += 1;
+        self.pacer.enqueue_frame(now, self.config.frame_spread, packets);
+        Ok(FrameQueued { frame, first_seq, last_seq, rtp_timestamp: timestamp, repair_packets })
+    }
+
+    /// A datagram from the receiver (RTCP feedback). Anything else is counted and ignored.
+    pub fn handle_datagram(&mut self, now: Instant, datagram: &[u8]) {
+        if classify(datagram) != DatagramKind::Rtcp {
+            self.stats.foreign += 1;
+            return;
+        }
+        let mut any_valid = false;
+        for packet in parse_compound(datagram) {
+            match packet {
+                Ok(p) => {
+                    any_valid = true;
+                    self.handle_rtcp(now, p);
+                }
+                Err(_) => self.stats.malformed += 1,
+            }
+        }
+        if any_valid {
+            self.liveness.heard(now);
+        }
+    }
+
+    fn handle_rtcp(&mut self, now: Instant, packet: RtcpPacket<'_>) {
+        match packet {
+            RtcpPacket::ReceiverReport(rr) => {
+                self.stats.reports_received += 1;
+                for block in rr.blocks.iter().map(|b| b.fields()).filter(|b| b.ssrc == self.ids.media_ssrc) {
+                    self.stats.remote_fraction_lost = f64::from(block.fraction_lost) / 256.0;
+                    self.stats.remote_cumulative_lost = block.cumulative_lost;
+                    self.stats.remote_jitter = Duration::from_nanos(u64::from(block.jitter) * 1_000_000_000 / 90_000);
+                    if block.last_sr != 0 {
+                        let now_compact = (ntp_from_duration(now.saturating_duration_since(self.started)) >> 16) as u32;
+                        let rtt = now_compact.wrapping_sub(block.last_sr).wrapping_sub(block.delay_since_last_sr);
+                        // A wrapped (negative) result means a bogus report: ignore it.
+                        if rtt < 0x8000_0000 {
+                            self.stats.rtt = Some(duration_from_compact_ntp(rtt));
+                        }
+                    }
+                }
+            }
+            RtcpPacket::Nack(nack) if nack.media_ssrc == self.ids.media_ssrc => {
+                for wire in nack.lost_wire_seqs() {
+                    self.stats.nacks_received += 1;
+                    let newest = SeqNo::new(self.next_seq.get().saturating_sub(1));
+                    let Some(seq) = newest.nearest_to_wire(wire) else { continue };
+                    let resend = self.history.as_ref().map(|h| h.get(seq, now).map(<[u8]>::to_vec));
+                    match resend {
+                        Some(Ok(bytes)) => {
+                            self.stats.retransmitted += 1;
+                            self.pacer.enqueue_urgent(now, Transmit { contents: bytes, kind: TransmitKind::Retransmission });
+                        }
+                        Some(Err(_)) | None => self.stats.retransmit_refused += 1,
+                    }
+                }
+            }
+            RtcpPacket::Nack(_) => self.stats.foreign += 1,
+            RtcpPacket::App(app) => self.feedback = Some((app.quality, app.mash, now)),
+            RtcpPacket::SenderReport(_) | RtcpPacket::Other { .. } => {}
+        }
+    }
+
+    /// The quality the receiver asks for, or the configured fallback when its feedback has been
+    /// silent for the fallback timeout (or never came).
+    pub fn requested_quality(&self, now: Instant) -> Quality {
+        match self.feedback {
+            Some((q, _, at)) if now.saturating_duration_since(at) < self.config.quality_fallback_timeout => q,
+            _ => self.config.fallback_quality,
+        }
+    }
+
+    /// The receiver's mash level as last reported, while its feedback is fresh.
+    pub fn remote_mash(&self, now: Instant) -> Option<MashLevel> {
+        match self.feedback {
+            Some((_, m, at)) if now.saturating_duration_since(at) < self.config.quality_fallback_timeout => Some(m),
+            _ => None,
+        }
+    }
+
+    pub fn peer_alive(&self, now: Instant) -> bool {
+        self.liveness.peer_alive(now)
+    }
+
+    pub fn stats(&self) -> &SenderStats {
+        &self.stats
+    }
+
+    /// Anything due: sender reports and keepalives first, then retransmissions, then paced media.
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
+        self.handle_timeout(now);
+        let t = self.rtcp_out.pop_front().or_else(|| self.pacer.poll_transmit(now))?;
+        match t.kind {
+            TransmitKind::Media => self.count_sent(&t, |s| s.media_sent += 1),
+            TransmitKind::Retransmission => self.count_sent(&t, |_| {}),
+            TransmitKind::Repair => self.stats.repair_sent += 1,
+            TransmitKind::Rtcp => {}
+        }
+        self.liveness.sent(now);
+        Some(t)
+    }
+
+    fn count_sent(&mut self, t: &Transmit, f: impl FnOnce(&mut SenderStats)) {
+        f(&mut self.stats);
+        self.packet_count = self.packet_count.wrapping_add(1);
+        self.octet_count = self.octet_count.wrapping_add(t.contents.len().saturating_sub(crate::rtp::RTP_HEADER_LEN) as u32);
+    }
+
+    /// The next time [`Sender::handle_timeout`] has work.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let report = match self.last_sender_report {
+            None => Some(self.started),
+            Some(t) => Some(t + self.config.sender_report_interval),
+        };
+        [report, self.liveness.next_keepalive(), self.pacer.poll_timeout()].into_iter().flatten().min()
+    }
+
+    /// Advance timers: queue a sender report when one is due (also the keepalive).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let report_due = self.last_sender_report.is_none_or(|t| now.saturating_duration_since(t) >= self.config.sender_report_interval);
+        if (report_due || self.liveness.keepalive_due(now)) && self.rtcp_out.is_empty() {
+            let since_start = now.saturating_duration_since(self.started);
+            let info = SenderInfoFields {
+                ssrc: self.ids.media_ssrc,
+                ntp_timestamp: ntp_from_duration(since_start),
+                rtp_timestamp: rtp_timestamp_90khz(since_start, self.initial_timestamp),
+                packet_count: self.packet_count,
+                octet_count: self.octet_count,
+            };
+            let mut contents = Vec::with_capacity(28);
+            if sr::write(&info, &[], &mut contents).is_ok() {
+                self.rtcp_out.push_back(Transmit { contents, kind: TransmitKind::Rtcp });
+                self.last_sender_report = Some(now);
+                self.liveness.sent(now);
+            }
+        }
+    }
+
+    /// Packets waiting in the pacer.
+    pub fn queued_packets(&self) -> usize {
+        self.pacer.queued()
+    }
+}
