@@ -1,3 +1,37 @@
 //! Test support shared by keymash's integration tests: throwaway network namespaces, process
 //! guards and shared-memory cleanup, each removed on drop even when a test fails.
+//!
+//! - [`netns`]: [`NetnsPair`], two network namespaces joined by a veth pair with IPv4 and IPv6
+//!   addresses (the two exhibit PCs on one machine), and [`Netns`] to run commands or Rust code
+//!   inside one.
+//! - [`process`]: [`ChildGuard`], a child process that is killed and reaped when the guard drops.
+//! - [`notify`]: [`NotifySocket`], a stand-in for systemd's notify socket, to wait until a
+//!   service under test says `READY=1`.
+//!
+//! Namespaces need root (CI runs the tests as root); [`require_root`] fails a test early with a
+//! message that says so instead of an obscure `ip` error.
 #![forbid(unsafe_code)]
+
+pub mod netns;
+pub mod notify;
+pub mod process;
+
+pub use netns::{Netns, NetnsError, NetnsPair};
+pub use notify::NotifySocket;
+pub use process::{ChildGuard, ProcessError};
+
+/// Fails the calling test with a clear message unless it runs as root.
+pub fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test creates network namespaces and loads eBPF: run it as root (CI does)"
+    );
+}
+
+/// A name unique to this process and call: `<tag>-<pid>-<n>`, so parallel test threads and
+/// parallel test binaries never collide, and a leftover can be traced to its (dead) process.
+pub fn unique_name(tag: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!("{tag}-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+}
