@@ -1,6 +1,8 @@
 //! Shared support for keymash-shm's integration tests: unique prefixes whose segments are removed
 //! even when a test fails, and helper processes (`shm-test-peer`) that are killed on drop.
-#![allow(dead_code)]
+// Each test file uses a different part of this module, and failing loudly is what test support
+// is for (clippy exempts #[test] functions from unwrap_used, not their helpers).
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
