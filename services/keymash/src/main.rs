@@ -1,10 +1,13 @@
 //! keymash: the operator's tool for a keymash installation.
 //!
-//! `keymash check-config [FILE]` validates a configuration file; more subcommands arrive with
-//! the parts they operate (status of the running pipeline, codec preview, the demo).
+//! - `keymash status`: every stage and segment on this machine (`--json`, `--watch`).
+//! - `keymash check-config [FILE]`: validate a configuration file.
+//! - `keymash codec roundtrip`: preview a codec quality on a Y4M video.
 #![forbid(unsafe_code)]
 
 mod check_config;
+mod codec_cmd;
+mod status;
 
 use std::process::ExitCode;
 
@@ -19,15 +22,21 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Show every stage and shared-memory segment of the pipeline on this machine.
+    Status(status::StatusArgs),
     /// Validate a configuration file; exits non-zero on any problem, naming the key.
     CheckConfig(check_config::CheckConfigArgs),
+    /// The codec on its own: preview a quality on your own footage.
+    Codec(codec_cmd::CodecArgs),
 }
 
 fn main() -> ExitCode {
     keymash_service::logging::init("keymash");
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Status(args) => status::run(&args),
         Command::CheckConfig(args) => check_config::run(&args),
+        Command::Codec(args) => codec_cmd::run(args).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

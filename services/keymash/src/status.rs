@@ -1,0 +1,327 @@
+//! `keymash status`: every stage and segment of the pipeline on this machine, in one table.
+//!
+//! It reads only shared memory: each service's `stats.<service>` cell (state, pid, heartbeat,
+//! counters, gauges, status line, last error) and the header of every ring and cell under the
+//! configured prefix. A stage is `up` when its statistics cell has a live producer with a fresh
+//! heartbeat; otherwise it is `absent` (never started on this machine), `dead` (its process is
+//! gone) or `stale` (alive but its heartbeat stopped: hung).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use keymash_core::config::{Config, DEFAULT_CONFIG_PATH};
+use keymash_core::pipeline::{stat, Service};
+use keymash_service::stats::segment_id;
+use keymash_shm::{list_segments, CellReader, OpenError, Prefix, SegmentKind, ServiceStats};
+use serde::Serialize;
+
+/// A heartbeat older than this means the stage is hung. Services publish several times a
+/// second, so this is generous enough for a loaded machine.
+const STALE_AFTER: Duration = Duration::from_secs(5);
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// The configuration file (for the shared-memory prefix).
+    #[arg(long, value_name = "FILE", default_value = DEFAULT_CONFIG_PATH)]
+    config: PathBuf,
+    /// Use this shared-memory prefix instead of the configured one.
+    #[arg(long)]
+    prefix: Option<String>,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Refresh every SECONDS until interrupted.
+    #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "1")]
+    watch: Option<f64>,
+}
+
+/// What `keymash status --json` prints.
+#[derive(Debug, Serialize)]
+pub struct StatusReport {
+    pub prefix: String,
+    pub stages: Vec<StageStatus>,
+    pub segments: Vec<SegmentStatus>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StageStatus {
+    pub name: &'static str,
+    pub role: String,
+    /// up, starting, stopping, failed, stale, dead, absent or unreadable.
+    pub state: String,
+    pub pid: Option<u32>,
+    pub heartbeat_age_s: Option<f64>,
+    pub rate: Option<f64>,
+    pub rate_unit: &'static str,
+    pub dropped: Option<u64>,
+    pub counters: Vec<(String, u64)>,
+    pub gauges: Vec<(String, f64)>,
+    pub status_line: String,
+    pub last_error: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SegmentStatus {
+    pub name: String,
+    pub kind: Option<&'static str>,
+    pub slots: Option<usize>,
+    pub slot_size: Option<usize>,
+    pub writes: Option<u64>,
+    pub producer_pid: Option<u32>,
+    pub producer_alive: Option<bool>,
+    pub heartbeat_age_s: Option<f64>,
+    pub error: Option<String>,
+}
+
+pub fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
+    let prefix_name = match &args.prefix {
+        Some(p) => p.clone(),
+        None => load_config(&args.config)?.shm.prefix,
+    };
+    let prefix = Prefix::new(&prefix_name).with_context(|| format!("bad prefix {prefix_name:?}"))?;
+    let Some(interval) = args.watch else {
+        print_report(&gather(&prefix)?, args.json)?;
+        return Ok(ExitCode::SUCCESS);
+    };
+    if !(interval.is_finite() && interval >= 0.1) {
+        anyhow::bail!("--watch takes an interval of at least 0.1 seconds, got {interval}");
+    }
+    loop {
+        let report = gather(&prefix)?;
+        if !args.json {
+            // Clear the screen and home the cursor, like watch(1).
+            print!("\x1b[2J\x1b[H");
+        }
+        print_report(&report, args.json)?;
+        std::thread::sleep(Duration::from_secs_f64(interval));
+    }
+}
+
+fn load_config(path: &std::path::Path) -> anyhow::Result<Config> {
+    if path == std::path::Path::new(DEFAULT_CONFIG_PATH) && !path.exists() {
+        return Ok(Config::default());
+    }
+    Config::load(path).map_err(anyhow::Error::from)
+}
+
+fn print_report(report: &StatusReport, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(report)?);
+    } else {
+        print!("{}", render_table(report));
+    }
+    Ok(())
+}
+
+/// Read every stage's statistics and every segment header under `prefix`.
+pub fn gather(prefix: &Prefix) -> anyhow::Result<StatusReport> {
+    let mut config = Config::default();
+    config.shm.prefix = prefix.as_str().to_owned();
+    let stages = Service::ALL.into_iter().map(|service| stage_status(&config, service)).collect();
+    let segments = list_segments(prefix)
+        .context("cannot list /dev/shm")?
+        .into_iter()
+        .map(|report| match report.info {
+            Ok(info) => SegmentStatus {
+                name: report.id.name.as_str().to_owned(),
+                kind: Some(match info.kind {
+                    SegmentKind::Ring => "ring",
+                    SegmentKind::Cell => "cell",
+                }),
+                slots: Some(info.slot_count),
+                slot_size: Some(info.slot_size),
+                writes: Some(info.writes),
+                producer_pid: Some(info.producer.pid),
+                producer_alive: Some(info.producer.alive),
+                heartbeat_age_s: info.producer.heartbeat_age.map(|d| d.as_secs_f64()),
+                error: None,
+            },
+            Err(e) => SegmentStatus {
+                name: report.id.name.as_str().to_owned(),
+                kind: None,
+                slots: None,
+                slot_size: None,
+                writes: None,
+                producer_pid: None,
+                producer_alive: None,
+                heartbeat_age_s: None,
+                error: Some(e.to_string()),
+            },
+        })
+        .collect();
+    Ok(StatusReport { prefix: prefix.as_str().to_owned(), stages, segments })
+}
+
+fn stage_status(config: &Config, service: Service) -> StageStatus {
+    let mut status = StageStatus {
+        name: service.name(),
+        role: service.role().to_string(),
+        state: "absent".to_owned(),
+        pid: None,
+        heartbeat_age_s: None,
+        rate: None,
+        rate_unit: service.rate_unit(),
+        dropped: None,
+        counters: Vec::new(),
+        gauges: Vec::new(),
+        status_line: String::new(),
+        last_error: String::new(),
+    };
+    let reader = match segment_id(config, &service.stats_cell()).map(|id| CellReader::<ServiceStats>::open(&id)) {
+        Ok(Ok(reader)) => reader,
+        Ok(Err(OpenError::NotFound { .. })) => return status,
+        Ok(Err(e)) => {
+            status.state = "unreadable".to_owned();
+            status.last_error = e.to_string();
+            return status;
+        }
+        Err(e) => {
+            status.state = "unreadable".to_owned();
+            status.last_error = e.to_string();
+            return status;
+        }
+    };
+    let producer = reader.producer();
+    status.heartbeat_age_s = producer.heartbeat_age.map(|d| d.as_secs_f64());
+    match reader.load() {
+        Ok(stats) => {
+            status.pid = Some(stats.pid());
+            status.rate = stats.gauge(stat::RATE);
+            status.dropped = stats.counter(stat::DROPPED);
+            status.counters = stats.counters().map(|(n, v)| (n.to_owned(), v)).collect();
+            status.gauges = stats.gauges().map(|(n, v)| (n.to_owned(), v)).collect();
+            status.status_line = stats.status_line().to_owned();
+            status.last_error = stats.last_error().to_owned();
+            status.state = stage_state(
+                producer.alive,
+                producer.heartbeat_age,
+                stats.state().map(|s| s.as_str()),
+            );
+        }
+        Err(e) => {
+            status.state = "unreadable".to_owned();
+            status.last_error = e.to_string();
+        }
+    }
+    status
+}
+
+/// Liveness first (a dead or hung process's last words are not its state), then what the
+/// service says about itself.
+fn stage_state(alive: bool, heartbeat_age: Option<Duration>, declared: Option<&str>) -> String {
+    if !alive {
+        return "dead".to_owned();
+    }
+    if heartbeat_age.is_none_or(|age| age > STALE_AFTER) {
+        return "stale".to_owned();
+    }
+    match declared {
+        Some("running") => "up".to_owned(),
+        Some(other) => other.to_owned(),
+        None => "unknown".to_owned(),
+    }
+}
+
+fn age(seconds: Option<f64>) -> String {
+    match seconds {
+        Some(s) if s < 10.0 => format!("{s:.2}s"),
+        Some(s) => format!("{s:.0}s"),
+        None => "-".to_owned(),
+    }
+}
+
+/// The human table: stages, then segments.
+pub fn render_table(report: &StatusReport) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(out, "keymash status (shm prefix {:?})", report.prefix);
+    let _ = writeln!(
+        out,
+        "{:<16} {:<8} {:<10} {:>7} {:>8} {:>18} {:>9}  {}",
+        "STAGE", "ROLE", "STATE", "PID", "BEAT", "RATE", "DROPPED", "STATUS / LAST ERROR"
+    );
+    for s in &report.stages {
+        let rate = s.rate.map_or("-".to_owned(), |r| format!("{r:.1} {}/s", s.rate_unit));
+        let pid = s.pid.map_or("-".to_owned(), |p| p.to_string());
+        let dropped = s.dropped.map_or("-".to_owned(), |d| d.to_string());
+        let mut note = s.status_line.clone();
+        if !s.last_error.is_empty() {
+            if !note.is_empty() {
+                note.push_str(" | ");
+            }
+            note.push_str("error: ");
+            note.push_str(&s.last_error);
+        }
+        let _ = writeln!(
+            out,
+            "{:<16} {:<8} {:<10} {:>7} {:>8} {:>18} {:>9}  {}",
+            s.name,
+            s.role,
+            s.state,
+            pid,
+            age(s.heartbeat_age_s),
+            rate,
+            dropped,
+            note
+        );
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "{:<24} {:<5} {:>16} {:>12} {:>12} {:>8}",
+        "SEGMENT", "KIND", "SLOTS x BYTES", "WRITES", "PRODUCER", "BEAT"
+    );
+    if report.segments.is_empty() {
+        let _ = writeln!(out, "(no segments under /dev/shm/{}.*)", report.prefix);
+    }
+    for g in &report.segments {
+        if let Some(error) = &g.error {
+            let _ = writeln!(out, "{:<24} error: {error}", g.name);
+            continue;
+        }
+        let geometry = match (g.slots, g.slot_size) {
+            (Some(n), Some(size)) => format!("{n} x {size}"),
+            _ => "-".to_owned(),
+        };
+        let producer = match (g.producer_pid, g.producer_alive) {
+            (Some(pid), Some(true)) => format!("{pid} up"),
+            (Some(pid), Some(false)) => format!("{pid} gone"),
+            _ => "-".to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "{:<24} {:<5} {:>16} {:>12} {:>12} {:>8}",
+            g.name,
+            g.kind.unwrap_or("?"),
+            geometry,
+            g.writes.map_or("-".to_owned(), |w| w.to_string()),
+            producer,
+            age(g.heartbeat_age_s)
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn liveness_decides_before_the_declared_state() {
+        let fresh = Some(Duration::from_millis(200));
+        let table = [
+            (false, fresh, Some("running"), "dead"),
+            (true, Some(Duration::from_secs(60)), Some("running"), "stale"),
+            (true, None, Some("running"), "stale"),
+            (true, fresh, Some("running"), "up"),
+            (true, fresh, Some("starting"), "starting"),
+            (true, fresh, Some("failed"), "failed"),
+            (true, fresh, None, "unknown"),
+        ];
+        for (alive, beat, declared, want) in table {
+            assert_eq!(stage_state(alive, beat, declared), want, "{alive} {beat:?} {declared:?}");
+        }
+    }
+}
