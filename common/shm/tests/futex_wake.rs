@@ -10,11 +10,12 @@ use support::{Peer, ShmScope, PATIENCE};
 
 /// CPU time (user + system) this thread has used, from /proc/thread-self/stat, in clock ticks.
 fn thread_cpu_ticks() -> u64 {
-    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").expect("read /proc/thread-self/stat");
     // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
-    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+    let after_name = &stat[stat.rfind(')').expect("command name") + 2..];
     let fields: Vec<&str> = after_name.split_whitespace().collect();
-    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+    let ticks = |index: usize| fields[index].parse::<u64>().expect("tick count");
+    ticks(11) + ticks(12)
 }
 
 #[test]

@@ -14,13 +14,13 @@ use keymash_shm::{
 use support::ShmScope;
 
 fn ring(id: &SegmentId, slots: usize) -> Result<RingWriter, OpenError> {
-    RingWriter::open(id, RingGeometry::new(1024, slots).unwrap(), Permissions::OwnerOnly).map(|(w, _)| w)
+    RingWriter::open(id, RingGeometry::new(1024, slots).expect("valid geometry"), Permissions::OwnerOnly).map(|(w, _)| w)
 }
 
 /// Overwrites bytes of a segment file behind the library's back.
 fn patch(id: &SegmentId, offset: usize, bytes: &[u8]) {
-    let file = OpenOptions::new().write(true).open(id.path()).unwrap();
-    file.write_all_at(bytes, offset as u64).unwrap();
+    let file = OpenOptions::new().write(true).open(id.path()).expect("open segment file");
+    file.write_all_at(bytes, offset as u64).expect("patch segment file");
 }
 
 #[test]
