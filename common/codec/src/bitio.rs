@@ -117,32 +117,49 @@ pub enum BitError {
 #[derive(Debug)]
 pub struct BitReader<'a> {
     data: &'a [u8],
-    /// Next bit to read, counted from the start of `data`.
-    pos: usize,
+    /// Next byte of `data` to load into the window.
+    next: usize,
+    /// Upcoming bits, left-aligned. Bits past `avail` are either the following bits of `data`
+    /// or zero past its end, never anything else.
+    window: u64,
+    /// Valid bits in `window`.
+    avail: u32,
 }
 
 impl<'a> BitReader<'a> {
     pub fn new(data: &'a [u8]) -> Self {
-        BitReader { data, pos: 0 }
+        let mut r = BitReader { data, next: 0, window: 0, avail: 0 };
+        r.refill();
+        r
     }
 
     pub fn bits_left(&self) -> usize {
-        self.data.len() * 8 - self.pos
+        (self.data.len() - self.next) * 8 + self.avail as usize
     }
 
-    /// The next up-to-32 bits, left-aligned in a u64 window, zero beyond the end.
+    /// Tops the window up to at least 56 valid bits (at most 63), or all that is left.
     #[inline]
-    fn peek_window(&self) -> u64 {
-        let byte = self.pos / 8;
-        if let Some(Ok(word)) = self.data.get(byte..byte + 8).map(<[u8; 8]>::try_from) {
-            return u64::from_be_bytes(word) << (self.pos % 8);
+    fn refill(&mut self) {
+        if let Some(Ok(bytes)) = self.data.get(self.next..self.next + 8).map(<[u8; 8]>::try_from) {
+            self.window |= u64::from_be_bytes(bytes) >> self.avail;
+            let whole = (63 - self.avail) / 8;
+            self.next += whole as usize;
+            self.avail += whole * 8;
+        } else {
+            while self.avail < 56 {
+                let Some(&b) = self.data.get(self.next) else { break };
+                self.window |= u64::from(b) << (56 - self.avail);
+                self.next += 1;
+                self.avail += 8;
+            }
         }
-        let mut buf = [0u8; 8];
-        let avail = self.data.len().saturating_sub(byte).min(8);
-        if let Some(src) = self.data.get(byte..byte + avail) {
-            buf[..avail].copy_from_slice(src);
-        }
-        u64::from_be_bytes(buf) << (self.pos % 8)
+    }
+
+    #[inline]
+    fn consume(&mut self, n: u32) {
+        // n <= avail <= 63 here, so the shift never reaches 64.
+        self.window <<= n;
+        self.avail -= n;
     }
 
     /// Reads `n` bits (n <= 32).
@@ -151,31 +168,32 @@ impl<'a> BitReader<'a> {
         if n == 0 {
             return Ok(0);
         }
-        if (n as usize) > self.bits_left() {
-            return Err(BitError::Truncated);
+        if self.avail < n {
+            self.refill();
+            if self.avail < n {
+                return Err(BitError::Truncated);
+            }
         }
-        let v = (self.peek_window() >> (64 - n)) as u32;
-        self.pos += n as usize;
+        let v = (self.window >> (64 - n)) as u32;
+        self.consume(n);
         Ok(v)
     }
 
     #[inline]
     pub fn get_ue(&mut self) -> Result<u32, BitError> {
-        let window = self.peek_window();
-        let zeros = window.leading_zeros();
+        if self.avail < 2 * MAX_PREFIX_ZEROS + 1 {
+            self.refill();
+        }
+        let zeros = self.window.leading_zeros();
         if zeros > MAX_PREFIX_ZEROS {
-            return if (zeros as usize) >= self.bits_left() {
-                Err(BitError::Truncated)
-            } else {
-                Err(BitError::CodeTooLong)
-            };
+            return if zeros >= self.avail { Err(BitError::Truncated) } else { Err(BitError::CodeTooLong) };
         }
         let n = 2 * zeros + 1;
-        if (n as usize) > self.bits_left() {
+        if n > self.avail {
             return Err(BitError::Truncated);
         }
-        let x = (window >> (64 - n)) as u32;
-        self.pos += n as usize;
+        let x = (self.window >> (64 - n)) as u32;
+        self.consume(n);
         Ok(x - 1)
     }
 

@@ -127,23 +127,43 @@ fn load_block(plane: &[u8], stride: usize, x: usize, y: usize) -> Block {
     b
 }
 
+/// Adding 1.5 * 2^23 to an f32 of magnitude below 2^22 leaves its value rounded to an integer
+/// (half to even) in the low mantissa bits: rounding and conversion as plain vector adds, where
+/// `round` is a libm call and a saturating `as` cast compiles to scalar code.
+const ROUNDING_MAGIC: f32 = 12_582_912.0;
+
+#[inline(always)]
+fn round_to_i32(x: f32) -> i32 {
+    (x + ROUNDING_MAGIC).to_bits() as i32 - ROUNDING_MAGIC.to_bits() as i32
+}
+
 #[inline]
 fn quantise_block(b: &Block, quantise: &[f32; 64], out: &mut QuantisedBlock) {
     let flat = b.as_flattened();
     let mut transposed_levels = [0i16; 64];
     for ((l, &c), &m) in transposed_levels.iter_mut().zip(flat).zip(quantise) {
-        // Clamp to the level range the syntax allows, then round half away from zero (adding
-        // +-0.5 and truncating, which SSE2 does in one instruction where `round` is a libm call).
+        // Clamped to the level range the syntax allows, so the i16 narrowing is exact.
         let v = (c * m).clamp(-(MAX_LEVEL as f32), MAX_LEVEL as f32);
-        *l = (v + 0.5f32.copysign(v)) as i16;
+        *l = round_to_i32(v) as i16;
     }
-    let mut nonzero = 0u64;
-    for (k, (dst, &t)) in out.levels.iter_mut().zip(&ZIGZAG_TRANSPOSED).enumerate() {
-        let v = transposed_levels[usize::from(t)];
-        *dst = v;
-        nonzero |= u64::from(v != 0) << k;
+    for (dst, &t) in out.levels.iter_mut().zip(&ZIGZAG_TRANSPOSED) {
+        *dst = transposed_levels[usize::from(t)];
     }
-    out.nonzero = nonzero;
+    out.nonzero = nonzero_mask(&out.levels);
+}
+
+/// Bit k set when `levels[k] != 0`, computed 16 lanes at a time.
+#[inline]
+fn nonzero_mask(levels: &[i16; 64]) -> u64 {
+    let mut mask = 0u64;
+    for (chunk_index, chunk) in levels.chunks_exact(16).enumerate() {
+        let mut bits = 0u16;
+        for (k, &l) in chunk.iter().enumerate() {
+            bits |= u16::from(l != 0) << k;
+        }
+        mask |= u64::from(bits) << (16 * chunk_index);
+    }
+    mask
 }
 
 /// Transforms and quantises macroblock (`mb_x`, `mb_y`) of a frame's planes at `quality`.
@@ -324,7 +344,7 @@ pub fn store_block(b: &mut Block, plane: &mut [u8], stride: usize, x: usize, y: 
         let start = (y + r) * stride + x;
         let dst = &mut plane[start..start + 8];
         for (d, &s) in dst.iter_mut().zip(row) {
-            *d = (s + 128.5).clamp(0.0, 255.0) as u8;
+            *d = round_to_i32((s + 128.0).clamp(0.0, 255.0)) as u8;
         }
     }
 }

@@ -1,0 +1,137 @@
+//! Encode and decode speed at 640x480 and 1280x720, one thread and all cores, beside
+//! libjpeg-turbo compressing from and decompressing to planar YUV in the same run, and a count
+//! of heap allocations per frame in steady state.
+//!
+//!   common/codec/benches/fetch-images.sh && cargo bench -p keymash-codec --bench speed
+
+mod support;
+
+use keymash_codec::{Decoder, Encoder, EncoderConfig, FrameGeometry, I420Frame, Layout, PayloadSink, QualitySpec};
+use keymash_core::{FrameNo, Quality};
+use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
+use std::alloc::System;
+use std::time::{Duration, Instant};
+use support::{ms, percentiles};
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+const QUALITY: u8 = 75;
+
+fn fmt(p: [Duration; 3]) -> String {
+    format!("{:7.3} {:7.3} {:7.3}", ms(p[0]), ms(p[1]), ms(p[2]))
+}
+
+fn main() {
+    let iterations: usize = std::env::var("KEYMASH_BENCH_ITERATIONS").ok().and_then(|s| s.parse().ok()).unwrap_or(200);
+    println!("machine: {}", support::machine());
+    println!("quality {QUALITY}, {iterations} iterations per figure, times in ms (p50 p99 max)");
+    let helper = support::baseline_helper();
+    if let Err(e) = &helper {
+        println!("libjpeg-turbo baseline unavailable: {e}");
+    }
+    for geometry in [FrameGeometry::VGA, FrameGeometry::HD720] {
+        let frame = match support::images(geometry).into_iter().find(|(n, _)| n == "coffee") {
+            Some((_, f)) => f,
+            None => {
+                println!("{geometry}: coffee image missing (run benches/fetch-images.sh); skipping");
+                continue;
+            }
+        };
+        bench_size(geometry, &frame, iterations, helper.as_ref().ok());
+    }
+}
+
+fn bench_size(geometry: FrameGeometry, frame: &I420Frame, iterations: usize, helper: Option<&std::path::PathBuf>) {
+    println!("\n== {geometry} (coffee) ==");
+    let quality = QualitySpec::Uniform(Quality::saturating(i64::from(QUALITY)));
+    // memcpy of one frame: the floor any codec sits on.
+    let mut copy = I420Frame::grey(geometry);
+    let mut t = Vec::with_capacity(iterations);
+    for _ in 0..iterations {
+        let s = Instant::now();
+        let _ = copy.copy_from(frame.view());
+        t.push(s.elapsed());
+    }
+    let memcpy = percentiles(&mut t);
+    println!("{:<34} {}", "memcpy of the frame", fmt(memcpy));
+
+    let mut encoded: Vec<Vec<u8>> = Vec::new();
+    let mut results = Vec::new();
+    for (label, threads) in [("keymash encode, 1 thread", 1usize), ("keymash encode, all cores", 0)] {
+        for layout in [Layout::Strips, Layout::Dispersed] {
+            let Ok(mut encoder) = Encoder::new(EncoderConfig { geometry, layout, max_payload: 1188, threads }) else {
+                println!("encoder setup failed");
+                return;
+            };
+            let mut sink = PayloadSink::new();
+            // Warm up: buffers grow to their steady-state size.
+            for n in 0..3 {
+                let _ = encoder.encode(FrameNo(n), frame.view(), quality, &mut sink);
+            }
+            let mut t = Vec::with_capacity(iterations);
+            let region = Region::new(GLOBAL);
+            for n in 0..iterations as u64 {
+                let s = Instant::now();
+                let _ = encoder.encode(FrameNo(n), frame.view(), quality, &mut sink);
+                t.push(s.elapsed());
+            }
+            let allocs = region.change().allocations;
+            let p = percentiles(&mut t);
+            println!(
+                "{:<34} {}   {} B/frame, {} payloads, {:.2} allocations/frame",
+                format!("{label} ({layout:?})"),
+                fmt(p),
+                sink.total_bytes(),
+                sink.len(),
+                allocs as f64 / iterations as f64
+            );
+            if threads == 1 && layout == Layout::Strips {
+                encoded = sink.iter().map(<[u8]>::to_vec).collect();
+            }
+            results.push((label, layout, p));
+        }
+    }
+    let mut decoder = Decoder::new(geometry);
+    let mut t = Vec::with_capacity(iterations);
+    for p in &encoded {
+        let _ = decoder.apply(p);
+    }
+    let region = Region::new(GLOBAL);
+    for _ in 0..iterations {
+        let s = Instant::now();
+        for p in &encoded {
+            let _ = decoder.apply(p);
+        }
+        t.push(s.elapsed());
+    }
+    let allocs = region.change().allocations;
+    let decode = percentiles(&mut t);
+    println!(
+        "{:<34} {}   {:.2} allocations/frame, PSNR-Y {:.2} dB",
+        "keymash decode, 1 thread",
+        fmt(decode),
+        allocs as f64 / iterations as f64,
+        support::psnr(frame.y(), decoder.frame().y())
+    );
+    let Some(helper) = helper else { return };
+    match support::run_baseline(helper, frame, &[QUALITY], iterations) {
+        Ok(b) => {
+            if let Some(b) = b.first() {
+                println!("{:<34} {}   {} B/frame", "libjpeg-turbo compress from YUV", fmt(b.compress), b.bytes);
+                println!(
+                    "{:<34} {}   PSNR-Y {:.2} dB",
+                    "libjpeg-turbo decompress to YUV",
+                    fmt(b.decompress),
+                    support::psnr(frame.y(), b.decoded.y())
+                );
+                println!("ratios of p50 (keymash / libjpeg-turbo; below 1 = keymash faster):");
+                for (label, layout, p) in &results {
+                    println!("  {:<32} {:.2}", format!("{label} ({layout:?})"), ms(p[0]) / ms(b.compress[0]));
+                }
+                println!("  {:<32} {:.2}", "decode, 1 thread", ms(decode[0]) / ms(b.decompress[0]));
+            }
+        }
+        Err(e) => println!("libjpeg-turbo baseline failed: {e}"),
+    }
+}

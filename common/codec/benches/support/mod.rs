@@ -1,0 +1,164 @@
+//! Shared by the codec benches: machine description, test images, the libjpeg-turbo baseline
+//! helper, percentiles.
+#![allow(dead_code)]
+
+use keymash_codec::y4m::Y4mReader;
+use keymash_codec::{FrameGeometry, I420Frame};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+/// Where `benches/fetch-images.sh` put the photographs (override with KEYMASH_CODEC_IMAGES).
+pub fn image_dir() -> PathBuf {
+    std::env::var_os("KEYMASH_CODEC_IMAGES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/work/targets/codec-data"))
+}
+
+/// The CPU model line from /proc/cpuinfo, and the core count.
+pub fn machine() -> String {
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, m)| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_owned());
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    format!("{model}, {cores} logical cores")
+}
+
+/// The first frame of a Y4M file.
+pub fn load_y4m(path: &Path) -> Result<I420Frame, String> {
+    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut reader = Y4mReader::new(std::io::BufReader::new(file)).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut frame = I420Frame::grey(reader.header().geometry);
+    match reader.read_frame(&mut frame) {
+        Ok(true) => Ok(frame),
+        Ok(false) => Err(format!("{}: no frame", path.display())),
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
+/// Test images of one size, named `<name>_<W>x<H>.y4m` in [`image_dir`].
+pub fn images(geometry: FrameGeometry) -> Vec<(String, I420Frame)> {
+    let suffix = format!("_{}x{}.y4m", geometry.width(), geometry.height());
+    let mut found: Vec<(String, I420Frame)> = std::fs::read_dir(image_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let stem = name.strip_suffix(&suffix)?.to_owned();
+            load_y4m(&e.path()).ok().map(|f| (stem, f))
+        })
+        .collect();
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    found
+}
+
+/// Compiles `tj_baseline.c` against the system libturbojpeg (once per bench run).
+pub fn baseline_helper() -> Result<PathBuf, String> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/tj_baseline.c");
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("tj_baseline");
+    let status = Command::new("cc")
+        .args(["-O2", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .arg("-lturbojpeg")
+        .status()
+        .map_err(|e| format!("running cc: {e}"))?;
+    if !status.success() {
+        return Err(format!("cc {} failed (is libturbojpeg0-dev installed?)", src.display()));
+    }
+    Ok(out)
+}
+
+/// One libjpeg-turbo measurement at one quality.
+#[derive(Debug, Clone)]
+pub struct Baseline {
+    pub quality: u8,
+    pub bytes: usize,
+    /// p50, p99, max.
+    pub compress: [Duration; 3],
+    pub decompress: [Duration; 3],
+    pub decoded: I420Frame,
+}
+
+/// Runs the helper on `frame` for each quality.
+pub fn run_baseline(helper: &Path, frame: &I420Frame, qualities: &[u8], iterations: usize) -> Result<Vec<Baseline>, String> {
+    let g = frame.geometry();
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let input = dir.join("tj_in.yuv");
+    let prefix = dir.join("tj_out");
+    let mut bytes = Vec::with_capacity(g.luma_len() + 2 * g.chroma_len());
+    bytes.extend_from_slice(frame.y());
+    bytes.extend_from_slice(frame.u());
+    bytes.extend_from_slice(frame.v());
+    std::fs::write(&input, &bytes).map_err(|e| e.to_string())?;
+    let output = Command::new(helper)
+        .arg(g.width().to_string())
+        .arg(g.height().to_string())
+        .arg(iterations.to_string())
+        .arg(&input)
+        .arg(&prefix)
+        .args(qualities.iter().map(|q| q.to_string()))
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !output.status.success() {
+        return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let field = |name: &str| -> Option<&str> {
+            line.split(' ').find_map(|kv| kv.strip_prefix(name).and_then(|r| r.strip_prefix('=')))
+        };
+        let times = |name: &str| -> Option<[Duration; 3]> {
+            let v: Vec<u64> = field(name)?.split(',').filter_map(|x| x.parse().ok()).collect();
+            Some([Duration::from_nanos(*v.first()?), Duration::from_nanos(*v.get(1)?), Duration::from_nanos(*v.get(2)?)])
+        };
+        let parsed = (|| {
+            let quality: u8 = field("q")?.parse().ok()?;
+            let bytes: usize = field("bytes")?.parse().ok()?;
+            let compress = times("comp_ns")?;
+            let decompress = times("decomp_ns")?;
+            Some((quality, bytes, compress, decompress))
+        })();
+        let (quality, bytes, compress, decompress) = parsed.ok_or_else(|| format!("bad helper line {line:?}"))?;
+        let decoded_bytes = std::fs::read(format!("{}.{quality}.yuv", prefix.display())).map_err(|e| e.to_string())?;
+        let view = keymash_codec::I420View::from_contiguous(g, &decoded_bytes).map_err(|e| e.to_string())?;
+        let mut decoded = I420Frame::grey(g);
+        decoded.copy_from(view).map_err(|e| e.to_string())?;
+        out.push(Baseline { quality, bytes, compress, decompress, decoded });
+    }
+    Ok(out)
+}
+
+/// p50, p99 and max of a set of durations.
+pub fn percentiles(times: &mut [Duration]) -> [Duration; 3] {
+    times.sort();
+    let n = times.len();
+    if n == 0 {
+        return [Duration::ZERO; 3];
+    }
+    [times[n / 2], times[(n * 99 / 100).min(n - 1)], times[n - 1]]
+}
+
+pub fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+pub fn psnr(a: &[u8], b: &[u8]) -> f64 {
+    keymash_codec::frame::psnr_from_squared_error(keymash_codec::frame::squared_error(a, b), a.len() as u64)
+}
+
+/// PSNR over all three planes (sample-weighted, as ffmpeg's "average").
+pub fn psnr_yuv(a: &I420Frame, b: &I420Frame) -> f64 {
+    use keymash_codec::frame::squared_error;
+    let se = squared_error(a.y(), b.y()) + squared_error(a.u(), b.u()) + squared_error(a.v(), b.v());
+    let n = (a.y().len() + a.u().len() + a.v().len()) as u64;
+    keymash_codec::frame::psnr_from_squared_error(se, n)
+}
