@@ -46,7 +46,8 @@ pub struct TransportConfig {
     pub retransmit_deadline: Duration,
     /// NACKs per lost packet at most.
     pub max_nack_tries: u8,
-    /// RTT assumed until one is measured.
+    /// RTT assumed until the receiver measures one from NACK round trips; on the high side, so
+    /// the first retransmission can arrive before a second NACK makes the sample ambiguous.
     pub initial_rtt: Duration,
     /// Receive window size in packets.
     pub window_packets: usize,
@@ -75,7 +76,7 @@ impl Default for TransportConfig {
             peer_timeout: Duration::from_secs(3),
             retransmit_deadline: Duration::from_millis(150),
             max_nack_tries: 3,
-            initial_rtt: Duration::from_millis(20),
+            initial_rtt: Duration::from_millis(100),
             window_packets: 1024,
             retransmit_history_packets: 2048,
         }

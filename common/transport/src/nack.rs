@@ -16,6 +16,7 @@ pub const MAX_MISSING: usize = 512;
 #[derive(Debug, Clone)]
 struct Missing {
     detected: Instant,
+    first_nack: Option<Instant>,
     last_nack: Option<Instant>,
     tries: u8,
 }
@@ -36,8 +37,9 @@ pub enum Arrival {
     Expected,
     /// Was missing but not NACKed yet: reordered.
     Reordered,
-    /// Was NACKed; `last_nack` is when the latest NACK left (an RTT sample).
-    AfterNack { last_nack: Instant },
+    /// Was NACKed `tries` times, the first at `first_nack`. Only when `tries` is 1 is
+    /// `now - first_nack` an unambiguous RTT sample (Karn's rule).
+    AfterNack { first_nack: Instant, tries: u8 },
 }
 
 impl NackTracker {
@@ -52,7 +54,7 @@ impl NackTracker {
                 let first = SeqNo::new(h.get() + 1).max(SeqNo::new(seq.get().saturating_sub(MAX_MISSING as u64)));
                 let mut s = first;
                 while s < seq {
-                    self.missing.insert(s, Missing { detected: now, last_nack: None, tries: 0 });
+                    self.missing.insert(s, Missing { detected: now, first_nack: None, last_nack: None, tries: 0 });
                     s = s.next();
                 }
                 while self.missing.len() > MAX_MISSING {
@@ -62,7 +64,7 @@ impl NackTracker {
         }
         match self.missing.remove(&seq) {
             None => Arrival::Expected,
-            Some(Missing { last_nack: Some(t), .. }) => Arrival::AfterNack { last_nack: t },
+            Some(Missing { first_nack: Some(first_nack), tries, .. }) => Arrival::AfterNack { first_nack, tries },
             Some(_) => Arrival::Reordered,
         }
     }
@@ -83,12 +85,15 @@ impl NackTracker {
         let (tolerance, deadline, max_tries) = (self.reorder_tolerance, self.deadline, self.max_tries);
         self.missing.retain(|seq, m| {
             let age = now.saturating_duration_since(m.detected);
-            if age >= deadline || m.tries >= max_tries && m.last_nack.is_some_and(|t| now.saturating_duration_since(t) >= rtt) {
+            // Kept after the last try until the deadline, so a late retransmission is still
+            // recognised as one.
+            if age >= deadline {
                 return false;
             }
             let ready = age >= tolerance && m.tries < max_tries && m.last_nack.is_none_or(|t| now.saturating_duration_since(t) >= rtt);
             if ready {
                 m.tries += 1;
+                m.first_nack.get_or_insert(now);
                 m.last_nack = Some(now);
                 out.push(*seq);
             }
@@ -97,12 +102,12 @@ impl NackTracker {
         out
     }
 
-    /// When [`Self::due`] may next return something.
+    /// When [`Self::due`] may next return something (or drop an expired entry).
     pub fn next_due(&self, rtt: Duration) -> Option<Instant> {
         self.missing
             .values()
-            .filter(|m| m.tries < self.max_tries)
             .map(|m| match m.last_nack {
+                _ if m.tries >= self.max_tries => m.detected + self.deadline,
                 None => m.detected + self.reorder_tolerance,
                 Some(t) => t + rtt,
             })
@@ -185,10 +190,11 @@ mod tests {
         assert_eq!(n.on_arrival(t0, s(10), None), Arrival::Expected);
         n.on_arrival(t0, s(13), Some(s(10)));
         // (time, expected NACKs)
-        let steps: &[(u64, &[u64])] = &[(0, &[]), (4, &[]), (5, &[11, 12]), (6, &[]), (24, &[]), (25, &[11, 12]), (45, &[11, 12]), (65, &[]), (100, &[])];
-        for (at, want) in steps {
+        let steps: &[(u64, &[u64], usize)] = &[(0, &[], 2), (4, &[], 2), (5, &[11, 12], 2), (6, &[], 2), (24, &[], 2), (25, &[11, 12], 2), (45, &[11, 12], 2), (65, &[], 2), (149, &[], 2), (150, &[], 0)];
+        for (at, want, still_missing) in steps {
             let got: Vec<u64> = n.due(t0 + ms(*at), rtt).iter().map(|q| q.get()).collect();
             assert_eq!(&got[..], *want, "at {at} ms");
+            assert_eq!(n.missing_count(), *still_missing, "at {at} ms");
         }
     }
 
@@ -201,7 +207,8 @@ mod tests {
         n.on_arrival(t0, s(4), Some(s(1)));
         assert_eq!(n.on_arrival(t0, s(2), Some(s(4))), Arrival::Reordered);
         n.due(t0 + ms(5), ms(20));
-        assert_eq!(n.on_arrival(t0 + ms(9), s(3), Some(s(4))), Arrival::AfterNack { last_nack: t0 + ms(5) });
+        n.due(t0 + ms(25), ms(20));
+        assert_eq!(n.on_arrival(t0 + ms(29), s(3), Some(s(4))), Arrival::AfterNack { first_nack: t0 + ms(5), tries: 2 });
         assert_eq!(n.missing_count(), 0);
     }
 

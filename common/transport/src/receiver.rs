@@ -261,12 +261,14 @@ impl Receiver {
 
         let arrival_kind = if self.config.nack { self.nack.on_arrival(now, seq, highest_before) } else { Arrival::Expected };
         let recovery = match arrival_kind {
-            Arrival::AfterNack { last_nack } => {
-                let sample = now.saturating_duration_since(last_nack);
-                self.rtt = Some(match self.rtt {
-                    None => sample,
-                    Some(r) => r.mul_f64(1.0 - RTT_GAIN) + sample.mul_f64(RTT_GAIN),
-                });
+            Arrival::AfterNack { first_nack, tries } => {
+                if tries == 1 {
+                    let sample = now.saturating_duration_since(first_nack);
+                    self.rtt = Some(match self.rtt {
+                        None => sample,
+                        Some(r) => r.mul_f64(1.0 - RTT_GAIN) + sample.mul_f64(RTT_GAIN),
+                    });
+                }
                 Recovery::Nack
             }
             _ => Recovery::Direct,
@@ -385,8 +387,7 @@ impl Receiver {
     /// report every feedback interval. Each goes as one compound: RR, [NACK], APP.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.note_gap(now);
-        let rtt = self.rtt.unwrap_or(self.config.initial_rtt);
-        let nacks = if self.config.nack && self.media.is_some() { self.nack.due(now, rtt) } else { Vec::new() };
+        let nacks = if self.config.nack && self.media.is_some() { self.nack.due(now, self.renack_interval()) } else { Vec::new() };
         if nacks.is_empty() && now < self.next_feedback {
             return;
         }
@@ -409,6 +410,12 @@ impl Receiver {
         self.stats.feedback_sent += 1;
         self.out.push_back(Transmit { contents, kind: TransmitKind::Rtcp });
         self.next_feedback = now + self.config.feedback_interval;
+    }
+
+    /// How long to wait for a retransmission before NACKing again: the RTT plus the reorder
+    /// tolerance (the sender's pacing queue and the path's jitter delay it a little).
+    fn renack_interval(&self) -> Duration {
+        self.rtt.unwrap_or(self.config.initial_rtt) + self.config.reorder_tolerance
     }
 
     /// The RFC 3550 report block on the sender's stream (none before the first packet).
@@ -448,8 +455,7 @@ impl Receiver {
 
     /// The next time [`Receiver::handle_timeout`] or [`Receiver::poll_payload`] has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let rtt = self.rtt.unwrap_or(self.config.initial_rtt);
-        let nack = if self.config.nack { self.nack.next_due(rtt) } else { None };
+        let nack = if self.config.nack { self.nack.next_due(self.renack_interval()) } else { None };
         let gap = self.gap_since.map(|(_, t)| t + self.config.gap_hold());
         [Some(self.next_feedback), nack, gap].into_iter().flatten().min()
     }
