@@ -91,6 +91,8 @@ pub enum FilterError {
     TestRun(#[source] ProgramError),
     #[error("reading the kernel's information about {PROGRAM_NAME}: {0}")]
     ProgramInfo(#[source] ProgramError),
+    #[error("no BPF program with id {0} is loaded")]
+    ProgramNotLoaded(u32),
     #[error("{PROGRAM_NAME} returned {0}, which is neither TC_ACT_OK nor TC_ACT_SHOT")]
     UnexpectedReturn(u32),
 }
@@ -286,4 +288,27 @@ fn remove_clsact(interface: &str) -> Result<(), FilterError> {
     } else {
         Err(failed(String::from_utf8_lossy(&output.stderr).trim().to_owned()))
     }
+}
+
+/// Reads the counters of a loss filter that another process loaded (the running controller's),
+/// given the kernel id of its program (as `tc filter show` and `bpftool prog` print it). Needs
+/// the privileges to open BPF objects by id (CAP_SYS_ADMIN): for tests and operator tools run
+/// as root, not for the controller itself.
+pub fn counters_of_program(program_id: u32) -> Result<LossCounters, FilterError> {
+    let info = aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .find(|p| p.id() == program_id)
+        .ok_or(FilterError::ProgramNotLoaded(program_id))?;
+    let map_ids = info.map_ids().map_err(FilterError::ProgramInfo)?.unwrap_or_default();
+    for map_id in map_ids {
+        let map = aya::maps::MapData::from_id(map_id).map_err(|source| FilterError::Map { name: COUNTERS_MAP, source })?;
+        let is_counters = map.info().ok().and_then(|i| i.name_as_str().map(|n| n == COUNTERS_MAP)).unwrap_or(false);
+        if is_counters {
+            let counters: PerCpuArray<MapData, CountersMapValue> = PerCpuArray::try_from(aya::maps::Map::PerCpuArray(map))
+                .map_err(|source| FilterError::Map { name: COUNTERS_MAP, source })?;
+            let per_cpu = counters.get(&ONLY_KEY, 0).map_err(|source| FilterError::Map { name: COUNTERS_MAP, source })?;
+            return Ok(per_cpu.iter().copied().map(LossCounters::from_map_value).fold(LossCounters::default(), LossCounters::add));
+        }
+    }
+    Err(FilterError::MapMissing(COUNTERS_MAP))
 }

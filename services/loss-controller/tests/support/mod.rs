@@ -1,0 +1,198 @@
+//! What the loss-controller integration tests share: a controller running in the receiving
+//! namespace of a [`NetnsPair`], a paced UDP sender and a counting receiver, and the kernel's
+//! own counters read back by program id.
+#![allow(dead_code)] // each test file uses a different part
+
+use std::collections::BTreeSet;
+use std::io::Write as _;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use keymash_loss_controller::filter::counters_of_program;
+use keymash_loss_controller::layout::LossCounters;
+use keymash_tests::{ChildGuard, Netns, NetnsPair, NotifySocket};
+
+/// The video port the tests filter, and another port that must never be touched.
+pub const VIDEO_PORT: u16 = 5004;
+pub const OTHER_PORT: u16 = 5005;
+
+/// The controller's fail-safe window with the default config (loss.failsafe_ms).
+pub const FAILSAFE: Duration = Duration::from_millis(250);
+
+/// Traffic phases of different tests must not compete for the 2 CPUs, or the receiver's socket
+/// buffer, not the filter, would drop packets.
+pub static TRAFFIC: Mutex<()> = Mutex::new(());
+
+pub fn traffic_lock() -> std::sync::MutexGuard<'static, ()> {
+    TRAFFIC.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// An empty config file (every key at its default), readable by any user.
+pub struct EmptyConfig {
+    pub path: PathBuf,
+}
+
+impl EmptyConfig {
+    pub fn new() -> Self {
+        let path = std::env::temp_dir().join(format!("{}.toml", keymash_tests::unique_name("keymash-loss-test")));
+        std::fs::File::create(&path).unwrap().write_all(b"# defaults\n").unwrap();
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        EmptyConfig { path }
+    }
+}
+
+impl Drop for EmptyConfig {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// A loss-controller running in `netns`, attached to `interface`, ready when constructed.
+pub struct Controller {
+    pub child: ChildGuard,
+    _notify: NotifySocket,
+    _config: EmptyConfig,
+}
+
+impl Controller {
+    /// The binary of this crate.
+    pub fn binary() -> &'static str {
+        env!("CARGO_BIN_EXE_keymash-loss-controller")
+    }
+
+    /// Starts `keymash-loss-controller --interface IFACE --port VIDEO_PORT <extra>` in `netns`
+    /// and waits for READY=1.
+    pub fn start(netns: &Netns, interface: &str, extra: &[&str]) -> Controller {
+        Self::start_with(netns.command(Self::binary()), interface, extra)
+    }
+
+    /// Like [`Controller::start`] with a prepared command (e.g. wrapped in setpriv).
+    pub fn start_with(mut command: Command, interface: &str, extra: &[&str]) -> Controller {
+        let config = EmptyConfig::new();
+        let notify = NotifySocket::bind().unwrap();
+        let (key, value) = notify.env();
+        command
+            .arg("--config")
+            .arg(&config.path)
+            .args(["--interface", interface, "--port", &VIDEO_PORT.to_string()])
+            .args(extra)
+            .env(key, value)
+            .env("KEYMASH_LOG", "info")
+            .stdin(Stdio::null());
+        let mut child = ChildGuard::spawn("keymash-loss-controller", &mut command).unwrap();
+        if let Err(e) = notify.wait_ready(Duration::from_secs(20)) {
+            let status = child.kill_hard();
+            panic!("controller not ready: {e} (exit: {status:?})");
+        }
+        Controller { child, _notify: notify, _config: config }
+    }
+}
+
+/// `tc filter show dev IFACE ingress` inside `netns`.
+pub fn ingress_filters(netns: &Netns, interface: &str) -> String {
+    netns.run("tc", ["filter", "show", "dev", interface, "ingress"]).unwrap_or_default()
+}
+
+/// Kernel ids of the `keymash_loss` programs attached at `interface`'s ingress.
+pub fn attached_program_ids(netns: &Netns, interface: &str) -> Vec<u32> {
+    let text = ingress_filters(netns, interface);
+    text.lines()
+        .filter(|line| line.contains("keymash_loss"))
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            words.by_ref().find(|w| *w == "id")?;
+            words.next()?.parse().ok()
+        })
+        .collect()
+}
+
+/// The kernel counters of the one filter attached at `interface`.
+pub fn kernel_counters(netns: &Netns, interface: &str) -> LossCounters {
+    let ids = attached_program_ids(netns, interface);
+    assert_eq!(ids.len(), 1, "expected exactly one keymash_loss filter, tc shows:\n{}", ingress_filters(netns, interface));
+    counters_of_program(ids[0]).unwrap()
+}
+
+/// A UDP socket bound inside `netns` at `addr`, with a receive buffer big enough for the test's
+/// bursts.
+pub fn bind_in(netns: &Netns, addr: SocketAddr) -> UdpSocket {
+    netns
+        .enter(move || {
+            let socket = UdpSocket::bind(addr).unwrap();
+            // Root may exceed rmem_max: 8 MiB holds every burst the tests send, so only the
+            // filter drops packets.
+            nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::RcvBufForce, &(8 << 20)).unwrap();
+            socket.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+            socket
+        })
+        .unwrap()
+}
+
+/// What a receiver got: the sequence numbers seen.
+#[derive(Debug, Default)]
+pub struct Received {
+    pub sequence: BTreeSet<u64>,
+}
+
+/// Receives on `socket` until `stop` returns true and the socket has been quiet for 200 ms.
+pub fn receive_until(socket: &UdpSocket, stop: &std::sync::atomic::AtomicBool) -> Received {
+    use std::sync::atomic::Ordering;
+    let mut received = Received::default();
+    let mut buf = [0u8; 2048];
+    let mut quiet_since: Option<Instant> = None;
+    loop {
+        match socket.recv(&mut buf) {
+            Ok(n) if n >= 8 => {
+                let mut seq = [0u8; 8];
+                seq.copy_from_slice(&buf[..8]);
+                received.sequence.insert(u64::from_be_bytes(seq));
+                quiet_since = None;
+            }
+            Ok(_) => {}
+            Err(_) => {
+                if stop.load(Ordering::Acquire) {
+                    let since = *quiet_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() > Duration::from_millis(200) {
+                        return received;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Sends `count` datagrams (8-byte big-endian sequence number + padding to `size`) from
+/// `socket` to `to`, paced at about `rate` packets per second in small bursts.
+pub fn send_paced(socket: &UdpSocket, to: SocketAddr, count: u64, size: usize, rate: u64) {
+    let mut payload = vec![0u8; size.max(8)];
+    let started = Instant::now();
+    const BURST: u64 = 32;
+    for seq in 0..count {
+        payload[..8].copy_from_slice(&seq.to_be_bytes());
+        socket.send_to(&payload, to).unwrap();
+        if seq % BURST == BURST - 1 {
+            let due = started + Duration::from_secs_f64((seq + 1) as f64 / rate as f64);
+            let now = Instant::now();
+            if due > now {
+                std::thread::sleep(due - now);
+            }
+        }
+    }
+}
+
+/// Sender and receiver sockets for one flow from `pair.left` to `pair.right` at `port`.
+pub fn flow(pair: &NetnsPair, port: u16, v6: bool) -> (UdpSocket, UdpSocket, SocketAddr) {
+    let (from, to): (IpAddr, IpAddr) = if v6 {
+        (NetnsPair::LEFT_V6.into(), NetnsPair::RIGHT_V6.into())
+    } else {
+        (NetnsPair::LEFT_V4.into(), NetnsPair::RIGHT_V4.into())
+    };
+    let to = SocketAddr::new(to, port);
+    let receiver = bind_in(&pair.right, to);
+    let sender = bind_in(&pair.left, SocketAddr::new(from, 0));
+    (sender, receiver, to)
+}
