@@ -17,6 +17,7 @@ fn seeded_random_and_mutated_payloads_are_refused_or_applied_safely() {
         // The generator must reach both outcomes, or it is not testing the body decoder.
         assert!(summary.accepted > n / 50, "{geometry}: {summary:?}");
         assert!(summary.rejected > n / 50, "{geometry}: {summary:?}");
+        assert!(summary.rejected_in_body > n / 50, "{geometry}: {summary:?}");
     }
 }
 
