@@ -12,6 +12,7 @@ pub mod rtp;
 pub mod sender;
 pub mod seq;
 pub mod stats;
+pub mod udp;
 pub mod window;
 
 pub use config::TransportConfig;

@@ -1,0 +1,130 @@
+//! Interop: capture a real stream on loopback with tshark and check that Wireshark's own
+//! dissectors decode it as RTP and RTCP, with the sequence numbers we sent and nothing
+//! malformed. Needs tshark and the right to capture (root); skipped loudly without tshark.
+
+#[path = "support/udp_run.rs"]
+mod udp_run;
+
+use std::io::{BufRead, BufReader};
+use std::net::{IpAddr, Ipv4Addr};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use keymash_core::{MashLevel, Quality};
+use keymash_transport::rtcp;
+use keymash_transport::{Ssrc, Transmit, TransmitKind, TransportConfig};
+use udp_run::{stream, UdpPair};
+
+fn tshark_present() -> bool {
+    Command::new("tshark").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+}
+
+/// Removes the capture file however the test ends.
+struct TempFile(std::path::PathBuf);
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn tshark_fields(file: &std::path::Path, port: u16, filter: &str, fields: &[&str]) -> Vec<Vec<String>> {
+    let mut cmd = Command::new("tshark");
+    cmd.arg("-r").arg(file).args(["-d", &format!("udp.port=={port},rtp")]);
+    cmd.args(["-Y", filter, "-T", "fields", "-E", "separator=;"]);
+    for f in fields {
+        cmd.args(["-e", f]);
+    }
+    let out = cmd.output().expect("run tshark -r");
+    assert!(out.status.success(), "tshark -r failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().map(|l| l.split(';').map(str::to_owned).collect()).collect()
+}
+
+#[test]
+fn tshark_decodes_the_stream_as_rtp_and_rtcp_without_malformed_packets() {
+    if !tshark_present() {
+        eprintln!("\n!!!!!!!!!! SKIPPED: tshark is not installed; RTP/RTCP interop is UNTESTED !!!!!!!!!!\n");
+        return;
+    }
+    let mut pair = UdpPair::bind(IpAddr::V4(Ipv4Addr::LOCALHOST)).expect("bind loopback");
+    let port = pair.rx.local_addr().expect("rx addr").port();
+    let file = TempFile(std::env::temp_dir().join(format!("keymash-transport-interop-{}-{port}.pcapng", std::process::id())));
+
+    let mut capture = Command::new("tshark")
+        .args(["-i", "lo", "-f", &format!("udp port {port}"), "-w"])
+        .arg(&file.0)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start tshark capture");
+    // Wait until tshark says it is capturing, so the first packets are not missed.
+    let stderr = capture.stderr.take().expect("stderr piped");
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("Capturing on") {
+                let _ = ready_tx.send(());
+            }
+        }
+    });
+    let ready = ready_rx.recv_timeout(Duration::from_secs(20)).is_ok();
+    if !ready {
+        let _ = capture.kill();
+        let _ = capture.wait();
+        panic!("tshark did not start capturing on lo (are we root?)");
+    }
+    // dumpcap announces itself a moment before its filter is live.
+    std::thread::sleep(Duration::from_secs(1));
+
+    let config = TransportConfig { fec: true, nack: true, ..TransportConfig::default() };
+    let run = stream(&mut pair, config, 20, 10, Duration::from_millis(10));
+    // Loopback loses nothing, so no NACK went out: send one compound with a NACK as the
+    // receiver would (RR first, as RFC 3550 wants), for the dissector to check.
+    let mut nack = Vec::new();
+    let (me, media) = (Ssrc(0x1234_5678), Ssrc(0x0BAD_F00D));
+    rtcp::rr::write(me, &[], &mut nack).unwrap();
+    rtcp::nack::write(me, media, &rtcp::nack::entries_for([4000u16, 4002, 4017]), &mut nack).unwrap();
+    rtcp::app::write(me, &rtcp::KeymashApp { quality: Quality::new(42).unwrap(), mash: MashLevel::FULL }, &mut nack).unwrap();
+    pair.rx.send(&Transmit { contents: nack, kind: TransmitKind::Rtcp }).expect("send NACK");
+    std::thread::sleep(Duration::from_millis(300));
+    // tshark writes a complete file on SIGINT.
+    let stopped = Command::new("kill").args(["-INT", &capture.id().to_string()]).status().is_ok_and(|s| s.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while capture.try_wait().ok().flatten().is_none() {
+        if !stopped || Instant::now() > deadline {
+            let _ = capture.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = capture.wait();
+
+    let media_ssrc = {
+        let rows = tshark_fields(&file.0, port, "rtp.p_type == 96", &["rtp.ssrc"]);
+        rows.first().and_then(|r| r.first().cloned()).expect("no RTP packets with PT 96 in the capture")
+    };
+    let seqs: Vec<u16> = tshark_fields(&file.0, port, "rtp.p_type == 96", &["rtp.seq"])
+        .iter()
+        .map(|r| r[0].parse().expect("numeric rtp.seq"))
+        .collect();
+    assert_eq!(seqs, run.sent_seqs, "tshark's RTP sequence numbers differ from the ones sent");
+    let markers = tshark_fields(&file.0, port, "rtp.p_type == 96 && rtp.marker == 1", &["rtp.seq"]).len();
+    assert_eq!(markers, 20, "one marker per frame");
+    let repair = tshark_fields(&file.0, port, "rtp.p_type == 97", &["rtp.ssrc"]);
+    assert!(!repair.is_empty(), "no FEC repair packets decoded as RTP PT 97");
+    assert!(repair.iter().all(|r| r[0] != media_ssrc), "repair packets must be their own stream");
+
+    let rtcp_types: Vec<String> = tshark_fields(&file.0, port, "rtcp", &["rtcp.pt"]).into_iter().flatten().collect();
+    let joined = rtcp_types.join(",");
+    for (pt, name) in [("200", "sender report"), ("201", "receiver report"), ("204", "APP"), ("205", "transport feedback")] {
+        assert!(joined.split(',').any(|t| t == pt), "no RTCP {name} ({pt}) decoded: {joined}");
+    }
+    let app_names = tshark_fields(&file.0, port, "rtcp.pt == 204", &["rtcp.app.name"]);
+    assert!(app_names.iter().all(|r| r[0] == "KMSH"), "{app_names:?}");
+
+    let nack_pids = tshark_fields(&file.0, port, "rtcp.pt == 205 && rtcp.rtpfb.fmt == 1", &["rtcp.rtpfb.nack_pid"]);
+    // tshark lists every lost sequence number, the PIDs and those in the bitmask alike.
+    assert_eq!(nack_pids, vec![vec!["4000,4002,4017".to_owned()]], "generic NACK not decoded as sent");
+
+    let malformed = tshark_fields(&file.0, port, "_ws.malformed || _ws.expert.severity >= 8388608", &["frame.number", "_ws.expert.message"]);
+    assert!(malformed.is_empty(), "tshark reports malformed or erroneous packets: {malformed:?}");
+}
