@@ -1,0 +1,119 @@
+//! The shipped systemd units: valid (`systemd-analyze verify` against the built binaries),
+//! hardened within the README's limits (`systemd-analyze security --offline=yes`), and shaped as
+//! the design says (Type=notify, watchdog, restart, capabilities only for loss-controller).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const SERVICES: [&str; 8] = [
+    "capture",
+    "delay-buffer",
+    "encoder",
+    "net-tx",
+    "net-rx",
+    "display",
+    "mash-input",
+    "loss-controller",
+];
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn unit_text(name: &str) -> String {
+    std::fs::read_to_string(repo().join("systemd").join(name)).unwrap()
+}
+
+fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().and_then(Path::parent).unwrap().to_owned()
+}
+
+/// The value(s) of `key=` lines in a unit.
+fn values<'a>(text: &'a str, key: &str) -> Vec<&'a str> {
+    text.lines().filter_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix('='))).collect()
+}
+
+#[test]
+fn every_unit_passes_systemd_analyze_verify() {
+    let dir = std::env::temp_dir().join(format!("keymash-units-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bin = target_dir();
+    let mut paths = Vec::new();
+    for entry in std::fs::read_dir(repo().join("systemd")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        if !(name.ends_with(".service") || name.ends_with(".target")) {
+            continue;
+        }
+        // Point ExecStart at the binaries this build produced, so verify checks them too.
+        let text = std::fs::read_to_string(&path).unwrap().replace("/usr/local/bin/", &format!("{}/", bin.display()));
+        let copy = dir.join(&name);
+        std::fs::write(&copy, text).unwrap();
+        paths.push(copy);
+    }
+    assert_eq!(paths.len(), 10, "8 services and 2 targets");
+    for service in SERVICES {
+        assert!(bin.join(format!("keymash-{service}")).exists(), "build the binaries first");
+    }
+    let out = Command::new("systemd-analyze").args(["verify", "--man=no"]).args(&paths).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(out.status.success() && stderr.trim().is_empty(), "systemd-analyze verify:\n{stderr}");
+}
+
+#[test]
+fn every_unit_is_within_its_security_exposure_limit() {
+    for service in SERVICES {
+        let unit = repo().join("systemd").join(format!("keymash-{service}.service"));
+        let out = Command::new("systemd-analyze")
+            .args(["security", "--offline=yes", "--no-pager"])
+            .arg(&unit)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let score: f64 = text
+            .lines()
+            .find_map(|l| l.split("Overall exposure level for ").nth(1))
+            .and_then(|rest| rest.split(": ").nth(1))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no score for {service}: {text}"));
+        let limit = if matches!(service, "loss-controller" | "display") { 2.0 } else { 1.0 };
+        assert!(score <= limit, "keymash-{service}.service exposure {score} > {limit}");
+    }
+}
+
+#[test]
+fn every_service_is_a_supervised_notify_service_as_the_keymash_user() {
+    for service in SERVICES {
+        let text = unit_text(&format!("keymash-{service}.service"));
+        assert_eq!(values(&text, "Type"), ["notify"], "{service}");
+        assert_eq!(values(&text, "User"), ["keymash"], "{service}");
+        assert!(!values(&text, "WatchdogSec").is_empty(), "{service} has no watchdog");
+        assert_eq!(values(&text, "Restart"), ["always"], "{service}");
+        assert_eq!(values(&text, "RestartPreventExitStatus"), ["78"], "{service}");
+        assert!(values(&text, "DynamicUser").is_empty(), "{service}: DynamicUser would remove the rings");
+        let expected_target = if SERVICES[..4].contains(&service) { "sender" } else { "receiver" };
+        assert_eq!(values(&text, "PartOf"), [format!("keymash-{expected_target}.target").as_str()]);
+        let target = unit_text(&format!("keymash-{expected_target}.target"));
+        assert!(target.contains(&format!("keymash-{service}.service")), "{expected_target} target lacks {service}");
+    }
+}
+
+#[test]
+fn only_loss_controller_holds_capabilities() {
+    for service in SERVICES {
+        let text = unit_text(&format!("keymash-{service}.service"));
+        let ambient: Vec<&str> = values(&text, "AmbientCapabilities").into_iter().filter(|v| !v.is_empty()).collect();
+        let bounding: Vec<&str> =
+            values(&text, "CapabilityBoundingSet").into_iter().filter(|v| !v.is_empty()).collect();
+        if service == "loss-controller" {
+            assert_eq!(ambient, ["CAP_BPF CAP_NET_ADMIN"]);
+            assert_eq!(bounding, ["CAP_BPF CAP_NET_ADMIN"]);
+        } else {
+            assert!(ambient.is_empty() && bounding.is_empty(), "{service} has capabilities");
+            assert_eq!(values(&text, "CapabilityBoundingSet"), [""], "{service} must clear its bounding set");
+        }
+    }
+}
