@@ -1,0 +1,2 @@
+//! keymash-present: the pure logic of `keymash-display` (work in progress).
+#![forbid(unsafe_code)]
