@@ -1,0 +1,170 @@
+#!/usr/bin/env bash
+# Set up a keymash PC (Debian 12 / Ubuntu), or take keymash off it again.
+#
+#   sudo deploy/install.sh --role sender   [--config FILE] [--start]
+#   sudo deploy/install.sh --role receiver [--config FILE] [--start]
+#   sudo deploy/install.sh --uninstall [--purge-config]
+#
+# Installs the packages it needs, builds in release mode (the eBPF object is compiled from
+# ebpf/ by the loss-controller's build), then installs the binaries to /usr/local/bin, the
+# units to /usr/local/lib/systemd/system, the keymash system user (sysusers.d), the annotated
+# configuration to /etc/keymash/keymash.toml (never overwriting an existing one; --config FILE
+# installs FILE instead when there is none), reloads systemd and enables the role's target.
+# A second run changes nothing. --uninstall stops and removes everything it installed, the
+# configuration only with --purge-config.
+#
+# For packaging and tests: --root DIR installs into DIR as if it were / (no service manager or
+# user database is touched beyond DIR), --no-build takes the binaries from target/release as
+# they are (or from --binaries DIR), --no-deps skips the package installation.
+set -euo pipefail
+
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+role="" config="" start=0 uninstall=0 purge_config=0 root="" build=1 deps=1 binaries_from=""
+
+usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --role) role="${2:-}"; shift 2 ;;
+    --config) config="${2:-}"; shift 2 ;;
+    --start) start=1; shift ;;
+    --uninstall) uninstall=1; shift ;;
+    --purge-config) purge_config=1; shift ;;
+    --root) root="${2:-}"; shift 2 ;;
+    --no-build) build=0; shift ;;
+    --no-deps) deps=0; shift ;;
+    --binaries) binaries_from="${2:-}"; build=0; shift 2 ;;
+    -h|--help) usage ;;
+    *) echo "install.sh: unknown argument $1" >&2; usage ;;
+  esac
+done
+
+if [ -z "$root" ] && [ "$(id -u)" != 0 ]; then
+  echo "install.sh: run as root (sudo deploy/install.sh ...)" >&2; exit 1
+fi
+if [ -n "$root" ]; then
+  mkdir -p "$root"; root="$(cd "$root" && pwd)"
+fi
+
+binaries=(keymash keymash-capture keymash-delay-buffer keymash-encoder keymash-net-tx
+          keymash-net-rx keymash-display keymash-mash-input keymash-loss-controller)
+bin_dir="$root/usr/local/bin"
+unit_dir="$root/usr/local/lib/systemd/system"
+sysusers_dir="$root/usr/local/lib/sysusers.d"
+doc_dir="$root/usr/local/share/doc/keymash"
+etc_dir="$root/etc/keymash"
+systemctl_() { if [ -n "$root" ]; then systemctl --root="$root" "$@"; else systemctl "$@"; fi; }
+changed=0
+say() { echo "install.sh: $*"; }
+
+# Copy $1 to $2 with mode $3 unless $2 already has exactly that content and mode.
+put() {
+  local src="$1" dst="$2" mode="$3"
+  if [ -f "$dst" ] && cmp -s "$src" "$dst" && [ "$(stat -c %a "$dst")" = "${mode#0}" ]; then
+    return 0
+  fi
+  install -D -m "$mode" "$src" "$dst"
+  say "installed $dst"
+  changed=1
+}
+
+remove() {
+  local path="$1"
+  if [ -e "$path" ] || [ -L "$path" ]; then rm -f "$path"; say "removed $path"; fi
+}
+
+if [ "$uninstall" = 1 ]; then
+  for target in keymash-sender.target keymash-receiver.target; do
+    if [ -z "$root" ]; then systemctl stop "$target" 2>/dev/null || true; fi
+    systemctl_ disable "$target" >/dev/null 2>&1 || true
+  done
+  for unit in "$repo"/systemd/keymash-*; do remove "$unit_dir/$(basename "$unit")"; done
+  for b in "${binaries[@]}"; do remove "$bin_dir/$b"; done
+  remove "$sysusers_dir/keymash.conf"
+  remove "$doc_dir/README.md"; remove "$doc_dir/keymash.toml.example"
+  rmdir "$doc_dir" 2>/dev/null || true
+  if [ "$purge_config" = 1 ]; then
+    remove "$etc_dir/keymash.toml"; rmdir "$etc_dir" 2>/dev/null || true
+  elif [ -f "$etc_dir/keymash.toml" ]; then
+    say "kept $etc_dir/keymash.toml (--purge-config removes it)"
+  fi
+  if [ -z "$root" ]; then
+    # The rings, including the delay buffer's video, live in /dev/shm until removed.
+    rm -f /dev/shm/keymash.* 2>/dev/null || true
+    if id keymash >/dev/null 2>&1; then userdel keymash 2>/dev/null && say "removed user keymash" || true; fi
+    systemctl daemon-reload
+  elif grep -q '^keymash:' "$root/etc/passwd" 2>/dev/null; then
+    userdel --prefix "$root" keymash && say "removed user keymash"
+  fi
+  say "uninstalled"
+  exit 0
+fi
+
+case "$role" in
+  sender|receiver) ;;
+  *) echo "install.sh: --role sender or --role receiver is required" >&2; usage ;;
+esac
+if [ -n "$config" ] && [ ! -f "$config" ]; then
+  echo "install.sh: --config $config: no such file" >&2; exit 1
+fi
+
+if [ "$deps" = 1 ]; then "$repo/deploy/install-deps.sh" build; fi
+# shellcheck disable=SC1091
+[ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
+release="${binaries_from:-${CARGO_TARGET_DIR:-$repo/target}/release}"
+if [ "$build" = 1 ]; then
+  say "building (release)"
+  (cd "$repo" && cargo build --release --locked --bins)
+fi
+for b in "${binaries[@]}"; do
+  [ -x "$release/$b" ] || { echo "install.sh: $release/$b is missing; build first" >&2; exit 1; }
+done
+
+# Refuse a configuration before installing anything that would start with it.
+new_config="${config:-$repo/deploy/keymash.toml}"
+"$release/keymash" check-config "$new_config" >/dev/null
+
+for b in "${binaries[@]}"; do put "$release/$b" "$bin_dir/$b" 0755; done
+for unit in "$repo"/systemd/keymash-*.service "$repo"/systemd/keymash-*.target; do
+  put "$unit" "$unit_dir/$(basename "$unit")" 0644
+done
+put "$repo/systemd/sysusers.d/keymash.conf" "$sysusers_dir/keymash.conf" 0644
+put "$repo/README.md" "$doc_dir/README.md" 0644
+put "$repo/deploy/keymash.toml" "$doc_dir/keymash.toml.example" 0644
+
+if [ -n "$root" ]; then
+  mkdir -p "$root/etc"
+  systemd-sysusers --root="$root" "$sysusers_dir/keymash.conf"
+else
+  systemd-sysusers "$sysusers_dir/keymash.conf"
+fi
+
+if [ -f "$etc_dir/keymash.toml" ]; then
+  [ -z "$config" ] || say "kept the existing $etc_dir/keymash.toml; --config $config was not installed"
+else
+  install -D -m 0640 "$new_config" "$etc_dir/keymash.toml"
+  say "installed $etc_dir/keymash.toml (edit the addresses, interface and camera, then: keymash check-config)"
+  changed=1
+fi
+# Services read the config as the keymash user; root owns it.
+if getent group keymash >/dev/null 2>&1 || [ -n "$root" ]; then
+  chgrp keymash "$etc_dir/keymash.toml" 2>/dev/null || true
+fi
+
+if [ -z "$root" ]; then systemctl daemon-reload; fi
+target="keymash-$role.target"
+other="keymash-$([ "$role" = sender ] && echo receiver || echo sender).target"
+if systemctl_ is-enabled "$other" >/dev/null 2>&1; then
+  systemctl_ disable "$other" >/dev/null 2>&1 && say "disabled $other (this PC is now the $role)"
+  changed=1
+fi
+if ! systemctl_ is-enabled "$target" >/dev/null 2>&1; then
+  systemctl_ enable "$target" >/dev/null 2>&1
+  say "enabled $target"
+  changed=1
+fi
+if [ "$start" = 1 ] && [ -z "$root" ]; then
+  systemctl restart "$target"
+  say "started $target (keymash status shows the stages)"
+fi
+[ "$changed" = 1 ] || say "nothing to change"
+say "done: this PC is the keymash $role"

@@ -1,0 +1,162 @@
+//! deploy/install.sh, run into a staging root (`--root`): installs everything a PC needs, a second
+//! run changes nothing, an existing configuration is never overwritten, the role can switch,
+//! and --uninstall removes all it installed (the configuration only with --purge-config).
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn binaries() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().and_then(Path::parent).unwrap().to_owned()
+}
+
+struct TempRoot(PathBuf);
+
+impl Drop for TempRoot {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn install(root: &Path, args: &[&str]) -> Output {
+    let out = Command::new("bash")
+        .arg(repo().join("deploy/install.sh"))
+        .arg("--root")
+        .arg(root)
+        .args(["--no-deps", "--binaries"])
+        .arg(binaries())
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "install.sh {args:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Every file and link under `root` with what a change would alter.
+fn snapshot(root: &Path) -> BTreeMap<PathBuf, (u64, u32, i64, Option<PathBuf>)> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            if meta.is_dir() {
+                stack.push(path.clone());
+            }
+            let link = meta.file_type().is_symlink().then(|| std::fs::read_link(&path).unwrap());
+            let rel = path.strip_prefix(root).unwrap().to_owned();
+            out.insert(rel, (meta.len(), meta.mode(), meta.mtime_nsec() + meta.mtime() * 1_000_000_000, link));
+        }
+    }
+    out
+}
+
+/// Enablement is a symlink to the unit's path inside the root, so test the link, not its target.
+fn link_exists(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn install_is_complete_idempotent_and_fully_reversible() {
+    let root = TempRoot(std::env::temp_dir().join(format!("keymash-install-{}", std::process::id())));
+    let r = root.0.as_path();
+
+    install(r, &["--role", "sender"]);
+    for b in ["keymash", "keymash-capture", "keymash-net-tx", "keymash-loss-controller"] {
+        let meta = std::fs::metadata(r.join("usr/local/bin").join(b)).unwrap();
+        assert_eq!(meta.mode() & 0o777, 0o755, "{b}");
+    }
+    for unit in ["keymash-capture.service", "keymash-sender.target", "keymash-receiver.target"] {
+        assert!(r.join("usr/local/lib/systemd/system").join(unit).exists(), "{unit}");
+    }
+    let config = r.join("etc/keymash/keymash.toml");
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), std::fs::read_to_string(repo().join("deploy/keymash.toml")).unwrap());
+    assert_eq!(std::fs::metadata(&config).unwrap().mode() & 0o777, 0o640);
+    assert!(std::fs::read_to_string(r.join("etc/passwd")).unwrap().contains("keymash:"));
+    let wants = r.join("etc/systemd/system/multi-user.target.wants");
+    assert!(link_exists(&wants.join("keymash-sender.target")));
+
+    // A second run changes nothing at all.
+    let before = snapshot(r);
+    let again = install(r, &["--role", "sender"]);
+    assert!(stdout(&again).contains("nothing to change"), "{}", stdout(&again));
+    assert_eq!(snapshot(r), before, "the second run changed the tree");
+
+    // An existing configuration is never overwritten, not even by --config.
+    std::fs::write(&config, "[video]\nfps = 25\n").unwrap();
+    let other = r.join("other.toml");
+    std::fs::write(&other, "[video]\nfps = 15\n").unwrap();
+    install(r, &["--role", "sender", "--config", other.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), "[video]\nfps = 25\n");
+
+    // Switching role switches the enabled target.
+    install(r, &["--role", "receiver"]);
+    assert!(link_exists(&wants.join("keymash-receiver.target")));
+    assert!(!link_exists(&wants.join("keymash-sender.target")));
+
+    // Uninstall removes everything it installed but the configuration...
+    install(r, &["--uninstall"]);
+    let left: Vec<PathBuf> = snapshot(r)
+        .into_keys()
+        .filter(|p| {
+            let s = p.to_string_lossy();
+            s.contains("keymash") && !s.ends_with("etc/keymash") && !s.ends_with("keymash.toml")
+        })
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    assert!(config.exists(), "the configuration must survive a plain --uninstall");
+    assert!(!std::fs::read_to_string(r.join("etc/passwd")).unwrap().contains("keymash:"));
+    // ...which --purge-config removes too.
+    install(r, &["--uninstall", "--purge-config"]);
+    assert!(!config.exists());
+}
+
+#[test]
+fn a_bad_configuration_is_refused_before_anything_is_installed() {
+    let root = TempRoot(std::env::temp_dir().join(format!("keymash-install-bad-{}", std::process::id())));
+    let bad = std::env::temp_dir().join(format!("keymash-install-bad-{}.toml", std::process::id()));
+    std::fs::write(&bad, "[codec]\nquality = 0\n").unwrap();
+    let out = Command::new("bash")
+        .arg(repo().join("deploy/install.sh"))
+        .arg("--root")
+        .arg(&root.0)
+        .args(["--no-deps", "--binaries"])
+        .arg(binaries())
+        .args(["--role", "receiver", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&bad);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("codec.quality"));
+    assert!(!root.0.join("usr").exists(), "installed files despite a bad configuration");
+}
+
+#[test]
+fn a_missing_role_is_refused() {
+    let root = TempRoot(std::env::temp_dir().join(format!("keymash-install-norole-{}", std::process::id())));
+    let out = Command::new("bash")
+        .arg(repo().join("deploy/install.sh"))
+        .arg("--root")
+        .arg(&root.0)
+        .args(["--no-deps"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--role"));
+}
