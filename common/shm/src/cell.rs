@@ -172,4 +172,9 @@ impl<T: CellValue> CellReader<T> {
     pub fn producer(&self) -> ProducerInfo {
         ProducerInfo::of(&self.segment)
     }
+
+    /// Whether the cell's name was removed or recreated since this reader opened it.
+    pub fn is_replaced(&self) -> bool {
+        self.segment.is_replaced()
+    }
 }

@@ -62,6 +62,8 @@ pub(crate) fn unlink(shm_name: &str) -> Result<(), Errno> {
 pub(crate) struct FileFacts {
     pub len: u64,
     pub mode: u32,
+    /// Device and inode: which segment a name referred to when it was opened.
+    pub identity: (u64, u64),
 }
 
 pub(crate) fn file_facts(fd: &impl AsFd) -> Result<FileFacts, Errno> {
@@ -69,7 +71,13 @@ pub(crate) fn file_facts(fd: &impl AsFd) -> Result<FileFacts, Errno> {
     Ok(FileFacts {
         len: u64::try_from(stat.st_size).unwrap_or(0),
         mode: stat.st_mode & 0o7777,
+        identity: (stat.st_dev, stat.st_ino),
     })
+}
+
+/// Device and inode the path refers to now; `None` if it no longer exists (or cannot be seen).
+pub(crate) fn path_identity(path: &str) -> Option<(u64, u64)> {
+    nix::sys::stat::stat(path).ok().map(|stat| (stat.st_dev, stat.st_ino))
 }
 
 pub(crate) fn set_len(fd: &impl AsFd, len: usize) -> Result<(), Errno> {

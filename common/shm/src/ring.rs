@@ -303,6 +303,13 @@ impl RingReader {
         ProducerInfo::of(&self.segment)
     }
 
+    /// Whether the ring's name was removed or recreated since this reader opened it (a writer
+    /// started with another geometry, or an operator cleaned up); the reader should reopen.
+    /// A `stat` call: check it on timeouts, not per frame.
+    pub fn is_replaced(&self) -> bool {
+        self.segment.is_replaced()
+    }
+
     /// Waits up to `timeout` for the next frame, sleeping on the futex. A reader that has been
     /// lapped skips to the newest frame and reports how many it missed.
     ///

@@ -91,6 +91,8 @@ pub(crate) struct Segment {
     pub id: SegmentId,
     pub map: Mapping,
     pub shape: Shape,
+    /// Device and inode of the segment when opened, to notice it being removed or replaced.
+    identity: (u64, u64),
     /// Held by writers only: the exclusive lock (and the fd it lives on).
     _writer_lock: Option<WriterLock>,
 }
@@ -144,11 +146,11 @@ impl Segment {
         // that died; we hold the writer lock, so nobody else is building it and we may start over.
         if !created && facts.len >= HEADER_SIZE as u64 {
             let map = Mapping::map(&*lock, to_usize(facts.len), true).map_err(|e| OpenError::from_errno(id, "mmap", e))?;
-            let existing = Segment { id: id.clone(), map, shape, _writer_lock: None };
+            let existing = Segment { id: id.clone(), map, shape, identity: facts.identity, _writer_lock: None };
             if existing.header().version.load(Ordering::SeqCst) != 0 {
                 let found = existing.validate(Some(shape), facts.len)?;
                 let Segment { map, .. } = existing;
-                let segment = Segment { id: id.clone(), map, shape: found, _writer_lock: Some(lock) };
+                let segment = Segment { id: id.clone(), map, shape: found, identity: facts.identity, _writer_lock: Some(lock) };
                 return Ok((segment, Attach::Reattached));
             }
         }
@@ -157,7 +159,7 @@ impl Segment {
         os::set_len(&*lock, 0).map_err(|e| OpenError::from_errno(id, "ftruncate", e))?;
         os::set_len(&*lock, needed).map_err(|e| OpenError::from_errno(id, "ftruncate", e))?;
         let map = Mapping::map(&*lock, needed, true).map_err(|e| OpenError::from_errno(id, "mmap", e))?;
-        let segment = Segment { id: id.clone(), map, shape, _writer_lock: Some(lock) };
+        let segment = Segment { id: id.clone(), map, shape, identity: facts.identity, _writer_lock: Some(lock) };
         let header = segment.header();
         let now = os::monotonic_now_ns();
         header.magic.store(MAGIC, Ordering::Relaxed);
@@ -185,7 +187,7 @@ impl Segment {
         }
         let map = Mapping::map(&fd, to_usize(facts.len), false).map_err(|e| OpenError::from_errno(id, "mmap", e))?;
         let placeholder = expected.unwrap_or(Shape { kind: SegmentKind::Ring, slot_size: 0, slot_count: 0 });
-        let mut segment = Segment { id: id.clone(), map, shape: placeholder, _writer_lock: None };
+        let mut segment = Segment { id: id.clone(), map, shape: placeholder, identity: facts.identity, _writer_lock: None };
         if segment.header().version.load(Ordering::SeqCst) == 0 {
             return Err(OpenError::NotReady { segment: id.to_string() });
         }
@@ -238,6 +240,13 @@ impl Segment {
             return Err(OpenError::Truncated { segment, file_len, needed: needed as u64 });
         }
         Ok(found)
+    }
+
+    /// Whether the segment's name was removed or now refers to a different segment (e.g. a writer
+    /// recreated it with a new geometry). The mapping stays valid, but nobody writes it any more:
+    /// a reader should reopen.
+    pub(crate) fn is_replaced(&self) -> bool {
+        os::path_identity(&self.id.path()) != Some(self.identity)
     }
 
     /// Records this process as the producer and refreshes the heartbeat.
