@@ -11,6 +11,33 @@
 //! Every segment starts with a versioned [`layout::SegmentHeader`] published last, so an opener
 //! gets a typed [`OpenError`] (`NotReady`, `VersionMismatch`, `BadMagic`, `GeometryMismatch`...),
 //! never undefined behaviour. Segments are created 0600 (or 0660) whatever the umask.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use keymash_core::units::FrameNo;
+//! use keymash_shm::*;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let id = SegmentId::new(Prefix::default(), SegmentName::new("raw-frames")?);
+//! // Producer: create or re-attach, fill a slot in place, commit.
+//! let geometry = RingGeometry::new(460_800, 8)?;
+//! let (mut writer, attach) = RingWriter::open(&id, geometry, Permissions::OwnerOnly)?;
+//! let mut slot = writer.begin();
+//! slot.payload_mut()[..4].copy_from_slice(b"YUYV");
+//! let meta = FrameMeta::new(FrameNo(attach.next_seq), monotonic_now_ns()).with_words([640, 480, 0, 0, 0]);
+//! slot.commit(4, &meta)?;
+//!
+//! // Consumer (another process): sleep on the futex, copy the frame out once.
+//! let mut reader = RingReader::open_expecting(&id, geometry)?;
+//! let mut frame = Vec::with_capacity(geometry.slot_size());
+//! match reader.recv_into(Duration::from_millis(100), &mut frame) {
+//!     Ok(received) => println!("frame {} ({} missed)", received.meta.frame(), received.missed),
+//!     Err(RecvError::TimedOut) => println!("no frame; producer {:?}", reader.producer()),
+//!     Err(other) => return Err(other.into()),
+//! }
+//! # Ok(())
+//! # }
+//! ```
 // This is the one crate in keymash that may use `unsafe`: mapping shared memory and
 // futex calls cannot be done without it. Every block carries a `// SAFETY:` comment.
 #![allow(unsafe_code)]
