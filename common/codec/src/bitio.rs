@@ -114,7 +114,7 @@ pub enum BitError {
 }
 
 /// Reads bits MSB-first from a byte slice, never past its end.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct BitReader<'a> {
     data: &'a [u8],
     /// Next byte of `data` to load into the window.
@@ -197,6 +197,25 @@ impl<'a> BitReader<'a> {
         Ok(x - 1)
     }
 
+    /// Reads an unsigned Exp-Golomb value and the one bit after it (a level and its sign).
+    #[inline]
+    pub fn get_ue_and_bit(&mut self) -> Result<(u32, bool), BitError> {
+        if self.avail < 2 * MAX_PREFIX_ZEROS + 2 {
+            self.refill();
+        }
+        let zeros = self.window.leading_zeros();
+        if zeros > MAX_PREFIX_ZEROS {
+            return if zeros >= self.avail { Err(BitError::Truncated) } else { Err(BitError::CodeTooLong) };
+        }
+        let n = 2 * zeros + 2;
+        if n > self.avail {
+            return Err(BitError::Truncated);
+        }
+        let x = (self.window >> (64 - n)) as u32;
+        self.consume(n);
+        Ok(((x >> 1) - 1, x & 1 == 1))
+    }
+
     #[inline]
     pub fn get_se(&mut self) -> Result<i32, BitError> {
         let m = self.get_ue()?;
@@ -231,6 +250,16 @@ mod tests {
         }
         assert_eq!(r.get(3).unwrap(), 0b101);
         assert!(r.bits_left() < 8);
+        let mut w = BitWriter::new(Vec::new());
+        w.put_ue(5);
+        w.put(1, 1);
+        w.put_ue(0);
+        w.put(0, 1);
+        w.align_to_byte();
+        let buf = w.into_inner();
+        let mut r = BitReader::new(&buf);
+        assert_eq!(r.get_ue_and_bit(), Ok((5, true)));
+        assert_eq!(r.get_ue_and_bit(), Ok((0, false)));
     }
 
     #[test]

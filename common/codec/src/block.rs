@@ -227,11 +227,14 @@ impl std::ops::AddAssign for BitBreakdown {
 /// Writes a macroblock, keeping AC coefficients up to zigzag index `last_index` (63 = all; lower
 /// values drop the highest frequencies to make an oversize macroblock fit a payload).
 pub fn write_macroblock(
-    w: &mut BitWriter,
+    writer: &mut BitWriter,
     mb: &QuantisedMacroblock,
     last_index: u32,
     state: &mut PredictionState,
 ) -> BitBreakdown {
+    // Work on a local copy: the writer's state then lives in registers instead of being stored
+    // back after every byte written (a u8 store may alias anything behind a reference).
+    let mut w = std::mem::take(writer);
     let mut bits = BitBreakdown::default();
     if state.quality == Some(mb.quality) {
         w.put(1, 1);
@@ -253,18 +256,25 @@ pub fn write_macroblock(
         while mask != 0 {
             let k = mask.trailing_zeros();
             mask &= mask - 1;
-            bits.ac_run_bits += u64::from(w.put_ue(k - prev - 1));
+            // ue(run), then ue(|level| - 1) followed by the sign bit: usually one put.
+            let run_code = k - prev;
+            let run_len = 2 * (32 - run_code.leading_zeros()) - 1;
             prev = k;
             let level = i32::from(block.levels[k as usize]);
-            let magnitude = level.unsigned_abs() - 1;
-            let x = magnitude + 1;
-            let len = 32 - x.leading_zeros();
-            // ue(|level| - 1) followed by the sign bit, in one put.
-            let n = 2 * len;
-            w.put((x << 1) | u32::from(level < 0), n);
-            bits.ac_level_bits += u64::from(n);
+            let magnitude_code = level.unsigned_abs();
+            let level_len = 2 * (32 - magnitude_code.leading_zeros());
+            let level_bits = (magnitude_code << 1) | u32::from(level < 0);
+            if run_len + level_len <= 32 {
+                w.put((run_code << level_len) | level_bits, run_len + level_len);
+            } else {
+                w.put(run_code, run_len);
+                w.put(level_bits, level_len);
+            }
+            bits.ac_run_bits += u64::from(run_len);
+            bits.ac_level_bits += u64::from(level_len);
         }
     }
+    *writer = w;
     bits
 }
 
@@ -287,6 +297,20 @@ pub enum MacroblockError {
 
 /// Reads one macroblock's bits into dequantised, transposed DCT blocks ready for the inverse DCT.
 pub fn read_macroblock(
+    reader: &mut BitReader<'_>,
+    tables: &QuantTables,
+    state: &mut PredictionState,
+    out: &mut [Block; BLOCKS_PER_MACROBLOCK],
+) -> Result<Quality, MacroblockError> {
+    // A local copy keeps the reader's state in registers while coefficients are stored.
+    let mut r = reader.clone();
+    let quality = read_macroblock_with(&mut r, tables, state, out)?;
+    *reader = r;
+    Ok(quality)
+}
+
+#[inline(always)]
+fn read_macroblock_with(
     r: &mut BitReader<'_>,
     tables: &QuantTables,
     state: &mut PredictionState,
@@ -324,11 +348,12 @@ pub fn read_macroblock(
             if k > 63 {
                 return Err(MacroblockError::RunPastEnd);
             }
-            let magnitude = i64::from(r.get_ue()?) + 1;
+            let (magnitude_minus_one, negative) = r.get_ue_and_bit()?;
+            let magnitude = i64::from(magnitude_minus_one) + 1;
             if magnitude > i64::from(MAX_LEVEL) {
                 return Err(MacroblockError::LevelOutOfRange(magnitude));
             }
-            let level = if r.get(1)? == 1 { -magnitude } else { magnitude };
+            let level = if negative { -magnitude } else { magnitude };
             let t_idx = usize::from(ZIGZAG_TRANSPOSED[k as usize]);
             flat[t_idx] = level as f32 * dequantise[t_idx];
         }

@@ -32,14 +32,11 @@ pub fn aan_scale(k: usize) -> f64 {
     }
 }
 
-fn transpose(b: &mut Block) {
-    for r in 0..8 {
-        for c in (r + 1)..8 {
-            let t = b[r][c];
-            b[r][c] = b[c][r];
-            b[c][r] = t;
-        }
-    }
+/// Transposes by value, so that the block can stay in vector registers between the passes
+/// (an in-place scalar swap forces the next pass's vector loads to wait for 64 scalar stores).
+#[inline(always)]
+fn transpose(b: &Block) -> Block {
+    std::array::from_fn(|r| std::array::from_fn(|c| b[c][r]))
 }
 
 /// One forward pass along the first index, all eight lanes at once.
@@ -135,7 +132,7 @@ fn inverse_pass(b: &mut Block) {
 /// Forward DCT of level-shifted samples; the result is transposed and AAN-scaled.
 pub fn forward(b: &mut Block) {
     forward_pass(b);
-    transpose(b);
+    *b = transpose(b);
     forward_pass(b);
 }
 
@@ -143,7 +140,7 @@ pub fn forward(b: &mut Block) {
 /// samples (not yet level-shifted back).
 pub fn inverse(b: &mut Block) {
     inverse_pass(b);
-    transpose(b);
+    *b = transpose(b);
     inverse_pass(b);
 }
 
