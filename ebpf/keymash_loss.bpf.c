@@ -71,6 +71,19 @@ struct {
 	__type(value, struct keymash_loss_ge_state);
 } km_ge_state SEC(".maps");
 
+/*
+ * Adds one to a counter. The empty asm makes the slot's address opaque, so clang cannot merge
+ * the increments of different fields into one store through "counters + (8 or 16)": such
+ * register-offset pointer arithmetic from two paths is rejected by the verifier for programs
+ * loaded without CAP_PERFMON (its Spectre v1 sanitation), and loss-controller has only CAP_BPF
+ * and CAP_NET_ADMIN.
+ */
+static __always_inline void km_count(__u64 *slot)
+{
+	asm volatile("" : "+r"(slot));
+	*slot += 1;
+}
+
 /* True with probability fraction / 2^32, and always for KEYMASH_FRACTION_ALWAYS. */
 static __always_inline int km_chance(__u32 fraction)
 {
@@ -102,49 +115,54 @@ static __always_inline int km_gilbert_elliott_drops(const struct keymash_loss_co
 }
 
 /*
- * Finds the UDP header of an IPv4 or IPv6 packet starting at l3. Returns NULL for anything
- * else, for truncated headers and for non-first fragments (which carry no ports). A first
- * fragment counts as the datagram: dropping it loses the datagram, as dropping it whole would.
- * IPv6 extension headers other than a fragment header are not chased (the video flow has none).
+ * Reads the UDP destination port of an IPv4 or IPv6 packet whose network header starts at l3,
+ * l3_off bytes into the frame. Returns 0 and sets *dest on success; -1 for anything else, for
+ * truncated headers and for non-first fragments (which carry no ports). A first fragment counts
+ * as the datagram: dropping it loses the datagram, as dropping it whole would. IPv6 extension
+ * headers other than a fragment header are not chased (the video flow has none).
+ *
+ * The UDP header is read with bpf_skb_load_bytes, not through a packet pointer: its offset
+ * depends on the IPv4 header length, and variable-offset packet pointer arithmetic needs
+ * CAP_PERFMON (the verifier's Spectre v1 sanitation), which loss-controller does not get.
  */
-static __always_inline struct udphdr *km_udp_header(void *l3, void *end, __be16 proto)
+static __always_inline int km_udp_dest(struct __sk_buff *skb, void *l3, void *end, __be16 proto,
+				       __u32 l3_off, __be16 *dest)
 {
+	__u32 l4_off;
 	if (proto == bpf_htons(ETH_P_IP)) {
 		struct iphdr *ip = l3;
 		if ((void *)(ip + 1) > end)
-			return NULL;
+			return -1;
 		if (ip->ihl < 5 || ip->protocol != IPPROTO_UDP)
-			return NULL;
+			return -1;
 		if (ip->frag_off & bpf_htons(KM_IP_OFFSET))
-			return NULL;
-		struct udphdr *udp = l3 + ip->ihl * 4;
-		if ((void *)(udp + 1) > end)
-			return NULL;
-		return udp;
-	}
-	if (proto == bpf_htons(ETH_P_IPV6)) {
+			return -1;
+		l4_off = l3_off + ip->ihl * 4;
+	} else if (proto == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6 = l3;
 		if ((void *)(ip6 + 1) > end)
-			return NULL;
-		void *l4 = ip6 + 1;
+			return -1;
 		__u8 next = ip6->nexthdr;
+		l4_off = l3_off + sizeof(*ip6);
 		if (next == KM_NEXTHDR_FRAGMENT) {
-			struct km_ipv6_frag_hdr *frag = l4;
+			struct km_ipv6_frag_hdr *frag = (void *)(ip6 + 1);
 			if ((void *)(frag + 1) > end)
-				return NULL;
+				return -1;
 			if (frag->frag_off & bpf_htons(KM_IP6_OFFSET_MASK))
-				return NULL;
+				return -1;
 			next = frag->nexthdr;
-			l4 = frag + 1;
+			l4_off += sizeof(*frag);
 		}
 		if (next != IPPROTO_UDP)
-			return NULL;
-		struct udphdr *udp = l4;
-		if ((void *)(udp + 1) > end)
-			return NULL;
-		return udp;
+			return -1;
+	} else {
+		return -1;
 	}
-	return NULL;
+	struct udphdr udp;
+	if (bpf_skb_load_bytes(skb, l4_off, &udp, sizeof(udp)) < 0)
+		return -1;
+	*dest = udp.dest;
+	return 0;
 }
 
 SEC("classifier")
@@ -158,6 +176,7 @@ int keymash_loss(struct __sk_buff *skb)
 		return TC_ACT_OK;
 	__be16 proto = eth->h_proto;
 	void *l3 = eth + 1;
+	__u32 l3_off = sizeof(*eth);
 	/* One 802.1Q / 802.1ad tag in the packet (an offloaded tag is already out of the data). */
 	if (proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD)) {
 		struct km_vlan_hdr *vlan = l3;
@@ -165,24 +184,25 @@ int keymash_loss(struct __sk_buff *skb)
 			return TC_ACT_OK;
 		proto = vlan->encapsulated_proto;
 		l3 = vlan + 1;
+		l3_off += sizeof(*vlan);
 	}
 
-	struct udphdr *udp = km_udp_header(l3, end, proto);
-	if (!udp)
+	__be16 dest;
+	if (km_udp_dest(skb, l3, end, proto, l3_off, &dest) < 0)
 		return TC_ACT_OK;
 
 	__u32 key = 0;
 	const struct keymash_loss_config *cfg = bpf_map_lookup_elem(&km_config, &key);
-	if (!cfg || cfg->port == 0 || udp->dest != bpf_htons(cfg->port))
+	if (!cfg || cfg->port == 0 || dest != bpf_htons(cfg->port))
 		return TC_ACT_OK;
 
 	struct keymash_loss_counters *counters = bpf_map_lookup_elem(&km_counters, &key);
 	if (!counters)
 		return TC_ACT_OK;
-	counters->seen++;
+	km_count(&counters->seen);
 
 	if (bpf_ktime_get_ns() > cfg->deadline_ns) {
-		counters->passed_expired++;
+		km_count(&counters->passed_expired);
 		return TC_ACT_OK;
 	}
 
@@ -193,7 +213,7 @@ int keymash_loss(struct __sk_buff *skb)
 		drop = km_gilbert_elliott_drops(cfg);
 
 	if (drop) {
-		counters->dropped++;
+		km_count(&counters->dropped);
 		return TC_ACT_SHOT;
 	}
 	return TC_ACT_OK;

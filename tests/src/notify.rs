@@ -34,6 +34,14 @@ impl NotifySocket {
         Ok(NotifySocket { path, socket })
     }
 
+    /// Lets services running as other (unprivileged) users send to the socket: connecting to a
+    /// unix socket needs write permission on its file.
+    pub fn allow_any_user(&self) -> Result<(), NotifyError> {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&self.path, std::fs::Permissions::from_mode(0o777))
+            .map_err(|source| NotifyError::Io { path: self.path.display().to_string(), source })
+    }
+
     /// The environment variable to give the service: `("NOTIFY_SOCKET", path)`.
     pub fn env(&self) -> (&'static str, PathBuf) {
         ("NOTIFY_SOCKET", self.path.clone())

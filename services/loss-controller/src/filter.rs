@@ -5,19 +5,22 @@
 //! Privileges: loading a tc classifier needs CAP_BPF and CAP_NET_ADMIN (the program type is a
 //! "net admin" type); attaching it and adding or removing the clsact qdisc need CAP_NET_ADMIN.
 //! On this kernel (6.x, memcg-accounted BPF memory) no memlock rlimit raise, CAP_PERFMON or
-//! CAP_SYS_ADMIN is needed; see the capability test in tests/capabilities.rs.
+//! CAP_SYS_ADMIN is needed, provided the classifier avoids what the verifier reserves for
+//! CAP_PERFMON (variable-offset packet pointer arithmetic; see ebpf/keymash_loss.bpf.c). Without
+//! CAP_PERFMON aya loads the program without a name, so our filter is found by its tc priority.
+//! tests/capabilities.rs proves all this as an unprivileged user holding only those two caps.
 //!
 //! Attachment is deliberately classic netlink tc (a `tc filter` under clsact), not a TCX link,
 //! so the filter behaves the same on the exhibit's Debian 12 kernel (6.1, no TCX) and here, and a
-//! crashed controller's filter stays visible to `tc filter show` and to
-//! [`remove_stale_filters`]. What keeps a crashed controller from leaving loss behind is the
+//! crashed controller's filter stays visible to `tc filter show` (at priority
+//! [`FILTER_PRIORITY`]) and is replaced by the next run ([`remove_stale_filters`]). What keeps a crashed controller from leaving loss behind is the
 //! deadline in the config map, not the process lifetime.
 
-use std::io;
 use std::process::Command;
 
 use aya::maps::{Array, MapData, PerCpuArray};
-use aya::programs::tc::{self, NlOptions, SchedClassifierLinkId, TcAttachOptions, TcError};
+use aya::programs::links::Link as _;
+use aya::programs::tc::{self, NlOptions, SchedClassifierLink, SchedClassifierLinkId, TcAttachOptions, TcError, TcHandle};
 use aya::programs::{ProgramError, SchedClassifier, TcAttachType, TestRun, TestRunOptions};
 use aya::{Ebpf, EbpfError, maps::MapError};
 use nix::errno::Errno;
@@ -77,7 +80,7 @@ pub enum FilterError {
     RemoveStale {
         interface: String,
         #[source]
-        source: TcError,
+        source: ProgramError,
     },
     #[error("detaching {PROGRAM_NAME} from {interface}: {source}")]
     Detach {
@@ -194,16 +197,31 @@ where
     M::try_from(map).map_err(|source| FilterError::Map { name, source })
 }
 
-/// Removes every `keymash_loss` filter left at `interface`'s ingress by an earlier run that did
-/// not stop cleanly (crash, kill -9). aya finds them by program name over netlink. Returns
-/// whether anything was removed.
+/// tc priority ("pref") of the loss filter at the ingress hook, reserved for keymash ("km" in
+/// ASCII). Together with [`FILTER_HANDLE`] it identifies our filter without relying on program
+/// names: aya 0.14 decides whether the kernel supports program names by loading a tracepoint
+/// program, which needs CAP_PERFMON; under the controller's CAP_BPF + CAP_NET_ADMIN that probe
+/// fails and the program is loaded without a name.
+pub const FILTER_PRIORITY: u16 = 0x6b6d;
+/// tc handle of the loss filter within [`FILTER_PRIORITY`].
+pub const FILTER_HANDLE: TcHandle = TcHandle::new(0, 1);
+
+/// Removes the loss filter an earlier run left at `interface`'s ingress when it did not stop
+/// cleanly (crash, kill -9): the filter at keymash's reserved priority and handle. Returns
+/// whether there was one.
 pub fn remove_stale_filters(interface: &str) -> Result<bool, FilterError> {
-    match tc::qdisc_detach_program(interface, TcAttachType::Ingress, PROGRAM_NAME) {
+    let failed = |source| FilterError::RemoveStale { interface: interface.to_owned(), source };
+    let link = SchedClassifierLink::attached(interface, TcAttachType::Ingress, FILTER_PRIORITY, FILTER_HANDLE, None)
+        .map_err(|e| failed(ProgramError::from(TcError::IoError(e))))?;
+    match link.detach() {
         Ok(()) => Ok(true),
-        Err(TcError::IoError(e)) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-        // No clsact qdisc at all: nothing of ours can be there.
-        Err(TcError::NetlinkError(e)) if e.raw_os_error() == Some(Errno::EINVAL as i32) => Ok(false),
-        Err(source) => Err(FilterError::RemoveStale { interface: interface.to_owned(), source }),
+        // ENOENT: no filter there; EINVAL: no clsact qdisc at all, so nothing of ours either.
+        Err(ProgramError::NetlinkError(e))
+            if matches!(e.raw_os_error(), Some(code) if code == Errno::ENOENT as i32 || code == Errno::EINVAL as i32) =>
+        {
+            Ok(false)
+        }
+        Err(source) => Err(failed(source)),
     }
 }
 
@@ -235,7 +253,11 @@ impl AttachedFilter {
         if stale {
             log::warn!("removed a stale {PROGRAM_NAME} filter from {interface} (earlier run did not stop cleanly)");
         }
-        let options = TcAttachOptions::Netlink(NlOptions::default());
+        let options = TcAttachOptions::Netlink(NlOptions {
+            priority: FILTER_PRIORITY,
+            handle: FILTER_HANDLE,
+            ..NlOptions::default()
+        });
         let link = filter
             .program()?
             .attach_with_options(interface, TcAttachType::Ingress, options)
