@@ -148,7 +148,8 @@ pub fn inverse(b: &mut Block) {
 mod tests {
     use super::*;
 
-    /// The textbook orthonormal JPEG DCT, natural order.
+    /// The textbook orthonormal JPEG DCT, natural order (indices as in the formula).
+    #[allow(clippy::needless_range_loop)]
     fn reference_dct(px: &[[f64; 8]; 8]) -> [[f64; 8]; 8] {
         let c = |k: usize| if k == 0 { std::f64::consts::FRAC_1_SQRT_2 } else { 1.0 };
         let mut out = [[0.0; 8]; 8];

@@ -1,6 +1,8 @@
 //! Hostile bytes never make the decoder panic, loop or write outside the macroblocks a payload
 //! names. The bench `decoder_fuzz` runs the same generator for millions of cases.
 
+#![allow(clippy::unwrap_used)] // tests may unwrap (workspace rule); helpers here are test code too.
+
 use keymash_codec::fuzz::run_decoder_fuzz;
 use keymash_codec::payload::{HeaderError, HEADER_LEN};
 use keymash_codec::{DecodeError, Decoder, FrameGeometry, PayloadHeader};

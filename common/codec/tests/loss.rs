@@ -1,6 +1,8 @@
 //! A lost payload leaves the previous picture in its macroblocks (the intended glitch), and
 //! nothing else is affected.
 
+#![allow(clippy::unwrap_used)] // tests may unwrap (workspace rule); helpers here are test code too.
+
 mod common;
 
 use keymash_codec::{Decoder, Encoder, EncoderConfig, FrameGeometry, Layout, PayloadHeader, PayloadSink, QualitySpec};

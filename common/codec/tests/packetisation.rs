@@ -1,6 +1,8 @@
 //! Payloads are bounded, self-describing, cover every macroblock exactly once, and each one
 //! decodes on its own.
 
+#![allow(clippy::unwrap_used)] // tests may unwrap (workspace rule); helpers here are test code too.
+
 mod common;
 
 use keymash_codec::{Decoder, Encoder, EncoderConfig, FrameGeometry, Layout, PayloadHeader, PayloadSink, QualitySpec};

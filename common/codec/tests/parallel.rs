@@ -1,5 +1,7 @@
 //! Encoding with any number of worker threads gives the same bytes as one thread.
 
+#![allow(clippy::unwrap_used)] // tests may unwrap (workspace rule); helpers here are test code too.
+
 mod common;
 
 use keymash_codec::{Encoder, EncoderConfig, FrameGeometry, Layout, PayloadSink, QualitySpec};

@@ -1,6 +1,8 @@
 //! Quality means what it means in JPEG: higher quality, higher PSNR and more bytes; a quality
 //! map sets quality per macroblock.
 
+#![allow(clippy::unwrap_used)] // tests may unwrap (workspace rule); helpers here are test code too.
+
 mod common;
 
 use keymash_codec::{Decoder, EncodeError, Encoder, EncoderConfig, FrameGeometry, I420Frame, PayloadSink, QualitySpec};

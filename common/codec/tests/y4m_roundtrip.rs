@@ -1,5 +1,7 @@
 //! The round trip behind `keymash codec roundtrip`: Y4M in, decoded Y4M out, size and PSNR.
 
+#![allow(clippy::unwrap_used)] // tests may unwrap (workspace rule); helpers here are test code too.
+
 mod common;
 
 use keymash_codec::roundtrip::{roundtrip, RoundtripConfig, RoundtripError};
