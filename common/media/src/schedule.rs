@@ -1,0 +1,208 @@
+//! The delay schedule: which held frame is due at `now`.
+//!
+//! A frame is due when its capture time plus the delay has passed. Release is by time, not by
+//! count, so the delay stays right when the camera's real rate drifts from the configured one.
+//! The schedule keeps no state of its own: it looks at the held frames' capture times and at the
+//! capture time of the frame released last, both of which live in shared memory, so a restarted
+//! delay buffer (or a restart of any other stage) continues exactly where it was.
+
+use std::ops::Range;
+
+/// Read access to the frames the delay buffer holds, by sequence number. Capture times must not
+/// decrease with the sequence number (they come from one monotonic clock).
+pub trait HeldFrames {
+    /// Sequence numbers currently held, oldest first.
+    fn retained(&self) -> Range<u64>;
+    /// Capture time (CLOCK_MONOTONIC ns) of frame `seq`, or `None` if it is no longer readable
+    /// (the writer is recycling its slot: it is the oldest, so it counts as long due).
+    fn capture_ns(&self, seq: u64) -> Option<u64>;
+}
+
+/// What the delay buffer should do now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Release {
+    /// Release held frame `seq` (the newest one due; older due ones are skipped, since a stage
+    /// that fell behind must catch up to the right moment rather than play late).
+    Frame { seq: u64, capture_ns: u64 },
+    /// Nothing new is due and the picture would otherwise stand still for longer than the gap
+    /// tolerance: show the countdown card; the next frame is due in `seconds_left` (rounded up).
+    Countdown { seconds_left: u32 },
+    /// Nothing is due: check again at `until_ns`, or when a new frame arrives if `None`.
+    Wait { until_ns: Option<u64> },
+}
+
+/// The schedule for one delay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DelaySchedule {
+    delay_ns: u64,
+    gap_tolerance_ns: u64,
+}
+
+impl DelaySchedule {
+    /// A schedule holding frames back `delay_ns`; the countdown card replaces a picture that has
+    /// not changed for `gap_tolerance_ns` (a second is what a visitor tolerates as "live").
+    pub fn new(delay_ns: u64, gap_tolerance_ns: u64) -> Self {
+        DelaySchedule { delay_ns, gap_tolerance_ns }
+    }
+
+    pub fn delay_ns(&self) -> u64 {
+        self.delay_ns
+    }
+
+    /// The delay in whole seconds, rounded up (what the countdown starts from).
+    pub fn delay_seconds_ceil(&self) -> u32 {
+        u32::try_from(self.delay_ns.div_ceil(1_000_000_000)).unwrap_or(u32::MAX)
+    }
+
+    /// Decides what to do at `now_ns`, given the held frames and the capture time of the frame
+    /// released last (`None` if none was, or the last release was a countdown card).
+    pub fn decide(&self, now_ns: u64, held: &impl HeldFrames, last_released_capture_ns: Option<u64>) -> Release {
+        let range = held.retained();
+        let is_due = |seq: u64| held.capture_ns(seq).is_none_or(|c| c.saturating_add(self.delay_ns) <= now_ns);
+        // Frames due form a prefix of the range: find its end by bisection.
+        let (mut lo, mut hi) = (range.start, range.end);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if is_due(mid) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        let newest_due = lo.checked_sub(1).filter(|&seq| seq >= range.start);
+        if let Some(seq) = newest_due {
+            if let Some(capture_ns) = held.capture_ns(seq) {
+                if last_released_capture_ns.is_none_or(|last| capture_ns > last) {
+                    return Release::Frame { seq, capture_ns };
+                }
+            }
+        }
+        // Nothing new is due. The first frame not yet due (if any) says when to look again.
+        let next_due_ns = (lo < range.end)
+            .then(|| held.capture_ns(lo))
+            .flatten()
+            .map(|c| c.saturating_add(self.delay_ns));
+        let picture_still_since = last_released_capture_ns.map(|c| c.saturating_add(self.delay_ns));
+        let stale = picture_still_since.is_none_or(|since| now_ns.saturating_sub(since) > self.gap_tolerance_ns);
+        if stale {
+            let seconds_left = match next_due_ns {
+                Some(due) => u32::try_from(due.saturating_sub(now_ns).div_ceil(1_000_000_000)).unwrap_or(u32::MAX),
+                None => self.delay_seconds_ceil(),
+            };
+            return Release::Countdown { seconds_left };
+        }
+        Release::Wait { until_ns: next_due_ns }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECOND: u64 = 1_000_000_000;
+    const FRAME: u64 = SECOND / 30;
+
+    /// Held frames as a plain list of capture times; `lost` marks the oldest as recycled.
+    struct List {
+        first_seq: u64,
+        captures: Vec<u64>,
+        lost: bool,
+    }
+
+    impl HeldFrames for List {
+        fn retained(&self) -> Range<u64> {
+            self.first_seq..self.first_seq + self.captures.len() as u64
+        }
+        fn capture_ns(&self, seq: u64) -> Option<u64> {
+            if self.lost && seq == self.first_seq {
+                return None;
+            }
+            self.captures.get(seq.checked_sub(self.first_seq)? as usize).copied()
+        }
+    }
+
+    fn camera(first_seq: u64, start_ns: u64, frames: usize, interval: u64) -> List {
+        List { first_seq, captures: (0..frames as u64).map(|i| start_ns + i * interval).collect(), lost: false }
+    }
+
+    #[test]
+    fn decisions_follow_capture_time_plus_delay() {
+        let schedule = DelaySchedule::new(2 * SECOND, SECOND);
+        let held = camera(100, 10 * SECOND, 90, FRAME); // 3 s of video from t = 10 s
+        let cases: [(&str, u64, Option<u64>, Release); 6] = [
+            ("before anything is due: countdown from the oldest", 10 * SECOND, None, Release::Countdown { seconds_left: 2 }),
+            ("half a second before: rounds up", 11 * SECOND + SECOND / 2, None, Release::Countdown { seconds_left: 1 }),
+            ("exactly due: the first frame", 12 * SECOND, None, Release::Frame { seq: 100, capture_ns: 10 * SECOND }),
+            ("one frame later: the second", 12 * SECOND + FRAME, Some(10 * SECOND), Release::Frame { seq: 101, capture_ns: 10 * SECOND + FRAME }),
+            ("already released: wait for the next", 12 * SECOND + FRAME, Some(10 * SECOND + FRAME), Release::Wait { until_ns: Some(12 * SECOND + 2 * FRAME) }),
+            ("far behind: skip to the newest due", 13 * SECOND + 5 * FRAME, Some(10 * SECOND), Release::Frame { seq: 135, capture_ns: 10 * SECOND + 35 * FRAME }),
+        ];
+        for (what, now, last, expected) in cases {
+            assert_eq!(schedule.decide(now, &held, last), expected, "{what}");
+        }
+    }
+
+    #[test]
+    fn a_drifting_camera_is_still_delayed_by_time_not_by_count() {
+        // A camera configured for 30 fps that really delivers 25: the frame due after 2 s is
+        // the one captured 2 s ago, whatever its number.
+        let schedule = DelaySchedule::new(2 * SECOND, SECOND);
+        let held = camera(0, 0, 200, SECOND / 25);
+        let Release::Frame { seq, capture_ns } = schedule.decide(6 * SECOND, &held, None) else {
+            panic!("a frame is due");
+        };
+        assert_eq!(capture_ns, 4 * SECOND);
+        assert_eq!(seq, 100);
+    }
+
+    #[test]
+    fn an_empty_buffer_counts_down_the_whole_delay() {
+        let schedule = DelaySchedule::new(30 * SECOND, SECOND);
+        let held = camera(0, 0, 0, FRAME);
+        assert_eq!(schedule.decide(5 * SECOND, &held, None), Release::Countdown { seconds_left: 30 });
+    }
+
+    #[test]
+    fn a_long_gap_in_the_video_shows_the_countdown_instead_of_a_frozen_picture() {
+        let schedule = DelaySchedule::new(2 * SECOND, SECOND);
+        // Frames from 0..1 s, then the camera was away until 10 s.
+        let mut held = camera(0, 0, 30, FRAME);
+        held.captures.extend((0..30).map(|i| 10 * SECOND + i * FRAME));
+        let last = Some(29 * FRAME);
+        // Shortly after the last old frame: keep it (a short stall is not worth a card).
+        let shortly = 2 * SECOND + 29 * FRAME + SECOND / 2;
+        assert_eq!(schedule.decide(shortly, &held, last), Release::Wait { until_ns: Some(12 * SECOND) });
+        // Seconds later: the card, counting down to the new video.
+        assert_eq!(schedule.decide(8 * SECOND + SECOND / 2, &held, last), Release::Countdown { seconds_left: 4 });
+    }
+
+    #[test]
+    fn a_restarted_buffer_continues_after_the_frame_released_last() {
+        let schedule = DelaySchedule::new(2 * SECOND, SECOND);
+        let held = camera(5000, 100 * SECOND, 300, FRAME);
+        let last = Some(100 * SECOND + 40 * FRAME);
+        // Restarted 3 frames later: the newest due is released, nothing before it again.
+        assert_eq!(
+            schedule.decide(102 * SECOND + 43 * FRAME, &held, last),
+            Release::Frame { seq: 5043, capture_ns: 100 * SECOND + 43 * FRAME }
+        );
+    }
+
+    #[test]
+    fn a_recycled_oldest_slot_counts_as_due_but_is_not_released() {
+        let schedule = DelaySchedule::new(0, SECOND);
+        let mut held = camera(0, 0, 1, FRAME);
+        held.lost = true;
+        assert_eq!(schedule.decide(SECOND, &held, None), Release::Countdown { seconds_left: 0 });
+    }
+
+    #[test]
+    fn pass_through_releases_each_frame_at_once() {
+        let schedule = DelaySchedule::new(0, SECOND);
+        let held = camera(7, SECOND, 3, FRAME);
+        assert_eq!(
+            schedule.decide(SECOND + 2 * FRAME, &held, Some(SECOND + FRAME)),
+            Release::Frame { seq: 9, capture_ns: SECOND + 2 * FRAME }
+        );
+    }
+}
