@@ -1,4 +1,20 @@
-//! The keymash transport: RTP/RTCP, receive window, pacing, XOR FEC and NACK, as sans-IO state machines.
+//! The keymash transport: RTP/RTCP, receive window, pacing, XOR FEC and NACK, as sans-IO state
+//! machines (quinn-proto / str0m style). Nothing here reads a clock, spawns a thread or touches a
+//! socket, except the clearly separated [`udp`] module, which is the thin socket glue for the
+//! services.
+//!
+//! - [`Sender`] (net-tx): `push_frame(now, frame, capture_time, &payloads)` and
+//!   `handle_datagram(now, bytes)` feed it; `poll_transmit(now)` drains what to send;
+//!   `poll_timeout()` says when to call `handle_timeout(now)`; `requested_quality(now)` is the
+//!   quality for the encoder (with fallback after silence).
+//! - [`Receiver`] (net-rx): `handle_datagram(now, bytes)` feeds it; `poll_payload(now)` yields
+//!   payloads in sequence order; `poll_transmit(now)` drains RTCP feedback; `set_feedback`
+//!   sets the quality and mash level it reports.
+//!
+//! Layers, bottom up: [`seq`] (16-bit wire -> 64-bit [`SeqNo`], the only place wraparound is
+//! handled), [`rtp`], [`rtcp`], [`window`], [`pacer`], [`fec`], [`nack`], [`keepalive`],
+//! [`stats`], [`config`]. RTP and RTCP share one UDP port (RFC 5761 demultiplexing), so one
+//! socket per side carries everything and keepalives hold the same NAT/conntrack entry.
 #![forbid(unsafe_code)]
 
 pub mod config;

@@ -106,7 +106,7 @@ pub struct Receiver {
 impl Receiver {
     /// A receiver started at `now`; `seed` (random, from the caller) picks its RTCP SSRC.
     pub fn new(config: TransportConfig, seed: u64, now: Instant) -> Self {
-        let ssrc = Ssrc(crate::fec::SplitMix64::new(seed ^ 0x5EED_0F_FEED).next_u64() as u32);
+        let ssrc = Ssrc(crate::fec::SplitMix64::new(seed ^ 0x005E_ED0F_FEED).next_u64() as u32);
         Receiver {
             window: ReceiveWindow::new(config.window_packets),
             nack: NackTracker::new(config.reorder_tolerance, config.retransmit_deadline, config.max_nack_tries),
@@ -428,7 +428,7 @@ impl Receiver {
         m.expected_prior = expected;
         m.received_prior = m.received;
         let lost_interval = expected_interval.saturating_sub(received_interval);
-        let fraction_lost = if expected_interval == 0 { 0 } else { ((lost_interval << 8) / expected_interval).min(255) as u8 };
+        let fraction_lost = (lost_interval << 8).checked_div(expected_interval).map_or(0, |f| f.min(255) as u8);
         let (last_sr, delay_since_last_sr) = match m.last_sr {
             Some((lsr, at)) => (lsr, (ntp_from_duration(now.saturating_duration_since(at)) >> 16) as u32),
             None => (0, 0),

@@ -21,7 +21,7 @@ pub const MAX_PAYLOAD_LEN: usize = 1188;
 pub const MAX_MEDIA_PACKET_LEN: usize = RTP_HEADER_LEN + MAX_PAYLOAD_LEN;
 
 /// Synchronisation source identifier of an RTP stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct Ssrc(pub u32);
 
 impl fmt::Display for Ssrc {

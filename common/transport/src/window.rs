@@ -153,6 +153,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::type_complexity)]
     fn insert_outcomes_follow_the_cursor() {
         // (window capacity, packets to insert before, pops before the probe, probe, expected outcome)
         let cases: &[(&str, usize, &[u64], usize, u64, Insert)] = &[

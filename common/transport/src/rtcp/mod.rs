@@ -139,9 +139,9 @@ impl<'a> Iterator for CompoundIter<'a> {
             return None;
         }
         match split_packet(self.rest) {
-            Ok((flags, packet_type, body, rest)) => {
-                self.rest = rest;
-                Some(parse_body(flags & 0x1F, packet_type, body))
+            Ok(framed) => {
+                self.rest = framed.rest;
+                Some(parse_body(framed.flags & 0x1F, framed.packet_type, framed.body))
             }
             Err(e) => {
                 self.failed = true;
@@ -151,8 +151,18 @@ impl<'a> Iterator for CompoundIter<'a> {
     }
 }
 
-/// Frame one packet: returns (flags, type, body without header or padding, remaining bytes).
-fn split_packet(bytes: &[u8]) -> Result<(u8, u8, &[u8], &[u8]), RtcpParseError> {
+/// One packet cut out of a compound.
+struct Framed<'a> {
+    flags: u8,
+    packet_type: u8,
+    /// Without the common header and without padding.
+    body: &'a [u8],
+    /// The packets after this one.
+    rest: &'a [u8],
+}
+
+/// Frame one packet by its length field.
+fn split_packet(bytes: &[u8]) -> Result<Framed<'_>, RtcpParseError> {
     let (header, _) =
         CommonHeader::ref_from_prefix(bytes).map_err(|_| RtcpParseError::TooShort(bytes.len()))?;
     let version = header.flags >> 6;
@@ -172,7 +182,7 @@ fn split_packet(bytes: &[u8]) -> Result<(u8, u8, &[u8], &[u8]), RtcpParseError> 
         }
         body = &body[..body.len() - count];
     }
-    Ok((header.flags, header.packet_type, body, rest))
+    Ok(Framed { flags: header.flags, packet_type: header.packet_type, body, rest })
 }
 
 fn parse_body(count: u8, packet_type: u8, body: &[u8]) -> Result<RtcpPacket<'_>, RtcpParseError> {

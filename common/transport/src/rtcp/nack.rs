@@ -102,6 +102,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(clippy::type_complexity)]
     fn lost_sequence_numbers_pack_into_pid_and_bitmask() {
         let cases: &[(&[u16], &[(u16, u16)])] = &[
             (&[5], &[(5, 0)]),

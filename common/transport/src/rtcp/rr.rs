@@ -45,12 +45,6 @@ pub struct ReportBlockFields {
     pub delay_since_last_sr: u32,
 }
 
-impl Default for Ssrc {
-    fn default() -> Self {
-        Ssrc(0)
-    }
-}
-
 impl ReportBlock {
     pub fn fields(&self) -> ReportBlockFields {
         let lost = self.lost.get();

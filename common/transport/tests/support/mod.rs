@@ -11,6 +11,9 @@ use keymash_transport::fec::SplitMix64;
 use keymash_transport::rtp::{RtpPacket, RTP_HEADER_LEN};
 use keymash_transport::{ReceivedPayload, Receiver, Sender, TransportConfig, TransmitKind};
 
+/// Decides from (index on the link, datagram) whether to drop it.
+pub type DropChooser = Box<dyn FnMut(u64, &[u8]) -> bool>;
+
 /// Which packets a link drops.
 pub enum LossModel {
     None,
@@ -19,7 +22,7 @@ pub enum LossModel {
     /// Two-state burst loss: (p good->bad, p bad->good, loss in good, loss in bad).
     GilbertElliott { to_bad: f64, to_good: f64, loss_good: f64, loss_bad: f64, bad: bool },
     /// Drop when the function says so (sees the datagram and its index on this link).
-    Chosen(Box<dyn FnMut(u64, &[u8]) -> bool>),
+    Chosen(DropChooser),
     /// Drop everything (a cut cable).
     All,
 }
