@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use keymash_core::units::FrameNo;
 use keymash_shm::{
-    monotonic_now_ns, remove_segments, FrameMeta, Permissions, Prefix, RecvError, RingGeometry, RingReader,
-    RingWriter, SegmentId, SegmentName,
+    monotonic_now_ns, remove_segments, FrameMeta, Permissions, Prefix, RecvError, RingGeometry,
+    RingReader, RingWriter, SegmentId, SegmentName,
 };
 
 /// Counts every allocation (and reallocation) made through the global allocator.
@@ -66,8 +66,18 @@ struct Scenario {
 }
 
 const SCENARIOS: [Scenario; 2] = [
-    Scenario { label: "64 B message", size: 64, frames: 5_000, interval: Duration::from_micros(300) },
-    Scenario { label: "640x480 4:2:0 frame", size: 460_800, frames: 2_000, interval: Duration::from_millis(1) },
+    Scenario {
+        label: "64 B message",
+        size: 64,
+        frames: 5_000,
+        interval: Duration::from_micros(300),
+    },
+    Scenario {
+        label: "640x480 4:2:0 frame",
+        size: 460_800,
+        frames: 2_000,
+        interval: Duration::from_millis(1),
+    },
 ];
 
 #[derive(Debug, Clone, Copy)]
@@ -81,12 +91,21 @@ impl Percentiles {
     fn of(samples: &mut [u64]) -> Percentiles {
         samples.sort_unstable();
         let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
-        Percentiles { p50: at(0.50), p99: at(0.99), max: at(1.0) }
+        Percentiles {
+            p50: at(0.50),
+            p99: at(0.99),
+            max: at(1.0),
+        }
     }
 
     fn micros(&self) -> String {
         let us = |ns: u64| ns as f64 / 1_000.0;
-        format!("p50 {:9.2} us  p99 {:9.2} us  max {:9.2} us", us(self.p50), us(self.p99), us(self.max))
+        format!(
+            "p50 {:9.2} us  p99 {:9.2} us  max {:9.2} us",
+            us(self.p50),
+            us(self.p99),
+            us(self.max)
+        )
     }
 }
 
@@ -97,8 +116,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let prefix = Prefix::new(&format!("kmbench{}", std::process::id()))?;
     println!("ring_hop: cross-process writer -> futex -> reader hop, {SLOTS}-slot rings");
     println!("cpu: {}", cpu_model());
-    println!("cores online: {}", std::thread::available_parallelism().map_or(0, |n| n.get()));
-    let outcome = SCENARIOS.iter().try_for_each(|scenario| run_scenario(&prefix, scenario));
+    println!(
+        "cores online: {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    let outcome = SCENARIOS
+        .iter()
+        .try_for_each(|scenario| run_scenario(&prefix, scenario));
     remove_segments(&prefix)?;
     outcome
 }
@@ -110,7 +134,10 @@ fn run_scenario(prefix: &Prefix, scenario: &Scenario) -> Result<(), Box<dyn std:
     let (mut writer, _) = RingWriter::open(&id, geometry, Permissions::OwnerOnly)?;
 
     let mut reader = Command::new(std::env::current_exe()?)
-        .env(ROLE_ENV, format!("{prefix} {name} {} {}", scenario.frames, WARMUP_FRAMES))
+        .env(
+            ROLE_ENV,
+            format!("{prefix} {name} {} {}", scenario.frames, WARMUP_FRAMES),
+        )
         .stdout(Stdio::piped())
         .spawn()?;
     let mut lines = BufReader::new(reader.stdout.take().ok_or("reader stdout")?).lines();
@@ -129,7 +156,8 @@ fn run_scenario(prefix: &Prefix, scenario: &Scenario) -> Result<(), Box<dyn std:
         }
         std::thread::sleep(scenario.interval);
         let mut slot = writer.begin();
-        slot.payload_mut().copy_from_slice(&sources[(n % 2) as usize]);
+        slot.payload_mut()
+            .copy_from_slice(&sources[(n % 2) as usize]);
         let flags = if n + 1 == total { FLAG_LAST } else { 0 };
         // Stamped last, just before the commit: the hop starts when the frame is published.
         let meta = FrameMeta::new(FrameNo(n), monotonic_now_ns()).with_flags(flags);
@@ -146,12 +174,23 @@ fn run_scenario(prefix: &Prefix, scenario: &Scenario) -> Result<(), Box<dyn std:
             .ok_or_else(|| format!("no {key} in {result:?}"))?;
         Ok(value.parse()?)
     };
-    let hop = Percentiles { p50: field("hop_p50")?, p99: field("hop_p99")?, max: field("hop_max")? };
-    let wake = Percentiles { p50: field("wake_p50")?, p99: field("wake_p99")?, max: field("wake_max")? };
+    let hop = Percentiles {
+        p50: field("hop_p50")?,
+        p99: field("hop_p99")?,
+        max: field("hop_max")?,
+    };
+    let wake = Percentiles {
+        p50: field("wake_p50")?,
+        p99: field("wake_p99")?,
+        max: field("wake_max")?,
+    };
     let memcpy = memcpy_baseline(scenario.size, scenario.frames);
 
     println!();
-    println!("{} ({} bytes), {} frames every {:?}:", scenario.label, scenario.size, scenario.frames, scenario.interval);
+    println!(
+        "{} ({} bytes), {} frames every {:?}:",
+        scenario.label, scenario.size, scenario.frames, scenario.interval
+    );
     println!("  hop (commit -> copied & validated)  {}", hop.micros());
     println!("  wake (commit -> reader running)     {}", wake.micros());
     println!("  memcpy of the same bytes            {}", memcpy.micros());

@@ -40,10 +40,19 @@ pub struct CellWriter<T> {
 impl<T: CellValue> CellWriter<T> {
     /// Creates the cell, or re-attaches to an existing cell holding a value of the same size.
     /// A newly created cell holds no value until the first [`CellWriter::store`].
-    pub fn open(id: &SegmentId, permissions: Permissions) -> Result<(CellWriter<T>, Attach), OpenError> {
+    pub fn open(
+        id: &SegmentId,
+        permissions: Permissions,
+    ) -> Result<(CellWriter<T>, Attach), OpenError> {
         let (segment, attach) = Segment::open_writer(id, Shape::cell(size_of::<T>()), permissions)?;
         segment.claim_producer();
-        Ok((CellWriter { segment, _value: PhantomData }, attach))
+        Ok((
+            CellWriter {
+                segment,
+                _value: PhantomData,
+            },
+            attach,
+        ))
     }
 
     /// Publishes `value`, bumps the heartbeat and wakes readers waiting for a change.
@@ -61,14 +70,21 @@ impl<T: CellValue> CellWriter<T> {
             // checked by ptr_at); `bytes` is a private value, so the ranges are disjoint.
             unsafe { os::copy_to_shared(bytes.as_ptr(), dst, bytes.len()) };
         }
-        header.write_seq.store(writing.wrapping_add(1), Ordering::Release);
-        header.producer_heartbeat_ns.store(os::monotonic_now_ns(), Ordering::Release);
+        header
+            .write_seq
+            .store(writing.wrapping_add(1), Ordering::Release);
+        header
+            .producer_heartbeat_ns
+            .store(os::monotonic_now_ns(), Ordering::Release);
         self.segment.wake_readers();
     }
 
     /// Refreshes the heartbeat without changing the value (for writers with nothing new to say).
     pub fn heartbeat(&self) {
-        self.segment.header().producer_heartbeat_ns.store(os::monotonic_now_ns(), Ordering::Release);
+        self.segment
+            .header()
+            .producer_heartbeat_ns
+            .store(os::monotonic_now_ns(), Ordering::Release);
     }
 }
 
@@ -101,7 +117,10 @@ impl<T: CellValue> CellReader<T> {
     /// Opens an existing cell read-only; its value size must be `size_of::<T>()`.
     pub fn open(id: &SegmentId) -> Result<CellReader<T>, OpenError> {
         let segment = Segment::open_reader(id, Some(Shape::cell(size_of::<T>())))?;
-        Ok(CellReader { segment, _value: PhantomData })
+        Ok(CellReader {
+            segment,
+            _value: PhantomData,
+        })
     }
 
     /// The current value.
@@ -140,7 +159,9 @@ impl<T: CellValue> CellReader<T> {
                 std::thread::yield_now();
             }
         }
-        Err(LoadError::Inconsistent { attempts: LOAD_ATTEMPTS })
+        Err(LoadError::Inconsistent {
+            attempts: LOAD_ATTEMPTS,
+        })
     }
 
     /// The version (number of completed stores) without reading the value.

@@ -95,7 +95,9 @@ const _: () = assert!(HEADER_SIZE % SLOT_ALIGN == 0);
 /// Application metadata carried with every ring frame.
 ///
 /// `words` are defined by the ring's users, e.g. width, height and pixel format of raw frames.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
 #[repr(C)]
 pub struct FrameMeta {
     frame_no: u64,
@@ -112,7 +114,12 @@ impl FrameMeta {
 
     /// Metadata for frame `frame`, captured at `capture_ns` (CLOCK_MONOTONIC nanoseconds).
     pub fn new(frame: FrameNo, capture_ns: u64) -> Self {
-        FrameMeta { frame_no: frame.0, capture_ns, flags: 0, words: [0; Self::WORDS] }
+        FrameMeta {
+            frame_no: frame.0,
+            capture_ns,
+            flags: 0,
+            words: [0; Self::WORDS],
+        }
     }
 
     pub fn with_flags(mut self, flags: u32) -> Self {
@@ -219,7 +226,11 @@ pub enum GeometryError {
     #[error("slot count must be at least 1")]
     ZeroSlotCount,
     #[error("{slot_count} slots of {slot_size} bytes exceed the {max}-byte segment limit")]
-    TooLarge { slot_size: usize, slot_count: usize, max: u64 },
+    TooLarge {
+        slot_size: usize,
+        slot_count: usize,
+        max: u64,
+    },
 }
 
 impl RingGeometry {
@@ -234,10 +245,17 @@ impl RingGeometry {
         if slot_count == 0 {
             return Err(GeometryError::ZeroSlotCount);
         }
-        let geometry = RingGeometry { slot_size, slot_count };
+        let geometry = RingGeometry {
+            slot_size,
+            slot_count,
+        };
         match geometry.checked_segment_len() {
             Some(len) if len as u64 <= Self::MAX_SEGMENT_BYTES => Ok(geometry),
-            _ => Err(GeometryError::TooLarge { slot_size, slot_count, max: Self::MAX_SEGMENT_BYTES }),
+            _ => Err(GeometryError::TooLarge {
+                slot_size,
+                slot_count,
+                max: Self::MAX_SEGMENT_BYTES,
+            }),
         }
     }
 
@@ -258,7 +276,9 @@ impl RingGeometry {
     fn checked_segment_len(&self) -> Option<usize> {
         let padded = self.slot_size.checked_add(SLOT_ALIGN - 1)? / SLOT_ALIGN * SLOT_ALIGN;
         let stride = padded.checked_add(SLOT_HEADER_SIZE)?;
-        stride.checked_mul(self.slot_count)?.checked_add(HEADER_SIZE)
+        stride
+            .checked_mul(self.slot_count)?
+            .checked_add(HEADER_SIZE)
     }
 
     /// Total bytes of the segment (header and all slots). Bounded by construction.
@@ -289,7 +309,11 @@ mod tests {
         for (seq, committed, writing) in cases {
             assert_eq!(committed_stamp(seq), committed, "seq {seq}");
             assert_eq!(writing_stamp(seq), writing, "seq {seq}");
-            assert_ne!(committed_stamp(seq), 0, "an empty slot never looks committed");
+            assert_ne!(
+                committed_stamp(seq),
+                0,
+                "an empty slot never looks committed"
+            );
         }
     }
 
@@ -313,7 +337,9 @@ mod tests {
     #[test]
     fn frame_meta_round_trips_through_its_shared_form() {
         let shared = SharedFrameMeta::new_zeroed();
-        let meta = FrameMeta::new(FrameNo(7), 123_456).with_flags(0b101).with_words([1, 2, 3, 4, 5]);
+        let meta = FrameMeta::new(FrameNo(7), 123_456)
+            .with_flags(0b101)
+            .with_words([1, 2, 3, 4, 5]);
         shared.store(&meta);
         assert_eq!(shared.load(), meta);
         assert_eq!(meta.as_bytes().len(), size_of::<SharedFrameMeta>());
@@ -321,8 +347,14 @@ mod tests {
 
     #[test]
     fn kind_words_map_back_to_kinds() {
-        assert_eq!(SegmentKind::from_word(SegmentKind::Ring as u32), Some(SegmentKind::Ring));
-        assert_eq!(SegmentKind::from_word(SegmentKind::Cell as u32), Some(SegmentKind::Cell));
+        assert_eq!(
+            SegmentKind::from_word(SegmentKind::Ring as u32),
+            Some(SegmentKind::Ring)
+        );
+        assert_eq!(
+            SegmentKind::from_word(SegmentKind::Cell as u32),
+            Some(SegmentKind::Cell)
+        );
         assert_eq!(SegmentKind::from_word(0), None);
         assert_eq!(SegmentKind::from_word(3), None);
     }

@@ -58,8 +58,8 @@ pub use list::{list_segments, remove_segments, ProducerInfo, SegmentInfo, Segmen
 pub use name::{NameError, Prefix, SegmentId, SegmentName};
 pub use os::{monotonic_now_ns, process_alive, Permissions};
 pub use ring::{
-    Arrival, CommitError, ReadError, Received, RecvError, RingReader, RingWriter, SharedBytes, SlotWrite,
-    WriterAttach,
+    Arrival, CommitError, ReadError, Received, RecvError, RingReader, RingWriter, SharedBytes,
+    SlotWrite, WriterAttach,
 };
 pub use segment::{remove_segment, Attach, OpenError};
 pub use stats::{NamedCounter, NamedGauge, ServiceState, ServiceStats, StatsFull};

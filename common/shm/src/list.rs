@@ -25,7 +25,9 @@ impl ProducerInfo {
         ProducerInfo {
             pid,
             alive: os::process_alive(pid),
-            heartbeat_age: segment.heartbeat_age_ns(os::monotonic_now_ns()).map(Duration::from_nanos),
+            heartbeat_age: segment
+                .heartbeat_age_ns(os::monotonic_now_ns())
+                .map(Duration::from_nanos),
         }
     }
 }
@@ -95,8 +97,12 @@ fn segment_ids(prefix: &Prefix) -> std::io::Result<Vec<SegmentId>> {
     let mut ids = Vec::new();
     for entry in std::fs::read_dir(SHM_DIR)? {
         let entry = entry?;
-        let Some(file_name) = entry.file_name().to_str().map(str::to_owned) else { continue };
-        let Ok(id) = SegmentId::parse_file_name(&file_name) else { continue };
+        let Some(file_name) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        let Ok(id) = SegmentId::parse_file_name(&file_name) else {
+            continue;
+        };
         if id.prefix == *prefix {
             ids.push(id);
         }

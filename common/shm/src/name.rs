@@ -24,29 +24,41 @@ pub enum NameError {
     #[error("{what} is empty")]
     Empty { what: &'static str },
     #[error("{what} {given:?} is longer than {max} bytes")]
-    TooLong { what: &'static str, given: String, max: usize },
+    TooLong {
+        what: &'static str,
+        given: String,
+        max: usize,
+    },
     #[error("{what} {given:?} contains {bad:?}; allowed are ASCII letters, digits, '_', '-'{dot}")]
-    BadCharacter { what: &'static str, given: String, bad: char, dot: &'static str },
+    BadCharacter {
+        what: &'static str,
+        given: String,
+        bad: char,
+        dot: &'static str,
+    },
     #[error("{what} {given:?} must not start with '.' or '-'")]
     BadStart { what: &'static str, given: String },
 }
 
-fn validate(
-    what: &'static str,
-    given: &str,
-    max: usize,
-    allow_dot: bool,
-) -> Result<(), NameError> {
+fn validate(what: &'static str, given: &str, max: usize, allow_dot: bool) -> Result<(), NameError> {
     if given.is_empty() {
         return Err(NameError::Empty { what });
     }
     if given.len() > max {
-        return Err(NameError::TooLong { what, given: given.to_owned(), max });
+        return Err(NameError::TooLong {
+            what,
+            given: given.to_owned(),
+            max,
+        });
     }
     if given.starts_with('.') || given.starts_with('-') {
-        return Err(NameError::BadStart { what, given: given.to_owned() });
+        return Err(NameError::BadStart {
+            what,
+            given: given.to_owned(),
+        });
     }
-    let allowed = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-' || (allow_dot && c == '.');
+    let allowed =
+        |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-' || (allow_dot && c == '.');
     if let Some(bad) = given.chars().find(|&c| !allowed(c)) {
         return Err(NameError::BadCharacter {
             what,
@@ -135,8 +147,13 @@ impl SegmentId {
 
     /// Parses `"<prefix>.<name>"` (the file name under `/dev/shm`).
     pub fn parse_file_name(file_name: &str) -> Result<Self, NameError> {
-        let (prefix, name) = file_name.split_once('.').ok_or(NameError::Empty { what: "segment name" })?;
-        Ok(SegmentId { prefix: Prefix::new(prefix)?, name: SegmentName::new(name)? })
+        let (prefix, name) = file_name.split_once('.').ok_or(NameError::Empty {
+            what: "segment name",
+        })?;
+        Ok(SegmentId {
+            prefix: Prefix::new(prefix)?,
+            name: SegmentName::new(name)?,
+        })
     }
 
     /// The name given to `shm_open`: `/<prefix>.<name>`.
@@ -201,7 +218,10 @@ mod tests {
 
     #[test]
     fn segment_id_round_trips_through_its_file_name() {
-        let id = SegmentId::new(Prefix::default(), SegmentName::stats_for("encoder").unwrap());
+        let id = SegmentId::new(
+            Prefix::default(),
+            SegmentName::stats_for("encoder").unwrap(),
+        );
         assert_eq!(id.path(), "/dev/shm/keymash.stats.encoder");
         assert_eq!(id.shm_name(), "/keymash.stats.encoder");
         let parsed = SegmentId::parse_file_name("keymash.stats.encoder").unwrap();

@@ -49,7 +49,11 @@ pub(crate) fn create_exclusive(shm_name: &str, permissions: Permissions) -> Resu
 }
 
 pub(crate) fn open_existing(shm_name: &str, writable: bool) -> Result<OwnedFd, Errno> {
-    let access = if writable { OFlag::O_RDWR } else { OFlag::O_RDONLY };
+    let access = if writable {
+        OFlag::O_RDWR
+    } else {
+        OFlag::O_RDONLY
+    };
     nix::sys::mman::shm_open(shm_name, access | OFlag::O_CLOEXEC, Mode::empty())
 }
 
@@ -77,7 +81,9 @@ pub(crate) fn file_facts(fd: &impl AsFd) -> Result<FileFacts, Errno> {
 
 /// Device and inode the path refers to now; `None` if it no longer exists (or cannot be seen).
 pub(crate) fn path_identity(path: &str) -> Option<(u64, u64)> {
-    nix::sys::stat::stat(path).ok().map(|stat| (stat.st_dev, stat.st_ino))
+    nix::sys::stat::stat(path)
+        .ok()
+        .map(|stat| (stat.st_dev, stat.st_ino))
 }
 
 pub(crate) fn set_len(fd: &impl AsFd, len: usize) -> Result<(), Errno> {
@@ -117,11 +123,18 @@ impl Mapping {
     /// Maps `len` bytes of `fd` shared, read-write or read-only.
     pub(crate) fn map(fd: &impl AsFd, len: usize, writable: bool) -> Result<Mapping, Errno> {
         let length = NonZeroUsize::new(len).ok_or(Errno::EINVAL)?;
-        let prot = if writable { ProtFlags::PROT_READ | ProtFlags::PROT_WRITE } else { ProtFlags::PROT_READ };
+        let prot = if writable {
+            ProtFlags::PROT_READ | ProtFlags::PROT_WRITE
+        } else {
+            ProtFlags::PROT_READ
+        };
         // SAFETY: we ask the kernel for a fresh mapping at an address of its choice (None), so no
         // existing Rust object is aliased or replaced; the fd refers to a shm object we opened.
         let ptr = unsafe { nix::sys::mman::mmap(None, length, prot, MapFlags::MAP_SHARED, fd, 0)? };
-        Ok(Mapping { ptr: ptr.cast(), len })
+        Ok(Mapping {
+            ptr: ptr.cast(),
+            len,
+        })
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -208,7 +221,11 @@ pub(crate) enum FutexWait {
 }
 
 /// Sleeps while `*word == expected`, at most `timeout` (FUTEX_WAIT, shared between processes).
-pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Duration) -> Result<FutexWait, Errno> {
+pub(crate) fn futex_wait(
+    word: &AtomicU32,
+    expected: u32,
+    timeout: Duration,
+) -> Result<FutexWait, Errno> {
     let ts = nix::libc::timespec {
         tv_sec: nix::libc::time_t::try_from(timeout.as_secs()).unwrap_or(nix::libc::time_t::MAX),
         tv_nsec: nix::libc::c_long::from(timeout.subsec_nanos() as i32),
@@ -241,7 +258,15 @@ pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Duration) -> 
 pub(crate) fn futex_wake_all(word: &AtomicU32) -> Result<usize, Errno> {
     // SAFETY: FUTEX_WAKE does not access memory at all; the address only identifies the queue.
     let rc = unsafe {
-        nix::libc::syscall(nix::libc::SYS_futex, word.as_ptr(), nix::libc::FUTEX_WAKE, i32::MAX, 0usize, 0usize, 0u32)
+        nix::libc::syscall(
+            nix::libc::SYS_futex,
+            word.as_ptr(),
+            nix::libc::FUTEX_WAKE,
+            i32::MAX,
+            0usize,
+            0usize,
+            0u32,
+        )
     };
     if rc < 0 {
         Err(Errno::last())
@@ -266,7 +291,9 @@ pub fn monotonic_now_ns() -> u64 {
 
 /// Whether process `pid` exists (kill(pid, 0); EPERM means it exists but is someone else's).
 pub fn process_alive(pid: u32) -> bool {
-    let Ok(raw) = i32::try_from(pid) else { return false };
+    let Ok(raw) = i32::try_from(pid) else {
+        return false;
+    };
     if raw <= 0 {
         return false;
     }

@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 
-use crate::layout::{committed_stamp, writing_stamp, FrameMeta, RingGeometry, SlotHeader, SLOT_HEADER_SIZE};
+use crate::layout::{
+    committed_stamp, writing_stamp, FrameMeta, RingGeometry, SlotHeader, SLOT_HEADER_SIZE,
+};
 use crate::name::SegmentId;
 use crate::os::{self, FutexWait, Permissions};
 use crate::segment::{Attach, OpenError, Segment, Shape};
@@ -55,10 +57,21 @@ impl RingWriter {
     ) -> Result<(RingWriter, WriterAttach), OpenError> {
         let (segment, attach) = Segment::open_writer(id, Shape::ring(geometry), permissions)?;
         let next_seq = segment.header().write_seq.load(Ordering::Acquire);
-        let writer = RingWriter { segment, geometry, next_seq };
+        let writer = RingWriter {
+            segment,
+            geometry,
+            next_seq,
+        };
         let repaired_slots = writer.repair_half_written_slots();
         writer.segment.claim_producer();
-        Ok((writer, WriterAttach { attach, next_seq, repaired_slots }))
+        Ok((
+            writer,
+            WriterAttach {
+                attach,
+                next_seq,
+                repaired_slots,
+            },
+        ))
     }
 
     /// A writer killed between `begin` and `commit` leaves a slot stamped "being written". Such a
@@ -69,7 +82,11 @@ impl RingWriter {
             .filter_map(|index| slot_header(&self.segment, &self.geometry, index))
             .filter(|slot| {
                 let stamp = slot.stamp.load(Ordering::Acquire);
-                stamp & 1 == 1 && slot.stamp.compare_exchange(stamp, 0, Ordering::AcqRel, Ordering::Acquire).is_ok()
+                stamp & 1 == 1
+                    && slot
+                        .stamp
+                        .compare_exchange(stamp, 0, Ordering::AcqRel, Ordering::Acquire)
+                        .is_ok()
             })
             .count()
     }
@@ -98,7 +115,13 @@ impl RingWriter {
         // Orders the "being written" stamp before every payload byte the caller writes next, so a
         // reader that sees any new byte also sees the stamp change (seqlock writer side).
         fence(Ordering::Release);
-        SlotWrite { writer: self, seq, index, payload, committed: false }
+        SlotWrite {
+            writer: self,
+            seq,
+            index,
+            payload,
+            committed: false,
+        }
     }
 
     /// Copies `payload` into the next slot and commits it: for producers that already hold the
@@ -106,7 +129,10 @@ impl RingWriter {
     pub fn write(&mut self, payload: &[u8], meta: &FrameMeta) -> Result<u64, CommitError> {
         let slot_size = self.geometry.slot_size();
         if payload.len() > slot_size {
-            return Err(CommitError::PayloadTooLarge { len: payload.len(), slot_size });
+            return Err(CommitError::PayloadTooLarge {
+                len: payload.len(),
+                slot_size,
+            });
         }
         let mut slot = self.begin();
         slot.payload_mut()[..payload.len()].copy_from_slice(payload);
@@ -115,7 +141,10 @@ impl RingWriter {
 
     /// Refreshes the producer heartbeat without publishing a frame (for idle producers).
     pub fn heartbeat(&self) {
-        self.segment.header().producer_heartbeat_ns.store(os::monotonic_now_ns(), Ordering::Release);
+        self.segment
+            .header()
+            .producer_heartbeat_ns
+            .store(os::monotonic_now_ns(), Ordering::Release);
     }
 }
 
@@ -146,7 +175,9 @@ impl SlotWrite<'_> {
             // processes (or other mappings in this one) read the bytes concurrently through raw
             // copies and discard what they read if the stamp changed; any bit pattern is a
             // valid u8, so they can never observe an invalid value.
-            Some(ptr) => unsafe { std::slice::from_raw_parts_mut(ptr, self.writer.geometry.slot_size()) },
+            Some(ptr) => unsafe {
+                std::slice::from_raw_parts_mut(ptr, self.writer.geometry.slot_size())
+            },
             None => &mut [],
         }
     }
@@ -164,11 +195,14 @@ impl SlotWrite<'_> {
             slot.len.store(len as u64, Ordering::Relaxed);
             slot.meta.store(meta);
             // Release: payload, length and metadata become visible before the committed stamp.
-            slot.stamp.store(committed_stamp(self.seq), Ordering::Release);
+            slot.stamp
+                .store(committed_stamp(self.seq), Ordering::Release);
         }
         let header = segment.header();
         header.write_seq.store(self.seq + 1, Ordering::Release);
-        header.producer_heartbeat_ns.store(os::monotonic_now_ns(), Ordering::Release);
+        header
+            .producer_heartbeat_ns
+            .store(os::monotonic_now_ns(), Ordering::Release);
         segment.wake_readers();
         writer.next_seq = self.seq + 1;
         self.committed = true;
@@ -181,7 +215,8 @@ impl Drop for SlotWrite<'_> {
         if !self.committed {
             // Abandoned (or refused) write: the slot's old frame is already damaged, so mark the
             // slot empty; the sequence number is reused by the next begin().
-            if let Some(slot) = slot_header(&self.writer.segment, &self.writer.geometry, self.index) {
+            if let Some(slot) = slot_header(&self.writer.segment, &self.writer.geometry, self.index)
+            {
                 slot.stamp.store(0, Ordering::Release);
             }
         }
@@ -252,13 +287,12 @@ impl RingReader {
                 found: segment.shape.kind.to_string(),
             });
         }
-        let geometry = RingGeometry::new(segment.shape.slot_size, segment.shape.slot_count).map_err(|_| {
-            OpenError::CorruptHeader {
+        let geometry = RingGeometry::new(segment.shape.slot_size, segment.shape.slot_count)
+            .map_err(|_| OpenError::CorruptHeader {
                 segment: id.to_string(),
                 slot_size: segment.shape.slot_size as u64,
                 slot_count: segment.shape.slot_count as u64,
-            }
-        })?;
+            })?;
         Ok(Self::positioned_at_newest(segment, geometry))
     }
 
@@ -270,7 +304,12 @@ impl RingReader {
 
     fn positioned_at_newest(segment: Segment, geometry: RingGeometry) -> RingReader {
         let write_seq = segment.header().write_seq.load(Ordering::Acquire);
-        RingReader { segment, geometry, cursor: write_seq.saturating_sub(1), current: None }
+        RingReader {
+            segment,
+            geometry,
+            cursor: write_seq.saturating_sub(1),
+            current: None,
+        }
     }
 
     pub fn geometry(&self) -> RingGeometry {
@@ -348,7 +387,10 @@ impl RingReader {
 
     /// Runs `f` on the frame [`RingReader::next`] delivered last, borrowing it from the mapping.
     /// See [`RingReader::read_seq_with`].
-    pub fn read_with<R>(&self, f: impl FnOnce(&FrameMeta, SharedBytes<'_>) -> R) -> Result<R, ReadError> {
+    pub fn read_with<R>(
+        &self,
+        f: impl FnOnce(&FrameMeta, SharedBytes<'_>) -> R,
+    ) -> Result<R, ReadError> {
         let seq = self.current.ok_or(ReadError::NoCurrentFrame)?;
         self.read_seq_with(seq, f)
     }
@@ -380,7 +422,8 @@ impl RingReader {
             return Err(ReadError::Overwritten { seq });
         }
         let index = slot_index(seq, &self.geometry);
-        let slot = slot_header(&self.segment, &self.geometry, index).ok_or(ReadError::Overwritten { seq })?;
+        let slot = slot_header(&self.segment, &self.geometry, index)
+            .ok_or(ReadError::Overwritten { seq })?;
         let expected = committed_stamp(seq);
         // Acquire pairs with the writer's Release of the committed stamp: length, metadata and
         // payload of `seq` are visible if the stamp says `seq`.
@@ -390,8 +433,13 @@ impl RingReader {
         let len = slot.len.load(Ordering::Relaxed);
         let meta = slot.meta.load();
         let payload = match usize::try_from(len) {
-            Ok(len) if len <= self.geometry.slot_size() => payload_ptr(&self.segment, &self.geometry, index)
-                .map(|ptr| SharedBytes { ptr, len, _mapping: PhantomData }),
+            Ok(len) if len <= self.geometry.slot_size() => {
+                payload_ptr(&self.segment, &self.geometry, index).map(|ptr| SharedBytes {
+                    ptr,
+                    len,
+                    _mapping: PhantomData,
+                })
+            }
             _ => None,
         };
         let result = payload.map(|payload| f(&meta, payload));
@@ -419,16 +467,28 @@ impl RingReader {
     /// Waits for the next frame and copies it into `buf`: [`RingReader::next`] plus
     /// [`RingReader::read_into`], skipping frames overwritten before they could be copied
     /// (counted in `missed`).
-    pub fn recv_into(&mut self, timeout: Duration, buf: &mut Vec<u8>) -> Result<Received, RecvError> {
+    pub fn recv_into(
+        &mut self,
+        timeout: Duration,
+        buf: &mut Vec<u8>,
+    ) -> Result<Received, RecvError> {
         let deadline = Deadline::after(timeout);
         let mut missed = 0;
         loop {
             let arrival = self.next(deadline.remaining().unwrap_or(Duration::ZERO))?;
             missed += arrival.missed;
             match self.read_seq_into(arrival.seq, buf) {
-                Ok(meta) => return Ok(Received { seq: arrival.seq, missed, meta }),
+                Ok(meta) => {
+                    return Ok(Received {
+                        seq: arrival.seq,
+                        missed,
+                        meta,
+                    })
+                }
                 Err(ReadError::Overwritten { .. }) => missed += 1,
-                Err(ReadError::CorruptSlot { seq, len }) => return Err(RecvError::CorruptSlot { seq, len }),
+                Err(ReadError::CorruptSlot { seq, len }) => {
+                    return Err(RecvError::CorruptSlot { seq, len })
+                }
                 // `next` only delivers committed sequence numbers and sets the current frame.
                 Err(ReadError::NotYetWritten { .. } | ReadError::NoCurrentFrame) => missed += 1,
             }
@@ -501,12 +561,21 @@ fn slot_index(seq: u64, geometry: &RingGeometry) -> usize {
     (seq % geometry.slot_count() as u64) as usize
 }
 
-fn slot_header<'s>(segment: &'s Segment, geometry: &RingGeometry, index: usize) -> Option<&'s SlotHeader> {
-    segment.map.atomics_at::<SlotHeader>(geometry.slot_offset(index))
+fn slot_header<'s>(
+    segment: &'s Segment,
+    geometry: &RingGeometry,
+    index: usize,
+) -> Option<&'s SlotHeader> {
+    segment
+        .map
+        .atomics_at::<SlotHeader>(geometry.slot_offset(index))
 }
 
 fn payload_ptr(segment: &Segment, geometry: &RingGeometry, index: usize) -> Option<*mut u8> {
-    segment.map.ptr_at(geometry.slot_offset(index) + SLOT_HEADER_SIZE, geometry.slot_size())
+    segment.map.ptr_at(
+        geometry.slot_offset(index) + SLOT_HEADER_SIZE,
+        geometry.slot_size(),
+    )
 }
 
 /// An absolute deadline on the monotonic clock, so EINTR and spurious wake-ups never extend a

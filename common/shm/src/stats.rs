@@ -143,12 +143,18 @@ impl ServiceStats {
 
     pub fn counter(&self, name: &str) -> Option<u64> {
         let key = encode_name(name);
-        self.counters.iter().find(|c| c.name[0] != 0 && c.name == key).map(|c| c.total)
+        self.counters
+            .iter()
+            .find(|c| c.name[0] != 0 && c.name == key)
+            .map(|c| c.total)
     }
 
     /// Every named counter, in slot order.
     pub fn counters(&self) -> impl Iterator<Item = (&str, u64)> + '_ {
-        self.counters.iter().filter(|c| c.name[0] != 0).map(|c| (decode_text(&c.name), c.total))
+        self.counters
+            .iter()
+            .filter(|c| c.name[0] != 0)
+            .map(|c| (decode_text(&c.name), c.total))
     }
 
     /// Sets gauge `name` (truncated like counter names) to `value`.
@@ -162,11 +168,17 @@ impl ServiceStats {
 
     pub fn gauge(&self, name: &str) -> Option<f64> {
         let key = encode_name(name);
-        self.gauges.iter().find(|g| g.name[0] != 0 && g.name == key).map(|g| g.value)
+        self.gauges
+            .iter()
+            .find(|g| g.name[0] != 0 && g.name == key)
+            .map(|g| g.value)
     }
 
     pub fn gauges(&self) -> impl Iterator<Item = (&str, f64)> + '_ {
-        self.gauges.iter().filter(|g| g.name[0] != 0).map(|g| (decode_text(&g.name), g.value))
+        self.gauges
+            .iter()
+            .filter(|g| g.name[0] != 0)
+            .map(|g| (decode_text(&g.name), g.value))
     }
 
     /// Records the last error (truncated to 128 bytes at a char boundary); "" clears it.
@@ -198,7 +210,10 @@ fn slot_for<'a>(
     let existing = names.clone().position(|n| n[0] != 0 && *n == key);
     existing
         .or_else(|| names.clone().position(|n| n[0] == 0))
-        .ok_or_else(|| StatsFull { what, name: name.to_owned() })
+        .ok_or_else(|| StatsFull {
+            what,
+            name: name.to_owned(),
+        })
 }
 
 fn encode_name(name: &str) -> [u8; STAT_NAME_LEN] {
@@ -235,7 +250,10 @@ mod tests {
         let cases: &[(&str, &str)] = &[
             ("fps", "fps"),
             ("exactly_twenty_four_byte", "exactly_twenty_four_byte"),
-            ("a_name_that_is_much_longer_than_24", "a_name_that_is_much_long"),
+            (
+                "a_name_that_is_much_longer_than_24",
+                "a_name_that_is_much_long",
+            ),
             // 23 ASCII bytes then a 2-byte char: the char would straddle byte 24, so it goes.
             ("aaaaaaaaaaaaaaaaaaaaaaaé", "aaaaaaaaaaaaaaaaaaaaaaa"),
             ("ééééééééééééééé", "éééééééééééé"),
@@ -249,7 +267,11 @@ mod tests {
                 assert!(names.is_empty(), "an empty name reads as an unused slot");
             } else {
                 assert_eq!(names, vec![stored.to_string()], "name {name:?}");
-                assert_eq!(stats.counter(name), Some(7), "lookup by the untruncated name {name:?}");
+                assert_eq!(
+                    stats.counter(name),
+                    Some(7),
+                    "lookup by the untruncated name {name:?}"
+                );
             }
         }
     }
@@ -267,7 +289,11 @@ mod tests {
         let full = stats.set_counter("one_too_many", 1).unwrap_err();
         assert_eq!(full.what, "counter");
         stats.set_counter("frames", 100).unwrap();
-        assert_eq!(stats.counter("frames"), Some(100), "an existing name still updates when full");
+        assert_eq!(
+            stats.counter("frames"),
+            Some(100),
+            "an existing name still updates when full"
+        );
 
         stats.set_gauge("fps", 29.97).unwrap();
         stats.set_gauge("fps", 30.0).unwrap();
@@ -293,7 +319,12 @@ mod tests {
 
     #[test]
     fn state_words_round_trip_and_unknown_words_read_as_none() {
-        for state in [ServiceState::Starting, ServiceState::Running, ServiceState::Stopping, ServiceState::Failed] {
+        for state in [
+            ServiceState::Starting,
+            ServiceState::Running,
+            ServiceState::Stopping,
+            ServiceState::Failed,
+        ] {
             assert_eq!(ServiceState::from_word(state as u32), Some(state));
         }
         assert_eq!(ServiceStats::default().state(), None);

@@ -7,7 +7,8 @@ const SEQ_MIX: u64 = 0x9E37_79B9_7F4A_7C15;
 const POSITION_MIX: u64 = 0xD6E8_FEB8_6659_FD93;
 
 fn word(seq: u64, index: usize) -> u64 {
-    (seq.wrapping_add(1)).wrapping_mul(SEQ_MIX) ^ (index as u64).wrapping_add(1).wrapping_mul(POSITION_MIX)
+    (seq.wrapping_add(1)).wrapping_mul(SEQ_MIX)
+        ^ (index as u64).wrapping_add(1).wrapping_mul(POSITION_MIX)
 }
 
 /// Payload length used for frame `seq` in a slot of `slot_size` bytes: varies between half and
@@ -57,11 +58,17 @@ mod tests {
             if len == 0 {
                 continue;
             }
-            assert!(!verify(2, &a), "len {len}: frame 1 must not pass as frame 2");
+            assert!(
+                !verify(2, &a),
+                "len {len}: frame 1 must not pass as frame 2"
+            );
             for cut in [len / 2, len - 1].into_iter().filter(|&cut| cut > 0) {
                 let mut torn = a.clone();
                 torn[cut..].copy_from_slice(&b[cut..]);
-                assert!(!verify(1, &torn) && !verify(2, &torn), "len {len}, torn at {cut}");
+                assert!(
+                    !verify(1, &torn) && !verify(2, &torn),
+                    "len {len}, torn at {cut}"
+                );
             }
         }
     }
@@ -71,14 +78,27 @@ mod tests {
         for slot_size in [1usize, 2, 64, 4096] {
             for seq in 0..200 {
                 let len = frame_len(seq, slot_size);
-                assert!(len >= slot_size / 2 && len <= slot_size, "seq {seq} slot {slot_size} len {len}");
+                assert!(
+                    len >= slot_size / 2 && len <= slot_size,
+                    "seq {seq} slot {slot_size} len {len}"
+                );
             }
         }
     }
 }
 
 /// A cell value whose words all derive from `seq`, so a torn load is detectable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, zerocopy::FromBytes, zerocopy::IntoBytes, zerocopy::Immutable, zerocopy::KnownLayout)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    zerocopy::FromBytes,
+    zerocopy::IntoBytes,
+    zerocopy::Immutable,
+    zerocopy::KnownLayout,
+)]
 #[repr(C)]
 pub struct PatternRecord {
     seq: u64,
@@ -90,7 +110,10 @@ impl PatternRecord {
     pub const WORDS: usize = 15;
 
     pub fn new(seq: u64) -> Self {
-        PatternRecord { seq, words: std::array::from_fn(|index| word(seq, index)) }
+        PatternRecord {
+            seq,
+            words: std::array::from_fn(|index| word(seq, index)),
+        }
     }
 
     pub fn seq(&self) -> u64 {
@@ -99,6 +122,9 @@ impl PatternRecord {
 
     /// Whether every word belongs to the same `seq`.
     pub fn is_consistent(&self) -> bool {
-        self.words.iter().enumerate().all(|(index, &w)| w == word(self.seq, index))
+        self.words
+            .iter()
+            .enumerate()
+            .all(|(index, &w)| w == word(self.seq, index))
     }
 }

@@ -49,7 +49,11 @@ fn loads_never_return_a_torn_value_while_another_process_stores_flat_out() {
     while (loaded < 100_000 || distinct < 10_000) && Instant::now() < deadline {
         match reader.load() {
             Ok(record) => {
-                assert!(record.is_consistent(), "torn value accepted: seq {}", record.seq());
+                assert!(
+                    record.is_consistent(),
+                    "torn value accepted: seq {}",
+                    record.seq()
+                );
                 loaded += 1;
                 if record.seq() != last {
                     distinct += 1;
@@ -62,7 +66,10 @@ fn loads_never_return_a_torn_value_while_another_process_stores_flat_out() {
     }
     writer.kill();
     eprintln!("loaded {loaded}, distinct values {distinct}, gave up {inconsistent_errors} times");
-    assert!(loaded >= 100_000 && distinct >= 10_000, "ran out of time: {loaded} loads, {distinct} values");
+    assert!(
+        loaded >= 100_000 && distinct >= 10_000,
+        "ran out of time: {loaded} loads, {distinct} values"
+    );
 }
 
 #[test]
@@ -71,7 +78,10 @@ fn a_store_in_another_process_wakes_a_reader_waiting_for_a_change() {
     let id = scope.id("pattern");
     drop(CellWriter::<PatternRecord>::open(&id, Permissions::OwnerOnly).unwrap());
     let reader = CellReader::<PatternRecord>::open(&id).unwrap();
-    assert_eq!(reader.wait_for_change(0, Duration::from_millis(50)), Err(WaitError::TimedOut));
+    assert_eq!(
+        reader.wait_for_change(0, Duration::from_millis(50)),
+        Err(WaitError::TimedOut)
+    );
 
     let mut writer = peer(&scope, "cell-write", "pattern", &["--stores", "1"]);
     let started = Instant::now();
@@ -87,7 +97,8 @@ fn service_statistics_travel_through_a_cell_intact() {
     let scope = ShmScope::new("stats");
     let id = scope.id("stats.encoder");
     assert_eq!(id.name.stats_service(), Some("encoder"));
-    let (mut writer, _) = CellWriter::<ServiceStats>::open(&id, Permissions::OwnerAndGroup).unwrap();
+    let (mut writer, _) =
+        CellWriter::<ServiceStats>::open(&id, Permissions::OwnerAndGroup).unwrap();
     let mut stats = ServiceStats::new(4242, 1_000);
     stats.set_state(ServiceState::Running);
     stats.add_counter("frames", 300).unwrap();
@@ -96,7 +107,10 @@ fn service_statistics_travel_through_a_cell_intact() {
     stats.set_last_error("camera hiccup");
     writer.store(&stats);
 
-    let loaded = CellReader::<ServiceStats>::open(&id).unwrap().load().unwrap();
+    let loaded = CellReader::<ServiceStats>::open(&id)
+        .unwrap()
+        .load()
+        .unwrap();
     assert_eq!(loaded, stats);
     assert_eq!(loaded.state(), Some(ServiceState::Running));
     assert_eq!(loaded.counter("frames"), Some(300));

@@ -9,18 +9,28 @@ use std::os::unix::fs::FileExt;
 
 use keymash_shm::layout::{SegmentHeader, LAYOUT_VERSION};
 use keymash_shm::{
-    Attach, CellReader, CellWriter, OpenError, Permissions, RingGeometry, RingReader, RingWriter, SegmentId,
+    Attach, CellReader, CellWriter, OpenError, Permissions, RingGeometry, RingReader, RingWriter,
+    SegmentId,
 };
 use support::ShmScope;
 
 fn ring(id: &SegmentId, slots: usize) -> Result<RingWriter, OpenError> {
-    RingWriter::open(id, RingGeometry::new(1024, slots).expect("valid geometry"), Permissions::OwnerOnly).map(|(w, _)| w)
+    RingWriter::open(
+        id,
+        RingGeometry::new(1024, slots).expect("valid geometry"),
+        Permissions::OwnerOnly,
+    )
+    .map(|(w, _)| w)
 }
 
 /// Overwrites bytes of a segment file behind the library's back.
 fn patch(id: &SegmentId, offset: usize, bytes: &[u8]) {
-    let file = OpenOptions::new().write(true).open(id.path()).expect("open segment file");
-    file.write_all_at(bytes, offset as u64).expect("patch segment file");
+    let file = OpenOptions::new()
+        .write(true)
+        .open(id.path())
+        .expect("open segment file");
+    file.write_all_at(bytes, offset as u64)
+        .expect("patch segment file");
 }
 
 #[test]
@@ -28,9 +38,15 @@ fn opening_a_ring_with_another_geometry_is_a_geometry_mismatch() {
     let scope = ShmScope::new("geom");
     let id = scope.id("frames");
     drop(ring(&id, 16).unwrap());
-    assert!(matches!(ring(&id, 8), Err(OpenError::GeometryMismatch { .. })));
+    assert!(matches!(
+        ring(&id, 8),
+        Err(OpenError::GeometryMismatch { .. })
+    ));
     let other = RingGeometry::new(2048, 16).unwrap();
-    assert!(matches!(RingReader::open_expecting(&id, other), Err(OpenError::GeometryMismatch { .. })));
+    assert!(matches!(
+        RingReader::open_expecting(&id, other),
+        Err(OpenError::GeometryMismatch { .. })
+    ));
     assert!(RingReader::open_expecting(&id, RingGeometry::new(1024, 16).unwrap()).is_ok());
     assert!(ring(&id, 16).is_ok(), "the same geometry still re-attaches");
 }
@@ -49,10 +65,17 @@ fn a_segment_of_another_layout_version_is_a_version_mismatch() {
     let id = scope.id("frames");
     drop(ring(&id, 4).unwrap());
     let newer = LAYOUT_VERSION + 1;
-    patch(&id, offset_of!(SegmentHeader, version), &newer.to_le_bytes());
+    patch(
+        &id,
+        offset_of!(SegmentHeader, version),
+        &newer.to_le_bytes(),
+    );
     let expected = |e: &OpenError| matches!(e, OpenError::VersionMismatch { found, expected, .. } if *found == newer && *expected == LAYOUT_VERSION);
     assert!(RingReader::open(&id).as_ref().is_err_and(expected));
-    assert!(ring(&id, 4).as_ref().is_err_and(expected), "a writer must not take over a foreign layout");
+    assert!(
+        ring(&id, 4).as_ref().is_err_and(expected),
+        "a writer must not take over a foreign layout"
+    );
 }
 
 #[test]
@@ -61,10 +84,18 @@ fn a_segment_whose_version_is_not_published_yet_is_not_ready() {
     let id = scope.id("frames");
     drop(ring(&id, 4).unwrap());
     patch(&id, offset_of!(SegmentHeader, version), &0u32.to_le_bytes());
-    assert!(matches!(RingReader::open(&id), Err(OpenError::NotReady { .. })));
+    assert!(matches!(
+        RingReader::open(&id),
+        Err(OpenError::NotReady { .. })
+    ));
 
     // A writer finding it so (its creator died half-way) rebuilds it.
-    let (_writer, attach) = RingWriter::open(&id, RingGeometry::new(1024, 4).unwrap(), Permissions::OwnerOnly).unwrap();
+    let (_writer, attach) = RingWriter::open(
+        &id,
+        RingGeometry::new(1024, 4).unwrap(),
+        Permissions::OwnerOnly,
+    )
+    .unwrap();
     assert_eq!(attach.attach, Attach::Created);
     assert!(RingReader::open(&id).is_ok());
 }
@@ -74,8 +105,14 @@ fn an_empty_segment_file_is_not_ready() {
     let scope = ShmScope::new("empty");
     let id = scope.id("frames");
     std::fs::File::create(id.path()).unwrap();
-    assert!(matches!(RingReader::open(&id), Err(OpenError::NotReady { .. })));
-    assert!(matches!(CellReader::<u64>::open(&id), Err(OpenError::NotReady { .. })));
+    assert!(matches!(
+        RingReader::open(&id),
+        Err(OpenError::NotReady { .. })
+    ));
+    assert!(matches!(
+        CellReader::<u64>::open(&id),
+        Err(OpenError::NotReady { .. })
+    ));
 }
 
 #[test]
@@ -84,7 +121,10 @@ fn a_file_with_the_wrong_magic_is_not_taken_for_a_segment() {
     let id = scope.id("frames");
     drop(ring(&id, 4).unwrap());
     patch(&id, offset_of!(SegmentHeader, magic), b"NOTOURS!");
-    assert!(matches!(RingReader::open(&id), Err(OpenError::BadMagic { .. })));
+    assert!(matches!(
+        RingReader::open(&id),
+        Err(OpenError::BadMagic { .. })
+    ));
     assert!(matches!(ring(&id, 4), Err(OpenError::BadMagic { .. })));
 }
 
@@ -95,10 +135,22 @@ fn rings_and_cells_are_not_mistaken_for_each_other() {
     let cell_id = scope.id("quality");
     drop(ring(&ring_id, 4).unwrap());
     drop(CellWriter::<u64>::open(&cell_id, Permissions::OwnerOnly).unwrap());
-    assert!(matches!(CellReader::<u64>::open(&ring_id), Err(OpenError::WrongKind { .. })));
-    assert!(matches!(RingReader::open(&cell_id), Err(OpenError::WrongKind { .. })));
-    assert!(matches!(CellReader::<u32>::open(&cell_id), Err(OpenError::GeometryMismatch { .. })));
-    assert!(matches!(CellWriter::<[u64; 2]>::open(&cell_id, Permissions::OwnerOnly), Err(OpenError::GeometryMismatch { .. })));
+    assert!(matches!(
+        CellReader::<u64>::open(&ring_id),
+        Err(OpenError::WrongKind { .. })
+    ));
+    assert!(matches!(
+        RingReader::open(&cell_id),
+        Err(OpenError::WrongKind { .. })
+    ));
+    assert!(matches!(
+        CellReader::<u32>::open(&cell_id),
+        Err(OpenError::GeometryMismatch { .. })
+    ));
+    assert!(matches!(
+        CellWriter::<[u64; 2]>::open(&cell_id, Permissions::OwnerOnly),
+        Err(OpenError::GeometryMismatch { .. })
+    ));
 }
 
 #[test]
@@ -106,12 +158,22 @@ fn a_truncated_segment_is_refused() {
     let scope = ShmScope::new("trunc");
     let id = scope.id("frames");
     drop(ring(&id, 4).unwrap());
-    OpenOptions::new().write(true).open(id.path()).unwrap().set_len(1024).unwrap();
-    assert!(matches!(RingReader::open(&id), Err(OpenError::Truncated { needed, .. }) if needed > 1024));
+    OpenOptions::new()
+        .write(true)
+        .open(id.path())
+        .unwrap()
+        .set_len(1024)
+        .unwrap();
+    assert!(
+        matches!(RingReader::open(&id), Err(OpenError::Truncated { needed, .. }) if needed > 1024)
+    );
 }
 
 #[test]
 fn a_missing_segment_is_not_found() {
     let scope = ShmScope::new("missing");
-    assert!(matches!(RingReader::open(&scope.id("nothing")), Err(OpenError::NotFound { .. })));
+    assert!(matches!(
+        RingReader::open(&scope.id("nothing")),
+        Err(OpenError::NotFound { .. })
+    ));
 }

@@ -14,7 +14,14 @@ fn two_reader_processes_receive_every_frame_in_order_from_a_writer_process() {
 
     let frames = "500";
     let mut readers: Vec<_> = (0..2)
-        .map(|_| peer(&scope, "read", "frames", &["--accept", frames, "--timeout-ms", "20000"]))
+        .map(|_| {
+            peer(
+                &scope,
+                "read",
+                "frames",
+                &["--accept", frames, "--timeout-ms", "20000"],
+            )
+        })
         .collect();
     for reader in &mut readers {
         assert_eq!(reader.expect("READY", PATIENCE).u64("write_seq"), 0);
@@ -23,7 +30,16 @@ fn two_reader_processes_receive_every_frame_in_order_from_a_writer_process() {
         &scope,
         "write",
         "frames",
-        &["--slot-size", "1024", "--slots", "256", "--frames", frames, "--interval-us", "500"],
+        &[
+            "--slot-size",
+            "1024",
+            "--slots",
+            "256",
+            "--frames",
+            frames,
+            "--interval-us",
+            "500",
+        ],
     );
     let attached = writer.expect("ATTACHED", PATIENCE);
     assert_eq!(attached.get("attach"), "Reattached");

@@ -25,7 +25,11 @@ fn segments_get_exactly_the_requested_mode_under_any_umask() {
         let mut writer = peer(&scope, "write", name, &args);
         writer.expect("DONE", PATIENCE);
         let meta = std::fs::metadata(scope.id(name).path()).unwrap();
-        assert_eq!(meta.mode() & 0o7777, mode, "{name}: umask {umask}, group {group}");
+        assert_eq!(
+            meta.mode() & 0o7777,
+            mode,
+            "{name}: umask {umask}, group {group}"
+        );
         assert_eq!(meta.uid(), euid, "{name}: owned by the running user");
     }
 }

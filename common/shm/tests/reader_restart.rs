@@ -12,7 +12,12 @@ fn when_a_reader_restarts_it_resumes_at_the_newest_frame() {
     let scope = ShmScope::new("rrestart");
     let id = scope.id("frames");
     let ring = ["--slot-size", "512", "--slots", "16"];
-    let mut writer = peer(&scope, "write", "frames", &[&ring[..], &["--frames", "10"]].concat());
+    let mut writer = peer(
+        &scope,
+        "write",
+        "frames",
+        &[&ring[..], &["--frames", "10"]].concat(),
+    );
     writer.expect("DONE", PATIENCE);
     // The next writer can attach only once this one has exited and the kernel dropped its lock.
     writer.wait_success(PATIENCE);
@@ -23,15 +28,27 @@ fn when_a_reader_restarts_it_resumes_at_the_newest_frame() {
     assert_eq!((received.seq, received.missed), (9, 0));
     drop(first);
 
-    let mut writer = peer(&scope, "write", "frames", &[&ring[..], &["--frames", "5"]].concat());
+    let mut writer = peer(
+        &scope,
+        "write",
+        "frames",
+        &[&ring[..], &["--frames", "5"]].concat(),
+    );
     assert_eq!(writer.expect("ATTACHED", PATIENCE).u64("next_seq"), 10);
     writer.expect("DONE", PATIENCE);
 
     let mut restarted = RingReader::open(&id).unwrap();
     let received = restarted.recv_into(Duration::ZERO, &mut buf).unwrap();
-    assert_eq!((received.seq, received.missed), (14, 0), "starts at the newest frame");
+    assert_eq!(
+        (received.seq, received.missed),
+        (14, 0),
+        "starts at the newest frame"
+    );
     assert!(test_pattern::verify(14, &buf));
-    assert_eq!(restarted.recv_into(Duration::from_millis(50), &mut buf), Err(RecvError::TimedOut));
+    assert_eq!(
+        restarted.recv_into(Duration::from_millis(50), &mut buf),
+        Err(RecvError::TimedOut)
+    );
 }
 
 #[test]

@@ -6,7 +6,9 @@ mod support;
 use std::time::Duration;
 
 use keymash_core::units::FrameNo;
-use keymash_shm::{test_pattern, FrameMeta, Permissions, ReadError, RingGeometry, RingReader, RingWriter};
+use keymash_shm::{
+    test_pattern, FrameMeta, Permissions, ReadError, RingGeometry, RingReader, RingWriter,
+};
 use support::{peer, ShmScope, PATIENCE};
 
 /// Each reader accepts this many frames; two readers make at least 100,000 checked frames.
@@ -25,13 +27,23 @@ fn readers_accept_no_torn_frame_while_a_writer_laps_them_flat_out() {
     let common = ["--accept", FRAMES_PER_READER, "--timeout-ms", "30000"];
     let mut readers = vec![
         peer(&scope, "read", "frames", &common),
-        peer(&scope, "read", "frames", &[&common[..], &["--oldest"]].concat()),
+        peer(
+            &scope,
+            "read",
+            "frames",
+            &[&common[..], &["--oldest"]].concat(),
+        ),
     ];
     for reader in &mut readers {
         reader.expect("READY", PATIENCE);
     }
     // Effectively endless; killed once both readers have their frames.
-    let mut writer = peer(&scope, "write", "frames", &[&ring[..], &["--frames", "1000000000"]].concat());
+    let mut writer = peer(
+        &scope,
+        "write",
+        "frames",
+        &[&ring[..], &["--frames", "1000000000"]].concat(),
+    );
     writer.expect("ATTACHED", PATIENCE);
 
     let mut accepted = 0;
@@ -39,7 +51,12 @@ fn readers_accept_no_torn_frame_while_a_writer_laps_them_flat_out() {
         let result = reader.expect("RESULT", Duration::from_secs(150));
         eprintln!("{}", result.line);
         assert_eq!(result.get("outcome"), "complete", "{}", result.line);
-        assert_eq!(result.u64("corrupt"), 0, "torn frames were accepted: {}", result.line);
+        assert_eq!(
+            result.u64("corrupt"),
+            0,
+            "torn frames were accepted: {}",
+            result.line
+        );
         assert_eq!(result.u64("unexplained_gaps"), 0, "{}", result.line);
         accepted += result.u64("accepted");
     }
@@ -57,7 +74,12 @@ fn frame(seq: u64, len: usize) -> (Vec<u8>, FrameMeta) {
 fn a_slot_rewritten_during_a_read_is_reported_overwritten_not_returned() {
     let scope = ShmScope::new("overwr");
     let id = scope.id("frames");
-    let (mut writer, _) = RingWriter::open(&id, RingGeometry::new(64, 2).unwrap(), Permissions::OwnerOnly).unwrap();
+    let (mut writer, _) = RingWriter::open(
+        &id,
+        RingGeometry::new(64, 2).unwrap(),
+        Permissions::OwnerOnly,
+    )
+    .unwrap();
     let mut reader = RingReader::open(&id).unwrap();
     let (payload, meta) = frame(0, 64);
     writer.write(&payload, &meta).unwrap();
@@ -80,7 +102,12 @@ fn a_slot_rewritten_during_a_read_is_reported_overwritten_not_returned() {
 fn a_frame_being_written_or_abandoned_is_never_readable() {
     let scope = ShmScope::new("inprog");
     let id = scope.id("frames");
-    let (mut writer, _) = RingWriter::open(&id, RingGeometry::new(64, 2).unwrap(), Permissions::OwnerOnly).unwrap();
+    let (mut writer, _) = RingWriter::open(
+        &id,
+        RingGeometry::new(64, 2).unwrap(),
+        Permissions::OwnerOnly,
+    )
+    .unwrap();
     let reader = RingReader::open(&id).unwrap();
     for seq in 0..2 {
         let (payload, meta) = frame(seq, 64);
@@ -93,13 +120,28 @@ fn a_frame_being_written_or_abandoned_is_never_readable() {
     let mut slot = writer.begin();
     assert_eq!(slot.seq(), 2);
     slot.payload_mut()[..8].copy_from_slice(&[0xAA; 8]);
-    assert_eq!(reader.read_seq_into(0, &mut buf), Err(ReadError::Overwritten { seq: 0 }));
+    assert_eq!(
+        reader.read_seq_into(0, &mut buf),
+        Err(ReadError::Overwritten { seq: 0 })
+    );
     assert!(buf.is_empty(), "a rejected read leaves nothing behind");
-    assert_eq!(reader.read_seq_into(2, &mut buf), Err(ReadError::NotYetWritten { seq: 2, write_seq: 2 }));
+    assert_eq!(
+        reader.read_seq_into(2, &mut buf),
+        Err(ReadError::NotYetWritten {
+            seq: 2,
+            write_seq: 2
+        })
+    );
 
     // Abandoned: the sequence number is not used up and the slot stays unreadable.
     drop(slot);
     assert_eq!(writer.next_seq(), 2);
-    assert_eq!(reader.read_seq_into(0, &mut buf), Err(ReadError::Overwritten { seq: 0 }));
-    assert!(reader.read_seq_into(1, &mut buf).is_ok(), "the other slot is untouched");
+    assert_eq!(
+        reader.read_seq_into(0, &mut buf),
+        Err(ReadError::Overwritten { seq: 0 })
+    );
+    assert!(
+        reader.read_seq_into(1, &mut buf).is_ok(),
+        "the other slot is untouched"
+    );
 }

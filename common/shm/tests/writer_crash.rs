@@ -13,7 +13,12 @@ fn when_the_writer_is_killed_mid_write_readers_reject_the_slot_and_a_restarted_w
     let scope = ShmScope::new("crash");
     let id = scope.id("frames");
     let ring = ["--slot-size", "4096", "--slots", "32"];
-    let mut doomed = peer(&scope, "write", "frames", &[&ring[..], &["--frames", "50", "--stop-mid-write"]].concat());
+    let mut doomed = peer(
+        &scope,
+        "write",
+        "frames",
+        &[&ring[..], &["--frames", "50", "--stop-mid-write"]].concat(),
+    );
     assert_eq!(doomed.expect("MIDWRITE", PATIENCE).u64("seq"), 50);
 
     let mut reader = RingReader::open(&id).unwrap();
@@ -23,7 +28,10 @@ fn when_the_writer_is_killed_mid_write_readers_reject_the_slot_and_a_restarted_w
     assert_eq!(newest.seq, 49);
     assert!(test_pattern::verify(49, &buf));
     // Frame 18 shared its slot with the half-written frame 50.
-    assert_eq!(reader.read_seq_into(18, &mut buf), Err(ReadError::Overwritten { seq: 18 }));
+    assert_eq!(
+        reader.read_seq_into(18, &mut buf),
+        Err(ReadError::Overwritten { seq: 18 })
+    );
     assert!(reader.read_seq_into(19, &mut buf).is_ok());
 
     let doomed_pid = doomed.pid();
@@ -33,12 +41,23 @@ fn when_the_writer_is_killed_mid_write_readers_reject_the_slot_and_a_restarted_w
     assert!(!reader.producer().alive, "status must see the dead writer");
     let listed = list_segments(&scope.prefix).unwrap();
     let info = listed[0].info.as_ref().unwrap();
-    assert_eq!((info.producer.pid, info.producer.alive, info.writes), (doomed_pid, false, 50));
+    assert_eq!(
+        (info.producer.pid, info.producer.alive, info.writes),
+        (doomed_pid, false, 50)
+    );
 
     // Nothing torn comes out while the writer is dead.
-    assert_eq!(reader.recv_into(Duration::from_millis(100), &mut buf), Err(RecvError::TimedOut));
+    assert_eq!(
+        reader.recv_into(Duration::from_millis(100), &mut buf),
+        Err(RecvError::TimedOut)
+    );
 
-    let mut restarted = peer(&scope, "write", "frames", &[&ring[..], &["--frames", "20"]].concat());
+    let mut restarted = peer(
+        &scope,
+        "write",
+        "frames",
+        &[&ring[..], &["--frames", "20"]].concat(),
+    );
     let attached = restarted.expect("ATTACHED", PATIENCE);
     assert_eq!(attached.get("attach"), "Reattached");
     assert_eq!(attached.u64("next_seq"), 50);
@@ -50,6 +69,9 @@ fn when_the_writer_is_killed_mid_write_readers_reject_the_slot_and_a_restarted_w
         let received = reader.recv_into(Duration::ZERO, &mut buf).unwrap();
         assert_eq!((received.seq, received.missed), (expected, 0));
         assert_eq!(received.meta.frame().0, expected);
-        assert!(test_pattern::verify(expected, &buf), "frame {expected} intact");
+        assert!(
+            test_pattern::verify(expected, &buf),
+            "frame {expected} intact"
+        );
     }
 }

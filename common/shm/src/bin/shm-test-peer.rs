@@ -24,8 +24,8 @@ use std::time::Duration;
 use keymash_core::units::FrameNo;
 use keymash_shm::test_pattern::{self, PatternRecord};
 use keymash_shm::{
-    monotonic_now_ns, CellWriter, FrameMeta, Permissions, Prefix, ReadError, RecvError, RingGeometry, RingReader,
-    RingWriter, SegmentId, SegmentName,
+    monotonic_now_ns, CellWriter, FrameMeta, Permissions, Prefix, ReadError, RecvError,
+    RingGeometry, RingReader, RingWriter, SegmentId, SegmentName,
 };
 
 struct Args {
@@ -36,12 +36,16 @@ struct Args {
 impl Args {
     fn parse() -> Result<Args, String> {
         let mut raw = std::env::args().skip(1);
-        let command = raw.next().ok_or("missing command (write, read, cell-write)")?;
+        let command = raw
+            .next()
+            .ok_or("missing command (write, read, cell-write)")?;
         let mut options = HashMap::new();
         let rest: Vec<String> = raw.collect();
         let mut index = 0;
         while index < rest.len() {
-            let key = rest[index].strip_prefix("--").ok_or_else(|| format!("unexpected argument {:?}", rest[index]))?;
+            let key = rest[index]
+                .strip_prefix("--")
+                .ok_or_else(|| format!("unexpected argument {:?}", rest[index]))?;
             match rest.get(index + 1).filter(|value| !value.starts_with("--")) {
                 Some(value) => {
                     options.insert(key.to_owned(), value.clone());
@@ -57,7 +61,10 @@ impl Args {
     }
 
     fn text(&self, key: &str) -> Result<&str, String> {
-        self.options.get(key).map(String::as_str).ok_or_else(|| format!("missing --{key}"))
+        self.options
+            .get(key)
+            .map(String::as_str)
+            .ok_or_else(|| format!("missing --{key}"))
     }
 
     fn number(&self, key: &str, default: Option<u64>) -> Result<u64, String> {
@@ -96,12 +103,18 @@ fn write(args: &Args) -> Result<(), String> {
         let bits = u32::from_str_radix(mask, 8).map_err(|e| format!("--umask {mask:?}: {e}"))?;
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(bits));
     }
-    let permissions = if args.flag("group") { Permissions::OwnerAndGroup } else { Permissions::OwnerOnly };
+    let permissions = if args.flag("group") {
+        Permissions::OwnerAndGroup
+    } else {
+        Permissions::OwnerOnly
+    };
     let slot_size = usize_arg(args, "slot-size", None)?;
-    let geometry = RingGeometry::new(slot_size, usize_arg(args, "slots", None)?).map_err(|e| e.to_string())?;
+    let geometry =
+        RingGeometry::new(slot_size, usize_arg(args, "slots", None)?).map_err(|e| e.to_string())?;
     let frames = args.number("frames", Some(0))?;
     let interval = Duration::from_micros(args.number("interval-us", Some(0))?);
-    let (mut writer, attach) = RingWriter::open(&id, geometry, permissions).map_err(|e| e.to_string())?;
+    let (mut writer, attach) =
+        RingWriter::open(&id, geometry, permissions).map_err(|e| e.to_string())?;
     say(&format!(
         "ATTACHED attach={:?} next_seq={} repaired={}",
         attach.attach, attach.next_seq, attach.repaired_slots
@@ -168,7 +181,11 @@ fn read(args: &Args) -> Result<(), String> {
         };
         tally.missed += arrival.missed;
         skipped_since_last += arrival.missed;
-        let seq = if oldest { reader.retained().start } else { arrival.seq };
+        let seq = if oldest {
+            reader.retained().start
+        } else {
+            arrival.seq
+        };
         // Checked inside the closure too, so a rejected read shows whether its bytes were torn.
         let mut copy_intact = false;
         let outcome_of_read = reader.read_seq_with(seq, |meta, payload| {
@@ -223,8 +240,8 @@ fn cell_write(args: &Args) -> Result<(), String> {
     let id = args.segment()?;
     let stores = args.number("stores", Some(u64::MAX))?;
     let interval = Duration::from_micros(args.number("interval-us", Some(0))?);
-    let (mut writer, attach) =
-        CellWriter::<PatternRecord>::open(&id, Permissions::OwnerOnly).map_err(|e| e.to_string())?;
+    let (mut writer, attach) = CellWriter::<PatternRecord>::open(&id, Permissions::OwnerOnly)
+        .map_err(|e| e.to_string())?;
     say(&format!("ATTACHED attach={attach:?}"));
     for seq in 1..=stores {
         writer.store(&PatternRecord::new(seq));

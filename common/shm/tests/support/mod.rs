@@ -21,9 +21,20 @@ pub struct ShmScope {
 impl ShmScope {
     pub fn new(tag: &str) -> ShmScope {
         static NEXT: AtomicU32 = AtomicU32::new(0);
-        let tag: String = tag.chars().filter(char::is_ascii_alphanumeric).take(10).collect();
-        let prefix = format!("kmt{}{}x{}", tag, std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
-        let scope = ShmScope { prefix: Prefix::new(&prefix).unwrap() };
+        let tag: String = tag
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .take(10)
+            .collect();
+        let prefix = format!(
+            "kmt{}{}x{}",
+            tag,
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let scope = ShmScope {
+            prefix: Prefix::new(&prefix).unwrap(),
+        };
         // A previous run killed before its guards ran could have left this exact prefix behind.
         remove_segments(&scope.prefix).unwrap();
         scope
@@ -49,11 +60,15 @@ pub struct Fields {
 
 impl Fields {
     pub fn get(&self, key: &str) -> &str {
-        self.values.get(key).unwrap_or_else(|| panic!("no {key}= in {:?}", self.line))
+        self.values
+            .get(key)
+            .unwrap_or_else(|| panic!("no {key}= in {:?}", self.line))
     }
 
     pub fn u64(&self, key: &str) -> u64 {
-        self.get(key).parse().unwrap_or_else(|e| panic!("{key}= in {:?}: {e}", self.line))
+        self.get(key)
+            .parse()
+            .unwrap_or_else(|e| panic!("{key}= in {:?}: {e}", self.line))
     }
 }
 
@@ -81,7 +96,11 @@ impl Peer {
                 }
             }
         });
-        Peer { child, lines, seen: Vec::new() }
+        Peer {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
     }
 
     /// Waits for the next line starting with `word`; fails the test on `ERROR`, exit or timeout.
@@ -105,9 +124,15 @@ impl Peer {
                         return Fields { line, values };
                     }
                 }
-                Err(RecvTimeoutError::Timeout) => panic!("no {word} line within {timeout:?}; saw {:?}", self.seen),
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!("no {word} line within {timeout:?}; saw {:?}", self.seen)
+                }
                 Err(RecvTimeoutError::Disconnected) => {
-                    panic!("peer exited before {word}; saw {:?}, status {:?}", self.seen, self.child.wait())
+                    panic!(
+                        "peer exited before {word}; saw {:?}, status {:?}",
+                        self.seen,
+                        self.child.wait()
+                    )
                 }
             }
         }
@@ -128,10 +153,17 @@ impl Peer {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(status.success(), "peer exited with {status}; saw {:?}", self.seen);
+                assert!(
+                    status.success(),
+                    "peer exited with {status}; saw {:?}",
+                    self.seen
+                );
                 return;
             }
-            assert!(Instant::now() < deadline, "peer still running after {timeout:?}");
+            assert!(
+                Instant::now() < deadline,
+                "peer still running after {timeout:?}"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }
