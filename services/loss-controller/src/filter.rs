@@ -161,7 +161,7 @@ impl LossFilter {
             .counters
             .get(&ONLY_KEY, 0)
             .map_err(|source| FilterError::Map { name: COUNTERS_MAP, source })?;
-        Ok(per_cpu.iter().copied().map(LossCounters::from_map_value).fold(LossCounters::default(), LossCounters::add))
+        Ok(per_cpu.iter().copied().map(LossCounters::from_map_value).fold(LossCounters::default(), core::ops::Add::add))
     }
 
     /// Puts the Gilbert-Elliott chain back into the good state (when a model starts).
@@ -329,7 +329,7 @@ pub fn counters_of_program(program_id: u32) -> Result<LossCounters, FilterError>
             let counters: PerCpuArray<MapData, CountersMapValue> = PerCpuArray::try_from(aya::maps::Map::PerCpuArray(map))
                 .map_err(|source| FilterError::Map { name: COUNTERS_MAP, source })?;
             let per_cpu = counters.get(&ONLY_KEY, 0).map_err(|source| FilterError::Map { name: COUNTERS_MAP, source })?;
-            return Ok(per_cpu.iter().copied().map(LossCounters::from_map_value).fold(LossCounters::default(), LossCounters::add));
+            return Ok(per_cpu.iter().copied().map(LossCounters::from_map_value).fold(LossCounters::default(), core::ops::Add::add));
         }
     }
     Err(FilterError::MapMissing(COUNTERS_MAP))

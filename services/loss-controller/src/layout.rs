@@ -106,21 +106,25 @@ impl LossCounters {
         LossCounters { seen, dropped, passed_expired }
     }
 
-    /// Adds another CPU's counters (wrapping, as the kernel's u64 counters do).
-    pub fn add(self, other: LossCounters) -> Self {
-        LossCounters {
-            seen: self.seen.wrapping_add(other.seen),
-            dropped: self.dropped.wrapping_add(other.dropped),
-            passed_expired: self.passed_expired.wrapping_add(other.passed_expired),
-        }
-    }
-
     /// Counts since `earlier` (wrapping-safe).
     pub fn since(self, earlier: LossCounters) -> Self {
         LossCounters {
             seen: self.seen.wrapping_sub(earlier.seen),
             dropped: self.dropped.wrapping_sub(earlier.dropped),
             passed_expired: self.passed_expired.wrapping_sub(earlier.passed_expired),
+        }
+    }
+}
+
+/// Sums two CPUs' counters (wrapping, as the kernel's u64 counters do).
+impl core::ops::Add for LossCounters {
+    type Output = LossCounters;
+
+    fn add(self, other: LossCounters) -> LossCounters {
+        LossCounters {
+            seen: self.seen.wrapping_add(other.seen),
+            dropped: self.dropped.wrapping_add(other.dropped),
+            passed_expired: self.passed_expired.wrapping_add(other.passed_expired),
         }
     }
 }
@@ -163,7 +167,7 @@ mod tests {
     fn counters_add_and_subtract_across_wraparound() {
         let a = LossCounters { seen: u64::MAX, dropped: 1, passed_expired: 0 };
         let b = LossCounters { seen: 2, dropped: 1, passed_expired: 3 };
-        let sum = a.add(b);
+        let sum = a + b;
         assert_eq!(sum, LossCounters { seen: 1, dropped: 2, passed_expired: 3 });
         assert_eq!(sum.since(a), b);
         assert_eq!(LossCounters::from_map_value([4, 5, 6]), LossCounters { seen: 4, dropped: 5, passed_expired: 6 });

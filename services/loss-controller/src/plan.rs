@@ -162,7 +162,8 @@ mod tests {
         let mut meter = DropRateMeter::new(Duration::from_secs(1));
         let c = |seen, dropped| LossCounters { seen, dropped, passed_expired: 0 };
         // (now in ms, counters, expected (seen, dropped) of a closed window)
-        let steps: [(u64, LossCounters, Option<(u64, u64)>); 5] = [
+        type Step = (u64, LossCounters, Option<(u64, u64)>);
+        let steps: [Step; 5] = [
             (0, c(100, 10), None),
             (500, c(150, 20), None),
             (1000, c(200, 30), Some((100, 20))),

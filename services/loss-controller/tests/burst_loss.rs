@@ -1,6 +1,9 @@
 //! Gilbert-Elliott mode: the receiver sees bursts of consecutive losses whose mean length is
 //! the configured 1/r (within 20 %), and the overall loss the chain's stationary share.
 
+// A test crate: helpers panic on setup failure, with their location, like the tests do.
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -9,6 +9,9 @@
 //! without CAP_PERFMON aya 0.14 loads the program without a name (its name probe loads a
 //! tracepoint program), so the controller finds its filter by tc priority, not by name.
 
+// A test crate: helpers panic on setup failure, with their location, like the tests do.
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::os::unix::fs::PermissionsExt as _;

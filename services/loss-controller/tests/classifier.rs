@@ -2,6 +2,9 @@
 //! aya's `test_run`): what it drops, what it always passes, what it counts, and its random
 //! models' statistics.
 
+// A test crate: helpers panic on setup failure, with their location, like the tests do.
+#![allow(clippy::unwrap_used)]
+
 use std::time::Duration;
 
 use keymash_core::DropProbability;

@@ -2,6 +2,9 @@
 //! attached but passes everything once the deadline (the fail-safe window) has run out. A clean
 //! stop leaves no filter behind, and a restart after a crash replaces the stale filter.
 
+// A test crate: helpers panic on setup failure, with their location, like the tests do.
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::sync::atomic::{AtomicBool, Ordering};

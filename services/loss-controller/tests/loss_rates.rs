@@ -3,6 +3,9 @@
 //! 0 and all at 1), the kernel's counters agree with what the receiver counted, and traffic to
 //! another port is never dropped.
 
+// A test crate: helpers panic on setup failure, with their location, like the tests do.
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -2,6 +2,8 @@
 //! namespace of a [`NetnsPair`], a paced UDP sender and a counting receiver, and the kernel's
 //! own counters read back by program id.
 #![allow(dead_code)] // each test file uses a different part
+// Test setup: a failure here should fail the test at once, with its location.
+#![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeSet;
 use std::io::Write as _;
