@@ -1,2 +1,23 @@
-//! keymash-present: the pure logic of `keymash-display` (work in progress).
+//! keymash-present: the pure logic of `keymash-display`, with no window, files or clocks.
+//!
+//! - [`playout`]: the playback cursor's timing. [`PlayoutQueue`] gathers received payloads by
+//!   frame and releases each frame whole, `playout_delay` after its first payload arrived (so
+//!   network jitter does not show); [`PresentClock`] ticks at the stream's frame rate.
+//! - [`compose`]: the picture as the exhibit shows it: the decoded frame fitted into the screen
+//!   with its aspect kept, inside a border that glows green in proportion to the mash level
+//!   (the original's cue that visitors are near the peak), and the optional one-line HUD.
+//! - [`hud`]: the HUD's text and a tiny built-in 5x7 bitmap font to draw it with.
+//! - [`rgb`]: I420 to RGB (BT.601, limited range) and binary PPM images for `frames:DIR`.
+//!
+//! Time is always a parameter (`now`), as everywhere in keymash's `common/`.
 #![forbid(unsafe_code)]
+
+pub mod compose;
+pub mod hud;
+pub mod playout;
+pub mod rgb;
+
+pub use compose::{compose_headless, fit_inside, glow_rgb, headless_canvas, inside_border, rgb_to_ycbcr, stamp_hud, Rect};
+pub use hud::{draw_text, HudFigures, GLYPH_HEIGHT, GLYPH_WIDTH};
+pub use playout::{PlayoutQueue, PlayoutStats, PresentClock, PushError, ReleasedFrame};
+pub use rgb::{i420_to_rgb, write_ppm};

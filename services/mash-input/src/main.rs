@@ -1,9 +1,13 @@
-//! keymash-mash-input: Reads keyboards (evdev) and publishes the mash level.
+//! keymash-mash-input: turns keystrokes into the mash level.
 //!
-//! This build does not contain the stage's work yet (the receiver issue adds it): the binary runs
-//! under systemd like every other stage (config, READY, watchdog, clean SIGTERM) and says plainly
-//! in its status that it is idle, so the pipeline's supervision can be exercised end to end.
+//! Reads every keyboard under /dev/input (found by its sysfs capabilities, followed through
+//! hot-plug), or raw `struct input_event` records from a FIFO, or a scripted pattern; feeds key
+//! presses (never autorepeat) to the mash model in keymash-core and publishes the level in the
+//! mash cell at `input.publish_hz`. The logic lives in keymash-input and keymash-core.
 #![forbid(unsafe_code)]
+
+mod keys;
+mod service;
 
 use std::process::ExitCode;
 
@@ -11,7 +15,7 @@ use clap::Parser;
 use keymash_service::ServiceArgs;
 
 #[derive(Debug, Parser)]
-#[command(version, about = "Reads keyboards (evdev) and publishes the mash level.")]
+#[command(version, about = "Reads keyboards (evdev), a FIFO or a script and publishes the mash level.")]
 struct Args {
     #[command(flatten)]
     service: ServiceArgs,
@@ -19,9 +23,5 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    keymash_service::run("keymash-mash-input", &args.service, |lifecycle, _config| {
-        lifecycle.ready("idle: this build has no mash-input stage yet");
-        lifecycle.wait_for_stop();
-        Ok(())
-    })
+    keymash_service::run("keymash-mash-input", &args.service, service::run)
 }

@@ -1,0 +1,225 @@
+//! Where key presses come from: evdev keyboards, a FIFO of `input_event` records, or a script.
+//! The devices and files live here; parsing and classification are keymash-input's.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read};
+use std::os::fd::AsFd;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use keymash_core::mash::KeyCode;
+use keymash_input::{is_keyboard, key_press, parse_bitmap, EventParser, ScriptPlayer};
+use nix::fcntl::OFlag;
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+
+/// Where the kernel lists input devices.
+const SYSFS_INPUT: &str = "/sys/class/input";
+/// Where their device nodes are.
+const DEV_INPUT: &str = "/dev/input";
+/// How often /sys/class/input is rescanned for keyboards plugged in since: a visitor who pulls
+/// the keyboard out and plugs it back in sees it work again within this time.
+pub const RESCAN_INTERVAL: Duration = Duration::from_secs(1);
+/// Bytes read per read(2): 64 events, more than a keyboard sends between two polls.
+const READ_CHUNK: usize = 64 * keymash_input::EVENT_SIZE;
+
+/// Why a key source could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("cannot create the FIFO {path}: {source}")]
+    CreateFifo { path: PathBuf, source: nix::Error },
+    #[error("{path} exists and is not a FIFO")]
+    NotAFifo { path: PathBuf },
+    #[error("cannot open {path}: {source}")]
+    Open { path: PathBuf, source: io::Error },
+    #[error("waiting for input failed: {0}")]
+    Poll(nix::Error),
+}
+
+/// One open keyboard.
+#[derive(Debug)]
+struct Keyboard {
+    file: File,
+    parser: EventParser,
+}
+
+/// Every keyboard on the machine, followed through hot-plug.
+#[derive(Debug, Default)]
+pub struct Keyboards {
+    open: BTreeMap<String, Keyboard>,
+    last_scan: Option<Instant>,
+}
+
+impl Keyboards {
+    /// Keyboards open right now.
+    pub fn count(&self) -> usize {
+        self.open.len()
+    }
+
+    /// Opens keyboards that appeared since the last scan. Devices that disappeared are closed
+    /// when their read fails (ENODEV), which the kernel reports at once.
+    fn rescan(&mut self, now: Instant) {
+        if self.last_scan.is_some_and(|t| now.saturating_duration_since(t) < RESCAN_INTERVAL) {
+            return;
+        }
+        self.last_scan = Some(now);
+        let Ok(entries) = std::fs::read_dir(SYSFS_INPUT) else { return };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !name.starts_with("event") || self.open.contains_key(&name) {
+                continue;
+            }
+            if !sysfs_says_keyboard(&entry.path()) {
+                continue;
+            }
+            let node = Path::new(DEV_INPUT).join(&name);
+            match open_nonblocking(&node, false) {
+                Ok(file) => {
+                    log::info!("keyboard {} ({})", node.display(), device_name(&entry.path()));
+                    self.open.insert(name, Keyboard { file, parser: EventParser::new() });
+                }
+                // Typically EACCES (the service user is not in group `input`). The rescan would
+                // repeat this every second, so it is a debug line; the status shows 0 keyboards.
+                Err(e) => log::debug!("cannot open keyboard {}: {e}", node.display()),
+            }
+        }
+    }
+
+    fn read_presses(&mut self, presses: &mut Vec<KeyCode>) {
+        let mut gone = Vec::new();
+        let mut buf = [0u8; READ_CHUNK];
+        for (name, keyboard) in &mut self.open {
+            loop {
+                match keyboard.file.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => presses.extend(keyboard.parser.feed(&buf[..n]).iter().filter_map(key_press)),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        log::info!("keyboard {name} gone: {e}");
+                        gone.push(name.clone());
+                        break;
+                    }
+                }
+            }
+        }
+        for name in gone {
+            self.open.remove(&name);
+        }
+    }
+}
+
+fn sysfs_says_keyboard(event_dir: &Path) -> bool {
+    let caps = event_dir.join("device/capabilities");
+    let read = |file: &str| std::fs::read_to_string(caps.join(file)).ok().and_then(|t| parse_bitmap(&t).ok());
+    match (read("ev"), read("key")) {
+        (Some(ev), Some(key)) => is_keyboard(&ev, &key),
+        _ => false,
+    }
+}
+
+fn device_name(event_dir: &Path) -> String {
+    std::fs::read_to_string(event_dir.join("device/name")).map_or_else(|_| "?".to_owned(), |s| s.trim().to_owned())
+}
+
+fn open_nonblocking(path: &Path, write_too: bool) -> io::Result<File> {
+    OpenOptions::new().read(true).write(write_too).custom_flags(OFlag::O_NONBLOCK.bits()).open(path)
+}
+
+/// A named pipe of raw `input_event` records. Opened read-write so that it never reads as
+/// end-of-file between writers: test scripts can connect and go away as they like.
+#[derive(Debug)]
+pub struct Fifo {
+    path: PathBuf,
+    file: File,
+    parser: EventParser,
+}
+
+impl Fifo {
+    /// Opens `path`, creating the FIFO (mode 0660) if it does not exist.
+    pub fn open(path: &Path) -> Result<Fifo, SourceError> {
+        match std::fs::metadata(path) {
+            Ok(meta) if meta.file_type().is_fifo() => {}
+            Ok(_) => return Err(SourceError::NotAFifo { path: path.to_owned() }),
+            Err(_) => nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o660))
+                .map_err(|source| SourceError::CreateFifo { path: path.to_owned(), source })?,
+        }
+        let file = open_nonblocking(path, true).map_err(|source| SourceError::Open { path: path.to_owned(), source })?;
+        Ok(Fifo { path: path.to_owned(), file, parser: EventParser::new() })
+    }
+
+    fn read_presses(&mut self, presses: &mut Vec<KeyCode>) {
+        let mut buf = [0u8; READ_CHUNK];
+        loop {
+            match self.file.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => presses.extend(self.parser.feed(&buf[..n]).iter().filter_map(key_press)),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    if e.kind() != io::ErrorKind::WouldBlock {
+                        log::warn!("reading {}: {e}", self.path.display());
+                    }
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// The configured source of key presses.
+#[derive(Debug)]
+pub enum KeySource {
+    Evdev(Keyboards),
+    Fifo(Fifo),
+    Script(ScriptPlayer),
+}
+
+impl KeySource {
+    /// Waits until `deadline` at most (returning early when a key arrives) and appends the key
+    /// presses that came in.
+    pub fn wait_for_presses(&mut self, deadline: Instant, presses: &mut Vec<KeyCode>) -> Result<(), SourceError> {
+        let now = Instant::now();
+        let wait = deadline.saturating_duration_since(now);
+        match self {
+            KeySource::Script(player) => {
+                std::thread::sleep(wait);
+                presses.extend(player.poll(Instant::now()));
+                Ok(())
+            }
+            KeySource::Fifo(fifo) => {
+                wait_readable(&[fifo.file.as_fd()], wait)?;
+                fifo.read_presses(presses);
+                Ok(())
+            }
+            KeySource::Evdev(keyboards) => {
+                keyboards.rescan(now);
+                let fds: Vec<_> = keyboards.open.values().map(|k| k.file.as_fd()).collect();
+                if fds.is_empty() {
+                    std::thread::sleep(wait);
+                } else {
+                    wait_readable(&fds, wait)?;
+                }
+                keyboards.read_presses(presses);
+                Ok(())
+            }
+        }
+    }
+
+    /// Keyboards open (evdev), 1 for a FIFO or script.
+    pub fn devices(&self) -> usize {
+        match self {
+            KeySource::Evdev(k) => k.count(),
+            KeySource::Fifo(_) | KeySource::Script(_) => 1,
+        }
+    }
+}
+
+fn wait_readable(fds: &[std::os::fd::BorrowedFd<'_>], wait: Duration) -> Result<(), SourceError> {
+    let mut pollfds: Vec<PollFd<'_>> = fds.iter().map(|fd| PollFd::new(*fd, PollFlags::POLLIN)).collect();
+    let millis = u16::try_from(wait.as_millis()).unwrap_or(u16::MAX);
+    match nix::poll::poll(&mut pollfds, PollTimeout::from(millis)) {
+        Ok(_) | Err(nix::Error::EINTR) => Ok(()),
+        Err(e) => Err(SourceError::Poll(e)),
+    }
+}
