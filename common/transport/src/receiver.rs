@@ -384,7 +384,7 @@ impl Receiver {
     }
 
     /// Feedback due: NACKs as soon as they are due (RFC 4585 early feedback), the regular
-    /// report every feedback interval. Each goes as one compound: RR, [NACK], APP.
+    /// report every feedback interval. Each goes as one compound: RR, NACK (when any is due), APP.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.note_gap(now);
         let nacks = if self.config.nack && self.media.is_some() { self.nack.due(now, self.renack_interval()) } else { Vec::new() };
