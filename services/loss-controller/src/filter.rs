@@ -317,20 +317,36 @@ fn remove_clsact(interface: &str) -> Result<(), FilterError> {
 /// the privileges to open BPF objects by id (CAP_SYS_ADMIN): for tests and operator tools run
 /// as root, not for the controller itself.
 pub fn counters_of_program(program_id: u32) -> Result<LossCounters, FilterError> {
+    let map = map_of_program(program_id, COUNTERS_MAP)?;
+    let counters: PerCpuArray<MapData, CountersMapValue> = PerCpuArray::try_from(aya::maps::Map::PerCpuArray(map))
+        .map_err(|source| FilterError::Map { name: COUNTERS_MAP, source })?;
+    let per_cpu = counters.get(&ONLY_KEY, 0).map_err(|source| FilterError::Map { name: COUNTERS_MAP, source })?;
+    Ok(per_cpu.iter().copied().map(LossCounters::from_map_value).fold(LossCounters::default(), core::ops::Add::add))
+}
+
+/// The config a loss filter loaded by another process applies now (see [`counters_of_program`]).
+pub fn config_of_program(program_id: u32) -> Result<LossConfigRecord, FilterError> {
+    let map = map_of_program(program_id, CONFIG_MAP)?;
+    let config: Array<MapData, ConfigMapValue> =
+        Array::try_from(aya::maps::Map::Array(map)).map_err(|source| FilterError::Map { name: CONFIG_MAP, source })?;
+    config
+        .get(&ONLY_KEY, 0)
+        .map(LossConfigRecord::from_map_value)
+        .map_err(|source| FilterError::Map { name: CONFIG_MAP, source })
+}
+
+/// The map called `name` of the loaded program `program_id`.
+fn map_of_program(program_id: u32, name: &'static str) -> Result<MapData, FilterError> {
     let info = aya::programs::loaded_programs()
         .filter_map(Result::ok)
         .find(|p| p.id() == program_id)
         .ok_or(FilterError::ProgramNotLoaded(program_id))?;
     let map_ids = info.map_ids().map_err(FilterError::ProgramInfo)?.unwrap_or_default();
     for map_id in map_ids {
-        let map = aya::maps::MapData::from_id(map_id).map_err(|source| FilterError::Map { name: COUNTERS_MAP, source })?;
-        let is_counters = map.info().ok().and_then(|i| i.name_as_str().map(|n| n == COUNTERS_MAP)).unwrap_or(false);
-        if is_counters {
-            let counters: PerCpuArray<MapData, CountersMapValue> = PerCpuArray::try_from(aya::maps::Map::PerCpuArray(map))
-                .map_err(|source| FilterError::Map { name: COUNTERS_MAP, source })?;
-            let per_cpu = counters.get(&ONLY_KEY, 0).map_err(|source| FilterError::Map { name: COUNTERS_MAP, source })?;
-            return Ok(per_cpu.iter().copied().map(LossCounters::from_map_value).fold(LossCounters::default(), core::ops::Add::add));
+        let map = MapData::from_id(map_id).map_err(|source| FilterError::Map { name, source })?;
+        if map.info().ok().and_then(|i| i.name_as_str().map(|n| n == name)).unwrap_or(false) {
+            return Ok(map);
         }
     }
-    Err(FilterError::MapMissing(COUNTERS_MAP))
+    Err(FilterError::MapMissing(name))
 }

@@ -6,8 +6,10 @@
 //! - [`loss_model`], [`plan`]: pure logic (models, mash curve, deadline, drop rate).
 //! - [`filter`]: the kernel side through aya (load, attach, maps, BPF_PROG_TEST_RUN).
 //! - [`cli`], [`runner`]: arguments and the working loop `main` calls.
+//! - [`cells`]: the mash cell it follows and the statistics cell it publishes.
 #![forbid(unsafe_code)]
 
+pub mod cells;
 pub mod cli;
 pub mod filter;
 pub mod layout;

@@ -17,6 +17,12 @@ use crate::plan::{DropRateMeter, WindowRate, pass_everything};
 pub trait MashSource {
     /// The current mash level, or `None` when there is none (no writer yet, or a stale one).
     fn level(&mut self) -> Option<MashLevel>;
+
+    /// Blocks until the level may have changed or `timeout` has passed, whichever is first.
+    /// The default just sleeps: the level is then picked up at the next refresh tick.
+    fn wait(&mut self, timeout: Duration) {
+        std::thread::sleep(timeout);
+    }
 }
 
 /// No mash input: every tick reads `None` (counts as nobody mashing).
@@ -31,8 +37,12 @@ impl MashSource for NoMash {
 
 /// Where kernel-truth counters are published (the statistics cell in the exhibit).
 pub trait StatsSink {
-    /// Called once per tick with the totals, and with the window that closed on this tick.
-    fn publish(&mut self, totals: LossCounters, closed_window: Option<WindowRate>);
+    /// Called once per refresh with the kernel's totals, the one-second window that closed on
+    /// this refresh (if any), the long-run drop probability aimed at and the mash level used.
+    fn publish(&mut self, totals: LossCounters, closed_window: Option<WindowRate>, target: f64, mash: Option<MashLevel>);
+
+    /// The controller is stopping.
+    fn stopping(&mut self) {}
 }
 
 /// Publishes nothing beyond the log and the systemd STATUS line.
@@ -40,7 +50,7 @@ pub trait StatsSink {
 pub struct NoStats;
 
 impl StatsSink for NoStats {
-    fn publish(&mut self, _totals: LossCounters, _closed_window: Option<WindowRate>) {}
+    fn publish(&mut self, _: LossCounters, _: Option<WindowRate>, _: f64, _: Option<MashLevel>) {}
 }
 
 /// Errors that end the controller.
@@ -89,7 +99,7 @@ pub fn run(
     // Whatever ended the loop: stop dropping first, then take the filter away.
     let stop_dropping = attached.filter_mut().write_config(&pass_everything(settings.plan.port));
     let totals = attached.filter().counters();
-    lifecycle.stopping();
+    stats.stopping();
     let detached = attached.detach();
     result?;
     stop_dropping?;
@@ -112,14 +122,16 @@ fn refresh_until_stopped(
     stats: &mut dyn StatsSink,
 ) -> Result<(), RunError> {
     let mut meter = DropRateMeter::new(Duration::from_secs(1));
-    let mut next_tick = Instant::now();
+    let mut next_tick = Instant::now() + settings.refresh_interval;
     while !lifecycle.stop_requested() {
-        let record = settings.plan.record(monotonic_now_ns()?, mash.level());
+        let level = mash.level();
+        let record = settings.plan.record(monotonic_now_ns()?, level);
         attached.filter_mut().write_config(&record)?;
 
         let totals = attached.filter().counters()?;
         let closed = meter.observe(monotonic_now_ns()?, totals);
-        stats.publish(totals, closed);
+        let target = settings.plan.model(level).mean_loss();
+        stats.publish(totals, closed, target, level);
         let now = Instant::now();
         lifecycle.progress(now);
         if let Some(window) = closed {
@@ -129,22 +141,24 @@ fn refresh_until_stopped(
                 &format!(
                     "drop {drop} of {:.0} pkt/s (target {:.1}%), seen {} dropped {}",
                     window.packets_per_second(),
-                    settings.plan.model(None).mean_loss() * 100.0,
+                    target * 100.0,
                     totals.seen,
                     totals.dropped
                 ),
             );
         }
 
-        next_tick += settings.refresh_interval;
+        // Refresh at least every tick; a mash change (the mash cell's futex) wakes us sooner.
         let now = Instant::now();
-        if next_tick > now {
-            std::thread::sleep(next_tick - now);
-        } else {
-            // Fell behind (a stall): restart the rhythm rather than burst to catch up.
-            log::debug!("refresh tick late by {:?}", now - next_tick);
-            next_tick = now;
+        if now >= next_tick {
+            next_tick += settings.refresh_interval;
+            if next_tick <= now {
+                // Fell behind (a stall): restart the rhythm rather than burst to catch up.
+                log::debug!("refresh tick late by {:?}", now - next_tick);
+                next_tick = now + settings.refresh_interval;
+            }
         }
+        mash.wait(next_tick.saturating_duration_since(now));
     }
     Ok(())
 }

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use keymash_tests::{NetnsPair, require_root};
 use support::{
-    Controller, EmptyConfig, VIDEO_PORT, attached_program_ids, flow, ingress_filters, receive_until, send_paced,
+    Controller, TestConfig, VIDEO_PORT, attached_program_ids, flow, ingress_filters, receive_until, send_paced,
     traffic_lock,
 };
 
@@ -106,7 +106,7 @@ fn without_cap_bpf_or_cap_net_admin_the_controller_refuses_to_start() {
     require_root();
     let pair = NetnsPair::create("nocaps").unwrap();
     let binary = PublicBinary::new();
-    let config = EmptyConfig::new();
+    let config = TestConfig::new();
     for caps in ["+net_admin", "+bpf", "-all"] {
         let mut command = as_nobody_with(&pair, &binary, caps);
         command
@@ -121,7 +121,7 @@ fn without_cap_bpf_or_cap_net_admin_the_controller_refuses_to_start() {
         assert!(!output.status.success(), "started with only {caps}");
         assert!(started.elapsed() < Duration::from_secs(10));
         let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(stderr.contains("Error"), "with {caps}: no error message: {stderr}");
+        assert!(stderr.to_lowercase().contains("error"), "with {caps}: no error message: {stderr}");
         assert_eq!(ingress_filters(&pair.right, IFACE).trim(), "", "with {caps} a filter was attached");
     }
 }

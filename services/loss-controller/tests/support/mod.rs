@@ -32,24 +32,36 @@ pub fn traffic_lock() -> std::sync::MutexGuard<'static, ()> {
     TRAFFIC.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// An empty config file (every key at its default), readable by any user.
-pub struct EmptyConfig {
+/// A config file with every key at its default except a shared-memory prefix of its own, so
+/// parallel tests (and a real installation on the same machine) never share segments; the
+/// segments are removed with the file.
+pub struct TestConfig {
     pub path: PathBuf,
+    pub prefix: String,
 }
 
-impl EmptyConfig {
+impl TestConfig {
     pub fn new() -> Self {
-        let path = std::env::temp_dir().join(format!("{}.toml", keymash_tests::unique_name("keymash-loss-test")));
-        std::fs::File::create(&path).unwrap().write_all(b"# defaults\n").unwrap();
+        let prefix = keymash_tests::unique_name("kmlt");
+        let path = std::env::temp_dir().join(format!("{prefix}.toml"));
+        let mut file = std::fs::File::create(&path).unwrap();
+        writeln!(file, "[shm]\nprefix = \"{prefix}\"").unwrap();
         use std::os::unix::fs::PermissionsExt as _;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        EmptyConfig { path }
+        TestConfig { path, prefix }
+    }
+
+    pub fn shm_prefix(&self) -> keymash_shm::Prefix {
+        keymash_shm::Prefix::new(&self.prefix).unwrap()
     }
 }
 
-impl Drop for EmptyConfig {
+impl Drop for TestConfig {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
+        if let Ok(prefix) = keymash_shm::Prefix::new(&self.prefix) {
+            let _ = keymash_shm::remove_segments(&prefix);
+        }
     }
 }
 
@@ -57,7 +69,7 @@ impl Drop for EmptyConfig {
 pub struct Controller {
     pub child: ChildGuard,
     _notify: NotifySocket,
-    _config: EmptyConfig,
+    pub config: TestConfig,
 }
 
 impl Controller {
@@ -73,8 +85,12 @@ impl Controller {
     }
 
     /// Like [`Controller::start`] with a prepared command (e.g. wrapped in setpriv).
-    pub fn start_with(mut command: Command, interface: &str, extra: &[&str]) -> Controller {
-        let config = EmptyConfig::new();
+    pub fn start_with(command: Command, interface: &str, extra: &[&str]) -> Controller {
+        Self::start_configured(command, TestConfig::new(), interface, extra)
+    }
+
+    /// Like [`Controller::start_with`] with a prepared config.
+    pub fn start_configured(mut command: Command, config: TestConfig, interface: &str, extra: &[&str]) -> Controller {
         let notify = NotifySocket::bind().unwrap();
         notify.allow_any_user().unwrap();
         let (key, value) = notify.env();
@@ -91,7 +107,7 @@ impl Controller {
             let status = child.kill_hard();
             panic!("controller not ready: {e} (exit: {status:?})");
         }
-        Controller { child, _notify: notify, _config: config }
+        Controller { child, _notify: notify, config }
     }
 }
 
