@@ -53,7 +53,28 @@ pub struct TransportConfig {
     pub window_packets: usize,
     /// Packets the sender keeps for retransmission.
     pub retransmit_history_packets: usize,
+    /// A packet still waiting in the pacer this long after its slot is dropped (and counted):
+    /// when the link cannot keep up, sending stale video only delays the fresh.
+    pub max_queue_delay: Duration,
 }
+
+/// A configuration that cannot work, named for the cause.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("payload_type and repair_payload_type are both {0}: the receiver could not tell media from repair packets")]
+    SamePayloadTypes(u8),
+    #[error("{0} must be longer than zero")]
+    ZeroDuration(&'static str),
+    #[error("frame_spread ({spread:?}) is longer than frame_interval ({interval:?}): frames would queue up without end")]
+    SpreadLongerThanFrame { spread: Duration, interval: Duration },
+    #[error("window_packets must be at least {min} (a few frames of packets), got {got}")]
+    WindowTooSmall { min: usize, got: usize },
+    #[error("retransmit_history_packets must be at least 1 when nack is on")]
+    EmptyHistory,
+}
+
+/// Smallest useful receive window: one large frame, split into FEC blocks, fits with room.
+pub const MIN_WINDOW_PACKETS: usize = 256;
 
 impl Default for TransportConfig {
     fn default() -> Self {
@@ -79,11 +100,45 @@ impl Default for TransportConfig {
             initial_rtt: Duration::from_millis(100),
             window_packets: 1024,
             retransmit_history_packets: 2048,
+            max_queue_delay: frame_interval * 3,
         }
     }
 }
 
 impl TransportConfig {
+    /// Check that the settings can work together.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.payload_type == self.repair_payload_type {
+            return Err(ConfigError::SamePayloadTypes(self.payload_type.get()));
+        }
+        for (name, d) in [
+            ("frame_interval", self.frame_interval),
+            ("frame_spread", self.frame_spread),
+            ("feedback_interval", self.feedback_interval),
+            ("sender_report_interval", self.sender_report_interval),
+            ("quality_fallback_timeout", self.quality_fallback_timeout),
+            ("keepalive_interval", self.keepalive_interval),
+            ("peer_timeout", self.peer_timeout),
+            ("retransmit_deadline", self.retransmit_deadline),
+            ("initial_rtt", self.initial_rtt),
+            ("max_queue_delay", self.max_queue_delay),
+        ] {
+            if d.is_zero() {
+                return Err(ConfigError::ZeroDuration(name));
+            }
+        }
+        if self.frame_spread > self.frame_interval {
+            return Err(ConfigError::SpreadLongerThanFrame { spread: self.frame_spread, interval: self.frame_interval });
+        }
+        if self.window_packets < MIN_WINDOW_PACKETS {
+            return Err(ConfigError::WindowTooSmall { min: MIN_WINDOW_PACKETS, got: self.window_packets });
+        }
+        if self.nack && self.retransmit_history_packets == 0 {
+            return Err(ConfigError::EmptyHistory);
+        }
+        Ok(())
+    }
+
     /// How long the receiver holds back later packets while waiting for a missing one: the
     /// reorder tolerance, plus a frame's spread when FEC may repair it (repair packets come
     /// after the frame), plus the retransmit deadline when NACK may bring it back.
@@ -96,5 +151,36 @@ impl TransportConfig {
             hold += self.retransmit_deadline;
         }
         hold
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_are_valid_and_leave_fec_and_nack_off() {
+        let c = TransportConfig::default();
+        assert_eq!(c.validate(), Ok(()));
+        assert!(!c.fec && !c.nack);
+        assert_eq!(c.payload_type.get(), 96);
+        assert_eq!(c.fec_overhead, FecOverhead::DEFAULT);
+        assert_eq!(c.feedback_interval, Duration::from_millis(100));
+        assert!(c.frame_spread * 3 <= c.frame_interval);
+    }
+
+    #[test]
+    fn settings_that_cannot_work_are_refused_with_their_cause() {
+        let base = TransportConfig::default;
+        let cases: Vec<(TransportConfig, ConfigError)> = vec![
+            (TransportConfig { repair_payload_type: PayloadType::DYNAMIC_VIDEO, ..base() }, ConfigError::SamePayloadTypes(96)),
+            (TransportConfig { feedback_interval: Duration::ZERO, ..base() }, ConfigError::ZeroDuration("feedback_interval")),
+            (TransportConfig { frame_spread: Duration::from_millis(40), ..base() }, ConfigError::SpreadLongerThanFrame { spread: Duration::from_millis(40), interval: base().frame_interval }),
+            (TransportConfig { window_packets: 10, ..base() }, ConfigError::WindowTooSmall { min: MIN_WINDOW_PACKETS, got: 10 }),
+            (TransportConfig { nack: true, retransmit_history_packets: 0, ..base() }, ConfigError::EmptyHistory),
+        ];
+        for (config, want) in cases {
+            assert_eq!(config.validate(), Err(want));
+        }
     }
 }

@@ -31,7 +31,7 @@ pub mod stats;
 pub mod udp;
 pub mod window;
 
-pub use config::TransportConfig;
+pub use config::{ConfigError, TransportConfig};
 pub use fec::FecOverhead;
 pub use receiver::{ReceivedPayload, Receiver, Recovery};
 pub use rtp::{PayloadType, Ssrc};

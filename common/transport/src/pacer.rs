@@ -73,6 +73,17 @@ impl Pacer {
         Some(self.rate_ready.map_or(due, |r| r.max(due)))
     }
 
+    /// Drop frame packets whose slot passed more than `max_delay` before `now` (the link or the
+    /// rate limit cannot keep up); returns how many. Urgent packets are left alone: the sender
+    /// already checked their deadline.
+    pub fn drop_stale(&mut self, now: Instant, max_delay: Duration) -> usize {
+        let before = self.queue.len();
+        while self.queue.front().is_some_and(|(t, _)| now.saturating_duration_since(*t) > max_delay) {
+            self.queue.pop_front();
+        }
+        before - self.queue.len()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.urgent.is_empty() && self.queue.is_empty()
     }
@@ -137,6 +148,18 @@ mod tests {
         assert_eq!(p.poll_transmit(t0).map(|t| t.kind), Some(TransmitKind::Media));
         assert_eq!(p.poll_transmit(t0), None);
         assert_eq!(p.poll_timeout(), Some(t0 + Duration::from_millis(5)));
+    }
+
+    #[test]
+    fn packets_stuck_past_the_maximum_delay_are_dropped() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(Some(1000));
+        p.enqueue_frame(t0, Duration::from_millis(1), packets(3, 1000));
+        assert!(p.poll_transmit(t0).is_some());
+        // At 1000 B/s the next may leave only after 1 s; by then both waited too long.
+        assert_eq!(p.drop_stale(t0 + Duration::from_millis(100), Duration::from_millis(150)), 0);
+        assert_eq!(p.drop_stale(t0 + Duration::from_millis(200), Duration::from_millis(150)), 2);
+        assert!(p.is_empty());
     }
 
     #[test]

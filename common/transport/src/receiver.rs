@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use keymash_core::{MashLevel, Quality};
 
-use crate::config::TransportConfig;
+use crate::config::{ConfigError, TransportConfig};
 use crate::fec::{FecDecoder, RecoveredPacket, RepairPacket};
 use crate::keepalive::Liveness;
 use crate::nack::{Arrival, NackTracker};
@@ -105,9 +105,10 @@ pub struct Receiver {
 
 impl Receiver {
     /// A receiver started at `now`; `seed` (random, from the caller) picks its RTCP SSRC.
-    pub fn new(config: TransportConfig, seed: u64, now: Instant) -> Self {
+    pub fn new(config: TransportConfig, seed: u64, now: Instant) -> Result<Self, ConfigError> {
+        config.validate()?;
         let ssrc = Ssrc(crate::fec::SplitMix64::new(seed ^ 0x005E_ED0F_FEED).next_u64() as u32);
-        Receiver {
+        Ok(Receiver {
             window: ReceiveWindow::new(config.window_packets),
             nack: NackTracker::new(config.reorder_tolerance, config.retransmit_deadline, config.max_nack_tries),
             liveness: Liveness::new(config.keepalive_interval, config.peer_timeout),
@@ -124,7 +125,7 @@ impl Receiver {
             loss_window: LossWindow::default(),
             rtt: None,
             out: VecDeque::new(),
-        }
+        })
     }
 
     /// What the next feedback asks the sender for.

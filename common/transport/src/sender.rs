@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use keymash_core::{FrameNo, MashLevel, Quality};
 
-use crate::config::TransportConfig;
+use crate::config::{ConfigError, TransportConfig};
 use crate::fec::{FecEncoder, SplitMix64};
 use crate::keepalive::Liveness;
 use crate::nack::RetransmitHistory;
@@ -84,7 +84,8 @@ pub struct Sender {
 impl Sender {
     /// A sender started at `now`. `seed` (random, from the caller) picks the SSRC, the first
     /// sequence number and RTP timestamp as RFC 3550 asks, and the FEC subsets.
-    pub fn new(config: TransportConfig, seed: u64, now: Instant) -> Self {
+    pub fn new(config: TransportConfig, seed: u64, now: Instant) -> Result<Self, ConfigError> {
+        config.validate()?;
         let mut rng = SplitMix64::new(seed);
         let ids = StreamIds::from_media(Ssrc(rng.next_u64() as u32 & !1));
         let next_seq = SeqNo::new((1 << 16) | (rng.next_u64() & 0xFFFF));
@@ -92,7 +93,7 @@ impl Sender {
         let next_repair_seq = rng.next_u64() as u16;
         let fec = config.fec.then(|| FecEncoder::new(config.fec_overhead, rng.next_u64()));
         let history = config.nack.then(|| RetransmitHistory::new(config.retransmit_history_packets, config.retransmit_deadline));
-        Sender {
+        Ok(Sender {
             pacer: Pacer::new(config.max_rate_bytes_per_sec),
             liveness: Liveness::new(config.keepalive_interval, config.peer_timeout),
             config,
@@ -110,7 +111,7 @@ impl Sender {
             stats: SenderStats::default(),
             packet_count: 0,
             octet_count: 0,
-        }
+        })
     }
 
     pub fn stream_ids(&self) -> StreamIds {
@@ -255,6 +256,7 @@ impl Sender {
     /// Anything due: sender reports and keepalives first, then retransmissions, then paced media.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
         self.handle_timeout(now);
+        self.stats.send_queue_dropped += self.pacer.drop_stale(now, self.config.max_queue_delay) as u64;
         let t = self.rtcp_out.pop_front().or_else(|| self.pacer.poll_transmit(now))?;
         match t.kind {
             TransmitKind::Media => self.count_sent(&t, |s| s.media_sent += 1),

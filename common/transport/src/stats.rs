@@ -50,6 +50,8 @@ pub struct SenderStats {
     pub retransmitted: u64,
     /// NACKed packets not resent: past their deadline or out of the history.
     pub retransmit_refused: u64,
+    /// Packets dropped from the send queue, stale after waiting past the maximum queue delay.
+    pub send_queue_dropped: u64,
     pub nacks_received: u64,
     pub reports_received: u64,
     pub malformed: u64,

@@ -11,9 +11,9 @@ use crate::seq::SeqNo;
 pub enum Insert {
     /// Held until the cursor reaches it.
     Stored,
-    /// Behind the cursor: the consumer has moved past it; discarded.
+    /// Behind the cursor: the consumer gave up on it before it came; discarded.
     Late,
-    /// Already held: discarded.
+    /// Already held, or already handed to the consumer: discarded.
     Duplicate,
     /// Stored, after moving the cursor forward: `missing` sequence numbers that never arrived
     /// and `discarded` that arrived but were not consumed were given up.
@@ -24,6 +24,9 @@ pub enum Insert {
 #[derive(Debug)]
 pub struct ReceiveWindow<T> {
     slots: Vec<Option<(SeqNo, T)>>,
+    /// Sequence numbers handed to the consumer, by slot: tells a duplicate of a consumed packet
+    /// from a late one for the last `capacity` numbers behind the cursor.
+    consumed: Vec<Option<SeqNo>>,
     /// Next sequence number the consumer takes; `None` until the first packet.
     cursor: Option<SeqNo>,
     newest: Option<SeqNo>,
@@ -33,7 +36,7 @@ impl<T> ReceiveWindow<T> {
     /// A window of `capacity` slots (at least 1).
     pub fn new(capacity: usize) -> Self {
         let capacity = capacity.max(1);
-        ReceiveWindow { slots: (0..capacity).map(|_| None).collect(), cursor: None, newest: None }
+        ReceiveWindow { slots: (0..capacity).map(|_| None).collect(), consumed: vec![None; capacity], cursor: None, newest: None }
     }
 
     pub fn capacity(&self) -> usize {
@@ -48,7 +51,7 @@ impl<T> ReceiveWindow<T> {
     pub fn insert(&mut self, seq: SeqNo, item: T) -> Insert {
         let cursor = *self.cursor.get_or_insert(seq);
         if seq < cursor {
-            return Insert::Late;
+            return if self.consumed[self.index(seq)] == Some(seq) { Insert::Duplicate } else { Insert::Late };
         }
         let capacity = self.slots.len() as u64;
         let mut outcome = Insert::Stored;
@@ -95,6 +98,7 @@ impl<T> ReceiveWindow<T> {
         let i = self.index(cursor);
         match self.slots[i].take() {
             Some((held, item)) if held == cursor => {
+                self.consumed[i] = Some(held);
                 self.cursor = Some(cursor.next());
                 Some((held, item))
             }
@@ -161,7 +165,8 @@ mod tests {
             ("in order", 8, &[100], 0, 101, Insert::Stored),
             ("reordered but ahead", 8, &[100, 103], 0, 102, Insert::Stored),
             ("duplicate", 8, &[100, 101], 0, 101, Insert::Duplicate),
-            ("behind the cursor after consuming", 8, &[100, 101], 2, 100, Insert::Late),
+            ("again after consuming", 8, &[100, 101], 2, 100, Insert::Duplicate),
+            ("held, not yet consumed", 8, &[100, 102], 0, 100, Insert::Duplicate),
             ("older than the first packet", 8, &[100], 0, 99, Insert::Late),
             ("last slot of the window", 8, &[100], 0, 107, Insert::Stored),
             ("one past the window jumps", 8, &[100], 0, 108, Insert::Jumped { missing: 0, discarded: 1 }),
@@ -191,6 +196,8 @@ mod tests {
         assert!(w.gap_at_cursor());
         assert_eq!(w.early_latest_span(), Some(1));
         assert_eq!(w.skip_missing(), Some(s(4)));
+        assert_eq!(w.insert(s(4), 4), Insert::Late, "given up, then arrived");
+        assert_eq!(w.insert(s(2), 2), Insert::Duplicate, "consumed, then arrived again");
         assert_eq!(w.pop(), Some((s(5), 5)));
         assert!(!w.gap_at_cursor());
         assert_eq!(w.skip_missing(), None);
@@ -205,6 +212,7 @@ mod tests {
         assert_eq!(w.cursor(), Some(s(13)));
         assert_eq!(w.early_latest_span(), Some(7));
         assert_eq!(w.insert(s(12), ()), Insert::Late);
+        assert_eq!(w.insert(s(5), ()), Insert::Late);
         assert_eq!(w.insert(s(13), ()), Insert::Stored);
         assert_eq!(w.pop().map(|(q, _)| q), Some(s(13)));
     }

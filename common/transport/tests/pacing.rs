@@ -52,3 +52,21 @@ fn a_rate_limit_slower_than_the_spread_stretches_the_gaps() {
         assert!(*t1 - *t0 >= min_gap, "gap {:?} shorter than {:?} for {} bytes", *t1 - *t0, min_gap, len0);
     }
 }
+
+#[test]
+fn when_the_rate_limit_cannot_keep_up_stale_packets_are_dropped_not_queued_forever() {
+    // About 20 x 600 B every 33 ms (360 kB/s) into a 100 kB/s limit.
+    let config = TransportConfig { max_rate_bytes_per_sec: Some(100_000), ..TransportConfig::default() };
+    let mut pair = Pair::new(config.clone(), LossModel::None, LossModel::None, Duration::from_millis(5), 46);
+    pair.frames_left = 60;
+    pair.run_until(Duration::from_secs(2), config.frame_interval);
+    let dropped = pair.sender.stats().send_queue_dropped;
+    assert!(dropped > 60 * 20 / 2, "dropped only {dropped}");
+    // Whatever did leave, left within the maximum queue delay of its slot plus one packet time,
+    // so the queue never holds more than that delay's worth.
+    assert!(pair.sender.queued_packets() < 20 * 4, "queue grew to {}", pair.sender.queued_packets());
+    pair.run_until(Duration::from_secs(3), config.frame_interval);
+    assert_eq!(pair.sender.queued_packets(), 0);
+    let dropped = pair.sender.stats().send_queue_dropped;
+    assert_eq!(pair.media_sent() as u64 + dropped, 60 * 20, "{:?}", pair.sender.stats());
+}

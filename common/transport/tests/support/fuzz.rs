@@ -126,11 +126,11 @@ pub fn run(cases: u64, seed: u64) -> FuzzReport {
     let mut rng = SplitMix64::new(seed);
     let start = Instant::now();
     let config = TransportConfig { fec: true, nack: true, ..TransportConfig::default() };
-    let mut receiver = Receiver::new(config.clone(), 1, start);
-    let mut sender = Sender::new(config.clone(), 2, start);
+    let mut receiver = Receiver::new(config.clone(), 1, start).expect("valid config");
+    let mut sender = Sender::new(config.clone(), 2, start).expect("valid config");
     // A genuine stream the receiver locks onto, so the garbage meets a live window, FEC
     // decoder and NACK tracker rather than an idle receiver; its packets are mutated too.
-    let mut feeder = Sender::new(config.clone(), 3, start);
+    let mut feeder = Sender::new(config.clone(), 3, start).expect("valid config");
     let mut genuine: std::collections::VecDeque<Vec<u8>> = Default::default();
     let mut feeder_clock = start;
     let mut frame = keymash_core::FrameNo(0);
@@ -140,8 +140,8 @@ pub fn run(cases: u64, seed: u64) -> FuzzReport {
         if case % 50_000 == 0 && case > 0 {
             report.receiver_malformed += receiver.stats(start).malformed;
             report.receiver_delivered += receiver.stats(start).delivered;
-            receiver = Receiver::new(config.clone(), case, start);
-            sender = Sender::new(config.clone(), case, start);
+            receiver = Receiver::new(config.clone(), case, start).expect("valid config");
+            sender = Sender::new(config.clone(), case, start).expect("valid config");
         }
         let now = start + Duration::from_micros(case * 50);
         if genuine.is_empty() {

@@ -127,8 +127,8 @@ impl Pair {
         Pair {
             start,
             now: start,
-            sender: Sender::new(config.clone(), seed, start),
-            receiver: Receiver::new(config, seed.wrapping_add(1), start),
+            sender: Sender::new(config.clone(), seed, start).expect("valid config"),
+            receiver: Receiver::new(config, seed.wrapping_add(1), start).expect("valid config"),
             forward: Link::new(forward, latency, seed.wrapping_add(2)),
             back: Link::new(back, latency, seed.wrapping_add(3)),
             packets_per_frame: 20,

@@ -37,8 +37,8 @@ pub struct UdpRun {
 /// last feedback.
 pub fn stream(pair: &mut UdpPair, config: TransportConfig, frames: u64, per_frame: usize, interval: Duration) -> UdpRun {
     let start = Instant::now();
-    let mut sender = Sender::new(config.clone(), 0xC0FFEE, start);
-    let mut receiver = Receiver::new(config, 0xBEEF, start);
+    let mut sender = Sender::new(config.clone(), 0xC0FFEE, start).expect("valid config");
+    let mut receiver = Receiver::new(config, 0xBEEF, start).expect("valid config");
     let mut buf = vec![0u8; RECV_BUFFER_LEN];
     let mut next_frame = start;
     let mut frame_no = FrameNo(0);
