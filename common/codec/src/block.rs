@@ -295,18 +295,37 @@ pub enum MacroblockError {
     LevelOutOfRange(i64),
 }
 
-/// Reads one macroblock's bits into dequantised, transposed DCT blocks ready for the inverse DCT.
+/// A macroblock read from the bit stream: dequantised, transposed DCT blocks ready for the
+/// inverse DCT, and which of them carry only a DC value (flat blocks, which skip the IDCT).
+#[derive(Debug, Clone, Copy)]
+pub struct DecodedMacroblock {
+    pub quality: Quality,
+    pub blocks: [Block; BLOCKS_PER_MACROBLOCK],
+    pub dc_only: [bool; BLOCKS_PER_MACROBLOCK],
+}
+
+impl Default for DecodedMacroblock {
+    fn default() -> Self {
+        DecodedMacroblock {
+            quality: Quality::MAX,
+            blocks: [[[0.0; 8]; 8]; BLOCKS_PER_MACROBLOCK],
+            dc_only: [false; BLOCKS_PER_MACROBLOCK],
+        }
+    }
+}
+
+/// Reads one macroblock's bits.
 pub fn read_macroblock(
     reader: &mut BitReader<'_>,
     tables: &QuantTables,
     state: &mut PredictionState,
-    out: &mut [Block; BLOCKS_PER_MACROBLOCK],
-) -> Result<Quality, MacroblockError> {
+    out: &mut DecodedMacroblock,
+) -> Result<(), MacroblockError> {
     // A local copy keeps the reader's state in registers while coefficients are stored.
     let mut r = reader.clone();
-    let quality = read_macroblock_with(&mut r, tables, state, out)?;
+    out.quality = read_macroblock_with(&mut r, tables, state, &mut out.blocks, &mut out.dc_only)?;
     *reader = r;
-    Ok(quality)
+    Ok(())
 }
 
 #[inline(always)]
@@ -315,6 +334,7 @@ fn read_macroblock_with(
     tables: &QuantTables,
     state: &mut PredictionState,
     out: &mut [Block; BLOCKS_PER_MACROBLOCK],
+    dc_only: &mut [bool; BLOCKS_PER_MACROBLOCK],
 ) -> Result<Quality, MacroblockError> {
     let quality = if r.get(1)? == 1 {
         state.quality.ok_or(MacroblockError::RepeatedQualityWithoutPrevious)?
@@ -328,20 +348,26 @@ fn read_macroblock_with(
         quality
     };
     let t = tables.get(quality);
-    for (dst, &component) in out.iter_mut().zip(&BLOCK_COMPONENT) {
+    for ((dst, flat_block), &component) in out.iter_mut().zip(dc_only.iter_mut()).zip(&BLOCK_COMPONENT) {
         let dequantise = &t.dequantise[usize::from(component != 0)];
-        *dst = [[0.0; 8]; 8];
-        let flat = dst.as_flattened_mut();
         let dc = i64::from(state.dc[component]) + i64::from(r.get_se()?);
         if dc.abs() > i64::from(MAX_LEVEL) {
             return Err(MacroblockError::LevelOutOfRange(dc));
         }
         state.dc[component] = dc as i32;
-        flat[0] = dc as f32 * dequantise[0];
         let count = r.get_ue()?;
         if count > 63 {
             return Err(MacroblockError::TooManyCoefficients(count));
         }
+        *flat_block = count == 0;
+        if count == 0 {
+            // Only the DC value matters; the block is not zeroed nor transformed.
+            dst[0][0] = dc as f32 * dequantise[0];
+            continue;
+        }
+        *dst = [[0.0; 8]; 8];
+        let flat = dst.as_flattened_mut();
+        flat[0] = dc as f32 * dequantise[0];
         let mut k = 0u32;
         for _ in 0..count {
             k += r.get_ue()? + 1;
@@ -361,9 +387,18 @@ fn read_macroblock_with(
     Ok(quality)
 }
 
-/// Inverse-transforms a dequantised block and stores it as 8x8 samples.
+/// Inverse-transforms a dequantised block and stores it as 8x8 samples. A DC-only block is
+/// flat: every sample is its DC term (the inverse AAN DCT passes a lone DC through unchanged).
 #[inline]
-pub fn store_block(b: &mut Block, plane: &mut [u8], stride: usize, x: usize, y: usize) {
+pub fn store_block(b: &mut Block, dc_only: bool, plane: &mut [u8], stride: usize, x: usize, y: usize) {
+    if dc_only {
+        let value = round_to_i32((b[0][0] + 128.0).clamp(0.0, 255.0)) as u8;
+        for r in 0..8 {
+            let start = (y + r) * stride + x;
+            plane[start..start + 8].fill(value);
+        }
+        return;
+    }
     dct::inverse(b);
     for (r, row) in b.iter().enumerate() {
         let start = (y + r) * stride + x;
@@ -395,6 +430,18 @@ mod tests {
     }
 
     #[test]
+    fn flat_blocks_skip_the_idct_with_the_same_result() {
+        for dc in [-1000.0f32, -37.4, 0.0, 12.6, 127.4, 900.0] {
+            let mut block: Block = [[0.0; 8]; 8];
+            block[0][0] = dc;
+            let (mut fast, mut full) = ([0u8; 64], [0u8; 64]);
+            store_block(&mut block.clone(), true, &mut fast, 8, 0, 0);
+            store_block(&mut block, false, &mut full, 8, 0, 0);
+            assert_eq!(fast, full, "DC {dc}");
+        }
+    }
+
+    #[test]
     fn a_macroblock_survives_writing_and_reading() {
         let tables = QuantTables::new();
         let mut y = vec![0u8; 16 * 16];
@@ -414,10 +461,10 @@ mod tests {
             let bytes = w.into_inner();
             let mut r = BitReader::new(&bytes);
             let mut st = PredictionState::default();
-            let mut blocks = [[[0.0f32; 8]; 8]; 6];
+            let mut decoded = DecodedMacroblock::default();
             for _ in 0..2 {
-                let got = read_macroblock(&mut r, &tables, &mut st, &mut blocks).unwrap();
-                assert_eq!(got.get(), quality);
+                read_macroblock(&mut r, &tables, &mut st, &mut decoded).unwrap();
+                assert_eq!(decoded.quality.get(), quality);
             }
             assert!(r.bits_left() < 8);
         }

@@ -1,7 +1,7 @@
 //! The decoder: applies payloads, in any order and with any missing, to a persistent frame.
 
 use crate::bitio::BitReader;
-use crate::block::{read_macroblock, store_block, MacroblockError, PredictionState, QuantTables};
+use crate::block::{read_macroblock, store_block, DecodedMacroblock, MacroblockError, PredictionState, QuantTables};
 use crate::encoder::position_of;
 use crate::frame::I420Frame;
 use crate::geometry::FrameGeometry;
@@ -88,25 +88,26 @@ impl Decoder {
         let body = payload.get(HEADER_LEN..).unwrap_or_default();
         let mut reader = BitReader::new(body);
         let mut state = PredictionState::default();
-        let mut blocks = [[[0f32; 8]; 8]; 6];
+        let mut mb = DecodedMacroblock::default();
         let cols = geometry.mb_cols();
         let width = geometry.width();
         let cw = geometry.chroma_width();
         for index in 0..header.mb_count {
-            read_macroblock(&mut reader, &self.tables, &mut state, &mut blocks)
+            read_macroblock(&mut reader, &self.tables, &mut state, &mut mb)
                 .map_err(|cause| DecodeError::Macroblock { index, cause })?;
             let seq = usize::from(header.first_seq) + usize::from(index);
             let position = position_of(seq, usize::from(header.mb_stride), n);
             let (mx, my) = (position % cols, position / cols);
             let (lx, ly, cx, cy) = (mx * 16, my * 16, mx * 8, my * 8);
             let (y, u, v) = self.frame.planes_mut();
-            let [b0, b1, b2, b3, bu, bv] = &mut blocks;
-            store_block(b0, y, width, lx, ly);
-            store_block(b1, y, width, lx + 8, ly);
-            store_block(b2, y, width, lx, ly + 8);
-            store_block(b3, y, width, lx + 8, ly + 8);
-            store_block(bu, u, cw, cx, cy);
-            store_block(bv, v, cw, cx, cy);
+            let [b0, b1, b2, b3, bu, bv] = &mut mb.blocks;
+            let [f0, f1, f2, f3, fu, fv] = mb.dc_only;
+            store_block(b0, f0, y, width, lx, ly);
+            store_block(b1, f1, y, width, lx + 8, ly);
+            store_block(b2, f2, y, width, lx, ly + 8);
+            store_block(b3, f3, y, width, lx + 8, ly + 8);
+            store_block(bu, fu, u, cw, cx, cy);
+            store_block(bv, fv, v, cw, cx, cy);
         }
         let left = reader.bits_left();
         if left >= 8 {
