@@ -41,6 +41,9 @@ pub struct TransportConfig {
     pub keepalive_interval: Duration,
     /// The peer counts as gone when nothing came from it for this long.
     pub peer_timeout: Duration,
+    /// The receiver follows a new sender stream (a new SSRC: net-tx was restarted) once the
+    /// current one has been silent this long; until then the newcomer counts as foreign.
+    pub stream_switch_silence: Duration,
     /// A packet is never retransmitted (nor NACKed) this long after it was first sent: stale
     /// video is useless.
     pub retransmit_deadline: Duration,
@@ -95,6 +98,7 @@ impl Default for TransportConfig {
             fallback_quality: Quality::saturating(50),
             keepalive_interval: Duration::from_millis(500),
             peer_timeout: Duration::from_secs(3),
+            stream_switch_silence: Duration::from_millis(250),
             retransmit_deadline: Duration::from_millis(150),
             max_nack_tries: 3,
             initial_rtt: Duration::from_millis(100),
@@ -119,6 +123,7 @@ impl TransportConfig {
             ("quality_fallback_timeout", self.quality_fallback_timeout),
             ("keepalive_interval", self.keepalive_interval),
             ("peer_timeout", self.peer_timeout),
+            ("stream_switch_silence", self.stream_switch_silence),
             ("retransmit_deadline", self.retransmit_deadline),
             ("initial_rtt", self.initial_rtt),
             ("max_queue_delay", self.max_queue_delay),

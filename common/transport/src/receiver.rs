@@ -201,9 +201,12 @@ impl Receiver {
         let fresh_stream = (is_media || is_repair)
             && match &self.media {
                 None => true,
-                Some(m) => m.ids.media_ssrc != media_ssrc && now.saturating_duration_since(m.last_heard) >= self.config.peer_timeout,
+                Some(m) => m.ids.media_ssrc != media_ssrc && now.saturating_duration_since(m.last_heard) >= self.config.stream_switch_silence,
             };
         if fresh_stream {
+            if self.media.is_some() {
+                self.stats.stream_switches += 1;
+            }
             self.start_stream(now, media_ssrc);
         }
         if is_media {

@@ -33,6 +33,8 @@ pub struct ReceiverStats {
     pub feedback_sent: u64,
     /// Payloads handed to the consumer.
     pub delivered: u64,
+    /// Times the receiver moved on to a new sender stream (a restarted sender, new SSRC).
+    pub stream_switches: u64,
     /// Interarrival jitter (RFC 3550 A.8).
     pub jitter: Duration,
     /// Round trip time seen by NACK round trips, if measured.
