@@ -31,8 +31,6 @@ pub enum SendError {
     EmptyFrame,
     #[error("payload {index} is {len} bytes, more than the {max} that fit one packet")]
     PayloadTooLarge { index: usize, len: usize, max: usize },
-    #[error("capture time is before the sender started")]
-    CaptureBeforeStart,
 }
 
 /// Where a frame went: its packets' first and last sequence numbers.
@@ -127,8 +125,15 @@ impl Sender {
         if let Some((index, p)) = payloads.iter().enumerate().find(|(_, p)| p.len() > MAX_PAYLOAD_LEN) {
             return Err(SendError::PayloadTooLarge { index, len: p.len(), max: MAX_PAYLOAD_LEN });
         }
-        let since_start = capture_time.checked_duration_since(self.started).ok_or(SendError::CaptureBeforeStart)?;
-        let timestamp = rtp_timestamp_90khz(since_start, self.initial_timestamp);
+        // Frames are typically captured long before this sender started (the delay buffer holds
+        // 30 s, and net-tx may have been restarted), so the offset may point either way.
+        let timestamp = match capture_time.checked_duration_since(self.started) {
+            Some(after) => rtp_timestamp_90khz(after, self.initial_timestamp),
+            None => {
+                let before = self.started.saturating_duration_since(capture_time);
+                self.initial_timestamp.wrapping_sub(rtp_timestamp_90khz(before, 0))
+            }
+        };
         let first_seq = self.next_seq;
         let mut packets = Vec::with_capacity(payloads.len());
         for (i, payload) in payloads.iter().enumerate() {
