@@ -57,7 +57,8 @@ fn check_lifecycle(service: &str) {
     std::fs::write(
         &config,
         format!(
-            "[shm]\nprefix = \"{prefix}\"\n[network]\nsender_address = \"127.0.0.1\"\nreceiver_address = \"127.0.0.1\"\n"
+            "[shm]\nprefix = \"{prefix}\"\n[network]\nsender_address = \"127.0.0.1\"\nreceiver_address = \"127.0.0.1\"\n[display]\noutput = \"frames:{}\"\n",
+            dir.join("frames").display()
         ),
     )
     .unwrap();

@@ -14,8 +14,10 @@
 
 pub mod caps;
 pub mod event;
+pub mod reading;
 pub mod script;
 
 pub use caps::{is_keyboard, parse_bitmap, CapsError};
+pub use reading::{current_level, MASH_STALE_AFTER};
 pub use event::{key_press, EventParser, InputEvent, EVENT_SIZE};
 pub use script::{MashScript, ScriptError, ScriptPlayer, Segment};

@@ -8,6 +8,7 @@
 //!   (the original's cue that visitors are near the peak), and the optional one-line HUD.
 //! - [`hud`]: the HUD's text and a tiny built-in 5x7 bitmap font to draw it with.
 //! - [`rgb`]: I420 to RGB (BT.601, limited range) and binary PPM images for `frames:DIR`.
+//! - [`y4m`]: the `y4m:PATH` stream, each picture tagged with its frame number.
 //!
 //! Time is always a parameter (`now`), as everywhere in keymash's `common/`.
 #![forbid(unsafe_code)]
@@ -16,8 +17,10 @@ pub mod compose;
 pub mod hud;
 pub mod playout;
 pub mod rgb;
+pub mod y4m;
 
 pub use compose::{compose_headless, fit_inside, glow_rgb, headless_canvas, inside_border, rgb_to_ycbcr, stamp_hud, Rect};
 pub use hud::{draw_text, HudFigures, GLYPH_HEIGHT, GLYPH_WIDTH};
 pub use playout::{PlayoutQueue, PlayoutStats, PresentClock, PushError, ReleasedFrame};
 pub use rgb::{i420_to_rgb, write_ppm};
+pub use y4m::{frame_tag, Y4mStream};

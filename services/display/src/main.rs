@@ -1,9 +1,16 @@
-//! keymash-display: Decodes received payloads into the persistent picture and presents it with the mash glow.
+//! keymash-display: the playback cursor. Decodes received payloads into a persistent frame
+//! (blocks of lost packets keep their old content: the glitch), presents it at the stream's
+//! frame rate after a small playout delay, in an SDL2 window (fullscreen, aspect kept, a border
+//! glowing green with the mash level) or headless into image files or a Y4M stream.
 //!
-//! This build does not contain the stage's work yet (the receiver issue adds it): the binary runs
-//! under systemd like every other stage (config, READY, watchdog, clean SIGTERM) and says plainly
-//! in its status that it is idle, so the pipeline's supervision can be exercised end to end.
+//! On a console without X11 or Wayland, run with `SDL_VIDEODRIVER=kmsdrm` (the unit sets it
+//! when the receiver has no desktop session); SDL then drives the screen through DRM/KMS.
+//! The logic lives in keymash-present; this binary owns the ring, the window and the files.
 #![forbid(unsafe_code)]
+
+mod output;
+mod service;
+mod window;
 
 use std::process::ExitCode;
 
@@ -11,7 +18,7 @@ use clap::Parser;
 use keymash_service::ServiceArgs;
 
 #[derive(Debug, Parser)]
-#[command(version, about = "Decodes received payloads into the persistent picture and presents it with the mash glow.")]
+#[command(version, about = "Decodes received payloads and presents them (SDL2 window, frames:DIR or y4m:PATH).")]
 struct Args {
     #[command(flatten)]
     service: ServiceArgs,
@@ -19,9 +26,5 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    keymash_service::run("keymash-display", &args.service, |lifecycle, _config| {
-        lifecycle.ready("idle: this build has no display stage yet");
-        lifecycle.wait_for_stop();
-        Ok(())
-    })
+    keymash_service::run("keymash-display", &args.service, service::run)
 }

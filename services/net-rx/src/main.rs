@@ -1,9 +1,12 @@
-//! keymash-net-rx: Receives the RTP stream, runs the receive window, FEC and NACK, and sends RTCP feedback.
-//!
-//! This build does not contain the stage's work yet (the receiver issue adds it): the binary runs
-//! under systemd like every other stage (config, READY, watchdog, clean SIGTERM) and says plainly
-//! in its status that it is idle, so the pipeline's supervision can be exercised end to end.
+//! keymash-net-rx: receives the RTP stream from the configured sender, runs the receive window,
+//! FEC and NACK as configured, writes received and recovered payloads into the received-payload
+//! ring in sequence order, and sends RTCP feedback with the quality the mash level asks for.
+//! The protocol is keymash-transport's sans-IO `Receiver`; this binary owns the socket and the
+//! shared memory.
 #![forbid(unsafe_code)]
+
+mod service;
+mod settings;
 
 use std::process::ExitCode;
 
@@ -19,9 +22,5 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    keymash_service::run("keymash-net-rx", &args.service, |lifecycle, _config| {
-        lifecycle.ready("idle: this build has no net-rx stage yet");
-        lifecycle.wait_for_stop();
-        Ok(())
-    })
+    keymash_service::run("keymash-net-rx", &args.service, service::run)
 }

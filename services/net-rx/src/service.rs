@@ -1,0 +1,172 @@
+//! The working loop: datagrams in, payloads out to the ring, feedback back to the sender.
+//!
+//! Each slot of the received-payload ring holds one codec payload with this metadata:
+//! `frame` = the payload header's frame number (0 if it does not parse: display refuses it),
+//! `capture_ns` = when net-rx received it (CLOCK_MONOTONIC; display's playout delay counts from
+//! here), `flags` = how it arrived ([`RECOVERY_DIRECT`], [`RECOVERY_FEC`], [`RECOVERY_NACK`]),
+//! `words` = [extended RTP sequence number low 32 bits, high 32 bits, RTP timestamp, marker, 0].
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use keymash_codec::PayloadHeader;
+use keymash_core::config::Config;
+use keymash_core::curves::QualityCurve;
+use keymash_core::pipeline::{stat, MashRecord, Service, MASH_CELL, RECEIVED_PAYLOADS};
+use keymash_core::{FrameNo, MashLevel};
+use keymash_service::stats::{permissions, segment_id};
+use keymash_service::{Lifecycle, StatsPublisher};
+use keymash_shm::{monotonic_now_ns, CellReader, FrameMeta, RingWriter, SegmentId};
+use keymash_transport::udp::{PeerSocket, SocketBuffers, RECV_BUFFER_LEN};
+use keymash_transport::{ReceivedPayload, Receiver, Recovery};
+
+use crate::settings::{local_address, received_ring_geometry, sender_address, transport_config};
+
+pub const RECOVERY_DIRECT: u32 = 0;
+pub const RECOVERY_FEC: u32 = 1;
+pub const RECOVERY_NACK: u32 = 2;
+
+/// Datagrams taken off the socket in one go before the loop turns to payloads and feedback.
+const RECV_BATCH: usize = 64;
+/// Statistics and the mash level are refreshed this often.
+const REFRESH_INTERVAL: Duration = Duration::from_millis(100);
+/// How often a missing mash cell is looked for again (mash-input may start later).
+const MASH_CELL_RETRY: Duration = Duration::from_secs(1);
+
+/// The mash cell, opened when it exists.
+struct MashInput {
+    id: SegmentId,
+    reader: Option<CellReader<MashRecord>>,
+    last_try: Option<Instant>,
+}
+
+impl MashInput {
+    fn level(&mut self, now: Instant) -> MashLevel {
+        if self.reader.is_none() && self.last_try.is_none_or(|t| now.saturating_duration_since(t) >= MASH_CELL_RETRY) {
+            self.last_try = Some(now);
+            self.reader = CellReader::open(&self.id).ok();
+        }
+        match self.reader.as_ref().map(CellReader::load) {
+            Some(Ok(record)) => keymash_input::current_level(&record, monotonic_now_ns()),
+            _ => MashLevel::IDLE,
+        }
+    }
+}
+
+pub fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
+    let transport = transport_config(&config)?;
+    let mut socket = PeerSocket::bind(local_address(&config), sender_address(&config), SocketBuffers::default())?;
+    if let Ok((rcv, snd)) = socket.buffer_sizes() {
+        log::info!("UDP {} from {}, buffers {rcv}/{snd} bytes", local_address(&config), sender_address(&config));
+    }
+    let ring_id = segment_id(&config, RECEIVED_PAYLOADS)?;
+    let (mut ring, attach) = RingWriter::open(&ring_id, received_ring_geometry(&config)?, permissions(&config))
+        .with_context(|| format!("opening the received-payload ring {ring_id}"))?;
+    log::info!("received-payload ring {ring_id}: continuing at slot sequence {}", attach.next_seq);
+    let mut mash = MashInput { id: segment_id(&config, MASH_CELL)?, reader: None, last_try: None };
+    let curve = QualityCurve::from_config(&config.quality);
+    let mut stats = StatsPublisher::open(&config, Service::NetRx, "packets", monotonic_now_ns())?;
+
+    let seed = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64) ^ u64::from(std::process::id());
+    let mut receiver = Receiver::new(transport, seed, Instant::now()).context("transport settings")?;
+    let mut buf = vec![0u8; RECV_BUFFER_LEN];
+    let mut next_refresh = Instant::now();
+    let mut quality = curve.quality(MashLevel::IDLE);
+    let mut level = MashLevel::IDLE;
+    let mut unparseable: u64 = 0;
+    lifecycle.ready(&format!("listening on {} for {}", local_address(&config), sender_address(&config)));
+
+    while !lifecycle.stop_requested() {
+        let now = Instant::now();
+        let wait = receiver
+            .poll_timeout()
+            .map_or(Lifecycle::MAX_WAIT, |t| t.saturating_duration_since(now))
+            .min(Lifecycle::MAX_WAIT)
+            .min(next_refresh.saturating_duration_since(now));
+        let mut wait = wait;
+        for _ in 0..RECV_BATCH {
+            match socket.recv(&mut buf, wait)? {
+                Some(len) => receiver.handle_datagram(Instant::now(), &buf[..len]),
+                None => break,
+            }
+            wait = Duration::ZERO;
+        }
+        let now = Instant::now();
+        while let Some(payload) = receiver.poll_payload(now) {
+            if !write_payload(&mut ring, &payload) {
+                unparseable += 1;
+            }
+        }
+        if now >= next_refresh {
+            level = mash.level(now);
+            quality = curve.quality(level);
+            receiver.set_feedback(quality, level);
+        }
+        while let Some(transmit) = receiver.poll_transmit(now) {
+            if let Err(e) = socket.send(&transmit) {
+                // The sender PC may be down or rebooting; feedback resumes when it is back.
+                log::debug!("feedback: {e}");
+            }
+        }
+        lifecycle.progress(now);
+        if now >= next_refresh {
+            next_refresh = now + REFRESH_INTERVAL;
+            ring.heartbeat();
+            let s = receiver.stats(now);
+            stats.set_count("packets", s.received);
+            stats.set_count("lost", s.lost);
+            stats.set_count(stat::DROPPED, s.lost);
+            stats.set_count("recovered_fec", s.recovered_fec);
+            stats.set_count("recovered_nack", s.recovered_nack);
+            stats.set_count("late", s.late);
+            stats.set_count("duplicate", s.duplicate);
+            stats.set_count("malformed", s.malformed);
+            stats.set_count("foreign", s.foreign + socket.foreign_datagrams());
+            stats.set_count("delivered", s.delivered);
+            stats.set_count("unparseable_payloads", unparseable);
+            stats.set_count("nacks_sent", s.nacks_sent);
+            stats.gauge("loss_percent", s.loss_percent_1s);
+            stats.gauge("jitter_ms", s.jitter.as_secs_f64() * 1e3);
+            stats.gauge("quality", f64::from(quality.get()));
+            stats.gauge("mash", f64::from(level.get()));
+            let line = format!(
+                "{} received, loss {:.1}%, {} lost, {} recovered, {} late; asking {quality} at mash {:.2}{}",
+                s.received,
+                s.loss_percent_1s,
+                s.lost,
+                s.recovered_fec + s.recovered_nack,
+                s.late,
+                level.get(),
+                if receiver.peer_alive(now) { "" } else { "; sender silent" },
+            );
+            stats.set_status_line(&line);
+            stats.publish(monotonic_now_ns());
+            lifecycle.status(now, &line);
+        }
+    }
+    Ok(())
+}
+
+/// Copies one payload into the ring; false if its codec header does not parse (it is still
+/// written, with frame number 0, so display counts and refuses it where it decodes).
+fn write_payload(ring: &mut RingWriter, payload: &ReceivedPayload) -> bool {
+    let header = PayloadHeader::parse(&payload.payload).ok();
+    let frame = header.map_or(FrameNo(0), |h| h.frame_no);
+    let seq = payload.seq.get();
+    let flags = match payload.recovery {
+        Recovery::Direct => RECOVERY_DIRECT,
+        Recovery::Fec => RECOVERY_FEC,
+        Recovery::Nack => RECOVERY_NACK,
+    };
+    let meta = FrameMeta::new(frame, monotonic_now_ns()).with_flags(flags).with_words([
+        seq as u32,
+        (seq >> 32) as u32,
+        payload.rtp_timestamp,
+        u32::from(payload.marker),
+        0,
+    ]);
+    if let Err(e) = ring.write(&payload.payload, &meta) {
+        log::warn!("payload {seq} not stored: {e}");
+    }
+    header.is_some()
+}
