@@ -15,6 +15,7 @@
 pub mod netns;
 pub mod notify;
 pub mod process;
+pub mod receiver;
 
 pub use netns::{Netns, NetnsError, NetnsPair};
 pub use notify::NotifySocket;

@@ -1,0 +1,299 @@
+//! Support for the receiver's integration tests (`tests/tests/receiver_*.rs`): starting the
+//! receiver services with a private configuration, a test sender that streams codec payloads
+//! over real UDP (and can drop chosen payloads on purpose), test pictures, and readers for the
+//! mash cell and the display's Y4M output.
+
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use keymash_codec::{Encoder, EncoderConfig, FrameGeometry, I420Frame, PayloadHeader, PayloadSink, QualitySpec};
+use keymash_core::pipeline::{MashRecord, MASH_CELL};
+use keymash_core::{FrameNo, Quality};
+use keymash_shm::{CellReader, Prefix, SegmentId, SegmentName};
+use keymash_transport::rtp::RtpPacket;
+use keymash_transport::udp::{PeerSocket, SocketBuffers, RECV_BUFFER_LEN};
+use keymash_transport::{Sender, TransmitKind, TransportConfig};
+
+use crate::{unique_name, ChildGuard, NotifySocket};
+
+/// A service binary built next to the test executable (`cargo build --workspace --bins`).
+pub fn service_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let path = dir.join(name);
+    assert!(path.exists(), "{} is not built; run `cargo build --workspace --bins` first", path.display());
+    path
+}
+
+/// A UDP port free right now on loopback (the kernel picks it; the socket is closed again).
+pub fn free_udp_port() -> u16 {
+    let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind an ephemeral port");
+    socket.local_addr().expect("local address").port()
+}
+
+/// A private receiver setup: its own directory, shm prefix and ports, removed on drop.
+#[derive(Debug)]
+pub struct ReceiverSetup {
+    pub dir: PathBuf,
+    pub prefix: String,
+    pub config: PathBuf,
+    pub sender_port: u16,
+    pub video_port: u16,
+}
+
+impl ReceiverSetup {
+    /// Writes a configuration for a 320x240 30 fps stream on loopback with the given extra TOML
+    /// (sections such as `[display]`, `[input]`); `{dir}` in it is replaced by the directory.
+    pub fn new(tag: &str, extra: &str) -> ReceiverSetup {
+        let name = unique_name(tag);
+        let dir = std::env::temp_dir().join(format!("keymash-{name}"));
+        std::fs::create_dir_all(&dir).expect("test directory");
+        let prefix = format!("kmt{}", name.replace('-', "").chars().rev().take(20).collect::<String>());
+        let (sender_port, video_port) = (free_udp_port(), free_udp_port());
+        let text = format!(
+            "[shm]\nprefix = \"{prefix}\"\n[video]\nwidth = 320\nheight = 240\nfps = 30\n\
+             [network]\nsender_address = \"127.0.0.1\"\nsender_port = {sender_port}\n\
+             receiver_address = \"127.0.0.1\"\nvideo_port = {video_port}\n{}",
+            extra.replace("{dir}", &dir.display().to_string())
+        );
+        let config = dir.join("keymash.toml");
+        std::fs::write(&config, text).expect("write the configuration");
+        ReceiverSetup { dir, prefix, config, sender_port, video_port }
+    }
+
+    pub fn geometry(&self) -> FrameGeometry {
+        FrameGeometry::new(320, 240).expect("test geometry")
+    }
+
+    /// Starts `binary` with this configuration and waits for its READY=1.
+    pub fn start(&self, binary: &str) -> ChildGuard {
+        let notify = NotifySocket::bind().expect("notify socket");
+        let (key, value) = notify.env();
+        let mut child = ChildGuard::spawn(
+            binary,
+            Command::new(service_binary(binary)).arg("--config").arg(&self.config).env(key, value).stdin(Stdio::null()),
+        )
+        .expect("start the service");
+        if let Err(e) = notify.wait_ready(Duration::from_secs(10)) {
+            let status = child.try_wait();
+            panic!("{binary} did not become ready: {e} (exit: {status:?})");
+        }
+        child
+    }
+
+    pub fn segment(&self, name: &str) -> SegmentId {
+        SegmentId::new(Prefix::new(&self.prefix).expect("prefix"), SegmentName::new(name).expect("name"))
+    }
+
+    /// The mash cell's current value, if mash-input has published one.
+    pub fn mash(&self) -> Option<MashRecord> {
+        CellReader::<MashRecord>::open(&self.segment(MASH_CELL)).ok()?.load().ok()
+    }
+
+    /// A test sender bound to this setup's sender port, streaming to its video port.
+    pub fn sender(&self) -> TestSender {
+        TestSender::new(self.sender_port, self.video_port, self.geometry())
+    }
+}
+
+impl Drop for ReceiverSetup {
+    fn drop(&mut self) {
+        if let Ok(prefix) = Prefix::new(&self.prefix) {
+            let _ = keymash_shm::remove_segments(&prefix);
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A test picture that differs in every macroblock from one frame to the next: a gradient with
+/// a per-macroblock level that moves with the frame number, and a coloured chroma ramp.
+pub fn test_picture(geometry: FrameGeometry, frame: u64) -> I420Frame {
+    let (w, h) = (geometry.width(), geometry.height());
+    let mut y = vec![0u8; w * h];
+    for row in 0..h {
+        for col in 0..w {
+            let mb = (row / 16) * geometry.mb_cols() + col / 16;
+            let level = ((mb as u64 * 37 + frame * 53) % 160) as usize + 40;
+            y[row * w + col] = (level + (col % 16) + (row % 16)) as u8;
+        }
+    }
+    let (cw, ch) = (geometry.chroma_width(), geometry.chroma_height());
+    let u = (0..cw * ch).map(|i| (96 + (i % cw) * 64 / cw + frame as usize % 16) as u8).collect();
+    let v = (0..cw * ch).map(|i| (160 - (i / cw) * 64 / ch) as u8).collect();
+    I420Frame::from_planes(geometry, y, u, v).expect("test picture planes")
+}
+
+/// One frame as the test sender sent it.
+#[derive(Debug, Clone)]
+pub struct SentFrame {
+    pub frame: FrameNo,
+    pub payloads: Vec<Vec<u8>>,
+    /// Indexes of payloads deliberately not sent.
+    pub dropped: Vec<u16>,
+    pub bytes: usize,
+}
+
+impl SentFrame {
+    /// The payloads that went out, in order.
+    pub fn delivered(&self) -> impl Iterator<Item = &Vec<u8>> {
+        self.payloads.iter().filter(|p| PayloadHeader::parse(p).is_ok_and(|h| !self.dropped.contains(&h.payload_index)))
+    }
+}
+
+/// A sender PC in miniature: codec encoder plus transport sender on a real UDP socket.
+#[derive(Debug)]
+pub struct TestSender {
+    socket: PeerSocket,
+    sender: Sender,
+    encoder: Encoder,
+    geometry: FrameGeometry,
+    next_frame: u64,
+    interval: Duration,
+    buf: Vec<u8>,
+}
+
+impl TestSender {
+    pub fn new(local_port: u16, receiver_port: u16, geometry: FrameGeometry) -> TestSender {
+        let local = SocketAddr::from((Ipv4Addr::LOCALHOST, local_port));
+        let peer = SocketAddr::from((Ipv4Addr::LOCALHOST, receiver_port));
+        let socket = PeerSocket::bind(local, peer, SocketBuffers::default()).expect("bind the test sender");
+        let sender = Sender::new(TransportConfig::default(), 7, Instant::now()).expect("transport sender");
+        let encoder = Encoder::new(EncoderConfig::new(geometry)).expect("encoder");
+        let interval = TransportConfig::default().frame_interval;
+        TestSender { socket, sender, encoder, geometry, next_frame: 1, interval, buf: vec![0; RECV_BUFFER_LEN] }
+    }
+
+    pub fn geometry(&self) -> FrameGeometry {
+        self.geometry
+    }
+
+    /// The quality net-rx's feedback asks for (the transport's fallback while there is none).
+    pub fn requested_quality(&self) -> Quality {
+        self.sender.requested_quality(Instant::now())
+    }
+
+    /// Encodes `picture` at `quality`, sends it paced over the next frame interval while taking
+    /// in feedback, and leaves out the payloads `drop(payload_index)` picks.
+    pub fn send_frame(&mut self, picture: &I420Frame, quality: Quality, drop: impl Fn(u16) -> bool) -> SentFrame {
+        let frame = FrameNo(self.next_frame);
+        self.next_frame += 1;
+        let mut sink = PayloadSink::new();
+        self.encoder.encode(frame, picture.view(), QualitySpec::Uniform(quality), &mut sink).expect("encode");
+        let payloads: Vec<Vec<u8>> = sink.iter().map(<[u8]>::to_vec).collect();
+        let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+        let start = Instant::now();
+        self.sender.push_frame(start, frame, start, &refs).expect("queue the frame");
+        let mut dropped = Vec::new();
+        self.pump_until(start + self.interval, |contents| {
+            let index = RtpPacket::parse(contents)
+                .ok()
+                .and_then(|p| PayloadHeader::parse(p.payload).ok())
+                .map(|h| h.payload_index);
+            match index {
+                Some(i) if drop(i) => {
+                    dropped.push(i);
+                    false
+                }
+                _ => true,
+            }
+        });
+        SentFrame { frame, bytes: payloads.iter().map(Vec::len).sum(), payloads, dropped }
+    }
+
+    /// Sends what is due and takes in feedback until `deadline`; `keep_media` may veto media.
+    fn pump_until(&mut self, deadline: Instant, mut keep_media: impl FnMut(&[u8]) -> bool) {
+        loop {
+            let now = Instant::now();
+            while let Some(t) = self.sender.poll_transmit(now) {
+                if t.kind == TransmitKind::Media && !keep_media(&t.contents) {
+                    continue;
+                }
+                // The receiver may be restarting (ICMP unreachable): that is what the test is about.
+                let _ = self.socket.send(&t);
+            }
+            if now >= deadline {
+                return;
+            }
+            let wake = self.sender.poll_timeout().map_or(deadline, |t| t.min(deadline));
+            let wait = wake.saturating_duration_since(Instant::now()).max(Duration::from_micros(200));
+            if let Ok(Some(len)) = self.socket.recv(&mut self.buf, wait) {
+                self.sender.handle_datagram(Instant::now(), &self.buf[..len]);
+            }
+        }
+    }
+
+    /// Keeps the stream's control traffic going without media for `duration`.
+    pub fn idle(&mut self, duration: Duration) {
+        self.pump_until(Instant::now() + duration, |_| true);
+    }
+}
+
+/// Pictures of a Y4M stream written by the display, with the frame number each is tagged with.
+pub fn read_tagged_y4m(path: &Path) -> Vec<(FrameNo, I420Frame)> {
+    let bytes = std::fs::read(path).expect("read the Y4M output");
+    let header_end = bytes.iter().position(|&b| b == b'\n').expect("Y4M header line");
+    let header = String::from_utf8_lossy(&bytes[..header_end]).into_owned();
+    let param = |p: char| -> usize {
+        header.split_whitespace().find_map(|f| f.strip_prefix(p)).and_then(|v| v.parse().ok()).expect("W and H")
+    };
+    let geometry = FrameGeometry::new(param('W'), param('H')).expect("canvas geometry");
+    let (luma, chroma) = (geometry.luma_len(), geometry.chroma_len());
+    let mut pictures = Vec::new();
+    let mut at = header_end + 1;
+    while let Some(line_len) = bytes[at..].iter().position(|&b| b == b'\n') {
+        let line = String::from_utf8_lossy(&bytes[at..at + line_len]).into_owned();
+        let frame = keymash_present::frame_tag(&line).expect("tagged FRAME line");
+        let data = at + line_len + 1;
+        if bytes.len() < data + luma + 2 * chroma {
+            break; // the display is still writing this one
+        }
+        let plane = |from: usize, len: usize| bytes[from..from + len].to_vec();
+        let picture = I420Frame::from_planes(geometry, plane(data, luma), plane(data + luma, chroma), plane(data + luma + chroma, chroma))
+            .expect("Y4M picture");
+        pictures.push((frame, picture));
+        at = data + luma + 2 * chroma;
+    }
+    pictures
+}
+
+/// Cuts the picture out of a headless canvas (`border` on every side).
+pub fn crop_picture(canvas: &I420Frame, border: usize, geometry: FrameGeometry) -> I420Frame {
+    let cg = canvas.geometry();
+    let cut = |plane: &[u8], stride: usize, w: usize, h: usize, off: usize| -> Vec<u8> {
+        (0..h).flat_map(|r| plane[(r + off) * stride + off..(r + off) * stride + off + w].to_vec()).collect()
+    };
+    I420Frame::from_planes(
+        geometry,
+        cut(canvas.y(), cg.width(), geometry.width(), geometry.height(), border),
+        cut(canvas.u(), cg.chroma_width(), geometry.chroma_width(), geometry.chroma_height(), border / 2),
+        cut(canvas.v(), cg.chroma_width(), geometry.chroma_width(), geometry.chroma_height(), border / 2),
+    )
+    .expect("cropped picture")
+}
+
+/// Raster indexes of the macroblocks in which two pictures differ at all.
+pub fn differing_macroblocks(a: &I420Frame, b: &I420Frame) -> Vec<usize> {
+    let g = a.geometry();
+    (0..g.mb_count())
+        .filter(|&mb| {
+            let (mx, my) = (mb % g.mb_cols(), mb / g.mb_cols());
+            let luma = (0..16).any(|r| {
+                let start = (my * 16 + r) * g.width() + mx * 16;
+                a.y()[start..start + 16] != b.y()[start..start + 16]
+            });
+            let chroma = (0..8).any(|r| {
+                let start = (my * 8 + r) * g.chroma_width() + mx * 8;
+                a.u()[start..start + 8] != b.u()[start..start + 8] || a.v()[start..start + 8] != b.v()[start..start + 8]
+            });
+            luma || chroma
+        })
+        .collect()
+}
+
+/// Raster indexes of the macroblocks a payload carries.
+pub fn payload_macroblocks(payload: &[u8], geometry: FrameGeometry) -> Vec<usize> {
+    let h = PayloadHeader::parse(payload).expect("payload header");
+    (0..usize::from(h.mb_count)).map(|i| h.macroblock_position(i, geometry.mb_count())).collect()
+}
