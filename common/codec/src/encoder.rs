@@ -381,7 +381,9 @@ fn encode_unit(ctx: &FrameContext<'_>, plan: UnitPlan, unit: &mut UnitOutput) {
             let mut keep = 62u32;
             loop {
                 let bits = write_macroblock(&mut w, &mb, keep, &mut p.state);
-                if w.bit_len() - p.start * 8 <= limit_bits || keep == 0 {
+                let fits = w.bit_len() - p.start * 8 <= limit_bits;
+                debug_assert!(fits || keep > 0, "a DC-only macroblock must fit MIN_MAX_PAYLOAD");
+                if fits || keep == 0 {
                     p.mb_count += 1;
                     unit.stats.syntax += bits;
                     unit.stats.macroblocks += 1;
