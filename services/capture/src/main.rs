@@ -1,14 +1,31 @@
-//! keymash-capture: Captures frames (V4L2 webcam, synthetic scene or Y4M file) into the raw-frame ring.
+//! keymash-capture: captures frames (V4L2 webcam, synthetic scene or Y4M file) into the
+//! raw-frame ring as I420 with CLOCK_MONOTONIC capture timestamps.
 //!
-//! This build does not contain the stage's work yet (the sender issue adds it): the binary runs
-//! under systemd like every other stage (config, READY, watchdog, clean SIGTERM) and says plainly
-//! in its status that it is idle, so the pipeline's supervision can be exercised end to end.
+//! Frame numbers are the raw ring's sequence numbers, so they continue across restarts. The
+//! webcam source starts READY even without a camera and keeps retrying with backoff (said in
+//! STATUS), so the pipeline stays up while someone finds the USB cable.
 #![forbid(unsafe_code)]
 
-use std::process::ExitCode;
+mod v4l2;
+mod y4m_loop;
 
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
 use clap::Parser;
-use keymash_service::ServiceArgs;
+use keymash_codec::{FrameGeometry, I420Frame};
+use keymash_core::config::{CaptureSource, Config};
+use keymash_core::pipeline::{Service, RAW_FRAMES};
+use keymash_core::FrameNo;
+use keymash_media::negotiate::CameraMode;
+use keymash_media::{rings, RawFrameInfo, SyntheticScene};
+use keymash_service::stats::{permissions, segment_id};
+use keymash_service::{Lifecycle, ServiceArgs, StatsPublisher};
+use keymash_shm::{monotonic_now_ns, FrameMeta, RingWriter};
+
+use crate::v4l2::{Camera, CameraEvent};
+use crate::y4m_loop::Y4mLoop;
 
 #[derive(Debug, Parser)]
 #[command(version, about = "Captures frames (V4L2 webcam, synthetic scene or Y4M file) into the raw-frame ring.")]
@@ -19,9 +36,113 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    keymash_service::run("keymash-capture", &args.service, |lifecycle, _config| {
-        lifecycle.ready("idle: this build has no capture stage yet");
-        lifecycle.wait_for_stop();
-        Ok(())
-    })
+    keymash_service::run("keymash-capture", &args.service, run)
 }
+
+/// Where frames come from.
+enum Source {
+    /// Generated on a clock at `video.fps`.
+    Synthetic(SyntheticScene),
+    /// Read from a file on a clock at `video.fps`.
+    Y4m(Y4mLoop),
+    /// Paced by the camera.
+    Camera(Camera),
+}
+
+fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
+    let video = &config.video;
+    let geometry = FrameGeometry::new(video.width as usize, video.height as usize)
+        .context("`video.width`/`video.height` do not give a frame the codec can code")?;
+    let ring_geometry = rings::frame_ring(video)?;
+    let (mut ring, attach) = RingWriter::open(&segment_id(&config, RAW_FRAMES)?, ring_geometry, permissions(&config))
+        .context("cannot open the raw-frame ring")?;
+    let mut stats = StatsPublisher::open(&config, Service::Capture, "frames", monotonic_now_ns())?;
+    let mut source = match &config.capture.source {
+        CaptureSource::Synthetic => Source::Synthetic(SyntheticScene::new(geometry, u64::from(std::process::id()))),
+        CaptureSource::Y4m(path) => Source::Y4m(Y4mLoop::open(path, geometry)?),
+        CaptureSource::V4l2 => Source::Camera(Camera::new(
+            &config.capture.device,
+            CameraMode { width: video.width, height: video.height, fps: video.fps },
+            geometry,
+        )),
+    };
+    let source_name = String::from(config.capture.source.clone());
+    lifecycle.ready(&format!(
+        "capturing {source_name} at {geometry} {} fps into {RAW_FRAMES} ({:?}, next frame #{})",
+        video.fps, attach.attach, attach.next_seq
+    ));
+
+    let interval_ns = 1_000_000_000 / u64::from(video.fps.max(1));
+    let mut next_due_ns = monotonic_now_ns();
+    let mut frame = I420Frame::grey(geometry);
+    let mut last_publish = Instant::now();
+    let mut frames_since_publish = 0u64;
+    while !lifecycle.stop_requested() {
+        let captured = match &mut source {
+            Source::Synthetic(_) | Source::Y4m(_) => {
+                // A clocked source: sleep until the frame is due, in bounded steps.
+                let now = monotonic_now_ns();
+                if now < next_due_ns {
+                    std::thread::sleep(Duration::from_nanos(next_due_ns - now).min(Lifecycle::MAX_WAIT));
+                    None
+                } else {
+                    // Late by more than a frame (the machine stalled): skip ahead, do not burst.
+                    next_due_ns = if now - next_due_ns > interval_ns { now + interval_ns } else { next_due_ns + interval_ns };
+                    let frame_no = FrameNo(ring.next_seq());
+                    match &mut source {
+                        Source::Synthetic(scene) => {
+                            scene.render(frame_no, now, &mut frame);
+                        }
+                        Source::Y4m(file) => file.next_frame(&mut frame)?,
+                        Source::Camera(_) => {}
+                    }
+                    Some(now)
+                }
+            }
+            Source::Camera(camera) => match camera.poll(monotonic_now_ns, &mut frame) {
+                CameraEvent::Frame { capture_ns } => Some(capture_ns),
+                CameraEvent::Idle => None,
+            },
+        };
+        if let Some(capture_ns) = captured {
+            let frame_no = FrameNo(ring.next_seq());
+            let info = RawFrameInfo { width: video.width, height: video.height, capture_frame: frame_no };
+            let meta = FrameMeta::new(frame_no, capture_ns).with_words(info.words());
+            let mut slot = ring.begin();
+            let payload = slot.payload_mut();
+            let (y_len, c_len) = (frame.y().len(), frame.u().len());
+            payload[..y_len].copy_from_slice(frame.y());
+            payload[y_len..y_len + c_len].copy_from_slice(frame.u());
+            payload[y_len + c_len..y_len + 2 * c_len].copy_from_slice(frame.v());
+            slot.commit(y_len + 2 * c_len, &meta)?;
+            stats.count("frames", 1);
+            frames_since_publish += 1;
+        } else {
+            ring.heartbeat();
+        }
+        let now = Instant::now();
+        lifecycle.progress(now);
+        let elapsed = now.duration_since(last_publish);
+        if elapsed >= Duration::from_millis(500) {
+            last_publish = now;
+            let now_ns = monotonic_now_ns();
+            let detail = match &source {
+                Source::Synthetic(_) => "synthetic scene".to_owned(),
+                Source::Y4m(file) => format!("{source_name}, loop {}", file.loops() + 1),
+                Source::Camera(camera) => {
+                    stats.set_count("reconnects", camera.reconnects());
+                    stats.gauge("camera_open", if camera.is_open() { 1.0 } else { 0.0 });
+                    camera.status(now_ns)
+                }
+            };
+            stats.publish(now_ns);
+            let rate = frames_since_publish as f64 / elapsed.as_secs_f64();
+            frames_since_publish = 0;
+            let line = format!("{rate:.1} fps, frame #{}; {detail}", ring.next_seq());
+            stats.set_status_line(&line);
+            lifecycle.status(now, &line);
+        }
+    }
+    Ok(())
+}
+

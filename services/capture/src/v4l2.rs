@@ -1,0 +1,261 @@
+//! The webcam through Video4Linux2 (the `v4l` crate): device discovery, YUYV negotiation (the
+//! decision itself is `keymash_media::negotiate`, unit-tested there), streaming with a poll
+//! timeout, and recovery from unplug and replug with backoff.
+//!
+//! Untested on real hardware in CI (no camera there); see the README.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use keymash_codec::{yuyv_to_i420, FrameGeometry, I420Frame};
+use keymash_media::negotiate::{
+    fourcc_text, negotiate_yuyv, CameraMode, FrameInterval, Negotiated, OfferedFormat, OfferedSizes, YUYV,
+};
+use keymash_media::Backoff;
+use v4l::buffer::Type;
+use v4l::frameinterval::FrameIntervalEnum;
+use v4l::framesize::FrameSizeEnum;
+use v4l::io::mmap::Stream;
+use v4l::io::traits::CaptureStream;
+use v4l::video::capture::Parameters;
+use v4l::video::Capture;
+use v4l::{Device, FourCC, Fraction};
+
+/// Driver buffers: enough to absorb a late reader without adding much latency.
+const BUFFERS: u32 = 4;
+/// How long one wait for a frame may block (the loop must check for SIGTERM and the watchdog).
+const POLL_TIMEOUT: Duration = Duration::from_millis(200);
+/// A camera that delivers nothing for this long counts as gone (unplugged or wedged).
+const STALL_NS: u64 = 2_000_000_000;
+const RETRY_FIRST_NS: u64 = 500_000_000;
+const RETRY_MAX_NS: u64 = 8_000_000_000;
+
+/// An open, streaming camera.
+struct Open {
+    // Field order matters: the stream must be dropped (buffers unmapped) before the device.
+    stream: Stream<'static>,
+    _device: Device,
+    path: PathBuf,
+    negotiated: Negotiated,
+    last_frame_ns: u64,
+}
+
+/// A camera that may come and go.
+pub struct Camera {
+    configured_device: String,
+    mode: CameraMode,
+    geometry: FrameGeometry,
+    open: Option<Open>,
+    backoff: Backoff,
+    retry_at_ns: u64,
+    last_error: Option<String>,
+    reconnects: u64,
+}
+
+impl std::fmt::Debug for Camera {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Camera").field("device", &self.configured_device).field("open", &self.open.is_some()).finish()
+    }
+}
+
+/// What one call of [`Camera::poll`] produced.
+pub enum CameraEvent {
+    /// A frame was converted into the caller's buffer, captured at `capture_ns`.
+    Frame { capture_ns: u64 },
+    /// Nothing within the poll timeout (or waiting to retry).
+    Idle,
+}
+
+impl Camera {
+    pub fn new(configured_device: &str, mode: CameraMode, geometry: FrameGeometry) -> Self {
+        Camera {
+            configured_device: configured_device.to_owned(),
+            mode,
+            geometry,
+            open: None,
+            backoff: Backoff::new(RETRY_FIRST_NS, RETRY_MAX_NS),
+            retry_at_ns: 0,
+            last_error: None,
+            reconnects: 0,
+        }
+    }
+
+    /// One line for STATUS: what is negotiated, or why there is no camera and when the retry is.
+    pub fn status(&self, now_ns: u64) -> String {
+        match &self.open {
+            Some(open) => format!("{} {}", open.path.display(), open.negotiated),
+            None => format!(
+                "no camera ({}), retry {} in {:.1} s",
+                self.last_error.as_deref().unwrap_or("not opened yet"),
+                self.backoff.failures() + 1,
+                self.retry_at_ns.saturating_sub(now_ns) as f64 / 1e9
+            ),
+        }
+    }
+
+    pub fn reconnects(&self) -> u64 {
+        self.reconnects
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.open.is_some()
+    }
+
+    /// Waits up to the poll timeout for a frame and converts it into `out`; (re)opens the
+    /// device when a retry is due; closes it on errors or a stall. Never fails: a missing camera
+    /// is a state the service reports, not a reason to exit.
+    pub fn poll(&mut self, now_ns: impl Fn() -> u64, out: &mut I420Frame) -> CameraEvent {
+        if self.open.is_none() {
+            if now_ns() < self.retry_at_ns {
+                std::thread::sleep(POLL_TIMEOUT.min(Duration::from_nanos(self.retry_at_ns - now_ns())));
+                return CameraEvent::Idle;
+            }
+            match self.try_open(now_ns()) {
+                Ok(open) => {
+                    log::info!("camera {} streaming {}", open.path.display(), open.negotiated);
+                    if self.last_error.is_some() {
+                        self.reconnects += 1;
+                    }
+                    self.open = Some(open);
+                    self.backoff.succeeded();
+                    self.last_error = None;
+                }
+                Err(e) => {
+                    self.fail(now_ns(), format!("{e:#}"));
+                    return CameraEvent::Idle;
+                }
+            }
+        }
+        let Some(open) = self.open.as_mut() else { return CameraEvent::Idle };
+        let geometry = self.geometry;
+        let result = match open.stream.next() {
+            Ok((buffer, meta)) => {
+                let used = (meta.bytesused as usize).min(buffer.len());
+                let now = now_ns();
+                let capture_ns = driver_timestamp_ns(meta.timestamp.sec as i64, meta.timestamp.usec as i64)
+                    .filter(|&t| t <= now && now - t < 1_000_000_000)
+                    .unwrap_or(now);
+                yuyv_to_i420(&buffer[..used], geometry, out)
+                    .map(|()| capture_ns)
+                    .map_err(|e| format!("bad frame from the driver: {e}"))
+            }
+            // The poll timeout surfaces as an error of kind TimedOut.
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => Err(String::new()),
+            Err(e) => Err(format!("stream error: {e}")),
+        };
+        match result {
+            Ok(capture_ns) => {
+                open.last_frame_ns = capture_ns;
+                CameraEvent::Frame { capture_ns }
+            }
+            Err(reason) if reason.is_empty() => {
+                let now = now_ns();
+                if now.saturating_sub(open.last_frame_ns) > STALL_NS {
+                    self.fail(now, format!("no frame for {} s", STALL_NS / 1_000_000_000));
+                }
+                CameraEvent::Idle
+            }
+            Err(reason) => {
+                self.fail(now_ns(), reason);
+                CameraEvent::Idle
+            }
+        }
+    }
+
+    fn fail(&mut self, now_ns: u64, reason: String) {
+        if self.open.take().is_some() || self.last_error.as_deref() != Some(reason.as_str()) {
+            log::warn!("camera: {reason}; retrying with backoff");
+        }
+        self.retry_at_ns = self.backoff.failed(now_ns);
+        self.last_error = Some(reason);
+    }
+
+    fn try_open(&self, now_ns: u64) -> anyhow::Result<Open> {
+        let path = self.device_path()?;
+        let device = Device::with_path(&path).with_context(|| format!("cannot open {}", path.display()))?;
+        let offered = offered_formats(&device).with_context(|| format!("cannot list formats of {}", path.display()))?;
+        let negotiated = negotiate_yuyv(&offered, self.mode)?;
+        let mut format = device.format()?;
+        format.width = negotiated.width;
+        format.height = negotiated.height;
+        format.fourcc = FourCC::new(&YUYV);
+        let applied = device.set_format(&format)?;
+        negotiated.check_applied(applied.fourcc.repr, applied.width, applied.height)?;
+        let mut negotiated = negotiated;
+        if let Some(interval) = negotiated.interval {
+            let params = device.set_params(&Parameters::new(Fraction::new(interval.numerator, interval.denominator)))?;
+            // Report what the driver really set, which may differ from what was asked.
+            negotiated.interval = Some(FrameInterval {
+                numerator: params.interval.numerator,
+                denominator: params.interval.denominator,
+            });
+        }
+        let mut stream = Stream::with_buffers(&device, Type::VideoCapture, BUFFERS)?;
+        stream.set_timeout(POLL_TIMEOUT);
+        Ok(Open { stream, _device: device, path, negotiated, last_frame_ns: now_ns })
+    }
+
+    /// The configured device, or the first `/dev/video*` that can capture video.
+    fn device_path(&self) -> anyhow::Result<PathBuf> {
+        if !self.configured_device.is_empty() {
+            return Ok(PathBuf::from(&self.configured_device));
+        }
+        let mut nodes = v4l::context::enum_devices();
+        nodes.sort_by_key(|n| n.index());
+        for node in nodes {
+            let Ok(device) = Device::with_path(node.path()) else { continue };
+            if let Ok(caps) = device.query_caps() {
+                if caps.capabilities.contains(v4l::capability::Flags::VIDEO_CAPTURE) {
+                    return Ok(node.path().to_path_buf());
+                }
+            }
+        }
+        bail!("no video capture device found (set `capture.device`)")
+    }
+}
+
+/// What the device offers, in the pure negotiation's terms.
+fn offered_formats(device: &Device) -> std::io::Result<Vec<OfferedFormat>> {
+    let mut offered = Vec::new();
+    for description in device.enum_formats()? {
+        let fourcc = description.fourcc;
+        let mut discrete = Vec::new();
+        let mut stepwise = None;
+        for size in device.enum_framesizes(fourcc)? {
+            match size.size {
+                FrameSizeEnum::Discrete(d) => {
+                    let intervals = device
+                        .enum_frameintervals(fourcc, d.width, d.height)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter_map(|i| match i.interval {
+                            FrameIntervalEnum::Discrete(f) => {
+                                Some(FrameInterval { numerator: f.numerator, denominator: f.denominator })
+                            }
+                            FrameIntervalEnum::Stepwise(_) => None,
+                        })
+                        .collect();
+                    discrete.push((d.width, d.height, intervals));
+                }
+                FrameSizeEnum::Stepwise(s) => {
+                    stepwise = Some(OfferedSizes::Stepwise {
+                        min: (s.min_width, s.min_height),
+                        max: (s.max_width, s.max_height),
+                        step: (s.step_width, s.step_height),
+                    });
+                }
+            }
+        }
+        let sizes = stepwise.unwrap_or(OfferedSizes::Discrete(discrete));
+        log::debug!("device offers {}", fourcc_text(fourcc.repr));
+        offered.push(OfferedFormat { fourcc: fourcc.repr, sizes });
+    }
+    Ok(offered)
+}
+
+/// A driver timestamp (struct timeval; CLOCK_MONOTONIC for UVC cameras) in nanoseconds.
+fn driver_timestamp_ns(sec: i64, usec: i64) -> Option<u64> {
+    let ns = sec.checked_mul(1_000_000_000)?.checked_add(usec.checked_mul(1_000)?)?;
+    u64::try_from(ns).ok().filter(|&ns| ns > 0)
+}
