@@ -27,6 +27,27 @@ pub fn service_binary(name: &str) -> PathBuf {
     path
 }
 
+/// A service started by [`ReceiverSetup::start`]: the process (killed on drop) and the notify
+/// socket it keeps talking to (WATCHDOG, STATUS) for as long as it runs.
+#[derive(Debug)]
+pub struct RunningService {
+    pub child: ChildGuard,
+    _notify: NotifySocket,
+}
+
+impl std::ops::Deref for RunningService {
+    type Target = ChildGuard;
+    fn deref(&self) -> &ChildGuard {
+        &self.child
+    }
+}
+
+impl std::ops::DerefMut for RunningService {
+    fn deref_mut(&mut self) -> &mut ChildGuard {
+        &mut self.child
+    }
+}
+
 /// A UDP port free right now on loopback (the kernel picks it; the socket is closed again).
 pub fn free_udp_port() -> u16 {
     let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind an ephemeral port");
@@ -68,19 +89,25 @@ impl ReceiverSetup {
     }
 
     /// Starts `binary` with this configuration and waits for its READY=1.
-    pub fn start(&self, binary: &str) -> ChildGuard {
+    pub fn start(&self, binary: &str) -> RunningService {
+        self.start_with_env(binary, &[])
+    }
+
+    /// [`ReceiverSetup::start`] with extra environment variables (`DISPLAY`, `SDL_VIDEODRIVER`).
+    pub fn start_with_env(&self, binary: &str, env: &[(&str, &str)]) -> RunningService {
         let notify = NotifySocket::bind().expect("notify socket");
         let (key, value) = notify.env();
-        let mut child = ChildGuard::spawn(
-            binary,
-            Command::new(service_binary(binary)).arg("--config").arg(&self.config).env(key, value).stdin(Stdio::null()),
-        )
-        .expect("start the service");
+        let mut command = Command::new(service_binary(binary));
+        command.arg("--config").arg(&self.config).env(key, value).stdin(Stdio::null());
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut child = ChildGuard::spawn(binary, &mut command).expect("start the service");
         if let Err(e) = notify.wait_ready(Duration::from_secs(10)) {
             let status = child.try_wait();
             panic!("{binary} did not become ready: {e} (exit: {status:?})");
         }
-        child
+        RunningService { child, _notify: notify }
     }
 
     pub fn segment(&self, name: &str) -> SegmentId {
@@ -222,6 +249,19 @@ impl TestSender {
                 self.sender.handle_datagram(Instant::now(), &self.buf[..len]);
             }
         }
+    }
+
+    /// Streams test pictures for `duration`, each at the quality the receiver asks for (as the
+    /// real encoder does), and returns what was sent.
+    pub fn stream_at_requested_quality(&mut self, duration: Duration) -> Vec<SentFrame> {
+        let until = Instant::now() + duration;
+        let mut sent = Vec::new();
+        while Instant::now() < until {
+            let picture = test_picture(self.geometry, self.next_frame);
+            let quality = self.requested_quality();
+            sent.push(self.send_frame(&picture, quality, |_| false));
+        }
+        sent
     }
 
     /// Keeps the stream's control traffic going without media for `duration`.
