@@ -13,6 +13,7 @@
 //! - [`framing`]: one encoded frame's payloads packed into one payload-ring slot.
 //! - [`rings`]: the shapes of the raw, delayed and payload rings.
 //! - [`backoff`]: retry timing for a camera that went away.
+//! - [`transport_settings`]: the transport settings from `[transport]`, `video.fps`, `codec.quality`.
 //! - [`percentile`]: p50/p99 over a sliding window, for encode time and latency statistics.
 #![forbid(unsafe_code)]
 
@@ -28,6 +29,7 @@ pub mod rings;
 pub mod scene;
 pub mod schedule;
 pub mod stamp;
+pub mod transport_settings;
 
 pub use backoff::Backoff;
 pub use card::render_countdown;
@@ -39,3 +41,4 @@ pub use raw::{RawFrameInfo, RawFrameInfoError};
 pub use scene::SyntheticScene;
 pub use schedule::{DelaySchedule, HeldFrames, Release};
 pub use stamp::{draw_stamp, read_stamp, Stamp};
+pub use transport_settings::{transport_settings, TransportSettingsError};
