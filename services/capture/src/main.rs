@@ -71,6 +71,7 @@ fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
         "capturing {source_name} at {geometry} {} fps into {RAW_FRAMES} ({:?}, next frame #{})",
         video.fps, attach.attach, attach.next_seq
     ));
+    stats.set_state(keymash_shm::ServiceState::Running);
 
     let interval_ns = 1_000_000_000 / u64::from(video.fps.max(1));
     let mut next_due_ns = monotonic_now_ns();
@@ -143,6 +144,8 @@ fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
             lifecycle.status(now, &line);
         }
     }
+    stats.set_state(keymash_shm::ServiceState::Stopping);
+    stats.publish(monotonic_now_ns());
     Ok(())
 }
 

@@ -109,6 +109,7 @@ fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
         hold_attach.attach,
         held_at_start.end - held_at_start.start,
     ));
+    stats.set_state(keymash_shm::ServiceState::Running);
 
     let mut card = I420Frame::grey(geometry);
     let mut last_card_ns = 0u64;
@@ -171,7 +172,10 @@ fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
         // 2. Take in what capture wrote, sleeping on the raw ring until then.
         if raw.is_none() {
             match RingReader::open(&raw_id) {
-                Ok(reader) => raw = Some(reader),
+                Ok(mut reader) => {
+                    resume_after_held(&mut reader, &hold_reader);
+                    raw = Some(reader);
+                }
                 Err(OpenError::NotFound { .. } | OpenError::NotReady { .. }) => {}
                 Err(e) => log::warn!("{e}"),
             }
@@ -225,6 +229,8 @@ fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
             lifecycle.status(now, &line);
         }
     }
+    stats.set_state(keymash_shm::ServiceState::Stopping);
+    stats.publish(monotonic_now_ns());
     Ok(())
 }
 
@@ -263,6 +269,25 @@ fn take_in(
             }
         },
         Err(_) => Ok(false),
+    }
+}
+
+/// Positions a freshly opened raw reader at the first frame not yet held, so frames captured
+/// while this process was down (still in the raw ring) are taken in rather than skipped.
+fn resume_after_held(raw: &mut RingReader, hold: &RingReader) {
+    let Some(newest_held) = hold
+        .retained()
+        .end
+        .checked_sub(1)
+        .and_then(|s| hold.read_seq_with(s, |meta, _| meta.capture_ns()).ok())
+    else {
+        return;
+    };
+    let first_new = raw
+        .retained()
+        .find(|&seq| raw.read_seq_with(seq, |meta, _| meta.capture_ns() > newest_held).unwrap_or(false));
+    if let Some(seq) = first_new {
+        raw.seek(seq);
     }
 }
 

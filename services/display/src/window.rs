@@ -44,12 +44,19 @@ impl Screen {
         sdl2::hint::set("SDL_RENDER_SCALE_QUALITY", "1");
         let sdl = sdl2::init().map_err(|e| anyhow!("SDL: {e}"))?;
         let video = sdl.video().map_err(|e| anyhow!("SDL video (is there a display? SDL_VIDEODRIVER=kmsdrm on a console): {e}"))?;
-        let (w, h) = windowed_size(picture, border);
-        let mut builder = video.window("keymash", w, h);
-        builder.position_centered();
-        if fullscreen {
-            builder.fullscreen_desktop();
-        }
+        let builder = if fullscreen {
+            // Sized and placed to cover the screen even before (or without) a window manager
+            // honouring the fullscreen request: a kiosk X server often runs none.
+            let bounds = video.display_bounds(0).map_err(|e| anyhow!("SDL display bounds: {e}"))?;
+            let mut b = video.window("keymash", bounds.width(), bounds.height());
+            b.position(bounds.x(), bounds.y()).borderless().fullscreen_desktop();
+            b
+        } else {
+            let (w, h) = windowed_size(picture, border);
+            let mut b = video.window("keymash", w, h);
+            b.position_centered();
+            b
+        };
         let window = builder.build().context("opening the SDL window")?;
         let canvas = window.into_canvas().present_vsync().build().context("creating the SDL renderer")?;
         let events = sdl.event_pump().map_err(|e| anyhow!("SDL events: {e}"))?;
@@ -73,6 +80,8 @@ pub struct WindowOutput<'t> {
     border: u32,
     /// The picture's luma with the HUD stamped on (the decoder's frame stays untouched).
     hud_luma: Vec<u8>,
+    /// Whether the texture holds a picture yet (a fresh one holds undefined pixels).
+    uploaded: bool,
 }
 
 impl std::fmt::Debug for WindowOutput<'_> {
@@ -86,7 +95,7 @@ impl<'t> WindowOutput<'t> {
         let texture = creator
             .create_texture_streaming(PixelFormatEnum::IYUV, picture.width() as u32, picture.height() as u32)
             .context("creating the IYUV texture")?;
-        Ok(WindowOutput { screen, texture, picture, border, hud_luma: Vec::new() })
+        Ok(WindowOutput { screen, texture, picture, border, hud_luma: Vec::new(), uploaded: false })
     }
 }
 
@@ -103,7 +112,8 @@ impl Output for WindowOutput<'_> {
             }
             None => frame.y(),
         };
-        if p.new_frame || p.hud.is_some() {
+        if p.new_frame || p.hud.is_some() || !self.uploaded {
+            self.uploaded = true;
             self.texture
                 .update_yuv(None, luma, g.width(), frame.u(), g.chroma_width(), frame.v(), g.chroma_width())
                 .context("uploading the picture")?;

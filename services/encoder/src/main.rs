@@ -76,6 +76,7 @@ fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
         if encoder_config.threads == 0 { "per-core".to_owned() } else { encoder_config.threads.to_string() },
         config.codec.quality
     ));
+    stats.set_state(keymash_shm::ServiceState::Running);
 
     let fallback = config.codec.quality;
     let mut delayed: Option<RingReader> = None;
@@ -188,6 +189,8 @@ fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
             }
         }
     }
+    stats.set_state(keymash_shm::ServiceState::Stopping);
+    stats.publish(monotonic_now_ns());
     Ok(())
 }
 

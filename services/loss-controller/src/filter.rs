@@ -172,13 +172,20 @@ impl LossFilter {
     /// Runs the classifier once on `packet` (an Ethernet frame) without attaching it
     /// (BPF_PROG_TEST_RUN). Counters and the Gilbert-Elliott state change as for a real packet.
     pub fn test_run(&mut self, packet: &[u8]) -> Result<Verdict, FilterError> {
-        let options = TestRunOptions { data_in: Some(packet), ..TestRunOptions::default() };
+        self.test_run_timed(packet, 1).map(|(verdict, _)| verdict)
+    }
+
+    /// Runs the classifier `repeat` times on `packet` inside one BPF_PROG_TEST_RUN and returns
+    /// the verdict and the kernel-measured mean time per run (for benchmarks).
+    pub fn test_run_timed(&mut self, packet: &[u8], repeat: u32) -> Result<(Verdict, std::time::Duration), FilterError> {
+        let options = TestRunOptions { data_in: Some(packet), repeat, ..TestRunOptions::default() };
         let result = self.program()?.test_run(options).map_err(FilterError::TestRun)?;
-        match result.return_value {
-            TC_ACT_OK => Ok(Verdict::Pass),
-            TC_ACT_SHOT => Ok(Verdict::Drop),
-            other => Err(FilterError::UnexpectedReturn(other)),
-        }
+        let verdict = match result.return_value {
+            TC_ACT_OK => Verdict::Pass,
+            TC_ACT_SHOT => Verdict::Drop,
+            other => return Err(FilterError::UnexpectedReturn(other)),
+        };
+        Ok((verdict, result.duration))
     }
 
     /// Cumulative run time and run count the kernel recorded for the program (only while
@@ -312,41 +319,71 @@ fn remove_clsact(interface: &str) -> Result<(), FilterError> {
     }
 }
 
-/// Reads the counters of a loss filter that another process loaded (the running controller's),
-/// given the kernel id of its program (as `tc filter show` and `bpftool prog` print it). Needs
-/// the privileges to open BPF objects by id (CAP_SYS_ADMIN): for tests and operator tools run
-/// as root, not for the controller itself.
-pub fn counters_of_program(program_id: u32) -> Result<LossCounters, FilterError> {
-    let map = map_of_program(program_id, COUNTERS_MAP)?;
-    let counters: PerCpuArray<MapData, CountersMapValue> = PerCpuArray::try_from(aya::maps::Map::PerCpuArray(map))
-        .map_err(|source| FilterError::Map { name: COUNTERS_MAP, source })?;
-    let per_cpu = counters.get(&ONLY_KEY, 0).map_err(|source| FilterError::Map { name: COUNTERS_MAP, source })?;
-    Ok(per_cpu.iter().copied().map(LossCounters::from_map_value).fold(LossCounters::default(), core::ops::Add::add))
+/// The maps of a loss filter that another process loaded (the running controller's), opened by
+/// the kernel id of its program (as `tc filter show` and `bpftool prog` print it). Opening BPF
+/// objects by id needs CAP_SYS_ADMIN: this is for tests, benchmarks and operator tools run as
+/// root, not for the controller itself.
+pub struct ForeignFilter {
+    config: Array<MapData, ConfigMapValue>,
+    counters: PerCpuArray<MapData, CountersMapValue>,
 }
 
-/// The config a loss filter loaded by another process applies now (see [`counters_of_program`]).
-pub fn config_of_program(program_id: u32) -> Result<LossConfigRecord, FilterError> {
-    let map = map_of_program(program_id, CONFIG_MAP)?;
-    let config: Array<MapData, ConfigMapValue> =
-        Array::try_from(aya::maps::Map::Array(map)).map_err(|source| FilterError::Map { name: CONFIG_MAP, source })?;
-    config
-        .get(&ONLY_KEY, 0)
-        .map(LossConfigRecord::from_map_value)
-        .map_err(|source| FilterError::Map { name: CONFIG_MAP, source })
-}
-
-/// The map called `name` of the loaded program `program_id`.
-fn map_of_program(program_id: u32, name: &'static str) -> Result<MapData, FilterError> {
-    let info = aya::programs::loaded_programs()
-        .filter_map(Result::ok)
-        .find(|p| p.id() == program_id)
-        .ok_or(FilterError::ProgramNotLoaded(program_id))?;
-    let map_ids = info.map_ids().map_err(FilterError::ProgramInfo)?.unwrap_or_default();
-    for map_id in map_ids {
-        let map = MapData::from_id(map_id).map_err(|source| FilterError::Map { name, source })?;
-        if map.info().ok().and_then(|i| i.name_as_str().map(|n| n == name)).unwrap_or(false) {
-            return Ok(map);
-        }
+impl std::fmt::Debug for ForeignFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ForeignFilter").finish_non_exhaustive()
     }
-    Err(FilterError::MapMissing(name))
+}
+
+impl ForeignFilter {
+    pub fn open(program_id: u32) -> Result<Self, FilterError> {
+        let info = aya::programs::loaded_programs()
+            .filter_map(Result::ok)
+            .find(|p| p.id() == program_id)
+            .ok_or(FilterError::ProgramNotLoaded(program_id))?;
+        let map_ids = info.map_ids().map_err(FilterError::ProgramInfo)?.unwrap_or_default();
+        let (mut config, mut counters) = (None, None);
+        for map_id in map_ids {
+            let map = MapData::from_id(map_id).map_err(|source| FilterError::Map { name: CONFIG_MAP, source })?;
+            let name = map.info().ok().and_then(|i| i.name_as_str().map(str::to_owned)).unwrap_or_default();
+            if name == CONFIG_MAP {
+                config = Some(
+                    Array::try_from(aya::maps::Map::Array(map))
+                        .map_err(|source| FilterError::Map { name: CONFIG_MAP, source })?,
+                );
+            } else if name == COUNTERS_MAP {
+                counters = Some(
+                    PerCpuArray::try_from(aya::maps::Map::PerCpuArray(map))
+                        .map_err(|source| FilterError::Map { name: COUNTERS_MAP, source })?,
+                );
+            }
+        }
+        Ok(ForeignFilter {
+            config: config.ok_or(FilterError::MapMissing(CONFIG_MAP))?,
+            counters: counters.ok_or(FilterError::MapMissing(COUNTERS_MAP))?,
+        })
+    }
+
+    /// The config the filter applies now (one map lookup).
+    pub fn config(&self) -> Result<LossConfigRecord, FilterError> {
+        self.config
+            .get(&ONLY_KEY, 0)
+            .map(LossConfigRecord::from_map_value)
+            .map_err(|source| FilterError::Map { name: CONFIG_MAP, source })
+    }
+
+    /// The filter's counters summed over CPUs.
+    pub fn counters(&self) -> Result<LossCounters, FilterError> {
+        let per_cpu = self.counters.get(&ONLY_KEY, 0).map_err(|source| FilterError::Map { name: COUNTERS_MAP, source })?;
+        Ok(per_cpu.iter().copied().map(LossCounters::from_map_value).fold(LossCounters::default(), core::ops::Add::add))
+    }
+}
+
+/// The counters of the loss filter whose program has kernel id `program_id` (see [`ForeignFilter`]).
+pub fn counters_of_program(program_id: u32) -> Result<LossCounters, FilterError> {
+    ForeignFilter::open(program_id)?.counters()
+}
+
+/// The config of the loss filter whose program has kernel id `program_id` (see [`ForeignFilter`]).
+pub fn config_of_program(program_id: u32) -> Result<LossConfigRecord, FilterError> {
+    ForeignFilter::open(program_id)?.config()
 }

@@ -13,7 +13,7 @@ use keymash_core::config::Config;
 use keymash_core::curves::LossCurve;
 use keymash_core::pipeline::{MASH_CELL, MashRecord, Service, stat};
 use keymash_loss_controller::cells::names;
-use keymash_loss_controller::filter::{config_of_program, counters_of_program};
+use keymash_loss_controller::filter::{ForeignFilter, counters_of_program};
 use keymash_shm::{CellReader, CellWriter, Permissions, SegmentId, SegmentName, ServiceStats, monotonic_now_ns};
 use keymash_tests::{NetnsPair, require_root};
 use support::{Controller, TestConfig, VIDEO_PORT, attached_program_ids, flow, send_paced, traffic_lock};
@@ -26,17 +26,14 @@ fn default_curve() -> LossCurve {
 }
 
 /// Polls the filter's config map until its drop fraction is `expected`; returns how long it took.
-fn wait_for_fraction(program_id: u32, expected: u32, since: Instant) -> Duration {
+fn wait_for_fraction(filter: &ForeignFilter, expected: u32, since: Instant) -> Duration {
     while since.elapsed() < Duration::from_secs(2) {
-        if config_of_program(program_id).unwrap().drop_fraction == expected {
+        if filter.config().unwrap().drop_fraction == expected {
             return since.elapsed();
         }
         std::hint::spin_loop();
     }
-    panic!(
-        "drop fraction stayed {} instead of {expected}",
-        config_of_program(program_id).unwrap().drop_fraction
-    );
+    panic!("drop fraction stayed {} instead of {expected}", filter.config().unwrap().drop_fraction);
 }
 
 #[test]
@@ -47,20 +44,20 @@ fn the_drop_probability_follows_the_mash_cell_through_the_curve() {
     let mash_id = SegmentId::new(config.shm_prefix(), SegmentName::new(MASH_CELL).unwrap());
     let (mut mash, _) = CellWriter::<MashRecord>::open(&mash_id, Permissions::OwnerOnly).unwrap();
     let controller = Controller::start_configured(pair.right.command(Controller::binary()), config, IFACE, &[]);
-    let program = attached_program_ids(&pair.right, IFACE)[0];
+    let program = ForeignFilter::open(attached_program_ids(&pair.right, IFACE)[0]).unwrap();
     let curve = default_curve();
 
     // Never stored yet: nobody is mashing, loss at rest.
     let at_rest = curve.drop_probability(MashLevel::IDLE).as_u32_fraction();
-    wait_for_fraction(program, at_rest, Instant::now());
+    wait_for_fraction(&program, at_rest, Instant::now());
 
     let mut latencies = Vec::new();
-    for level in [0.2, 0.5, 0.8, 1.0, 0.1, 0.0, 0.65] {
+    for level in [0.2, 0.5, 0.8, 0.1, 0.0, 0.65, 0.3] {
         let level = MashLevel::new(level).unwrap();
         let expected = curve.drop_probability(level).as_u32_fraction();
         let stored = Instant::now();
         mash.store(&MashRecord::new(level, 0, 0, monotonic_now_ns()));
-        latencies.push(wait_for_fraction(program, expected, stored));
+        latencies.push(wait_for_fraction(&program, expected, stored));
     }
     latencies.sort();
     eprintln!("mash cell store -> filter map: {latencies:?}");
@@ -70,7 +67,7 @@ fn the_drop_probability_follows_the_mash_cell_through_the_curve() {
     // A level that mash-input stopped refreshing counts as nobody mashing.
     let stale = monotonic_now_ns() - 3_000_000_000;
     mash.store(&MashRecord::new(MashLevel::FULL, 0, 0, stale));
-    wait_for_fraction(program, at_rest, Instant::now());
+    wait_for_fraction(&program, at_rest, Instant::now());
     drop(controller);
 }
 

@@ -86,6 +86,7 @@ fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
         if settings.nack { "on" } else { "off" },
         settings.frame_spread.as_secs_f64() * 1e3
     ));
+    stats.set_state(keymash_shm::ServiceState::Running);
 
     let mut reader: Option<RingReader> = None;
     let mut datagram = vec![0u8; RECV_BUFFER_LEN];
@@ -231,6 +232,8 @@ fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
             lifecycle.status(now, &line);
         }
     }
+    stats.set_state(keymash_shm::ServiceState::Stopping);
+    stats.publish(monotonic_now_ns());
     Ok(())
 }
 
