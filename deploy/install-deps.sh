@@ -11,8 +11,9 @@ case "$purpose" in build|test|demo) ;; *) echo "usage: $0 build|test|demo" >&2; 
 [ "$(id -u)" = 0 ] || { echo "$0: run as root (it installs apt packages)" >&2; exit 1; }
 
 # clang/llvm/libbpf-dev: the eBPF classifier is C compiled with clang -target bpf.
+# libclang-dev: bindgen (the v4l crate generates its V4L2 bindings at build time).
 # libsdl2-dev: the display's window output. pkg-config: how -sys crates find C libraries.
-build_packages=(build-essential pkg-config clang llvm libbpf-dev linux-libc-dev libsdl2-dev curl ca-certificates)
+build_packages=(build-essential pkg-config clang libclang-dev llvm libbpf-dev linux-libc-dev libsdl2-dev curl ca-certificates)
 # iproute2: network namespaces and tc; tshark: the RTP/RTCP interop test; bpftool: running the
 # classifier on synthetic packets and reading its run-time stats; xvfb: the SDL2 window test;
 # procps: ps/pgrep in the process tests; libturbojpeg0-dev: the codec benchmark's baseline (a
