@@ -22,7 +22,8 @@ fn main() -> ExitCode {
 }
 
 fn build() -> Result<(), String> {
-    let manifest_dir = env::var("CARGO_MANIFEST_DIR").map_err(|e| format!("CARGO_MANIFEST_DIR: {e}"))?;
+    let manifest_dir =
+        env::var("CARGO_MANIFEST_DIR").map_err(|e| format!("CARGO_MANIFEST_DIR: {e}"))?;
     let out_dir = env::var("OUT_DIR").map_err(|e| format!("OUT_DIR: {e}"))?;
     let ebpf_dir = Path::new(&manifest_dir).join("../../ebpf");
     let source = ebpf_dir.join(SOURCE);
@@ -41,7 +42,13 @@ fn build() -> Result<(), String> {
     if let Some(dir) = multiarch_include_dir(&clang) {
         command.arg("-I").arg(dir);
     }
-    command.arg("-I").arg(&ebpf_dir).arg("-c").arg(&source).arg("-o").arg(&object);
+    command
+        .arg("-I")
+        .arg(&ebpf_dir)
+        .arg("-c")
+        .arg(&source)
+        .arg("-o")
+        .arg(&object);
 
     let status = command.status().map_err(|e| {
         format!(
@@ -50,7 +57,10 @@ fn build() -> Result<(), String> {
         )
     })?;
     if !status.success() {
-        return Err(format!("`{clang}` failed on {} ({status}); see its messages above", source.display()));
+        return Err(format!(
+            "`{clang}` failed on {} ({status}); see its messages above",
+            source.display()
+        ));
     }
     Ok(())
 }

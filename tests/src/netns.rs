@@ -18,7 +18,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use nix::sched::{CloneFlags, setns};
+use nix::sched::{setns, CloneFlags};
 
 const PREFIX: &str = "km";
 const NETNS_DIR: &str = "/run/netns";
@@ -33,7 +33,11 @@ pub enum NetnsError {
         source: std::io::Error,
     },
     #[error("`{command}` failed ({status}): {stderr}")]
-    CommandFailed { command: String, status: std::process::ExitStatus, stderr: String },
+    CommandFailed {
+        command: String,
+        status: std::process::ExitStatus,
+        stderr: String,
+    },
     #[error("opening namespace {name}: {source}")]
     Open {
         name: String,
@@ -53,7 +57,10 @@ pub enum NetnsError {
 /// Runs `command` to completion; an unsuccessful exit is an error carrying its stderr.
 pub fn run_checked(command: &mut Command) -> Result<Output, NetnsError> {
     let text = format!("{command:?}");
-    let output = command.output().map_err(|source| NetnsError::Spawn { command: text.clone(), source })?;
+    let output = command.output().map_err(|source| NetnsError::Spawn {
+        command: text.clone(),
+        source,
+    })?;
     if output.status.success() {
         Ok(output)
     } else {
@@ -118,13 +125,21 @@ impl Netns {
         F: FnOnce() -> R + Send,
         R: Send,
     {
-        let file = File::open(self.path()).map_err(|source| NetnsError::Open { name: self.name.clone(), source })?;
+        let file = File::open(self.path()).map_err(|source| NetnsError::Open {
+            name: self.name.clone(),
+            source,
+        })?;
         std::thread::scope(|scope| {
             let thread = scope.spawn(move || {
-                setns(&file, CloneFlags::CLONE_NEWNET).map_err(|source| NetnsError::Enter { name: self.name.clone(), source })?;
+                setns(&file, CloneFlags::CLONE_NEWNET).map_err(|source| NetnsError::Enter {
+                    name: self.name.clone(),
+                    source,
+                })?;
                 Ok(f())
             });
-            thread.join().map_err(|_| NetnsError::Panicked(self.name.clone()))?
+            thread
+                .join()
+                .map_err(|_| NetnsError::Panicked(self.name.clone()))?
         })
     }
 }
@@ -132,22 +147,31 @@ impl Netns {
 impl Drop for Netns {
     fn drop(&mut self) {
         if let Err(e) = run_checked(Command::new("ip").args(["netns", "del", &self.name])) {
-            eprintln!("keymash-tests: could not delete namespace {}: {e}", self.name);
+            eprintln!(
+                "keymash-tests: could not delete namespace {}: {e}",
+                self.name
+            );
         }
     }
 }
 
 /// Deletes `km-*-<pid>-<n>` namespaces whose creating process is gone.
 fn sweep_stale_namespaces() {
-    let Ok(entries) = std::fs::read_dir(NETNS_DIR) else { return };
+    let Ok(entries) = std::fs::read_dir(NETNS_DIR) else {
+        return;
+    };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         if !name.starts_with(&format!("{PREFIX}-")) {
             continue;
         }
         let mut parts = name.rsplit('-');
-        let (Some(_n), Some(pid)) = (parts.next(), parts.next()) else { continue };
-        let Ok(pid) = pid.parse::<i32>() else { continue };
+        let (Some(_n), Some(pid)) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        let Ok(pid) = pid.parse::<i32>() else {
+            continue;
+        };
         let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
         if !alive {
             let _ = run_checked(Command::new("ip").args(["netns", "del", &name]));
@@ -185,15 +209,42 @@ impl NetnsPair {
         // names never appear in the root namespace, so parallel pairs cannot collide.
         left.run(
             "ip",
-            ["link", "add", Self::LEFT_INTERFACE, "type", "veth", "peer", "name", Self::RIGHT_INTERFACE, "netns", right.name()],
+            [
+                "link",
+                "add",
+                Self::LEFT_INTERFACE,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                Self::RIGHT_INTERFACE,
+                "netns",
+                right.name(),
+            ],
         )?;
         for (ns, interface, v4, v6) in [
             (&left, Self::LEFT_INTERFACE, Self::LEFT_V4, Self::LEFT_V6),
-            (&right, Self::RIGHT_INTERFACE, Self::RIGHT_V4, Self::RIGHT_V6),
+            (
+                &right,
+                Self::RIGHT_INTERFACE,
+                Self::RIGHT_V4,
+                Self::RIGHT_V6,
+            ),
         ] {
             ns.run("ip", ["addr", "add", &format!("{v4}/24"), "dev", interface])?;
             // nodad: the address is usable at once instead of after duplicate detection.
-            ns.run("ip", ["-6", "addr", "add", &format!("{v6}/64"), "dev", interface, "nodad"])?;
+            ns.run(
+                "ip",
+                [
+                    "-6",
+                    "addr",
+                    "add",
+                    &format!("{v6}/64"),
+                    "dev",
+                    interface,
+                    "nodad",
+                ],
+            )?;
             ns.run("ip", ["link", "set", interface, "up"])?;
         }
         Ok(NetnsPair { left, right })
@@ -215,6 +266,9 @@ mod tests {
         let name = crate::unique_name(&format!("{PREFIX}-demo-l"));
         let mut parts = name.rsplit('-');
         parts.next();
-        assert_eq!(parts.next().and_then(|p| p.parse::<u32>().ok()), Some(std::process::id()));
+        assert_eq!(
+            parts.next().and_then(|p| p.parse::<u32>().ok()),
+            Some(std::process::id())
+        );
     }
 }

@@ -28,8 +28,12 @@ pub enum NotifyError {
 
 impl NotifySocket {
     pub fn bind() -> Result<Self, NotifyError> {
-        let path = std::env::temp_dir().join(format!("{}.notify", crate::unique_name("keymash-test")));
-        let io = |source| NotifyError::Io { path: path.display().to_string(), source };
+        let path =
+            std::env::temp_dir().join(format!("{}.notify", crate::unique_name("keymash-test")));
+        let io = |source| NotifyError::Io {
+            path: path.display().to_string(),
+            source,
+        };
         let socket = UnixDatagram::bind(&path).map_err(io)?;
         Ok(NotifySocket { path, socket })
     }
@@ -38,8 +42,12 @@ impl NotifySocket {
     /// unix socket needs write permission on its file.
     pub fn allow_any_user(&self) -> Result<(), NotifyError> {
         use std::os::unix::fs::PermissionsExt as _;
-        std::fs::set_permissions(&self.path, std::fs::Permissions::from_mode(0o777))
-            .map_err(|source| NotifyError::Io { path: self.path.display().to_string(), source })
+        std::fs::set_permissions(&self.path, std::fs::Permissions::from_mode(0o777)).map_err(
+            |source| NotifyError::Io {
+                path: self.path.display().to_string(),
+                source,
+            },
+        )
     }
 
     /// The environment variable to give the service: `("NOTIFY_SOCKET", path)`.
@@ -49,7 +57,10 @@ impl NotifySocket {
 
     /// Waits until a datagram containing `READY=1` arrives; returns all messages seen.
     pub fn wait_ready(&self, timeout: Duration) -> Result<Vec<String>, NotifyError> {
-        let io = |source| NotifyError::Io { path: self.path.display().to_string(), source };
+        let io = |source| NotifyError::Io {
+            path: self.path.display().to_string(),
+            source,
+        };
         let started = Instant::now();
         let mut seen = Vec::new();
         let mut buf = [0u8; 4096];
@@ -68,7 +79,11 @@ impl NotifySocket {
                         return Ok(seen);
                     }
                 }
-                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
                 Err(e) => return Err(io(e)),
             }
         }

@@ -3,7 +3,7 @@
 use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{Signal, kill};
+use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 /// Failures while running a child under a guard.
@@ -16,7 +16,11 @@ pub enum ProcessError {
         source: std::io::Error,
     },
     #[error("sending {signal} to {name}: {source}")]
-    Signal { name: String, signal: Signal, source: nix::Error },
+    Signal {
+        name: String,
+        signal: Signal,
+        source: nix::Error,
+    },
     #[error("waiting for {name}: {source}")]
     Wait {
         name: String,
@@ -39,8 +43,15 @@ pub struct ChildGuard {
 impl ChildGuard {
     /// Starts `command`; `name` is used in messages.
     pub fn spawn(name: &str, command: &mut Command) -> Result<Self, ProcessError> {
-        let child = command.spawn().map_err(|source| ProcessError::Spawn { name: name.to_owned(), source })?;
-        Ok(ChildGuard { name: name.to_owned(), child, exited: None })
+        let child = command.spawn().map_err(|source| ProcessError::Spawn {
+            name: name.to_owned(),
+            source,
+        })?;
+        Ok(ChildGuard {
+            name: name.to_owned(),
+            child,
+            exited: None,
+        })
     }
 
     pub fn pid(&self) -> u32 {
@@ -55,15 +66,21 @@ impl ChildGuard {
     /// Its exit status, if it has exited (does not block).
     pub fn try_wait(&mut self) -> Result<Option<ExitStatus>, ProcessError> {
         if self.exited.is_none() {
-            self.exited =
-                self.child.try_wait().map_err(|source| ProcessError::Wait { name: self.name.clone(), source })?;
+            self.exited = self.child.try_wait().map_err(|source| ProcessError::Wait {
+                name: self.name.clone(),
+                source,
+            })?;
         }
         Ok(self.exited)
     }
 
     fn signal(&self, signal: Signal) -> Result<(), ProcessError> {
         let pid = Pid::from_raw(i32::try_from(self.child.id()).unwrap_or(i32::MAX));
-        kill(pid, signal).map_err(|source| ProcessError::Signal { name: self.name.clone(), signal, source })
+        kill(pid, signal).map_err(|source| ProcessError::Signal {
+            name: self.name.clone(),
+            signal,
+            source,
+        })
     }
 
     /// SIGKILL (a crash, as far as the child can tell) and reap.
@@ -72,7 +89,10 @@ impl ChildGuard {
             return Ok(status);
         }
         self.signal(Signal::SIGKILL)?;
-        let status = self.child.wait().map_err(|source| ProcessError::Wait { name: self.name.clone(), source })?;
+        let status = self.child.wait().map_err(|source| ProcessError::Wait {
+            name: self.name.clone(),
+            source,
+        })?;
         self.exited = Some(status);
         Ok(status)
     }
@@ -91,7 +111,10 @@ impl ChildGuard {
             std::thread::sleep(Duration::from_millis(10));
         }
         self.kill_hard()?;
-        Err(ProcessError::DidNotStop { name: self.name.clone(), timeout })
+        Err(ProcessError::DidNotStop {
+            name: self.name.clone(),
+            timeout,
+        })
     }
 }
 
@@ -112,7 +135,10 @@ mod tests {
         let guard = ChildGuard::spawn("sleep", Command::new("sleep").arg("60")).unwrap();
         let pid = Pid::from_raw(guard.pid() as i32);
         drop(guard);
-        assert!(kill(pid, None).is_err(), "child still exists after the guard dropped");
+        assert!(
+            kill(pid, None).is_err(),
+            "child still exists after the guard dropped"
+        );
     }
 
     #[test]

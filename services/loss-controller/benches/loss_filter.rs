@@ -21,13 +21,13 @@ use std::time::{Duration, Instant};
 
 use keymash_core::config::Config;
 use keymash_core::curves::LossCurve;
-use keymash_core::pipeline::{MASH_CELL, MashRecord};
+use keymash_core::pipeline::{MashRecord, MASH_CELL};
 use keymash_core::{DropProbability, MashLevel};
 use keymash_loss_controller::filter::{AttachedFilter, ForeignFilter, LossFilter};
 use keymash_loss_controller::loss_model::LossModel;
 use keymash_loss_controller::runner::monotonic_now_ns;
 use keymash_shm::{CellReader, CellWriter, Permissions, Prefix, SegmentId, SegmentName};
-use keymash_tests::{ChildGuard, NetnsPair, NotifySocket, require_root};
+use keymash_tests::{require_root, ChildGuard, NetnsPair, NotifySocket};
 
 const PORT: u16 = 5004;
 const IFACE: &str = NetnsPair::RIGHT_INTERFACE;
@@ -38,10 +38,18 @@ fn main() {
     let wants = |part: &str| only.as_deref().is_none_or(|o| part.contains(o));
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|text| text.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned()))
+        .and_then(|text| {
+            text.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
         .unwrap_or_else(|| "unknown".to_owned());
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    println!("CPU: {cpu} x{}; kernel {}", std::thread::available_parallelism().map_or(0, |n| n.get()), kernel.trim());
+    println!(
+        "CPU: {cpu} x{}; kernel {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        kernel.trim()
+    );
 
     if wants("live") {
         live_cost();
@@ -61,7 +69,10 @@ fn percentiles(samples: &mut [f64]) -> (f64, f64, f64) {
 }
 
 fn bpf_stats_sysctl() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").unwrap_or_default().trim().to_owned()
+    std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled")
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
 }
 
 fn bind_in(ns: &keymash_tests::Netns, addr: SocketAddr) -> UdpSocket {
@@ -77,13 +88,22 @@ fn bind_in(ns: &keymash_tests::Netns, addr: SocketAddr) -> UdpSocket {
 fn live_cost() {
     const BATCH: u64 = 10_000;
     const BATCHES: u64 = 20;
-    println!("\n== attached classifier, {} packets per case through a veth pair ==", BATCH * BATCHES);
+    println!(
+        "\n== attached classifier, {} packets per case through a veth pair ==",
+        BATCH * BATCHES
+    );
     let pair = NetnsPair::create("bench").unwrap();
     let mut filter = LossFilter::load().unwrap();
     let model = LossModel::Bernoulli(DropProbability::new(0.4).unwrap());
-    filter.write_config(&model.record(PORT, monotonic_now_ns().unwrap() + 3_600_000_000_000)).unwrap();
+    filter
+        .write_config(&model.record(PORT, monotonic_now_ns().unwrap() + 3_600_000_000_000))
+        .unwrap();
     // Netlink talks to the namespace of the calling thread: attach (and later detach) in it.
-    let mut attached = pair.right.enter(move || AttachedFilter::attach(filter, IFACE)).unwrap().unwrap();
+    let mut attached = pair
+        .right
+        .enter(move || AttachedFilter::attach(filter, IFACE))
+        .unwrap()
+        .unwrap();
 
     let sysctl_before = bpf_stats_sysctl();
     let stats_fd = aya::sys::enable_stats(aya::sys::Stats::RunTime).unwrap();
@@ -105,7 +125,10 @@ fn live_cost() {
             });
         }
         let payload = [0u8; 1000];
-        for (what, to) in [("video flow, drop 40%", to_video), ("other UDP port (parsed, not counted)", to_other)] {
+        for (what, to) in [
+            ("video flow, drop 40%", to_video),
+            ("other UDP port (parsed, not counted)", to_other),
+        ] {
             let mut filter_ns = Vec::new();
             let mut path_ns = Vec::new();
             for _ in 0..BATCHES {
@@ -127,20 +150,36 @@ fn live_cost() {
             println!("{what}:");
             println!("  classifier run_time_ns/run_cnt per batch of {BATCH}: p50 {f50:.0} ns  p99 {f99:.0} ns  max {fmax:.0} ns");
             println!("  baseline, whole send->veth->tc->UDP path per packet: p50 {p50:.0} ns  p99 {p99:.0} ns  max {pmax:.0} ns");
-            println!("  classifier share of the path (p50): {:.1}%", 100.0 * f50 / p50);
+            println!(
+                "  classifier share of the path (p50): {:.1}%",
+                100.0 * f50 / p50
+            );
         }
         done.store(true, Ordering::Release);
     });
     let counters = attached.filter().counters().unwrap();
-    println!("  kernel counters: seen {} dropped {} ({:.2}%)", counters.seen, counters.dropped, 100.0 * counters.dropped as f64 / counters.seen.max(1) as f64);
+    println!(
+        "  kernel counters: seen {} dropped {} ({:.2}%)",
+        counters.seen,
+        counters.dropped,
+        100.0 * counters.dropped as f64 / counters.seen.max(1) as f64
+    );
     drop(stats_fd);
-    println!("  kernel.bpf_stats_enabled before {sysctl_before}, after closing the stats fd {}", bpf_stats_sysctl());
-    pair.right.enter(move || attached.detach()).unwrap().unwrap();
+    println!(
+        "  kernel.bpf_stats_enabled before {sysctl_before}, after closing the stats fd {}",
+        bpf_stats_sysctl()
+    );
+    pair.right
+        .enter(move || attached.detach())
+        .unwrap()
+        .unwrap();
 }
 
 fn udp4_frame(port: u16) -> Vec<u8> {
     let mut p = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00];
-    p.extend_from_slice(&[0x45, 0, 0, 48, 0, 1, 0, 0, 64, 17, 0, 0, 198, 18, 0, 1, 198, 18, 0, 2]);
+    p.extend_from_slice(&[
+        0x45, 0, 0, 48, 0, 1, 0, 0, 64, 17, 0, 0, 198, 18, 0, 1, 198, 18, 0, 2,
+    ]);
     p.extend_from_slice(&40000u16.to_be_bytes());
     p.extend_from_slice(&port.to_be_bytes());
     p.extend_from_slice(&[0, 28, 0, 0]);
@@ -149,8 +188,12 @@ fn udp4_frame(port: u16) -> Vec<u8> {
 }
 
 fn arp_frame() -> Vec<u8> {
-    let mut p = vec![0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 0, 1, 0x08, 0x06];
-    p.extend_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1, 2, 0, 0, 0, 0, 1, 198, 18, 0, 1, 0, 0, 0, 0, 0, 0, 198, 18, 0, 2]);
+    let mut p = vec![
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 0, 1, 0x08, 0x06,
+    ];
+    p.extend_from_slice(&[
+        0, 1, 8, 0, 6, 4, 0, 1, 2, 0, 0, 0, 0, 1, 198, 18, 0, 1, 0, 0, 0, 0, 0, 0, 198, 18, 0, 2,
+    ]);
     p
 }
 
@@ -158,12 +201,22 @@ fn arp_frame() -> Vec<u8> {
 fn test_run_cost() {
     const SINGLE: usize = 20_000;
     const REPEAT: u32 = 1_000_000;
-    println!("\n== BPF_PROG_TEST_RUN (kernel-timed, includes the test runner's own per-run overhead) ==");
+    println!(
+        "\n== BPF_PROG_TEST_RUN (kernel-timed, includes the test runner's own per-run overhead) =="
+    );
     let mut filter = LossFilter::load().unwrap();
     let model = LossModel::Bernoulli(DropProbability::new(0.4).unwrap());
-    filter.write_config(&model.record(PORT, monotonic_now_ns().unwrap() + 3_600_000_000_000)).unwrap();
-    for (what, packet) in [("video flow, drop 40%", udp4_frame(PORT)), ("other UDP port", udp4_frame(PORT + 1)), ("ARP", arp_frame())] {
-        let mut single: Vec<f64> = (0..SINGLE).map(|_| filter.test_run_timed(&packet, 1).unwrap().1.as_nanos() as f64).collect();
+    filter
+        .write_config(&model.record(PORT, monotonic_now_ns().unwrap() + 3_600_000_000_000))
+        .unwrap();
+    for (what, packet) in [
+        ("video flow, drop 40%", udp4_frame(PORT)),
+        ("other UDP port", udp4_frame(PORT + 1)),
+        ("ARP", arp_frame()),
+    ] {
+        let mut single: Vec<f64> = (0..SINGLE)
+            .map(|_| filter.test_run_timed(&packet, 1).unwrap().1.as_nanos() as f64)
+            .collect();
         let (p50, p99, max) = percentiles(&mut single);
         let (_, mean) = filter.test_run_timed(&packet, REPEAT).unwrap();
         println!("{what}: single runs p50 {p50:.0} ns  p99 {p99:.0} ns  max {max:.0} ns; mean over {REPEAT} repeats {} ns", mean.as_nanos());
@@ -190,7 +243,9 @@ fn mash_latency() {
             let mut seen = hop_reader.version();
             let mut wakes = Vec::new();
             for _ in 0..CHANGES {
-                seen = hop_reader.wait_for_change(seen, Duration::from_secs(2)).unwrap();
+                seen = hop_reader
+                    .wait_for_change(seen, Duration::from_secs(2))
+                    .unwrap();
                 wakes.push((monotonic_now_ns().unwrap(), hop_reader.load().unwrap()));
             }
             wakes
@@ -209,7 +264,9 @@ fn mash_latency() {
     let (mut mash, _) = CellWriter::<MashRecord>::open(&mash_id, Permissions::OwnerOnly).unwrap();
     let notify = NotifySocket::bind().unwrap();
     let (key, value) = notify.env();
-    let mut command = pair.right.command(env!("CARGO_BIN_EXE_keymash-loss-controller"));
+    let mut command = pair
+        .right
+        .command(env!("CARGO_BIN_EXE_keymash-loss-controller"));
     command
         .arg("--config")
         .arg(&config_path)
@@ -219,12 +276,26 @@ fn mash_latency() {
         .stdin(Stdio::null());
     let mut controller = ChildGuard::spawn("keymash-loss-controller", &mut command).unwrap();
     notify.wait_ready(Duration::from_secs(20)).unwrap();
-    let tc = pair.right.run("tc", ["filter", "show", "dev", IFACE, "ingress"]).unwrap();
-    let id: u32 = tc.split_whitespace().skip_while(|w| *w != "id").nth(1).unwrap().parse().unwrap();
+    let tc = pair
+        .right
+        .run("tc", ["filter", "show", "dev", IFACE, "ingress"])
+        .unwrap();
+    let id: u32 = tc
+        .split_whitespace()
+        .skip_while(|w| *w != "id")
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
     let foreign = ForeignFilter::open(id).unwrap();
 
     let loss = Config::default().loss;
-    let curve = LossCurve::new(loss.drop_at_rest, loss.exponent, MashLevel::new(loss.zero_loss_at_mash as f32).unwrap()).unwrap();
+    let curve = LossCurve::new(
+        loss.drop_at_rest,
+        loss.exponent,
+        MashLevel::new(loss.zero_loss_at_mash as f32).unwrap(),
+    )
+    .unwrap();
     let mut end_to_end = Vec::new();
     let mut state = 0x2545_f491_u32;
     let mut current = foreign.config().unwrap().drop_fraction;
@@ -241,7 +312,10 @@ fn mash_latency() {
         let stored = Instant::now();
         mash.store(&MashRecord::new(level, 0, 0, monotonic_now_ns().unwrap()));
         while foreign.config().unwrap().drop_fraction != expected {
-            assert!(stored.elapsed() < Duration::from_secs(1), "map never followed the mash cell");
+            assert!(
+                stored.elapsed() < Duration::from_secs(1),
+                "map never followed the mash cell"
+            );
             // Two CPUs: leave the controller room to run.
             std::thread::yield_now();
         }
@@ -250,7 +324,12 @@ fn mash_latency() {
     }
     let (h50, h99, hmax) = percentiles(&mut hop);
     let (e50, e99, emax) = percentiles(&mut end_to_end);
-    println!("baseline, cell store -> reader woken: p50 {:.1} us  p99 {:.1} us  max {:.1} us", h50 / 1e3, h99 / 1e3, hmax / 1e3);
+    println!(
+        "baseline, cell store -> reader woken: p50 {:.1} us  p99 {:.1} us  max {:.1} us",
+        h50 / 1e3,
+        h99 / 1e3,
+        hmax / 1e3
+    );
     println!("mash cell store -> map updated (seen by a map lookup): p50 {:.1} us  p99 {:.1} us  max {:.1} us", e50 / 1e3, e99 / 1e3, emax / 1e3);
     println!("ratio to the bare cell hop (p50): {:.1}x; a tick-only design would average half the 20 ms refresh period", e50 / h50);
 

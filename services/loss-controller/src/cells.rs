@@ -3,11 +3,11 @@
 
 use std::time::{Duration, Instant};
 
-use keymash_core::MashLevel;
 use keymash_core::config::Config;
-use keymash_core::pipeline::{MASH_CELL, MashRecord, Service, stat};
+use keymash_core::pipeline::{stat, MashRecord, Service, MASH_CELL};
+use keymash_core::MashLevel;
+use keymash_service::stats::{segment_id, StatsError};
 use keymash_service::StatsPublisher;
-use keymash_service::stats::{StatsError, segment_id};
 use keymash_shm::{CellReader, LoadError, SegmentId, ServiceState};
 
 use crate::layout::LossCounters;
@@ -33,7 +33,12 @@ pub struct MashCell {
 
 impl MashCell {
     pub fn new(config: &Config) -> Result<Self, keymash_shm::NameError> {
-        Ok(MashCell { id: segment_id(config, MASH_CELL)?, reader: None, last_open_attempt: None, seen_version: 0 })
+        Ok(MashCell {
+            id: segment_id(config, MASH_CELL)?,
+            reader: None,
+            last_open_attempt: None,
+            seen_version: 0,
+        })
     }
 
     fn reader(&mut self) -> Option<&CellReader<MashRecord>> {
@@ -42,7 +47,9 @@ impl MashCell {
             self.reader = None;
         }
         if self.reader.is_none() {
-            let due = self.last_open_attempt.is_none_or(|t| t.elapsed() >= REOPEN_INTERVAL);
+            let due = self
+                .last_open_attempt
+                .is_none_or(|t| t.elapsed() >= REOPEN_INTERVAL);
             if !due {
                 return None;
             }
@@ -106,19 +113,31 @@ pub mod names {
 impl StatsCell {
     pub fn open(config: &Config) -> Result<Self, StatsError> {
         let now_ns = keymash_shm::monotonic_now_ns();
-        let mut publisher = StatsPublisher::open(config, Service::LossController, names::SEEN, now_ns)?;
+        let mut publisher =
+            StatsPublisher::open(config, Service::LossController, names::SEEN, now_ns)?;
         publisher.set_state(ServiceState::Running);
         Ok(StatsCell { publisher })
     }
 }
 
 impl StatsSink for StatsCell {
-    fn publish(&mut self, totals: LossCounters, closed_window: Option<WindowRate>, target: f64, mash: Option<MashLevel>) {
+    fn publish(
+        &mut self,
+        totals: LossCounters,
+        closed_window: Option<WindowRate>,
+        target: f64,
+        mash: Option<MashLevel>,
+    ) {
         self.publisher.set_count(names::SEEN, totals.seen);
         self.publisher.set_count(stat::DROPPED, totals.dropped);
-        self.publisher.set_count(names::PASSED_EXPIRED, totals.passed_expired);
-        self.publisher.gauge(names::TARGET_DROP_PERCENT, target * 100.0);
-        self.publisher.gauge(names::MASH_LEVEL, f64::from(mash.unwrap_or(MashLevel::IDLE).get()));
+        self.publisher
+            .set_count(names::PASSED_EXPIRED, totals.passed_expired);
+        self.publisher
+            .gauge(names::TARGET_DROP_PERCENT, target * 100.0);
+        self.publisher.gauge(
+            names::MASH_LEVEL,
+            f64::from(mash.unwrap_or(MashLevel::IDLE).get()),
+        );
         if let Some(window) = closed_window {
             let percent = window.drop_ratio().map_or(0.0, |d| d.get() * 100.0);
             self.publisher.gauge(names::DROP_PERCENT, percent);

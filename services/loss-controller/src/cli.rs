@@ -61,7 +61,10 @@ pub enum ModelArg {
 }
 
 fn parse_probability(text: &str) -> Result<DropProbability, String> {
-    let value: f64 = text.trim().parse().map_err(|_| format!("{text:?} is not a number"))?;
+    let value: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number"))?;
     DropProbability::new(value).map_err(|e| e.to_string())
 }
 
@@ -96,8 +99,14 @@ pub struct Settings {
 impl Args {
     /// Combines the arguments with the config file's values into validated settings.
     pub fn settings(&self, config: &Config) -> Result<Settings, SettingsError> {
-        let interface = self.interface.clone().unwrap_or_else(|| config.loss.interface.clone());
-        if interface.is_empty() || interface.len() > 15 || interface.contains(|c: char| c == '/' || c.is_whitespace()) {
+        let interface = self
+            .interface
+            .clone()
+            .unwrap_or_else(|| config.loss.interface.clone());
+        if interface.is_empty()
+            || interface.len() > 15
+            || interface.contains(|c: char| c == '/' || c.is_whitespace())
+        {
             return Err(SettingsError::BadInterface(interface));
         }
         let port = self.port.unwrap_or(config.network.video_port);
@@ -105,14 +114,25 @@ impl Args {
             return Err(SettingsError::PortZero);
         }
         let drive = self.drive(config)?;
-        let plan = Plan { drive, port, failsafe: Duration::from_millis(u64::from(config.loss.failsafe_ms)) };
+        let plan = Plan {
+            drive,
+            port,
+            failsafe: Duration::from_millis(u64::from(config.loss.failsafe_ms)),
+        };
         let refresh_hz = config.loss.refresh_hz.max(1);
         let refresh_interval = Duration::from_secs(1) / refresh_hz;
-        Ok(Settings { interface, plan, refresh_interval })
+        Ok(Settings {
+            interface,
+            plan,
+            refresh_interval,
+        })
     }
 
     fn drive(&self, config: &Config) -> Result<Drive, SettingsError> {
-        let any_ge = self.ge_p.is_some() || self.ge_r.is_some() || self.ge_loss_bad.is_some() || self.ge_loss_good.is_some();
+        let any_ge = self.ge_p.is_some()
+            || self.ge_r.is_some()
+            || self.ge_loss_bad.is_some()
+            || self.ge_loss_good.is_some();
         match self.model {
             ModelArg::GilbertElliott => {
                 let (Some(p), Some(r)) = (self.ge_p, self.ge_r) else {
@@ -128,13 +148,19 @@ impl Args {
                     loss_good: self.ge_loss_good.unwrap_or(DropProbability::NONE),
                 })))
             }
-            ModelArg::Bernoulli if any_ge => Err(SettingsError::GilbertElliottParametersWithoutModel),
+            ModelArg::Bernoulli if any_ge => {
+                Err(SettingsError::GilbertElliottParametersWithoutModel)
+            }
             ModelArg::Bernoulli => match self.fixed_drop {
                 Some(drop) => Ok(Drive::Fixed(LossModel::Bernoulli(drop))),
                 None => {
                     let zero_at = MashLevel::new(config.loss.zero_loss_at_mash as f32)
                         .map_err(|e| SettingsError::ZeroLossLevel(e.to_string()))?;
-                    Ok(Drive::Mash(LossCurve::new(config.loss.drop_at_rest, config.loss.exponent, zero_at)?))
+                    Ok(Drive::Mash(LossCurve::new(
+                        config.loss.drop_at_rest,
+                        config.loss.exponent,
+                        zero_at,
+                    )?))
                 }
             },
         }
@@ -151,16 +177,37 @@ mod tests {
         let mut argv = vec!["keymash-loss-controller"];
         argv.extend_from_slice(args);
         let parsed = Args::try_parse_from(argv).map_err(|e| e.to_string())?;
-        parsed.settings(&Config::default()).map_err(|e| e.to_string())
+        parsed
+            .settings(&Config::default())
+            .map_err(|e| e.to_string())
     }
 
     #[test]
     fn valid_command_lines_become_the_intended_plan() {
         let p = |v| DropProbability::new(v).unwrap();
         let cases: [(&[&str], Drive); 3] = [
-            (&["--interface", "veth1", "--port", "6000", "--fixed-drop", "0.1"], Drive::Fixed(LossModel::Bernoulli(p(0.1)))),
             (
-                &["--interface", "veth1", "--model", "gilbert-elliott", "--ge-p", "0.05", "--ge-r", "0.25"],
+                &[
+                    "--interface",
+                    "veth1",
+                    "--port",
+                    "6000",
+                    "--fixed-drop",
+                    "0.1",
+                ],
+                Drive::Fixed(LossModel::Bernoulli(p(0.1))),
+            ),
+            (
+                &[
+                    "--interface",
+                    "veth1",
+                    "--model",
+                    "gilbert-elliott",
+                    "--ge-p",
+                    "0.05",
+                    "--ge-r",
+                    "0.25",
+                ],
                 Drive::Fixed(LossModel::GilbertElliott(GilbertElliott {
                     p: p(0.05),
                     r: p(0.25),
@@ -177,8 +224,14 @@ mod tests {
         }
         let s = settings(&["--interface", "x", "--port", "6000", "--fixed-drop", "1"]).unwrap();
         assert_eq!(s.plan.port, 6000);
-        assert_eq!(s.plan.failsafe, Duration::from_millis(u64::from(Config::default().loss.failsafe_ms)));
-        assert!(s.refresh_interval <= Duration::from_millis(20), "at least 50 Hz");
+        assert_eq!(
+            s.plan.failsafe,
+            Duration::from_millis(u64::from(Config::default().loss.failsafe_ms))
+        );
+        assert!(
+            s.refresh_interval <= Duration::from_millis(20),
+            "at least 50 Hz"
+        );
     }
 
     #[test]
@@ -188,11 +241,23 @@ mod tests {
             (&["--fixed-drop", "abc"], "is not a number"),
             (&["--fixed-drop", "-0.1"], "drop probability must be in"),
             (&["--port", "0"], "must be 1..=65535"),
-            (&["--interface", "a-name-that-is-too-long"], "interface name"),
+            (
+                &["--interface", "a-name-that-is-too-long"],
+                "interface name",
+            ),
             (&["--interface", "a/b"], "interface name"),
-            (&["--model", "gilbert-elliott", "--ge-p", "0.1"], "--ge-p and --ge-r are required"),
-            (&["--ge-p", "0.1", "--ge-r", "0.2"], "only apply with --model gilbert-elliott"),
-            (&["--model", "gilbert-elliott", "--ge-p", "0.1", "--ge-r", "0"], "r must be > 0"),
+            (
+                &["--model", "gilbert-elliott", "--ge-p", "0.1"],
+                "--ge-p and --ge-r are required",
+            ),
+            (
+                &["--ge-p", "0.1", "--ge-r", "0.2"],
+                "only apply with --model gilbert-elliott",
+            ),
+            (
+                &["--model", "gilbert-elliott", "--ge-p", "0.1", "--ge-r", "0"],
+                "r must be > 0",
+            ),
         ];
         for (args, reason) in cases {
             let err = settings(args).unwrap_err();

@@ -20,14 +20,16 @@ use std::process::Command;
 
 use aya::maps::{Array, MapData, PerCpuArray};
 use aya::programs::links::Link as _;
-use aya::programs::tc::{self, NlOptions, SchedClassifierLink, SchedClassifierLinkId, TcAttachOptions, TcError, TcHandle};
+use aya::programs::tc::{
+    self, NlOptions, SchedClassifierLink, SchedClassifierLinkId, TcAttachOptions, TcError, TcHandle,
+};
 use aya::programs::{ProgramError, SchedClassifier, TcAttachType, TestRun, TestRunOptions};
-use aya::{Ebpf, EbpfError, maps::MapError};
+use aya::{maps::MapError, Ebpf, EbpfError};
 use nix::errno::Errno;
 
 use crate::layout::{
-    CONFIG_MAP, COUNTERS_MAP, ConfigMapValue, CountersMapValue, GE_STATE_MAP, GeStateMapValue,
-    LossConfigRecord, LossCounters, ONLY_KEY, PROGRAM_NAME,
+    ConfigMapValue, CountersMapValue, GeStateMapValue, LossConfigRecord, LossCounters, CONFIG_MAP,
+    COUNTERS_MAP, GE_STATE_MAP, ONLY_KEY, PROGRAM_NAME,
 };
 
 /// The compiled classifier, built from ebpf/keymash_loss.bpf.c by build.rs.
@@ -111,7 +113,9 @@ pub struct LossFilter {
 impl std::fmt::Debug for LossFilter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // aya's typed maps have no Debug; the program handle says what this is.
-        f.debug_struct("LossFilter").field("ebpf", &self.ebpf).finish_non_exhaustive()
+        f.debug_struct("LossFilter")
+            .field("ebpf", &self.ebpf)
+            .finish_non_exhaustive()
     }
 }
 
@@ -129,7 +133,12 @@ impl LossFilter {
         let config = take_map(&mut ebpf, CONFIG_MAP)?;
         let counters = take_map(&mut ebpf, COUNTERS_MAP)?;
         let ge_state = take_map(&mut ebpf, GE_STATE_MAP)?;
-        Ok(LossFilter { ebpf, config, counters, ge_state })
+        Ok(LossFilter {
+            ebpf,
+            config,
+            counters,
+            ge_state,
+        })
     }
 
     fn program(&mut self) -> Result<&mut SchedClassifier, FilterError> {
@@ -144,7 +153,10 @@ impl LossFilter {
     pub fn write_config(&mut self, record: &LossConfigRecord) -> Result<(), FilterError> {
         self.config
             .set(ONLY_KEY, record.to_map_value(), 0)
-            .map_err(|source| FilterError::Map { name: CONFIG_MAP, source })
+            .map_err(|source| FilterError::Map {
+                name: CONFIG_MAP,
+                source,
+            })
     }
 
     /// The config the filter applies now.
@@ -152,7 +164,10 @@ impl LossFilter {
         self.config
             .get(&ONLY_KEY, 0)
             .map(LossConfigRecord::from_map_value)
-            .map_err(|source| FilterError::Map { name: CONFIG_MAP, source })
+            .map_err(|source| FilterError::Map {
+                name: CONFIG_MAP,
+                source,
+            })
     }
 
     /// The kernel's counters for the video flow, summed over all CPUs.
@@ -160,13 +175,25 @@ impl LossFilter {
         let per_cpu = self
             .counters
             .get(&ONLY_KEY, 0)
-            .map_err(|source| FilterError::Map { name: COUNTERS_MAP, source })?;
-        Ok(per_cpu.iter().copied().map(LossCounters::from_map_value).fold(LossCounters::default(), core::ops::Add::add))
+            .map_err(|source| FilterError::Map {
+                name: COUNTERS_MAP,
+                source,
+            })?;
+        Ok(per_cpu
+            .iter()
+            .copied()
+            .map(LossCounters::from_map_value)
+            .fold(LossCounters::default(), core::ops::Add::add))
     }
 
     /// Puts the Gilbert-Elliott chain back into the good state (when a model starts).
     pub fn reset_gilbert_elliott_state(&mut self) -> Result<(), FilterError> {
-        self.ge_state.set(ONLY_KEY, 0, 0).map_err(|source| FilterError::Map { name: GE_STATE_MAP, source })
+        self.ge_state
+            .set(ONLY_KEY, 0, 0)
+            .map_err(|source| FilterError::Map {
+                name: GE_STATE_MAP,
+                source,
+            })
     }
 
     /// Runs the classifier once on `packet` (an Ethernet frame) without attaching it
@@ -177,9 +204,20 @@ impl LossFilter {
 
     /// Runs the classifier `repeat` times on `packet` inside one BPF_PROG_TEST_RUN and returns
     /// the verdict and the kernel-measured mean time per run (for benchmarks).
-    pub fn test_run_timed(&mut self, packet: &[u8], repeat: u32) -> Result<(Verdict, std::time::Duration), FilterError> {
-        let options = TestRunOptions { data_in: Some(packet), repeat, ..TestRunOptions::default() };
-        let result = self.program()?.test_run(options).map_err(FilterError::TestRun)?;
+    pub fn test_run_timed(
+        &mut self,
+        packet: &[u8],
+        repeat: u32,
+    ) -> Result<(Verdict, std::time::Duration), FilterError> {
+        let options = TestRunOptions {
+            data_in: Some(packet),
+            repeat,
+            ..TestRunOptions::default()
+        };
+        let result = self
+            .program()?
+            .test_run(options)
+            .map_err(FilterError::TestRun)?;
         let verdict = match result.return_value {
             TC_ACT_OK => Verdict::Pass,
             TC_ACT_SHOT => Verdict::Drop,
@@ -217,15 +255,22 @@ pub const FILTER_HANDLE: TcHandle = TcHandle::new(0, 1);
 /// cleanly (crash, kill -9): the filter at keymash's reserved priority and handle. Returns
 /// whether there was one.
 pub fn remove_stale_filters(interface: &str) -> Result<bool, FilterError> {
-    let failed = |source| FilterError::RemoveStale { interface: interface.to_owned(), source };
-    let link = SchedClassifierLink::attached(interface, TcAttachType::Ingress, FILTER_PRIORITY, FILTER_HANDLE, None)
-        .map_err(|e| failed(ProgramError::from(TcError::IoError(e))))?;
+    let failed = |source| FilterError::RemoveStale {
+        interface: interface.to_owned(),
+        source,
+    };
+    let link = SchedClassifierLink::attached(
+        interface,
+        TcAttachType::Ingress,
+        FILTER_PRIORITY,
+        FILTER_HANDLE,
+        None,
+    )
+    .map_err(|e| failed(ProgramError::from(TcError::IoError(e))))?;
     match link.detach() {
         Ok(()) => Ok(true),
         // ENOENT: no filter there; EINVAL: no clsact qdisc at all, so nothing of ours either.
-        Err(ProgramError::NetlinkError(e))
-            if matches!(e.raw_os_error(), Some(code) if code == Errno::ENOENT as i32 || code == Errno::EINVAL as i32) =>
-        {
+        Err(ProgramError::NetlinkError(e)) if matches!(e.raw_os_error(), Some(code) if code == Errno::ENOENT as i32 || code == Errno::EINVAL as i32) => {
             Ok(false)
         }
         Err(source) => Err(failed(source)),
@@ -252,9 +297,16 @@ impl AttachedFilter {
     pub fn attach(mut filter: LossFilter, interface: &str) -> Result<Self, FilterError> {
         let created_clsact = match tc::qdisc_add_clsact(interface) {
             Ok(()) => true,
-            Err(TcError::NetlinkError(e)) if e.raw_os_error() == Some(Errno::EEXIST as i32) => false,
+            Err(TcError::NetlinkError(e)) if e.raw_os_error() == Some(Errno::EEXIST as i32) => {
+                false
+            }
             Err(TcError::AlreadyAttached) => false,
-            Err(source) => return Err(FilterError::AddClsact { interface: interface.to_owned(), source }),
+            Err(source) => {
+                return Err(FilterError::AddClsact {
+                    interface: interface.to_owned(),
+                    source,
+                })
+            }
         };
         let stale = remove_stale_filters(interface)?;
         if stale {
@@ -268,8 +320,16 @@ impl AttachedFilter {
         let link = filter
             .program()?
             .attach_with_options(interface, TcAttachType::Ingress, options)
-            .map_err(|source| FilterError::Attach { interface: interface.to_owned(), source })?;
-        Ok(AttachedFilter { filter, interface: interface.to_owned(), link: Some(link), created_clsact })
+            .map_err(|source| FilterError::Attach {
+                interface: interface.to_owned(),
+                source,
+            })?;
+        Ok(AttachedFilter {
+            filter,
+            interface: interface.to_owned(),
+            link: Some(link),
+            created_clsact,
+        })
     }
 
     pub fn filter(&self) -> &LossFilter {
@@ -296,7 +356,10 @@ impl AttachedFilter {
             self.filter
                 .program()?
                 .detach(link)
-                .map_err(|source| FilterError::Detach { interface: interface.clone(), source })?;
+                .map_err(|source| FilterError::Detach {
+                    interface: interface.clone(),
+                    source,
+                })?;
         }
         if self.created_clsact {
             remove_clsact(&interface)?;
@@ -307,7 +370,10 @@ impl AttachedFilter {
 
 /// Removes the clsact qdisc with `tc` (aya 0.14 can add clsact but not delete it).
 fn remove_clsact(interface: &str) -> Result<(), FilterError> {
-    let failed = |reason: String| FilterError::RemoveClsact { interface: interface.to_owned(), reason };
+    let failed = |reason: String| FilterError::RemoveClsact {
+        interface: interface.to_owned(),
+        reason,
+    };
     let output = Command::new("tc")
         .args(["qdisc", "del", "dev", interface, "clsact"])
         .output()
@@ -315,7 +381,9 @@ fn remove_clsact(interface: &str) -> Result<(), FilterError> {
     if output.status.success() {
         Ok(())
     } else {
-        Err(failed(String::from_utf8_lossy(&output.stderr).trim().to_owned()))
+        Err(failed(
+            String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        ))
     }
 }
 
@@ -340,20 +408,38 @@ impl ForeignFilter {
             .filter_map(Result::ok)
             .find(|p| p.id() == program_id)
             .ok_or(FilterError::ProgramNotLoaded(program_id))?;
-        let map_ids = info.map_ids().map_err(FilterError::ProgramInfo)?.unwrap_or_default();
+        let map_ids = info
+            .map_ids()
+            .map_err(FilterError::ProgramInfo)?
+            .unwrap_or_default();
         let (mut config, mut counters) = (None, None);
         for map_id in map_ids {
-            let map = MapData::from_id(map_id).map_err(|source| FilterError::Map { name: CONFIG_MAP, source })?;
-            let name = map.info().ok().and_then(|i| i.name_as_str().map(str::to_owned)).unwrap_or_default();
+            let map = MapData::from_id(map_id).map_err(|source| FilterError::Map {
+                name: CONFIG_MAP,
+                source,
+            })?;
+            let name = map
+                .info()
+                .ok()
+                .and_then(|i| i.name_as_str().map(str::to_owned))
+                .unwrap_or_default();
             if name == CONFIG_MAP {
                 config = Some(
-                    Array::try_from(aya::maps::Map::Array(map))
-                        .map_err(|source| FilterError::Map { name: CONFIG_MAP, source })?,
+                    Array::try_from(aya::maps::Map::Array(map)).map_err(|source| {
+                        FilterError::Map {
+                            name: CONFIG_MAP,
+                            source,
+                        }
+                    })?,
                 );
             } else if name == COUNTERS_MAP {
                 counters = Some(
-                    PerCpuArray::try_from(aya::maps::Map::PerCpuArray(map))
-                        .map_err(|source| FilterError::Map { name: COUNTERS_MAP, source })?,
+                    PerCpuArray::try_from(aya::maps::Map::PerCpuArray(map)).map_err(|source| {
+                        FilterError::Map {
+                            name: COUNTERS_MAP,
+                            source,
+                        }
+                    })?,
                 );
             }
         }
@@ -368,13 +454,26 @@ impl ForeignFilter {
         self.config
             .get(&ONLY_KEY, 0)
             .map(LossConfigRecord::from_map_value)
-            .map_err(|source| FilterError::Map { name: CONFIG_MAP, source })
+            .map_err(|source| FilterError::Map {
+                name: CONFIG_MAP,
+                source,
+            })
     }
 
     /// The filter's counters summed over CPUs.
     pub fn counters(&self) -> Result<LossCounters, FilterError> {
-        let per_cpu = self.counters.get(&ONLY_KEY, 0).map_err(|source| FilterError::Map { name: COUNTERS_MAP, source })?;
-        Ok(per_cpu.iter().copied().map(LossCounters::from_map_value).fold(LossCounters::default(), core::ops::Add::add))
+        let per_cpu = self
+            .counters
+            .get(&ONLY_KEY, 0)
+            .map_err(|source| FilterError::Map {
+                name: COUNTERS_MAP,
+                source,
+            })?;
+        Ok(per_cpu
+            .iter()
+            .copied()
+            .map(LossCounters::from_map_value)
+            .fold(LossCounters::default(), core::ops::Add::add))
     }
 }
 

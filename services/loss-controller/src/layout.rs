@@ -40,7 +40,9 @@ pub type CountersMapValue = [u64; 3];
 pub type GeStateMapValue = u32;
 
 /// `struct keymash_loss_config`: what the filter does with the video flow until `deadline_ns`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, IntoBytes, FromBytes, Immutable, KnownLayout)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, IntoBytes, FromBytes, Immutable, KnownLayout,
+)]
 #[repr(C)]
 pub struct LossConfigRecord {
     /// CLOCK_MONOTONIC nanoseconds (`bpf_ktime_get_ns`) after which the filter passes everything.
@@ -103,7 +105,11 @@ pub struct LossCounters {
 impl LossCounters {
     /// One CPU's value as stored in the map.
     pub fn from_map_value([seen, dropped, passed_expired]: CountersMapValue) -> Self {
-        LossCounters { seen, dropped, passed_expired }
+        LossCounters {
+            seen,
+            dropped,
+            passed_expired,
+        }
     }
 
     /// Counts since `earlier` (wrapping-safe).
@@ -158,18 +164,44 @@ mod tests {
             (32, &8u32.to_ne_bytes()),
         ];
         for (offset, expected) in cases {
-            assert_eq!(&bytes[offset..offset + expected.len()], expected, "field at offset {offset}");
+            assert_eq!(
+                &bytes[offset..offset + expected.len()],
+                expected,
+                "field at offset {offset}"
+            );
         }
         assert_eq!(LossConfigRecord::from_map_value(bytes), record);
     }
 
     #[test]
     fn counters_add_and_subtract_across_wraparound() {
-        let a = LossCounters { seen: u64::MAX, dropped: 1, passed_expired: 0 };
-        let b = LossCounters { seen: 2, dropped: 1, passed_expired: 3 };
+        let a = LossCounters {
+            seen: u64::MAX,
+            dropped: 1,
+            passed_expired: 0,
+        };
+        let b = LossCounters {
+            seen: 2,
+            dropped: 1,
+            passed_expired: 3,
+        };
         let sum = a + b;
-        assert_eq!(sum, LossCounters { seen: 1, dropped: 2, passed_expired: 3 });
+        assert_eq!(
+            sum,
+            LossCounters {
+                seen: 1,
+                dropped: 2,
+                passed_expired: 3
+            }
+        );
         assert_eq!(sum.since(a), b);
-        assert_eq!(LossCounters::from_map_value([4, 5, 6]), LossCounters { seen: 4, dropped: 5, passed_expired: 6 });
+        assert_eq!(
+            LossCounters::from_map_value([4, 5, 6]),
+            LossCounters {
+                seen: 4,
+                dropped: 5,
+                passed_expired: 6
+            }
+        );
     }
 }

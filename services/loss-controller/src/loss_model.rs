@@ -65,12 +65,21 @@ impl LossModel {
     /// The config record that makes the filter apply this model to UDP `port` until
     /// `deadline_ns` (CLOCK_MONOTONIC).
     pub fn record(&self, port: u16, deadline_ns: u64) -> LossConfigRecord {
-        let base = LossConfigRecord { deadline_ns, port, ..LossConfigRecord::default() };
+        let base = LossConfigRecord {
+            deadline_ns,
+            port,
+            ..LossConfigRecord::default()
+        };
         match self {
-            LossModel::Pass => LossConfigRecord { model: MODEL_PASS, ..base },
-            LossModel::Bernoulli(drop) => {
-                LossConfigRecord { model: MODEL_BERNOULLI, drop_fraction: drop.as_u32_fraction(), ..base }
-            }
+            LossModel::Pass => LossConfigRecord {
+                model: MODEL_PASS,
+                ..base
+            },
+            LossModel::Bernoulli(drop) => LossConfigRecord {
+                model: MODEL_BERNOULLI,
+                drop_fraction: drop.as_u32_fraction(),
+                ..base
+            },
             LossModel::GilbertElliott(ge) => LossConfigRecord {
                 model: MODEL_GILBERT_ELLIOTT,
                 ge_p: ge.p.as_u32_fraction(),
@@ -101,15 +110,30 @@ mod tests {
     }
 
     fn gilbert(p: f64, r: f64, bad: f64, good: f64) -> GilbertElliott {
-        GilbertElliott { p: prob(p), r: prob(r), loss_bad: prob(bad), loss_good: prob(good) }
+        GilbertElliott {
+            p: prob(p),
+            r: prob(r),
+            loss_bad: prob(bad),
+            loss_good: prob(good),
+        }
     }
 
     #[test]
     fn models_encode_into_the_fields_the_filter_reads() {
         let cases = [
             (LossModel::Pass, MODEL_PASS, 0, [0, 0, 0, 0]),
-            (LossModel::Bernoulli(prob(0.5)), MODEL_BERNOULLI, 1 << 31, [0, 0, 0, 0]),
-            (LossModel::Bernoulli(DropProbability::ALL), MODEL_BERNOULLI, u32::MAX, [0, 0, 0, 0]),
+            (
+                LossModel::Bernoulli(prob(0.5)),
+                MODEL_BERNOULLI,
+                1 << 31,
+                [0, 0, 0, 0],
+            ),
+            (
+                LossModel::Bernoulli(DropProbability::ALL),
+                MODEL_BERNOULLI,
+                u32::MAX,
+                [0, 0, 0, 0],
+            ),
             (
                 LossModel::GilbertElliott(gilbert(0.25, 0.5, 1.0, 0.0)),
                 MODEL_GILBERT_ELLIOTT,
@@ -123,7 +147,15 @@ mod tests {
             assert_eq!(record.port, 5004);
             assert_eq!(record.deadline_ns, 77);
             assert_eq!(record.drop_fraction, drop, "{model:?}");
-            assert_eq!([record.ge_p, record.ge_r, record.ge_loss_bad, record.ge_loss_good], [p, r, bad, good]);
+            assert_eq!(
+                [
+                    record.ge_p,
+                    record.ge_r,
+                    record.ge_loss_bad,
+                    record.ge_loss_good
+                ],
+                [p, r, bad, good]
+            );
         }
     }
 

@@ -12,21 +12,29 @@ use keymash_loss_controller::runner::{self, MashSource, NoMash, NoStats, StatsSi
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    keymash_service::run("keymash-loss-controller", &args.service, |lifecycle, config| {
-        let settings = args.settings(&config).context("invalid arguments or [loss] configuration")?;
-        let mut mash: Box<dyn MashSource> = match settings.plan.drive {
-            Drive::Mash(_) => Box::new(MashCell::new(&config).context("mash cell name")?),
-            Drive::Fixed(_) => Box::new(NoMash),
-        };
-        // Statistics are for people; a broken /dev/shm must not stop the loss control itself.
-        let mut stats: Box<dyn StatsSink> = match StatsCell::open(&config) {
-            Ok(cell) => Box::new(cell),
-            Err(e) => {
-                log::warn!("no statistics cell ({e}); kernel counters only in the log and STATUS");
-                Box::new(NoStats)
-            }
-        };
-        runner::run(&settings, lifecycle, mash.as_mut(), stats.as_mut())?;
-        Ok(())
-    })
+    keymash_service::run(
+        "keymash-loss-controller",
+        &args.service,
+        |lifecycle, config| {
+            let settings = args
+                .settings(&config)
+                .context("invalid arguments or [loss] configuration")?;
+            let mut mash: Box<dyn MashSource> = match settings.plan.drive {
+                Drive::Mash(_) => Box::new(MashCell::new(&config).context("mash cell name")?),
+                Drive::Fixed(_) => Box::new(NoMash),
+            };
+            // Statistics are for people; a broken /dev/shm must not stop the loss control itself.
+            let mut stats: Box<dyn StatsSink> = match StatsCell::open(&config) {
+                Ok(cell) => Box::new(cell),
+                Err(e) => {
+                    log::warn!(
+                        "no statistics cell ({e}); kernel counters only in the log and STATUS"
+                    );
+                    Box::new(NoStats)
+                }
+            };
+            runner::run(&settings, lifecycle, mash.as_mut(), stats.as_mut())?;
+            Ok(())
+        },
+    )
 }

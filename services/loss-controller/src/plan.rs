@@ -35,7 +35,9 @@ impl Plan {
     pub fn model(&self, mash: Option<MashLevel>) -> LossModel {
         match self.drive {
             Drive::Fixed(model) => model,
-            Drive::Mash(curve) => LossModel::Bernoulli(curve.drop_probability(mash.unwrap_or(MashLevel::IDLE))),
+            Drive::Mash(curve) => {
+                LossModel::Bernoulli(curve.drop_probability(mash.unwrap_or(MashLevel::IDLE)))
+            }
         }
     }
 
@@ -43,7 +45,8 @@ impl Plan {
     /// `now_ns + failsafe`.
     pub fn record(&self, now_ns: u64, mash: Option<MashLevel>) -> LossConfigRecord {
         let failsafe_ns = u64::try_from(self.failsafe.as_nanos()).unwrap_or(u64::MAX);
-        self.model(mash).record(self.port, now_ns.saturating_add(failsafe_ns))
+        self.model(mash)
+            .record(self.port, now_ns.saturating_add(failsafe_ns))
     }
 }
 
@@ -65,13 +68,19 @@ pub struct WindowRate {
 impl WindowRate {
     /// Dropped / seen within the window, or `None` when no packet of the flow arrived.
     pub fn drop_ratio(&self) -> Option<DropProbability> {
-        (self.delta.seen > 0).then(|| DropProbability::saturating(self.delta.dropped as f64 / self.delta.seen as f64))
+        (self.delta.seen > 0).then(|| {
+            DropProbability::saturating(self.delta.dropped as f64 / self.delta.seen as f64)
+        })
     }
 
     /// Packets of the flow per second within the window.
     pub fn packets_per_second(&self) -> f64 {
         let secs = self.elapsed.as_secs_f64();
-        if secs > 0.0 { self.delta.seen as f64 / secs } else { 0.0 }
+        if secs > 0.0 {
+            self.delta.seen as f64 / secs
+        } else {
+            0.0
+        }
     }
 }
 
@@ -86,7 +95,11 @@ pub struct DropRateMeter {
 
 impl DropRateMeter {
     pub fn new(window: Duration) -> Self {
-        DropRateMeter { window, window_start: None, latest: None }
+        DropRateMeter {
+            window,
+            window_start: None,
+            latest: None,
+        }
     }
 
     /// Feeds the counters read at `now_ns`; returns the window that just closed, if one did.
@@ -99,7 +112,10 @@ impl DropRateMeter {
         if elapsed < self.window {
             return None;
         }
-        let rate = WindowRate { delta: counters.since(start), elapsed };
+        let rate = WindowRate {
+            delta: counters.since(start),
+            elapsed,
+        };
         self.window_start = Some((now_ns, counters));
         self.latest = Some(rate);
         Some(rate)
@@ -119,14 +135,23 @@ mod tests {
     const MS: u64 = 1_000_000;
 
     fn mash_plan() -> Plan {
-        Plan { drive: Drive::Mash(LossCurve::default()), port: 5004, failsafe: Duration::from_millis(250) }
+        Plan {
+            drive: Drive::Mash(LossCurve::default()),
+            port: 5004,
+            failsafe: Duration::from_millis(250),
+        }
     }
 
     #[test]
     fn mash_plan_follows_the_curve_and_treats_no_mash_as_idle() {
         let plan = mash_plan();
         let curve = LossCurve::default();
-        let cases = [None, Some(MashLevel::IDLE), Some(MashLevel::new(0.3).unwrap()), Some(MashLevel::FULL)];
+        let cases = [
+            None,
+            Some(MashLevel::IDLE),
+            Some(MashLevel::new(0.3).unwrap()),
+            Some(MashLevel::FULL),
+        ];
         for mash in cases {
             let expected = curve.drop_probability(mash.unwrap_or(MashLevel::IDLE));
             assert_eq!(plan.model(mash), LossModel::Bernoulli(expected), "{mash:?}");
@@ -147,20 +172,30 @@ mod tests {
     #[test]
     fn fixed_plan_ignores_the_mash_level() {
         let model = LossModel::Bernoulli(DropProbability::new(0.1).unwrap());
-        let plan = Plan { drive: Drive::Fixed(model), ..mash_plan() };
+        let plan = Plan {
+            drive: Drive::Fixed(model),
+            ..mash_plan()
+        };
         assert_eq!(plan.model(Some(MashLevel::FULL)), model);
     }
 
     #[test]
     fn pass_everything_is_already_expired_and_drops_nothing() {
         let record = pass_everything(5004);
-        assert_eq!((record.model, record.deadline_ns, record.drop_fraction), (MODEL_PASS, 0, 0));
+        assert_eq!(
+            (record.model, record.deadline_ns, record.drop_fraction),
+            (MODEL_PASS, 0, 0)
+        );
     }
 
     #[test]
     fn drop_rate_meter_reports_each_closed_window() {
         let mut meter = DropRateMeter::new(Duration::from_secs(1));
-        let c = |seen, dropped| LossCounters { seen, dropped, passed_expired: 0 };
+        let c = |seen, dropped| LossCounters {
+            seen,
+            dropped,
+            passed_expired: 0,
+        };
         // (now in ms, counters, expected (seen, dropped) of a closed window)
         type Step = (u64, LossCounters, Option<(u64, u64)>);
         let steps: [Step; 5] = [
@@ -171,13 +206,21 @@ mod tests {
             (2100, c(200, 30), Some((0, 0))),
         ];
         for (now_ms, counters, expected) in steps {
-            let got = meter.observe(now_ms * MS, counters).map(|w| (w.delta.seen, w.delta.dropped));
+            let got = meter
+                .observe(now_ms * MS, counters)
+                .map(|w| (w.delta.seen, w.delta.dropped));
             assert_eq!(got, expected, "at {now_ms} ms");
         }
         let last = meter.latest().unwrap();
         assert_eq!(last.drop_ratio(), None);
-        let window = WindowRate { delta: c(200, 50), elapsed: Duration::from_millis(500) };
-        assert_eq!(window.drop_ratio(), Some(DropProbability::new(0.25).unwrap()));
+        let window = WindowRate {
+            delta: c(200, 50),
+            elapsed: Duration::from_millis(500),
+        };
+        assert_eq!(
+            window.drop_ratio(),
+            Some(DropProbability::new(0.25).unwrap())
+        );
         assert_eq!(window.packets_per_second(), 400.0);
     }
 }

@@ -6,12 +6,12 @@ use std::time::{Duration, Instant};
 
 use keymash_core::MashLevel;
 use keymash_service::Lifecycle;
-use nix::time::{ClockId, clock_gettime};
+use nix::time::{clock_gettime, ClockId};
 
 use crate::cli::Settings;
 use crate::filter::{AttachedFilter, FilterError, LossFilter};
 use crate::layout::LossCounters;
-use crate::plan::{DropRateMeter, WindowRate, pass_everything};
+use crate::plan::{pass_everything, DropRateMeter, WindowRate};
 
 /// Where the mash level comes from (the mash cell in the exhibit).
 pub trait MashSource {
@@ -39,7 +39,13 @@ impl MashSource for NoMash {
 pub trait StatsSink {
     /// Called once per refresh with the kernel's totals, the one-second window that closed on
     /// this refresh (if any), the long-run drop probability aimed at and the mash level used.
-    fn publish(&mut self, totals: LossCounters, closed_window: Option<WindowRate>, target: f64, mash: Option<MashLevel>);
+    fn publish(
+        &mut self,
+        totals: LossCounters,
+        closed_window: Option<WindowRate>,
+        target: f64,
+        mash: Option<MashLevel>,
+    );
 
     /// The controller is stopping.
     fn stopping(&mut self) {}
@@ -92,12 +98,17 @@ pub fn run(
         settings.refresh_interval,
         settings.plan.failsafe,
     );
-    lifecycle.ready(&format!("filtering UDP {} on {}", settings.plan.port, settings.interface));
+    lifecycle.ready(&format!(
+        "filtering UDP {} on {}",
+        settings.plan.port, settings.interface
+    ));
 
     let result = refresh_until_stopped(settings, lifecycle, &mut attached, mash, stats);
 
     // Whatever ended the loop: stop dropping first, then take the filter away.
-    let stop_dropping = attached.filter_mut().write_config(&pass_everything(settings.plan.port));
+    let stop_dropping = attached
+        .filter_mut()
+        .write_config(&pass_everything(settings.plan.port));
     let totals = attached.filter().counters();
     stats.stopping();
     let detached = attached.detach();
@@ -135,7 +146,9 @@ fn refresh_until_stopped(
         let now = Instant::now();
         lifecycle.progress(now);
         if let Some(window) = closed {
-            let drop = window.drop_ratio().map_or_else(|| "-".to_owned(), |d| d.to_string());
+            let drop = window
+                .drop_ratio()
+                .map_or_else(|| "-".to_owned(), |d| d.to_string());
             lifecycle.status(
                 now,
                 &format!(

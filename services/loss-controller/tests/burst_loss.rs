@@ -8,8 +8,10 @@ mod support;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use keymash_tests::{NetnsPair, require_root};
-use support::{Controller, VIDEO_PORT, flow, kernel_counters, receive_until, send_paced, traffic_lock};
+use keymash_tests::{require_root, NetnsPair};
+use support::{
+    flow, kernel_counters, receive_until, send_paced, traffic_lock, Controller, VIDEO_PORT,
+};
 
 const PACKETS: u64 = 40_000;
 /// netem `loss gemodel 5% 25% 100% 0%`: bursts of mean length 1/r = 4, loss p/(p+r) = 1/6.
@@ -24,7 +26,18 @@ fn gilbert_elliott_bursts_have_the_configured_mean_length() {
     let controller = Controller::start(
         &pair.right,
         NetnsPair::RIGHT_INTERFACE,
-        &["--model", "gilbert-elliott", "--ge-p", &p, "--ge-r", &r, "--ge-1-h", "1", "--ge-1-k", "0"],
+        &[
+            "--model",
+            "gilbert-elliott",
+            "--ge-p",
+            &p,
+            "--ge-r",
+            &r,
+            "--ge-1-h",
+            "1",
+            "--ge-1-k",
+            "0",
+        ],
     );
     let (tx, rx, to) = flow(&pair, VIDEO_PORT, false);
     let _traffic = traffic_lock();
@@ -65,11 +78,21 @@ fn gilbert_elliott_bursts_have_the_configured_mean_length() {
         loss * 100.0,
         expected_loss * 100.0
     );
-    assert!(bursts.len() > 500, "too few bursts to judge: {}", bursts.len());
+    assert!(
+        bursts.len() > 500,
+        "too few bursts to judge: {}",
+        bursts.len()
+    );
     assert!(
         (mean_burst - expected_burst).abs() <= 0.2 * expected_burst,
         "mean burst {mean_burst} not within 20% of {expected_burst}"
     );
-    assert!((loss - expected_loss).abs() <= 0.2 * expected_loss, "loss {loss} far from {expected_loss}");
-    assert_eq!(counters.dropped, lost, "kernel drops differ from the receiver's losses");
+    assert!(
+        (loss - expected_loss).abs() <= 0.2 * expected_loss,
+        "loss {loss} far from {expected_loss}"
+    );
+    assert_eq!(
+        counters.dropped, lost,
+        "kernel drops differ from the receiver's losses"
+    );
 }

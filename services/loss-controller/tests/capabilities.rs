@@ -20,10 +20,10 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use keymash_tests::{NetnsPair, require_root};
+use keymash_tests::{require_root, NetnsPair};
 use support::{
-    Controller, TestConfig, VIDEO_PORT, attached_program_ids, flow, ingress_filters, receive_until, send_paced,
-    traffic_lock,
+    attached_program_ids, flow, ingress_filters, receive_until, send_paced, traffic_lock,
+    Controller, TestConfig, VIDEO_PORT,
 };
 
 const IFACE: &str = NetnsPair::RIGHT_INTERFACE;
@@ -40,7 +40,12 @@ impl PublicBinary {
         // Copied by a child process: had this (multi-threaded) process held the file open for
         // writing, a child forked meanwhile by another test would inherit the descriptor until
         // its exec, and executing the copy would fail with "Text file busy".
-        let status = Command::new("install").args(["-m", "0755"]).arg(Controller::binary()).arg(&path).status().unwrap();
+        let status = Command::new("install")
+            .args(["-m", "0755"])
+            .arg(Controller::binary())
+            .arg(&path)
+            .status()
+            .unwrap();
         assert!(status.success(), "install failed");
         PublicBinary(path)
     }
@@ -73,7 +78,11 @@ fn with_only_cap_bpf_and_cap_net_admin_the_controller_does_its_whole_job() {
     let binary = PublicBinary::new();
     let caps = "+bpf,+net_admin";
 
-    let mut first = Controller::start_with(as_nobody_with(&pair, &binary, caps), IFACE, &["--fixed-drop", "1"]);
+    let mut first = Controller::start_with(
+        as_nobody_with(&pair, &binary, caps),
+        IFACE,
+        &["--fixed-drop", "1"],
+    );
     // It really drops: nothing of 500 packets arrives.
     let (tx, rx, to) = flow(&pair, VIDEO_PORT, false);
     {
@@ -85,13 +94,21 @@ fn with_only_cap_bpf_and_cap_net_admin_the_controller_does_its_whole_job() {
             done.store(true, Ordering::Release);
             receiver.join().unwrap()
         });
-        assert_eq!(received.sequence.len(), 0, "packets got through at drop probability 1");
+        assert_eq!(
+            received.sequence.len(),
+            0,
+            "packets got through at drop probability 1"
+        );
     }
 
     // Crash, then a restart with the same two capabilities replaces the stale filter.
     let stale = attached_program_ids(&pair.right, IFACE);
     first.child.kill_hard().unwrap();
-    let mut second = Controller::start_with(as_nobody_with(&pair, &binary, caps), IFACE, &["--fixed-drop", "1"]);
+    let mut second = Controller::start_with(
+        as_nobody_with(&pair, &binary, caps),
+        IFACE,
+        &["--fixed-drop", "1"],
+    );
     let now = attached_program_ids(&pair.right, IFACE);
     assert_eq!(now.len(), 1, "{}", ingress_filters(&pair.right, IFACE));
     assert_ne!(now, stale);
@@ -112,7 +129,14 @@ fn without_cap_bpf_or_cap_net_admin_the_controller_refuses_to_start() {
         command
             .arg("--config")
             .arg(&config.path)
-            .args(["--interface", IFACE, "--port", &VIDEO_PORT.to_string(), "--fixed-drop", "0.5"])
+            .args([
+                "--interface",
+                IFACE,
+                "--port",
+                &VIDEO_PORT.to_string(),
+                "--fixed-drop",
+                "0.5",
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -121,7 +145,14 @@ fn without_cap_bpf_or_cap_net_admin_the_controller_refuses_to_start() {
         assert!(!output.status.success(), "started with only {caps}");
         assert!(started.elapsed() < Duration::from_secs(10));
         let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(stderr.to_lowercase().contains("error"), "with {caps}: no error message: {stderr}");
-        assert_eq!(ingress_filters(&pair.right, IFACE).trim(), "", "with {caps} a filter was attached");
+        assert!(
+            stderr.to_lowercase().contains("error"),
+            "with {caps}: no error message: {stderr}"
+        );
+        assert_eq!(
+            ingress_filters(&pair.right, IFACE).trim(),
+            "",
+            "with {caps} a filter was attached"
+        );
     }
 }

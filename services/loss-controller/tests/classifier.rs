@@ -88,7 +88,9 @@ fn tcp4(dst: u16) -> Vec<u8> {
 
 fn arp() -> Vec<u8> {
     let mut body = vec![0, 1, 8, 0, 6, 4, 0, 1];
-    body.extend_from_slice(&[0x02, 0, 0, 0, 0, 1, 198, 18, 0, 1, 0, 0, 0, 0, 0, 0, 198, 18, 0, 2]);
+    body.extend_from_slice(&[
+        0x02, 0, 0, 0, 0, 1, 198, 18, 0, 1, 0, 0, 0, 0, 0, 0, 198, 18, 0, 2,
+    ]);
     frame(ETH_ARP, &body)
 }
 
@@ -129,55 +131,192 @@ fn with_drop_probability_one_only_udp_to_the_port_is_dropped() {
     // (what, packet, verdict, counts as the video flow)
     let cases: Vec<(&str, Vec<u8>, Verdict, bool)> = vec![
         ("IPv4 UDP to the port", udp4(PORT), Verdict::Drop, true),
-        ("IPv4 UDP with IP options", frame(ETH_IPV4, &ipv4(UDP, 3, 0, &ports(PORT))), Verdict::Drop, true),
-        ("IPv4 UDP first fragment", frame(ETH_IPV4, &ipv4(UDP, 0, 0x2000, &ports(PORT))), Verdict::Drop, true),
-        ("IPv4 UDP later fragment", frame(ETH_IPV4, &ipv4(UDP, 0, 0x2000 | 185, &ports(PORT))), Verdict::Pass, false),
-        ("IPv4 UDP last fragment", frame(ETH_IPV4, &ipv4(UDP, 0, 185, &ports(PORT))), Verdict::Pass, false),
-        ("IPv4 UDP to another port", udp4(PORT + 1), Verdict::Pass, false),
-        ("IPv4 UDP from the port to another", frame(ETH_IPV4, &ipv4(UDP, 0, 0, &{
-            let mut l4 = PORT.to_be_bytes().to_vec();
-            l4.extend_from_slice(&[0x1f, 0x90, 0, 16, 0, 0]);
-            l4
-        })), Verdict::Pass, false),
+        (
+            "IPv4 UDP with IP options",
+            frame(ETH_IPV4, &ipv4(UDP, 3, 0, &ports(PORT))),
+            Verdict::Drop,
+            true,
+        ),
+        (
+            "IPv4 UDP first fragment",
+            frame(ETH_IPV4, &ipv4(UDP, 0, 0x2000, &ports(PORT))),
+            Verdict::Drop,
+            true,
+        ),
+        (
+            "IPv4 UDP later fragment",
+            frame(ETH_IPV4, &ipv4(UDP, 0, 0x2000 | 185, &ports(PORT))),
+            Verdict::Pass,
+            false,
+        ),
+        (
+            "IPv4 UDP last fragment",
+            frame(ETH_IPV4, &ipv4(UDP, 0, 185, &ports(PORT))),
+            Verdict::Pass,
+            false,
+        ),
+        (
+            "IPv4 UDP to another port",
+            udp4(PORT + 1),
+            Verdict::Pass,
+            false,
+        ),
+        (
+            "IPv4 UDP from the port to another",
+            frame(
+                ETH_IPV4,
+                &ipv4(UDP, 0, 0, &{
+                    let mut l4 = PORT.to_be_bytes().to_vec();
+                    l4.extend_from_slice(&[0x1f, 0x90, 0, 16, 0, 0]);
+                    l4
+                }),
+            ),
+            Verdict::Pass,
+            false,
+        ),
         ("IPv4 TCP ssh", tcp4(22), Verdict::Pass, false),
-        ("IPv4 TCP to the video port number", tcp4(PORT), Verdict::Pass, false),
-        ("IPv6 UDP to the port", frame(ETH_IPV6, &ipv6(UDP, &ports(PORT))), Verdict::Drop, true),
-        ("IPv6 UDP to another port", frame(ETH_IPV6, &ipv6(UDP, &ports(53))), Verdict::Pass, false),
-        ("IPv6 TCP ssh", frame(ETH_IPV6, &ipv6(TCP, &{
-            let mut l4 = ports(22);
-            l4.extend_from_slice(&[0; 12]);
-            l4
-        })), Verdict::Pass, false),
-        ("IPv6 UDP first fragment", frame(ETH_IPV6, &ipv6(44, &[ipv6_fragment_header(UDP, 0, true), ports(PORT)].concat())), Verdict::Drop, true),
-        ("IPv6 UDP later fragment", frame(ETH_IPV6, &ipv6(44, &[ipv6_fragment_header(UDP, 100, false), ports(PORT)].concat())), Verdict::Pass, false),
-        ("IPv6 UDP behind hop-by-hop (not chased)", frame(ETH_IPV6, &ipv6(0, &[vec![UDP, 0, 1, 4, 0, 0, 0, 0], ports(PORT)].concat())), Verdict::Pass, false),
-        ("VLAN-tagged IPv4 UDP to the port", vlan(ETH_IPV4, &ipv4(UDP, 0, 0, &ports(PORT))), Verdict::Drop, true),
-        ("VLAN-tagged IPv6 UDP to another port", vlan(ETH_IPV6, &ipv6(UDP, &ports(9))), Verdict::Pass, false),
+        (
+            "IPv4 TCP to the video port number",
+            tcp4(PORT),
+            Verdict::Pass,
+            false,
+        ),
+        (
+            "IPv6 UDP to the port",
+            frame(ETH_IPV6, &ipv6(UDP, &ports(PORT))),
+            Verdict::Drop,
+            true,
+        ),
+        (
+            "IPv6 UDP to another port",
+            frame(ETH_IPV6, &ipv6(UDP, &ports(53))),
+            Verdict::Pass,
+            false,
+        ),
+        (
+            "IPv6 TCP ssh",
+            frame(
+                ETH_IPV6,
+                &ipv6(TCP, &{
+                    let mut l4 = ports(22);
+                    l4.extend_from_slice(&[0; 12]);
+                    l4
+                }),
+            ),
+            Verdict::Pass,
+            false,
+        ),
+        (
+            "IPv6 UDP first fragment",
+            frame(
+                ETH_IPV6,
+                &ipv6(
+                    44,
+                    &[ipv6_fragment_header(UDP, 0, true), ports(PORT)].concat(),
+                ),
+            ),
+            Verdict::Drop,
+            true,
+        ),
+        (
+            "IPv6 UDP later fragment",
+            frame(
+                ETH_IPV6,
+                &ipv6(
+                    44,
+                    &[ipv6_fragment_header(UDP, 100, false), ports(PORT)].concat(),
+                ),
+            ),
+            Verdict::Pass,
+            false,
+        ),
+        (
+            "IPv6 UDP behind hop-by-hop (not chased)",
+            frame(
+                ETH_IPV6,
+                &ipv6(0, &[vec![UDP, 0, 1, 4, 0, 0, 0, 0], ports(PORT)].concat()),
+            ),
+            Verdict::Pass,
+            false,
+        ),
+        (
+            "VLAN-tagged IPv4 UDP to the port",
+            vlan(ETH_IPV4, &ipv4(UDP, 0, 0, &ports(PORT))),
+            Verdict::Drop,
+            true,
+        ),
+        (
+            "VLAN-tagged IPv6 UDP to another port",
+            vlan(ETH_IPV6, &ipv6(UDP, &ports(9))),
+            Verdict::Pass,
+            false,
+        ),
         ("ARP", arp(), Verdict::Pass, false),
         // The kernel's test runner refuses an untagged IPv4/IPv6 frame shorter than its IP
         // header (EINVAL), so headers cut inside the IP header are fed behind a VLAN tag, where
         // only the classifier looks at them.
-        ("VLAN tag cut short", truncated(vlan(ETH_IPV4, &ipv4(UDP, 0, 0, &ports(PORT))), 16), Verdict::Pass, false),
-        ("IPv4 header cut short", truncated(vlan(ETH_IPV4, &ipv4(UDP, 0, 0, &ports(PORT))), 18 + 12), Verdict::Pass, false),
-        ("IPv6 header cut short", truncated(vlan(ETH_IPV6, &ipv6(UDP, &ports(PORT))), 18 + 30), Verdict::Pass, false),
-        ("UDP header cut short", truncated(udp4(PORT), 14 + 20 + 6), Verdict::Pass, false),
-        ("IPv6 UDP header cut short", truncated(frame(ETH_IPV6, &ipv6(UDP, &ports(PORT))), 14 + 40 + 4), Verdict::Pass, false),
-        ("IPv4 options run past the end", truncated(frame(ETH_IPV4, &ipv4(UDP, 10, 0, &ports(PORT))), 14 + 40), Verdict::Pass, false),
-        ("IPv4 with a bad header length", {
-            let mut p = udp4(PORT);
-            p[14] = 0x44;
-            p
-        }, Verdict::Pass, false),
+        (
+            "VLAN tag cut short",
+            truncated(vlan(ETH_IPV4, &ipv4(UDP, 0, 0, &ports(PORT))), 16),
+            Verdict::Pass,
+            false,
+        ),
+        (
+            "IPv4 header cut short",
+            truncated(vlan(ETH_IPV4, &ipv4(UDP, 0, 0, &ports(PORT))), 18 + 12),
+            Verdict::Pass,
+            false,
+        ),
+        (
+            "IPv6 header cut short",
+            truncated(vlan(ETH_IPV6, &ipv6(UDP, &ports(PORT))), 18 + 30),
+            Verdict::Pass,
+            false,
+        ),
+        (
+            "UDP header cut short",
+            truncated(udp4(PORT), 14 + 20 + 6),
+            Verdict::Pass,
+            false,
+        ),
+        (
+            "IPv6 UDP header cut short",
+            truncated(frame(ETH_IPV6, &ipv6(UDP, &ports(PORT))), 14 + 40 + 4),
+            Verdict::Pass,
+            false,
+        ),
+        (
+            "IPv4 options run past the end",
+            truncated(frame(ETH_IPV4, &ipv4(UDP, 10, 0, &ports(PORT))), 14 + 40),
+            Verdict::Pass,
+            false,
+        ),
+        (
+            "IPv4 with a bad header length",
+            {
+                let mut p = udp4(PORT);
+                p[14] = 0x44;
+                p
+            },
+            Verdict::Pass,
+            false,
+        ),
     ];
     let mut expected = LossCounters::default();
     for (what, packet, verdict, is_flow) in cases {
-        let got = filter.test_run(&packet).unwrap_or_else(|e| panic!("{what}: {e}"));
+        let got = filter
+            .test_run(&packet)
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
         assert_eq!(got, verdict, "{what}");
         if is_flow {
             expected.seen += 1;
             expected.dropped += u64::from(verdict == Verdict::Drop);
         }
-        assert_eq!(filter.counters().unwrap(), expected, "counters after {what}");
+        assert_eq!(
+            filter.counters().unwrap(),
+            expected,
+            "counters after {what}"
+        );
     }
 }
 
@@ -196,11 +335,20 @@ fn past_the_deadline_the_flow_passes_and_is_counted_as_expired() {
     let mut filter = loaded_filter(always());
     assert_eq!(filter.test_run(&udp4(PORT)).unwrap(), Verdict::Drop);
     let expired = monotonic_now_ns().unwrap() - 1;
-    filter.write_config(&always().record(PORT, expired)).unwrap();
+    filter
+        .write_config(&always().record(PORT, expired))
+        .unwrap();
     for _ in 0..10 {
         assert_eq!(filter.test_run(&udp4(PORT)).unwrap(), Verdict::Pass);
     }
-    assert_eq!(filter.counters().unwrap(), LossCounters { seen: 11, dropped: 1, passed_expired: 10 });
+    assert_eq!(
+        filter.counters().unwrap(),
+        LossCounters {
+            seen: 11,
+            dropped: 1,
+            passed_expired: 10
+        }
+    );
 }
 
 #[test]
@@ -228,11 +376,20 @@ fn bernoulli_drops_at_the_configured_rate() {
     let p = 0.4;
     let mut filter = loaded_filter(LossModel::Bernoulli(DropProbability::new(p).unwrap()));
     let packet = udp4(PORT);
-    let dropped = (0..RUNS).filter(|_| filter.test_run(&packet).unwrap() == Verdict::Drop).count() as u64;
+    let dropped = (0..RUNS)
+        .filter(|_| filter.test_run(&packet).unwrap() == Verdict::Drop)
+        .count() as u64;
     let rate = dropped as f64 / RUNS as f64;
     // 0.015 is more than 4 standard deviations at 20,000 draws.
     assert!((rate - p).abs() < 0.015, "dropped {rate}");
-    assert_eq!(filter.counters().unwrap(), LossCounters { seen: RUNS, dropped, passed_expired: 0 });
+    assert_eq!(
+        filter.counters().unwrap(),
+        LossCounters {
+            seen: RUNS,
+            dropped,
+            passed_expired: 0
+        }
+    );
 }
 
 #[test]
@@ -247,7 +404,9 @@ fn gilbert_elliott_produces_bursts_of_mean_length_one_over_r() {
     let mut filter = loaded_filter(LossModel::GilbertElliott(ge));
     filter.reset_gilbert_elliott_state().unwrap();
     let packet = udp4(PORT);
-    let verdicts: Vec<Verdict> = (0..RUNS).map(|_| filter.test_run(&packet).unwrap()).collect();
+    let verdicts: Vec<Verdict> = (0..RUNS)
+        .map(|_| filter.test_run(&packet).unwrap())
+        .collect();
     let mut bursts = Vec::new();
     let mut run = 0;
     for v in verdicts {
@@ -260,6 +419,8 @@ fn gilbert_elliott_produces_bursts_of_mean_length_one_over_r() {
     }
     let mean = bursts.iter().sum::<usize>() as f64 / bursts.len() as f64;
     assert!(bursts.len() > 200, "only {} bursts", bursts.len());
-    assert!((mean - ge.mean_bad_run()).abs() < 0.2 * ge.mean_bad_run(), "mean burst {mean}");
+    assert!(
+        (mean - ge.mean_bad_run()).abs() < 0.2 * ge.mean_bad_run(),
+        "mean burst {mean}"
+    );
 }
-

@@ -10,9 +10,10 @@ mod support;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use keymash_tests::{NetnsPair, require_root};
+use keymash_tests::{require_root, NetnsPair};
 use support::{
-    Controller, FAILSAFE, VIDEO_PORT, attached_program_ids, flow, ingress_filters, kernel_counters, traffic_lock,
+    attached_program_ids, flow, ingress_filters, kernel_counters, traffic_lock, Controller,
+    FAILSAFE, VIDEO_PORT,
 };
 
 /// Scheduling slack on a loaded 2-CPU CI machine on top of the fail-safe window.
@@ -62,10 +63,16 @@ fn after_kill_9_loss_returns_to_zero_within_the_failsafe_window() {
         (killed_at, first_arrival, arrived_before_kill)
     });
     let _ = killed_at;
-    assert_eq!(arrived_before_kill, 0, "packets got through while dropping everything");
+    assert_eq!(
+        arrived_before_kill, 0,
+        "packets got through while dropping everything"
+    );
     let first = first_arrival.expect("no packet arrived after the controller died");
     eprintln!("first packet after kill -9 arrived after {first:?} (fail-safe window {FAILSAFE:?})");
-    assert!(first <= FAILSAFE + SLACK, "loss lasted {first:?} after the controller died");
+    assert!(
+        first <= FAILSAFE + SLACK,
+        "loss lasted {first:?} after the controller died"
+    );
 
     // The crashed controller's filter is still there, passing everything and saying why.
     let counters = kernel_counters(&pair.right, IFACE);
@@ -80,8 +87,15 @@ fn a_clean_stop_removes_the_filter_and_the_clsact_it_added() {
     assert_eq!(attached_program_ids(&pair.right, IFACE).len(), 1);
     let status = controller.child.terminate(Duration::from_secs(5)).unwrap();
     assert!(status.success(), "controller exited with {status}");
-    assert_eq!(ingress_filters(&pair.right, IFACE).trim(), "", "filter left on the interface");
-    let qdiscs = pair.right.run("tc", ["qdisc", "show", "dev", IFACE]).unwrap();
+    assert_eq!(
+        ingress_filters(&pair.right, IFACE).trim(),
+        "",
+        "filter left on the interface"
+    );
+    let qdiscs = pair
+        .right
+        .run("tc", ["qdisc", "show", "dev", IFACE])
+        .unwrap();
     assert!(!qdiscs.contains("clsact"), "clsact left behind:\n{qdiscs}");
 }
 
@@ -89,13 +103,21 @@ fn a_clean_stop_removes_the_filter_and_the_clsact_it_added() {
 fn a_clean_stop_keeps_a_clsact_qdisc_that_was_there_before() {
     require_root();
     let pair = NetnsPair::create("keepq").unwrap();
-    pair.right.run("tc", ["qdisc", "add", "dev", IFACE, "clsact"]).unwrap();
+    pair.right
+        .run("tc", ["qdisc", "add", "dev", IFACE, "clsact"])
+        .unwrap();
     let mut controller = Controller::start(&pair.right, IFACE, &["--fixed-drop", "0.5"]);
     let status = controller.child.terminate(Duration::from_secs(5)).unwrap();
     assert!(status.success(), "controller exited with {status}");
     assert_eq!(ingress_filters(&pair.right, IFACE).trim(), "");
-    let qdiscs = pair.right.run("tc", ["qdisc", "show", "dev", IFACE]).unwrap();
-    assert!(qdiscs.contains("clsact"), "someone else's clsact was removed:\n{qdiscs}");
+    let qdiscs = pair
+        .right
+        .run("tc", ["qdisc", "show", "dev", IFACE])
+        .unwrap();
+    assert!(
+        qdiscs.contains("clsact"),
+        "someone else's clsact was removed:\n{qdiscs}"
+    );
 }
 
 #[test]
@@ -105,11 +127,20 @@ fn a_restart_after_a_crash_replaces_the_stale_filter() {
     let mut first = Controller::start(&pair.right, IFACE, &["--fixed-drop", "0.5"]);
     let stale = attached_program_ids(&pair.right, IFACE);
     first.child.kill_hard().unwrap();
-    assert_eq!(attached_program_ids(&pair.right, IFACE), stale, "kill -9 should leave the filter behind");
+    assert_eq!(
+        attached_program_ids(&pair.right, IFACE),
+        stale,
+        "kill -9 should leave the filter behind"
+    );
 
     let mut second = Controller::start(&pair.right, IFACE, &["--fixed-drop", "0.5"]);
     let now = attached_program_ids(&pair.right, IFACE);
-    assert_eq!(now.len(), 1, "expected only the new filter:\n{}", ingress_filters(&pair.right, IFACE));
+    assert_eq!(
+        now.len(),
+        1,
+        "expected only the new filter:\n{}",
+        ingress_filters(&pair.right, IFACE)
+    );
     assert_ne!(now, stale, "the stale filter is still the one attached");
 
     let status = second.child.terminate(Duration::from_secs(5)).unwrap();

@@ -10,8 +10,11 @@ mod support;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use keymash_tests::{NetnsPair, require_root};
-use support::{Controller, OTHER_PORT, VIDEO_PORT, flow, kernel_counters, receive_until, send_paced, traffic_lock};
+use keymash_tests::{require_root, NetnsPair};
+use support::{
+    flow, kernel_counters, receive_until, send_paced, traffic_lock, Controller, OTHER_PORT,
+    VIDEO_PORT,
+};
 
 /// Enough packets that 1 percentage point is about 4 standard deviations at p = 0.4.
 const VIDEO_PACKETS: u64 = 40_000;
@@ -37,7 +40,11 @@ struct Outcome {
 fn run_at(drop_arg: &str) -> Outcome {
     require_root();
     let pair = NetnsPair::create("rates").unwrap();
-    let controller = Controller::start(&pair.right, NetnsPair::RIGHT_INTERFACE, &["--fixed-drop", drop_arg]);
+    let controller = Controller::start(
+        &pair.right,
+        NetnsPair::RIGHT_INTERFACE,
+        &["--fixed-drop", drop_arg],
+    );
 
     let (video_tx, video_rx, video_to) = flow(&pair, VIDEO_PORT, false);
     let (v6_tx, v6_rx, v6_to) = flow(&pair, VIDEO_PORT, true);
@@ -53,7 +60,11 @@ fn run_at(drop_arg: &str) -> Outcome {
         send_paced(&v6_tx, v6_to, V6_PACKETS, PACKET_SIZE, RATE);
         send_paced(&other_tx, other_to, OTHER_PACKETS, PACKET_SIZE, RATE);
         done.store(true, Ordering::Release);
-        (video.join().unwrap(), v6.join().unwrap(), other.join().unwrap())
+        (
+            video.join().unwrap(),
+            v6.join().unwrap(),
+            other.join().unwrap(),
+        )
     });
 
     let counters = kernel_counters(&pair.right, NetnsPair::RIGHT_INTERFACE);
@@ -85,14 +96,30 @@ fn check(drop: f64, o: &Outcome) {
         o.kernel_dropped,
         o.kernel_expired
     );
-    assert!((observed - drop).abs() <= 0.01, "observed loss {observed} not within 1 point of {drop}");
-    assert_eq!(o.other_received, o.other_sent, "traffic to another port was dropped");
+    assert!(
+        (observed - drop).abs() <= 0.01,
+        "observed loss {observed} not within 1 point of {drop}"
+    );
+    assert_eq!(
+        o.other_received, o.other_sent,
+        "traffic to another port was dropped"
+    );
     // Kernel truth: it saw every video packet (IPv4 and IPv6) and dropped exactly what the
     // receivers missed; nothing passed because of an expired deadline.
-    assert_eq!(o.kernel_seen, o.video_sent + o.v6_sent, "kernel saw a different number of video packets");
+    assert_eq!(
+        o.kernel_seen,
+        o.video_sent + o.v6_sent,
+        "kernel saw a different number of video packets"
+    );
     let missed = (o.video_sent - o.video_received) + (o.v6_sent - o.v6_received);
-    assert_eq!(o.kernel_dropped, missed, "kernel drops differ from what the receivers missed");
-    assert_eq!(o.kernel_expired, 0, "the controller let its deadline expire while running");
+    assert_eq!(
+        o.kernel_dropped, missed,
+        "kernel drops differ from what the receivers missed"
+    );
+    assert_eq!(
+        o.kernel_expired, 0,
+        "the controller let its deadline expire while running"
+    );
 }
 
 #[test]

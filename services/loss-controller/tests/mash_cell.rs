@@ -8,21 +8,30 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use keymash_core::MashLevel;
 use keymash_core::config::Config;
 use keymash_core::curves::LossCurve;
-use keymash_core::pipeline::{MASH_CELL, MashRecord, Service, stat};
+use keymash_core::pipeline::{stat, MashRecord, Service, MASH_CELL};
+use keymash_core::MashLevel;
 use keymash_loss_controller::cells::names;
-use keymash_loss_controller::filter::{ForeignFilter, counters_of_program};
-use keymash_shm::{CellReader, CellWriter, Permissions, SegmentId, SegmentName, ServiceStats, monotonic_now_ns};
-use keymash_tests::{NetnsPair, require_root};
-use support::{Controller, TestConfig, VIDEO_PORT, attached_program_ids, flow, send_paced, traffic_lock};
+use keymash_loss_controller::filter::{counters_of_program, ForeignFilter};
+use keymash_shm::{
+    monotonic_now_ns, CellReader, CellWriter, Permissions, SegmentId, SegmentName, ServiceStats,
+};
+use keymash_tests::{require_root, NetnsPair};
+use support::{
+    attached_program_ids, flow, send_paced, traffic_lock, Controller, TestConfig, VIDEO_PORT,
+};
 
 const IFACE: &str = NetnsPair::RIGHT_INTERFACE;
 
 fn default_curve() -> LossCurve {
     let loss = Config::default().loss;
-    LossCurve::new(loss.drop_at_rest, loss.exponent, MashLevel::new(loss.zero_loss_at_mash as f32).unwrap()).unwrap()
+    LossCurve::new(
+        loss.drop_at_rest,
+        loss.exponent,
+        MashLevel::new(loss.zero_loss_at_mash as f32).unwrap(),
+    )
+    .unwrap()
 }
 
 /// Polls the filter's config map until its drop fraction is `expected`; returns how long it took.
@@ -33,7 +42,10 @@ fn wait_for_fraction(filter: &ForeignFilter, expected: u32, since: Instant) -> D
         }
         std::hint::spin_loop();
     }
-    panic!("drop fraction stayed {} instead of {expected}", filter.config().unwrap().drop_fraction);
+    panic!(
+        "drop fraction stayed {} instead of {expected}",
+        filter.config().unwrap().drop_fraction
+    );
 }
 
 #[test]
@@ -43,7 +55,8 @@ fn the_drop_probability_follows_the_mash_cell_through_the_curve() {
     let config = TestConfig::new();
     let mash_id = SegmentId::new(config.shm_prefix(), SegmentName::new(MASH_CELL).unwrap());
     let (mut mash, _) = CellWriter::<MashRecord>::open(&mash_id, Permissions::OwnerOnly).unwrap();
-    let controller = Controller::start_configured(pair.right.command(Controller::binary()), config, IFACE, &[]);
+    let controller =
+        Controller::start_configured(pair.right.command(Controller::binary()), config, IFACE, &[]);
     let program = ForeignFilter::open(attached_program_ids(&pair.right, IFACE)[0]).unwrap();
     let curve = default_curve();
 
@@ -62,7 +75,10 @@ fn the_drop_probability_follows_the_mash_cell_through_the_curve() {
     latencies.sort();
     eprintln!("mash cell store -> filter map: {latencies:?}");
     // Woken by the cell's futex, not by the 20 ms refresh tick.
-    assert!(latencies[latencies.len() / 2] < Duration::from_millis(10), "{latencies:?}");
+    assert!(
+        latencies[latencies.len() / 2] < Duration::from_millis(10),
+        "{latencies:?}"
+    );
 
     // A level that mash-input stopped refreshing counts as nobody mashing.
     let stale = monotonic_now_ns() - 3_000_000_000;
@@ -76,8 +92,10 @@ fn the_statistics_cell_carries_the_kernel_counters() {
     require_root();
     let pair = NetnsPair::create("stats").unwrap();
     let controller = Controller::start(&pair.right, IFACE, &["--fixed-drop", "0.5"]);
-    let stats_id =
-        SegmentId::new(controller.config.shm_prefix(), SegmentName::new(&Service::LossController.stats_cell()).unwrap());
+    let stats_id = SegmentId::new(
+        controller.config.shm_prefix(),
+        SegmentName::new(&Service::LossController.stats_cell()).unwrap(),
+    );
     let stats = CellReader::<ServiceStats>::open(&stats_id).unwrap();
     let program = attached_program_ids(&pair.right, IFACE)[0];
     let (tx, _rx, to) = flow(&pair, VIDEO_PORT, false);

@@ -1,7 +1,8 @@
 //! What the loss-controller integration tests share: a controller running in the receiving
 //! namespace of a [`NetnsPair`], a paced UDP sender and a counting receiver, and the kernel's
 //! own counters read back by program id.
-#![allow(dead_code)] // each test file uses a different part
+#![allow(dead_code)]
+// each test file uses a different part
 // Test setup: a failure here should fail the test at once, with its location.
 #![allow(clippy::unwrap_used)]
 
@@ -29,7 +30,9 @@ pub const FAILSAFE: Duration = Duration::from_millis(250);
 pub static TRAFFIC: Mutex<()> = Mutex::new(());
 
 pub fn traffic_lock() -> std::sync::MutexGuard<'static, ()> {
-    TRAFFIC.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    TRAFFIC
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A config file with every key at its default except a shared-memory prefix of its own, so
@@ -90,7 +93,12 @@ impl Controller {
     }
 
     /// Like [`Controller::start_with`] with a prepared config.
-    pub fn start_configured(mut command: Command, config: TestConfig, interface: &str, extra: &[&str]) -> Controller {
+    pub fn start_configured(
+        mut command: Command,
+        config: TestConfig,
+        interface: &str,
+        extra: &[&str],
+    ) -> Controller {
         let notify = NotifySocket::bind().unwrap();
         notify.allow_any_user().unwrap();
         let (key, value) = notify.env();
@@ -107,13 +115,19 @@ impl Controller {
             let status = child.kill_hard();
             panic!("controller not ready: {e} (exit: {status:?})");
         }
-        Controller { child, _notify: notify, config }
+        Controller {
+            child,
+            _notify: notify,
+            config,
+        }
     }
 }
 
 /// `tc filter show dev IFACE ingress` inside `netns`.
 pub fn ingress_filters(netns: &Netns, interface: &str) -> String {
-    netns.run("tc", ["filter", "show", "dev", interface, "ingress"]).unwrap_or_default()
+    netns
+        .run("tc", ["filter", "show", "dev", interface, "ingress"])
+        .unwrap_or_default()
 }
 
 /// Kernel ids of the BPF programs attached at `interface`'s ingress. (By id, not by name: a
@@ -133,7 +147,12 @@ pub fn attached_program_ids(netns: &Netns, interface: &str) -> Vec<u32> {
 /// The kernel counters of the one filter attached at `interface`.
 pub fn kernel_counters(netns: &Netns, interface: &str) -> LossCounters {
     let ids = attached_program_ids(netns, interface);
-    assert_eq!(ids.len(), 1, "expected exactly one keymash_loss filter, tc shows:\n{}", ingress_filters(netns, interface));
+    assert_eq!(
+        ids.len(),
+        1,
+        "expected exactly one keymash_loss filter, tc shows:\n{}",
+        ingress_filters(netns, interface)
+    );
     counters_of_program(ids[0]).unwrap()
 }
 
@@ -145,8 +164,15 @@ pub fn bind_in(netns: &Netns, addr: SocketAddr) -> UdpSocket {
             let socket = UdpSocket::bind(addr).unwrap();
             // Root may exceed rmem_max: 8 MiB holds every burst the tests send, so only the
             // filter drops packets.
-            nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::RcvBufForce, &(8 << 20)).unwrap();
-            socket.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+            nix::sys::socket::setsockopt(
+                &socket,
+                nix::sys::socket::sockopt::RcvBufForce,
+                &(8 << 20),
+            )
+            .unwrap();
+            socket
+                .set_read_timeout(Some(Duration::from_millis(50)))
+                .unwrap();
             socket
         })
         .unwrap()
