@@ -16,6 +16,7 @@ pub mod netns;
 pub mod notify;
 pub mod process;
 pub mod receiver;
+pub mod sender;
 
 pub use netns::{Netns, NetnsError, NetnsPair};
 pub use notify::NotifySocket;
