@@ -86,7 +86,8 @@ mod tests {
 
     #[test]
     fn unusable_values_are_refused_naming_the_key() {
-        let cases: [(&str, fn(&mut Config)); 4] = [
+        type Spoil = fn(&mut Config);
+        let cases: [(&str, Spoil); 4] = [
             ("transport.fec_overhead_percent", |c| c.transport.fec_overhead_percent = 150),
             ("transport.payload_type", |c| c.transport.payload_type = 200),
             ("transport.pacing_fraction", |c| c.transport.pacing_fraction = 0.0),

@@ -133,7 +133,7 @@ impl Camera {
             Ok((buffer, meta)) => {
                 let used = (meta.bytesused as usize).min(buffer.len());
                 let now = now_ns();
-                let capture_ns = driver_timestamp_ns(meta.timestamp.sec as i64, meta.timestamp.usec as i64)
+                let capture_ns = driver_timestamp_ns(i64::from(meta.timestamp.sec), i64::from(meta.timestamp.usec))
                     .filter(|&t| t <= now && now - t < 1_000_000_000)
                     .unwrap_or(now);
                 yuyv_to_i420(&buffer[..used], geometry, out)

@@ -8,7 +8,7 @@ use keymash_core::pipeline::{stat, MashRecord, Service, MASH_CELL};
 use keymash_core::MashLevel;
 use keymash_service::stats::{segment_id, StatsError};
 use keymash_service::StatsPublisher;
-use keymash_shm::{CellReader, LoadError, SegmentId, ServiceState};
+use keymash_shm::{CellReader, LoadError, SegmentId, ServiceState, WaitError};
 
 use crate::layout::LossCounters;
 use crate::plan::WindowRate;
@@ -85,8 +85,12 @@ impl MashSource for MashCell {
         let seen = self.seen_version;
         match self.reader() {
             Some(reader) => {
-                // A change, a timeout or a futex error: in every case the next tick refreshes.
-                let _ = reader.wait_for_change(seen, timeout);
+                // A change or a timeout: the next tick refreshes either way. A failing futex must
+                // not turn this wait into a busy loop, so then we just sleep.
+                if let Err(WaitError::Wait(errno)) = reader.wait_for_change(seen, timeout) {
+                    log::debug!("waiting on the mash cell failed ({errno}); sleeping instead");
+                    std::thread::sleep(timeout);
+                }
             }
             None => std::thread::sleep(timeout),
         }
