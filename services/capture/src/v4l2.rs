@@ -133,6 +133,8 @@ impl Camera {
             Ok((buffer, meta)) => {
                 let used = (meta.bytesused as usize).min(buffer.len());
                 let now = now_ns();
+                // time_t is i32 on 32-bit targets, i64 here: the conversion is for the former.
+                #[allow(clippy::useless_conversion)]
                 let capture_ns = driver_timestamp_ns(i64::from(meta.timestamp.sec), i64::from(meta.timestamp.usec))
                     .filter(|&t| t <= now && now - t < 1_000_000_000)
                     .unwrap_or(now);
