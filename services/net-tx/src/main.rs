@@ -123,20 +123,17 @@ fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
             }
             stats.count("packets", 1);
             if transmit.kind == TransmitKind::Media {
+                // A frame is sent when its last packet is; frames before it whose last packet
+                // the pacer dropped as stale will never complete and are forgotten here.
                 let seq = rtp_seq(&transmit.contents);
-                if let Some(&(last_seq, capture_ns)) = frames_in_flight.front() {
-                    if seq == Some(last_seq) {
+                if let Some(done) = frames_in_flight.iter().position(|&(last, _)| Some(last) == seq) {
+                    if let Some((_, capture_ns)) = frames_in_flight.drain(..=done).last() {
                         latency_ms.record(monotonic_now_ns().saturating_sub(capture_ns) as f64 / 1e6);
-                        frames_in_flight.pop_front();
                     }
                 }
             }
         }
-        // Frames whose last packet the pacer dropped as stale never complete: forget them.
-        let now_ns = monotonic_now_ns();
-        while frames_in_flight.front().is_some_and(|&(_, c)| now_ns.saturating_sub(c) > 60_000_000_000) {
-            frames_in_flight.pop_front();
-        }
+        // Bounded even if the pacer drops every frame's last packet.
         while frames_in_flight.len() > 64 {
             frames_in_flight.pop_front();
         }
