@@ -127,7 +127,7 @@ fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
                 // the pacer dropped as stale will never complete and are forgotten here.
                 let seq = rtp_seq(&transmit.contents);
                 if let Some(done) = frames_in_flight.iter().position(|&(last, _)| Some(last) == seq) {
-                    if let Some((_, capture_ns)) = frames_in_flight.drain(..=done).last() {
+                    if let Some((_, capture_ns)) = frames_in_flight.drain(..=done).next_back() {
                         latency_ms.record(monotonic_now_ns().saturating_sub(capture_ns) as f64 / 1e6);
                     }
                 }
