@@ -31,7 +31,7 @@ fn run(tag: &str, drop: Option<(u64, u16)>) -> (ReceiverSetup, Vec<SentFrame>, V
     let _net_rx = setup.start("keymash-net-rx");
     let mut display = setup.start("keymash-display");
     let mut sender = setup.sender();
-    let quality = Quality::new(75).unwrap();
+    let quality = Quality::new(75).expect("valid quality");
     let mut sent = Vec::new();
     for n in 1..=FRAMES {
         let picture = test_picture(sender.geometry(), n);

@@ -11,6 +11,7 @@ use keymash_core::config::{Config, DisplayOutput};
 use keymash_core::curves::QualityCurve;
 use keymash_core::pipeline::{stat, MashRecord, Service, MASH_CELL, RECEIVED_PAYLOADS};
 use keymash_core::{FrameNo, MashLevel};
+use keymash_media::Percentiles;
 use keymash_present::playout::frame_interval;
 use keymash_present::{HudFigures, PlayoutQueue, PresentClock};
 use keymash_service::stats::segment_id;
@@ -26,6 +27,8 @@ const REOPEN_INTERVAL: Duration = Duration::from_secs(1);
 const DRAIN_BATCH: usize = 256;
 /// Figures averaged over this many presentations for the status line and the gauges.
 const TIMING_WINDOW: usize = 60;
+/// Capture-to-present latency percentiles over this many stamped frames (10 s at 30 fps).
+const LATENCY_WINDOW: usize = 300;
 /// Statistics and the status line are refreshed this often.
 const PUBLISH_INTERVAL: Duration = Duration::from_millis(500);
 /// A net-rx statistics cell older than this is not shown in the HUD (net-rx is down).
@@ -122,6 +125,7 @@ fn play(lifecycle: &mut Lifecycle, config: &Config, geometry: FrameGeometry, mut
     let (mut frames, mut undecodable, mut missed_payloads) = (0u64, 0u64, 0u64);
     let mut mash = MashLevel::IDLE;
     let mut next_publish = Instant::now();
+    let mut latency_ms = Percentiles::new(LATENCY_WINDOW);
     lifecycle.ready(&format!("presenting {geometry} at {} fps to {}", config.video.fps, String::from(config.display.output.clone())));
 
     while !lifecycle.stop_requested() {
@@ -174,6 +178,16 @@ fn play(lifecycle: &mut Lifecycle, config: &Config, geometry: FrameGeometry, mut
             new_frame = true;
         }
         let decode_ms = decode_start.elapsed().as_secs_f64() * 1e3;
+        if new_frame {
+            // With the synthetic scene (or any source that stamps its pictures), the capture
+            // time is in the pixels: capture to presentation, the playout delay left out.
+            // A stamp of another frame is stale blocks left by a lost packet: not this frame's age.
+            let stamp = keymash_media::stamp::read_stamp(decoder.frame()).filter(|s| s.frame == shown.0 as u32);
+            if let Some(stamp) = stamp {
+                let age_ms = stamp.age_ms(monotonic_now_ns()) as f64;
+                latency_ms.record(age_ms - f64::from(config.display.playout_delay_ms));
+            }
+        }
         if let Some(cell) = mash_cell.get(now) {
             mash = cell.load().map_or(MashLevel::IDLE, |r| keymash_input::current_level(&r, monotonic_now_ns()));
         }
@@ -210,6 +224,10 @@ fn play(lifecycle: &mut Lifecycle, config: &Config, geometry: FrameGeometry, mut
             stats.gauge("present_ms", Timings::mean(&timings.present_ms));
             stats.gauge("mash", f64::from(mash.get()));
             stats.gauge("frame", shown.0 as f64);
+            if let (Some(p50), Some(p99)) = (latency_ms.quantile(0.5), latency_ms.quantile(0.99)) {
+                stats.gauge("capture_to_present_p50_ms", p50);
+                stats.gauge("capture_to_present_p99_ms", p99);
+            }
             let line = if frames == 0 {
                 format!("waiting for the stream (mash {:.2})", mash.get())
             } else {

@@ -20,7 +20,7 @@ use keymash_shm::{monotonic_now_ns, CellReader, FrameMeta, RingWriter, SegmentId
 use keymash_transport::udp::{PeerSocket, SocketBuffers, RECV_BUFFER_LEN};
 use keymash_transport::{ReceivedPayload, Receiver, Recovery};
 
-use crate::settings::{local_address, received_ring_geometry, sender_address, transport_config};
+use crate::settings::{local_address, received_ring_geometry, sender_address};
 
 pub const RECOVERY_DIRECT: u32 = 0;
 pub const RECOVERY_FEC: u32 = 1;
@@ -54,7 +54,7 @@ impl MashInput {
 }
 
 pub fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
-    let transport = transport_config(&config)?;
+    let transport = keymash_media::transport_settings(&config)?;
     let mut socket = PeerSocket::bind(local_address(&config), sender_address(&config), SocketBuffers::default())?;
     if let Ok((rcv, snd)) = socket.buffer_sizes() {
         log::info!("UDP {} from {}, buffers {rcv}/{snd} bytes", local_address(&config), sender_address(&config));
