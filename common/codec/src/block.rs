@@ -87,12 +87,24 @@ impl QuantTables {
     }
 }
 
-/// One block after quantisation: levels in zigzag order and which of them are non-zero.
+/// One block after quantisation: levels in the transposed layout the DCT produces (zigzag
+/// position `k` lives at `levels[ZIGZAG_TRANSPOSED[k]]`) and, in zigzag order, which are non-zero.
+///
+/// The levels are not reordered: only the few non-zero ones are ever read in scan order (by
+/// walking `nonzero` with `trailing_zeros`), so a 64-element gather per block would be wasted.
 #[derive(Debug, Clone, Copy)]
 pub struct QuantisedBlock {
-    pub levels: [i16; 64],
-    /// Bit k set when `levels[k] != 0`.
+    levels: [i16; 64],
+    /// Bit k set when the coefficient at zigzag position k is non-zero.
     pub nonzero: u64,
+}
+
+impl QuantisedBlock {
+    /// The level at zigzag position `k` (0 = DC); `k` is taken modulo 64.
+    #[inline(always)]
+    pub fn level(&self, k: usize) -> i16 {
+        self.levels[usize::from(ZIGZAG_TRANSPOSED[k % 64])]
+    }
 }
 
 impl Default for QuantisedBlock {
@@ -140,28 +152,62 @@ fn round_to_i32(x: f32) -> i32 {
 #[inline]
 fn quantise_block(b: &Block, quantise: &[f32; 64], out: &mut QuantisedBlock) {
     let flat = b.as_flattened();
-    let mut transposed_levels = [0i16; 64];
-    for ((l, &c), &m) in transposed_levels.iter_mut().zip(flat).zip(quantise) {
+    for ((l, &c), &m) in out.levels.iter_mut().zip(flat).zip(quantise) {
         // Clamped to the level range the syntax allows, so the i16 narrowing is exact.
         let v = (c * m).clamp(-(MAX_LEVEL as f32), MAX_LEVEL as f32);
         *l = round_to_i32(v) as i16;
     }
-    for (dst, &t) in out.levels.iter_mut().zip(&ZIGZAG_TRANSPOSED) {
-        *dst = transposed_levels[usize::from(t)];
-    }
-    out.nonzero = nonzero_mask(&out.levels);
+    out.nonzero = zigzag_nonzero_mask(&out.levels);
 }
 
-/// Bit k set when `levels[k] != 0`, computed 16 lanes at a time.
-#[inline]
-fn nonzero_mask(levels: &[i16; 64]) -> u64 {
-    let mut mask = 0u64;
-    for (chunk_index, chunk) in levels.chunks_exact(16).enumerate() {
-        let mut bits = 0u16;
-        for (k, &l) in chunk.iter().enumerate() {
-            bits |= u16::from(l != 0) << k;
+/// Per row of the transposed block, per pattern of non-zero columns in that row: the matching
+/// bits of the zigzag-order mask. Eight lookups permute a 64-bit mask (16 KiB, stays in L1).
+static ZIGZAG_BITS_OF_ROW: [[u64; 256]; 8] = {
+    let mut zigzag_position = [0u8; 64];
+    let mut k = 0;
+    while k < 64 {
+        zigzag_position[ZIGZAG_TRANSPOSED[k] as usize] = k as u8;
+        k += 1;
+    }
+    let mut table = [[0u64; 256]; 8];
+    let mut row = 0;
+    while row < 8 {
+        let mut pattern = 0;
+        while pattern < 256 {
+            let mut bits = 0u64;
+            let mut column = 0;
+            while column < 8 {
+                if pattern & (1 << column) != 0 {
+                    bits |= 1 << zigzag_position[row * 8 + column];
+                }
+                column += 1;
+            }
+            table[row][pattern] = bits;
+            pattern += 1;
         }
-        mask |= u64::from(bits) << (16 * chunk_index);
+        row += 1;
+    }
+    table
+};
+
+/// Multiplying eight bytes that are each 0 or 1 by this moves byte i's bit to bit 56 + i (the
+/// partial products never overlap, so nothing carries): the top byte is the eight flags as bits.
+const GATHER_BYTE_FLAGS: u64 = 0x0102_0408_1020_4080;
+
+/// Zigzag-order mask of the non-zero levels of a block in the transposed layout: flags are made
+/// 16 lanes at a time, packed eight to a byte by one multiply, and permuted by table.
+#[inline]
+fn zigzag_nonzero_mask(levels: &[i16; 64]) -> u64 {
+    let mut flags = [0u8; 64];
+    for (f, &l) in flags.iter_mut().zip(levels) {
+        *f = u8::from(l != 0);
+    }
+    let mut mask = 0u64;
+    for (chunk, table) in flags.chunks_exact(8).zip(&ZIGZAG_BITS_OF_ROW) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let pattern = u64::from_le_bytes(word).wrapping_mul(GATHER_BYTE_FLAGS) >> 56;
+        mask |= table[pattern as usize & 0xff];
     }
     mask
 }
@@ -247,7 +293,7 @@ pub fn write_macroblock(
     // AC positions 1..=last_index.
     let ac_mask: u64 = if last_index >= 63 { !1 } else { ((1u64 << (last_index + 1)) - 1) & !1 };
     for (block, &component) in mb.blocks.iter().zip(&BLOCK_COMPONENT) {
-        let dc = i32::from(block.levels[0]);
+        let dc = i32::from(block.level(0));
         bits.dc_bits += u64::from(w.put_se(dc - state.dc[component]));
         state.dc[component] = dc;
         let mut mask = block.nonzero & ac_mask;
@@ -260,7 +306,7 @@ pub fn write_macroblock(
             let run_code = k - prev;
             let run_len = 2 * (32 - run_code.leading_zeros()) - 1;
             prev = k;
-            let level = i32::from(block.levels[k as usize]);
+            let level = i32::from(block.level(k as usize));
             let magnitude_code = level.unsigned_abs();
             let level_len = 2 * (32 - magnitude_code.leading_zeros());
             let level_bits = (magnitude_code << 1) | u32::from(level < 0);
@@ -423,10 +469,32 @@ mod tests {
         let mut mb = QuantisedMacroblock::default();
         quantise_macroblock(&tables, [&plane, &chroma, &chroma], 16, 0, 0, Quality::new(50).unwrap(), &mut mb);
         for b in &mb.blocks[..4] {
-            assert_eq!(b.levels[0], 32);
+            assert_eq!(b.level(0), 32);
             assert_eq!(b.nonzero, 1);
         }
         assert_eq!(mb.blocks[4].nonzero, 0);
+    }
+
+    #[test]
+    fn nonzero_mask_marks_exactly_the_nonzero_levels_in_zigzag_order() {
+        let mut state = 0x9e37_79b9_u32;
+        let densities = [0u32, 1, 8, 32, 64, 128, 200, 255, 256];
+        for (case, &density) in densities.iter().cycle().take(900).enumerate() {
+            let mut block = QuantisedBlock::default();
+            for l in block.levels.iter_mut() {
+                state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                let value = ((state >> 8) % 5) as i16 - 2;
+                *l = if (state >> 24) < density { value.max(1) * if value < 0 { -1 } else { 1 } } else { 0 };
+            }
+            let expected = (0..64).fold(0u64, |m, k| m | (u64::from(block.level(k) != 0) << k));
+            assert_eq!(zigzag_nonzero_mask(&block.levels), expected, "case {case}");
+        }
+        let mut single = [0i16; 64];
+        for k in 0..64 {
+            single.fill(0);
+            single[usize::from(ZIGZAG_TRANSPOSED[k])] = -1;
+            assert_eq!(zigzag_nonzero_mask(&single), 1 << k, "zigzag position {k}");
+        }
     }
 
     #[test]
