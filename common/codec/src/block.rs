@@ -126,6 +126,7 @@ impl Default for QuantisedMacroblock {
     }
 }
 
+#[cfg(any(test, not(target_arch = "x86_64")))]
 #[inline]
 fn load_block(plane: &[u8], stride: usize, x: usize, y: usize) -> Block {
     let mut b: Block = [[0.0; 8]; 8];
@@ -149,15 +150,34 @@ fn round_to_i32(x: f32) -> i32 {
     (x + ROUNDING_MAGIC).to_bits() as i32 - ROUNDING_MAGIC.to_bits() as i32
 }
 
+#[cfg(any(test, not(target_arch = "x86_64")))]
+/// Portable transform and quantisation of one block: levels in the transposed layout and the
+/// mask of non-zero levels in that layout (bit n for `levels[n]`).
 #[inline]
-fn quantise_block(b: &Block, quantise: &[f32; 64], out: &mut QuantisedBlock) {
-    let flat = b.as_flattened();
-    for ((l, &c), &m) in out.levels.iter_mut().zip(flat).zip(quantise) {
+fn forward_quantise_portable(plane: &[u8], stride: usize, x: usize, y: usize, quantise: &[f32; 64]) -> ([i16; 64], u64) {
+    let mut b = load_block(plane, stride, x, y);
+    dct::forward(&mut b);
+    let mut levels = [0i16; 64];
+    for ((l, &c), &m) in levels.iter_mut().zip(b.as_flattened()).zip(quantise) {
         // Clamped to the level range the syntax allows, so the i16 narrowing is exact.
         let v = (c * m).clamp(-(MAX_LEVEL as f32), MAX_LEVEL as f32);
         *l = round_to_i32(v) as i16;
     }
-    out.nonzero = zigzag_nonzero_mask(&out.levels);
+    let mask = nonzero_mask(&levels);
+    (levels, mask)
+}
+
+/// Transform and quantisation of one block, SSE2 on x86-64 (bit-identical to the portable path).
+#[inline]
+fn forward_quantise(plane: &[u8], stride: usize, x: usize, y: usize, quantise: &[f32; 64]) -> ([i16; 64], u64) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        crate::sse2::forward_quantise(plane, stride, x, y, quantise)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        forward_quantise_portable(plane, stride, x, y, quantise)
+    }
 }
 
 /// Per row of the transposed block, per pattern of non-zero columns in that row: the matching
@@ -190,24 +210,35 @@ static ZIGZAG_BITS_OF_ROW: [[u64; 256]; 8] = {
     table
 };
 
+#[cfg(any(test, not(target_arch = "x86_64")))]
 /// Multiplying eight bytes that are each 0 or 1 by this moves byte i's bit to bit 56 + i (the
 /// partial products never overlap, so nothing carries): the top byte is the eight flags as bits.
 const GATHER_BYTE_FLAGS: u64 = 0x0102_0408_1020_4080;
 
-/// Zigzag-order mask of the non-zero levels of a block in the transposed layout: flags are made
-/// 16 lanes at a time, packed eight to a byte by one multiply, and permuted by table.
+#[cfg(any(test, not(target_arch = "x86_64")))]
+/// Mask of the non-zero levels, bit n for `levels[n]`: flags are made 16 lanes at a time and
+/// packed eight to a byte by one multiply each.
 #[inline]
-fn zigzag_nonzero_mask(levels: &[i16; 64]) -> u64 {
+fn nonzero_mask(levels: &[i16; 64]) -> u64 {
     let mut flags = [0u8; 64];
     for (f, &l) in flags.iter_mut().zip(levels) {
         *f = u8::from(l != 0);
     }
     let mut mask = 0u64;
-    for (chunk, table) in flags.chunks_exact(8).zip(&ZIGZAG_BITS_OF_ROW) {
+    for (row, chunk) in flags.chunks_exact(8).enumerate() {
         let mut word = [0u8; 8];
         word.copy_from_slice(chunk);
-        let pattern = u64::from_le_bytes(word).wrapping_mul(GATHER_BYTE_FLAGS) >> 56;
-        mask |= table[pattern as usize & 0xff];
+        mask |= (u64::from_le_bytes(word).wrapping_mul(GATHER_BYTE_FLAGS) >> 56) << (8 * row);
+    }
+    mask
+}
+
+/// The same mask in zigzag order (bit k for zigzag position k): eight table lookups.
+#[inline]
+fn zigzag_order(transposed_mask: u64) -> u64 {
+    let mut mask = 0u64;
+    for (byte, table) in transposed_mask.to_le_bytes().into_iter().zip(&ZIGZAG_BITS_OF_ROW) {
+        mask |= table[usize::from(byte)];
     }
     mask
 }
@@ -237,9 +268,9 @@ pub fn quantise_macroblock(
         (2, cx, cy, cw),
     ];
     for (&(plane, x, y, stride), dst) in origins.iter().zip(out.blocks.iter_mut()) {
-        let mut b = load_block(planes[plane], stride, x, y);
-        dct::forward(&mut b);
-        quantise_block(&b, &t.quantise[usize::from(plane != 0)], dst);
+        let (levels, mask) = forward_quantise(planes[plane], stride, x, y, &t.quantise[usize::from(plane != 0)]);
+        dst.levels = levels;
+        dst.nonzero = zigzag_order(mask);
     }
 }
 
@@ -487,13 +518,50 @@ mod tests {
                 *l = if (state >> 24) < density { value.max(1) * if value < 0 { -1 } else { 1 } } else { 0 };
             }
             let expected = (0..64).fold(0u64, |m, k| m | (u64::from(block.level(k) != 0) << k));
-            assert_eq!(zigzag_nonzero_mask(&block.levels), expected, "case {case}");
+            assert_eq!(zigzag_order(nonzero_mask(&block.levels)), expected, "case {case}");
         }
         let mut single = [0i16; 64];
         for k in 0..64 {
             single.fill(0);
             single[usize::from(ZIGZAG_TRANSPOSED[k])] = -1;
-            assert_eq!(zigzag_nonzero_mask(&single), 1 << k, "zigzag position {k}");
+            assert_eq!(zigzag_order(nonzero_mask(&single)), 1 << k, "zigzag position {k}");
+        }
+    }
+
+    /// Samples with every kind of content the quantiser meets: flat, random, edges, extremes.
+    fn sample_planes() -> Vec<Vec<u8>> {
+        let mut planes = vec![vec![0u8; 64], vec![255u8; 64], vec![128u8; 64]];
+        let mut state = 0x2545_f491_u32;
+        for smoothness in [0u32, 2, 5] {
+            for _ in 0..40 {
+                let mut p = vec![0u8; 64];
+                for (i, s) in p.iter_mut().enumerate() {
+                    state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                    let noise = (state >> 24) >> smoothness;
+                    *s = ((i as u32 * 4 + noise) % 256) as u8;
+                }
+                planes.push(p);
+            }
+        }
+        planes.push((0..64).map(|i| if i % 8 < 3 { 0 } else { 255 }).collect());
+        planes.push((0..64).map(|i| if (i / 8 + i % 8) % 2 == 0 { 0 } else { 255 }).collect());
+        planes
+    }
+
+    #[test]
+    fn the_platform_transform_gives_the_portable_levels_bit_for_bit() {
+        let tables = QuantTables::new();
+        for quality in [1u8, 10, 50, 75, 90, 100] {
+            let t = tables.get(Quality::new(quality).unwrap());
+            for (case, plane) in sample_planes().iter().enumerate() {
+                for quantise in &t.quantise {
+                    assert_eq!(
+                        forward_quantise(plane, 8, 0, 0, quantise),
+                        forward_quantise_portable(plane, 8, 0, 0, quantise),
+                        "q{quality} case {case}"
+                    );
+                }
+            }
         }
     }
 

@@ -39,13 +39,19 @@ fn transpose(b: &Block) -> Block {
     std::array::from_fn(|r| std::array::from_fn(|c| b[c][r]))
 }
 
+/// cos(4pi/16), the forward butterflies' constants (shared with the SSE2 path, which must compute
+/// exactly the same).
+pub(crate) const C4: f32 = std::f32::consts::FRAC_1_SQRT_2;
+/// cos(6pi/16).
+pub(crate) const C6: f32 = 0.382_683_43;
+/// cos(2pi/16) - cos(6pi/16).
+pub(crate) const C2_MINUS_C6: f32 = 0.541_196_1;
+/// cos(2pi/16) + cos(6pi/16).
+pub(crate) const C2_PLUS_C6: f32 = 1.306_563;
+
 /// One forward pass along the first index, all eight lanes at once.
 #[inline(always)]
 fn forward_pass(b: &mut Block) {
-    const C4: f32 = std::f32::consts::FRAC_1_SQRT_2;
-    const C6_MINUS: f32 = 0.382_683_43; // cos(6pi/16)
-    const C2_MINUS_C6: f32 = 0.541_196_1;
-    const C2_PLUS_C6: f32 = 1.306_563;
     let [d0, d1, d2, d3, d4, d5, d6, d7] = *b;
     let mut o = [[0f32; 8]; 8];
     for i in 0..8 {
@@ -71,7 +77,7 @@ fn forward_pass(b: &mut Block) {
         let tmp10 = tmp4 + tmp5;
         let tmp11 = tmp5 + tmp6;
         let tmp12 = tmp6 + tmp7;
-        let z5 = (tmp10 - tmp12) * C6_MINUS;
+        let z5 = (tmp10 - tmp12) * C6;
         let z2 = C2_MINUS_C6 * tmp10 + z5;
         let z4 = C2_PLUS_C6 * tmp12 + z5;
         let z3 = tmp11 * C4;

@@ -34,6 +34,8 @@ pub mod fuzz;
 pub mod geometry;
 pub mod payload;
 pub mod roundtrip;
+#[cfg(target_arch = "x86_64")]
+mod sse2;
 pub mod tables;
 pub mod y4m;
 
