@@ -209,6 +209,16 @@ impl Default for TransportConfig {
     }
 }
 
+/// How the loss filter decides which packets to drop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LossModelKind {
+    /// Each packet independently (the original installation).
+    Bernoulli,
+    /// Burst loss: a two-state Gilbert-Elliott chain with netem's `gemodel p r 1-h 1-k` meaning.
+    GilbertElliott,
+}
+
 /// The kernel loss filter on the receiver and the curve that mashing moves it along.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -225,6 +235,16 @@ pub struct LossConfig {
     pub refresh_hz: u32,
     /// The filter passes everything when the map has not been refreshed for this long.
     pub failsafe_ms: u32,
+    pub model: LossModelKind,
+    /// Gilbert-Elliott: per-packet probability of moving from the good to the bad state (netem p).
+    pub ge_p: DropProbability,
+    /// Gilbert-Elliott: per-packet probability of moving from bad back to good (netem r);
+    /// the mean burst lasts 1/r packets.
+    pub ge_r: DropProbability,
+    /// Gilbert-Elliott: drop probability in the bad state (netem 1-h).
+    pub ge_loss_bad: DropProbability,
+    /// Gilbert-Elliott: drop probability in the good state (netem 1-k).
+    pub ge_loss_good: DropProbability,
 }
 
 impl Default for LossConfig {
@@ -236,6 +256,11 @@ impl Default for LossConfig {
             zero_loss_at_mash: 0.8,
             refresh_hz: 50,
             failsafe_ms: 250,
+            model: LossModelKind::Bernoulli,
+            ge_p: DropProbability::saturating(0.1),
+            ge_r: DropProbability::saturating(0.25),
+            ge_loss_bad: DropProbability::saturating(1.0),
+            ge_loss_good: DropProbability::saturating(0.0),
         }
     }
 }
@@ -587,6 +612,12 @@ impl Config {
                     "must be in {min_failsafe}..=10000 (at least two refresh periods at loss.refresh_hz = {}), got {}",
                     l.refresh_hz, l.failsafe_ms
                 ),
+            );
+        }
+        if l.model == LossModelKind::GilbertElliott && l.ge_r.get() == 0.0 {
+            return invalid(
+                "loss.ge_r",
+                "must be > 0 with loss.model = \"gilbert-elliott\" (at 0 the first burst never ends)".to_owned(),
             );
         }
 

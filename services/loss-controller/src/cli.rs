@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use keymash_core::config::Config;
+use keymash_core::config::{Config, LossModelKind};
 use keymash_core::curves::{LossCurve, LossCurveError};
 use keymash_core::{DropProbability, MashLevel};
 use keymash_service::ServiceArgs;
@@ -156,11 +156,17 @@ impl Args {
                 None => {
                     let zero_at = MashLevel::new(config.loss.zero_loss_at_mash as f32)
                         .map_err(|e| SettingsError::ZeroLossLevel(e.to_string()))?;
-                    Ok(Drive::Mash(LossCurve::new(
-                        config.loss.drop_at_rest,
-                        config.loss.exponent,
-                        zero_at,
-                    )?))
+                    let curve = LossCurve::new(config.loss.drop_at_rest, config.loss.exponent, zero_at)?;
+                    let burst = match config.loss.model {
+                        LossModelKind::Bernoulli => None,
+                        LossModelKind::GilbertElliott => Some(GilbertElliott {
+                            p: config.loss.ge_p,
+                            r: config.loss.ge_r,
+                            loss_bad: config.loss.ge_loss_bad,
+                            loss_good: config.loss.ge_loss_good,
+                        }),
+                    };
+                    Ok(Drive::Mash { curve, burst })
                 }
             },
         }
@@ -215,7 +221,7 @@ mod tests {
                     loss_good: DropProbability::NONE,
                 })),
             ),
-            (&["--interface", "veth1"], Drive::Mash(LossCurve::default())),
+            (&["--interface", "veth1"], Drive::Mash { curve: LossCurve::default(), burst: None }),
         ];
         for (args, drive) in cases {
             let s = settings(args).unwrap();
@@ -232,6 +238,22 @@ mod tests {
             s.refresh_interval <= Duration::from_millis(20),
             "at least 50 Hz"
         );
+    }
+
+    #[test]
+    fn the_config_files_burst_model_drives_mashing_mode() {
+        let mut config = Config::default();
+        config.loss.model = LossModelKind::GilbertElliott;
+        config.loss.ge_r = DropProbability::new(0.5).unwrap();
+        let args = Args::try_parse_from(["keymash-loss-controller"]).unwrap();
+        let Drive::Mash { burst: Some(chain), .. } = args.settings(&config).unwrap().plan.drive else {
+            panic!("expected a mash drive with a burst chain");
+        };
+        assert_eq!(chain.r.get(), 0.5);
+        assert_eq!(chain.p, config.loss.ge_p);
+        assert_eq!(chain.loss_bad, config.loss.ge_loss_bad);
+        config.loss.model = LossModelKind::Bernoulli;
+        assert!(matches!(args.settings(&config).unwrap().plan.drive, Drive::Mash { burst: None, .. }));
     }
 
     #[test]

@@ -8,15 +8,17 @@ use keymash_core::curves::LossCurve;
 use keymash_core::{DropProbability, MashLevel};
 
 use crate::layout::{LossConfigRecord, LossCounters};
-use crate::loss_model::LossModel;
+use crate::loss_model::{GilbertElliott, LossModel};
 
 /// Where the drop probability comes from.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Drive {
     /// A model held until the controller stops (`--fixed-drop`, `--model gilbert-elliott`).
     Fixed(LossModel),
-    /// Bernoulli loss from the mash level through the mash curve (the exhibit).
-    Mash(LossCurve),
+    /// Loss from the mash level through the mash curve (the exhibit): Bernoulli at the curve's
+    /// probability, or, with `burst`, that chain (the loss at rest) with both states' drop
+    /// probabilities scaled down by the curve's fall from its value at rest.
+    Mash { curve: LossCurve, burst: Option<GilbertElliott> },
 }
 
 /// The controller's plan: which flow, which loss, how long each refresh stays valid.
@@ -35,8 +37,16 @@ impl Plan {
     pub fn model(&self, mash: Option<MashLevel>) -> LossModel {
         match self.drive {
             Drive::Fixed(model) => model,
-            Drive::Mash(curve) => {
-                LossModel::Bernoulli(curve.drop_probability(mash.unwrap_or(MashLevel::IDLE)))
+            Drive::Mash { curve, burst } => {
+                let drop = curve.drop_probability(mash.unwrap_or(MashLevel::IDLE));
+                match burst {
+                    None => LossModel::Bernoulli(drop),
+                    Some(chain) => {
+                        let at_rest = curve.drop_at_rest().get();
+                        let factor = if at_rest > 0.0 { drop.get() / at_rest } else { 0.0 };
+                        LossModel::GilbertElliott(chain.with_loss_scaled(factor))
+                    }
+                }
             }
         }
     }
@@ -136,7 +146,7 @@ mod tests {
 
     fn mash_plan() -> Plan {
         Plan {
-            drive: Drive::Mash(LossCurve::default()),
+            drive: Drive::Mash { curve: LossCurve::default(), burst: None },
             port: 5004,
             failsafe: Duration::from_millis(250),
         }
@@ -155,6 +165,27 @@ mod tests {
         for mash in cases {
             let expected = curve.drop_probability(mash.unwrap_or(MashLevel::IDLE));
             assert_eq!(plan.model(mash), LossModel::Bernoulli(expected), "{mash:?}");
+        }
+    }
+
+    #[test]
+    fn mashing_scales_a_burst_chain_down_without_changing_its_rhythm() {
+        let chain = GilbertElliott {
+            p: DropProbability::new(0.1).unwrap(),
+            r: DropProbability::new(0.25).unwrap(),
+            loss_bad: DropProbability::ALL,
+            loss_good: DropProbability::new(0.02).unwrap(),
+        };
+        let plan = Plan { drive: Drive::Mash { curve: LossCurve::default(), burst: Some(chain) }, ..mash_plan() };
+        // (mash level, expected scale of both drop probabilities): the default curve falls from
+        // 0.4 at rest as (1 - level/0.8)^2.
+        for (level, scale) in [(0.0f32, 1.0f64), (0.4, 0.25), (0.8, 0.0), (1.0, 0.0)] {
+            let LossModel::GilbertElliott(got) = plan.model(Some(MashLevel::new(level).unwrap())) else {
+                panic!("burst drive must stay Gilbert-Elliott");
+            };
+            assert_eq!((got.p, got.r), (chain.p, chain.r), "the rhythm must not change");
+            assert!((got.loss_bad.get() - scale).abs() < 1e-9, "level {level}: {got:?}");
+            assert!((got.loss_good.get() - 0.02 * scale).abs() < 1e-9, "level {level}: {got:?}");
         }
     }
 
