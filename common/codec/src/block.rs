@@ -476,6 +476,15 @@ pub fn store_block(b: &mut Block, dc_only: bool, plane: &mut [u8], stride: usize
         }
         return;
     }
+    #[cfg(target_arch = "x86_64")]
+    crate::sse2::inverse_store(b, plane, stride, x, y);
+    #[cfg(not(target_arch = "x86_64"))]
+    inverse_store_portable(b, plane, stride, x, y);
+}
+
+/// Portable inverse DCT and sample store (the reference for the SSE2 path).
+#[cfg(any(test, not(target_arch = "x86_64")))]
+fn inverse_store_portable(b: &mut Block, plane: &mut [u8], stride: usize, x: usize, y: usize) {
     dct::inverse(b);
     for (r, row) in b.iter().enumerate() {
         let start = (y + r) * stride + x;
@@ -561,6 +570,33 @@ mod tests {
                         "q{quality} case {case}"
                     );
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn the_platform_inverse_transform_stores_the_portable_samples_bit_for_bit() {
+        let tables = QuantTables::new();
+        let mut state = 0x6a09_e667_u32;
+        for quality in [1u8, 30, 75, 100] {
+            let t = tables.get(Quality::new(quality).unwrap());
+            for case in 0..300u32 {
+                let mut block: Block = [[0.0; 8]; 8];
+                let dequantise = &t.dequantise[(case % 2) as usize];
+                for (n, c) in block.as_flattened_mut().iter_mut().enumerate() {
+                    state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                    // Sparse to dense blocks, levels up to the extremes the syntax allows.
+                    let keep = (state >> 28) < case % 16;
+                    let level = ((state >> 8) % 4095) as i32 - 2047;
+                    let level = if case % 5 == 0 { level } else { level / 64 };
+                    if keep || n == 0 {
+                        *c = level as f32 * dequantise[n];
+                    }
+                }
+                let (mut fast, mut reference) = ([0u8; 80], [0u8; 80]);
+                store_block(&mut block.clone(), false, &mut fast, 10, 1, 0);
+                inverse_store_portable(&mut block, &mut reference, 10, 1, 0);
+                assert_eq!(fast, reference, "q{quality} case {case}");
             }
         }
     }

@@ -91,13 +91,18 @@ fn forward_pass(b: &mut Block) {
     *b = o;
 }
 
+/// sqrt(2), the inverse butterflies' constants (shared with the SSE2 path).
+pub(crate) const SQRT2: f32 = std::f32::consts::SQRT_2;
+/// 2 cos(2pi/16).
+pub(crate) const C2_TIMES_2: f32 = 1.847_759;
+/// 2 (cos(2pi/16) - cos(6pi/16)).
+pub(crate) const K1: f32 = 1.082_392_2;
+/// 2 (cos(2pi/16) + cos(6pi/16)).
+pub(crate) const K2: f32 = 2.613_126;
+
 /// One inverse pass along the first index, all eight lanes at once.
 #[inline(always)]
 fn inverse_pass(b: &mut Block) {
-    const SQRT2: f32 = std::f32::consts::SQRT_2;
-    const C2_TIMES_2: f32 = 1.847_759; // 2 cos(2pi/16)
-    const K1: f32 = 1.082_392_2; // 2 (cos(2pi/16) - cos(6pi/16))
-    const K2: f32 = 2.613_126; // 2 (cos(2pi/16) + cos(6pi/16))
     let [d0, d1, d2, d3, d4, d5, d6, d7] = *b;
     let mut o = [[0f32; 8]; 8];
     for i in 0..8 {

@@ -1,4 +1,5 @@
-//! The encoder's transform and quantisation with SSE2, which every x86-64 CPU has (no
+//! The encoder's transform and quantisation, and the decoder's inverse transform and sample
+//! store, with SSE2, which every x86-64 CPU has (no
 //! `target-cpu` flag needed), through `safe_arch`'s safe wrappers of the intrinsics (std::arch
 //! calls would need `unsafe` here, which this crate forbids).
 //!
@@ -7,18 +8,18 @@
 //! mask; written with intrinsics, a block stays in registers from its bytes to its levels.
 //!
 //! The arithmetic is exactly that of the portable path ([`crate::dct::forward`] followed by the
-//! quantiser in [`crate::block`]): the same f32 operations in the same order, no fused
+//! quantiser in [`crate::block`], and [`crate::dct::inverse`] followed by the sample store): the same f32 operations in the same order, no fused
 //! multiply-add, and rounding half to even, so both give bit-identical levels (tested).
 
 use safe_arch::{
     add_m128, cmp_eq_mask_i16_m128i, convert_to_i32_m128i_from_m128, convert_to_m128_from_i32_m128i, m128, m128i,
-    max_m128, min_m128, move_high_low_m128, move_low_high_m128, move_mask_i8_m128i, mul_m128, pack_i16_to_i8_m128i,
-    pack_i32_to_i16_m128i, set_i64_m128i_s, set_splat_i16_m128i, set_splat_m128, shr_imm_i32_m128i, sub_i16_m128i,
+    get_i64_from_m128i_s, load_unaligned_m128, max_m128, min_m128, move_high_low_m128, move_low_high_m128, move_mask_i8_m128i, mul_m128, pack_i16_to_i8_m128i,
+    pack_i16_to_u8_m128i, pack_i32_to_i16_m128i, set_i64_m128i_s, set_splat_i16_m128i, set_splat_m128, shr_imm_i32_m128i, sub_i16_m128i,
     sub_m128, unpack_high_i16_m128i, unpack_high_m128, unpack_low_i16_m128i, unpack_low_i8_m128i, unpack_low_m128,
     zeroed_m128i,
 };
 
-use crate::dct::{C2_MINUS_C6, C2_PLUS_C6, C4, C6};
+use crate::dct::{Block, C2_MINUS_C6, C2_PLUS_C6, C2_TIMES_2, C4, C6, K1, K2, SQRT2};
 
 /// Eight rows of four lanes: the left (columns 0..4) or right (columns 4..8) half of a block.
 type Half = [m128; 8];
@@ -142,4 +143,70 @@ pub(crate) fn forward_quantise(plane: &[u8], stride: usize, x: usize, y: usize, 
         dst.copy_from_slice(&<[i16; 8]>::from(row));
     }
     (levels, mask)
+}
+
+/// One inverse AAN pass along the rows of a half (the same butterflies as the portable pass).
+#[inline(always)]
+fn inverse_pass(d: &Half) -> Half {
+    let (add, sub, mul) = (add_m128, sub_m128, mul_m128);
+    let tmp10 = add(d[0], d[4]);
+    let tmp11 = sub(d[0], d[4]);
+    let tmp13 = add(d[2], d[6]);
+    let tmp12 = sub(mul(sub(d[2], d[6]), set_splat_m128(SQRT2)), tmp13);
+    let e0 = add(tmp10, tmp13);
+    let e3 = sub(tmp10, tmp13);
+    let e1 = add(tmp11, tmp12);
+    let e2 = sub(tmp11, tmp12);
+
+    let z13 = add(d[5], d[3]);
+    let z10 = sub(d[5], d[3]);
+    let z11 = add(d[1], d[7]);
+    let z12 = sub(d[1], d[7]);
+    let tmp7 = add(z11, z13);
+    let tmp11 = mul(sub(z11, z13), set_splat_m128(SQRT2));
+    let z5 = mul(add(z10, z12), set_splat_m128(C2_TIMES_2));
+    let tmp10 = sub(z5, mul(z12, set_splat_m128(K1)));
+    let tmp12 = sub(z5, mul(z10, set_splat_m128(K2)));
+    let tmp6 = sub(tmp12, tmp7);
+    let tmp5 = sub(tmp11, tmp6);
+    let tmp4 = sub(tmp10, tmp5);
+    [
+        add(e0, tmp7),
+        add(e1, tmp6),
+        add(e2, tmp5),
+        add(e3, tmp4),
+        sub(e3, tmp4),
+        sub(e2, tmp5),
+        sub(e1, tmp6),
+        sub(e0, tmp7),
+    ]
+}
+
+/// Rounds four samples (half to even, as the portable path) after level-shifting and clamping.
+#[inline(always)]
+fn samples(v: m128) -> m128i {
+    let shifted = add_m128(v, set_splat_m128(128.0));
+    convert_to_i32_m128i_from_m128(min_m128(max_m128(shifted, set_splat_m128(0.0)), set_splat_m128(255.0)))
+}
+
+/// Inverse DCT of a dequantised block in the transposed layout, stored as 8x8 samples at
+/// (`x`, `y`) of `plane`.
+#[inline]
+pub(crate) fn inverse_store(b: &Block, plane: &mut [u8], stride: usize, x: usize, y: usize) {
+    let mut left = [set_splat_m128(0.0); 8];
+    let mut right = [set_splat_m128(0.0); 8];
+    for ((l, h), row) in left.iter_mut().zip(right.iter_mut()).zip(b) {
+        let [a0, a1, a2, a3, a4, a5, a6, a7] = *row;
+        *l = load_unaligned_m128(&[a0, a1, a2, a3]);
+        *h = load_unaligned_m128(&[a4, a5, a6, a7]);
+    }
+    let (left, right) = transpose(&inverse_pass(&left), &inverse_pass(&right));
+    let (left, right) = (inverse_pass(&left), inverse_pass(&right));
+    for (r, (&l, &h)) in left.iter().zip(&right).enumerate() {
+        // Values are clamped to 0..=255, so both saturating packs are exact.
+        let words = pack_i32_to_i16_m128i(samples(l), samples(h));
+        let bytes = pack_i16_to_u8_m128i(words, words);
+        let start = (y + r) * stride + x;
+        plane[start..start + 8].copy_from_slice(&get_i64_from_m128i_s(bytes).to_le_bytes());
+    }
 }
