@@ -13,8 +13,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::curves::loss_defaults;
 use crate::mash::MashModelConfig;
-use crate::units::{DropProbability, Quality};
+use crate::units::{DropProbability, MashLevel, Quality};
 
 /// Where services look for the configuration unless given `--config`.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/keymash/keymash.toml";
@@ -230,7 +231,7 @@ pub struct LossConfig {
     /// Shape of the curve from `drop_at_rest` down to 0: 1 is linear, 2 eases off quadratically.
     pub exponent: f64,
     /// The mash level (0..1] at which loss reaches 0.
-    pub zero_loss_at_mash: f64,
+    pub zero_loss_at_mash: MashLevel,
     /// How often loss-controller refreshes the filter's map (at least 50 Hz).
     pub refresh_hz: u32,
     /// The filter passes everything when the map has not been refreshed for this long.
@@ -251,9 +252,9 @@ impl Default for LossConfig {
     fn default() -> Self {
         LossConfig {
             interface: "eth0".to_owned(),
-            drop_at_rest: DropProbability::saturating(0.40),
-            exponent: 2.0,
-            zero_loss_at_mash: 0.8,
+            drop_at_rest: DropProbability::saturating(loss_defaults::DROP_AT_REST),
+            exponent: loss_defaults::EXPONENT,
+            zero_loss_at_mash: MashLevel::saturating(loss_defaults::ZERO_LOSS_AT),
             refresh_hz: 50,
             failsafe_ms: 250,
             model: LossModelKind::Bernoulli,
@@ -593,10 +594,10 @@ impl Config {
         if !(l.exponent > 0.0 && l.exponent <= 10.0) {
             return invalid("loss.exponent", format!("must be in (0, 10], got {}", l.exponent));
         }
-        if !(l.zero_loss_at_mash > 0.0 && l.zero_loss_at_mash <= 1.0) {
+        if l.zero_loss_at_mash.get() <= 0.0 {
             return invalid(
                 "loss.zero_loss_at_mash",
-                format!("must be in (0, 1], got {}", l.zero_loss_at_mash),
+                format!("must be in (0, 1], got {}", l.zero_loss_at_mash.get()),
             );
         }
         if !(50..=1000).contains(&l.refresh_hz) {

@@ -293,7 +293,7 @@ fn mash_latency() {
     let curve = LossCurve::new(
         loss.drop_at_rest,
         loss.exponent,
-        MashLevel::new(loss.zero_loss_at_mash as f32).unwrap(),
+        loss.zero_loss_at_mash,
     )
     .unwrap();
     let mut end_to_end = Vec::new();

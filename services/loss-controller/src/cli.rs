@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use keymash_core::config::{Config, LossModelKind};
 use keymash_core::curves::{LossCurve, LossCurveError};
-use keymash_core::{DropProbability, MashLevel};
+use keymash_core::DropProbability;
 use keymash_service::ServiceArgs;
 
 use crate::loss_model::{GilbertElliott, LossModel};
@@ -83,8 +83,6 @@ pub enum SettingsError {
     BadInterface(String),
     #[error("loss curve from the config: {0}")]
     Curve(#[from] LossCurveError),
-    #[error("loss.zero_loss_at_mash: {0}")]
-    ZeroLossLevel(String),
 }
 
 /// Everything the runner needs, validated.
@@ -154,9 +152,11 @@ impl Args {
             ModelArg::Bernoulli => match self.fixed_drop {
                 Some(drop) => Ok(Drive::Fixed(LossModel::Bernoulli(drop))),
                 None => {
-                    let zero_at = MashLevel::new(config.loss.zero_loss_at_mash as f32)
-                        .map_err(|e| SettingsError::ZeroLossLevel(e.to_string()))?;
-                    let curve = LossCurve::new(config.loss.drop_at_rest, config.loss.exponent, zero_at)?;
+                    let curve = LossCurve::new(
+                        config.loss.drop_at_rest,
+                        config.loss.exponent,
+                        config.loss.zero_loss_at_mash,
+                    )?;
                     let burst = match config.loss.model {
                         LossModelKind::Bernoulli => None,
                         LossModelKind::GilbertElliott => Some(GilbertElliott {

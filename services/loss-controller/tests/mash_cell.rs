@@ -29,7 +29,7 @@ fn default_curve() -> LossCurve {
     LossCurve::new(
         loss.drop_at_rest,
         loss.exponent,
-        MashLevel::new(loss.zero_loss_at_mash as f32).unwrap(),
+        loss.zero_loss_at_mash,
     )
     .unwrap()
 }
