@@ -3,8 +3,9 @@
 //!
 //! - [`netns`]: [`NetnsPair`], two network namespaces joined by a veth pair with IPv4 and IPv6
 //!   addresses (the two exhibit PCs on one machine), and [`Netns`] to run commands or Rust code
-//!   inside one.
-//! - [`process`]: [`ChildGuard`], a child process that is killed and reaped when the guard drops.
+//!   inside one (from keymash-testbed, which `keymash demo` uses too).
+//! - [`process`]: [`ChildGuard`], a child process that is killed and reaped when the guard drops
+//!   (also from keymash-testbed).
 //! - [`notify`]: [`NotifySocket`], a stand-in for systemd's notify socket, to wait until a
 //!   service under test says `READY=1`.
 //!
@@ -12,15 +13,13 @@
 //! message that says so instead of an obscure `ip` error.
 #![forbid(unsafe_code)]
 
-pub mod netns;
 pub mod notify;
-pub mod process;
 pub mod receiver;
 pub mod sender;
 
-pub use netns::{Netns, NetnsError, NetnsPair};
+pub use keymash_testbed::{netns, process, unique_name};
+pub use keymash_testbed::{ChildGuard, Netns, NetnsError, NetnsPair, ProcessError};
 pub use notify::NotifySocket;
-pub use process::{ChildGuard, ProcessError};
 
 /// Fails the calling test with a clear message unless it runs as root.
 pub fn require_root() {
@@ -28,12 +27,4 @@ pub fn require_root() {
         nix::unistd::geteuid().is_root(),
         "this test creates network namespaces and loads eBPF: run it as root (CI does)"
     );
-}
-
-/// A name unique to this process and call: `<tag>-<pid>-<n>`, so parallel test threads and
-/// parallel test binaries never collide, and a leftover can be traced to its (dead) process.
-pub fn unique_name(tag: &str) -> String {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    format!("{tag}-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
 }
