@@ -145,6 +145,13 @@ pub enum BitError {
     CodeTooLong,
 }
 
+/// Longest run-code prefix on the reader's fast path: ue(62), the longest run inside a block.
+pub const FAST_RUN_PREFIX: u32 = 5;
+/// Longest level-code prefix on the fast path: ue(2046), the largest valid magnitude minus one.
+pub const FAST_LEVEL_PREFIX: u32 = 10;
+/// Bits a fast-path run and level can take at most.
+const FAST_PAIR_BITS: u32 = (2 * FAST_RUN_PREFIX + 1) + (2 * FAST_LEVEL_PREFIX + 2);
+
 /// Reads bits MSB-first from a byte slice, never past its end.
 #[derive(Debug, Clone)]
 pub struct BitReader<'a> {
@@ -248,6 +255,36 @@ impl<'a> BitReader<'a> {
         Ok(((x >> 1) - 1, x & 1 == 1))
     }
 
+    /// The common case of an AC coefficient, decoded with one refill and no error paths: a run
+    /// code of at most [`FAST_RUN_PREFIX`] prefix zeros (runs up to 62) followed by a level code
+    /// of at most [`FAST_LEVEL_PREFIX`] (magnitudes up to 2047, so always in range). Returns
+    /// `(run, magnitude - 1, negative)`, or `None` with nothing consumed when the codes are longer
+    /// or the stream is near its end: the caller then takes the checked path.
+    #[inline(always)]
+    pub fn get_run_and_level_fast(&mut self) -> Option<(u32, u32, bool)> {
+        if self.avail < FAST_PAIR_BITS {
+            self.refill();
+            if self.avail < FAST_PAIR_BITS {
+                return None;
+            }
+        }
+        let run_zeros = self.window.leading_zeros();
+        if run_zeros > FAST_RUN_PREFIX {
+            return None;
+        }
+        let run_len = 2 * run_zeros + 1;
+        let after_run = self.window << run_len;
+        let level_zeros = after_run.leading_zeros();
+        if level_zeros > FAST_LEVEL_PREFIX {
+            return None;
+        }
+        let level_len = 2 * level_zeros + 2;
+        let run = (self.window >> (64 - run_len)) as u32 - 1;
+        let level_code = (after_run >> (64 - level_len)) as u32;
+        self.consume(run_len + level_len);
+        Some((run, (level_code >> 1) - 1, level_code & 1 == 1))
+    }
+
     #[inline]
     pub fn get_se(&mut self) -> Result<i32, BitError> {
         let m = self.get_ue()?;
@@ -292,6 +329,46 @@ mod tests {
         let mut r = BitReader::new(&buf);
         assert_eq!(r.get_ue_and_bit(), Ok((5, true)));
         assert_eq!(r.get_ue_and_bit(), Ok((0, false)));
+    }
+
+    #[test]
+    fn the_fast_coefficient_path_reads_what_the_checked_calls_read_or_declines() {
+        let mut state = 0xdead_beef_u32;
+        let mut fast_taken = 0;
+        for case in 0..400u32 {
+            // Valid pairs with short and long codes, then (in odd cases) random tail bytes.
+            let mut w = BitWriter::new(Vec::new());
+            for _ in 0..(case % 23) {
+                state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                w.put_ue((state >> 8) % if case % 3 == 0 { 100 } else { 63 });
+                w.put_ue((state >> 16) % if case % 4 == 0 { 5000 } else { 40 });
+                w.put(state >> 31, 1);
+            }
+            w.align_to_byte();
+            let mut bytes = w.into_inner();
+            if case % 2 == 1 {
+                bytes.extend((0..case % 9).map(|i| (state >> (i % 24)) as u8));
+            }
+            let (mut fast, mut checked) = (BitReader::new(&bytes), BitReader::new(&bytes));
+            loop {
+                let expected = checked.get_ue().and_then(|run| checked.get_ue_and_bit().map(|(m, s)| (run, m, s)));
+                match fast.get_run_and_level_fast() {
+                    Some(got) => {
+                        fast_taken += 1;
+                        assert_eq!(Ok(got), expected, "case {case}");
+                        assert_eq!(fast.bits_left(), checked.bits_left(), "case {case}");
+                    }
+                    None => {
+                        let slow = fast.get_ue().and_then(|run| fast.get_ue_and_bit().map(|(m, s)| (run, m, s)));
+                        assert_eq!(slow, expected, "case {case}");
+                    }
+                }
+                if expected.is_err() {
+                    break;
+                }
+            }
+        }
+        assert!(fast_taken > 1000, "the fast path was taken only {fast_taken} times");
     }
 
     #[test]

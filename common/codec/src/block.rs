@@ -20,6 +20,9 @@ use keymash_core::Quality;
 /// the margin covers rounding. Levels are clamped to it on encode and refused above it on decode.
 pub const MAX_LEVEL: i32 = 2047;
 
+// The reader's fast path skips the level range check: its longest level code must stay in range.
+const _: () = assert!((1 << (crate::bitio::FAST_LEVEL_PREFIX + 1)) - 1 <= MAX_LEVEL);
+
 /// Blocks per macroblock: four luma, one U, one V.
 pub const BLOCKS_PER_MACROBLOCK: usize = 6;
 
@@ -447,15 +450,28 @@ fn read_macroblock_with(
         flat[0] = dc as f32 * dequantise[0];
         let mut k = 0u32;
         for _ in 0..count {
-            k += r.get_ue()? + 1;
-            if k > 63 {
-                return Err(MacroblockError::RunPastEnd);
-            }
-            let (magnitude_minus_one, negative) = r.get_ue_and_bit()?;
-            let magnitude = i64::from(magnitude_minus_one) + 1;
-            if magnitude > i64::from(MAX_LEVEL) {
-                return Err(MacroblockError::LevelOutOfRange(magnitude));
-            }
+            let (magnitude, negative) = match r.get_run_and_level_fast() {
+                // Short codes: the magnitude is at most 2047 by construction.
+                Some((run, magnitude_minus_one, negative)) => {
+                    k += run + 1;
+                    if k > 63 {
+                        return Err(MacroblockError::RunPastEnd);
+                    }
+                    (i64::from(magnitude_minus_one) + 1, negative)
+                }
+                None => {
+                    k += r.get_ue()? + 1;
+                    if k > 63 {
+                        return Err(MacroblockError::RunPastEnd);
+                    }
+                    let (magnitude_minus_one, negative) = r.get_ue_and_bit()?;
+                    let magnitude = i64::from(magnitude_minus_one) + 1;
+                    if magnitude > i64::from(MAX_LEVEL) {
+                        return Err(MacroblockError::LevelOutOfRange(magnitude));
+                    }
+                    (magnitude, negative)
+                }
+            };
             let level = if negative { -magnitude } else { magnitude };
             let t_idx = usize::from(ZIGZAG_TRANSPOSED[k as usize]);
             flat[t_idx] = level as f32 * dequantise[t_idx];
