@@ -48,8 +48,11 @@ fn killing_and_restarting_each_sender_service_loses_only_the_frames_in_flight() 
         let stamps: Vec<u32> = receiver.frames[start.saturating_sub(1)..].iter().filter_map(|f| f.stamp).map(|s| s.frame).collect();
         let lost: u32 = stamps.windows(2).map(|w| w[1].saturating_sub(w[0]).saturating_sub(1)).sum();
         let in_flight = match service {
-            // The raw and hold rings keep everything: only a frame torn by the kill.
-            "capture" | "delay-buffer" => 1,
+            // The raw ring keeps what capture wrote: only a frame torn by the kill.
+            "capture" => 1,
+            // Held frames survive, but those that fell due while the buffer was down are
+            // skipped on purpose (played late they would break the delay): the frames in flight.
+            "delay-buffer" => frames_in(DOWN_FOR + Duration::from_millis(100), interval) + 1,
             // Frames released while the encoder was down, or encoded while net-tx was down
             // (plus the time the receiver needs to accept net-tx's new stream).
             "encoder" => frames_in(DOWN_FOR + Duration::from_millis(100), interval) + 2,
