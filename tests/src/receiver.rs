@@ -16,7 +16,7 @@ use keymash_transport::rtp::RtpPacket;
 use keymash_transport::udp::{PeerSocket, SocketBuffers, RECV_BUFFER_LEN};
 use keymash_transport::{Sender, TransmitKind, TransportConfig};
 
-use crate::{unique_name, ChildGuard, NotifySocket};
+use crate::{unique_name, ChildGuard, Netns, NetnsPair};
 
 /// A service binary built next to the test executable (`cargo build --workspace --bins`).
 pub fn service_binary(name: &str) -> PathBuf {
@@ -32,7 +32,70 @@ pub fn service_binary(name: &str) -> PathBuf {
 #[derive(Debug)]
 pub struct RunningService {
     pub child: ChildGuard,
-    _notify: NotifySocket,
+    _notify: ServiceNotify,
+}
+
+/// systemd's notify socket as a service under test sees it, read continuously.
+///
+/// A unix datagram socket nobody reads holds only `net.unix.max_dgram_qlen` messages (10 by
+/// default); after that a service's next `sd_notify` (STATUS= once a second) blocks and the
+/// whole service freezes. So after READY=1 a thread keeps reading until the service is gone.
+#[derive(Debug)]
+struct ServiceNotify {
+    path: PathBuf,
+    socket: Option<std::os::unix::net::UnixDatagram>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ServiceNotify {
+    fn bind() -> ServiceNotify {
+        let path = std::env::temp_dir().join(format!("{}.notify", unique_name("keymash-rx")));
+        let socket = std::os::unix::net::UnixDatagram::bind(&path).expect("bind a notify socket");
+        socket.set_read_timeout(Some(Duration::from_millis(100))).expect("notify socket timeout");
+        ServiceNotify { path, socket: Some(socket), stop: Default::default(), reader: None }
+    }
+
+    /// Waits for READY=1; on timeout returns the messages seen.
+    fn wait_ready(&self, timeout: Duration) -> Result<(), Vec<String>> {
+        let Some(socket) = &self.socket else { return Err(Vec::new()) };
+        let deadline = Instant::now() + timeout;
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        while Instant::now() < deadline {
+            if let Ok(n) = socket.recv(&mut buf) {
+                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                if text.lines().any(|l| l == "READY=1") {
+                    return Ok(());
+                }
+                seen.push(text);
+            }
+        }
+        Err(seen)
+    }
+
+    fn keep_draining(mut self) -> ServiceNotify {
+        if let Some(socket) = self.socket.take() {
+            let stop = std::sync::Arc::clone(&self.stop);
+            self.reader = Some(std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = socket.recv(&mut buf);
+                }
+            }));
+        }
+        self
+    }
+}
+
+impl Drop for ServiceNotify {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 impl std::ops::Deref for RunningService {
@@ -68,6 +131,20 @@ impl ReceiverSetup {
     /// Writes a configuration for a 320x240 30 fps stream on loopback with the given extra TOML
     /// (sections such as `[display]`, `[input]`); `{dir}` in it is replaced by the directory.
     pub fn new(tag: &str, extra: &str) -> ReceiverSetup {
+        Self::with_network(tag, "127.0.0.1", "127.0.0.1", extra)
+    }
+
+    /// The two PCs of a [`NetnsPair`]: the sender in `left`, the receiver in `right`, the loss
+    /// filter on the receiver's veth end; the synthetic camera with no delay.
+    pub fn two_pcs(tag: &str, extra: &str) -> ReceiverSetup {
+        let extra = format!(
+            "[capture]\nsource = \"synthetic\"\n[delay]\nseconds = 0.0\n[loss]\ninterface = \"{}\"\n{extra}",
+            NetnsPair::RIGHT_INTERFACE
+        );
+        Self::with_network(tag, &NetnsPair::LEFT_V4.to_string(), &NetnsPair::RIGHT_V4.to_string(), &extra)
+    }
+
+    fn with_network(tag: &str, sender_address: &str, receiver_address: &str, extra: &str) -> ReceiverSetup {
         let name = unique_name(tag);
         let dir = std::env::temp_dir().join(format!("keymash-{name}"));
         std::fs::create_dir_all(&dir).expect("test directory");
@@ -75,8 +152,8 @@ impl ReceiverSetup {
         let (sender_port, video_port) = (free_udp_port(), free_udp_port());
         let text = format!(
             "[shm]\nprefix = \"{prefix}\"\n[video]\nwidth = 320\nheight = 240\nfps = 30\n\
-             [network]\nsender_address = \"127.0.0.1\"\nsender_port = {sender_port}\n\
-             receiver_address = \"127.0.0.1\"\nvideo_port = {video_port}\n{}",
+             [network]\nsender_address = \"{sender_address}\"\nsender_port = {sender_port}\n\
+             receiver_address = \"{receiver_address}\"\nvideo_port = {video_port}\n{}",
             extra.replace("{dir}", &dir.display().to_string())
         );
         let config = dir.join("keymash.toml");
@@ -95,23 +172,37 @@ impl ReceiverSetup {
 
     /// [`ReceiverSetup::start`] with extra environment variables (`DISPLAY`, `SDL_VIDEODRIVER`).
     pub fn start_with_env(&self, binary: &str, env: &[(&str, &str)]) -> RunningService {
-        let notify = NotifySocket::bind().expect("notify socket");
-        let (key, value) = notify.env();
-        let mut command = Command::new(service_binary(binary));
-        command.arg("--config").arg(&self.config).env(key, value).stdin(Stdio::null());
+        self.start_command(binary, Command::new(service_binary(binary)), env)
+    }
+
+    /// [`ReceiverSetup::start`] inside a network namespace, with extra arguments.
+    pub fn start_in(&self, netns: &Netns, binary: &str, args: &[&str]) -> RunningService {
+        let mut command = netns.command(service_binary(binary));
+        command.args(args);
+        self.start_command(binary, command, &[])
+    }
+
+    fn start_command(&self, binary: &str, mut command: Command, env: &[(&str, &str)]) -> RunningService {
+        let notify = ServiceNotify::bind();
+        command.arg("--config").arg(&self.config).env("NOTIFY_SOCKET", &notify.path).stdin(Stdio::null());
         for (k, v) in env {
             command.env(k, v);
         }
         let mut child = ChildGuard::spawn(binary, &mut command).expect("start the service");
-        if let Err(e) = notify.wait_ready(Duration::from_secs(10)) {
+        if let Err(seen) = notify.wait_ready(Duration::from_secs(10)) {
             let status = child.try_wait();
-            panic!("{binary} did not become ready: {e} (exit: {status:?})");
+            panic!("{binary} did not become ready (messages: {seen:?}, exit: {status:?})");
         }
-        RunningService { child, _notify: notify }
+        RunningService { child, _notify: notify.keep_draining() }
     }
 
     pub fn segment(&self, name: &str) -> SegmentId {
         SegmentId::new(Prefix::new(&self.prefix).expect("prefix"), SegmentName::new(name).expect("name"))
+    }
+
+    /// Gauge `name` of `service`'s statistics cell, if published.
+    pub fn gauge(&self, service: keymash_core::pipeline::Service, name: &str) -> Option<f64> {
+        CellReader::<keymash_shm::ServiceStats>::open(&self.segment(&service.stats_cell())).ok()?.load().ok()?.gauge(name)
     }
 
     /// The mash cell's current value, if mash-input has published one.
@@ -336,4 +427,27 @@ pub fn differing_macroblocks(a: &I420Frame, b: &I420Frame) -> Vec<usize> {
 pub fn payload_macroblocks(payload: &[u8], geometry: FrameGeometry) -> Vec<usize> {
     let h = PayloadHeader::parse(payload).expect("payload header");
     (0..usize::from(h.mb_count)).map(|i| h.macroblock_position(i, geometry.mb_count())).collect()
+}
+
+/// Letter keys (evdev codes of Q..P, A..L, Z..M): varied mashing.
+pub const LETTER_KEYS: [u16; 26] =
+    [16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 30, 31, 32, 33, 34, 35, 36, 37, 38, 44, 45, 46, 47, 48, 49, 50];
+
+/// A visitor at the keyboard: a thread that writes a press and a release of varied keys into
+/// mash-input's FIFO, `per_second` times a second for `duration`.
+pub fn type_into_fifo(fifo: PathBuf, per_second: u32, duration: Duration) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        use std::io::Write as _;
+        let mut pipe = std::fs::OpenOptions::new().write(true).open(&fifo).expect("open the FIFO");
+        let start = Instant::now();
+        let mut n = 0usize;
+        while start.elapsed() < duration {
+            let key = LETTER_KEYS[n % LETTER_KEYS.len()];
+            let mut bytes = keymash_input::InputEvent::key(key, 1).to_bytes().to_vec();
+            bytes.extend(keymash_input::InputEvent::key(key, 0).to_bytes());
+            pipe.write_all(&bytes).expect("write key events");
+            n += 1;
+            std::thread::sleep(Duration::from_secs(1) / per_second.max(1));
+        }
+    })
 }

@@ -126,6 +126,7 @@ fn play(lifecycle: &mut Lifecycle, config: &Config, geometry: FrameGeometry, mut
     let mut mash = MashLevel::IDLE;
     let mut next_publish = Instant::now();
     let mut latency_ms = Percentiles::new(LATENCY_WINDOW);
+    let mut last_stamp: Option<u32> = None;
     lifecycle.ready(&format!("presenting {geometry} at {} fps to {}", config.video.fps, String::from(config.display.output.clone())));
 
     while !lifecycle.stop_requested() {
@@ -181,9 +182,12 @@ fn play(lifecycle: &mut Lifecycle, config: &Config, geometry: FrameGeometry, mut
         if new_frame {
             // With the synthetic scene (or any source that stamps its pictures), the capture
             // time is in the pixels: capture to presentation, the playout delay left out.
-            // A stamp of another frame is stale blocks left by a lost packet: not this frame's age.
-            let stamp = keymash_media::stamp::read_stamp(decoder.frame()).filter(|s| s.frame == shown.0 as u32);
+            // The stamp carries the capture frame number (the delay buffer renumbers frames, so
+            // it is not `shown`). The same stamp again is stale blocks left by a lost packet,
+            // not this frame's age.
+            let stamp = keymash_media::stamp::read_stamp(decoder.frame()).filter(|s| last_stamp != Some(s.frame));
             if let Some(stamp) = stamp {
+                last_stamp = Some(stamp.frame);
                 let age_ms = stamp.age_ms(monotonic_now_ns()) as f64;
                 latency_ms.record(age_ms - f64::from(config.display.playout_delay_ms));
             }
