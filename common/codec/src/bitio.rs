@@ -53,12 +53,8 @@ impl BitWriter {
     /// Writes the low `n` bits of `value` (n <= 32).
     #[inline]
     pub fn put(&mut self, value: u32, n: u32) {
-        debug_assert!(n <= 32);
-        debug_assert!(n == 32 || value >> n == 0);
-        self.acc = (self.acc << n) | u64::from(value);
-        self.pending += n;
-        // pending <= 7 + 32, so both shifts stay below 64; the pair is `acc << (64 - pending)`.
-        let aligned = (self.acc << 1) << (63 - self.pending);
+        let aligned;
+        (self.acc, self.pending, aligned) = append(self.acc, self.pending, value, n);
         match self.out.get_mut(self.pos..self.pos + WRITE_SLACK) {
             Some(word) => word.copy_from_slice(&aligned.to_be_bytes()),
             None => self.grow_and_store(aligned),
@@ -79,18 +75,31 @@ impl BitWriter {
     /// Writes unsigned Exp-Golomb; returns the number of bits written. `v` must be below 2^16 - 1 (a 31-bit code).
     #[inline]
     pub fn put_ue(&mut self, v: u32) -> u32 {
-        let x = v + 1;
-        let bits = 32 - x.leading_zeros();
-        let n = 2 * bits - 1;
-        self.put(x, n);
+        let n = ue_len(v);
+        self.put(v + 1, n);
         n
     }
 
     /// Writes a signed value as Exp-Golomb of its zigzag mapping (0, 1, -1, 2, -2 ...).
     #[inline]
     pub fn put_se(&mut self, v: i32) -> u32 {
-        let mapped = if v > 0 { (v as u32) * 2 - 1 } else { v.unsigned_abs() * 2 };
-        self.put_ue(mapped)
+        self.put_ue(se_mapping(v))
+    }
+
+    /// Lends the writer to `f` as a [`SliceWriter`] over at least `bytes` bytes of room, for a
+    /// burst of puts of known maximum size. Its state then stays in registers: no growth check,
+    /// no call that could see it. Panics if `f` writes more than `bytes` (a caller's bug).
+    pub fn with_room<R>(&mut self, bytes: usize, f: impl FnOnce(&mut SliceWriter<'_>) -> R) -> R {
+        let needed = self.pos + bytes + WRITE_SLACK;
+        if self.out.len() < needed {
+            self.out.resize(needed.max(self.out.len() + GROW_STEP), 0);
+        }
+        let limit = self.pos + bytes;
+        let mut w = SliceWriter { buf: &mut self.out[..], pos: self.pos, acc: self.acc, pending: self.pending };
+        let result = f(&mut w);
+        assert!(w.pos <= limit, "a burst wrote {} bytes into {bytes} bytes of room", w.pos - self.pos);
+        (self.pos, self.acc, self.pending) = (w.pos, w.acc, w.pending);
+        result
     }
 
     /// Bits written so far, including pending ones.
@@ -133,6 +142,72 @@ impl BitWriter {
     pub fn into_inner(mut self) -> Vec<u8> {
         self.out.truncate(self.pos);
         self.out
+    }
+}
+
+/// Bits of the Exp-Golomb code of `v` (v < 2^31 - 1).
+#[inline(always)]
+pub const fn ue_len(v: u32) -> u32 {
+    2 * (32 - (v + 1).leading_zeros()) - 1
+}
+
+/// Signed-to-unsigned mapping of se(v): 0, 1, -1, 2, -2 ... become 0, 1, 2, 3, 4 ...
+#[inline(always)]
+pub const fn se_mapping(v: i32) -> u32 {
+    if v > 0 {
+        (v as u32) * 2 - 1
+    } else {
+        v.unsigned_abs() * 2
+    }
+}
+
+/// Adds `n` bits (n <= 32) to an accumulator holding `pending` < 8 unstored bits. Returns the
+/// new accumulator and count, and the pending bits left-aligned in a word, ready to store.
+#[inline(always)]
+fn append(acc: u64, pending: u32, value: u32, n: u32) -> (u64, u32, u64) {
+    debug_assert!(n <= 32 && pending < 8);
+    debug_assert!(n == 32 || value >> n == 0);
+    let acc = (acc << n) | u64::from(value);
+    let pending = pending + n;
+    // pending <= 7 + 32, so both shifts stay below 64; the pair is `acc << (64 - pending)`.
+    (acc, pending, (acc << 1) << (63 - pending))
+}
+
+/// A [`BitWriter`] lent over a buffer with room reserved (see [`BitWriter::with_room`]).
+#[derive(Debug)]
+pub struct SliceWriter<'a> {
+    buf: &'a mut [u8],
+    pos: usize,
+    acc: u64,
+    pending: u32,
+}
+
+impl SliceWriter<'_> {
+    /// Writes the low `n` bits of `value` (n <= 32). Past the reserved room (never, for a caller
+    /// that reserved its maximum) bits are dropped and [`BitWriter::with_room`] panics after.
+    #[inline(always)]
+    pub fn put(&mut self, value: u32, n: u32) {
+        let aligned;
+        (self.acc, self.pending, aligned) = append(self.acc, self.pending, value, n);
+        if let Some(word) = self.buf.get_mut(self.pos..self.pos + WRITE_SLACK) {
+            word.copy_from_slice(&aligned.to_be_bytes());
+        }
+        self.pos += (self.pending / 8) as usize;
+        self.pending %= 8;
+    }
+
+    /// Writes unsigned Exp-Golomb; returns the number of bits written (`v` < 2^16 - 1).
+    #[inline(always)]
+    pub fn put_ue(&mut self, v: u32) -> u32 {
+        let n = ue_len(v);
+        self.put(v + 1, n);
+        n
+    }
+
+    /// Writes signed Exp-Golomb; returns the number of bits written.
+    #[inline(always)]
+    pub fn put_se(&mut self, v: i32) -> u32 {
+        self.put_ue(se_mapping(v))
     }
 }
 

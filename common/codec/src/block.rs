@@ -26,6 +26,19 @@ const _: () = assert!((1 << (crate::bitio::FAST_LEVEL_PREFIX + 1)) - 1 <= MAX_LE
 /// Blocks per macroblock: four luma, one U, one V.
 pub const BLOCKS_PER_MACROBLOCK: usize = 6;
 
+/// Most bits one macroblock can take: an explicit quality, then per block the largest DC
+/// difference (two extreme levels), a count of 63 and 63 coefficients each with the longest run
+/// and the largest level. The writer reserves this much room before writing a macroblock.
+pub const MAX_MACROBLOCK_BITS: usize = {
+    let dc = crate::bitio::ue_len(crate::bitio::se_mapping(-2 * MAX_LEVEL));
+    let count = crate::bitio::ue_len(63);
+    let coefficient = crate::bitio::ue_len(62) + crate::bitio::ue_len(MAX_LEVEL as u32 - 1) + 1;
+    8 + BLOCKS_PER_MACROBLOCK * (dc + count + 63 * coefficient) as usize
+};
+
+/// [`MAX_MACROBLOCK_BITS`] in whole bytes, plus one for the bits already pending.
+const MAX_MACROBLOCK_BYTES: usize = MAX_MACROBLOCK_BITS.div_ceil(8) + 1;
+
 /// Which predictor (and quantisation table) a block of a macroblock uses.
 pub const BLOCK_COMPONENT: [usize; BLOCKS_PER_MACROBLOCK] = [0, 0, 0, 0, 1, 2];
 
@@ -312,50 +325,48 @@ pub fn write_macroblock(
     last_index: u32,
     state: &mut PredictionState,
 ) -> BitBreakdown {
-    // Work on a local copy: the writer's state then lives in registers instead of being stored
-    // back after every byte written (a u8 store may alias anything behind a reference).
-    let mut w = std::mem::take(writer);
-    let mut bits = BitBreakdown::default();
-    if state.quality == Some(mb.quality) {
-        w.put(1, 1);
-        bits.quality_bits += 1;
-    } else {
-        w.put(u32::from(mb.quality.get() - 1), 8);
-        bits.quality_bits += 8;
-        state.quality = Some(mb.quality);
-    }
-    // AC positions 1..=last_index.
-    let ac_mask: u64 = if last_index >= 63 { !1 } else { ((1u64 << (last_index + 1)) - 1) & !1 };
-    for (block, &component) in mb.blocks.iter().zip(&BLOCK_COMPONENT) {
-        let dc = i32::from(block.level(0));
-        bits.dc_bits += u64::from(w.put_se(dc - state.dc[component]));
-        state.dc[component] = dc;
-        let mut mask = block.nonzero & ac_mask;
-        bits.ac_count_bits += u64::from(w.put_ue(mask.count_ones()));
-        let mut prev = 0u32;
-        while mask != 0 {
-            let k = mask.trailing_zeros();
-            mask &= mask - 1;
-            // ue(run), then ue(|level| - 1) followed by the sign bit: usually one put.
-            let run_code = k - prev;
-            let run_len = 2 * (32 - run_code.leading_zeros()) - 1;
-            prev = k;
-            let level = i32::from(block.level(k as usize));
-            let magnitude_code = level.unsigned_abs();
-            let level_len = 2 * (32 - magnitude_code.leading_zeros());
-            let level_bits = (magnitude_code << 1) | u32::from(level < 0);
-            if run_len + level_len <= 32 {
-                w.put((run_code << level_len) | level_bits, run_len + level_len);
-            } else {
-                w.put(run_code, run_len);
-                w.put(level_bits, level_len);
-            }
-            bits.ac_run_bits += u64::from(run_len);
-            bits.ac_level_bits += u64::from(level_len);
+    writer.with_room(MAX_MACROBLOCK_BYTES, |w| {
+        let mut bits = BitBreakdown::default();
+        if state.quality == Some(mb.quality) {
+            w.put(1, 1);
+            bits.quality_bits += 1;
+        } else {
+            w.put(u32::from(mb.quality.get() - 1), 8);
+            bits.quality_bits += 8;
+            state.quality = Some(mb.quality);
         }
-    }
-    *writer = w;
-    bits
+        // AC positions 1..=last_index.
+        let ac_mask: u64 = if last_index >= 63 { !1 } else { ((1u64 << (last_index + 1)) - 1) & !1 };
+        for (block, &component) in mb.blocks.iter().zip(&BLOCK_COMPONENT) {
+            let dc = i32::from(block.level(0));
+            bits.dc_bits += u64::from(w.put_se(dc - state.dc[component]));
+            state.dc[component] = dc;
+            let mut mask = block.nonzero & ac_mask;
+            bits.ac_count_bits += u64::from(w.put_ue(mask.count_ones()));
+            let mut prev = 0u32;
+            while mask != 0 {
+                let k = mask.trailing_zeros();
+                mask &= mask - 1;
+                // ue(run), then ue(|level| - 1) followed by the sign bit: usually one put.
+                let run_code = k - prev;
+                let run_len = 2 * (32 - run_code.leading_zeros()) - 1;
+                prev = k;
+                let level = i32::from(block.level(k as usize));
+                let magnitude_code = level.unsigned_abs();
+                let level_len = 2 * (32 - magnitude_code.leading_zeros());
+                let level_bits = (magnitude_code << 1) | u32::from(level < 0);
+                if run_len + level_len <= 32 {
+                    w.put((run_code << level_len) | level_bits, run_len + level_len);
+                } else {
+                    w.put(run_code, run_len);
+                    w.put(level_bits, level_len);
+                }
+                bits.ac_run_bits += u64::from(run_len);
+                bits.ac_level_bits += u64::from(level_len);
+            }
+        }
+        bits
+    })
 }
 
 /// Why the bits of a macroblock could not be decoded.
@@ -614,6 +625,25 @@ mod tests {
                 inverse_store_portable(&mut block, &mut reference, 10, 1, 0);
                 assert_eq!(fast, reference, "q{quality} case {case}");
             }
+        }
+    }
+
+    #[test]
+    fn the_largest_possible_macroblock_fits_the_room_the_writer_reserves() {
+        // Extreme levels of alternating sign everywhere: the longest DC differences and levels.
+        for first_dc in [MAX_LEVEL as i16, -(MAX_LEVEL as i16)] {
+            let mut mb = QuantisedMacroblock { quality: Quality::new(100).unwrap(), ..Default::default() };
+            for (b, block) in mb.blocks.iter_mut().enumerate() {
+                for (n, l) in block.levels.iter_mut().enumerate() {
+                    *l = if (n + b) % 2 == 0 { first_dc } else { -first_dc };
+                }
+                block.nonzero = u64::MAX;
+            }
+            let mut w = BitWriter::new(Vec::new());
+            // Previous DCs at the opposite extreme: every DC difference is 2 * MAX_LEVEL.
+            let mut state = PredictionState { dc: [-i32::from(first_dc); 3], quality: None };
+            write_macroblock(&mut w, &mb, 63, &mut state);
+            assert!(w.bit_len() <= MAX_MACROBLOCK_BITS, "{} bits", w.bit_len());
         }
     }
 
