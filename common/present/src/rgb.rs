@@ -11,23 +11,25 @@ use std::io::{self, Write};
 use keymash_codec::I420View;
 
 /// BT.601 limited-range I420 to packed 8-bit RGB (`width * height * 3` bytes), chroma
-/// upsampled by repetition.
+/// upsampled by repetition. Integer arithmetic with 8 fractional bits (the usual 298/409/100/
+/// 208/516 coefficients): within one level of the floating-point formula, and several times
+/// faster, which matters at 30 pictures a second.
 pub fn i420_to_rgb(picture: I420View<'_>, rgb: &mut Vec<u8>) {
     let g = picture.geometry();
     let (w, h, cw) = (g.width(), g.height(), g.chroma_width());
     rgb.clear();
-    rgb.reserve(w * h * 3);
+    rgb.resize(w * h * 3, 0);
     let (ys, us, vs) = (picture.y(), picture.u(), picture.v());
-    for row in 0..h {
-        for col in 0..w {
-            let c = (row / 2) * cw + col / 2;
-            let y = 1.164 * (f32::from(ys[row * w + col]) - 16.0);
-            let u = f32::from(us[c]) - 128.0;
-            let v = f32::from(vs[c]) - 128.0;
-            let r = y + 1.596 * v;
-            let gr = y - 0.392 * u - 0.813 * v;
-            let b = y + 2.017 * u;
-            rgb.extend([r, gr, b].map(|x| x.round().clamp(0.0, 255.0) as u8));
+    let clamp = |x: i32| (x >> 8).clamp(0, 255) as u8;
+    for (row, (out_row, y_row)) in rgb.chunks_exact_mut(w * 3).zip(ys.chunks_exact(w)).enumerate().take(h) {
+        let c_row = (row / 2) * cw;
+        for (col, (px, &y)) in out_row.chunks_exact_mut(3).zip(y_row).enumerate() {
+            let c = c_row + col / 2;
+            let (u, v) = (i32::from(us[c]) - 128, i32::from(vs[c]) - 128);
+            let y = 298 * (i32::from(y) - 16) + 128;
+            px[0] = clamp(y + 409 * v);
+            px[1] = clamp(y - 100 * u - 208 * v);
+            px[2] = clamp(y + 516 * u);
         }
     }
 }

@@ -64,7 +64,7 @@ mod tests {
         let mut stream = Y4mStream::new(Vec::new(), 16, 16, 30).unwrap();
         stream.write_picture(picture.view(), FrameNo(42)).unwrap();
         let bytes = stream.out;
-        let text = String::from_utf8_lossy(&bytes[..80]);
+        let text = String::from_utf8_lossy(&bytes[..100]);
         let mut lines = text.lines();
         assert_eq!(lines.next(), Some("YUV4MPEG2 W16 H16 F30:1 Ip A1:1 C420mpeg2 XYSCSS=420MPEG2"));
         assert_eq!(lines.next().and_then(frame_tag), Some(FrameNo(42)));
