@@ -251,6 +251,9 @@ pub struct SentFrame {
     /// Indexes of payloads deliberately not sent.
     pub dropped: Vec<u16>,
     pub bytes: usize,
+    pub quality: Quality,
+    /// Wall-clock time the frame was encoded (file times of the display's output compare to it).
+    pub encoded_at: std::time::SystemTime,
 }
 
 impl SentFrame {
@@ -297,6 +300,7 @@ impl TestSender {
     pub fn send_frame(&mut self, picture: &I420Frame, quality: Quality, drop: impl Fn(u16) -> bool) -> SentFrame {
         let frame = FrameNo(self.next_frame);
         self.next_frame += 1;
+        let encoded_at = std::time::SystemTime::now();
         let mut sink = PayloadSink::new();
         self.encoder.encode(frame, picture.view(), QualitySpec::Uniform(quality), &mut sink).expect("encode");
         let payloads: Vec<Vec<u8>> = sink.iter().map(<[u8]>::to_vec).collect();
@@ -317,7 +321,7 @@ impl TestSender {
                 _ => true,
             }
         });
-        SentFrame { frame, bytes: payloads.iter().map(Vec::len).sum(), payloads, dropped }
+        SentFrame { frame, bytes: payloads.iter().map(Vec::len).sum(), payloads, dropped, quality, encoded_at }
     }
 
     /// Sends what is due and takes in feedback until `deadline`; `keep_media` may veto media.

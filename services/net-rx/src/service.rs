@@ -28,8 +28,11 @@ pub const RECOVERY_NACK: u32 = 2;
 
 /// Datagrams taken off the socket in one go before the loop turns to payloads and feedback.
 const RECV_BATCH: usize = 64;
-/// Statistics and the mash level are refreshed this often.
+/// Statistics are refreshed this often.
 const REFRESH_INTERVAL: Duration = Duration::from_millis(100);
+/// The mash level is read this often (a cell load is a small copy): keypress-to-quality
+/// latency is this plus the RTCP feedback interval.
+const MASH_READ_INTERVAL: Duration = Duration::from_millis(10);
 /// How often a missing mash cell is looked for again (mash-input may start later).
 const MASH_CELL_RETRY: Duration = Duration::from_secs(1);
 
@@ -71,6 +74,7 @@ pub fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
     let mut receiver = Receiver::new(transport, seed, Instant::now()).context("transport settings")?;
     let mut buf = vec![0u8; RECV_BUFFER_LEN];
     let mut next_refresh = Instant::now();
+    let mut next_mash_read = Instant::now();
     let mut quality = curve.quality(MashLevel::IDLE);
     let mut level = MashLevel::IDLE;
     let mut unparseable: u64 = 0;
@@ -82,7 +86,8 @@ pub fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
             .poll_timeout()
             .map_or(Lifecycle::MAX_WAIT, |t| t.saturating_duration_since(now))
             .min(Lifecycle::MAX_WAIT)
-            .min(next_refresh.saturating_duration_since(now));
+            .min(next_refresh.saturating_duration_since(now))
+            .min(next_mash_read.saturating_duration_since(now));
         let mut wait = wait;
         for _ in 0..RECV_BATCH {
             match socket.recv(&mut buf, wait)? {
@@ -97,7 +102,8 @@ pub fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
                 unparseable += 1;
             }
         }
-        if now >= next_refresh {
+        if now >= next_mash_read {
+            next_mash_read = now + MASH_READ_INTERVAL;
             level = mash.level(now);
             quality = curve.quality(level);
             receiver.set_feedback(quality, level);
