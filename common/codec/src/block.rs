@@ -36,6 +36,45 @@ pub const MAX_MACROBLOCK_BITS: usize = {
     8 + BLOCKS_PER_MACROBLOCK * (dc + count + 63 * coefficient) as usize
 };
 
+/// Length of the run code ue(run) by its code value run + 1 (the zigzag step, 1..=63): a load
+/// instead of `bsr` and its zero check (baseline x86-64 has no `lzcnt`).
+static RUN_CODE_LEN: [u8; 64] = {
+    let mut table = [0u8; 64];
+    let mut step = 1;
+    while step < table.len() {
+        table[step] = crate::bitio::ue_len(step as u32 - 1) as u8;
+        step += 1;
+    }
+    table
+};
+
+/// Entries of [`LEVEL_CODES`]: every level in -MAX_LEVEL..=MAX_LEVEL, rounded up to a power of
+/// two so that an index can be masked instead of bounds-checked.
+const LEVEL_CODE_ENTRIES: usize = (2 * MAX_LEVEL as usize + 1).next_power_of_two();
+
+/// Index of `level` in [`LEVEL_CODES`].
+#[inline(always)]
+fn level_code_index(level: i16) -> usize {
+    (i32::from(level) + MAX_LEVEL) as usize & (LEVEL_CODE_ENTRIES - 1)
+}
+
+/// The code of every level, ue(|level| - 1) followed by the sign bit, as `bits << 8 | length`:
+/// one load instead of an absolute value, a `bsr` and the shifts around them.
+static LEVEL_CODES: [u32; LEVEL_CODE_ENTRIES] = {
+    let mut table = [0u32; LEVEL_CODE_ENTRIES];
+    let mut level = -MAX_LEVEL;
+    while level <= MAX_LEVEL {
+        if level != 0 {
+            let magnitude = level.unsigned_abs();
+            let length = crate::bitio::ue_len(magnitude - 1) + 1;
+            let bits = (magnitude << 1) | (level < 0) as u32;
+            table[(level + MAX_LEVEL) as usize] = (bits << 8) | length;
+        }
+        level += 1;
+    }
+    table
+};
+
 /// [`MAX_MACROBLOCK_BITS`] in whole bytes, plus one for the bits already pending.
 const MAX_MACROBLOCK_BYTES: usize = MAX_MACROBLOCK_BITS.div_ceil(8) + 1;
 
@@ -349,12 +388,10 @@ pub fn write_macroblock(
                 mask &= mask - 1;
                 // ue(run), then ue(|level| - 1) followed by the sign bit: usually one put.
                 let run_code = k - prev;
-                let run_len = 2 * (32 - run_code.leading_zeros()) - 1;
+                let run_len = u32::from(RUN_CODE_LEN[run_code as usize % RUN_CODE_LEN.len()]);
                 prev = k;
-                let level = i32::from(block.level(k as usize));
-                let magnitude_code = level.unsigned_abs();
-                let level_len = 2 * (32 - magnitude_code.leading_zeros());
-                let level_bits = (magnitude_code << 1) | u32::from(level < 0);
+                let level_code = LEVEL_CODES[level_code_index(block.level(k as usize))];
+                let (level_bits, level_len) = (level_code >> 8, level_code & 0xff);
                 if run_len + level_len <= 32 {
                     w.put((run_code << level_len) | level_bits, run_len + level_len);
                 } else {
@@ -644,6 +681,22 @@ mod tests {
             let mut state = PredictionState { dc: [-i32::from(first_dc); 3], quality: None };
             write_macroblock(&mut w, &mb, 63, &mut state);
             assert!(w.bit_len() <= MAX_MACROBLOCK_BITS, "{} bits", w.bit_len());
+        }
+    }
+
+    #[test]
+    fn code_tables_hold_the_exp_golomb_codes_of_every_run_and_level() {
+        for run in 1..64u32 {
+            assert_eq!(u32::from(RUN_CODE_LEN[run as usize]), 2 * (32 - run.leading_zeros()) - 1, "run {run}");
+        }
+        for level in -MAX_LEVEL..=MAX_LEVEL {
+            if level == 0 {
+                continue;
+            }
+            let code = LEVEL_CODES[level_code_index(level as i16)];
+            let magnitude = level.unsigned_abs();
+            assert_eq!(code >> 8, (magnitude << 1) | u32::from(level < 0), "level {level}");
+            assert_eq!(code & 0xff, 2 * (32 - magnitude.leading_zeros()), "level {level}");
         }
     }
 
