@@ -45,13 +45,27 @@ struct Keyboard {
 }
 
 /// Every keyboard on the machine, followed through hot-plug.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Keyboards {
+    sysfs_input: PathBuf,
+    dev_input: PathBuf,
     open: BTreeMap<String, Keyboard>,
     last_scan: Option<Instant>,
 }
 
+impl Default for Keyboards {
+    fn default() -> Self {
+        Keyboards::at(Path::new(SYSFS_INPUT), Path::new(DEV_INPUT))
+    }
+}
+
 impl Keyboards {
+    /// Keyboards listed under `sysfs_input` with device nodes in `dev_input` (tests use a
+    /// fake tree; the service uses /sys/class/input and /dev/input).
+    pub fn at(sysfs_input: &Path, dev_input: &Path) -> Self {
+        Keyboards { sysfs_input: sysfs_input.to_owned(), dev_input: dev_input.to_owned(), open: BTreeMap::new(), last_scan: None }
+    }
+
     /// Keyboards open right now.
     pub fn count(&self) -> usize {
         self.open.len()
@@ -64,7 +78,7 @@ impl Keyboards {
             return;
         }
         self.last_scan = Some(now);
-        let Ok(entries) = std::fs::read_dir(SYSFS_INPUT) else { return };
+        let Ok(entries) = std::fs::read_dir(&self.sysfs_input) else { return };
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             if !name.starts_with("event") || self.open.contains_key(&name) {
@@ -73,7 +87,7 @@ impl Keyboards {
             if !sysfs_says_keyboard(&entry.path()) {
                 continue;
             }
-            let node = Path::new(DEV_INPUT).join(&name);
+            let node = self.dev_input.join(&name);
             match open_nonblocking(&node, false) {
                 Ok(file) => {
                     log::info!("keyboard {} ({})", node.display(), device_name(&entry.path()));
@@ -221,5 +235,53 @@ fn wait_readable(fds: &[std::os::fd::BorrowedFd<'_>], wait: Duration) -> Result<
     match nix::poll::poll(&mut pollfds, PollTimeout::from(millis)) {
         Ok(_) | Err(nix::Error::EINTR) => Ok(()),
         Err(e) => Err(SourceError::Poll(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keymash_input::InputEvent;
+    use std::io::Write as _;
+
+    /// A fake /sys/class/input entry and a FIFO standing in for its /dev/input node.
+    fn plug(root: &Path, name: &str, ev: &str, key: &str) -> PathBuf {
+        let caps = root.join("sys").join(name).join("device/capabilities");
+        std::fs::create_dir_all(&caps).unwrap();
+        std::fs::write(caps.join("ev"), ev).unwrap();
+        std::fs::write(caps.join("key"), key).unwrap();
+        std::fs::write(root.join("sys").join(name).join("device/name"), "test keyboard\n").unwrap();
+        let node = root.join("dev").join(name);
+        nix::unistd::mkfifo(&node, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        node
+    }
+
+    #[test]
+    fn keyboards_plugged_in_later_are_found_by_the_rescan_and_mice_are_not() {
+        let root = std::env::temp_dir().join(format!("keymash-evdev-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("dev")).unwrap();
+        std::fs::create_dir_all(root.join("sys")).unwrap();
+        let mut keyboards = Keyboards::at(&root.join("sys"), &root.join("dev"));
+        let t0 = Instant::now();
+        keyboards.rescan(t0);
+        assert_eq!(keyboards.count(), 0);
+
+        plug(&root, "event3", "17", "1f0000 0 0 0 0"); // a mouse
+        let node = plug(&root, "event7", "120013", "fffffffffffffffe");
+        keyboards.rescan(t0 + RESCAN_INTERVAL / 2);
+        assert_eq!(keyboards.count(), 0, "no rescan before the interval has passed");
+        keyboards.rescan(t0 + RESCAN_INTERVAL);
+        assert_eq!(keyboards.count(), 1, "the keyboard is found, the mouse is not");
+
+        // Its key presses come through; autorepeat and releases do not.
+        let mut writer = OpenOptions::new().write(true).open(&node).unwrap();
+        for (code, value) in [(30, 1), (30, 2), (30, 0), (31, 1)] {
+            writer.write_all(&InputEvent::key(code, value).to_bytes()).unwrap();
+        }
+        let mut presses = Vec::new();
+        keyboards.read_presses(&mut presses);
+        assert_eq!(presses, vec![30, 31]);
+        std::fs::remove_dir_all(&root).unwrap();
     }
 }
