@@ -110,8 +110,8 @@ fn transpose(left: &Half, right: &Half) -> (Half, Half) {
 /// Quantises one four-lane row with the rounding of the portable path (`cvtps2dq` rounds half
 /// to even, as the magic-number addition does).
 #[inline(always)]
-fn quantise_lanes(v: m128, factors: &[f32; 4]) -> m128i {
-    let m = load_unaligned_m128(factors);
+fn quantise_lanes(v: m128, factors: &[f32]) -> m128i {
+    let m = m128::from([factors[0], factors[1], factors[2], factors[3]]);
     let limit = crate::block::MAX_LEVEL as f32;
     let clamped = min_m128(max_m128(mul_m128(v, m), set_splat_m128(-limit)), set_splat_m128(limit));
     convert_to_i32_m128i_from_m128(clamped)
@@ -127,10 +127,9 @@ pub(crate) fn forward_quantise(plane: &[u8], stride: usize, x: usize, y: usize, 
     let (left, right) = (forward_pass(&left), forward_pass(&right));
     let zero = zeroed_m128i();
     let mut rows = [zero; 8];
-    // Four factors per register: a row's left and right halves are consecutive quads.
-    let (quads, _) = quantise.as_chunks::<4>();
-    for ((row, (&l, &h)), factors) in rows.iter_mut().zip(left.iter().zip(&right)).zip(quads.chunks_exact(2)) {
-        *row = pack_i32_to_i16_m128i(quantise_lanes(l, &factors[0]), quantise_lanes(h, &factors[1]));
+    for (r, row) in rows.iter_mut().enumerate() {
+        let factors = &quantise[8 * r..8 * r + 8];
+        *row = pack_i32_to_i16_m128i(quantise_lanes(left[r], &factors[..4]), quantise_lanes(right[r], &factors[4..]));
     }
     let mut mask = 0u64;
     for (pair, rows) in rows.chunks_exact(2).enumerate() {
@@ -197,9 +196,9 @@ pub(crate) fn inverse_store(b: &Block, plane: &mut [u8], stride: usize, x: usize
     let mut left = [set_splat_m128(0.0); 8];
     let mut right = [set_splat_m128(0.0); 8];
     for ((l, h), row) in left.iter_mut().zip(right.iter_mut()).zip(b) {
-        let (quads, _) = row.as_chunks::<4>();
-        *l = load_unaligned_m128(&quads[0]);
-        *h = load_unaligned_m128(&quads[1]);
+        let [a0, a1, a2, a3, a4, a5, a6, a7] = *row;
+        *l = load_unaligned_m128(&[a0, a1, a2, a3]);
+        *h = load_unaligned_m128(&[a4, a5, a6, a7]);
     }
     let (left, right) = transpose(&inverse_pass(&left), &inverse_pass(&right));
     let (left, right) = (inverse_pass(&left), inverse_pass(&right));
