@@ -11,6 +11,9 @@ use crate::units::{MashLevel, Quality};
 
 /// Raw frames from the camera: capture writes, delay-buffer reads.
 pub const RAW_FRAMES: &str = "raw-frames";
+/// The delay buffer's store of held video (`delay.seconds` of frames): delay-buffer writes and
+/// reads it; it survives a restart of any sender process.
+pub const DELAY_HOLD: &str = "delay-hold";
 /// Frames released after the delay: delay-buffer writes, encoder reads.
 pub const DELAYED_FRAMES: &str = "delayed-frames";
 /// Encoded payloads: encoder writes, net-tx reads.
@@ -196,6 +199,19 @@ impl Service {
         format!("stats.{}", self.name())
     }
 
+    /// The segments this service creates and writes (besides its statistics cell).
+    pub fn owned_segments(self) -> &'static [&'static str] {
+        match self {
+            Service::Capture => &[RAW_FRAMES],
+            Service::DelayBuffer => &[DELAY_HOLD, DELAYED_FRAMES],
+            Service::Encoder => &[PAYLOADS],
+            Service::NetTx => &[QUALITY_CELL],
+            Service::NetRx => &[RECEIVED_PAYLOADS],
+            Service::MashInput => &[MASH_CELL],
+            Service::Display | Service::LossController => &[],
+        }
+    }
+
     pub fn from_name(name: &str) -> Option<Service> {
         Service::ALL.into_iter().find(|s| s.name() == name)
     }
@@ -232,6 +248,17 @@ mod tests {
         assert!(q.from_receiver());
         let m = MashRecord::new(MashLevel::new(0.5).unwrap(), 3, 9, 1);
         assert_eq!(m.level().get(), 0.5);
+    }
+
+    #[test]
+    fn every_pipeline_segment_has_exactly_one_owner() {
+        let all = [RAW_FRAMES, DELAY_HOLD, DELAYED_FRAMES, PAYLOADS, QUALITY_CELL, RECEIVED_PAYLOADS, MASH_CELL];
+        for name in all {
+            let owners = Service::ALL.iter().filter(|s| s.owned_segments().contains(&name)).count();
+            assert_eq!(owners, 1, "{name}");
+        }
+        let owned: usize = Service::ALL.iter().map(|s| s.owned_segments().len()).sum();
+        assert_eq!(owned, all.len());
     }
 
     #[test]

@@ -26,11 +26,6 @@ pub const FOURCC_I420: u32 = u32::from_le_bytes(*b"I420");
 /// Flag on a delayed frame that is the countdown card, not camera video.
 pub const FLAG_COUNTDOWN: u32 = 1;
 
-/// The delay buffer's own ring of held frames under the shm prefix. Not in
-/// `keymash_core::pipeline` (owned by the lead): it has one writer and one reader, both the delay
-/// buffer, and `keymash status` lists it like any segment.
-pub const DELAY_HOLD_RING: &str = "delay-hold";
-
 /// Words of a frame's metadata that do not describe a frame this pipeline can use.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RawFrameInfoError {

@@ -17,9 +17,9 @@ use anyhow::Context;
 use clap::Parser;
 use keymash_codec::{FrameGeometry, I420Frame};
 use keymash_core::config::Config;
-use keymash_core::pipeline::{stat, Service, DELAYED_FRAMES, RAW_FRAMES};
+use keymash_core::pipeline::{stat, Service, DELAYED_FRAMES, DELAY_HOLD, RAW_FRAMES};
 use keymash_core::FrameNo;
-use keymash_media::raw::{DELAY_HOLD_RING, FLAG_COUNTDOWN};
+use keymash_media::raw::FLAG_COUNTDOWN;
 use keymash_media::{render_countdown, rings, DelayBudget, DelaySchedule, HeldFrames, RawFrameInfo, Release};
 use keymash_service::stats::{permissions, segment_id};
 use keymash_service::{Lifecycle, ServiceArgs, StatsPublisher, EXIT_BAD_CONFIG};
@@ -88,7 +88,7 @@ fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
     let interval_ns = 1_000_000_000 / u64::from(video.fps.max(1));
     let schedule = DelaySchedule::new((config.delay.seconds * 1e9) as u64, GAP_TOLERANCE_NS);
 
-    let hold_id = segment_id(&config, DELAY_HOLD_RING)?;
+    let hold_id = segment_id(&config, DELAY_HOLD)?;
     let (mut hold, hold_attach) = open_writer(&hold_id, budget.geometry, permissions(&config))?;
     let hold_reader = RingReader::open_expecting(&hold_id, budget.geometry)?;
     let delayed_id = segment_id(&config, DELAYED_FRAMES)?;

@@ -3,9 +3,11 @@
 //! - `keymash status`: every stage and segment on this machine (`--json`, `--watch`).
 //! - `keymash check-config [FILE]`: validate a configuration file.
 //! - `keymash codec roundtrip`: preview a codec quality on a Y4M video.
+//! - `keymash clean --role ...`: remove a role's shared-memory segments.
 #![forbid(unsafe_code)]
 
 mod check_config;
+mod clean;
 mod codec_cmd;
 mod status;
 
@@ -28,6 +30,8 @@ enum Command {
     CheckConfig(check_config::CheckConfigArgs),
     /// The codec on its own: preview a quality on your own footage.
     Codec(codec_cmd::CodecArgs),
+    /// Remove a role's shared-memory segments (run by the targets' cleanup units on stop).
+    Clean(clean::CleanArgs),
 }
 
 fn main() -> ExitCode {
@@ -37,6 +41,7 @@ fn main() -> ExitCode {
         Command::Status(args) => status::run(&args),
         Command::CheckConfig(args) => check_config::run(&args),
         Command::Codec(args) => codec_cmd::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Clean(args) => clean::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -239,8 +239,8 @@ pub fn render_table(report: &StatusReport) -> String {
     let _ = writeln!(out, "keymash status (shm prefix {:?})", report.prefix);
     let _ = writeln!(
         out,
-        "{:<16} {:<8} {:<10} {:>7} {:>8} {:>18} {:>9}  {}",
-        "STAGE", "ROLE", "STATE", "PID", "BEAT", "RATE", "DROPPED", "STATUS / LAST ERROR"
+        "{:<16} {:<8} {:<10} {:>7} {:>8} {:>18} {:>9}  STATUS / LAST ERROR",
+        "STAGE", "ROLE", "STATE", "PID", "BEAT", "RATE", "DROPPED"
     );
     for s in &report.stages {
         let rate = s.rate.map_or("-".to_owned(), |r| format!("{r:.1} {}/s", s.rate_unit));

@@ -1,0 +1,65 @@
+//! `keymash clean` removes one role's segments, and keeps those whose writer still runs unless
+//! forced.
+
+use std::process::Command;
+
+use keymash_core::config::Config;
+use keymash_core::pipeline::{Service, MASH_CELL, RAW_FRAMES};
+use keymash_service::stats::segment_id;
+use keymash_service::StatsPublisher;
+use keymash_shm::{list_segments, monotonic_now_ns, remove_segments, CellWriter, Permissions, Prefix, RingGeometry, RingWriter};
+
+struct RemoveSegments(Prefix);
+
+impl Drop for RemoveSegments {
+    fn drop(&mut self) {
+        let _ = remove_segments(&self.0);
+    }
+}
+
+fn names(prefix: &Prefix) -> Vec<String> {
+    list_segments(prefix).unwrap().into_iter().map(|r| r.id.name.as_str().to_owned()).collect()
+}
+
+#[test]
+fn clean_removes_one_roles_segments_and_spares_live_writers_unless_forced() {
+    let mut config = Config::default();
+    config.shm.prefix = format!("kmtest-clean-{}", std::process::id());
+    let prefix = Prefix::new(&config.shm.prefix).unwrap();
+    let _cleanup = RemoveSegments(prefix.clone());
+
+    let (ring, _) = RingWriter::open(
+        &segment_id(&config, RAW_FRAMES).unwrap(),
+        RingGeometry::new(64, 4).unwrap(),
+        Permissions::OwnerOnly,
+    )
+    .unwrap();
+    let stats = StatsPublisher::open(&config, Service::Encoder, "frames", monotonic_now_ns()).unwrap();
+    let (mash, _) =
+        CellWriter::<u64>::open(&segment_id(&config, MASH_CELL).unwrap(), Permissions::OwnerOnly).unwrap();
+
+    // This process is the live writer of all three: a plain clean keeps them and says so.
+    let out = Command::new(env!("CARGO_BIN_EXE_keymash"))
+        .args(["clean", "--role", "sender", "--prefix", &config.shm.prefix])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("still running"));
+    assert_eq!(names(&prefix).len(), 3);
+
+    // Forced, the sender's segments go and the receiver's mash cell stays.
+    let out = Command::new(env!("CARGO_BIN_EXE_keymash"))
+        .args(["clean", "--role", "sender", "--force", "--prefix", &config.shm.prefix])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(names(&prefix), vec![MASH_CELL.to_owned()]);
+
+    drop((ring, stats, mash));
+    let out = Command::new(env!("CARGO_BIN_EXE_keymash"))
+        .args(["clean", "--role", "all", "--force", "--prefix", &config.shm.prefix])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(names(&prefix).is_empty());
+}
