@@ -43,21 +43,39 @@ fn wait_with_deadline(child: &mut Child, deadline: Duration) -> Option<ExitStatu
     None
 }
 
+/// Removes the test's directory and shared-memory segments, also when the test fails.
+struct Cleanup {
+    dir: PathBuf,
+    prefix: String,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if let Ok(prefix) = keymash_shm::Prefix::new(&self.prefix) {
+            let _ = keymash_shm::remove_segments(&prefix);
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 fn check_lifecycle(service: &str) {
     let dir = std::env::temp_dir().join(format!("keymash-lifecycle-{}-{service}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
+    // One prefix per service: the tests run in parallel and must not share rings.
+    let prefix = format!("kml-{}-{}", std::process::id(), service.trim_start_matches("keymash-"));
+    let _cleanup = Cleanup { dir: dir.clone(), prefix: prefix.clone() };
     let socket_path = dir.join("notify.sock");
     let _ = std::fs::remove_file(&socket_path);
     let socket = UnixDatagram::bind(&socket_path).unwrap();
     socket.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
 
-    // A private shm prefix and loopback addresses, so the test touches nothing of a real setup.
+    // A private shm prefix and loopback addresses, so the test touches nothing of a real setup;
+    // a short delay, so the delay buffer does not reserve 30 s of video.
     let config = dir.join("keymash.toml");
-    let prefix = format!("kmtest-life-{}", std::process::id());
     std::fs::write(
         &config,
         format!(
-            "[shm]\nprefix = \"{prefix}\"\n[network]\nsender_address = \"127.0.0.1\"\nreceiver_address = \"127.0.0.1\"\n[display]\noutput = \"frames:{}\"\n",
+            "[shm]\nprefix = \"{prefix}\"\n[delay]\nseconds = 1.0\n[network]\nsender_address = \"127.0.0.1\"\nreceiver_address = \"127.0.0.1\"\n[display]\noutput = \"frames:{}\"\n",
             dir.join("frames").display()
         ),
     )
@@ -97,8 +115,6 @@ fn check_lifecycle(service: &str) {
     let exit = wait_with_deadline(&mut child.0, Duration::from_secs(1));
     assert!(exit.is_some(), "{service} did not exit within 1 s of SIGTERM");
     assert_eq!(exit.and_then(|s| s.code()), Some(0), "{service} exit status after SIGTERM");
-
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 macro_rules! lifecycle_tests {

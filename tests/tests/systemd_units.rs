@@ -52,7 +52,7 @@ fn every_unit_passes_systemd_analyze_verify() {
         std::fs::write(&copy, text).unwrap();
         paths.push(copy);
     }
-    assert_eq!(paths.len(), 10, "8 services and 2 targets");
+    assert_eq!(paths.len(), 12, "8 stages, 2 cleanup units and 2 targets");
     for service in SERVICES {
         assert!(bin.join(format!("keymash-{service}")).exists(), "build the binaries first");
     }
@@ -64,7 +64,7 @@ fn every_unit_passes_systemd_analyze_verify() {
 
 #[test]
 fn every_unit_is_within_its_security_exposure_limit() {
-    for service in SERVICES {
+    for service in SERVICES.iter().copied().chain(["sender-cleanup", "receiver-cleanup"]) {
         let unit = repo().join("systemd").join(format!("keymash-{service}.service"));
         let out = Command::new("systemd-analyze")
             .args(["security", "--offline=yes", "--no-pager"])
@@ -98,6 +98,25 @@ fn every_service_is_a_supervised_notify_service_as_the_keymash_user() {
         assert_eq!(values(&text, "PartOf"), [format!("keymash-{expected_target}.target").as_str()]);
         let target = unit_text(&format!("keymash-{expected_target}.target"));
         assert!(target.contains(&format!("keymash-{service}.service")), "{expected_target} target lacks {service}");
+    }
+}
+
+#[test]
+fn each_target_removes_its_shared_memory_after_its_stages_stop() {
+    for (role, stages) in [("sender", &SERVICES[..4]), ("receiver", &SERVICES[4..])] {
+        let unit = unit_text(&format!("keymash-{role}-cleanup.service"));
+        assert_eq!(values(&unit, "Type"), ["oneshot"]);
+        assert_eq!(values(&unit, "RemainAfterExit"), ["yes"]);
+        assert_eq!(values(&unit, "PartOf"), [format!("keymash-{role}.target").as_str()]);
+        let stop = values(&unit, "ExecStop");
+        assert!(stop.len() == 1 && stop[0].contains(&format!("keymash clean --role {role} --force")), "{stop:?}");
+        // Started before every stage, so stopped after all of them.
+        let before: Vec<&str> = values(&unit, "Before").iter().flat_map(|v| v.split_whitespace()).collect();
+        for stage in stages {
+            assert!(before.contains(&format!("keymash-{stage}.service").as_str()), "{role} cleanup not before {stage}");
+        }
+        let target = unit_text(&format!("keymash-{role}.target"));
+        assert!(target.contains(&format!("keymash-{role}-cleanup.service")));
     }
 }
 
