@@ -76,6 +76,11 @@ fn mashing_brings_the_filtered_loss_from_forty_percent_to_zero_and_raises_the_by
     eprintln!(
         "mashing (level {level:.2}): loss {loss_mashing:.2}%, {bytes_mashing:.0} B/frame, capture-to-present p50/p99 {latency_clear}"
     );
+    eprintln!(
+        "display (debug build, frames:DIR): decode {:.2} ms, present {:.2} ms per frame",
+        setup.gauge(Service::Display, "decode_ms").unwrap_or(f64::NAN),
+        setup.gauge(Service::Display, "present_ms").unwrap_or(f64::NAN)
+    );
     assert!(level >= 0.8, "mash level while typing 14 keys/s: {level}");
     assert!(loss_mashing < 1.0, "loss while mashing: {loss_mashing:.2}%");
     assert!(bytes_mashing > 2.0 * bytes_at_rest, "bytes per frame {bytes_mashing:.0} vs {bytes_at_rest:.0} at rest");
