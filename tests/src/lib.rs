@@ -16,6 +16,7 @@
 pub mod notify;
 pub mod receiver;
 pub mod sender;
+pub mod systemd;
 
 pub use keymash_testbed::{netns, process, unique_name};
 pub use keymash_testbed::{ChildGuard, Netns, NetnsError, NetnsPair, ProcessError};

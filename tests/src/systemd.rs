@@ -1,0 +1,160 @@
+//! systemd booted as PID 1 in a private PID and mount namespace, for tests of the real units.
+//!
+//! The booted system sees the host's file system only through an overlay whose writes land in
+//! a tmpfs, with `/proc/sys` and `/sys` read-only: whatever it does at boot (systemd-tmpfiles
+//! cleaning /tmp, journald, sysusers, our own `install.sh`) stays inside and vanishes with it.
+//! `/dev` (so `/dev/shm`) and `/run/netns` are shared with the host, so a test can read the
+//! pipeline's shared memory and place units in network namespaces it created.
+//!
+//! Dropping the guard powers the system off (and SIGKILLs it if it does not go): `unshare
+//! --kill-child` takes the whole PID namespace down with it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use keymash_testbed::ChildGuard;
+
+/// Boots the private root, runs the setup script inside it (as `bash SETUP`), then execs systemd.
+const BOOT_SCRIPT: &str = r#"#!/bin/bash
+set -euo pipefail
+work="$1" setup="$2"
+mount --make-rprivate /
+mkdir -p "$work/layers" "$work/root"
+mount -t tmpfs -o size=4g,mode=0755 keymash-test "$work/layers"
+mkdir -p "$work/layers/upper" "$work/layers/work"
+root="$work/root"
+mount -t overlay overlay -o "lowerdir=/,upperdir=$work/layers/upper,workdir=$work/layers/work" "$root"
+mount -t proc proc "$root/proc"
+mount --bind "$root/proc/sys" "$root/proc/sys"
+mount -o remount,bind,ro "$root/proc/sys"
+mount --rbind /sys "$root/sys"
+mount -o remount,bind,ro "$root/sys"
+mount --rbind /dev "$root/dev"
+mount -t tmpfs -o mode=0755 run "$root/run"
+mkdir -p "$root/run/netns"
+if [ -d /run/netns ]; then mount --rbind /run/netns "$root/run/netns"; fi
+mkdir -p "$root/oldroot"
+cd "$root"
+pivot_root . oldroot
+umount -l /oldroot
+cd /
+bash "$setup"
+mkdir -p /etc/systemd/system
+printf '[Unit]\nDescription=keymash test boot: nothing but what the test starts\n' > /etc/systemd/system/kmtest-boot.target
+export container=keymash-test
+exec /lib/systemd/systemd --system --unit=kmtest-boot.target
+"#;
+
+/// A booted systemd; see the module documentation.
+#[derive(Debug)]
+pub struct BootedSystemd {
+    unshare: ChildGuard,
+    /// systemd's pid in the host's PID namespace (for nsenter and the poweroff signal).
+    host_pid: u32,
+    work: PathBuf,
+}
+
+impl BootedSystemd {
+    /// Boot with `setup` (a bash script run inside the private root before systemd starts;
+    /// typically `install.sh --root /` plus the test's configuration and drop-ins).
+    pub fn boot(tag: &str, setup: &str) -> Result<Self, String> {
+        let work = std::env::temp_dir().join(keymash_testbed::unique_name(&format!("keymash-systemd-{tag}")));
+        std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
+        let boot = work.join("boot.sh");
+        let setup_path = work.join("setup.sh");
+        std::fs::write(&boot, BOOT_SCRIPT).map_err(|e| e.to_string())?;
+        std::fs::write(&setup_path, setup).map_err(|e| e.to_string())?;
+        let log = std::fs::File::create(work.join("boot.log")).map_err(|e| e.to_string())?;
+        let unshare = ChildGuard::spawn(
+            "unshare systemd",
+            Command::new("unshare")
+                .args(["--pid", "--mount", "--uts", "--fork", "--kill-child=SIGKILL", "bash"])
+                .arg(&boot)
+                .arg(&work)
+                .arg(&setup_path)
+                .stdout(log.try_clone().map_err(|e| e.to_string())?)
+                .stderr(log),
+        )
+        .map_err(|e| e.to_string())?;
+        let mut booted = BootedSystemd { unshare, host_pid: 0, work };
+        booted.host_pid = booted.wait_for_systemd(Duration::from_secs(60))?;
+        Ok(booted)
+    }
+
+    /// The boot log (setup output and systemd's first words), for failure messages.
+    pub fn boot_log(&self) -> String {
+        std::fs::read_to_string(self.work.join("boot.log")).unwrap_or_default()
+    }
+
+    fn wait_for_systemd(&mut self, timeout: Duration) -> Result<u32, String> {
+        let deadline = Instant::now() + timeout;
+        let unshare_pid = self.unshare.pid();
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.unshare.try_wait() {
+                return Err(format!("the boot ended early ({status}):\n{}", self.boot_log()));
+            }
+            let children = std::fs::read_to_string(format!("/proc/{unshare_pid}/task/{unshare_pid}/children"))
+                .unwrap_or_default();
+            if let Some(pid) = children.split_whitespace().next().and_then(|p| p.parse::<u32>().ok()) {
+                let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+                if comm.trim() == "systemd" {
+                    self.host_pid = pid;
+                    let state = self.systemctl(&["is-system-running"]);
+                    let state = String::from_utf8_lossy(&state.stdout).trim().to_owned();
+                    if state == "running" || state == "degraded" {
+                        return Ok(pid);
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Err(format!("systemd did not come up within {timeout:?}:\n{}", self.boot_log()))
+    }
+
+    /// Run `program args` inside the booted system (its mounts, PID namespace and root).
+    pub fn exec(&self, program: &str, args: &[&str]) -> Output {
+        Command::new("nsenter")
+            .args(["-t", &self.host_pid.to_string(), "-m", "-p", "-r", "-w", program])
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("nsenter {program}: {e}"))
+    }
+
+    pub fn systemctl(&self, args: &[&str]) -> Output {
+        self.exec("systemctl", args)
+    }
+
+    /// `systemctl show -p PROPERTY --value UNIT`.
+    pub fn property(&self, unit: &str, property: &str) -> String {
+        let out = self.systemctl(&["show", "-p", property, "--value", unit]);
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// Poll `check` every 100 ms until it holds or `timeout` passes.
+    pub fn wait_until(&self, timeout: Duration, mut check: impl FnMut(&Self) -> bool) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if check(self) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        check(self)
+    }
+
+    pub fn work_dir(&self) -> &Path {
+        &self.work
+    }
+}
+
+impl Drop for BootedSystemd {
+    fn drop(&mut self) {
+        if self.host_pid != 0 {
+            // SIGRTMIN+4: systemd's "poweroff" signal; in a container it exits when done.
+            let _ = Command::new("kill").args(["-s", "SIGRTMIN+4", &self.host_pid.to_string()]).status();
+            let _ = self.unshare.terminate(Duration::from_secs(15));
+        }
+        let _ = std::fs::remove_dir_all(&self.work);
+    }
+}
