@@ -16,7 +16,7 @@ use keymash_transport::rtp::RtpPacket;
 use keymash_transport::udp::{PeerSocket, SocketBuffers, RECV_BUFFER_LEN};
 use keymash_transport::{Sender, TransmitKind, TransportConfig};
 
-use crate::{unique_name, ChildGuard, Netns, NetnsPair};
+use crate::{unique_name, ChildGuard, Netns, NetnsPair, NotifySocket};
 
 /// A service binary built next to the test executable (`cargo build --workspace --bins`).
 pub fn service_binary(name: &str) -> PathBuf {
@@ -32,70 +32,7 @@ pub fn service_binary(name: &str) -> PathBuf {
 #[derive(Debug)]
 pub struct RunningService {
     pub child: ChildGuard,
-    _notify: ServiceNotify,
-}
-
-/// systemd's notify socket as a service under test sees it, read continuously.
-///
-/// A unix datagram socket nobody reads holds only `net.unix.max_dgram_qlen` messages (10 by
-/// default); after that a service's next `sd_notify` (STATUS= once a second) blocks and the
-/// whole service freezes. So after READY=1 a thread keeps reading until the service is gone.
-#[derive(Debug)]
-struct ServiceNotify {
-    path: PathBuf,
-    socket: Option<std::os::unix::net::UnixDatagram>,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    reader: Option<std::thread::JoinHandle<()>>,
-}
-
-impl ServiceNotify {
-    fn bind() -> ServiceNotify {
-        let path = std::env::temp_dir().join(format!("{}.notify", unique_name("keymash-rx")));
-        let socket = std::os::unix::net::UnixDatagram::bind(&path).expect("bind a notify socket");
-        socket.set_read_timeout(Some(Duration::from_millis(100))).expect("notify socket timeout");
-        ServiceNotify { path, socket: Some(socket), stop: Default::default(), reader: None }
-    }
-
-    /// Waits for READY=1; on timeout returns the messages seen.
-    fn wait_ready(&self, timeout: Duration) -> Result<(), Vec<String>> {
-        let Some(socket) = &self.socket else { return Err(Vec::new()) };
-        let deadline = Instant::now() + timeout;
-        let mut seen = Vec::new();
-        let mut buf = [0u8; 4096];
-        while Instant::now() < deadline {
-            if let Ok(n) = socket.recv(&mut buf) {
-                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-                if text.lines().any(|l| l == "READY=1") {
-                    return Ok(());
-                }
-                seen.push(text);
-            }
-        }
-        Err(seen)
-    }
-
-    fn keep_draining(mut self) -> ServiceNotify {
-        if let Some(socket) = self.socket.take() {
-            let stop = std::sync::Arc::clone(&self.stop);
-            self.reader = Some(std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    let _ = socket.recv(&mut buf);
-                }
-            }));
-        }
-        self
-    }
-}
-
-impl Drop for ServiceNotify {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(reader) = self.reader.take() {
-            let _ = reader.join();
-        }
-        let _ = std::fs::remove_file(&self.path);
-    }
+    _notify: NotifySocket,
 }
 
 impl std::ops::Deref for RunningService {
@@ -183,17 +120,18 @@ impl ReceiverSetup {
     }
 
     fn start_command(&self, binary: &str, mut command: Command, env: &[(&str, &str)]) -> RunningService {
-        let notify = ServiceNotify::bind();
-        command.arg("--config").arg(&self.config).env("NOTIFY_SOCKET", &notify.path).stdin(Stdio::null());
+        let notify = NotifySocket::bind().expect("bind a notify socket");
+        let (key, path) = notify.env();
+        command.arg("--config").arg(&self.config).env(key, path).stdin(Stdio::null());
         for (k, v) in env {
             command.env(k, v);
         }
         let mut child = ChildGuard::spawn(binary, &mut command).expect("start the service");
-        if let Err(seen) = notify.wait_ready(Duration::from_secs(10)) {
+        if let Err(e) = notify.wait_ready(Duration::from_secs(10)) {
             let status = child.try_wait();
-            panic!("{binary} did not become ready (messages: {seen:?}, exit: {status:?})");
+            panic!("{binary} did not become ready ({e}, exit: {status:?})");
         }
-        RunningService { child, _notify: notify.keep_draining() }
+        RunningService { child, _notify: notify }
     }
 
     pub fn segment(&self, name: &str) -> SegmentId {
