@@ -9,6 +9,7 @@
 mod check_config;
 mod clean;
 mod codec_cmd;
+mod demo;
 mod status;
 
 use std::process::ExitCode;
@@ -30,6 +31,8 @@ enum Command {
     CheckConfig(check_config::CheckConfigArgs),
     /// The codec on its own: preview a quality on your own footage.
     Codec(codec_cmd::CodecArgs),
+    /// The whole pipeline on this machine for a bounded time, with a table and a contact sheet.
+    Demo(demo::DemoArgs),
     /// Remove a role's shared-memory segments (run by the targets' cleanup units on stop).
     Clean(clean::CleanArgs),
 }
@@ -41,6 +44,7 @@ fn main() -> ExitCode {
         Command::Status(args) => status::run(&args),
         Command::CheckConfig(args) => check_config::run(&args),
         Command::Codec(args) => codec_cmd::run(args).map(|()| ExitCode::SUCCESS),
+        Command::Demo(args) => demo::run(&args),
         Command::Clean(args) => clean::run(&args),
     };
     match result {

@@ -1,0 +1,212 @@
+//! `keymash demo` as a newcomer runs it (root: two namespaces and the eBPF loss): the real binary
+//! for 15 s with a 1 s delay. Its table shows about 40% drop with nobody mashing and none at
+//! full mashing, a higher PSNR at high mashing than at low; it writes a contact sheet of the
+//! expected size; and it leaves no namespace, veth, process, FIFO or shared-memory segment.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use keymash_tests::{require_root, unique_name};
+
+/// Size of the contact sheet for the demo's 320x240 pictures: two columns of 320 with 8-pixel
+/// margins, a title line, three pictures of 240 with a caption line each.
+const SHEET_WIDTH: u32 = 664;
+const SHEET_HEIGHT: u32 = 819;
+
+/// One row of the demo's table.
+#[derive(Debug, Clone, Copy)]
+struct Row {
+    t: u32,
+    mash: f64,
+    drop: Option<f64>,
+    psnr: Option<f64>,
+}
+
+fn parse_rows(stdout: &str) -> Vec<Row> {
+    stdout
+        .lines()
+        .filter_map(|line| {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let t = cols.first()?.strip_suffix('s')?.parse().ok()?;
+            let number = |i: usize| cols.get(i).and_then(|c| c.parse::<f64>().ok());
+            (cols.len() == 7).then(|| Row {
+                t,
+                mash: number(1).unwrap_or(0.0),
+                drop: number(2),
+                psnr: number(5),
+            })
+        })
+        .collect()
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    assert!(!values.is_empty(), "no values");
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn mean(values: &[f64]) -> f64 {
+    assert!(!values.is_empty(), "no values");
+    values.iter().sum::<f64>() / values.len() as f64
+}
+
+/// Width and height from a PNG's IHDR, after checking the signature and the closing IEND.
+fn png_size(path: &Path) -> (u32, u32) {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert!(
+        bytes.starts_with(b"\x89PNG\r\n\x1a\n"),
+        "not a PNG signature"
+    );
+    assert_eq!(&bytes[12..16], b"IHDR", "first chunk is not IHDR");
+    assert!(
+        bytes.ends_with(b"IEND\xaeB`\x82"),
+        "the PNG does not end with IEND"
+    );
+    let be = |at: usize| u32::from_be_bytes(bytes[at..at + 4].try_into().expect("four bytes"));
+    (be(16), be(20))
+}
+
+fn keymash_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable");
+    let path = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .join("keymash");
+    assert!(
+        path.exists(),
+        "{} is not built; run `cargo build --workspace --bins` first",
+        path.display()
+    );
+    path
+}
+
+/// Processes whose command line mentions `needle` (the demo's output directory).
+fn processes_mentioning(needle: &str) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .chars()
+                .all(|c| c.is_ascii_digit())
+        })
+        .filter_map(|e| {
+            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+            let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            text.contains(needle).then_some(text)
+        })
+        .collect()
+}
+
+#[test]
+fn the_demo_shows_loss_falling_and_psnr_rising_with_mashing_and_leaves_nothing_behind() {
+    require_root();
+    let out = std::env::temp_dir().join(unique_name("keymash-demo-test"));
+    let child = Command::new(keymash_binary())
+        .args(["demo", "--seconds", "15", "--delay", "1", "--out"])
+        .arg(&out)
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY")
+        .spawn_output();
+    let (status, pid, stdout, stderr) = child;
+    eprintln!("{stdout}\n{stderr}");
+    assert!(status.success(), "keymash demo failed ({status})");
+
+    let rows = parse_rows(&stdout);
+    assert_eq!(rows.len(), 15, "one table row a second");
+    // The opening idle stretch (the script starts mashing at 30% of the run, 4.5 s), after the
+    // filter's first whole second.
+    let idle: Vec<Row> = rows
+        .iter()
+        .copied()
+        .filter(|r| (2..=4).contains(&r.t) && r.mash < 0.1)
+        .collect();
+    let full: Vec<Row> = rows.iter().copied().filter(|r| r.mash >= 0.85).collect();
+    assert!(
+        idle.len() >= 2 && full.len() >= 2,
+        "idle rows {idle:?}, full-mashing rows {full:?}"
+    );
+    let idle_drop = median(idle.iter().filter_map(|r| r.drop).collect());
+    let full_drop = median(full.iter().filter_map(|r| r.drop).collect());
+    assert!(
+        (28.0..=52.0).contains(&idle_drop),
+        "drop % with nobody mashing: {idle_drop}"
+    );
+    assert!(full_drop < 2.0, "drop % at full mashing: {full_drop}");
+    let idle_psnr = mean(&idle.iter().filter_map(|r| r.psnr).collect::<Vec<_>>());
+    let full_psnr = mean(&full.iter().filter_map(|r| r.psnr).collect::<Vec<_>>());
+    assert!(
+        full_psnr > idle_psnr + 3.0,
+        "PSNR {full_psnr:.1} dB at full mashing vs {idle_psnr:.1} dB idle"
+    );
+    assert!(stdout.contains("summary: low mashing"), "no summary line");
+
+    let sheet = out.join("contact-sheet.png");
+    assert!(
+        stdout.contains(&sheet.display().to_string()),
+        "the contact sheet's path is not printed"
+    );
+    assert_eq!(png_size(&sheet), (SHEET_WIDTH, SHEET_HEIGHT));
+
+    // Nothing left behind: namespaces (and with them the veth pair and the tc filter on it),
+    // processes, shared memory, the FIFO.
+    let namespaces = Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .expect("ip netns list");
+    let namespaces = String::from_utf8_lossy(&namespaces.stdout).into_owned();
+    assert!(
+        !namespaces.contains(&format!("-{pid}-")),
+        "namespaces left: {namespaces}"
+    );
+    let links = Command::new("ip")
+        .args(["-o", "link"])
+        .output()
+        .expect("ip link");
+    let links = String::from_utf8_lossy(&links.stdout).into_owned();
+    assert!(
+        !links.contains("km-left") && !links.contains("km-right"),
+        "veth left in the root namespace: {links}"
+    );
+    let left = processes_mentioning(&out.display().to_string());
+    assert!(left.is_empty(), "processes left: {left:?}");
+    let prefix = format!("kmdemo{pid}.");
+    let segments: Vec<String> = std::fs::read_dir("/dev/shm")
+        .expect("/dev/shm")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with(&prefix))
+        .collect();
+    assert!(segments.is_empty(), "shared memory left: {segments:?}");
+    assert!(!out.join("displayed.fifo").exists(), "the FIFO is left");
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+/// `Command::output`, keeping the child's pid (the demo names its namespaces and segments by it).
+trait SpawnOutput {
+    fn spawn_output(&mut self) -> (std::process::ExitStatus, u32, String, String);
+}
+
+impl SpawnOutput for Command {
+    fn spawn_output(&mut self) -> (std::process::ExitStatus, u32, String, String) {
+        use std::process::Stdio;
+        let child = self
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start keymash demo");
+        let pid = child.id();
+        let output = child.wait_with_output().expect("wait for keymash demo");
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        (
+            output.status,
+            pid,
+            text(&output.stdout),
+            text(&output.stderr),
+        )
+    }
+}
