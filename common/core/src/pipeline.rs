@@ -4,6 +4,7 @@
 //! Segments live at `/dev/shm/<shm.prefix>.<name>`.
 
 use std::fmt;
+use std::time::Duration;
 
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
@@ -20,10 +21,19 @@ pub const DELAYED_FRAMES: &str = "delayed-frames";
 pub const PAYLOADS: &str = "payloads";
 /// Cell with the quality the receiver asks for: net-tx writes, encoder reads.
 pub const QUALITY_CELL: &str = "quality";
-/// Received and recovered payloads: net-rx writes, display reads.
+/// Received and recovered payloads: net-rx writes, display reads. One codec payload per slot;
+/// metadata: frame = the payload header's frame number, capture_ns = arrival at net-rx,
+/// flags = 0 direct / 1 recovered by FEC / 2 recovered by NACK, words = [extended RTP sequence
+/// low 32 bits, high 32 bits, RTP timestamp, marker, 0].
 pub const RECEIVED_PAYLOADS: &str = "received";
 /// Cell with the mash level: mash-input writes; loss-controller, display and net-rx read.
 pub const MASH_CELL: &str = "mash";
+
+/// A mash level older than this counts as nobody mashing: if mash-input dies or hangs, the
+/// picture and the loss must not stay stuck wherever the crowd left them. mash-input publishes
+/// at 50 Hz or more and systemd restarts it within a second or two, so a live cell is never
+/// this old.
+pub const MASH_STALE_AFTER: Duration = Duration::from_secs(1);
 
 /// The mash cell's value: how hard visitors are mashing, written by mash-input at 50 Hz or more.
 /// Plain data that any byte pattern is valid for; readers go through the accessors, which
@@ -49,6 +59,13 @@ impl MashRecord {
 
     pub fn level(&self) -> MashLevel {
         MashLevel::saturating(self.level)
+    }
+
+    /// The level to act on at `now_ns` (CLOCK_MONOTONIC), or `None` once the record is older
+    /// than [`MASH_STALE_AFTER`].
+    pub fn level_at(&self, now_ns: u64) -> Option<MashLevel> {
+        let age = now_ns.saturating_sub(self.updated_ns);
+        (u128::from(age) <= MASH_STALE_AFTER.as_nanos()).then(|| self.level())
     }
 
     pub fn presses_in_window(&self) -> u32 {
@@ -259,6 +276,16 @@ mod tests {
         }
         let owned: usize = Service::ALL.iter().map(|s| s.owned_segments().len()).sum();
         assert_eq!(owned, all.len());
+    }
+
+    #[test]
+    fn a_mash_record_goes_stale_after_one_second() {
+        let m = MashRecord::new(MashLevel::new(0.5).unwrap(), 3, 9, 1_000_000_000);
+        assert_eq!(m.level_at(1_500_000_000), Some(MashLevel::new(0.5).unwrap()));
+        assert_eq!(m.level_at(2_000_000_000), Some(MashLevel::new(0.5).unwrap()));
+        assert_eq!(m.level_at(2_000_000_001), None);
+        // A record from the future (clock oddities) is fresh, not stale.
+        assert!(m.level_at(0).is_some());
     }
 
     #[test]

@@ -1,23 +1,13 @@
 //! How the mash cell's readers (net-rx, display, loss-controller) interpret what they read.
 
-use std::time::Duration;
-
 use keymash_core::pipeline::MashRecord;
+pub use keymash_core::pipeline::MASH_STALE_AFTER;
 use keymash_core::MashLevel;
 
-/// A mash level older than this counts as nobody mashing: if mash-input has died, the picture
-/// must not stay stuck at whatever quality it had (systemd restarts mash-input well within it,
-/// and mash-input publishes at 50 Hz or more, so a live cell is never this old).
-pub const MASH_STALE_AFTER: Duration = Duration::from_secs(1);
-
-/// The level to act on at `now_ns` (CLOCK_MONOTONIC): the record's, or idle if it is stale.
+/// The level to act on at `now_ns` (CLOCK_MONOTONIC): the record's, or idle once it is older
+/// than [`MASH_STALE_AFTER`].
 pub fn current_level(record: &MashRecord, now_ns: u64) -> MashLevel {
-    let age_ns = now_ns.saturating_sub(record.updated_ns());
-    if u128::from(age_ns) > MASH_STALE_AFTER.as_nanos() {
-        MashLevel::IDLE
-    } else {
-        record.level()
-    }
+    record.level_at(now_ns).unwrap_or(MashLevel::IDLE)
 }
 
 #[cfg(test)]

@@ -14,9 +14,6 @@ use crate::layout::LossCounters;
 use crate::plan::WindowRate;
 use crate::runner::{MashSource, StatsSink};
 
-/// A mash level older than this counts as absent (mash-input stopped or hung): the loss falls
-/// back to its value at rest rather than freezing wherever the crowd left it.
-pub const MASH_STALE_AFTER: Duration = Duration::from_secs(2);
 /// How often to retry opening a mash cell that does not exist yet (mash-input not started).
 const REOPEN_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -74,8 +71,9 @@ impl MashSource for MashCell {
         match reader.load_versioned() {
             Ok((record, version)) => {
                 self.seen_version = version;
-                let age = Duration::from_nanos(now_ns.saturating_sub(record.updated_ns()));
-                (age <= MASH_STALE_AFTER).then(|| record.level())
+                // A stale level (mash-input stopped or hung) is absent: the loss falls back
+                // to its value at rest rather than freezing wherever the crowd left it.
+                record.level_at(now_ns)
             }
             Err(LoadError::NeverStored | LoadError::Inconsistent { .. }) => None,
         }
