@@ -2,9 +2,10 @@
 //!
 //! It reads only shared memory: each service's `stats.<service>` cell (state, pid, heartbeat,
 //! counters, gauges, status line, last error) and the header of every ring and cell under the
-//! configured prefix. A stage is `up` when its statistics cell has a live producer with a fresh
-//! heartbeat; otherwise it is `absent` (never started on this machine), `dead` (its process is
-//! gone) or `stale` (alive but its heartbeat stopped: hung).
+//! configured prefix. A stage with a fresh heartbeat is up (or whatever state it declares);
+//! otherwise it is `absent` (never started on this machine), `dead` (heartbeat stopped and its
+//! process gone) or `stale` (heartbeat stopped but the process still there: hung). The heartbeat
+//! decides first because a pid can only be checked from the stage's own PID namespace.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -209,13 +210,11 @@ fn stage_status(config: &Config, service: Service) -> StageStatus {
 }
 
 /// Liveness first (a dead or hung process's last words are not its state), then what the
-/// service says about itself.
+/// service says about itself. A fresh heartbeat is proof of life even when the pid cannot be
+/// seen (the stage runs in another PID namespace, as under a containerised systemd).
 fn stage_state(alive: bool, heartbeat_age: Option<Duration>, declared: Option<&str>) -> String {
-    if !alive {
-        return "dead".to_owned();
-    }
     if heartbeat_age.is_none_or(|age| age > STALE_AFTER) {
-        return "stale".to_owned();
+        return if alive { "stale" } else { "dead" }.to_owned();
     }
     match declared {
         Some("running") => "up".to_owned(),
@@ -312,7 +311,9 @@ mod tests {
     fn liveness_decides_before_the_declared_state() {
         let fresh = Some(Duration::from_millis(200));
         let table = [
-            (false, fresh, Some("running"), "dead"),
+            (false, Some(Duration::from_secs(60)), Some("running"), "dead"),
+            (false, None, Some("running"), "dead"),
+            (false, fresh, Some("running"), "up"),
             (true, Some(Duration::from_secs(60)), Some("running"), "stale"),
             (true, None, Some("running"), "stale"),
             (true, fresh, Some("running"), "up"),
