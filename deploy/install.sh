@@ -19,7 +19,7 @@
 set -euo pipefail
 
 repo="$(cd "$(dirname "$0")/.." && pwd)"
-role="" config="" start=0 uninstall=0 purge_config=0 root="" build=1 deps=1 binaries_from=""
+role="" config="" start=0 uninstall=0 purge_config=0 root="" staged=0 build=1 deps=1 binaries_from=""
 
 usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 while [ $# -gt 0 ]; do
@@ -29,7 +29,7 @@ while [ $# -gt 0 ]; do
     --start) start=1; shift ;;
     --uninstall) uninstall=1; shift ;;
     --purge-config) purge_config=1; shift ;;
-    --root) root="${2:-}"; shift 2 ;;
+    --root) root="${2:-}"; staged=1; shift 2 ;;
     --no-build) build=0; shift ;;
     --no-deps) deps=0; shift ;;
     --binaries) binaries_from="${2:-}"; build=0; shift 2 ;;
@@ -38,11 +38,12 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-if [ -z "$root" ] && [ "$(id -u)" != 0 ]; then
+if [ "$staged" = 0 ] && [ "$(id -u)" != 0 ]; then
   echo "install.sh: run as root (sudo deploy/install.sh ...)" >&2; exit 1
 fi
-if [ -n "$root" ]; then
-  mkdir -p "$root"; root="$(cd "$root" && pwd)"
+if [ "$staged" = 1 ]; then
+  [ -n "$root" ] || { echo "install.sh: --root needs a directory" >&2; exit 2; }
+  mkdir -p "$root"; root="$(cd "$root" && pwd)"; root="${root%/}"
 fi
 
 binaries=(keymash keymash-capture keymash-delay-buffer keymash-encoder keymash-net-tx
@@ -52,7 +53,7 @@ unit_dir="$root/usr/local/lib/systemd/system"
 sysusers_dir="$root/usr/local/lib/sysusers.d"
 doc_dir="$root/usr/local/share/doc/keymash"
 etc_dir="$root/etc/keymash"
-systemctl_() { if [ -n "$root" ]; then systemctl --root="$root" "$@"; else systemctl "$@"; fi; }
+systemctl_() { if [ "$staged" = 1 ]; then systemctl --root="${root:-/}" "$@"; else systemctl "$@"; fi; }
 changed=0
 say() { echo "install.sh: $*"; }
 
@@ -74,9 +75,17 @@ remove() {
 
 if [ "$uninstall" = 1 ]; then
   for target in keymash-sender.target keymash-receiver.target; do
-    if [ -z "$root" ]; then systemctl stop "$target" 2>/dev/null || true; fi
+    if [ "$staged" = 0 ]; then systemctl stop "$target" 2>/dev/null || true; fi
     systemctl_ disable "$target" >/dev/null 2>&1 || true
   done
+  if [ "$staged" = 0 ] && [ -x "$bin_dir/keymash" ]; then
+    # The rings (and the delay buffer's video) live in /dev/shm under the configured prefix.
+    if [ -f "$etc_dir/keymash.toml" ]; then
+      "$bin_dir/keymash" clean --role all --force --config "$etc_dir/keymash.toml" >/dev/null || true
+    else
+      "$bin_dir/keymash" clean --role all --force >/dev/null || true
+    fi
+  fi
   for unit in "$repo"/systemd/keymash-*; do remove "$unit_dir/$(basename "$unit")"; done
   for b in "${binaries[@]}"; do remove "$bin_dir/$b"; done
   remove "$sysusers_dir/keymash.conf"
@@ -87,13 +96,11 @@ if [ "$uninstall" = 1 ]; then
   elif [ -f "$etc_dir/keymash.toml" ]; then
     say "kept $etc_dir/keymash.toml (--purge-config removes it)"
   fi
-  if [ -z "$root" ]; then
-    # The rings, including the delay buffer's video, live in /dev/shm until removed.
-    rm -f /dev/shm/keymash.* 2>/dev/null || true
+  if [ "$staged" = 0 ]; then
     if id keymash >/dev/null 2>&1; then userdel keymash 2>/dev/null && say "removed user keymash" || true; fi
     systemctl daemon-reload
   elif grep -q '^keymash:' "$root/etc/passwd" 2>/dev/null; then
-    userdel --prefix "$root" keymash && say "removed user keymash"
+    userdel --prefix "${root:-/}" keymash && say "removed user keymash"
   fi
   say "uninstalled"
   exit 0
@@ -131,9 +138,9 @@ put "$repo/systemd/sysusers.d/keymash.conf" "$sysusers_dir/keymash.conf" 0644
 put "$repo/README.md" "$doc_dir/README.md" 0644
 put "$repo/deploy/keymash.toml" "$doc_dir/keymash.toml.example" 0644
 
-if [ -n "$root" ]; then
+if [ "$staged" = 1 ]; then
   mkdir -p "$root/etc"
-  systemd-sysusers --root="$root" "$sysusers_dir/keymash.conf"
+  systemd-sysusers --root="${root:-/}" "$sysusers_dir/keymash.conf"
 else
   systemd-sysusers "$sysusers_dir/keymash.conf"
 fi
@@ -146,11 +153,11 @@ else
   changed=1
 fi
 # Services read the config as the keymash user; root owns it.
-if getent group keymash >/dev/null 2>&1 || [ -n "$root" ]; then
+if getent group keymash >/dev/null 2>&1 || [ "$staged" = 1 ]; then
   chgrp keymash "$etc_dir/keymash.toml" 2>/dev/null || true
 fi
 
-if [ -z "$root" ]; then systemctl daemon-reload; fi
+if [ "$staged" = 0 ]; then systemctl daemon-reload; fi
 target="keymash-$role.target"
 other="keymash-$([ "$role" = sender ] && echo receiver || echo sender).target"
 if systemctl_ is-enabled "$other" >/dev/null 2>&1; then
@@ -162,7 +169,7 @@ if ! systemctl_ is-enabled "$target" >/dev/null 2>&1; then
   say "enabled $target"
   changed=1
 fi
-if [ "$start" = 1 ] && [ -z "$root" ]; then
+if [ "$start" = 1 ] && [ "$staged" = 0 ]; then
   systemctl restart "$target"
   say "started $target (keymash status shows the stages)"
 fi
