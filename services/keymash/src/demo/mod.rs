@@ -29,7 +29,7 @@ use keymash_shm::Prefix;
 use keymash_testbed::{ChildGuard, Netns, NetnsPair};
 
 use config::Network;
-use watch::{Figures, Probe, Watcher, HIGH_MASH, LOW_MASH};
+use watch::{settled_after, Figures, Probe, Watcher, HIGH_MASH, LOW_MASH};
 
 /// The exhibit's delay, for the note that the demo uses a shorter one.
 const EXHIBIT_DELAY_SECONDS: f64 = 30.0;
@@ -184,6 +184,24 @@ impl Demo {
     }
 }
 
+/// Hard-links every segment `/dev/shm/<from>.*` but the display's statistics cell to
+/// `/dev/shm/<to>.*`, so a display configured with prefix `to` reads the pipeline's rings and
+/// cells but publishes statistics of its own. (`shm_open` refuses symbolic links.)
+fn link_segments(from: &str, to: &str) -> anyhow::Result<()> {
+    let own = format!("{from}.{}", Service::Display.stats_cell());
+    for entry in std::fs::read_dir("/dev/shm")?.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(rest) = name.strip_prefix(&format!("{from}.")) {
+            if name != own {
+                let link = Path::new("/dev/shm").join(format!("{to}.{rest}"));
+                std::fs::hard_link(entry.path(), &link)
+                    .with_context(|| format!("linking {}", link.display()))?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Two free UDP ports on loopback.
 fn free_ports() -> anyhow::Result<(u16, u16)> {
     let a = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?;
@@ -203,6 +221,8 @@ fn mean(values: impl Iterator<Item = f64>) -> Option<f64> {
 /// One row of the table.
 #[derive(Debug, Clone, Copy)]
 struct Row {
+    /// Seconds into the run.
+    t: u32,
     figures: Figures,
     psnr: Option<f64>,
 }
@@ -300,15 +320,21 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         logs.display()
     );
     println!("  scripted visitor: {script}");
+    // The window: a second display instance. Two cannot share the display's statistics cell
+    // (one live writer per cell), so the window instance has a prefix of its own; the segments
+    // it reads are hard links to the pipeline's (see `link_segments`).
+    let window_prefix = format!("{prefix}w");
+    let _window_shm = ShmGuard(Prefix::new(&window_prefix)?);
     let window_config = out.join("keymash-window.toml");
     if window {
         std::fs::write(
             &window_config,
-            config::config_text(&prefix, &network, args.delay, &script, "window"),
+            config::config_text(&window_prefix, &network, args.delay, &script, "window"),
         )?;
         println!(
-            "  a display is there: a second display instance shows the window. Both instances publish into the one \
-             display statistics cell, so the fps column is whichever wrote last (they present at the same rate)."
+            "  a display is there: a second display instance shows the window (prefix {window_prefix}, reading the \
+             pipeline's segments through hard links, so its statistics cell is its own); the table measures the \
+             headless one"
         );
     }
 
@@ -328,7 +354,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let result = run_pipeline(
         args,
         &config_path,
-        window.then_some(window_config.as_path()),
+        window.then_some((window_config.as_path(), &prefix, &window_prefix)),
         &mut demo,
         &mut probe,
         &watcher,
@@ -355,7 +381,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     if args.keep {
         println!("displayed video: {}", keep.display());
     }
-    println!("{}", summary(&rows, root));
+    println!("{}", summary(&rows, root, settled_after(&config)));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -364,7 +390,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
 fn run_pipeline(
     args: &DemoArgs,
     config: &Path,
-    window_config: Option<&Path>,
+    window: Option<(&Path, &str, &str)>,
     demo: &mut Demo,
     probe: &mut Probe,
     watcher: &Watcher,
@@ -377,14 +403,6 @@ fn run_pipeline(
     }
     demo.start(Service::NetRx, right, config, probe)?;
     demo.start(Service::Display, right, config, probe)?;
-    if let Some(window_config) = window_config {
-        demo.start_named(
-            Service::Display,
-            "keymash-display-window",
-            right,
-            window_config,
-        )?;
-    }
     for service in [
         Service::Capture,
         Service::DelayBuffer,
@@ -394,13 +412,25 @@ fn run_pipeline(
         demo.start(service, left, config, probe)?;
     }
     // Last, so the visitor's script starts with the run.
-    demo.start_named(
-        Service::MashInput,
-        Service::MashInput.binary(),
-        right,
-        config,
-    )?;
+    demo.start(Service::MashInput, right, config, probe)?;
     let start = Instant::now();
+    if let Some((window_config, prefix, window_prefix)) = window {
+        while probe.read().mash.is_none() {
+            demo.check_alive()?;
+            anyhow::ensure!(
+                start.elapsed() < START_TIMEOUT,
+                "mash-input published no mash level"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        link_segments(prefix, window_prefix)?;
+        demo.start_named(
+            Service::Display,
+            "keymash-display-window",
+            right,
+            window_config,
+        )?;
+    }
     watcher.begin_run(start);
 
     println!(
@@ -436,14 +466,19 @@ fn run_pipeline(
             fmt_opt(psnr, 1),
             fmt_opt(figures.bytes_per_frame, 0),
         );
-        rows.push(Row { figures, psnr });
+        rows.push(Row {
+            t: second,
+            figures,
+            psnr,
+        });
     }
     Ok(rows)
 }
 
 /// The closing line: mean drop and PSNR at low and at high mashing, over the rows that have
-/// settled there (this row and the one before in the band: drop % is the last second's).
-fn summary(rows: &[Row], root: bool) -> String {
+/// settled there (this row and the one before in the band: drop % is the last second's; and
+/// past the countdown card the delay buffer shows first, see [`settled_after`]).
+fn summary(rows: &[Row], root: bool, settled: Duration) -> String {
     let mut text = String::from("summary:");
     for (name, high) in [("low mashing", false), ("high mashing", true)] {
         let in_band = |r: &Row| {
@@ -453,7 +488,9 @@ fn summary(rows: &[Row], root: bool) -> String {
         };
         let rows: Vec<&Row> = rows
             .windows(2)
-            .filter(|w| in_band(&w[0]) && in_band(&w[1]))
+            .filter(|w| {
+                in_band(&w[0]) && in_band(&w[1]) && Duration::from_secs(w[1].t.into()) >= settled
+            })
             .map(|w| &w[1])
             .collect();
         let drop = if root {

@@ -35,6 +35,13 @@ const SHEET_SPACING: Duration = Duration::from_millis(500);
 pub const LOW_MASH: f32 = 0.1;
 pub const HIGH_MASH: f32 = 0.8;
 
+/// From when on in the run the displayed pictures show the scene at the idle figures: the
+/// delay buffer shows its countdown card for the first `delay.seconds`, and the loss filter
+/// measures its first whole second after that.
+pub fn settled_after(config: &Config) -> Duration {
+    Duration::from_secs_f64(config.delay.seconds.max(0.0) + 1.0).max(Duration::from_secs(2))
+}
+
 /// A cell reader opened on first use and reopened after a failure (the writer may start late).
 #[derive(Debug)]
 struct LazyCell<T: CellValue> {
@@ -205,6 +212,7 @@ impl Watcher {
                 observations: Arc::clone(&observations),
                 run_start: Arc::clone(&run_start),
                 last_kept: [None, None],
+                settled: settled_after(config),
             };
             let stop = Arc::clone(&stop);
             std::thread::spawn(move || {
@@ -301,6 +309,8 @@ struct DisplayReader {
     run_start: Arc<Mutex<Option<Instant>>>,
     /// When a picture was last kept for the low and the high band.
     last_kept: [Option<Duration>; 2],
+    /// See [`settled_after`].
+    settled: Duration,
 }
 
 impl DisplayReader {
@@ -388,9 +398,9 @@ impl DisplayReader {
             let figures = self.probe.read();
             let opening = self.last_kept[1].is_none();
             let band = match figures.mash {
-                // Low: the opening idle stretch only (not the decay after the mashing), and not
-                // its first seconds, before the filter has measured a whole second.
-                Some(m) if m < LOW_MASH && opening && at >= Duration::from_secs(2) => Some(0),
+                // Low: the opening idle stretch only (not the decay after the mashing), once
+                // settled (no countdown card, the filter's drop measured).
+                Some(m) if m < LOW_MASH && opening && at >= self.settled => Some(0),
                 Some(m) if m >= HIGH_MASH => Some(1),
                 _ => None,
             };
