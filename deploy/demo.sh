@@ -19,4 +19,4 @@ fi
 
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
 cargo build --release --locked --bins
-exec target/release/keymash demo --out ./keymash-demo "$@"
+exec "${CARGO_TARGET_DIR:-target}/release/keymash" demo --out ./keymash-demo "$@"

@@ -81,6 +81,12 @@ fn keymash_binary() -> PathBuf {
     path
 }
 
+/// The output of `ip ARGS...`.
+fn ip(args: &[&str]) -> String {
+    let output = Command::new("ip").args(args).output().expect("run ip");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
 /// Processes whose command line mentions `needle` (the demo's output directory).
 fn processes_mentioning(needle: &str) -> Vec<String> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
@@ -154,20 +160,12 @@ fn the_demo_shows_loss_falling_and_psnr_rising_with_mashing_and_leaves_nothing_b
 
     // Nothing left behind: namespaces (and with them the veth pair and the tc filter on it),
     // processes, shared memory, the FIFO.
-    let namespaces = Command::new("ip")
-        .args(["netns", "list"])
-        .output()
-        .expect("ip netns list");
-    let namespaces = String::from_utf8_lossy(&namespaces.stdout).into_owned();
+    let namespaces = ip(&["netns", "list"]);
     assert!(
         !namespaces.contains(&format!("-{pid}-")),
         "namespaces left: {namespaces}"
     );
-    let links = Command::new("ip")
-        .args(["-o", "link"])
-        .output()
-        .expect("ip link");
-    let links = String::from_utf8_lossy(&links.stdout).into_owned();
+    let links = ip(&["-o", "link"]);
     assert!(
         !links.contains("km-left") && !links.contains("km-right"),
         "veth left in the root namespace: {links}"

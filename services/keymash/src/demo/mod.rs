@@ -49,7 +49,7 @@ pub struct DemoArgs {
     /// Seconds between the camera and the screen (the exhibit uses 30).
     #[arg(long, default_value_t = 3.0)]
     delay: f64,
-    /// Keep the displayed video as OUT/displayed.y4m (about 5 MB a second).
+    /// Keep the displayed video as OUT/displayed.y4m (about 4 MB a second).
     #[arg(long)]
     keep: bool,
 }
