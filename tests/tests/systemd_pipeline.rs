@@ -15,16 +15,6 @@ use keymash_shm::{list_segments, remove_segments, CellReader, Prefix, SegmentId,
 use keymash_tests::systemd::BootedSystemd;
 use keymash_tests::{require_root, NetnsPair};
 
-const STAGES: [&str; 8] = [
-    "capture",
-    "delay-buffer",
-    "encoder",
-    "net-tx",
-    "net-rx",
-    "display",
-    "mash-input",
-    "loss-controller",
-];
 
 struct RemoveSegments(Prefix);
 
@@ -46,6 +36,11 @@ fn stats(prefix: &Prefix, service: Service) -> Option<ServiceStats> {
 
 fn counter(prefix: &Prefix, service: Service, name: &str) -> u64 {
     stats(prefix, service).and_then(|s| s.counter(name)).unwrap_or(0)
+}
+
+/// Every stage's short name (the unit is `keymash-<name>.service`).
+fn stages() -> Vec<&'static str> {
+    Service::ALL.iter().map(|s| s.name()).collect()
 }
 
 fn unit(stage: &str) -> String {
@@ -103,9 +98,9 @@ CONF
     let out = sd.systemctl(&["start", "keymash-sender.target", "keymash-receiver.target"]);
     assert!(out.status.success(), "start: {}", String::from_utf8_lossy(&out.stderr));
     let all_active = sd.wait_until(Duration::from_secs(30), |sd| {
-        STAGES.iter().all(|s| sd.property(&unit(s), "ActiveState") == "active")
+        stages().iter().all(|s| sd.property(&unit(s), "ActiveState") == "active")
     });
-    let states: Vec<String> = STAGES.iter().map(|s| format!("{s}={}", sd.property(&unit(s), "ActiveState"))).collect();
+    let states: Vec<String> = stages().iter().map(|s| format!("{s}={}", sd.property(&unit(s), "ActiveState"))).collect();
     assert!(all_active, "not all services active: {states:?}\n{}", String::from_utf8_lossy(&sd.exec("journalctl", &["--no-pager", "-n", "60"]).stdout));
 
     // Frames flow end to end: packets arrive at net-rx and the display presents frames.
@@ -120,7 +115,7 @@ CONF
     assert!(dropped, "the loss filter dropped nothing");
 
     // Only loss-controller has effective capabilities; every stage runs as keymash.
-    for stage in STAGES {
+    for stage in stages() {
         let pid = sd.property(&unit(stage), "MainPID");
         let status = String::from_utf8_lossy(&sd.exec("cat", &[&format!("/proc/{pid}/status")]).stdout).into_owned();
         let cap_eff = status.lines().find_map(|l| l.strip_prefix("CapEff:")).map(str::trim).unwrap_or("?").to_owned();
@@ -152,9 +147,9 @@ CONF
     let out = sd.systemctl(&["stop", "keymash-sender.target", "keymash-receiver.target"]);
     assert!(out.status.success(), "stop: {}", String::from_utf8_lossy(&out.stderr));
     let all_stopped = sd.wait_until(Duration::from_secs(20), |sd| {
-        STAGES.iter().all(|s| sd.property(&unit(s), "ActiveState") == "inactive")
+        stages().iter().all(|s| sd.property(&unit(s), "ActiveState") == "inactive")
     });
-    let states: Vec<String> = STAGES.iter().map(|s| format!("{s}={}", sd.property(&unit(s), "ActiveState"))).collect();
+    let states: Vec<String> = stages().iter().map(|s| format!("{s}={}", sd.property(&unit(s), "ActiveState"))).collect();
     assert!(
         all_stopped,
         "not all stopped: {states:?}\n{}",

@@ -5,17 +5,16 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const SERVICES: [&str; 8] = [
-    "capture",
-    "delay-buffer",
-    "encoder",
-    "net-tx",
-    "net-rx",
-    "display",
-    "mash-input",
-    "loss-controller",
-];
+use keymash_core::pipeline::{Role, Service};
 
+/// Every stage's short name, sender's first (the unit is `keymash-<name>.service`).
+fn services() -> Vec<&'static str> {
+    Service::ALL.iter().map(|s| s.name()).collect()
+}
+
+fn services_of(role: Role) -> Vec<&'static str> {
+    Service::ALL.iter().filter(|s| s.role() == role).map(|s| s.name()).collect()
+}
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
@@ -53,7 +52,7 @@ fn every_unit_passes_systemd_analyze_verify() {
         paths.push(copy);
     }
     assert_eq!(paths.len(), 12, "8 stages, 2 cleanup units and 2 targets");
-    for service in SERVICES {
+    for service in services() {
         assert!(bin.join(format!("keymash-{service}")).exists(), "build the binaries first");
     }
     let out = Command::new("systemd-analyze").args(["verify", "--man=no"]).args(&paths).output().unwrap();
@@ -64,7 +63,7 @@ fn every_unit_passes_systemd_analyze_verify() {
 
 #[test]
 fn every_unit_is_within_its_security_exposure_limit() {
-    for service in SERVICES.iter().copied().chain(["sender-cleanup", "receiver-cleanup"]) {
+    for service in services().into_iter().chain(["sender-cleanup", "receiver-cleanup"]) {
         let unit = repo().join("systemd").join(format!("keymash-{service}.service"));
         let out = Command::new("systemd-analyze")
             .args(["security", "--offline=yes", "--no-pager"])
@@ -86,7 +85,7 @@ fn every_unit_is_within_its_security_exposure_limit() {
 
 #[test]
 fn every_service_is_a_supervised_notify_service_as_the_keymash_user() {
-    for service in SERVICES {
+    for service in services() {
         let text = unit_text(&format!("keymash-{service}.service"));
         assert_eq!(values(&text, "Type"), ["notify"], "{service}");
         assert_eq!(values(&text, "User"), ["keymash"], "{service}");
@@ -94,7 +93,7 @@ fn every_service_is_a_supervised_notify_service_as_the_keymash_user() {
         assert_eq!(values(&text, "Restart"), ["always"], "{service}");
         assert_eq!(values(&text, "RestartPreventExitStatus"), ["78"], "{service}");
         assert!(values(&text, "DynamicUser").is_empty(), "{service}: DynamicUser would remove the rings");
-        let expected_target = if SERVICES[..4].contains(&service) { "sender" } else { "receiver" };
+        let expected_target = if services_of(Role::Sender).contains(&service) { "sender" } else { "receiver" };
         assert_eq!(values(&text, "PartOf"), [format!("keymash-{expected_target}.target").as_str()]);
         let target = unit_text(&format!("keymash-{expected_target}.target"));
         assert!(target.contains(&format!("keymash-{service}.service")), "{expected_target} target lacks {service}");
@@ -103,7 +102,7 @@ fn every_service_is_a_supervised_notify_service_as_the_keymash_user() {
 
 #[test]
 fn each_target_removes_its_shared_memory_after_its_stages_stop() {
-    for (role, stages) in [("sender", &SERVICES[..4]), ("receiver", &SERVICES[4..])] {
+    for (role, stages) in [("sender", services_of(Role::Sender)), ("receiver", services_of(Role::Receiver))] {
         let unit = unit_text(&format!("keymash-{role}-cleanup.service"));
         assert_eq!(values(&unit, "Type"), ["oneshot"]);
         assert_eq!(values(&unit, "RemainAfterExit"), ["yes"]);
@@ -112,7 +111,7 @@ fn each_target_removes_its_shared_memory_after_its_stages_stop() {
         assert!(stop.len() == 1 && stop[0].contains(&format!("keymash clean --role {role} --force")), "{stop:?}");
         // Started before every stage, so stopped after all of them.
         let before: Vec<&str> = values(&unit, "Before").iter().flat_map(|v| v.split_whitespace()).collect();
-        for stage in stages {
+        for stage in &stages {
             assert!(before.contains(&format!("keymash-{stage}.service").as_str()), "{role} cleanup not before {stage}");
         }
         let target = unit_text(&format!("keymash-{role}.target"));
@@ -122,7 +121,7 @@ fn each_target_removes_its_shared_memory_after_its_stages_stop() {
 
 #[test]
 fn only_loss_controller_holds_capabilities() {
-    for service in SERVICES {
+    for service in services() {
         let text = unit_text(&format!("keymash-{service}.service"));
         let ambient: Vec<&str> = values(&text, "AmbientCapabilities").into_iter().filter(|v| !v.is_empty()).collect();
         let bounding: Vec<&str> =
