@@ -161,29 +161,12 @@ impl LossFilter {
 
     /// The config the filter applies now.
     pub fn read_config(&self) -> Result<LossConfigRecord, FilterError> {
-        self.config
-            .get(&ONLY_KEY, 0)
-            .map(LossConfigRecord::from_map_value)
-            .map_err(|source| FilterError::Map {
-                name: CONFIG_MAP,
-                source,
-            })
+        read_config_map(&self.config)
     }
 
     /// The kernel's counters for the video flow, summed over all CPUs.
     pub fn counters(&self) -> Result<LossCounters, FilterError> {
-        let per_cpu = self
-            .counters
-            .get(&ONLY_KEY, 0)
-            .map_err(|source| FilterError::Map {
-                name: COUNTERS_MAP,
-                source,
-            })?;
-        Ok(per_cpu
-            .iter()
-            .copied()
-            .map(LossCounters::from_map_value)
-            .fold(LossCounters::default(), core::ops::Add::add))
+        sum_counters_map(&self.counters)
     }
 
     /// Puts the Gilbert-Elliott chain back into the good state (when a model starts).
@@ -451,30 +434,32 @@ impl ForeignFilter {
 
     /// The config the filter applies now (one map lookup).
     pub fn config(&self) -> Result<LossConfigRecord, FilterError> {
-        self.config
-            .get(&ONLY_KEY, 0)
-            .map(LossConfigRecord::from_map_value)
-            .map_err(|source| FilterError::Map {
-                name: CONFIG_MAP,
-                source,
-            })
+        read_config_map(&self.config)
     }
 
     /// The filter's counters summed over CPUs.
     pub fn counters(&self) -> Result<LossCounters, FilterError> {
-        let per_cpu = self
-            .counters
-            .get(&ONLY_KEY, 0)
-            .map_err(|source| FilterError::Map {
-                name: COUNTERS_MAP,
-                source,
-            })?;
-        Ok(per_cpu
-            .iter()
-            .copied()
-            .map(LossCounters::from_map_value)
-            .fold(LossCounters::default(), core::ops::Add::add))
+        sum_counters_map(&self.counters)
     }
+}
+
+/// The config record in the filter's config map.
+fn read_config_map(map: &Array<MapData, ConfigMapValue>) -> Result<LossConfigRecord, FilterError> {
+    map.get(&ONLY_KEY, 0)
+        .map(LossConfigRecord::from_map_value)
+        .map_err(|source| FilterError::Map { name: CONFIG_MAP, source })
+}
+
+/// The per-CPU counters of the filter's counter map, summed.
+fn sum_counters_map(map: &PerCpuArray<MapData, CountersMapValue>) -> Result<LossCounters, FilterError> {
+    let per_cpu = map
+        .get(&ONLY_KEY, 0)
+        .map_err(|source| FilterError::Map { name: COUNTERS_MAP, source })?;
+    Ok(per_cpu
+        .iter()
+        .copied()
+        .map(LossCounters::from_map_value)
+        .fold(LossCounters::default(), core::ops::Add::add))
 }
 
 /// The counters of the loss filter whose program has kernel id `program_id` (see [`ForeignFilter`]).
