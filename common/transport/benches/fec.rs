@@ -6,7 +6,7 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use keymash_transport::fec::{FecDecoder, FecEncoder, FecOverhead, RepairPacket, SplitMix64};
+use keymash_transport::fec::{block_rows, FecDecoder, FecEncoder, FecOverhead, RepairPacket, SplitMix64};
 use keymash_transport::seq::SeqExtender;
 
 /// Loss on the wire, packet by packet in sending order, continuing across frames.
@@ -227,6 +227,15 @@ fn throughput(k: usize, rounds: u32) {
         black_box(restored);
     }
     let rs_dec = mb(t.elapsed().as_secs_f64());
+
+    // Deriving a block's subsets from its seed: once per block on each side.
+    let t = Instant::now();
+    for round in 0..rounds {
+        black_box(block_rows(black_box(round), k, r));
+    }
+    let derive_us = t.elapsed().as_secs_f64() * 1e6 / f64::from(rounds);
+    let encode_us = bytes as f64 / xor_enc;
+    println!("K={k:3} subsets from the seed: {derive_us:.2} us per block ({:.0}% of the XOR encode time)", 100.0 * derive_us / encode_us);
     println!(
         "K={k:3} ({bytes} source bytes/frame)  memcpy {memcpy:9.0} MB/s | XOR encode {xor_enc:7.0} MB/s ({:5.1}x memcpy time), decode 1 loss {xor_dec:7.0} MB/s ({:5.1}x) | RS encode {rs_enc:7.0} MB/s ({:5.1}x), decode 1 loss {rs_dec:7.0} MB/s ({:5.1}x)",
         memcpy / xor_enc,

@@ -277,8 +277,12 @@ pub fn block_rows(seed: u32, k: usize, r: usize) -> Vec<u128> {
         .filter(|&x| spare % 2 == 0 || x != odd_class)
         .map(|x| (weight(x), rng.next_u64(), x))
         .collect();
-    classes.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-    for &(_, _, x) in classes.iter().take(spare / 2) {
+    // Only which classes are taken matters (the words are shuffled below), not their order.
+    let taken = spare / 2;
+    if taken > 0 && taken < classes.len() {
+        classes.select_nth_unstable_by(taken - 1, |a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    }
+    for &(_, _, x) in classes.iter().take(taken) {
         codes.push(x);
         codes.push(x ^ word_mask);
     }
@@ -299,11 +303,13 @@ pub fn block_rows(seed: u32, k: usize, r: usize) -> Vec<u128> {
     if let [first, second, ..] = rows.as_mut_slice() {
         *second = all & !*first;
     }
+    // A partial Fisher-Yates pass over any permutation draws a uniform subset, so one
+    // permutation serves every random row.
     let mut order: [u8; MAX_BLOCK_SOURCES] = [0; MAX_BLOCK_SOURCES];
+    for (i, slot) in order.iter_mut().enumerate().take(k) {
+        *slot = i as u8;
+    }
     for (row_index, row) in rows.iter_mut().enumerate().skip(d as usize + 1) {
-        for (i, slot) in order.iter_mut().enumerate().take(k) {
-            *slot = i as u8;
-        }
         for i in 0..row_degree(k, row_index) {
             let j = i + rng.below(k - i);
             order.swap(i, j);
