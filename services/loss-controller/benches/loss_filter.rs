@@ -1,7 +1,8 @@
 //! What the loss filter costs and how fast mashing reaches it.
 //!
-//! `sudo cargo bench -p keymash-loss-controller --bench loss_filter [live|test_run|mash]`
-//! (root: namespaces, BPF; the optional word runs one part only).
+//! `sudo cargo bench -p keymash-loss-controller --bench loss_filter [live|test_run|mash|keypress]`
+//! (root: namespaces, BPF; the optional word runs one part only; `keypress` also needs the
+//! release mash-input: `cargo build --release -p keymash-mash-input` first).
 //!
 //! 1. Per-packet cost of the attached classifier on real traffic through a veth pair, from the
 //!    kernel's own run_time_ns / run_cnt (BPF stats switched on through a BPF_ENABLE_STATS fd,
@@ -10,6 +11,9 @@
 //! 2. The same through BPF_PROG_TEST_RUN per invocation (p50/p99/max) and over 1M repeats.
 //! 3. Mash cell store -> filter map updated, end to end through the real binary, next to the bare
 //!    shared-memory cell hop (store -> futex wake of a reader) as the baseline.
+//! 4. Key press -> filter map updated: an input_event written into the real mash-input's FIFO,
+//!    through the mash cell and the real loss-controller to the BPF map, next to a bare pipe hop
+//!    (write -> read in another thread) as the baseline.
 
 // A benchmark: setup failures panic with their location.
 #![allow(clippy::unwrap_used)]
@@ -59,6 +63,9 @@ fn main() {
     }
     if wants("mash") {
         mash_latency();
+    }
+    if wants("keypress") {
+        keypress_latency();
     }
 }
 
@@ -335,5 +342,122 @@ fn mash_latency() {
 
     controller.terminate(Duration::from_secs(5)).unwrap();
     let _ = std::fs::remove_file(&config_path);
+    let _ = keymash_shm::remove_segments(&prefix);
+}
+
+/// One `struct input_event` (64-bit layout): a key press of `code`.
+fn key_press_record(code: u16) -> [u8; 24] {
+    let mut record = [0u8; 24];
+    record[16..18].copy_from_slice(&1u16.to_ne_bytes()); // EV_KEY
+    record[18..20].copy_from_slice(&code.to_ne_bytes());
+    record[20..24].copy_from_slice(&1i32.to_ne_bytes()); // pressed
+    record
+}
+
+fn keypress_latency() {
+    use std::io::{Read, Write};
+    const PRESSES: usize = 60;
+    println!("\n== key press into mash-input's FIFO -> filter map updated ({PRESSES} presses) ==");
+
+    // Baseline: a bare pipe hop, write in one thread -> read returns in another.
+    let (mut tx, mut rx) = std::os::unix::net::UnixStream::pair().unwrap();
+    let mut pipe = Vec::new();
+    std::thread::scope(|s| {
+        let reader = s.spawn(move || {
+            let mut buf = [0u8; 8];
+            let mut hops = Vec::new();
+            for _ in 0..PRESSES {
+                rx.read_exact(&mut buf).unwrap();
+                hops.push(monotonic_now_ns().unwrap().saturating_sub(u64::from_ne_bytes(buf)));
+            }
+            hops
+        });
+        for _ in 0..PRESSES {
+            std::thread::sleep(Duration::from_millis(3));
+            tx.write_all(&monotonic_now_ns().unwrap().to_ne_bytes()).unwrap();
+        }
+        pipe = reader.join().unwrap().into_iter().map(|n| n as f64).collect();
+    });
+
+    let prefix_text = keymash_tests::unique_name("kmkp");
+    let prefix = Prefix::new(&prefix_text).unwrap();
+    let dir = std::env::temp_dir().join(&prefix_text);
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo_path = dir.join("keys.fifo");
+    let config_path = dir.join("keymash.toml");
+    std::fs::write(
+        &config_path,
+        format!("[shm]\nprefix = \"{prefix_text}\"\n[input]\nsource = \"fifo:{}\"\n", fifo_path.display()),
+    )
+    .unwrap();
+    let pair = NetnsPair::create("benchk").unwrap();
+
+    let input_notify = NotifySocket::bind().unwrap();
+    let (key, value) = input_notify.env();
+    let mut input = ChildGuard::spawn(
+        "keymash-mash-input",
+        std::process::Command::new(keymash_tests::receiver::service_binary("keymash-mash-input"))
+            .arg("--config")
+            .arg(&config_path)
+            .env(key, value)
+            .env("KEYMASH_LOG", "warn")
+            .stdin(Stdio::null()),
+    )
+    .unwrap();
+    input_notify.wait_ready(Duration::from_secs(20)).unwrap();
+
+    let notify = NotifySocket::bind().unwrap();
+    let (key, value) = notify.env();
+    let mut command = pair.right.command(env!("CARGO_BIN_EXE_keymash-loss-controller"));
+    command
+        .arg("--config")
+        .arg(&config_path)
+        .args(["--interface", IFACE, "--port", &PORT.to_string()])
+        .env(key, value)
+        .env("KEYMASH_LOG", "warn")
+        .stdin(Stdio::null());
+    let mut controller = ChildGuard::spawn("keymash-loss-controller", &mut command).unwrap();
+    notify.wait_ready(Duration::from_secs(20)).unwrap();
+    let tc = pair.right.run("tc", ["filter", "show", "dev", IFACE, "ingress"]).unwrap();
+    let id: u32 = tc.split_whitespace().skip_while(|w| *w != "id").nth(1).unwrap().parse().unwrap();
+    let foreign = ForeignFilter::open(id).unwrap();
+
+    let mut fifo = std::fs::OpenOptions::new().write(true).open(&fifo_path).unwrap();
+    let mut samples = Vec::new();
+    let mut unchanged = 0;
+    for i in 0..PRESSES {
+        // 2.5 presses a second keep the level low, where every press moves the drop probability.
+        std::thread::sleep(Duration::from_millis(400));
+        let before = foreign.config().unwrap().drop_fraction;
+        let record = key_press_record(16 + (i % 26) as u16);
+        let pressed = Instant::now();
+        fifo.write_all(&record).unwrap();
+        loop {
+            if foreign.config().unwrap().drop_fraction != before {
+                samples.push(pressed.elapsed().as_nanos() as f64);
+                break;
+            }
+            if pressed.elapsed() > Duration::from_secs(1) {
+                unchanged += 1;
+                break;
+            }
+            std::thread::yield_now();
+        }
+    }
+    let (p50, p99, pmax) = percentiles(&mut pipe);
+    let (k50, k99, kmax) = percentiles(&mut samples);
+    println!("baseline, pipe write -> read in another thread: p50 {:.1} us  p99 {:.1} us  max {:.1} us", p50 / 1e3, p99 / 1e3, pmax / 1e3);
+    println!(
+        "key press -> map updated: p50 {:.1} us  p99 {:.1} us  max {:.1} us ({} presses, {unchanged} left the map unchanged within 1 s)",
+        k50 / 1e3,
+        k99 / 1e3,
+        kmax / 1e3,
+        samples.len()
+    );
+    println!("ratio to the bare pipe hop (p50): {:.1}x", k50 / p50);
+
+    controller.terminate(Duration::from_secs(5)).unwrap();
+    input.terminate(Duration::from_secs(5)).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
     let _ = keymash_shm::remove_segments(&prefix);
 }
