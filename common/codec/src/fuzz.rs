@@ -8,35 +8,8 @@ use crate::frame::I420Frame;
 use crate::geometry::FrameGeometry;
 use keymash_core::{FrameNo, Quality};
 
-/// SplitMix64: tiny, fast, and good enough to drive a fuzzer reproducibly from a seed.
-#[derive(Debug, Clone)]
-pub struct SplitMix64(u64);
-
-impl SplitMix64 {
-    pub fn new(seed: u64) -> Self {
-        SplitMix64(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..bound` (bound > 0; a zero bound yields 0).
-    pub fn below(&mut self, bound: usize) -> usize {
-        if bound == 0 {
-            return 0;
-        }
-        ((u128::from(self.next_u64()) * bound as u128) >> 64) as usize
-    }
-
-    pub fn byte(&mut self) -> u8 {
-        self.next_u64() as u8
-    }
-}
+/// The seeded generator that drives the fuzzer reproducibly (shared with the transport's FEC).
+pub use keymash_core::rng::SplitMix64;
 
 /// Fills a frame with content that exercises every code path: gradients, edges and noise.
 pub fn textured_frame(geometry: FrameGeometry, rng: &mut SplitMix64) -> I420Frame {

@@ -6,6 +6,7 @@ pub mod config;
 pub mod curves;
 pub mod mash;
 pub mod pipeline;
+pub mod rng;
 pub mod units;
 
 pub use units::{DropProbability, FrameNo, MashLevel, OutOfRange, Quality};

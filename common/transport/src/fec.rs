@@ -178,27 +178,9 @@ impl<'a> RepairPacket<'a> {
     }
 }
 
-/// SplitMix64: a tiny, well-mixed generator; the subset must be the same on both ends, so it is
-/// specified here rather than borrowed from a crate whose output may change between versions.
-#[derive(Debug, Clone)]
-pub struct SplitMix64(u64);
-
-impl SplitMix64 {
-    pub fn new(seed: u64) -> Self {
-        SplitMix64(seed)
-    }
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in 0..n (n > 0), by Lemire's multiply-shift (bias below 2^-32 for our n).
-    pub fn below(&mut self, n: usize) -> usize {
-        ((u128::from(self.next_u64()) * n as u128) >> 64) as usize
-    }
-}
+/// The generator the repair subsets are derived from; its output is fixed (see keymash-core),
+/// so both ends derive the same subsets from a seed.
+pub use keymash_core::rng::SplitMix64;
 
 /// Code bits assigned by construction rather than at random: 2^8 = 256 code words form 128
 /// complementary classes, enough for the 64 classes a block of [`MAX_BLOCK_SOURCES`] needs.
