@@ -5,6 +5,7 @@
 use keymash_codec::I420Frame;
 
 use crate::font::{for_each_lit_pixel, text_width, GLYPH_HEIGHT};
+use crate::paint::fill_rect;
 
 const BACKGROUND: (u8, u8, u8) = (40, 150, 118); // dark blue
 const TEXT: (u8, u8, u8) = (225, 128, 128); // near white
@@ -15,7 +16,7 @@ const BAR_FULL: (u8, u8, u8) = (150, 90, 80); // green
 pub fn render_countdown(out: &mut I420Frame, seconds_left: u32, total_seconds: u32) {
     let geometry = out.geometry();
     let (w, h) = (geometry.width(), geometry.height());
-    fill(out, 0, 0, w, h, BACKGROUND);
+    fill_rect(out, 0, 0, w, h, BACKGROUND);
     // Headline at a twelfth of the height per text line; digits twice as large.
     let small = (h / 12 / GLYPH_HEIGHT).max(1);
     let large = 2 * small;
@@ -28,37 +29,14 @@ pub fn render_countdown(out: &mut I420Frame, seconds_left: u32, total_seconds: u
     y += GLYPH_HEIGHT * large + GLYPH_HEIGHT * small;
     // Progress: how much of the delay is filled.
     let (bar_x, bar_w, bar_h) = (w / 8, w * 3 / 4, (h / 24).max(2));
-    fill(out, bar_x, y, bar_w, bar_h, BAR_EMPTY);
+    fill_rect(out, bar_x, y, bar_w, bar_h, BAR_EMPTY);
     let done = total_seconds.saturating_sub(seconds_left);
     let filled = if total_seconds == 0 { bar_w } else { bar_w * done as usize / total_seconds as usize };
-    fill(out, bar_x, y, filled.min(bar_w), bar_h, BAR_FULL);
+    fill_rect(out, bar_x, y, filled.min(bar_w), bar_h, BAR_FULL);
 }
 
 fn draw_text(out: &mut I420Frame, text: &str, x0: usize, y0: usize, scale: usize) {
-    for_each_lit_pixel(text, |x, y| fill(out, x0 + x * scale, y0 + y * scale, scale, scale, TEXT));
-}
-
-/// Fills a clipped rectangle with a (Y, U, V) colour.
-fn fill(out: &mut I420Frame, x: usize, y: usize, width: usize, height: usize, colour: (u8, u8, u8)) {
-    let geometry = out.geometry();
-    let (w, h, cw) = (geometry.width(), geometry.height(), geometry.chroma_width());
-    let (x1, y1) = ((x + width).min(w), (y + height).min(h));
-    let (x0, y0) = (x.min(x1), y.min(y1));
-    let (luma, u, v) = out.planes_mut();
-    for row in y0..y1 {
-        if let Some(span) = luma.get_mut(row * w + x0..row * w + x1) {
-            span.fill(colour.0);
-        }
-    }
-    for row in y0 / 2..y1.div_ceil(2) {
-        let span = row * cw + x0 / 2..row * cw + x1.div_ceil(2);
-        if let Some(s) = u.get_mut(span.clone()) {
-            s.fill(colour.1);
-        }
-        if let Some(s) = v.get_mut(span) {
-            s.fill(colour.2);
-        }
-    }
+    for_each_lit_pixel(text, |x, y| fill_rect(out, x0 + x * scale, y0 + y * scale, scale, scale, TEXT));
 }
 
 #[cfg(test)]

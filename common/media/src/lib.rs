@@ -22,6 +22,7 @@ pub mod card;
 pub mod font;
 pub mod framing;
 pub mod memory;
+mod paint;
 pub mod negotiate;
 pub mod percentile;
 pub mod raw;

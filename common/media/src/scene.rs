@@ -8,6 +8,7 @@
 use keymash_codec::{FrameGeometry, I420Frame};
 use keymash_core::FrameNo;
 
+use crate::paint;
 use crate::stamp::{draw_stamp, Stamp};
 
 /// Peak amplitude of the per-frame sensor noise, in luma levels.
@@ -138,29 +139,14 @@ fn hash(a: u32, b: u32) -> u32 {
     x
 }
 
-/// Fills a rectangle (clipped) with a (Y, U, V) colour.
+/// Fills a rectangle given in (possibly negative or off-frame) float coordinates, clipped.
 fn fill_rect(frame: &mut I420Frame, x: f64, y: f64, width: f64, height: f64, colour: (u8, u8, u8)) {
     let geometry = frame.geometry();
     let (w, h) = (geometry.width(), geometry.height());
     let clip = |v: f64, max: usize| v.clamp(0.0, max as f64) as usize;
     let (x0, x1) = (clip(x, w), clip(x + width, w));
     let (y0, y1) = (clip(y, h), clip(y + height, h));
-    let cw = geometry.chroma_width();
-    let (luma, u, v) = frame.planes_mut();
-    for row in y0..y1 {
-        if let Some(span) = luma.get_mut(row * w + x0..row * w + x1) {
-            span.fill(colour.0);
-        }
-    }
-    for row in y0 / 2..y1.div_ceil(2) {
-        let span = row * cw + x0 / 2..row * cw + x1.div_ceil(2);
-        if let Some(s) = u.get_mut(span.clone()) {
-            s.fill(colour.1);
-        }
-        if let Some(s) = v.get_mut(span) {
-            s.fill(colour.2);
-        }
-    }
+    paint::fill_rect(frame, x0, y0, x1 - x0, y1 - y0, colour);
 }
 
 /// Fills a shaded disc (lit from the upper left) with a (Y, U, V) colour.
