@@ -231,6 +231,32 @@ fn test_run_cost() {
 }
 
 /// 3. Mash cell -> map, through the real binary.
+/// The real loss-controller, attached in the receiving namespace, and a handle on its maps.
+struct RunningController {
+    process: ChildGuard,
+    /// Kept alive (and drained) for as long as the controller runs.
+    notify: NotifySocket,
+    filter: ForeignFilter,
+}
+
+fn start_controller(pair: &NetnsPair, config_path: &std::path::Path) -> RunningController {
+    let notify = NotifySocket::bind().unwrap();
+    let (key, value) = notify.env();
+    let mut command = pair.right.command(env!("CARGO_BIN_EXE_keymash-loss-controller"));
+    command
+        .arg("--config")
+        .arg(config_path)
+        .args(["--interface", IFACE, "--port", &PORT.to_string()])
+        .env(key, value)
+        .env("KEYMASH_LOG", "warn")
+        .stdin(Stdio::null());
+    let process = ChildGuard::spawn("keymash-loss-controller", &mut command).unwrap();
+    notify.wait_ready(Duration::from_secs(20)).unwrap();
+    let tc = pair.right.run("tc", ["filter", "show", "dev", IFACE, "ingress"]).unwrap();
+    let id: u32 = tc.split_whitespace().skip_while(|w| *w != "id").nth(1).unwrap().parse().unwrap();
+    RunningController { process, notify, filter: ForeignFilter::open(id).unwrap() }
+}
+
 fn mash_latency() {
     const CHANGES: usize = 300;
     println!("\n== mash cell store -> filter map updated ({CHANGES} changes) ==");
@@ -269,32 +295,8 @@ fn mash_latency() {
     let pair = NetnsPair::create("benchm").unwrap();
     let mash_id = SegmentId::new(prefix.clone(), SegmentName::new(MASH_CELL).unwrap());
     let (mut mash, _) = CellWriter::<MashRecord>::open(&mash_id, Permissions::OwnerOnly).unwrap();
-    let notify = NotifySocket::bind().unwrap();
-    let (key, value) = notify.env();
-    let mut command = pair
-        .right
-        .command(env!("CARGO_BIN_EXE_keymash-loss-controller"));
-    command
-        .arg("--config")
-        .arg(&config_path)
-        .args(["--interface", IFACE, "--port", &PORT.to_string()])
-        .env(key, value)
-        .env("KEYMASH_LOG", "warn")
-        .stdin(Stdio::null());
-    let mut controller = ChildGuard::spawn("keymash-loss-controller", &mut command).unwrap();
-    notify.wait_ready(Duration::from_secs(20)).unwrap();
-    let tc = pair
-        .right
-        .run("tc", ["filter", "show", "dev", IFACE, "ingress"])
-        .unwrap();
-    let id: u32 = tc
-        .split_whitespace()
-        .skip_while(|w| *w != "id")
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let foreign = ForeignFilter::open(id).unwrap();
+    let RunningController { mut process, notify: _notify, filter: foreign } =
+        start_controller(&pair, &config_path);
 
     let loss = Config::default().loss;
     let curve = LossCurve::new(
@@ -340,7 +342,7 @@ fn mash_latency() {
     println!("mash cell store -> map updated (seen by a map lookup): p50 {:.1} us  p99 {:.1} us  max {:.1} us", e50 / 1e3, e99 / 1e3, emax / 1e3);
     println!("ratio to the bare cell hop (p50): {:.1}x; a tick-only design would average half the 20 ms refresh period", e50 / h50);
 
-    controller.terminate(Duration::from_secs(5)).unwrap();
+    process.terminate(Duration::from_secs(5)).unwrap();
     let _ = std::fs::remove_file(&config_path);
     let _ = keymash_shm::remove_segments(&prefix);
 }
@@ -406,21 +408,8 @@ fn keypress_latency() {
     .unwrap();
     input_notify.wait_ready(Duration::from_secs(20)).unwrap();
 
-    let notify = NotifySocket::bind().unwrap();
-    let (key, value) = notify.env();
-    let mut command = pair.right.command(env!("CARGO_BIN_EXE_keymash-loss-controller"));
-    command
-        .arg("--config")
-        .arg(&config_path)
-        .args(["--interface", IFACE, "--port", &PORT.to_string()])
-        .env(key, value)
-        .env("KEYMASH_LOG", "warn")
-        .stdin(Stdio::null());
-    let mut controller = ChildGuard::spawn("keymash-loss-controller", &mut command).unwrap();
-    notify.wait_ready(Duration::from_secs(20)).unwrap();
-    let tc = pair.right.run("tc", ["filter", "show", "dev", IFACE, "ingress"]).unwrap();
-    let id: u32 = tc.split_whitespace().skip_while(|w| *w != "id").nth(1).unwrap().parse().unwrap();
-    let foreign = ForeignFilter::open(id).unwrap();
+    let RunningController { mut process, notify: _notify, filter: foreign } =
+        start_controller(&pair, &config_path);
 
     let mut fifo = std::fs::OpenOptions::new().write(true).open(&fifo_path).unwrap();
     let mut samples = Vec::new();
@@ -456,7 +445,7 @@ fn keypress_latency() {
     );
     println!("ratio to the bare pipe hop (p50): {:.1}x", k50 / p50);
 
-    controller.terminate(Duration::from_secs(5)).unwrap();
+    process.terminate(Duration::from_secs(5)).unwrap();
     input.terminate(Duration::from_secs(5)).unwrap();
     let _ = std::fs::remove_dir_all(&dir);
     let _ = keymash_shm::remove_segments(&prefix);
