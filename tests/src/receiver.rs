@@ -333,17 +333,7 @@ pub fn read_tagged_y4m(path: &Path) -> Vec<(FrameNo, I420Frame)> {
 
 /// Cuts the picture out of a headless canvas (`border` on every side).
 pub fn crop_picture(canvas: &I420Frame, border: usize, geometry: FrameGeometry) -> I420Frame {
-    let cg = canvas.geometry();
-    let cut = |plane: &[u8], stride: usize, w: usize, h: usize, off: usize| -> Vec<u8> {
-        (0..h).flat_map(|r| plane[(r + off) * stride + off..(r + off) * stride + off + w].to_vec()).collect()
-    };
-    I420Frame::from_planes(
-        geometry,
-        cut(canvas.y(), cg.width(), geometry.width(), geometry.height(), border),
-        cut(canvas.u(), cg.chroma_width(), geometry.chroma_width(), geometry.chroma_height(), border / 2),
-        cut(canvas.v(), cg.chroma_width(), geometry.chroma_width(), geometry.chroma_height(), border / 2),
-    )
-    .expect("cropped picture")
+    keymash_present::picture_of_headless(canvas, border, geometry).expect("a canvas of this picture's size")
 }
 
 /// Raster indexes of the macroblocks in which two pictures differ at all.

@@ -91,6 +91,26 @@ pub fn compose_headless(picture: I420View<'_>, level: MashLevel, border: usize, 
     true
 }
 
+/// The picture back out of a headless canvas: the inverse of [`compose_headless`] for a
+/// `picture`-sized area inside `border`. `None` if the canvas is not that picture's canvas.
+pub fn picture_of_headless(canvas: &I420Frame, border: usize, picture: FrameGeometry) -> Option<I420Frame> {
+    let cg = canvas.geometry();
+    if cg.width() != picture.width() + 2 * border || cg.height() != picture.height() + 2 * border || border % 2 != 0 {
+        return None;
+    }
+    let cut = |plane: &[u8], stride: usize, w: usize, h: usize, off: usize| -> Vec<u8> {
+        (0..h).flat_map(|r| plane[(r + off) * stride + off..(r + off) * stride + off + w].iter().copied()).collect()
+    };
+    let (cw, ch) = (picture.chroma_width(), picture.chroma_height());
+    I420Frame::from_planes(
+        picture,
+        cut(canvas.y(), cg.width(), picture.width(), picture.height(), border),
+        cut(canvas.u(), cg.chroma_width(), cw, ch, border / 2),
+        cut(canvas.v(), cg.chroma_width(), cw, ch, border / 2),
+    )
+    .ok()
+}
+
 /// Draws the HUD onto a picture's luma (the window output, which scales the picture itself).
 pub fn stamp_hud(luma: &mut [u8], width: usize, height: usize, text: &str) {
     draw_text(luma, width, height, HUD_MARGIN, HUD_MARGIN, text, hud_scale(width));
@@ -180,5 +200,25 @@ mod tests {
         // A canvas of the wrong size is refused, not half-written.
         let mut wrong = I420Frame::grey(picture_geometry);
         assert!(!compose_headless(picture.view(), MashLevel::FULL, border, None, &mut wrong));
+    }
+
+    #[test]
+    fn the_picture_comes_back_out_of_its_headless_canvas_exactly() {
+        let geometry = FrameGeometry::new(64, 48).unwrap();
+        let picture = I420Frame::from_planes(
+            geometry,
+            (0..64 * 48).map(|i| (i % 239) as u8).collect(),
+            (0..32 * 24).map(|i| (i % 97) as u8).collect(),
+            (0..32 * 24).map(|i| (i % 61) as u8).collect(),
+        )
+        .unwrap();
+        let (canvas_geometry, border) = headless_canvas(geometry, 16).unwrap();
+        let mut canvas = I420Frame::grey(canvas_geometry);
+        assert!(compose_headless(picture.view(), MashLevel::new(0.3).unwrap(), border, None, &mut canvas));
+        let back = picture_of_headless(&canvas, border, geometry).unwrap();
+        assert_eq!((back.y(), back.u(), back.v()), (picture.y(), picture.u(), picture.v()));
+        // Not this picture's canvas: refused rather than cut wrongly.
+        assert!(picture_of_headless(&canvas, border + 2, geometry).is_none());
+        assert!(picture_of_headless(&picture, border, geometry).is_none());
     }
 }

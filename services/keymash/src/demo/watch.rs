@@ -381,7 +381,9 @@ impl DisplayReader {
     }
 
     fn take(&mut self, frame: FrameNo, canvas: &I420Frame) {
-        let picture = crop(canvas, self.border, self.picture);
+        let Some(picture) = keymash_present::picture_of_headless(canvas, self.border, self.picture) else {
+            return;
+        };
         let psnr = self
             .sources
             .lock()
@@ -433,32 +435,4 @@ impl DisplayReader {
             }
         }
     }
-}
-
-/// The picture area of a headless display canvas (`border` on every side).
-fn crop(canvas: &I420Frame, border: usize, picture: FrameGeometry) -> I420Frame {
-    let cg = canvas.geometry();
-    let cut = |plane: &[u8], stride: usize, w: usize, h: usize, off: usize| -> Vec<u8> {
-        (0..h)
-            .flat_map(|r| {
-                plane[(r + off) * stride + off..(r + off) * stride + off + w]
-                    .iter()
-                    .copied()
-            })
-            .collect()
-    };
-    let (cw, ch) = (picture.chroma_width(), picture.chroma_height());
-    I420Frame::from_planes(
-        picture,
-        cut(
-            canvas.y(),
-            cg.width(),
-            picture.width(),
-            picture.height(),
-            border,
-        ),
-        cut(canvas.u(), cg.chroma_width(), cw, ch, border / 2),
-        cut(canvas.v(), cg.chroma_width(), cw, ch, border / 2),
-    )
-    .expect("the cut planes have the picture's size")
 }
