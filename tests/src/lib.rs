@@ -29,3 +29,18 @@ pub fn require_root() {
         "this test creates network namespaces and loads eBPF: run it as root (CI does)"
     );
 }
+
+/// Where `cargo build --workspace --bins` put the service binaries: next to the test or bench
+/// executable's own directory (`target/<profile>/deps/..`).
+pub fn binary_dir() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    exe.parent().and_then(std::path::Path::parent).expect("target dir").to_owned()
+}
+
+/// A built binary of this workspace (`keymash`, `keymash-encoder`, ...), or a test failure that
+/// says how to build it.
+pub fn service_binary(name: &str) -> std::path::PathBuf {
+    let path = binary_dir().join(name);
+    assert!(path.exists(), "{} is not built; run `cargo build --workspace --bins` first", path.display());
+    path
+}

@@ -18,14 +18,7 @@ use keymash_transport::{Sender, TransmitKind, TransportConfig};
 
 use crate::{unique_name, ChildGuard, Netns, NetnsPair, NotifySocket};
 
-/// A service binary built next to the test executable (`cargo build --workspace --bins`).
-pub fn service_binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let path = dir.join(name);
-    assert!(path.exists(), "{} is not built; run `cargo build --workspace --bins` first", path.display());
-    path
-}
+pub use crate::service_binary;
 
 /// A service started by [`ReceiverSetup::start`]: the process (killed on drop) and the notify
 /// socket it keeps talking to (WATCHDOG, STATUS) for as long as it runs.

@@ -3,7 +3,7 @@
 //! full mashing, a higher PSNR at high mashing than at low; it writes a contact sheet of the
 //! expected size; and it leaves no namespace, veth, process, FIFO or shared-memory segment.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use keymash_tests::{require_root, unique_name};
@@ -66,21 +66,6 @@ fn png_size(path: &Path) -> (u32, u32) {
     (be(16), be(20))
 }
 
-fn keymash_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable");
-    let path = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target dir")
-        .join("keymash");
-    assert!(
-        path.exists(),
-        "{} is not built; run `cargo build --workspace --bins` first",
-        path.display()
-    );
-    path
-}
-
 /// The output of `ip ARGS...`.
 fn ip(args: &[&str]) -> String {
     let output = Command::new("ip").args(args).output().expect("run ip");
@@ -112,7 +97,7 @@ fn processes_mentioning(needle: &str) -> Vec<String> {
 fn the_demo_shows_loss_falling_and_psnr_rising_with_mashing_and_leaves_nothing_behind() {
     require_root();
     let out = std::env::temp_dir().join(unique_name("keymash-demo-test"));
-    let child = Command::new(keymash_binary())
+    let child = Command::new(keymash_tests::service_binary("keymash"))
         .args(["demo", "--seconds", "15", "--delay", "1", "--out"])
         .arg(&out)
         .env_remove("DISPLAY")

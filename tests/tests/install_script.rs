@@ -11,11 +11,6 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn binaries() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().and_then(Path::parent).unwrap().to_owned()
-}
-
 struct TempRoot(PathBuf);
 
 impl Drop for TempRoot {
@@ -30,7 +25,7 @@ fn install(root: &Path, args: &[&str]) -> Output {
         .arg("--root")
         .arg(root)
         .args(["--no-deps", "--binaries"])
-        .arg(binaries())
+        .arg(keymash_tests::binary_dir())
         .args(args)
         .output()
         .unwrap();
@@ -136,7 +131,7 @@ fn a_bad_configuration_is_refused_before_anything_is_installed() {
         .arg("--root")
         .arg(&root.0)
         .args(["--no-deps", "--binaries"])
-        .arg(binaries())
+        .arg(keymash_tests::binary_dir())
         .args(["--role", "receiver", "--config"])
         .arg(&bad)
         .output()

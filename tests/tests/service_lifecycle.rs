@@ -5,23 +5,9 @@
 //! WATCHDOG_USEC, starts the real binary and listens.
 
 use std::os::unix::net::UnixDatagram;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
-
-/// The binaries built next to this test (`cargo build --workspace --bins` puts them there).
-fn binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/<test>-<hash> -> target/<profile>/<name>
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let path = dir.join(name);
-    assert!(
-        path.exists(),
-        "{} is not built; run `cargo build --workspace --bins` first (.ci/run does)",
-        path.display()
-    );
-    path
-}
 
 struct KillOnDrop(Child);
 
@@ -81,7 +67,7 @@ fn check_lifecycle(service: &str) {
     )
     .unwrap();
 
-    let child = Command::new(binary(service))
+    let child = Command::new(keymash_tests::service_binary(service))
         .arg("--config")
         .arg(&config)
         .env("NOTIFY_SOCKET", &socket_path)
@@ -144,7 +130,7 @@ fn a_refused_configuration_exits_with_ex_config_and_no_ready() {
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("bad.toml");
     std::fs::write(&config, "[codec]\nquality = 0\n").unwrap();
-    let out = Command::new(binary("keymash-encoder")).arg("--config").arg(&config).output().unwrap();
+    let out = Command::new(keymash_tests::service_binary("keymash-encoder")).arg("--config").arg(&config).output().unwrap();
     assert_eq!(out.status.code(), Some(78));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("codec.quality"), "stderr does not name the key: {stderr}");

@@ -24,11 +24,6 @@ impl Drop for RemoveSegments {
     }
 }
 
-fn binaries() -> String {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().and_then(Path::parent).unwrap().display().to_string()
-}
-
 fn stats(prefix: &Prefix, service: Service) -> Option<ServiceStats> {
     let id = SegmentId::new(prefix.clone(), SegmentName::new(&service.stats_cell()).ok()?);
     CellReader::<ServiceStats>::open(&id).ok()?.load().ok()
@@ -84,7 +79,7 @@ source = "script:0-600s:6/s"
 CONF
 {tx}{rx}{lc}"#,
         repo = repo.display(),
-        bin = binaries(),
+        bin = keymash_tests::binary_dir().display(),
         left = NetnsPair::LEFT_V4,
         right = NetnsPair::RIGHT_V4,
         right_if = NetnsPair::RIGHT_INTERFACE,

@@ -23,11 +23,6 @@ fn unit_text(name: &str) -> String {
     std::fs::read_to_string(repo().join("systemd").join(name)).unwrap()
 }
 
-fn target_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().and_then(Path::parent).unwrap().to_owned()
-}
-
 /// The value(s) of `key=` lines in a unit.
 fn values<'a>(text: &'a str, key: &str) -> Vec<&'a str> {
     text.lines().filter_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix('='))).collect()
@@ -37,7 +32,7 @@ fn values<'a>(text: &'a str, key: &str) -> Vec<&'a str> {
 fn every_unit_passes_systemd_analyze_verify() {
     let dir = std::env::temp_dir().join(format!("keymash-units-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let bin = target_dir();
+    let bin = keymash_tests::binary_dir();
     let mut paths = Vec::new();
     for entry in std::fs::read_dir(repo().join("systemd")).unwrap() {
         let path = entry.unwrap().path();
