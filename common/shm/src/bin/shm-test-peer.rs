@@ -3,7 +3,7 @@
 //! ```text
 //! shm-test-peer write      --prefix P --name N --slot-size S --slots C [--frames K]
 //!                          [--interval-us U] [--stop-mid-write] [--umask 022] [--group]
-//! shm-test-peer read       --prefix P --name N --accept K [--timeout-ms T] [--oldest]
+//! shm-test-peer read       --prefix P --name N (--accept K | --for-ms D) [--timeout-ms T] [--oldest]
 //! shm-test-peer cell-write --prefix P --name N [--stores K] [--interval-us U]
 //! ```
 //!
@@ -14,12 +14,15 @@
 //! frame still in the ring: the very slot the writer overwrites next, the worst case for tearing.
 //! It also counts `caught_torn`: reads that were rejected as overwritten and whose bytes were
 //! indeed not the frame (evidence that tearing happened and was caught, not merely absent).
+//! `--for-ms` reads for that long instead of until K frames are accepted: a reader on the oldest
+//! slot loses almost every race to a writer running flat out on an idle core, so how many frames
+//! it gets in a given time depends on the machine, not on the ring.
 #![forbid(unsafe_code)]
 
 use std::collections::HashMap;
 use std::io::Write;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use keymash_core::units::FrameNo;
 use keymash_shm::test_pattern::{self, PatternRecord};
@@ -160,7 +163,10 @@ struct Tally {
 
 fn read(args: &Args) -> Result<(), String> {
     let id = args.segment()?;
-    let target = args.number("accept", None)?;
+    let (target, deadline) = match args.options.get("for-ms") {
+        Some(_) => (u64::MAX, Some(Instant::now() + Duration::from_millis(args.number("for-ms", None)?))),
+        None => (args.number("accept", None)?, None),
+    };
     let timeout = Duration::from_millis(args.number("timeout-ms", Some(5_000))?);
     let mut reader = RingReader::open(&id).map_err(|e| e.to_string())?;
     say(&format!("READY write_seq={}", reader.write_seq()));
@@ -170,7 +176,7 @@ fn read(args: &Args) -> Result<(), String> {
     let mut skipped_since_last = 0;
     let mut outcome = "complete";
     let oldest = args.flag("oldest");
-    while tally.accepted < target {
+    while tally.accepted < target && deadline.is_none_or(|d| Instant::now() < d) {
         let arrival = match reader.next(timeout) {
             Ok(arrival) => arrival,
             Err(RecvError::TimedOut) => {
