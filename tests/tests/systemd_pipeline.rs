@@ -11,18 +11,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use keymash_core::pipeline::{stat, Service};
-use keymash_shm::{list_segments, remove_segments, CellReader, Prefix, SegmentId, SegmentName, ServiceStats};
+use keymash_shm::{list_segments, CellReader, Prefix, RemoveSegmentsOnDrop, SegmentId, SegmentName, ServiceStats};
 use keymash_tests::systemd::BootedSystemd;
 use keymash_tests::{require_root, NetnsPair};
 
-
-struct RemoveSegments(Prefix);
-
-impl Drop for RemoveSegments {
-    fn drop(&mut self) {
-        let _ = remove_segments(&self.0);
-    }
-}
 
 fn stats(prefix: &Prefix, service: Service) -> Option<ServiceStats> {
     let id = SegmentId::new(prefix.clone(), SegmentName::new(&service.stats_cell()).ok()?);
@@ -48,7 +40,7 @@ fn the_real_units_run_supervise_and_clean_up_the_pipeline() {
     let pair = NetnsPair::create("sd").unwrap();
     let prefix_name = format!("kmsd-{}", std::process::id());
     let prefix = Prefix::new(&prefix_name).unwrap();
-    let _segments = RemoveSegments(prefix.clone());
+    let _segments = RemoveSegmentsOnDrop(prefix.clone());
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
 
     let drop_in = |stage: &str, netns: &str| {

@@ -4,21 +4,13 @@ use keymash_core::config::Config;
 use keymash_core::pipeline::{stat, Service};
 use keymash_service::stats::segment_id;
 use keymash_service::StatsPublisher;
-use keymash_shm::{remove_segments, CellReader, Prefix, ServiceState, ServiceStats};
-
-struct RemoveSegments(Prefix);
-
-impl Drop for RemoveSegments {
-    fn drop(&mut self) {
-        let _ = remove_segments(&self.0);
-    }
-}
+use keymash_shm::{CellReader, Prefix, RemoveSegmentsOnDrop, ServiceState, ServiceStats};
 
 #[test]
 fn published_counters_gauges_and_rate_are_read_back_from_the_cell() {
     let mut config = Config::default();
     config.shm.prefix = format!("kmtest-stats-{}", std::process::id());
-    let _cleanup = RemoveSegments(Prefix::new(&config.shm.prefix).unwrap());
+    let _cleanup = RemoveSegmentsOnDrop(Prefix::new(&config.shm.prefix).unwrap());
 
     let t0 = 1_000_000_000_000u64;
     let mut publisher = StatsPublisher::open(&config, Service::Encoder, "frames", t0).unwrap();

@@ -93,6 +93,17 @@ pub fn remove_segments(prefix: &Prefix) -> std::io::Result<usize> {
     Ok(removed)
 }
 
+/// Removes every segment under its prefix when dropped (errors ignored): for tests, whose
+/// segments must not outlive them even when an assertion fails.
+#[derive(Debug)]
+pub struct RemoveSegmentsOnDrop(pub Prefix);
+
+impl Drop for RemoveSegmentsOnDrop {
+    fn drop(&mut self) {
+        let _ = remove_segments(&self.0);
+    }
+}
+
 fn segment_ids(prefix: &Prefix) -> std::io::Result<Vec<SegmentId>> {
     let mut ids = Vec::new();
     for entry in std::fs::read_dir(SHM_DIR)? {

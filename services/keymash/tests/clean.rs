@@ -7,15 +7,9 @@ use keymash_core::config::Config;
 use keymash_core::pipeline::{Service, MASH_CELL, RAW_FRAMES};
 use keymash_service::stats::segment_id;
 use keymash_service::StatsPublisher;
-use keymash_shm::{list_segments, monotonic_now_ns, remove_segments, CellWriter, Permissions, Prefix, RingGeometry, RingWriter};
-
-struct RemoveSegments(Prefix);
-
-impl Drop for RemoveSegments {
-    fn drop(&mut self) {
-        let _ = remove_segments(&self.0);
-    }
-}
+use keymash_shm::{
+    list_segments, monotonic_now_ns, CellWriter, Permissions, Prefix, RemoveSegmentsOnDrop, RingGeometry, RingWriter,
+};
 
 fn names(prefix: &Prefix) -> Vec<String> {
     list_segments(prefix).unwrap().into_iter().map(|r| r.id.name.as_str().to_owned()).collect()
@@ -26,7 +20,7 @@ fn clean_removes_one_roles_segments_and_spares_live_writers_unless_forced() {
     let mut config = Config::default();
     config.shm.prefix = format!("kmtest-clean-{}", std::process::id());
     let prefix = Prefix::new(&config.shm.prefix).unwrap();
-    let _cleanup = RemoveSegments(prefix.clone());
+    let _cleanup = RemoveSegmentsOnDrop(prefix.clone());
 
     let (ring, _) = RingWriter::open(
         &segment_id(&config, RAW_FRAMES).unwrap(),

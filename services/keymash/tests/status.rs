@@ -5,15 +5,7 @@ use std::process::Command;
 use keymash_core::config::Config;
 use keymash_core::pipeline::{stat, Service};
 use keymash_service::StatsPublisher;
-use keymash_shm::{monotonic_now_ns, remove_segments, Prefix, ServiceState};
-
-struct RemoveSegments(Prefix);
-
-impl Drop for RemoveSegments {
-    fn drop(&mut self) {
-        let _ = remove_segments(&self.0);
-    }
-}
+use keymash_shm::{monotonic_now_ns, Prefix, RemoveSegmentsOnDrop, ServiceState};
 
 fn status(prefix: &str, json: bool) -> String {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_keymash"));
@@ -30,7 +22,7 @@ fn status(prefix: &str, json: bool) -> String {
 fn a_running_stage_is_up_with_its_figures_and_the_others_are_absent() {
     let mut config = Config::default();
     config.shm.prefix = format!("kmtest-status-{}", std::process::id());
-    let _cleanup = RemoveSegments(Prefix::new(&config.shm.prefix).unwrap());
+    let _cleanup = RemoveSegmentsOnDrop(Prefix::new(&config.shm.prefix).unwrap());
 
     let t0 = monotonic_now_ns();
     let mut encoder = StatsPublisher::open(&config, Service::Encoder, "frames", t0).unwrap();
