@@ -13,6 +13,7 @@
 
 use crate::bitio::{BitError, BitReader, BitWriter};
 use crate::dct::{self, Block, TRANSPOSED};
+use crate::fdct::Quantiser;
 use crate::tables::{scaled_table, CHROMA_BASE, LUMA_BASE, ZIGZAG};
 use keymash_core::Quality;
 
@@ -92,12 +93,12 @@ const ZIGZAG_TRANSPOSED: [u8; 64] = {
     t
 };
 
-/// Quantiser and dequantiser multipliers for one quality, in the transposed DCT layout with the
+/// Quantisers and dequantiser multipliers for one quality, in the transposed DCT layout with the
 /// AAN scale factors folded in.
 #[derive(Debug, Clone)]
 struct QualityTables {
-    /// `[luma, chroma]`: 1 / (q * 8 * s_u * s_v).
-    quantise: [[f32; 64]; 2],
+    /// `[luma, chroma]`: the integer quantisers of [`crate::fdct`].
+    quantise: [Quantiser; 2],
     /// `[luma, chroma]`: q * s_u * s_v / 8.
     dequantise: [[f32; 64]; 2],
 }
@@ -120,17 +121,15 @@ impl QuantTables {
         let by_quality = (Quality::MIN.get()..=Quality::MAX.get())
             .map(|q| {
                 let quality = Quality::saturating(i64::from(q));
-                let mut t = QualityTables { quantise: [[0.0; 64]; 2], dequantise: [[0.0; 64]; 2] };
-                for (c, base) in [&LUMA_BASE, &CHROMA_BASE].into_iter().enumerate() {
-                    let table = scaled_table(base, quality);
+                let tables = [scaled_table(&LUMA_BASE, quality), scaled_table(&CHROMA_BASE, quality)];
+                let mut dequantise = [[0.0; 64]; 2];
+                for (d, table) in dequantise.iter_mut().zip(&tables) {
                     for (n, &qv) in table.iter().enumerate() {
                         let s = dct::aan_scale(n / 8) * dct::aan_scale(n % 8);
-                        let t_idx = usize::from(TRANSPOSED[n]);
-                        t.quantise[c][t_idx] = (1.0 / (f64::from(qv) * 8.0 * s)) as f32;
-                        t.dequantise[c][t_idx] = (f64::from(qv) * s / 8.0) as f32;
+                        d[usize::from(TRANSPOSED[n])] = (f64::from(qv) * s / 8.0) as f32;
                     }
                 }
-                t
+                QualityTables { quantise: tables.each_ref().map(Quantiser::new), dequantise }
             })
             .collect();
         QuantTables { by_quality }
@@ -181,20 +180,6 @@ impl Default for QuantisedMacroblock {
     }
 }
 
-#[cfg(any(test, not(target_arch = "x86_64")))]
-#[inline]
-fn load_block(plane: &[u8], stride: usize, x: usize, y: usize) -> Block {
-    let mut b: Block = [[0.0; 8]; 8];
-    for (r, row) in b.iter_mut().enumerate() {
-        let start = (y + r) * stride + x;
-        let src = &plane[start..start + 8];
-        for (d, &s) in row.iter_mut().zip(src) {
-            *d = f32::from(s) - 128.0;
-        }
-    }
-    b
-}
-
 /// Adding 1.5 * 2^23 to an f32 of magnitude below 2^22 leaves its value rounded to an integer
 /// (half to even) in the low mantissa bits: rounding and conversion as plain vector adds, where
 /// `round` is a libm call and a saturating `as` cast compiles to scalar code.
@@ -205,33 +190,16 @@ fn round_to_i32(x: f32) -> i32 {
     (x + ROUNDING_MAGIC).to_bits() as i32 - ROUNDING_MAGIC.to_bits() as i32
 }
 
-#[cfg(any(test, not(target_arch = "x86_64")))]
-/// Portable transform and quantisation of one block: levels in the transposed layout and the
-/// mask of non-zero levels in that layout (bit n for `levels[n]`).
-#[inline]
-fn forward_quantise_portable(plane: &[u8], stride: usize, x: usize, y: usize, quantise: &[f32; 64]) -> ([i16; 64], u64) {
-    let mut b = load_block(plane, stride, x, y);
-    dct::forward(&mut b);
-    let mut levels = [0i16; 64];
-    for ((l, &c), &m) in levels.iter_mut().zip(b.as_flattened()).zip(quantise) {
-        // Clamped to the level range the syntax allows, so the i16 narrowing is exact.
-        let v = (c * m).clamp(-(MAX_LEVEL as f32), MAX_LEVEL as f32);
-        *l = round_to_i32(v) as i16;
-    }
-    let mask = nonzero_mask(&levels);
-    (levels, mask)
-}
-
 /// Transform and quantisation of one block, SSE2 on x86-64 (bit-identical to the portable path).
 #[inline]
-fn forward_quantise(plane: &[u8], stride: usize, x: usize, y: usize, quantise: &[f32; 64]) -> ([i16; 64], u64) {
+fn forward_quantise(plane: &[u8], stride: usize, x: usize, y: usize, quantiser: &Quantiser) -> ([i16; 64], u64) {
     #[cfg(target_arch = "x86_64")]
     {
-        crate::sse2::forward_quantise(plane, stride, x, y, quantise)
+        crate::sse2::forward_quantise(plane, stride, x, y, quantiser)
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        forward_quantise_portable(plane, stride, x, y, quantise)
+        crate::fdct::forward_quantise(plane, stride, x, y, quantiser)
     }
 }
 
@@ -264,29 +232,6 @@ static ZIGZAG_BITS_OF_ROW: [[u64; 256]; 8] = {
     }
     table
 };
-
-#[cfg(any(test, not(target_arch = "x86_64")))]
-/// Multiplying eight bytes that are each 0 or 1 by this moves byte i's bit to bit 56 + i (the
-/// partial products never overlap, so nothing carries): the top byte is the eight flags as bits.
-const GATHER_BYTE_FLAGS: u64 = 0x0102_0408_1020_4080;
-
-#[cfg(any(test, not(target_arch = "x86_64")))]
-/// Mask of the non-zero levels, bit n for `levels[n]`: flags are made 16 lanes at a time and
-/// packed eight to a byte by one multiply each.
-#[inline]
-fn nonzero_mask(levels: &[i16; 64]) -> u64 {
-    let mut flags = [0u8; 64];
-    for (f, &l) in flags.iter_mut().zip(levels) {
-        *f = u8::from(l != 0);
-    }
-    let mut mask = 0u64;
-    for (row, chunk) in flags.chunks_exact(8).enumerate() {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        mask |= (u64::from_le_bytes(word).wrapping_mul(GATHER_BYTE_FLAGS) >> 56) << (8 * row);
-    }
-    mask
-}
 
 /// The same mask in zigzag order (bit k for zigzag position k): eight table lookups.
 #[inline]
@@ -581,6 +526,7 @@ mod tests {
 
     #[test]
     fn nonzero_mask_marks_exactly_the_nonzero_levels_in_zigzag_order() {
+        let nonzero_mask = |levels: &[i16; 64]| levels.iter().enumerate().fold(0u64, |m, (n, &l)| m | (u64::from(l != 0) << n));
         let mut state = 0x9e37_79b9_u32;
         let densities = [0u32, 1, 8, 32, 64, 128, 200, 255, 256];
         for (case, &density) in densities.iter().cycle().take(900).enumerate() {
@@ -601,36 +547,17 @@ mod tests {
         }
     }
 
-    /// Samples with every kind of content the quantiser meets: flat, random, edges, extremes.
-    fn sample_planes() -> Vec<Vec<u8>> {
-        let mut planes = vec![vec![0u8; 64], vec![255u8; 64], vec![128u8; 64]];
-        let mut state = 0x2545_f491_u32;
-        for smoothness in [0u32, 2, 5] {
-            for _ in 0..40 {
-                let mut p = vec![0u8; 64];
-                for (i, s) in p.iter_mut().enumerate() {
-                    state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-                    let noise = (state >> 24) >> smoothness;
-                    *s = ((i as u32 * 4 + noise) % 256) as u8;
-                }
-                planes.push(p);
-            }
-        }
-        planes.push((0..64).map(|i| if i % 8 < 3 { 0 } else { 255 }).collect());
-        planes.push((0..64).map(|i| if (i / 8 + i % 8) % 2 == 0 { 0 } else { 255 }).collect());
-        planes
-    }
-
     #[test]
     fn the_platform_transform_gives_the_portable_levels_bit_for_bit() {
         let tables = QuantTables::new();
-        for quality in [1u8, 10, 50, 75, 90, 100] {
+        let blocks = crate::fdct::tests::sample_blocks();
+        for quality in 1..=100u8 {
             let t = tables.get(Quality::new(quality).unwrap());
-            for (case, plane) in sample_planes().iter().enumerate() {
-                for quantise in &t.quantise {
+            for (case, block) in blocks.iter().enumerate() {
+                for quantiser in &t.quantise {
                     assert_eq!(
-                        forward_quantise(plane, 8, 0, 0, quantise),
-                        forward_quantise_portable(plane, 8, 0, 0, quantise),
+                        forward_quantise(block, 8, 0, 0, quantiser),
+                        crate::fdct::forward_quantise(block, 8, 0, 0, quantiser),
                         "q{quality} case {case}"
                     );
                 }

@@ -1,4 +1,5 @@
-//! The 8x8 forward and inverse DCT in the Arai-Agui-Nakajima factorisation, in f32.
+//! The 8x8 forward and inverse DCT in the Arai-Agui-Nakajima factorisation, in f32 (the decoder's
+//! inverse; the encoder's forward transform is the integer one in [`crate::fdct`]).
 //!
 //! Each pass transforms all eight columns of a block at once: every butterfly is an element-wise
 //! operation on an eight-lane row, which the compiler turns into SIMD instructions without any
@@ -39,15 +40,14 @@ fn transpose(b: &Block) -> Block {
     std::array::from_fn(|r| std::array::from_fn(|c| b[c][r]))
 }
 
-/// cos(4pi/16), the forward butterflies' constants (shared with the SSE2 path, which must compute
-/// exactly the same).
-pub(crate) const C4: f32 = std::f32::consts::FRAC_1_SQRT_2;
+/// cos(4pi/16), the forward butterflies' constants.
+const C4: f32 = std::f32::consts::FRAC_1_SQRT_2;
 /// cos(6pi/16).
-pub(crate) const C6: f32 = 0.382_683_43;
+const C6: f32 = 0.382_683_43;
 /// cos(2pi/16) - cos(6pi/16).
-pub(crate) const C2_MINUS_C6: f32 = 0.541_196_1;
+const C2_MINUS_C6: f32 = 0.541_196_1;
 /// cos(2pi/16) + cos(6pi/16).
-pub(crate) const C2_PLUS_C6: f32 = 1.306_563;
+const C2_PLUS_C6: f32 = 1.306_563;
 
 /// One forward pass along the first index, all eight lanes at once.
 #[inline(always)]
@@ -140,7 +140,9 @@ fn inverse_pass(b: &mut Block) {
     *b = o;
 }
 
-/// Forward DCT of level-shifted samples; the result is transposed and AAN-scaled.
+/// Forward DCT of level-shifted samples; the result is transposed and AAN-scaled. The encoder
+/// uses the 16-bit integer version of the same butterflies ([`crate::fdct`]); this f32 one is
+/// kept as the accurate reference beside the inverse.
 pub fn forward(b: &mut Block) {
     forward_pass(b);
     *b = transpose(b);

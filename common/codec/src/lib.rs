@@ -29,6 +29,7 @@ pub mod block;
 pub mod dct;
 pub mod decoder;
 pub mod encoder;
+pub mod fdct;
 pub mod frame;
 pub mod fuzz;
 pub mod geometry;

@@ -1,86 +1,32 @@
 //! The encoder's transform and quantisation, and the decoder's inverse transform and sample
-//! store, with SSE2, which every x86-64 CPU has (no
-//! `target-cpu` flag needed), through `safe_arch`'s safe wrappers of the intrinsics (std::arch
-//! calls would need `unsafe` here, which this crate forbids).
+//! store, with SSE2, which every x86-64 CPU has (no `target-cpu` flag needed), through
+//! `safe_arch`'s safe wrappers of the intrinsics (std::arch calls would need `unsafe` here,
+//! which this crate forbids).
 //!
-//! Auto-vectorisation handles the DCT's butterflies but not the transpose between its passes
-//! (LLVM scalarises it, 64 single-lane moves per block) nor the packing of non-zero flags into a
-//! mask; written with intrinsics, a block stays in registers from its bytes to its levels.
+//! Auto-vectorisation handles the butterflies but not the transposes between passes (LLVM
+//! scalarises them) nor the packing of non-zero flags into a mask; written with intrinsics, a
+//! block stays in registers from its bytes to its levels.
 //!
-//! The arithmetic is exactly that of the portable path ([`crate::dct::forward`] followed by the
-//! quantiser in [`crate::block`], and [`crate::dct::inverse`] followed by the sample store): the same f32 operations in the same order, no fused
-//! multiply-add, and rounding half to even, so both give bit-identical levels (tested).
+//! Each function computes exactly what its portable reference does, so both give bit-identical
+//! results (tested): the forward path is [`crate::fdct::forward_quantise`] (16-bit integers), the
+//! inverse is [`crate::dct::inverse`] followed by the sample store in [`crate::block`] (the same f32
+//! operations in the same order, no fused multiply-add, rounding half to even).
 
 use safe_arch::{
-    add_m128, cmp_eq_mask_i16_m128i, convert_to_i32_m128i_from_m128, convert_to_m128_from_i32_m128i, m128, m128i,
-    get_i64_from_m128i_s, load_unaligned_m128, max_m128, min_m128, move_high_low_m128, move_low_high_m128, move_mask_i8_m128i, mul_m128, pack_i16_to_i8_m128i,
-    pack_i16_to_u8_m128i, pack_i32_to_i16_m128i, set_i64_m128i_s, set_splat_i16_m128i, set_splat_m128, shr_imm_i32_m128i, sub_i16_m128i,
-    sub_m128, unpack_high_i16_m128i, unpack_high_m128, unpack_low_i16_m128i, unpack_low_i8_m128i, unpack_low_m128,
-    zeroed_m128i,
+    add_i16_m128i, add_m128, bitxor_m128i, cmp_eq_mask_i16_m128i, convert_to_i32_m128i_from_m128, get_i64_from_m128i_s,
+    load_unaligned_m128, m128, m128i, max_m128, min_i16_m128i, min_m128, move_high_low_m128, move_low_high_m128,
+    move_mask_i8_m128i, mul_i16_keep_high_m128i, mul_m128, mul_u16_keep_high_m128i, pack_i16_to_i8_m128i,
+    pack_i16_to_u8_m128i, pack_i32_to_i16_m128i, set_i64_m128i_s, set_splat_i16_m128i, set_splat_m128,
+    shl_imm_u16_m128i, shr_imm_i16_m128i, sub_i16_m128i, sub_m128, unpack_high_i16_m128i, unpack_high_i32_m128i,
+    unpack_high_i64_m128i, unpack_high_m128, unpack_low_i16_m128i, unpack_low_i32_m128i, unpack_low_i64_m128i,
+    unpack_low_i8_m128i, unpack_low_m128, zeroed_m128i,
 };
 
-use crate::dct::{Block, C2_MINUS_C6, C2_PLUS_C6, C2_TIMES_2, C4, C6, K1, K2, SQRT2};
+use crate::dct::{Block, C2_TIMES_2, K1, K2, SQRT2};
+use crate::fdct::{self, Quantiser};
 
 /// Eight rows of four lanes: the left (columns 0..4) or right (columns 4..8) half of a block.
 type Half = [m128; 8];
-
-/// Loads an 8x8 block of samples, level-shifted by -128, as its two halves.
-#[inline(always)]
-fn load(plane: &[u8], stride: usize, x: usize, y: usize) -> (Half, Half) {
-    let zero = zeroed_m128i();
-    let shift = set_splat_i16_m128i(128);
-    let mut left = [set_splat_m128(0.0); 8];
-    let mut right = [set_splat_m128(0.0); 8];
-    for (r, (l, h)) in left.iter_mut().zip(right.iter_mut()).enumerate() {
-        let start = (y + r) * stride + x;
-        let mut bytes = [0u8; 8];
-        bytes.copy_from_slice(&plane[start..start + 8]);
-        let words = sub_i16_m128i(unpack_low_i8_m128i(set_i64_m128i_s(i64::from_le_bytes(bytes)), zero), shift);
-        // Interleaving a word with itself and shifting right arithmetically sign-extends it.
-        *l = convert_to_m128_from_i32_m128i(shr_imm_i32_m128i::<16>(unpack_low_i16_m128i(words, words)));
-        *h = convert_to_m128_from_i32_m128i(shr_imm_i32_m128i::<16>(unpack_high_i16_m128i(words, words)));
-    }
-    (left, right)
-}
-
-/// One forward AAN pass along the rows of a half (the same butterflies as the portable pass).
-#[inline(always)]
-fn forward_pass(d: &Half) -> Half {
-    let (add, sub, mul) = (add_m128, sub_m128, mul_m128);
-    let tmp0 = add(d[0], d[7]);
-    let tmp7 = sub(d[0], d[7]);
-    let tmp1 = add(d[1], d[6]);
-    let tmp6 = sub(d[1], d[6]);
-    let tmp2 = add(d[2], d[5]);
-    let tmp5 = sub(d[2], d[5]);
-    let tmp3 = add(d[3], d[4]);
-    let tmp4 = sub(d[3], d[4]);
-
-    let tmp10 = add(tmp0, tmp3);
-    let tmp13 = sub(tmp0, tmp3);
-    let tmp11 = add(tmp1, tmp2);
-    let tmp12 = sub(tmp1, tmp2);
-    let o0 = add(tmp10, tmp11);
-    let o4 = sub(tmp10, tmp11);
-    let z1 = mul(add(tmp12, tmp13), set_splat_m128(C4));
-    let o2 = add(tmp13, z1);
-    let o6 = sub(tmp13, z1);
-
-    let tmp10 = add(tmp4, tmp5);
-    let tmp11 = add(tmp5, tmp6);
-    let tmp12 = add(tmp6, tmp7);
-    let z5 = mul(sub(tmp10, tmp12), set_splat_m128(C6));
-    let z2 = add(mul(set_splat_m128(C2_MINUS_C6), tmp10), z5);
-    let z4 = add(mul(set_splat_m128(C2_PLUS_C6), tmp12), z5);
-    let z3 = mul(tmp11, set_splat_m128(C4));
-    let z11 = add(tmp7, z3);
-    let z13 = sub(tmp7, z3);
-    let o5 = add(z13, z2);
-    let o3 = sub(z13, z2);
-    let o1 = add(z11, z4);
-    let o7 = sub(z11, z4);
-    [o0, o1, o2, o3, o4, o5, o6, o7]
-}
 
 /// Transposes a 4x4 tile held as four rows.
 #[inline(always)]
@@ -107,30 +53,123 @@ fn transpose(left: &Half, right: &Half) -> (Half, Half) {
     ([a0, a1, a2, a3, c0, c1, c2, c3], [b0, b1, b2, b3, d0, d1, d2, d3])
 }
 
-/// Quantises one four-lane row with the rounding of the portable path (`cvtps2dq` rounds half
-/// to even, as the magic-number addition does).
+/// Loads the 8x8 block at (`x`, `y`) as 16-bit lanes, level-shifted by -128 and scaled by
+/// 2^VERTICAL_SHIFT, as [`fdct::forward`] does.
 #[inline(always)]
-fn quantise_lanes(v: m128, factors: &[f32]) -> m128i {
-    let m = m128::from([factors[0], factors[1], factors[2], factors[3]]);
-    let limit = crate::block::MAX_LEVEL as f32;
-    let clamped = min_m128(max_m128(mul_m128(v, m), set_splat_m128(-limit)), set_splat_m128(limit));
-    convert_to_i32_m128i_from_m128(clamped)
+fn load_i16(plane: &[u8], stride: usize, x: usize, y: usize) -> [m128i; 8] {
+    let zero = zeroed_m128i();
+    let shift = set_splat_i16_m128i(128);
+    std::array::from_fn(|r| {
+        let start = (y + r) * stride + x;
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(&plane[start..start + 8]);
+        let words = unpack_low_i8_m128i(set_i64_m128i_s(i64::from_le_bytes(bytes)), zero);
+        shl_imm_u16_m128i::<{ fdct::VERTICAL_SHIFT }>(sub_i16_m128i(words, shift))
+    })
+}
+
+/// One forward AAN pass along the rows of a block of 16-bit lanes: [`fdct::forward_pass`].
+#[inline(always)]
+fn forward_pass_i16(d: &[m128i; 8]) -> [m128i; 8] {
+    let (add, sub) = (add_i16_m128i, sub_i16_m128i);
+    let mul_high = |a: m128i, k: i16| mul_i16_keep_high_m128i(a, set_splat_i16_m128i(k));
+    let tmp0 = add(d[0], d[7]);
+    let tmp7 = sub(d[0], d[7]);
+    let tmp1 = add(d[1], d[6]);
+    let tmp6 = sub(d[1], d[6]);
+    let tmp2 = add(d[2], d[5]);
+    let tmp5 = sub(d[2], d[5]);
+    let tmp3 = add(d[3], d[4]);
+    let tmp4 = sub(d[3], d[4]);
+
+    let tmp10 = add(tmp0, tmp3);
+    let tmp13 = sub(tmp0, tmp3);
+    let tmp11 = add(tmp1, tmp2);
+    let tmp12 = sub(tmp1, tmp2);
+    let o0 = add(tmp10, tmp11);
+    let o4 = sub(tmp10, tmp11);
+    let s = add(tmp12, tmp13);
+    let z1 = sub(s, mul_high(s, fdct::ONE_MINUS_C4));
+    let o2 = add(tmp13, z1);
+    let o6 = sub(tmp13, z1);
+
+    let tmp10 = add(tmp4, tmp5);
+    let tmp11 = add(tmp5, tmp6);
+    let tmp12 = add(tmp6, tmp7);
+    // mul_high rounds down; each product is taken with the sign that makes the outputs'
+    // rounding biases cancel as far as they can (see fdct::forward_pass).
+    let minus_z5 = mul_high(sub(tmp12, tmp10), fdct::C6);
+    let z2 = sub(add(tmp10, mul_high(tmp10, fdct::MINUS_ONE_MINUS_C2_MINUS_C6)), minus_z5);
+    let z4 = sub(add(tmp12, mul_high(tmp12, fdct::C2_PLUS_C6_MINUS_ONE)), minus_z5);
+    let z3 = sub(tmp11, mul_high(tmp11, fdct::ONE_MINUS_C4));
+    let z11 = add(tmp7, z3);
+    let z13 = sub(tmp7, z3);
+    [o0, add(z11, z4), o2, sub(z13, z2), o4, add(z13, z2), o6, sub(z11, z4)]
+}
+
+/// Transposes eight rows of eight 16-bit lanes (three rounds of interleaving).
+#[inline(always)]
+fn transpose_i16(r: &[m128i; 8]) -> [m128i; 8] {
+    // Round 1: pairs of rows, 16-bit interleave.
+    let a0 = unpack_low_i16_m128i(r[0], r[1]);
+    let a1 = unpack_high_i16_m128i(r[0], r[1]);
+    let a2 = unpack_low_i16_m128i(r[2], r[3]);
+    let a3 = unpack_high_i16_m128i(r[2], r[3]);
+    let a4 = unpack_low_i16_m128i(r[4], r[5]);
+    let a5 = unpack_high_i16_m128i(r[4], r[5]);
+    let a6 = unpack_low_i16_m128i(r[6], r[7]);
+    let a7 = unpack_high_i16_m128i(r[6], r[7]);
+    // Round 2: 32-bit interleave (columns 0-1, 2-3 of four rows).
+    let b0 = unpack_low_i32_m128i(a0, a2);
+    let b1 = unpack_high_i32_m128i(a0, a2);
+    let b2 = unpack_low_i32_m128i(a1, a3);
+    let b3 = unpack_high_i32_m128i(a1, a3);
+    let b4 = unpack_low_i32_m128i(a4, a6);
+    let b5 = unpack_high_i32_m128i(a4, a6);
+    let b6 = unpack_low_i32_m128i(a5, a7);
+    let b7 = unpack_high_i32_m128i(a5, a7);
+    // Round 3: 64-bit interleave joins the top and bottom four rows.
+    [
+        unpack_low_i64_m128i(b0, b4),
+        unpack_high_i64_m128i(b0, b4),
+        unpack_low_i64_m128i(b1, b5),
+        unpack_high_i64_m128i(b1, b5),
+        unpack_low_i64_m128i(b2, b6),
+        unpack_high_i64_m128i(b2, b6),
+        unpack_low_i64_m128i(b3, b7),
+        unpack_high_i64_m128i(b3, b7),
+    ]
+}
+
+/// Eight quantiser entries as one register.
+#[inline(always)]
+fn lanes(entries: &[u16]) -> m128i {
+    let mut row = [0u16; 8];
+    row.copy_from_slice(&entries[..8]);
+    m128i::from(row)
 }
 
 /// Forward DCT and quantisation of the 8x8 block at (`x`, `y`): levels in the transposed
-/// layout (as [`crate::dct::forward`] leaves coefficients) and a mask with bit `n` set when
-/// `levels[n]` is non-zero.
+/// layout and a mask with bit `n` set when `levels[n]` is non-zero. Bit-identical to
+/// [`fdct::forward_quantise`].
 #[inline]
-pub(crate) fn forward_quantise(plane: &[u8], stride: usize, x: usize, y: usize, quantise: &[f32; 64]) -> ([i16; 64], u64) {
-    let (left, right) = load(plane, stride, x, y);
-    let (left, right) = transpose(&forward_pass(&left), &forward_pass(&right));
-    let (left, right) = (forward_pass(&left), forward_pass(&right));
+pub(crate) fn forward_quantise(plane: &[u8], stride: usize, x: usize, y: usize, q: &Quantiser) -> ([i16; 64], u64) {
+    let vertical = forward_pass_i16(&load_i16(plane, stride, x, y));
+    let rounding = set_splat_i16_m128i(fdct::DESCALE_ROUNDING);
+    let descaled = vertical.map(|row| shr_imm_i16_m128i::<{ fdct::DESCALE_SHIFT }>(add_i16_m128i(row, rounding)));
+    let coefficients = forward_pass_i16(&transpose_i16(&descaled));
+    let limit = set_splat_i16_m128i(fdct::MAX_LEVEL);
     let zero = zeroed_m128i();
-    let mut rows = [zero; 8];
-    for (r, row) in rows.iter_mut().enumerate() {
-        let factors = &quantise[8 * r..8 * r + 8];
-        *row = pack_i32_to_i16_m128i(quantise_lanes(left[r], &factors[..4]), quantise_lanes(right[r], &factors[4..]));
-    }
+    let rows: [m128i; 8] = std::array::from_fn(|r| {
+        let c = coefficients[r];
+        let entries = 8 * r..8 * r + 8;
+        let sign = shr_imm_i16_m128i::<15>(c);
+        let magnitude = sub_i16_m128i(bitxor_m128i(c, sign), sign);
+        let biased = add_i16_m128i(shl_imm_u16_m128i::<1>(magnitude), lanes(&q.rounding[entries.clone()]));
+        let t = mul_u16_keep_high_m128i(biased, lanes(&q.reciprocal[entries.clone()]));
+        let m = min_i16_m128i(mul_u16_keep_high_m128i(t, lanes(&q.scale[entries])), limit);
+        sub_i16_m128i(bitxor_m128i(m, sign), sign)
+    });
     let mut mask = 0u64;
     for (pair, rows) in rows.chunks_exact(2).enumerate() {
         // 0xff bytes where a level is zero, one bit per level after the movemask.
