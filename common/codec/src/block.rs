@@ -12,8 +12,9 @@
 //! ```
 
 use crate::bitio::{BitError, BitReader, BitWriter};
-use crate::dct::{self, Block, TRANSPOSED};
+use crate::dct::TRANSPOSED;
 use crate::fdct::Quantiser;
+use crate::idct::Dequantiser;
 use crate::tables::{scaled_table, CHROMA_BASE, LUMA_BASE, ZIGZAG};
 use keymash_core::Quality;
 
@@ -99,8 +100,8 @@ const ZIGZAG_TRANSPOSED: [u8; 64] = {
 struct QualityTables {
     /// `[luma, chroma]`: the integer quantisers of [`crate::fdct`].
     quantise: [Quantiser; 2],
-    /// `[luma, chroma]`: q * s_u * s_v / 8.
-    dequantise: [[f32; 64]; 2],
+    /// `[luma, chroma]`: the integer dequantisers of [`crate::idct`].
+    dequantise: [Dequantiser; 2],
 }
 
 /// The tables of all 100 qualities, computed once (about 100 KiB), so a quality map can change
@@ -122,14 +123,10 @@ impl QuantTables {
             .map(|q| {
                 let quality = Quality::saturating(i64::from(q));
                 let tables = [scaled_table(&LUMA_BASE, quality), scaled_table(&CHROMA_BASE, quality)];
-                let mut dequantise = [[0.0; 64]; 2];
-                for (d, table) in dequantise.iter_mut().zip(&tables) {
-                    for (n, &qv) in table.iter().enumerate() {
-                        let s = dct::aan_scale(n / 8) * dct::aan_scale(n % 8);
-                        d[usize::from(TRANSPOSED[n])] = (f64::from(qv) * s / 8.0) as f32;
-                    }
+                QualityTables {
+                    quantise: tables.each_ref().map(Quantiser::new),
+                    dequantise: tables.each_ref().map(Dequantiser::new),
                 }
-                QualityTables { quantise: tables.each_ref().map(Quantiser::new), dequantise }
             })
             .collect();
         QuantTables { by_quality }
@@ -178,16 +175,6 @@ impl Default for QuantisedMacroblock {
     fn default() -> Self {
         QuantisedMacroblock { quality: Quality::MAX, blocks: [QuantisedBlock::default(); 6] }
     }
-}
-
-/// Adding 1.5 * 2^23 to an f32 of magnitude below 2^22 leaves its value rounded to an integer
-/// (half to even) in the low mantissa bits: rounding and conversion as plain vector adds, where
-/// `round` is a libm call and a saturating `as` cast compiles to scalar code.
-const ROUNDING_MAGIC: f32 = 12_582_912.0;
-
-#[inline(always)]
-fn round_to_i32(x: f32) -> i32 {
-    (x + ROUNDING_MAGIC).to_bits() as i32 - ROUNDING_MAGIC.to_bits() as i32
 }
 
 /// Transform and quantisation of one block, SSE2 on x86-64 (bit-identical to the portable path).
@@ -368,12 +355,16 @@ pub enum MacroblockError {
     LevelOutOfRange(i64),
 }
 
+/// The coefficients of one block as the inverse transform takes them: dequantised, prescaled,
+/// in the transposed layout (see [`crate::idct`]).
+pub type CoefficientBlock = [i16; 64];
+
 /// A macroblock read from the bit stream: dequantised, transposed DCT blocks ready for the
 /// inverse DCT, and which of them carry only a DC value (flat blocks, which skip the IDCT).
 #[derive(Debug, Clone, Copy)]
 pub struct DecodedMacroblock {
     pub quality: Quality,
-    pub blocks: [Block; BLOCKS_PER_MACROBLOCK],
+    pub blocks: [CoefficientBlock; BLOCKS_PER_MACROBLOCK],
     pub dc_only: [bool; BLOCKS_PER_MACROBLOCK],
 }
 
@@ -381,7 +372,7 @@ impl Default for DecodedMacroblock {
     fn default() -> Self {
         DecodedMacroblock {
             quality: Quality::MAX,
-            blocks: [[[0.0; 8]; 8]; BLOCKS_PER_MACROBLOCK],
+            blocks: [[0; 64]; BLOCKS_PER_MACROBLOCK],
             dc_only: [false; BLOCKS_PER_MACROBLOCK],
         }
     }
@@ -406,7 +397,7 @@ fn read_macroblock_with(
     r: &mut BitReader<'_>,
     tables: &QuantTables,
     state: &mut PredictionState,
-    out: &mut [Block; BLOCKS_PER_MACROBLOCK],
+    out: &mut [CoefficientBlock; BLOCKS_PER_MACROBLOCK],
     dc_only: &mut [bool; BLOCKS_PER_MACROBLOCK],
 ) -> Result<Quality, MacroblockError> {
     let quality = if r.get(1)? == 1 {
@@ -435,12 +426,11 @@ fn read_macroblock_with(
         *flat_block = count == 0;
         if count == 0 {
             // Only the DC value matters; the block is not zeroed nor transformed.
-            dst[0][0] = dc as f32 * dequantise[0];
+            dst[0] = dequantise.coefficient(dc as i32, 0);
             continue;
         }
-        *dst = [[0.0; 8]; 8];
-        let flat = dst.as_flattened_mut();
-        flat[0] = dc as f32 * dequantise[0];
+        *dst = [0; 64];
+        dst[0] = dequantise.coefficient(dc as i32, 0);
         let mut k = 0u32;
         for _ in 0..count {
             let (magnitude, negative) = match r.get_run_and_level_fast() {
@@ -467,7 +457,7 @@ fn read_macroblock_with(
             };
             let level = if negative { -magnitude } else { magnitude };
             let t_idx = usize::from(ZIGZAG_TRANSPOSED[k as usize]);
-            flat[t_idx] = level as f32 * dequantise[t_idx];
+            dst[t_idx] = dequantise.coefficient(level as i32, t_idx);
         }
     }
     Ok(quality)
@@ -476,9 +466,9 @@ fn read_macroblock_with(
 /// Inverse-transforms a dequantised block and stores it as 8x8 samples. A DC-only block is
 /// flat: every sample is its DC term (the inverse AAN DCT passes a lone DC through unchanged).
 #[inline]
-pub fn store_block(b: &mut Block, dc_only: bool, plane: &mut [u8], stride: usize, x: usize, y: usize) {
+pub fn store_block(b: &CoefficientBlock, dc_only: bool, plane: &mut [u8], stride: usize, x: usize, y: usize) {
     if dc_only {
-        let value = round_to_i32((b[0][0] + 128.0).clamp(0.0, 255.0)) as u8;
+        let value = crate::idct::sample(b[0]);
         for r in 0..8 {
             let start = (y + r) * stride + x;
             plane[start..start + 8].fill(value);
@@ -488,20 +478,7 @@ pub fn store_block(b: &mut Block, dc_only: bool, plane: &mut [u8], stride: usize
     #[cfg(target_arch = "x86_64")]
     crate::sse2::inverse_store(b, plane, stride, x, y);
     #[cfg(not(target_arch = "x86_64"))]
-    inverse_store_portable(b, plane, stride, x, y);
-}
-
-/// Portable inverse DCT and sample store (the reference for the SSE2 path).
-#[cfg(any(test, not(target_arch = "x86_64")))]
-fn inverse_store_portable(b: &mut Block, plane: &mut [u8], stride: usize, x: usize, y: usize) {
-    dct::inverse(b);
-    for (r, row) in b.iter().enumerate() {
-        let start = (y + r) * stride + x;
-        let dst = &mut plane[start..start + 8];
-        for (d, &s) in dst.iter_mut().zip(row) {
-            *d = round_to_i32((s + 128.0).clamp(0.0, 255.0)) as u8;
-        }
-    }
+    crate::idct::inverse_store(b, plane, stride, x, y);
 }
 
 #[cfg(test)]
@@ -572,21 +549,21 @@ mod tests {
         for quality in [1u8, 30, 75, 100] {
             let t = tables.get(Quality::new(quality).unwrap());
             for case in 0..300u32 {
-                let mut block: Block = [[0.0; 8]; 8];
+                let mut block: CoefficientBlock = [0; 64];
                 let dequantise = &t.dequantise[(case % 2) as usize];
-                for (n, c) in block.as_flattened_mut().iter_mut().enumerate() {
+                for (n, c) in block.iter_mut().enumerate() {
                     state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
                     // Sparse to dense blocks, levels up to the extremes the syntax allows.
                     let keep = (state >> 28) < case % 16;
                     let level = ((state >> 8) % 4095) as i32 - 2047;
                     let level = if case % 5 == 0 { level } else { level / 64 };
                     if keep || n == 0 {
-                        *c = level as f32 * dequantise[n];
+                        *c = dequantise.coefficient(level, n);
                     }
                 }
                 let (mut fast, mut reference) = ([0u8; 80], [0u8; 80]);
-                store_block(&mut block.clone(), false, &mut fast, 10, 1, 0);
-                inverse_store_portable(&mut block, &mut reference, 10, 1, 0);
+                store_block(&block, false, &mut fast, 10, 1, 0);
+                crate::idct::inverse_store(&block, &mut reference, 10, 1, 0);
                 assert_eq!(fast, reference, "q{quality} case {case}");
             }
         }
@@ -629,12 +606,12 @@ mod tests {
 
     #[test]
     fn flat_blocks_skip_the_idct_with_the_same_result() {
-        for dc in [-1000.0f32, -37.4, 0.0, 12.6, 127.4, 900.0] {
-            let mut block: Block = [[0.0; 8]; 8];
-            block[0][0] = dc;
+        for dc in [i16::MIN, -16000, -2000, -37, 0, 7, 8, 9, 12, 2030, 2040, 16000, i16::MAX] {
+            let mut block: CoefficientBlock = [0; 64];
+            block[0] = dc;
             let (mut fast, mut full) = ([0u8; 64], [0u8; 64]);
-            store_block(&mut block.clone(), true, &mut fast, 8, 0, 0);
-            store_block(&mut block, false, &mut full, 8, 0, 0);
+            store_block(&block, true, &mut fast, 8, 0, 0);
+            store_block(&block, false, &mut full, 8, 0, 0);
             assert_eq!(fast, full, "DC {dc}");
         }
     }

@@ -32,6 +32,7 @@ pub mod encoder;
 pub mod fdct;
 pub mod frame;
 pub mod fuzz;
+pub mod idct;
 pub mod geometry;
 pub mod payload;
 pub mod roundtrip;

@@ -8,50 +8,19 @@
 //! block stays in registers from its bytes to its levels.
 //!
 //! Each function computes exactly what its portable reference does, so both give bit-identical
-//! results (tested): the forward path is [`crate::fdct::forward_quantise`] (16-bit integers), the
-//! inverse is [`crate::dct::inverse`] followed by the sample store in [`crate::block`] (the same f32
-//! operations in the same order, no fused multiply-add, rounding half to even).
+//! results (tested): [`crate::fdct::forward_quantise`] and [`crate::idct::inverse_store`], both
+//! in 16-bit integers, eight lanes per register.
 
 use safe_arch::{
-    add_i16_m128i, add_m128, bitxor_m128i, cmp_eq_mask_i16_m128i, convert_to_i32_m128i_from_m128, get_i64_from_m128i_s,
-    load_unaligned_m128, m128, m128i, max_m128, min_i16_m128i, min_m128, move_high_low_m128, move_low_high_m128,
-    move_mask_i8_m128i, mul_i16_keep_high_m128i, mul_m128, mul_u16_keep_high_m128i, pack_i16_to_i8_m128i,
-    pack_i16_to_u8_m128i, pack_i32_to_i16_m128i, set_i64_m128i_s, set_splat_i16_m128i, set_splat_m128,
-    shl_imm_u16_m128i, shr_imm_i16_m128i, sub_i16_m128i, sub_m128, unpack_high_i16_m128i, unpack_high_i32_m128i,
-    unpack_high_i64_m128i, unpack_high_m128, unpack_low_i16_m128i, unpack_low_i32_m128i, unpack_low_i64_m128i,
-    unpack_low_i8_m128i, unpack_low_m128, zeroed_m128i,
+    add_i16_m128i, add_saturating_i16_m128i, bitxor_m128i, cmp_eq_mask_i16_m128i, get_i64_from_m128i_s, m128i,
+    min_i16_m128i, move_mask_i8_m128i, mul_i16_keep_high_m128i, mul_u16_keep_high_m128i, pack_i16_to_i8_m128i,
+    pack_i16_to_u8_m128i, set_i64_m128i_s, set_splat_i16_m128i, shl_imm_u16_m128i, shr_imm_i16_m128i, sub_i16_m128i,
+    sub_saturating_i16_m128i, unpack_high_i16_m128i, unpack_high_i32_m128i, unpack_high_i64_m128i,
+    unpack_low_i16_m128i, unpack_low_i32_m128i, unpack_low_i64_m128i, unpack_low_i8_m128i, zeroed_m128i,
 };
 
-use crate::dct::{Block, C2_TIMES_2, K1, K2, SQRT2};
 use crate::fdct::{self, Quantiser};
-
-/// Eight rows of four lanes: the left (columns 0..4) or right (columns 4..8) half of a block.
-type Half = [m128; 8];
-
-/// Transposes a 4x4 tile held as four rows.
-#[inline(always)]
-fn transpose_tile(a: m128, b: m128, c: m128, d: m128) -> [m128; 4] {
-    let ab_low = unpack_low_m128(a, b); // a0 b0 a1 b1
-    let cd_low = unpack_low_m128(c, d);
-    let ab_high = unpack_high_m128(a, b); // a2 b2 a3 b3
-    let cd_high = unpack_high_m128(c, d);
-    [
-        move_low_high_m128(ab_low, cd_low),
-        move_high_low_m128(cd_low, ab_low),
-        move_low_high_m128(ab_high, cd_high),
-        move_high_low_m128(cd_high, ab_high),
-    ]
-}
-
-/// Transposes a block held as halves: tiles are transposed and the off-diagonal ones swap.
-#[inline(always)]
-fn transpose(left: &Half, right: &Half) -> (Half, Half) {
-    let [a0, a1, a2, a3] = transpose_tile(left[0], left[1], left[2], left[3]);
-    let [b0, b1, b2, b3] = transpose_tile(left[4], left[5], left[6], left[7]);
-    let [c0, c1, c2, c3] = transpose_tile(right[0], right[1], right[2], right[3]);
-    let [d0, d1, d2, d3] = transpose_tile(right[4], right[5], right[6], right[7]);
-    ([a0, a1, a2, a3, c0, c1, c2, c3], [b0, b1, b2, b3, d0, d1, d2, d3])
-}
+use crate::idct;
 
 /// Loads the 8x8 block at (`x`, `y`) as 16-bit lanes, level-shifted by -128 and scaled by
 /// 2^VERTICAL_SHIFT, as [`fdct::forward`] does.
@@ -184,14 +153,16 @@ pub(crate) fn forward_quantise(plane: &[u8], stride: usize, x: usize, y: usize, 
     (levels, mask)
 }
 
-/// One inverse AAN pass along the rows of a half (the same butterflies as the portable pass).
+/// One inverse AAN pass along the rows of a block of 16-bit lanes: [`idct::inverse_pass`].
 #[inline(always)]
-fn inverse_pass(d: &Half) -> Half {
-    let (add, sub, mul) = (add_m128, sub_m128, mul_m128);
+fn inverse_pass_i16(d: &[m128i; 8]) -> [m128i; 8] {
+    let (add, sub) = (add_saturating_i16_m128i, sub_saturating_i16_m128i);
+    let mul_high = |a: m128i, k: i16| mul_i16_keep_high_m128i(a, set_splat_i16_m128i(k));
     let tmp10 = add(d[0], d[4]);
     let tmp11 = sub(d[0], d[4]);
     let tmp13 = add(d[2], d[6]);
-    let tmp12 = sub(mul(sub(d[2], d[6]), set_splat_m128(SQRT2)), tmp13);
+    let difference = sub(d[2], d[6]);
+    let tmp12 = sub(sub(difference, mul_high(difference, idct::MINUS_SQRT2_MINUS_ONE)), tmp13);
     let e0 = add(tmp10, tmp13);
     let e3 = sub(tmp10, tmp13);
     let e1 = add(tmp11, tmp12);
@@ -202,10 +173,14 @@ fn inverse_pass(d: &Half) -> Half {
     let z11 = add(d[1], d[7]);
     let z12 = sub(d[1], d[7]);
     let tmp7 = add(z11, z13);
-    let tmp11 = mul(sub(z11, z13), set_splat_m128(SQRT2));
-    let z5 = mul(add(z10, z12), set_splat_m128(C2_TIMES_2));
-    let tmp10 = sub(z5, mul(z12, set_splat_m128(K1)));
-    let tmp12 = sub(z5, mul(z10, set_splat_m128(K2)));
+    let odd_difference = sub(z11, z13);
+    let tmp11 = sub(odd_difference, mul_high(odd_difference, idct::MINUS_SQRT2_MINUS_ONE));
+    let sum = add(z10, z12);
+    let twice_sum = add(sum, sum);
+    let z5 = sub(twice_sum, mul_high(twice_sum, idct::ONE_MINUS_C2));
+    let tmp10 = sub(z5, add(z12, mul_high(z12, idct::K1_MINUS_ONE)));
+    let twice_z10 = add(z10, z10);
+    let tmp12 = sub(z5, sub(twice_z10, mul_high(twice_z10, idct::MINUS_HALF_K2_MINUS_ONE)));
     let tmp6 = sub(tmp12, tmp7);
     let tmp5 = sub(tmp11, tmp6);
     let tmp4 = sub(tmp10, tmp5);
@@ -221,29 +196,21 @@ fn inverse_pass(d: &Half) -> Half {
     ]
 }
 
-/// Rounds four samples (half to even, as the portable path) after level-shifting and clamping.
-#[inline(always)]
-fn samples(v: m128) -> m128i {
-    let shifted = add_m128(v, set_splat_m128(128.0));
-    convert_to_i32_m128i_from_m128(min_m128(max_m128(shifted, set_splat_m128(0.0)), set_splat_m128(255.0)))
-}
-
 /// Inverse DCT of a dequantised block in the transposed layout, stored as 8x8 samples at
-/// (`x`, `y`) of `plane`.
+/// (`x`, `y`) of `plane`. Bit-identical to [`idct::inverse_store`].
 #[inline]
-pub(crate) fn inverse_store(b: &Block, plane: &mut [u8], stride: usize, x: usize, y: usize) {
-    let mut left = [set_splat_m128(0.0); 8];
-    let mut right = [set_splat_m128(0.0); 8];
-    for ((l, h), row) in left.iter_mut().zip(right.iter_mut()).zip(b) {
-        let [a0, a1, a2, a3, a4, a5, a6, a7] = *row;
-        *l = load_unaligned_m128(&[a0, a1, a2, a3]);
-        *h = load_unaligned_m128(&[a4, a5, a6, a7]);
-    }
-    let (left, right) = transpose(&inverse_pass(&left), &inverse_pass(&right));
-    let (left, right) = (inverse_pass(&left), inverse_pass(&right));
-    for (r, (&l, &h)) in left.iter().zip(&right).enumerate() {
-        // Values are clamped to 0..=255, so both saturating packs are exact.
-        let words = pack_i32_to_i16_m128i(samples(l), samples(h));
+pub(crate) fn inverse_store(coefficients: &[i16; 64], plane: &mut [u8], stride: usize, x: usize, y: usize) {
+    let rows: [m128i; 8] = std::array::from_fn(|r| {
+        let mut row = [0i16; 8];
+        row.copy_from_slice(&coefficients[8 * r..8 * r + 8]);
+        m128i::from(row)
+    });
+    let out = inverse_pass_i16(&transpose_i16(&inverse_pass_i16(&rows)));
+    let rounding = set_splat_i16_m128i(idct::OUTPUT_ROUNDING);
+    let shift = set_splat_i16_m128i(128);
+    for (r, &row) in out.iter().enumerate() {
+        // Round, shift right, undo the level shift; the unsigned pack clamps to 0..=255.
+        let words = add_i16_m128i(shr_imm_i16_m128i::<{ idct::FRACTION_BITS }>(add_saturating_i16_m128i(row, rounding)), shift);
         let bytes = pack_i16_to_u8_m128i(words, words);
         let start = (y + r) * stride + x;
         plane[start..start + 8].copy_from_slice(&get_i64_from_m128i_s(bytes).to_le_bytes());
