@@ -179,14 +179,14 @@ impl Default for QuantisedMacroblock {
 
 /// Transform and quantisation of one block, SSE2 on x86-64 (bit-identical to the portable path).
 #[inline]
-fn forward_quantise(plane: &[u8], stride: usize, x: usize, y: usize, quantiser: &Quantiser) -> ([i16; 64], u64) {
+fn forward_quantise(plane: &[u8], stride: usize, x: usize, y: usize, quantiser: &Quantiser, levels: &mut [i16; 64]) -> u64 {
     #[cfg(target_arch = "x86_64")]
     {
-        crate::sse2::forward_quantise(plane, stride, x, y, quantiser)
+        crate::sse2::forward_quantise(plane, stride, x, y, quantiser, levels)
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        crate::fdct::forward_quantise(plane, stride, x, y, quantiser)
+        crate::fdct::forward_quantise(plane, stride, x, y, quantiser, levels)
     }
 }
 
@@ -255,8 +255,7 @@ pub fn quantise_macroblock(
         (2, cx, cy, cw),
     ];
     for (&(plane, x, y, stride), dst) in origins.iter().zip(out.blocks.iter_mut()) {
-        let (levels, mask) = forward_quantise(planes[plane], stride, x, y, &t.quantise[usize::from(plane != 0)]);
-        dst.levels = levels;
+        let mask = forward_quantise(planes[plane], stride, x, y, &t.quantise[usize::from(plane != 0)], &mut dst.levels);
         dst.nonzero = zigzag_order(mask);
     }
 }
@@ -532,11 +531,13 @@ mod tests {
             let t = tables.get(Quality::new(quality).unwrap());
             for (case, block) in blocks.iter().enumerate() {
                 for quantiser in &t.quantise {
+                    let (mut fast, mut reference) = ([0i16; 64], [0i16; 64]);
                     assert_eq!(
-                        forward_quantise(block, 8, 0, 0, quantiser),
-                        crate::fdct::forward_quantise(block, 8, 0, 0, quantiser),
+                        forward_quantise(block, 8, 0, 0, quantiser, &mut fast),
+                        crate::fdct::forward_quantise(block, 8, 0, 0, quantiser, &mut reference),
                         "q{quality} case {case}"
                     );
+                    assert_eq!(fast, reference, "q{quality} case {case}");
                 }
             }
         }

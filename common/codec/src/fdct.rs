@@ -113,16 +113,17 @@ pub fn forward_pass(d: &[Row; 8]) -> [Row; 8] {
 /// first so that `2D >= 2` and the scale fits 16 bits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Quantiser {
-    pub reciprocal: [u16; 64],
-    pub scale: [u16; 64],
-    pub rounding: [u16; 64],
+    /// Rows of eight, so that a row loads as one register.
+    pub reciprocal: [[u16; 8]; 8],
+    pub scale: [[u16; 8]; 8],
+    pub rounding: [[u16; 8]; 8],
 }
 
 impl Quantiser {
     /// The quantiser for a JPEG table (`table`, natural order), laid out as the transform leaves
     /// its coefficients (transposed, see [`crate::dct::TRANSPOSED`]).
     pub fn new(table: &[u16; 64]) -> Self {
-        let mut q = Quantiser { reciprocal: [0; 64], scale: [0; 64], rounding: [0; 64] };
+        let mut q = Quantiser { reciprocal: [[0; 8]; 8], scale: [[0; 8]; 8], rounding: [[0; 8]; 8] };
         for (n, &step) in table.iter().enumerate() {
             // The transform's output is the orthonormal coefficient times 8 s_u s_v (AAN) times
             // 2^HORIZONTAL_SHIFT; the divisor folds all of it into the JPEG step.
@@ -131,37 +132,47 @@ impl Quantiser {
             // twice >= 2 * 16 * 0.076 > 2 for every step >= 1, so e >= 1 and the scale fits.
             let e = twice.log2().floor() as i32;
             let t = usize::from(crate::dct::TRANSPOSED[n]);
-            q.reciprocal[t] = (f64::from(1u32 << (16 + e)) / twice).round().min(f64::from(u16::MAX)) as u16;
-            q.scale[t] = (1u32 << (16 - e)) as u16;
-            q.rounding[t] = divisor.round() as u16;
+            let (row, lane) = (t / 8, t % 8);
+            q.reciprocal[row][lane] = (f64::from(1u32 << (16 + e)) / twice).round().min(f64::from(u16::MAX)) as u16;
+            q.scale[row][lane] = (1u32 << (16 - e)) as u16;
+            q.rounding[row][lane] = divisor.round() as u16;
         }
         q
     }
 }
 
-/// Quantises one row: lanes of `c` with the quantiser entries `8 * row..8 * row + 8`.
+/// Quantises one row: lanes of `c` with the quantiser's row `row` (taken modulo 8).
 #[inline(always)]
 fn quantise_row(c: Row, q: &Quantiser, row: usize) -> Row {
+    let (rounding, reciprocal, scale) = (q.rounding[row % 8], q.reciprocal[row % 8], q.scale[row % 8]);
     std::array::from_fn(|i| {
-        let n = 8 * row + i;
         // Sign as 0 or -1, magnitude by (c ^ sign) - sign: what the SSE2 path computes.
         let sign = c[i] >> 15;
         let magnitude = (c[i] ^ sign).wrapping_sub(sign) as u16;
-        let biased = (magnitude << 1).wrapping_add(q.rounding[n]);
-        let t = ((u32::from(biased) * u32::from(q.reciprocal[n])) >> 16) as u16;
-        let m = ((u32::from(t) * u32::from(q.scale[n])) >> 16) as i16;
+        let biased = (magnitude << 1).wrapping_add(rounding[i]);
+        let t = ((u32::from(biased) * u32::from(reciprocal[i])) >> 16) as u16;
+        let m = ((u32::from(t) * u32::from(scale[i])) >> 16) as i16;
         (m.min(MAX_LEVEL) ^ sign).wrapping_sub(sign)
+    })
+}
+
+/// The eight rows of eight samples of the block at (`x`, `y`), cut with one bounds check for the
+/// block and a cheap one per row.
+#[inline(always)]
+pub fn block_rows(plane: &[u8], stride: usize, x: usize, y: usize) -> [[u8; 8]; 8] {
+    let start = y * stride + x;
+    let block = &plane[start..start + 7 * stride + 8];
+    std::array::from_fn(|r| {
+        let mut row = [0u8; 8];
+        row.copy_from_slice(&block[r * stride..r * stride + 8]);
+        row
     })
 }
 
 /// Loads the 8x8 block at (`x`, `y`), level-shifted by -128 and scaled by 2^VERTICAL_SHIFT.
 #[inline(always)]
 fn load(plane: &[u8], stride: usize, x: usize, y: usize) -> [Row; 8] {
-    std::array::from_fn(|r| {
-        let start = (y + r) * stride + x;
-        let src = &plane[start..start + 8];
-        std::array::from_fn(|c| (i16::from(src[c]) - 128) << VERTICAL_SHIFT)
-    })
+    block_rows(plane, stride, x, y).map(|src| src.map(|s| (i16::from(s) - 128) << VERTICAL_SHIFT))
 }
 
 #[inline(always)]
@@ -177,11 +188,10 @@ pub fn forward(plane: &[u8], stride: usize, x: usize, y: usize) -> [Row; 8] {
     forward_pass(&transpose(&descaled))
 }
 
-/// Transform and quantisation of one block: levels in the transposed layout, and the mask of
-/// non-zero levels in that layout (bit n for `levels[n]`).
-pub fn forward_quantise(plane: &[u8], stride: usize, x: usize, y: usize, q: &Quantiser) -> ([i16; 64], u64) {
+/// Transform and quantisation of one block: levels in the transposed layout into `levels`, and
+/// the mask of non-zero levels in that layout (bit n for `levels[n]`).
+pub fn forward_quantise(plane: &[u8], stride: usize, x: usize, y: usize, q: &Quantiser, levels: &mut [i16; 64]) -> u64 {
     let coefficients = forward(plane, stride, x, y);
-    let mut levels = [0i16; 64];
     let mut mask = 0u64;
     for (r, (dst, &row)) in levels.chunks_exact_mut(8).zip(&coefficients).enumerate() {
         let quantised = quantise_row(row, q, r);
@@ -190,7 +200,7 @@ pub fn forward_quantise(plane: &[u8], stride: usize, x: usize, y: usize, q: &Qua
             mask |= u64::from(l != 0) << (8 * r + i);
         }
     }
-    (levels, mask)
+    mask
 }
 
 #[cfg(test)]
@@ -299,7 +309,8 @@ pub(crate) mod tests {
                 let q = Quantiser::new(&table);
                 for block in sample_blocks() {
                     let want = reference_dct(&block, 8);
-                    let (levels, mask) = forward_quantise(&block, 8, 0, 0, &q);
+                    let mut levels = [0i16; 64];
+                    let mask = forward_quantise(&block, 8, 0, 0, &q, &mut levels);
                     for n in 0..64 {
                         let t = usize::from(TRANSPOSED[n]);
                         let exact = want[n] / f64::from(table[n]);
@@ -323,7 +334,8 @@ pub(crate) mod tests {
     fn levels_never_exceed_the_syntax_range() {
         let q = Quantiser::new(&[1; 64]);
         for block in sample_blocks() {
-            let (levels, _) = forward_quantise(&block, 8, 0, 0, &q);
+            let mut levels = [0i16; 64];
+            forward_quantise(&block, 8, 0, 0, &q, &mut levels);
             assert!(levels.iter().all(|l| l.unsigned_abs() <= MAX_LEVEL as u16));
         }
     }

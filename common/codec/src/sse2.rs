@@ -28,10 +28,7 @@ use crate::idct;
 fn load_i16(plane: &[u8], stride: usize, x: usize, y: usize) -> [m128i; 8] {
     let zero = zeroed_m128i();
     let shift = set_splat_i16_m128i(128);
-    std::array::from_fn(|r| {
-        let start = (y + r) * stride + x;
-        let mut bytes = [0u8; 8];
-        bytes.copy_from_slice(&plane[start..start + 8]);
+    fdct::block_rows(plane, stride, x, y).map(|bytes| {
         let words = unpack_low_i8_m128i(set_i64_m128i_s(i64::from_le_bytes(bytes)), zero);
         shl_imm_u16_m128i::<{ fdct::VERTICAL_SHIFT }>(sub_i16_m128i(words, shift))
     })
@@ -110,19 +107,11 @@ fn transpose_i16(r: &[m128i; 8]) -> [m128i; 8] {
     ]
 }
 
-/// Eight quantiser entries as one register.
-#[inline(always)]
-fn lanes(entries: &[u16]) -> m128i {
-    let mut row = [0u16; 8];
-    row.copy_from_slice(&entries[..8]);
-    m128i::from(row)
-}
-
 /// Forward DCT and quantisation of the 8x8 block at (`x`, `y`): levels in the transposed
 /// layout and a mask with bit `n` set when `levels[n]` is non-zero. Bit-identical to
 /// [`fdct::forward_quantise`].
 #[inline]
-pub(crate) fn forward_quantise(plane: &[u8], stride: usize, x: usize, y: usize, q: &Quantiser) -> ([i16; 64], u64) {
+pub(crate) fn forward_quantise(plane: &[u8], stride: usize, x: usize, y: usize, q: &Quantiser, levels: &mut [i16; 64]) -> u64 {
     let vertical = forward_pass_i16(&load_i16(plane, stride, x, y));
     let rounding = set_splat_i16_m128i(fdct::DESCALE_ROUNDING);
     let descaled = vertical.map(|row| shr_imm_i16_m128i::<{ fdct::DESCALE_SHIFT }>(add_i16_m128i(row, rounding)));
@@ -131,12 +120,11 @@ pub(crate) fn forward_quantise(plane: &[u8], stride: usize, x: usize, y: usize, 
     let zero = zeroed_m128i();
     let rows: [m128i; 8] = std::array::from_fn(|r| {
         let c = coefficients[r];
-        let entries = 8 * r..8 * r + 8;
         let sign = shr_imm_i16_m128i::<15>(c);
         let magnitude = sub_i16_m128i(bitxor_m128i(c, sign), sign);
-        let biased = add_i16_m128i(shl_imm_u16_m128i::<1>(magnitude), lanes(&q.rounding[entries.clone()]));
-        let t = mul_u16_keep_high_m128i(biased, lanes(&q.reciprocal[entries.clone()]));
-        let m = min_i16_m128i(mul_u16_keep_high_m128i(t, lanes(&q.scale[entries])), limit);
+        let biased = add_i16_m128i(shl_imm_u16_m128i::<1>(magnitude), m128i::from(q.rounding[r]));
+        let t = mul_u16_keep_high_m128i(biased, m128i::from(q.reciprocal[r]));
+        let m = min_i16_m128i(mul_u16_keep_high_m128i(t, m128i::from(q.scale[r])), limit);
         sub_i16_m128i(bitxor_m128i(m, sign), sign)
     });
     let mut mask = 0u64;
@@ -146,11 +134,10 @@ pub(crate) fn forward_quantise(plane: &[u8], stride: usize, x: usize, y: usize, 
         let zero_bits = move_mask_i8_m128i(zero_flags) as u32;
         mask |= u64::from(!zero_bits & 0xffff) << (16 * pair);
     }
-    let mut levels = [0i16; 64];
     for (dst, &row) in levels.chunks_exact_mut(8).zip(&rows) {
         dst.copy_from_slice(&<[i16; 8]>::from(row));
     }
-    (levels, mask)
+    mask
 }
 
 /// One inverse AAN pass along the rows of a block of 16-bit lanes: [`idct::inverse_pass`].
