@@ -56,7 +56,7 @@ fn sub(a: Row, b: Row) -> Row {
 
 /// `(a * k) >> 16` per lane, rounding down: SSE2's `pmulhw`.
 #[inline(always)]
-fn mul_high(a: Row, k: i16) -> Row {
+pub(crate) fn mul_high(a: Row, k: i16) -> Row {
     std::array::from_fn(|i| ((i32::from(a[i]) * i32::from(k)) >> 16) as i16)
 }
 
@@ -176,7 +176,7 @@ fn load(plane: &[u8], stride: usize, x: usize, y: usize) -> [Row; 8] {
 }
 
 #[inline(always)]
-fn transpose(b: &[Row; 8]) -> [Row; 8] {
+pub(crate) fn transpose(b: &[Row; 8]) -> [Row; 8] {
     std::array::from_fn(|r| std::array::from_fn(|c| b[c][r]))
 }
 

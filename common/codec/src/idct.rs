@@ -14,7 +14,7 @@
 //! above one half written as sums, as in [`crate::fdct`].
 
 use crate::dct::aan_scale;
-use crate::fdct::Row;
+use crate::fdct::{mul_high, transpose, Row};
 
 /// Fraction bits of the coefficients and of every intermediate.
 pub const FRACTION_BITS: i32 = 5;
@@ -74,12 +74,6 @@ fn sub(a: Row, b: Row) -> Row {
     std::array::from_fn(|i| a[i].saturating_sub(b[i]))
 }
 
-/// `(a * k) >> 16` per lane, rounding down: SSE2's `pmulhw`.
-#[inline(always)]
-fn mul_high(a: Row, k: i16) -> Row {
-    std::array::from_fn(|i| ((i32::from(a[i]) * i32::from(k)) >> 16) as i16)
-}
-
 /// One inverse AAN pass along the first index (the butterflies of [`crate::dct::inverse`]).
 ///
 /// `mul_high` rounds down, so `x + mul_high(x, k)` is half a unit low on average and
@@ -123,11 +117,6 @@ pub fn inverse_pass(d: &[Row; 8]) -> [Row; 8] {
         sub(e1, tmp6),
         sub(e0, tmp7),
     ]
-}
-
-#[inline(always)]
-fn transpose(b: &[Row; 8]) -> [Row; 8] {
-    std::array::from_fn(|r| std::array::from_fn(|c| b[c][r]))
 }
 
 /// The sample of a transform output: fraction bits rounded away, level shift undone, clamped.
