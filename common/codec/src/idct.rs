@@ -1,7 +1,7 @@
 //! The decoder's dequantisation and inverse DCT in 16-bit integers: the portable reference that
-//! the SSE2 path ([`crate::sse2::inverse_store`]) reproduces bit for bit.
+//! the SSE2 path (`sse2::inverse_store`) reproduces bit for bit.
 //!
-//! The transform is the inverse Arai-Agui-Nakajima factorisation of [`crate::dct::inverse`] on
+//! The transform is the inverse Arai-Agui-Nakajima factorisation (see [`crate::dct`]) on
 //! eight 16-bit lanes (a block is eight SSE2 registers). Coefficients enter dequantised and
 //! prescaled by `s_u s_v / 8` (AAN) with [`FRACTION_BITS`] fraction bits, and samples leave after
 //! rounding those bits away. The largest intermediate for decodable content is about 640 sample
@@ -14,7 +14,7 @@
 //! above one half written as sums, as in [`crate::fdct`].
 
 use crate::dct::aan_scale;
-use crate::fdct::{mul_high, transpose, Row};
+use crate::lanes::{transpose, Lanes, Row};
 
 /// Fraction bits of the coefficients and of every intermediate.
 pub const FRACTION_BITS: i32 = 5;
@@ -34,7 +34,7 @@ pub const MINUS_HALF_K2_MINUS_ONE: i16 = -20091;
 const DEQUANTISER_BITS: u32 = 12;
 
 /// Per coefficient position, the multiplier that turns a level into the inverse transform's
-/// input: `step * s_u * s_v / 8 * 2^FRACTION_BITS`, with [`DEQUANTISER_BITS`] fraction bits, in
+/// input: `step * s_u * s_v / 8 * 2^FRACTION_BITS`, with `DEQUANTISER_BITS` (12) fraction bits, in
 /// the transposed layout (see [`crate::dct::TRANSPOSED`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Dequantiser {
@@ -64,28 +64,19 @@ impl Dequantiser {
     }
 }
 
-#[inline(always)]
-fn add(a: Row, b: Row) -> Row {
-    std::array::from_fn(|i| a[i].saturating_add(b[i]))
-}
-
-#[inline(always)]
-fn sub(a: Row, b: Row) -> Row {
-    std::array::from_fn(|i| a[i].saturating_sub(b[i]))
-}
-
-/// One inverse AAN pass along the first index (the butterflies of [`crate::dct::inverse`]).
+/// One inverse AAN pass along the first index.
 ///
-/// `mul_high` rounds down, so `x + mul_high(x, k)` is half a unit low on average and
+/// `mul_high` rounds down, so `x + x.mul_high(k)` is half a unit low on average and
 /// `x - mul_high(x, -k)` half a unit high. The signs below are chosen so that the outputs' biases
 /// stay within one unit; with every product rounded down they reached 2.5 units.
 #[inline(always)]
-pub fn inverse_pass(d: &[Row; 8]) -> [Row; 8] {
+pub fn inverse_pass<L: Lanes>(d: &[L; 8]) -> [L; 8] {
+    let (add, sub) = (L::saturating_add, L::saturating_sub);
     let tmp10 = add(d[0], d[4]);
     let tmp11 = sub(d[0], d[4]);
     let tmp13 = add(d[2], d[6]);
     let difference = sub(d[2], d[6]);
-    let tmp12 = sub(sub(difference, mul_high(difference, MINUS_SQRT2_MINUS_ONE)), tmp13);
+    let tmp12 = sub(sub(difference, difference.mul_high(MINUS_SQRT2_MINUS_ONE)), tmp13);
     let e0 = add(tmp10, tmp13);
     let e3 = sub(tmp10, tmp13);
     let e1 = add(tmp11, tmp12);
@@ -97,13 +88,13 @@ pub fn inverse_pass(d: &[Row; 8]) -> [Row; 8] {
     let z12 = sub(d[1], d[7]);
     let tmp7 = add(z11, z13);
     let odd_difference = sub(z11, z13);
-    let tmp11 = sub(odd_difference, mul_high(odd_difference, MINUS_SQRT2_MINUS_ONE));
+    let tmp11 = sub(odd_difference, odd_difference.mul_high(MINUS_SQRT2_MINUS_ONE));
     let sum = add(z10, z12);
     let twice_sum = add(sum, sum);
-    let z5 = sub(twice_sum, mul_high(twice_sum, ONE_MINUS_C2));
-    let tmp10 = sub(z5, add(z12, mul_high(z12, K1_MINUS_ONE)));
+    let z5 = sub(twice_sum, twice_sum.mul_high(ONE_MINUS_C2));
+    let tmp10 = sub(z5, add(z12, z12.mul_high(K1_MINUS_ONE)));
     let twice_z10 = add(z10, z10);
-    let tmp12 = sub(z5, sub(twice_z10, mul_high(twice_z10, MINUS_HALF_K2_MINUS_ONE)));
+    let tmp12 = sub(z5, sub(twice_z10, twice_z10.mul_high(MINUS_HALF_K2_MINUS_ONE)));
     let tmp6 = sub(tmp12, tmp7);
     let tmp5 = sub(tmp11, tmp6);
     let tmp4 = sub(tmp10, tmp5);

@@ -33,6 +33,7 @@ pub mod fdct;
 pub mod frame;
 pub mod fuzz;
 pub mod idct;
+pub mod lanes;
 pub mod geometry;
 pub mod payload;
 pub mod roundtrip;

@@ -21,6 +21,7 @@ use safe_arch::{
 
 use crate::fdct::{self, Quantiser};
 use crate::idct;
+use crate::lanes::Lanes;
 
 /// Loads the 8x8 block at (`x`, `y`) as 16-bit lanes, level-shifted by -128 and scaled by
 /// 2^VERTICAL_SHIFT, as [`fdct::forward`] does.
@@ -34,43 +35,32 @@ fn load_i16(plane: &[u8], stride: usize, x: usize, y: usize) -> [m128i; 8] {
     })
 }
 
-/// One forward AAN pass along the rows of a block of 16-bit lanes: [`fdct::forward_pass`].
-#[inline(always)]
-fn forward_pass_i16(d: &[m128i; 8]) -> [m128i; 8] {
-    let (add, sub) = (add_i16_m128i, sub_i16_m128i);
-    let mul_high = |a: m128i, k: i16| mul_i16_keep_high_m128i(a, set_splat_i16_m128i(k));
-    let tmp0 = add(d[0], d[7]);
-    let tmp7 = sub(d[0], d[7]);
-    let tmp1 = add(d[1], d[6]);
-    let tmp6 = sub(d[1], d[6]);
-    let tmp2 = add(d[2], d[5]);
-    let tmp5 = sub(d[2], d[5]);
-    let tmp3 = add(d[3], d[4]);
-    let tmp4 = sub(d[3], d[4]);
+/// The transforms' lane operations on SSE2 registers (see [`crate::lanes`]).
+impl Lanes for m128i {
+    #[inline(always)]
+    fn wrapping_add(self, other: Self) -> Self {
+        add_i16_m128i(self, other)
+    }
 
-    let tmp10 = add(tmp0, tmp3);
-    let tmp13 = sub(tmp0, tmp3);
-    let tmp11 = add(tmp1, tmp2);
-    let tmp12 = sub(tmp1, tmp2);
-    let o0 = add(tmp10, tmp11);
-    let o4 = sub(tmp10, tmp11);
-    let s = add(tmp12, tmp13);
-    let z1 = sub(s, mul_high(s, fdct::ONE_MINUS_C4));
-    let o2 = add(tmp13, z1);
-    let o6 = sub(tmp13, z1);
+    #[inline(always)]
+    fn wrapping_sub(self, other: Self) -> Self {
+        sub_i16_m128i(self, other)
+    }
 
-    let tmp10 = add(tmp4, tmp5);
-    let tmp11 = add(tmp5, tmp6);
-    let tmp12 = add(tmp6, tmp7);
-    // mul_high rounds down; each product is taken with the sign that makes the outputs'
-    // rounding biases cancel as far as they can (see fdct::forward_pass).
-    let minus_z5 = mul_high(sub(tmp12, tmp10), fdct::C6);
-    let z2 = sub(add(tmp10, mul_high(tmp10, fdct::MINUS_ONE_MINUS_C2_MINUS_C6)), minus_z5);
-    let z4 = sub(add(tmp12, mul_high(tmp12, fdct::C2_PLUS_C6_MINUS_ONE)), minus_z5);
-    let z3 = sub(tmp11, mul_high(tmp11, fdct::ONE_MINUS_C4));
-    let z11 = add(tmp7, z3);
-    let z13 = sub(tmp7, z3);
-    [o0, add(z11, z4), o2, sub(z13, z2), o4, add(z13, z2), o6, sub(z11, z4)]
+    #[inline(always)]
+    fn saturating_add(self, other: Self) -> Self {
+        add_saturating_i16_m128i(self, other)
+    }
+
+    #[inline(always)]
+    fn saturating_sub(self, other: Self) -> Self {
+        sub_saturating_i16_m128i(self, other)
+    }
+
+    #[inline(always)]
+    fn mul_high(self, k: i16) -> Self {
+        mul_i16_keep_high_m128i(self, set_splat_i16_m128i(k))
+    }
 }
 
 /// Transposes eight rows of eight 16-bit lanes (three rounds of interleaving).
@@ -112,10 +102,10 @@ fn transpose_i16(r: &[m128i; 8]) -> [m128i; 8] {
 /// [`fdct::forward_quantise`].
 #[inline]
 pub(crate) fn forward_quantise(plane: &[u8], stride: usize, x: usize, y: usize, q: &Quantiser, levels: &mut [i16; 64]) -> u64 {
-    let vertical = forward_pass_i16(&load_i16(plane, stride, x, y));
+    let vertical = fdct::forward_pass(&load_i16(plane, stride, x, y));
     let rounding = set_splat_i16_m128i(fdct::DESCALE_ROUNDING);
     let descaled = vertical.map(|row| shr_imm_i16_m128i::<{ fdct::DESCALE_SHIFT }>(add_i16_m128i(row, rounding)));
-    let coefficients = forward_pass_i16(&transpose_i16(&descaled));
+    let coefficients = fdct::forward_pass(&transpose_i16(&descaled));
     let limit = set_splat_i16_m128i(fdct::MAX_LEVEL);
     let zero = zeroed_m128i();
     let rows: [m128i; 8] = std::array::from_fn(|r| {
@@ -140,49 +130,6 @@ pub(crate) fn forward_quantise(plane: &[u8], stride: usize, x: usize, y: usize, 
     mask
 }
 
-/// One inverse AAN pass along the rows of a block of 16-bit lanes: [`idct::inverse_pass`].
-#[inline(always)]
-fn inverse_pass_i16(d: &[m128i; 8]) -> [m128i; 8] {
-    let (add, sub) = (add_saturating_i16_m128i, sub_saturating_i16_m128i);
-    let mul_high = |a: m128i, k: i16| mul_i16_keep_high_m128i(a, set_splat_i16_m128i(k));
-    let tmp10 = add(d[0], d[4]);
-    let tmp11 = sub(d[0], d[4]);
-    let tmp13 = add(d[2], d[6]);
-    let difference = sub(d[2], d[6]);
-    let tmp12 = sub(sub(difference, mul_high(difference, idct::MINUS_SQRT2_MINUS_ONE)), tmp13);
-    let e0 = add(tmp10, tmp13);
-    let e3 = sub(tmp10, tmp13);
-    let e1 = add(tmp11, tmp12);
-    let e2 = sub(tmp11, tmp12);
-
-    let z13 = add(d[5], d[3]);
-    let z10 = sub(d[5], d[3]);
-    let z11 = add(d[1], d[7]);
-    let z12 = sub(d[1], d[7]);
-    let tmp7 = add(z11, z13);
-    let odd_difference = sub(z11, z13);
-    let tmp11 = sub(odd_difference, mul_high(odd_difference, idct::MINUS_SQRT2_MINUS_ONE));
-    let sum = add(z10, z12);
-    let twice_sum = add(sum, sum);
-    let z5 = sub(twice_sum, mul_high(twice_sum, idct::ONE_MINUS_C2));
-    let tmp10 = sub(z5, add(z12, mul_high(z12, idct::K1_MINUS_ONE)));
-    let twice_z10 = add(z10, z10);
-    let tmp12 = sub(z5, sub(twice_z10, mul_high(twice_z10, idct::MINUS_HALF_K2_MINUS_ONE)));
-    let tmp6 = sub(tmp12, tmp7);
-    let tmp5 = sub(tmp11, tmp6);
-    let tmp4 = sub(tmp10, tmp5);
-    [
-        add(e0, tmp7),
-        add(e1, tmp6),
-        add(e2, tmp5),
-        add(e3, tmp4),
-        sub(e3, tmp4),
-        sub(e2, tmp5),
-        sub(e1, tmp6),
-        sub(e0, tmp7),
-    ]
-}
-
 /// Inverse DCT of a dequantised block in the transposed layout, stored as 8x8 samples at
 /// (`x`, `y`) of `plane`. Bit-identical to [`idct::inverse_store`].
 #[inline]
@@ -192,7 +139,7 @@ pub(crate) fn inverse_store(coefficients: &[i16; 64], plane: &mut [u8], stride: 
         row.copy_from_slice(&coefficients[8 * r..8 * r + 8]);
         m128i::from(row)
     });
-    let out = inverse_pass_i16(&transpose_i16(&inverse_pass_i16(&rows)));
+    let out = idct::inverse_pass(&transpose_i16(&idct::inverse_pass(&rows)));
     let rounding = set_splat_i16_m128i(idct::OUTPUT_ROUNDING);
     let shift = set_splat_i16_m128i(128);
     for (r, &row) in out.iter().enumerate() {
