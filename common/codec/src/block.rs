@@ -104,7 +104,7 @@ struct QualityTables {
     dequantise: [Dequantiser; 2],
 }
 
-/// The tables of all 100 qualities, computed once (about 100 KiB), so a quality map can change
+/// The tables of all 100 qualities, computed once (about 125 KiB), so a quality map can change
 /// quality per macroblock at no cost.
 #[derive(Debug, Clone)]
 pub struct QuantTables {

@@ -100,7 +100,7 @@ impl Decoder {
             let (mx, my) = (position % cols, position / cols);
             let (lx, ly, cx, cy) = (mx * 16, my * 16, mx * 8, my * 8);
             let (y, u, v) = self.frame.planes_mut();
-            let [b0, b1, b2, b3, bu, bv] = &mut mb.blocks;
+            let [b0, b1, b2, b3, bu, bv] = &mb.blocks;
             let [f0, f1, f2, f3, fu, fv] = mb.dc_only;
             store_block(b0, f0, y, width, lx, ly);
             store_block(b1, f1, y, width, lx + 8, ly);
