@@ -33,6 +33,7 @@ pub mod fdct;
 pub mod frame;
 pub mod fuzz;
 pub mod idct;
+pub mod join;
 pub mod lanes;
 pub mod geometry;
 pub mod payload;
@@ -49,4 +50,5 @@ pub use encoder::{
 };
 pub use frame::{yuyv_to_i420, FrameError, I420Frame, I420View};
 pub use geometry::{FrameGeometry, GeometryError};
+pub use join::FrameJoin;
 pub use payload::{HeaderError, PayloadHeader};

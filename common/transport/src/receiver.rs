@@ -44,6 +44,9 @@ pub enum Recovery {
 /// A payload handed to the consumer, in sequence order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReceivedPayload {
+    /// The sender stream it came from: a new one after the sender restarted (a consumer that
+    /// groups payloads into frames joins the new stream part-way, see `keymash_codec::FrameJoin`).
+    pub ssrc: Ssrc,
     pub seq: SeqNo,
     /// 90 kHz RTP timestamp: the same for every payload of one frame.
     pub rtp_timestamp: u32,
@@ -370,7 +373,16 @@ impl Receiver {
                 self.loss_window.delivered(now, 1);
                 self.nack.forget_before(seq.next());
                 self.note_gap(now);
-                return Some(ReceivedPayload { seq, rtp_timestamp: held.timestamp, marker: held.marker, recovery: held.recovery, payload: held.payload });
+                // The window only holds packets of the current stream: it starts over with it.
+                let ssrc = self.media.as_ref().map_or(Ssrc(0), |m| m.ids.media_ssrc);
+                return Some(ReceivedPayload {
+                    ssrc,
+                    seq,
+                    rtp_timestamp: held.timestamp,
+                    marker: held.marker,
+                    recovery: held.recovery,
+                    payload: held.payload,
+                });
             }
             self.note_gap(now);
             match self.gap_since {

@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use keymash_codec::{Decoder, FrameGeometry};
+use keymash_codec::{Decoder, FrameGeometry, FrameJoin, PayloadHeader};
 use keymash_core::config::{Config, DisplayOutput};
 use keymash_core::curves::QualityCurve;
 use keymash_core::pipeline::{stat, MashRecord, Service, MASH_CELL, RECEIVED_PAYLOADS};
@@ -127,13 +127,21 @@ fn play(lifecycle: &mut Lifecycle, config: &Config, geometry: FrameGeometry, mut
     let mut next_publish = Instant::now();
     let mut latency_ms = Percentiles::new(LATENCY_WINDOW);
     let mut last_stamp: Option<u32> = None;
+    // A display that (re)opens the ring joins the payloads part-way through a frame: it starts
+    // on the next whole frame instead of showing that frame's tail over a grey picture.
+    let mut join = FrameJoin::new();
+    let mut ring_opens = 0u64;
     lifecycle.ready(&format!("presenting {geometry} at {} fps to {}", config.video.fps, String::from(config.display.output.clone())));
 
     while !lifecycle.stop_requested() {
         let now = Instant::now();
         let wait = clock.next_tick().saturating_duration_since(now).min(Lifecycle::MAX_WAIT);
+        let was_open = ring.value.is_some();
         match ring.get(now) {
             Some(reader) => {
+                if !was_open {
+                    ring_opens += 1;
+                }
                 let mut wait = wait;
                 for _ in 0..DRAIN_BATCH {
                     match reader.recv_into(wait, &mut buf) {
@@ -142,7 +150,11 @@ fn play(lifecycle: &mut Lifecycle, config: &Config, geometry: FrameGeometry, mut
                             // The ring's time stamp is when net-rx received the payload.
                             let age = Duration::from_nanos(monotonic_now_ns().saturating_sub(received.meta.capture_ns()));
                             let arrival = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
-                            if queue.push(arrival, std::mem::take(&mut buf)).is_err() {
+                            // A payload whose header does not parse goes on to the queue, which
+                            // refuses and counts it.
+                            let header = PayloadHeader::parse(&buf).ok();
+                            let joined = header.is_none_or(|h| join.admit(ring_opens, &h));
+                            if joined && queue.push(arrival, std::mem::take(&mut buf)).is_err() {
                                 undecodable += 1;
                             }
                         }
@@ -218,6 +230,7 @@ fn play(lifecycle: &mut Lifecycle, config: &Config, geometry: FrameGeometry, mut
             let q = queue.stats();
             let fps = timings.fps(now);
             stats.set_count("incomplete_frames", q.frames_incomplete);
+            stats.set_count("joined_mid_frame", join.skipped());
             stats.set_count("late_payloads", q.payloads_late);
             stats.set_count("undecodable_payloads", undecodable);
             stats.set_count("ring_missed_payloads", missed_payloads);

@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use keymash_codec::PayloadHeader;
+use keymash_codec::{FrameJoin, PayloadHeader};
 use keymash_core::config::Config;
 use keymash_core::curves::QualityCurve;
 use keymash_core::pipeline::{stat, MashRecord, Service, MASH_CELL, RECEIVED_PAYLOADS};
@@ -78,6 +78,9 @@ pub fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
     let mut quality = curve.quality(MashLevel::IDLE);
     let mut level = MashLevel::IDLE;
     let mut unparseable: u64 = 0;
+    // A restarted net-rx, or a restarted sender's new stream, is joined part-way through a
+    // frame: its tail is not written, so the display never shows a frame torn by a restart.
+    let mut join = FrameJoin::new();
     lifecycle.ready(&format!("listening on {} for {}", local_address(&config), sender_address(&config)));
 
     while !lifecycle.stop_requested() {
@@ -98,7 +101,12 @@ pub fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
         }
         let now = Instant::now();
         while let Some(payload) = receiver.poll_payload(now) {
-            if !write_payload(&mut ring, &payload) {
+            let header = PayloadHeader::parse(&payload.payload).ok();
+            if header.is_some_and(|h| !join.admit(u64::from(payload.ssrc.0), &h)) {
+                continue;
+            }
+            write_payload(&mut ring, &payload, header);
+            if header.is_none() {
                 unparseable += 1;
             }
         }
@@ -130,6 +138,7 @@ pub fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
             stats.set_count("foreign", s.foreign + socket.foreign_datagrams());
             stats.set_count("delivered", s.delivered);
             stats.set_count("unparseable_payloads", unparseable);
+            stats.set_count("joined_mid_frame", join.skipped());
             stats.set_count("nacks_sent", s.nacks_sent);
             stats.gauge("loss_percent", s.loss_percent_1s);
             stats.gauge("jitter_ms", s.jitter.as_secs_f64() * 1e3);
@@ -153,10 +162,9 @@ pub fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Copies one payload into the ring; false if its codec header does not parse (it is still
-/// written, with frame number 0, so display counts and refuses it where it decodes).
-fn write_payload(ring: &mut RingWriter, payload: &ReceivedPayload) -> bool {
-    let header = PayloadHeader::parse(&payload.payload).ok();
+/// Copies one payload into the ring. One whose codec `header` does not parse is still written,
+/// with frame number 0, so display counts and refuses it where it decodes.
+fn write_payload(ring: &mut RingWriter, payload: &ReceivedPayload, header: Option<PayloadHeader>) {
     let frame = header.map_or(FrameNo(0), |h| h.frame_no);
     let seq = payload.seq.get();
     let flags = match payload.recovery {
@@ -174,5 +182,4 @@ fn write_payload(ring: &mut RingWriter, payload: &ReceivedPayload) -> bool {
     if let Err(e) = ring.write(&payload.payload, &meta) {
         log::warn!("payload {seq} not stored: {e}");
     }
-    header.is_some()
 }
