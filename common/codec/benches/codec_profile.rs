@@ -2,10 +2,13 @@
 //! an instruction-counting profiler sees only the codec. Wall-clock time on a shared machine is
 //! noisy; instruction counts are repeatable and compare versions reliably:
 //!
-//!   valgrind --tool=callgrind target/release/deps/codec_profile-* encode 20
-//!   valgrind --tool=callgrind target/release/deps/codec_profile-* decode 20
+//!   cargo bench -p keymash-codec --bench codec_profile --no-run   # prints the executable's path
+//!   valgrind --tool=callgrind target/release/deps/codec_profile-<hash> encode 20
+//!   valgrind --tool=callgrind target/release/deps/codec_profile-<hash> decode 20
 //!
 //! (`cargo bench -p keymash-codec --bench codec_profile -- encode 20` runs it without a profiler.)
+//! The image comes from `target/codec-data` of this checkout or `KEYMASH_CODEC_IMAGES`; without
+//! it the run exits non-zero with the command that fetches it (`benches/fetch-images.sh`).
 
 mod support;
 
@@ -19,20 +22,15 @@ fn main() {
     let what = args.first().map(String::as_str).unwrap_or("encode");
     let frames: u64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(20);
     let geometry = FrameGeometry::VGA;
-    let Some((_, frame)) = support::images(geometry).into_iter().find(|(n, _)| n == "coffee") else {
-        println!("coffee image missing (run benches/fetch-images.sh)");
-        return;
-    };
+    let frame = support::require_image(geometry, "coffee");
     let quality = QualitySpec::Uniform(Quality::saturating(i64::from(QUALITY)));
     let Ok(mut encoder) = Encoder::new(EncoderConfig { geometry, layout: Layout::Strips, max_payload: 1188, threads: 1 })
     else {
-        println!("encoder setup failed");
-        return;
+        support::fail("encoder setup failed");
     };
     let mut sink = PayloadSink::new();
     if let Err(e) = encoder.encode(FrameNo(0), frame.view(), quality, &mut sink) {
-        println!("encode failed: {e}");
-        return;
+        support::fail(&format!("encode failed: {e}"));
     }
     let mut decoder = Decoder::new(geometry);
     match what {
@@ -48,10 +46,7 @@ fn main() {
                 }
             }
         }
-        other => {
-            println!("unknown mode {other}: encode or decode");
-            return;
-        }
+        other => support::fail(&format!("unknown mode {other}: encode or decode")),
     }
     println!(
         "{what} x{frames}: {} B/frame, PSNR-Y {:.2} dB (decoder frame)",

@@ -1,12 +1,24 @@
 #!/bin/sh
 # Fetches the photographs the quality and speed benches use and converts them to Y4M.
 # They are not kept in git: scikit-image's wheel (PyPI) ships public-domain test photographs.
-#   usage: common/codec/benches/fetch-images.sh [DIR]   (default /work/targets/codec-data)
+#   usage: common/codec/benches/fetch-images.sh [DIR]
+# DIR defaults to $KEYMASH_CODEC_IMAGES if set, else target/codec-data in this checkout: the
+# benches read the same place (set KEYMASH_CODEC_IMAGES=DIR for them if you pass another DIR).
 # Needs: pip (download only, nothing is installed), unzip, ffmpeg.
 set -eu
-dir=${1:-/work/targets/codec-data}
+repo=$(cd "$(dirname "$0")/../../.." && pwd)
+dir=${1:-${KEYMASH_CODEC_IMAGES:-$repo/target/codec-data}}
+need() {
+    if ! command -v "$1" >/dev/null 2>&1; then
+        echo "fetch-images.sh: $1 is needed (Debian: apt-get install python3-pip unzip ffmpeg)" >&2
+        exit 1
+    fi
+}
+need unzip
+need ffmpeg
 mkdir -p "$dir/wheel"
 if ! ls "$dir"/wheel/scikit_image-*.whl >/dev/null 2>&1; then
+    need pip
     pip download --no-deps --only-binary=:all: --dest "$dir/wheel" scikit-image
 fi
 wheel=$(ls "$dir"/wheel/scikit_image-*.whl | head -n 1)

@@ -3,6 +3,10 @@
 //! of heap allocations per frame in steady state.
 //!
 //!   common/codec/benches/fetch-images.sh && cargo bench -p keymash-codec --bench speed
+//!
+//! `KEYMASH_BENCH_ITERATIONS` sets the frames per figure (default 200). The images are read from
+//! `target/codec-data` of this checkout, or from `KEYMASH_CODEC_IMAGES`; without them the bench
+//! exits non-zero and prints the command that fetches them.
 
 mod support;
 
@@ -31,23 +35,15 @@ fn main() {
     let iterations: usize = std::env::var("KEYMASH_BENCH_ITERATIONS").ok().and_then(|s| s.parse().ok()).unwrap_or(200);
     println!("machine: {}", support::machine());
     println!("quality {QUALITY}, {iterations} iterations per figure, times in ms (p50 p99 max)");
-    let helper = support::baseline_helper();
-    if let Err(e) = &helper {
-        println!("libjpeg-turbo baseline unavailable: {e}");
-    }
-    for geometry in [FrameGeometry::VGA, FrameGeometry::HD720] {
-        let frame = match support::images(geometry).into_iter().find(|(n, _)| n == "coffee") {
-            Some((_, f)) => f,
-            None => {
-                println!("{geometry}: coffee image missing (run benches/fetch-images.sh); skipping");
-                continue;
-            }
-        };
-        bench_size(geometry, &frame, iterations, helper.as_ref().ok());
+    let helper = support::require_baseline_helper();
+    // Both sizes are checked before anything is measured.
+    let frames = [FrameGeometry::VGA, FrameGeometry::HD720].map(|g| (g, support::require_image(g, "coffee")));
+    for (geometry, frame) in &frames {
+        bench_size(*geometry, frame, iterations, &helper);
     }
 }
 
-fn bench_size(geometry: FrameGeometry, frame: &I420Frame, iterations: usize, helper: Option<&std::path::PathBuf>) {
+fn bench_size(geometry: FrameGeometry, frame: &I420Frame, iterations: usize, helper: &std::path::Path) {
     println!("\n== {geometry} (coffee) ==");
     let quality = QualitySpec::Uniform(Quality::saturating(i64::from(QUALITY)));
     // memcpy of one frame: the floor any codec sits on.
@@ -66,8 +62,7 @@ fn bench_size(geometry: FrameGeometry, frame: &I420Frame, iterations: usize, hel
     for (label, threads) in [("keymash encode, 1 thread", 1usize), ("keymash encode, all cores", 0)] {
         for layout in [Layout::Strips, Layout::Dispersed] {
             let Ok(mut encoder) = Encoder::new(EncoderConfig { geometry, layout, max_payload: 1188, threads }) else {
-                println!("encoder setup failed");
-                return;
+                support::fail("encoder setup failed");
             };
             let mut sink = PayloadSink::new();
             // Warm up: buffers grow to their steady-state size.
@@ -121,24 +116,19 @@ fn bench_size(geometry: FrameGeometry, frame: &I420Frame, iterations: usize, hel
         allocs as f64 / iterations as f64,
         support::psnr(frame.y(), decoder.frame().y())
     );
-    let Some(helper) = helper else { return };
-    match support::run_baseline(helper, frame, &[QUALITY], iterations) {
-        Ok(b) => {
-            if let Some(b) = b.first() {
-                println!("{:<38} {}   {} B/frame", "libjpeg-turbo compress from YUV", fmt(b.compress), b.bytes);
-                println!(
-                    "{:<38} {}   PSNR-Y {:.2} dB",
-                    "libjpeg-turbo decompress to YUV",
-                    fmt(b.decompress),
-                    support::psnr(frame.y(), b.decoded.y())
-                );
-                println!("ratios of p50 (keymash / libjpeg-turbo; below 1 = keymash faster):");
-                for (label, layout, p) in &results {
-                    println!("  {:<32} {:.2}", format!("{label} ({layout:?})"), ms(p[0]) / ms(b.compress[0]));
-                }
-                println!("  {:<32} {:.2}", "decode, 1 thread", ms(decode[0]) / ms(b.decompress[0]));
-            }
-        }
-        Err(e) => println!("libjpeg-turbo baseline failed: {e}"),
+    let baseline = support::run_baseline(helper, frame, &[QUALITY], iterations)
+        .unwrap_or_else(|e| support::fail(&format!("libjpeg-turbo baseline failed: {e}")));
+    let Some(b) = baseline.first() else { support::fail("libjpeg-turbo baseline printed no figure") };
+    println!("{:<38} {}   {} B/frame", "libjpeg-turbo compress from YUV", fmt(b.compress), b.bytes);
+    println!(
+        "{:<38} {}   PSNR-Y {:.2} dB",
+        "libjpeg-turbo decompress to YUV",
+        fmt(b.decompress),
+        support::psnr(frame.y(), b.decoded.y())
+    );
+    println!("ratios of p50 (keymash / libjpeg-turbo; below 1 = keymash faster):");
+    for (label, layout, p) in &results {
+        println!("  {:<32} {:.2}", format!("{label} ({layout:?})"), ms(p[0]) / ms(b.compress[0]));
     }
+    println!("  {:<32} {:.2}", "decode, 1 thread", ms(decode[0]) / ms(b.decompress[0]));
 }

@@ -8,9 +8,9 @@
 //!   capture timestamp to the frame's last packet leaving the socket);
 //! - baseline from the same run: memcpy of one I420 frame, the least any stage can cost per frame.
 //!
-//! Build the services first: `cargo build --release -p keymash-capture -p keymash-delay-buffer
-//! -p keymash-encoder -p keymash-net-tx`, then `cargo bench -p keymash-encoder --bench
-//! sender_pipeline`. `SENDER_BENCH_SECONDS` sets the window (default 15).
+//! `cargo bench -p keymash-encoder --bench sender_pipeline`: the bench first builds the four
+//! services of the current source tree (`cargo build --profile release -p keymash-capture ...`,
+//! a no-op when they are up to date). `SENDER_BENCH_SECONDS` sets the window (default 15).
 
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
@@ -47,12 +47,33 @@ fn ticks_per_second() -> f64 {
     out.and_then(|o| String::from_utf8(o.stdout).ok()).and_then(|s| s.trim().parse().ok()).unwrap_or(100.0)
 }
 
-fn release_binary(name: &str) -> PathBuf {
+/// Builds the four services from the current source tree, for this bench's profile and target
+/// directory (`target/release` under `cargo bench`), and returns where they are: a bench that
+/// ran whatever an earlier build left there would measure stale code. cargo has released its
+/// build lock by the time it runs a bench, and its fingerprints make this a no-op when nothing
+/// changed.
+fn build_services() -> PathBuf {
     let exe = std::env::current_exe().expect("bench executable");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let path = dir.join(name);
-    assert!(path.exists(), "{} missing: build the sender services with --release first", path.display());
-    path
+    let Some(profile_dir) = exe.parent().and_then(Path::parent).map(Path::to_path_buf) else {
+        eprintln!("error: {} is not in target/<profile>/deps", exe.display());
+        std::process::exit(1);
+    };
+    let target_dir = profile_dir.parent().unwrap_or(Path::new("/")).to_path_buf();
+    let profile = profile_dir.file_name().and_then(|n| n.to_str()).unwrap_or("release").to_owned();
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../Cargo.toml");
+    let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    command.args(["build", "--locked", "--profile", if profile == "debug" { "dev" } else { &profile }]);
+    for service in SERVICES {
+        command.args(["-p", &format!("keymash-{service}")]);
+    }
+    command.arg("--manifest-path").arg(&workspace).arg("--target-dir").arg(&target_dir);
+    match command.status() {
+        Ok(status) if status.success() => profile_dir,
+        outcome => {
+            eprintln!("error: building the sender services failed ({outcome:?}): {command:?}");
+            std::process::exit(1);
+        }
+    }
 }
 
 fn percentile(sorted: &[f64], q: f64) -> f64 {
@@ -98,7 +119,7 @@ fn stats_of(prefix: &str, service: Service) -> Option<ServiceStats> {
     CellReader::<ServiceStats>::open(&id).ok()?.load().ok()
 }
 
-fn measure(quality: u8, window: Duration, tick_hz: f64) {
+fn measure(bin_dir: &Path, quality: u8, window: Duration, tick_hz: f64) {
     let sink = UdpSocket::bind("127.0.0.1:0").expect("sink");
     sink.set_read_timeout(Some(Duration::from_millis(100))).expect("timeout");
     let video_port = sink.local_addr().expect("addr").port();
@@ -132,7 +153,7 @@ fn measure(quality: u8, window: Duration, tick_hz: f64) {
     .expect("config");
     let mut run = Run { children: Vec::new(), prefix: prefix.clone(), dir };
     for service in SERVICES {
-        let child = Command::new(release_binary(&format!("keymash-{service}")))
+        let child = Command::new(bin_dir.join(format!("keymash-{service}")))
             .arg("--config")
             .arg(&config)
             .env_remove("NOTIFY_SOCKET")
@@ -192,10 +213,11 @@ fn main() {
         std::env::var("SENDER_BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(15),
     );
     let tick_hz = ticks_per_second();
+    let bin_dir = build_services();
     println!("sender pipeline benchmark on {} ({} cores)", cpu_model(), std::thread::available_parallelism().map_or(0, |n| n.get()));
     let (p50, p99) = memcpy_baseline();
     println!("baseline: memcpy of one 640x480 I420 frame p50 {p50:.1} us, p99 {p99:.1} us");
     for quality in [50, 90] {
-        measure(quality, window, tick_hz);
+        measure(&bin_dir, quality, window, tick_hz);
     }
 }

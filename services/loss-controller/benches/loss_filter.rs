@@ -230,7 +230,8 @@ fn test_run_cost() {
     }
 }
 
-/// 3. Mash cell -> map, through the real binary.
+// 3. Mash cell -> map, through the real binary.
+
 /// The real loss-controller, attached in the receiving namespace, and a handle on its maps.
 struct RunningController {
     process: ChildGuard,

@@ -8,11 +8,69 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-/// Where `benches/fetch-images.sh` put the photographs (override with KEYMASH_CODEC_IMAGES).
+/// The test images every codec bench expects, `<name>_<W>x<H>.y4m` at 640x480 and 1280x720.
+pub const IMAGE_NAMES: [&str; 5] = ["astronaut", "camera", "chelsea", "coffee", "testsrc2noise"];
+
+/// The checkout this bench was built from (`common/codec` is two levels down).
+fn checkout() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().and_then(Path::parent).unwrap_or(manifest).to_path_buf()
+}
+
+/// Where `benches/fetch-images.sh` puts the photographs: `KEYMASH_CODEC_IMAGES` if set, else
+/// `<checkout>/target/codec-data` (the script's own default).
 pub fn image_dir() -> PathBuf {
     std::env::var_os("KEYMASH_CODEC_IMAGES")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/work/targets/codec-data"))
+        .unwrap_or_else(|| checkout().join("target").join("codec-data"))
+}
+
+/// The command that fetches the images into [`image_dir`].
+pub fn fetch_command() -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches").join("fetch-images.sh");
+    format!("{} {}", script.display(), image_dir().display())
+}
+
+/// Prints why the bench cannot measure and exits non-zero: a bench that lacks its input must
+/// not look like a passing run.
+pub fn fail(why: &str) -> ! {
+    eprintln!("error: {why}");
+    std::process::exit(1);
+}
+
+/// The compiled libjpeg-turbo helper, or exit non-zero saying how to install the library.
+pub fn require_baseline_helper() -> PathBuf {
+    baseline_helper().unwrap_or_else(|e| {
+        fail(&format!(
+            "libjpeg-turbo baseline unavailable: {e}\n  install it with: sudo {}/deploy/install-deps.sh test   (or: sudo apt-get install libturbojpeg0-dev)",
+            checkout().display()
+        ))
+    })
+}
+
+/// Every image of [`IMAGE_NAMES`] at this size, or exit non-zero with the command that fetches
+/// them.
+pub fn require_images(geometry: FrameGeometry) -> Vec<(String, I420Frame)> {
+    IMAGE_NAMES.iter().map(|name| ((*name).to_owned(), require_image(geometry, name))).collect()
+}
+
+/// One test image, or exit non-zero with the command that fetches it.
+pub fn require_image(geometry: FrameGeometry, name: &str) -> I420Frame {
+    let path = image_dir().join(format!("{name}_{}x{}.y4m", geometry.width(), geometry.height()));
+    if !path.exists() {
+        fail(&format!(
+            "test image {} is missing; fetch the images with:\n  {}\n  (needs pip, unzip and ffmpeg; set KEYMASH_CODEC_IMAGES=DIR to read them from DIR instead)",
+            path.display(),
+            fetch_command()
+        ));
+    }
+    let frame = load_y4m(&path).unwrap_or_else(|e| {
+        fail(&format!("cannot read test image: {e}; fetch the images again with:\n  {}", fetch_command()))
+    });
+    if frame.geometry() != geometry {
+        fail(&format!("{} is {}, not {geometry}; fetch the images again with:\n  {}", path.display(), frame.geometry(), fetch_command()));
+    }
+    frame
 }
 
 /// The CPU model line from /proc/cpuinfo, and the core count.
@@ -40,23 +98,6 @@ pub fn load_y4m(path: &Path) -> Result<I420Frame, String> {
         Ok(false) => Err(format!("{}: no frame", path.display())),
         Err(e) => Err(format!("{}: {e}", path.display())),
     }
-}
-
-/// Test images of one size, named `<name>_<W>x<H>.y4m` in [`image_dir`].
-pub fn images(geometry: FrameGeometry) -> Vec<(String, I420Frame)> {
-    let suffix = format!("_{}x{}.y4m", geometry.width(), geometry.height());
-    let mut found: Vec<(String, I420Frame)> = std::fs::read_dir(image_dir())
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let stem = name.strip_suffix(&suffix)?.to_owned();
-            load_y4m(&e.path()).ok().map(|f| (stem, f))
-        })
-        .collect();
-    found.sort_by(|a, b| a.0.cmp(&b.0));
-    found
 }
 
 /// Compiles `tj_baseline.c` against the system libturbojpeg (once per bench run).
