@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install what keymash needs on a Debian 12 / Ubuntu machine, for one purpose:
 #   deploy/install-deps.sh build   compile the workspace and the eBPF object
-#   deploy/install-deps.sh test    build + what the test suite uses (namespaces, tshark, Xvfb)
+#   deploy/install-deps.sh test    build + everything the test suite runs (namespaces, tshark, Xvfb, ffmpeg, systemd)
 #   deploy/install-deps.sh demo    the same as test: the demo runs the pipeline in namespaces
 # Idempotent: packages already present are left alone. Needs root (apt-get).
 set -euo pipefail
@@ -14,11 +14,25 @@ case "$purpose" in build|test|demo) ;; *) echo "usage: $0 build|test|demo" >&2; 
 # libclang-dev: bindgen (the v4l crate generates its V4L2 bindings at build time).
 # libsdl2-dev: the display's window output. pkg-config: how -sys crates find C libraries.
 build_packages=(build-essential pkg-config clang libclang-dev llvm libbpf-dev linux-libc-dev libsdl2-dev curl ca-certificates)
-# iproute2: network namespaces and tc; tshark: the RTP/RTCP interop test; bpftool: running the
-# classifier on synthetic packets and reading its run-time stats; xvfb: the SDL2 window test;
-# procps: ps/pgrep in the process tests; libturbojpeg0-dev: the codec benchmark's baseline (a
-# dev-dependency, so the test build links it too).
-test_packages=(iproute2 tshark bpftool xvfb procps libturbojpeg0-dev)
+# Every program the tests, their support code (tests/src, common/testbed) and the scripts they run
+# (deploy/install.sh) start, by package; tests/run.sh also needs coreutils' `timeout`:
+# - iproute2: `ip` (network namespaces, veth pairs) and `tc` (the loss filter's clsact qdisc).
+# - tshark: common/transport's RTP/RTCP interop test (it brings dumpcap, which captures).
+# - xvfb: `Xvfb`, the X server of the SDL2 window test (receiver_window_glow).
+# - ffmpeg: the same test's screenshot (`ffmpeg -f x11grab`).
+# - systemd: systemd itself, `systemctl`, `journalctl`, `systemd-sysusers` (systemd_pipeline boots
+#   it in a namespace and install.sh runs inside), `systemd-analyze verify` (systemd_units). A
+#   minimal Debian (a container image) has no systemd.
+# - procps: `kill` (signals to services, SIGINT to tshark) and `pgrep`; a minimal Debian lacks it.
+# - util-linux: `unshare`, `nsenter`, `pivot_root` (booting systemd in a namespace) and `setpriv`
+#   (the loss controller's capability test); mount: `mount` (the same boot). Both are on any
+#   Debian; listed so that the list is whole.
+# - libturbojpeg0-dev: no test; the codec benches' baseline, a C helper they compile with `cc`
+#   (build-essential, above) against it when run (`cargo bench --no-run` does not need it).
+# - bpftool: no test; for looking at the loaded filter by hand (`bpftool prog`, `bpftool map
+#   dump`) when a loss test fails.
+# No test uses stress-ng (the issue's load runs bring their own), so it is not installed.
+test_packages=(iproute2 tshark xvfb ffmpeg systemd util-linux mount procps libturbojpeg0-dev bpftool)
 
 packages=("${build_packages[@]}")
 [ "$purpose" = build ] || packages+=("${test_packages[@]}")

@@ -1,7 +1,10 @@
 //! Interop: capture a real stream on loopback with tshark and check that Wireshark's own
 //! dissectors decode it as RTP and RTCP, with the sequence numbers we sent and nothing
-//! malformed. Needs tshark and the right to capture (root); skipped loudly without tshark.
+//! malformed. Needs tshark and the right to capture (root). Without them it fails under CI
+//! (`CI` set) and skips visibly elsewhere; the second test checks exactly that.
 
+#[path = "support/skip.rs"]
+mod skip;
 #[path = "support/udp_run.rs"]
 mod udp_run;
 
@@ -17,6 +20,12 @@ use udp_run::{stream, UdpPair};
 
 fn tshark_present() -> bool {
     Command::new("tshark").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+}
+
+/// Effective uid 0, from /proc (this crate has no libc binding of its own).
+fn running_as_root() -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status.lines().find_map(|l| l.strip_prefix("Uid:")).and_then(|ids| ids.split_whitespace().nth(1)) == Some("0")
 }
 
 /// Removes the capture file however the test ends.
@@ -39,10 +48,12 @@ fn tshark_fields(file: &std::path::Path, port: u16, filter: &str, fields: &[&str
     String::from_utf8_lossy(&out.stdout).lines().map(|l| l.split(';').map(str::to_owned).collect()).collect()
 }
 
+const INTEROP_TEST: &str = "tshark_decodes_the_stream_as_rtp_and_rtcp_without_malformed_packets";
+
 #[test]
 fn tshark_decodes_the_stream_as_rtp_and_rtcp_without_malformed_packets() {
     if !tshark_present() {
-        eprintln!("\n!!!!!!!!!! SKIPPED: tshark is not installed; RTP/RTCP interop is UNTESTED !!!!!!!!!!\n");
+        skip::skip_or_fail("tshark is not installed (apt install tshark), so RTP/RTCP interop cannot be checked");
         return;
     }
     let mut pair = UdpPair::bind(IpAddr::V4(Ipv4Addr::LOCALHOST)).expect("bind loopback");
@@ -58,22 +69,38 @@ fn tshark_decodes_the_stream_as_rtp_and_rtcp_without_malformed_packets() {
         .expect("start tshark capture");
     // Wait until tshark says it is capturing, so the first packets are not missed.
     let stderr = capture.stderr.take().expect("stderr piped");
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (line_tx, line_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("Capturing on") {
-                let _ = ready_tx.send(());
-            }
+            let _ = line_tx.send(line);
         }
     });
-    let ready = ready_rx.recv_timeout(Duration::from_secs(20)).is_ok();
-    if !ready {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut said = Vec::new();
+    let ready = loop {
+        match line_rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) if line.contains("Capturing on") => break true,
+            Ok(line) => said.push(line),
+            Err(_) => break false,
+        }
+    };
+    // dumpcap announces itself a moment before its filter is live (and before it finds out that
+    // it may not capture, which ends tshark).
+    if ready {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let ended = capture.try_wait().ok().flatten();
+    if !ready || ended.is_some() {
         let _ = capture.kill();
         let _ = capture.wait();
-        panic!("tshark did not start capturing on lo (are we root?)");
+        // What it said after "Capturing on" says why; without that line, its last words.
+        let after: Vec<String> = std::iter::from_fn(|| line_rx.recv_timeout(Duration::from_secs(2)).ok()).collect();
+        let why = if ready { &after[..after.len().min(2)] } else { &said[said.len().saturating_sub(3)..] };
+        let root = if running_as_root() { "" } else { " (not root: capturing needs root or CAP_NET_RAW)" };
+        let how = ended.map_or("within 20 s".to_owned(), |status| format!("(it ended: {status})"));
+        skip::skip_or_fail(&format!("tshark could not capture on lo {how}{root}: {}", why.join(" ")));
+        return;
     }
-    // dumpcap announces itself a moment before its filter is live.
-    std::thread::sleep(Duration::from_secs(1));
 
     let config = TransportConfig { fec: true, nack: true, ..TransportConfig::default() };
     let run = stream(&mut pair, config, 20, 10, Duration::from_millis(10));
@@ -127,4 +154,43 @@ fn tshark_decodes_the_stream_as_rtp_and_rtcp_without_malformed_packets() {
 
     let malformed = tshark_fields(&file.0, port, "_ws.malformed || _ws.expert.severity >= 8388608", &["frame.number", "_ws.expert.message"]);
     assert!(malformed.is_empty(), "tshark reports malformed or erroneous packets: {malformed:?}");
+}
+
+/// Set in the child run below; the child runs only [`INTEROP_TEST`] (`--exact`), and this guard
+/// makes sure the check below can never start itself again.
+const CHILD_GUARD: &str = "KEYMASH_TSHARK_CHECK_CHILD";
+
+/// The interop test run again by this test binary with every directory holding `tshark` taken off
+/// `PATH`: with `CI=true` it must fail and name tshark; without `CI` it must pass with a SKIPPED
+/// line on stderr (outside libtest's capture).
+#[test]
+fn without_tshark_the_interop_test_fails_under_ci_and_skips_visibly_elsewhere() {
+    assert!(std::env::var_os(CHILD_GUARD).is_none(), "the tshark check ran inside its own child run");
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let without_tshark: Vec<_> = std::env::split_paths(&path).filter(|dir| !dir.join("tshark").exists()).collect();
+    let without_tshark = std::env::join_paths(without_tshark).expect("PATH entries");
+    let run = |ci: bool| {
+        let mut child = Command::new(std::env::current_exe().expect("own test executable"));
+        child.args(["--exact", INTEROP_TEST, "--test-threads=1"]).env("PATH", &without_tshark).env(CHILD_GUARD, "1");
+        child.env_remove("RUST_TEST_NOCAPTURE");
+        if ci {
+            child.env("CI", "true");
+        } else {
+            child.env_remove("CI");
+        }
+        let out = child.stdin(Stdio::null()).output().expect("run this test binary again");
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
+        assert!(stdout.contains("running 1 test"), "the child did not run {INTEROP_TEST}:\n{stdout}{stderr}");
+        (out.status, stdout, stderr)
+    };
+
+    let (status, stdout, stderr) = run(true);
+    assert!(!status.success(), "with CI=true and no tshark on PATH the interop test passed:\n{stdout}{stderr}");
+    assert!(stdout.contains(&format!("test {INTEROP_TEST} ... FAILED")), "{stdout}{stderr}");
+    assert!(stdout.contains("tshark is not installed"), "the failure does not name tshark:\n{stdout}{stderr}");
+
+    // A passing test's captured output is dropped: only a write past the capture shows.
+    let (status, stdout, stderr) = run(false);
+    assert!(status.success(), "without CI a missing tshark must skip, not fail:\n{stdout}{stderr}");
+    assert!(stderr.contains("SKIPPED") && stderr.contains("tshark is not installed"), "the skip is not visible in the output:\n{stdout}{stderr}");
 }

@@ -1,6 +1,8 @@
 //! The udp module with real sockets on loopback: a whole Sender -> Receiver stream, feedback
 //! back, and foreign datagrams counted and dropped.
 
+#[path = "support/skip.rs"]
+mod skip;
 #[path = "support/udp_run.rs"]
 mod udp_run;
 
@@ -42,7 +44,7 @@ fn a_stream_crosses_ipv4_loopback_with_feedback_and_strangers_are_ignored() {
 #[test]
 fn a_stream_crosses_ipv6_loopback_when_the_host_has_it() {
     if UdpSocket::bind((Ipv6Addr::LOCALHOST, 0)).is_err() {
-        eprintln!("!!!!! SKIPPED: no IPv6 loopback (::1) on this host; the IPv6 path is untested here !!!!!");
+        skip::skip_or_fail("no IPv6 loopback (::1) on this host, so the IPv6 path cannot be tested");
         return;
     }
     stream_on(IpAddr::V6(Ipv6Addr::LOCALHOST));
@@ -53,7 +55,7 @@ fn a_dual_stack_socket_accepts_an_ipv4_peer() {
     use keymash_transport::udp::{PeerSocket, SocketBuffers};
     use keymash_transport::{Transmit, TransmitKind};
     if UdpSocket::bind((Ipv6Addr::UNSPECIFIED, 0)).is_err() {
-        eprintln!("!!!!! SKIPPED: no IPv6 on this host !!!!!");
+        skip::skip_or_fail("no IPv6 on this host (cannot bind [::]), so dual-stack cannot be tested");
         return;
     }
     let v4 = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
