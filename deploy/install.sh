@@ -9,7 +9,9 @@
 # ebpf/ by the loss-controller's build), then installs the binaries to /usr/local/bin, the
 # units to /usr/local/lib/systemd/system, the keymash system user (sysusers.d), the annotated
 # configuration to /etc/keymash/keymash.toml (never overwriting an existing one; --config FILE
-# installs FILE instead when there is none), reloads systemd and enables the role's target.
+# installs FILE instead when there is none), the link's pre-shared key to /etc/keymash/keymash.key
+# when there is none (the first PC; copy that file to the other PC before installing there),
+# reloads systemd and enables the role's target.
 # A second run changes nothing. --uninstall stops and removes everything it installed, the
 # configuration only with --purge-config.
 #
@@ -92,9 +94,9 @@ if [ "$uninstall" = 1 ]; then
   remove "$doc_dir/README.md"; remove "$doc_dir/keymash.toml.example"
   rmdir "$doc_dir" 2>/dev/null || true
   if [ "$purge_config" = 1 ]; then
-    remove "$etc_dir/keymash.toml"; rmdir "$etc_dir" 2>/dev/null || true
+    remove "$etc_dir/keymash.toml"; remove "$etc_dir/keymash.key"; rmdir "$etc_dir" 2>/dev/null || true
   elif [ -f "$etc_dir/keymash.toml" ]; then
-    say "kept $etc_dir/keymash.toml (--purge-config removes it)"
+    say "kept $etc_dir/keymash.toml and the key (--purge-config removes them)"
   fi
   if [ "$staged" = 0 ]; then
     if id keymash >/dev/null 2>&1; then userdel keymash 2>/dev/null && say "removed user keymash" || true; fi
@@ -155,6 +157,17 @@ fi
 # Services read the config as the keymash user; root owns it.
 if getent group keymash >/dev/null 2>&1 || [ "$staged" = 1 ]; then
   chgrp keymash "$etc_dir/keymash.toml" 2>/dev/null || true
+fi
+
+# The pre-shared key of the link (security.key_file): created on the first PC, copied to the other.
+if [ ! -f "$etc_dir/keymash.key" ]; then
+  "$release/keymash" keygen --output "$etc_dir/keymash.key" >/dev/null
+  say "created the link's key $etc_dir/keymash.key: copy it to the other PC (same path, mode 0640 root:keymash) before installing there, e.g. scp -p $etc_dir/keymash.key root@OTHER-PC:$etc_dir/keymash.key"
+  changed=1
+fi
+chmod 0640 "$etc_dir/keymash.key"
+if getent group keymash >/dev/null 2>&1 || [ "$staged" = 1 ]; then
+  chgrp keymash "$etc_dir/keymash.key" 2>/dev/null || true
 fi
 
 if [ "$staged" = 0 ]; then systemctl daemon-reload; fi

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::curves::loss_defaults;
+use crate::key::PreSharedKey;
 use crate::mash::MashModelConfig;
 use crate::units::{DropProbability, MashLevel, Quality};
 
@@ -77,6 +78,36 @@ pub struct Config {
     pub delay: DelayConfig,
     pub display: DisplayConfig,
     pub input: InputConfig,
+    pub security: SecurityConfig,
+}
+
+/// Where the key file is unless the configuration names another.
+pub const DEFAULT_KEY_PATH: &str = "/etc/keymash/keymash.key";
+
+/// Whether the link is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SecurityMode {
+    /// Every packet sealed (AEAD) under keys derived from the pre-shared key file.
+    Psk,
+    /// No protection at all: anyone on the network can put pictures on the screen. Logged and
+    /// shown in status as unprotected.
+    None,
+}
+
+/// Protection of the link between the two PCs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SecurityConfig {
+    pub mode: SecurityMode,
+    /// The pre-shared key file (`keymash keygen` writes one); both PCs need the same file.
+    pub key_file: PathBuf,
+}
+
+impl Default for SecurityConfig {
+    fn default() -> Self {
+        SecurityConfig { mode: SecurityMode::Psk, key_file: PathBuf::from(DEFAULT_KEY_PATH) }
+    }
 }
 
 /// Shared-memory segments (`/dev/shm/<prefix>.<name>`).
@@ -493,6 +524,27 @@ impl Config {
         include_str!("../../../deploy/keymash.toml")
     }
 
+    /// The pre-shared key named by `security.key_file`, or `None` with `security.mode = "none"`.
+    /// A missing or damaged file is refused naming the key `security.key_file`.
+    pub fn load_key(&self) -> Result<Option<PreSharedKey>, ConfigError> {
+        if self.security.mode == SecurityMode::None {
+            return Ok(None);
+        }
+        let path = &self.security.key_file;
+        let invalid = |message: String| ConfigError::Invalid {
+            location: path.display().to_string(),
+            key: "security.key_file",
+            message,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            invalid(format!(
+                "cannot read the key file: {e}; create it with `keymash keygen` and copy it to the other PC, \
+                 or set security.mode = \"none\" to run unprotected"
+            ))
+        })?;
+        PreSharedKey::parse(&text).map(Some).map_err(|e| invalid(e.to_string()))
+    }
+
     /// Checks that types alone cannot express.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |key: &'static str, message: String| {
@@ -673,6 +725,10 @@ impl Config {
                 "display.glow_border_px",
                 format!("must be in 0..=512, got {}", p.glow_border_px),
             );
+        }
+
+        if self.security.mode == SecurityMode::Psk && self.security.key_file.as_os_str().is_empty() {
+            return invalid("security.key_file", "must name the key file with security.mode = \"psk\"".to_owned());
         }
 
         if !(50..=1000).contains(&self.input.publish_hz) {

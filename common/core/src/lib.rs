@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod curves;
+pub mod key;
 pub mod mash;
 pub mod pipeline;
 pub mod rng;

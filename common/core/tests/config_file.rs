@@ -172,3 +172,31 @@ fn a_missing_file_is_refused_with_its_path() {
     let e = Config::load(std::path::Path::new("/nonexistent/keymash.toml")).unwrap_err();
     assert!(e.to_string().contains("/nonexistent/keymash.toml"), "{e}");
 }
+
+#[test]
+fn the_link_is_protected_by_default_and_none_must_be_explicit() {
+    let config = Config::default();
+    assert_eq!(config.security.mode, keymash_core::config::SecurityMode::Psk);
+    assert_eq!(config.security.key_file, std::path::PathBuf::from("/etc/keymash/keymash.key"));
+    let none = Config::from_toml_str("[security]\nmode = \"none\"\n").unwrap();
+    assert_eq!(none.load_key().unwrap(), None);
+    assert_names_key("[security]\nmode = \"off\"\n", "security.mode");
+    assert_names_key("[security]\nkey_file = \"\"\n", "security.key_file");
+}
+
+#[test]
+fn a_missing_or_damaged_key_file_is_refused_naming_security_key_file() {
+    let dir = std::env::temp_dir().join(format!("keymash-keyfile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("keymash.key");
+    let config = Config::from_toml_str(&format!("[security]\nkey_file = \"{}\"\n", path.display())).unwrap();
+    let missing = config.load_key().unwrap_err();
+    assert_eq!(missing.key(), Some("security.key_file"));
+    assert!(missing.to_string().contains("keymash keygen"), "{missing}");
+    std::fs::write(&path, "0123\n").unwrap();
+    assert_eq!(config.load_key().unwrap_err().key(), Some("security.key_file"));
+    let key = keymash_core::key::PreSharedKey::from_bytes([9; 32]);
+    std::fs::write(&path, key.to_file_text()).unwrap();
+    assert_eq!(config.load_key().unwrap(), Some(key));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1,17 +1,22 @@
 //! The transport's settings from the configuration file: `[transport]`, `video.fps` (frame
 //! interval and pacing spread) and `codec.quality` (the fallback when feedback falls silent).
-//! Both ends derive them the same way, so they agree on payload types and FEC.
+//! Both ends derive them the same way, so they agree on payload types and FEC. `[security]`
+//! adds the protection: the pre-shared key is read from `security.key_file` here (the one file
+//! this reads), so no service can build a transport and forget its key.
 
 use std::time::Duration;
 
-use keymash_core::config::Config;
-use keymash_transport::{FecOverhead, PayloadType, TransportConfig};
+use keymash_core::config::{Config, ConfigError};
+use keymash_transport::{FecOverhead, PayloadType, Protection, TransportConfig};
 
 /// A `[transport]` value the transport cannot use, named by its key.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum TransportSettingsError {
     #[error("`{key}`: {message}")]
     Invalid { key: &'static str, message: String },
+    /// The key file named by `security.key_file` is missing or damaged.
+    #[error("security")]
+    Key(#[source] ConfigError),
 }
 
 fn invalid(key: &'static str, message: impl ToString) -> TransportSettingsError {
@@ -49,6 +54,10 @@ pub fn transport_settings(config: &Config) -> Result<TransportConfig, TransportS
         keepalive_interval: ms(t.keepalive_interval_ms),
         peer_timeout: ms(t.peer_timeout_ms),
         max_queue_delay: frame_interval * 3,
+        security: match config.load_key().map_err(TransportSettingsError::Key)? {
+            Some(key) => Protection::PreShared(key),
+            None => Protection::Unprotected,
+        },
         ..TransportConfig::default()
     };
     settings.validate().map_err(|e| invalid("transport", e))?;
@@ -58,11 +67,28 @@ pub fn transport_settings(config: &Config) -> Result<TransportConfig, TransportS
 #[cfg(test)]
 mod tests {
     use super::*;
+    use keymash_core::config::SecurityMode;
     use keymash_core::Quality;
+
+    /// The default configuration without the key file (protection is tested on its own).
+    fn unprotected() -> Config {
+        let mut config = Config::default();
+        config.security.mode = SecurityMode::None;
+        config
+    }
+
+    #[test]
+    fn the_default_configuration_needs_its_key_file_and_none_is_unprotected() {
+        let mut config = Config::default();
+        config.security.key_file = "/nonexistent/keymash.key".into();
+        let err = transport_settings(&config).unwrap_err();
+        assert!(matches!(&err, TransportSettingsError::Key(e) if e.key() == Some("security.key_file")), "{err:?}");
+        assert_eq!(transport_settings(&unprotected()).unwrap().security, Protection::Unprotected);
+    }
 
     #[test]
     fn the_default_configuration_gives_the_exhibit_transport() {
-        let settings = transport_settings(&Config::default()).unwrap();
+        let settings = transport_settings(&unprotected()).unwrap();
         assert!(!settings.fec && !settings.nack, "raw loss by default");
         assert_eq!(settings.frame_interval, Duration::from_nanos(33_333_333));
         assert_eq!(settings.frame_spread, Duration::from_nanos(33_333_333).mul_f64(1.0 / 3.0));
@@ -72,7 +98,7 @@ mod tests {
 
     #[test]
     fn keys_map_onto_the_transport() {
-        let mut config = Config::default();
+        let mut config = unprotected();
         config.transport.fec_overhead_percent = 50;
         config.transport.nack = true;
         config.video.fps = 20;
@@ -94,7 +120,7 @@ mod tests {
             ("transport", |c| c.transport.fec_payload_type = c.transport.payload_type),
         ];
         for (key, spoil) in cases {
-            let mut config = Config::default();
+            let mut config = unprotected();
             spoil(&mut config);
             let err = transport_settings(&config).unwrap_err();
             assert!(err.to_string().starts_with(&format!("`{key}`")), "{key}: {err}");

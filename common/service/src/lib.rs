@@ -13,6 +13,7 @@
 pub mod args;
 pub mod lifecycle;
 pub mod logging;
+pub mod random;
 pub mod run;
 pub mod stats;
 

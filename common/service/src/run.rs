@@ -41,7 +41,13 @@ where
         }
         Err(e) => {
             log::error!("{e:#}");
-            ExitCode::FAILURE
+            // A refusal found while starting (the key file named by security.key_file) is a
+            // configuration error too: no restart loop, the same exit status.
+            if e.chain().any(|c| c.is::<keymash_core::config::ConfigError>()) {
+                ExitCode::from(EXIT_BAD_CONFIG)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

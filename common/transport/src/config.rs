@@ -7,6 +7,7 @@ use keymash_core::Quality;
 
 use crate::fec::FecOverhead;
 use crate::rtp::PayloadType;
+use crate::security::Protection;
 
 /// Settings shared by [`crate::Sender`] and [`crate::Receiver`]; both ends should agree on the
 /// payload types and on whether FEC is used.
@@ -49,6 +50,15 @@ pub struct TransportConfig {
     pub retransmit_deadline: Duration,
     /// NACKs per lost packet at most.
     pub max_nack_tries: u8,
+    /// Times the sender retransmits one packet at most (str0m: 5), and never twice within an RTT.
+    pub max_retransmits_per_packet: u8,
+    /// Retransmitted bytes are capped at this share of the media bytes sent (str0m: 15%), plus a
+    /// burst allowance of [`RETRANSMIT_BURST_BYTES`]: NACK cannot amplify.
+    pub retransmit_share: f64,
+    /// Retransmissions waiting to leave at most; more are refused.
+    pub max_urgent_packets: usize,
+    /// Packet protection (sealing and opening, replay window); see [`crate::security`].
+    pub security: Protection,
     /// RTT assumed until the receiver measures one from NACK round trips; on the high side, so
     /// the first retransmission can arrive before a second NACK makes the sample ambiguous.
     pub initial_rtt: Duration,
@@ -60,6 +70,10 @@ pub struct TransportConfig {
     /// when the link cannot keep up, sending stale video only delays the fresh.
     pub max_queue_delay: Duration,
 }
+
+/// Retransmission budget a sender may spend at once beyond its share of the media rate: about
+/// two large frames' worth, so a burst loss can still be repaired.
+pub const RETRANSMIT_BURST_BYTES: f64 = 128.0 * 1228.0;
 
 /// A configuration that cannot work, named for the cause.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -74,6 +88,8 @@ pub enum ConfigError {
     WindowTooSmall { min: usize, got: usize },
     #[error("retransmit_history_packets must be at least 1 when nack is on")]
     EmptyHistory,
+    #[error("retransmit_share must be in (0, 1], got {0}")]
+    RetransmitShare(String),
 }
 
 /// Smallest useful receive window: one large frame, split into FEC blocks, fits with room.
@@ -101,6 +117,10 @@ impl Default for TransportConfig {
             stream_switch_silence: Duration::from_millis(250),
             retransmit_deadline: Duration::from_millis(150),
             max_nack_tries: 3,
+            max_retransmits_per_packet: 5,
+            retransmit_share: 0.15,
+            max_urgent_packets: 256,
+            security: Protection::Unprotected,
             initial_rtt: Duration::from_millis(100),
             window_packets: 1024,
             retransmit_history_packets: 2048,
@@ -140,6 +160,9 @@ impl TransportConfig {
         }
         if self.nack && self.retransmit_history_packets == 0 {
             return Err(ConfigError::EmptyHistory);
+        }
+        if !(self.retransmit_share > 0.0 && self.retransmit_share <= 1.0) {
+            return Err(ConfigError::RetransmitShare(self.retransmit_share.to_string()));
         }
         Ok(())
     }

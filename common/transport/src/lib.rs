@@ -13,7 +13,8 @@
 //!
 //! Layers, bottom up: [`seq`] (16-bit wire -> 64-bit [`SeqNo`], the only place wraparound is
 //! handled), [`rtp`], [`rtcp`], [`window`], [`pacer`], [`fec`], [`nack`], [`keepalive`],
-//! [`stats`], [`config`]. RTP and RTCP share one UDP port (RFC 5761 demultiplexing), so one
+//! [`stats`], [`config`]; [`security`] seals and opens every datagram (AEAD, replay window)
+//! inside [`Sender`] and [`Receiver`], so nothing unauthenticated reaches a parser. RTP and RTCP share one UDP port (RFC 5761 demultiplexing), so one
 //! socket per side carries everything and keepalives hold the same NAT/conntrack entry.
 #![forbid(unsafe_code)]
 
@@ -26,6 +27,7 @@ pub mod receiver;
 pub mod rtcp;
 pub mod rtp;
 pub mod sender;
+pub mod security;
 pub mod seq;
 pub mod stats;
 pub mod udp;
@@ -36,6 +38,7 @@ pub use fec::FecOverhead;
 pub use receiver::{ReceivedPayload, Receiver, Recovery};
 pub use rtp::{PayloadType, Ssrc};
 pub use sender::{FrameQueued, SendError, Sender, StreamIds};
+pub use security::{Protection, SessionSalt};
 pub use seq::SeqNo;
 pub use stats::{ReceiverStats, SenderStats};
 

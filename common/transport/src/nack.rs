@@ -126,12 +126,26 @@ pub enum RetransmitRefused {
     NotInHistory(SeqNo),
     #[error("packet {0} is past its deadline")]
     PastDeadline(SeqNo),
+    #[error("packet {0} was already retransmitted the most times allowed")]
+    TooManyTimes(SeqNo),
+    #[error("packet {0} was retransmitted less than an RTT ago")]
+    TooSoon(SeqNo),
+}
+
+/// A sent packet kept for retransmission.
+#[derive(Debug, Clone)]
+struct Kept {
+    seq: SeqNo,
+    sent_at: Instant,
+    bytes: Vec<u8>,
+    resent: u8,
+    last_resent: Option<Instant>,
 }
 
 /// Sender-side bounded history of sent media packets.
 #[derive(Debug, Clone)]
 pub struct RetransmitHistory {
-    slots: Vec<Option<(SeqNo, Instant, Vec<u8>)>>,
+    slots: Vec<Option<Kept>>,
     deadline: Duration,
 }
 
@@ -148,28 +162,47 @@ impl RetransmitHistory {
     pub fn insert(&mut self, seq: SeqNo, sent_at: Instant, packet: &[u8]) {
         let i = self.index(seq);
         match &mut self.slots[i] {
-            Some((s, t, bytes)) => {
-                *s = seq;
-                *t = sent_at;
-                bytes.clear();
-                bytes.extend_from_slice(packet);
+            Some(kept) => {
+                kept.seq = seq;
+                kept.sent_at = sent_at;
+                kept.bytes.clear();
+                kept.bytes.extend_from_slice(packet);
+                kept.resent = 0;
+                kept.last_resent = None;
             }
-            slot @ None => *slot = Some((seq, sent_at, packet.to_vec())),
+            slot @ None => *slot = Some(Kept { seq, sent_at, bytes: packet.to_vec(), resent: 0, last_resent: None }),
         }
     }
 
     /// The packet to resend at `now`, unless it is gone or stale.
     pub fn get(&self, seq: SeqNo, now: Instant) -> Result<&[u8], RetransmitRefused> {
         match &self.slots[self.index(seq)] {
-            Some((s, sent_at, bytes)) if *s == seq => {
-                if now.saturating_duration_since(*sent_at) >= self.deadline {
+            Some(kept) if kept.seq == seq => {
+                if now.saturating_duration_since(kept.sent_at) >= self.deadline {
                     Err(RetransmitRefused::PastDeadline(seq))
                 } else {
-                    Ok(bytes)
+                    Ok(&kept.bytes)
                 }
             }
             _ => Err(RetransmitRefused::NotInHistory(seq)),
         }
+    }
+
+    /// The packet to resend at `now` as [`Self::get`], but at most `max_times` times in all and
+    /// not again within `min_interval` (an RTT) of the last resend; counts the resend.
+    pub fn take_for_resend(&mut self, seq: SeqNo, now: Instant, max_times: u8, min_interval: Duration) -> Result<&[u8], RetransmitRefused> {
+        self.get(seq, now)?;
+        let i = self.index(seq);
+        let Some(kept) = self.slots[i].as_mut() else { return Err(RetransmitRefused::NotInHistory(seq)) };
+        if kept.resent >= max_times {
+            return Err(RetransmitRefused::TooManyTimes(seq));
+        }
+        if kept.last_resent.is_some_and(|t| now.saturating_duration_since(t) < min_interval) {
+            return Err(RetransmitRefused::TooSoon(seq));
+        }
+        kept.resent += 1;
+        kept.last_resent = Some(now);
+        Ok(&kept.bytes)
     }
 }
 
@@ -235,5 +268,19 @@ mod tests {
         assert_eq!(h.get(s(5), t0 + ms(99)), Ok(&[5u8][..]));
         assert_eq!(h.get(s(5), t0 + ms(100)), Err(RetransmitRefused::PastDeadline(s(5))));
         assert_eq!(h.get(s(1), t0), Err(RetransmitRefused::NotInHistory(s(1))));
+    }
+
+    #[test]
+    fn a_packet_is_resent_at_most_n_times_and_once_per_rtt() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut h = RetransmitHistory::new(4, ms(1000));
+        h.insert(s(1), t0, &[1]);
+        assert!(h.take_for_resend(s(1), t0, 2, ms(20)).is_ok());
+        assert_eq!(h.take_for_resend(s(1), t0 + ms(19), 2, ms(20)), Err(RetransmitRefused::TooSoon(s(1))));
+        assert!(h.take_for_resend(s(1), t0 + ms(20), 2, ms(20)).is_ok());
+        assert_eq!(h.take_for_resend(s(1), t0 + ms(100), 2, ms(20)), Err(RetransmitRefused::TooManyTimes(s(1))));
+        h.insert(s(5), t0, &[5]);
+        assert!(h.take_for_resend(s(5), t0, 2, ms(20)).is_ok(), "a new packet in the slot starts over");
     }
 }

@@ -39,9 +39,15 @@ impl Pacer {
         }
     }
 
-    /// Queue a packet to leave as soon as the rate allows, before any frame packet.
-    pub fn enqueue_urgent(&mut self, now: Instant, packet: Transmit) {
+    /// Queue a packet to leave as soon as the rate allows, before any frame packet, unless
+    /// `max_urgent` are waiting already: then it is refused (returns `false`), so a flood of
+    /// requests cannot grow the queue without bound.
+    pub fn enqueue_urgent(&mut self, now: Instant, packet: Transmit, max_urgent: usize) -> bool {
+        if self.urgent.len() >= max_urgent {
+            return false;
+        }
         self.urgent.push_back((now, packet));
+        true
     }
 
     /// The next packet due at `now`, if any.
@@ -82,6 +88,11 @@ impl Pacer {
             self.queue.pop_front();
         }
         before - self.queue.len()
+    }
+
+    /// Retransmissions waiting.
+    pub fn urgent_len(&self) -> usize {
+        self.urgent.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -143,7 +154,8 @@ mod tests {
         let t0 = Instant::now();
         let mut p = Pacer::new(None);
         p.enqueue_frame(t0, Duration::from_millis(10), packets(2, 10));
-        p.enqueue_urgent(t0, Transmit { contents: vec![1], kind: TransmitKind::Retransmission });
+        assert!(p.enqueue_urgent(t0, Transmit { contents: vec![1], kind: TransmitKind::Retransmission }, 1));
+        assert!(!p.enqueue_urgent(t0, Transmit { contents: vec![2], kind: TransmitKind::Retransmission }, 1), "bounded");
         assert_eq!(p.poll_transmit(t0).map(|t| t.kind), Some(TransmitKind::Retransmission));
         assert_eq!(p.poll_transmit(t0).map(|t| t.kind), Some(TransmitKind::Media));
         assert_eq!(p.poll_transmit(t0), None);

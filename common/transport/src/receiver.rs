@@ -24,6 +24,7 @@ use crate::rtcp::nack::entries_for;
 use crate::rtcp::sr::ntp_from_duration;
 use crate::rtcp::{self, parse_compound, KeymashApp, ReportBlockFields, RtcpPacket};
 use crate::rtp::{classify, DatagramKind, RtpPacket, Ssrc, VIDEO_CLOCK_RATE_HZ};
+use crate::security::{Direction, Endpoint, Protection, SecurityAlarm, SessionSalt};
 use crate::sender::StreamIds;
 use crate::seq::{SeqExtender, SeqNo};
 use crate::stats::{LossWindow, ReceiverStats};
@@ -104,12 +105,29 @@ pub struct Receiver {
     loss_window: LossWindow,
     rtt: Option<Duration>,
     out: VecDeque<Transmit>,
+    /// Sealing and opening; `None` when unprotected.
+    security: Option<Endpoint>,
+    /// A new sender session was confirmed: follow its stream at once (the old one is retired).
+    switch_now: bool,
 }
 
 impl Receiver {
     /// A receiver started at `now`; `seed` (random, from the caller) picks its RTCP SSRC.
+    ///
+    /// With protection on, the session salt is drawn from `seed` too; services use
+    /// [`Receiver::with_salt`] and a salt from the OS's random source instead.
     pub fn new(config: TransportConfig, seed: u64, now: Instant) -> Result<Self, ConfigError> {
+        let salt = SessionSalt::new(crate::fec::SplitMix64::new(seed ^ 0x005A_170F_5A17).next_u64().to_le_bytes());
+        Self::with_salt(config, seed, salt, now)
+    }
+
+    /// [`Receiver::new`] with the session salt given (random, new on every start).
+    pub fn with_salt(config: TransportConfig, seed: u64, salt: SessionSalt, now: Instant) -> Result<Self, ConfigError> {
         config.validate()?;
+        let security = match &config.security {
+            Protection::Unprotected => None,
+            Protection::PreShared(key) => Some(Endpoint::new(key.clone(), Direction::ReceiverToSender, salt)),
+        };
         let ssrc = Ssrc(crate::fec::SplitMix64::new(seed ^ 0x005E_ED0F_FEED).next_u64() as u32);
         Ok(Receiver {
             window: ReceiveWindow::new(config.window_packets),
@@ -128,6 +146,8 @@ impl Receiver {
             loss_window: LossWindow::default(),
             rtt: None,
             out: VecDeque::new(),
+            security,
+            switch_now: false,
         })
     }
 
@@ -154,7 +174,32 @@ impl Receiver {
         }
         s.rtt = self.rtt;
         s.loss_percent_1s = self.loss_window.percent(now);
+        if let Some(sec) = &self.security {
+            let x = sec.stats();
+            (s.auth_failed, s.replayed, s.unconfirmed) = (x.auth_failed, x.replayed, x.unconfirmed);
+        }
         s
+    }
+
+    /// What the operator must hear about the protection, if anything.
+    pub fn security_alarm(&self, now: Instant) -> Option<SecurityAlarm> {
+        self.security.as_ref().and_then(|s| s.alarm(now))
+    }
+
+    /// Whether packets are sealed and checked.
+    pub fn protected(&self) -> bool {
+        self.security.is_some()
+    }
+
+    /// The pre-shared key's public fingerprint, when protected.
+    pub fn key_fingerprint(&self) -> Option<String> {
+        self.security.as_ref().map(Endpoint::key_fingerprint)
+    }
+
+    /// Send feedback (with the quality set by [`Receiver::set_feedback`]) at the next
+    /// [`Receiver::poll_transmit`] instead of waiting for the feedback interval.
+    pub fn feedback_now(&mut self, now: Instant) {
+        self.next_feedback = self.next_feedback.min(now);
     }
 
     /// How far the newest packet is ahead of the consumer (the original's early-latest span).
@@ -163,7 +208,32 @@ impl Receiver {
     }
 
     /// Anything that arrived on the socket from the sender.
+    ///
+    /// With protection on, a datagram is opened first: one that fails authentication, is a
+    /// replay, or belongs to a sender session not yet confirmed live is counted and goes no
+    /// further (no parser, no window, no stream switch).
     pub fn handle_datagram(&mut self, now: Instant, datagram: &[u8]) {
+        let opened;
+        let datagram = match &mut self.security {
+            None => datagram,
+            Some(sec) => match sec.open(now, datagram) {
+                Ok(o) => {
+                    if o.new_session {
+                        // Echo the new session's salt soon, so it can confirm itself.
+                        self.next_feedback = self.next_feedback.min(now);
+                    }
+                    if o.confirmed_now && self.media.is_some() {
+                        self.switch_now = true;
+                    }
+                    if !o.trusted {
+                        return;
+                    }
+                    opened = o.plain;
+                    &opened[..]
+                }
+                Err(_) => return,
+            },
+        };
         match classify(datagram) {
             DatagramKind::Rtp => match RtpPacket::parse(datagram) {
                 Ok(p) => self.handle_rtp(now, &p),
@@ -204,12 +274,16 @@ impl Receiver {
         let fresh_stream = (is_media || is_repair)
             && match &self.media {
                 None => true,
-                Some(m) => m.ids.media_ssrc != media_ssrc && now.saturating_duration_since(m.last_heard) >= self.config.stream_switch_silence,
+                Some(m) => {
+                    m.ids.media_ssrc != media_ssrc
+                        && (self.switch_now || now.saturating_duration_since(m.last_heard) >= self.config.stream_switch_silence)
+                }
             };
         if fresh_stream {
             if self.media.is_some() {
                 self.stats.stream_switches += 1;
             }
+            self.switch_now = false;
             self.start_stream(now, media_ssrc);
         }
         if is_media {
@@ -422,6 +496,11 @@ impl Receiver {
         let app = KeymashApp { quality: self.quality, mash: self.mash };
         if rtcp::app::write(self.ssrc, &app, &mut contents).is_err() {
             return;
+        }
+        if let Some(sec) = &mut self.security {
+            if sec.seal_rtcp(&mut contents).is_err() {
+                return;
+            }
         }
         self.stats.feedback_sent += 1;
         self.out.push_back(Transmit { contents, kind: TransmitKind::Rtcp });

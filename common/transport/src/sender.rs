@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use keymash_core::{FrameNo, MashLevel, Quality};
 
-use crate::config::{ConfigError, TransportConfig};
+use crate::config::{ConfigError, TransportConfig, RETRANSMIT_BURST_BYTES};
 use crate::fec::{FecEncoder, SplitMix64};
 use crate::keepalive::Liveness;
 use crate::nack::RetransmitHistory;
@@ -20,6 +20,7 @@ use crate::pacer::Pacer;
 use crate::rtcp::sr::{self, duration_from_compact_ntp, ntp_from_duration, SenderInfoFields};
 use crate::rtcp::{parse_compound, RtcpPacket};
 use crate::rtp::{classify, rtp_timestamp_90khz, DatagramKind, RtpHeader, Ssrc, MAX_PAYLOAD_LEN};
+use crate::security::{Direction, Endpoint, Protection, SealError, SecurityAlarm, SessionSalt};
 use crate::seq::SeqNo;
 use crate::stats::SenderStats;
 use crate::{Transmit, TransmitKind};
@@ -31,6 +32,8 @@ pub enum SendError {
     EmptyFrame,
     #[error("payload {index} is {len} bytes, more than the {max} that fit one packet")]
     PayloadTooLarge { index: usize, len: usize, max: usize },
+    #[error("cannot seal: {0}")]
+    Seal(#[from] SealError),
 }
 
 /// Where a frame went: its packets' first and last sequence numbers.
@@ -65,7 +68,8 @@ pub struct Sender {
     started: Instant,
     initial_timestamp: u32,
     next_seq: SeqNo,
-    next_repair_seq: u16,
+    /// Extended sequence number of the repair stream (its nonce counter when sealing).
+    next_repair_seq: u64,
     last_timestamp: u32,
     pacer: Pacer,
     fec: Option<FecEncoder>,
@@ -77,21 +81,43 @@ pub struct Sender {
     stats: SenderStats,
     packet_count: u32,
     octet_count: u32,
+    /// Sealing and opening; `None` when unprotected.
+    security: Option<Endpoint>,
+    /// Send a sender report at once (a receiver session was just confirmed: it waits for it).
+    report_now: bool,
+    /// Bytes of retransmission still allowed (see `TransportConfig::retransmit_share`).
+    retransmit_budget: f64,
 }
 
 impl Sender {
     /// A sender started at `now`. `seed` (random, from the caller) picks the SSRC, the first
     /// sequence number and RTP timestamp as RFC 3550 asks, and the FEC subsets.
+    ///
+    /// With protection on, the session salt is drawn from `seed` too; services use
+    /// [`Sender::with_salt`] and a salt from the OS's random source instead.
     pub fn new(config: TransportConfig, seed: u64, now: Instant) -> Result<Self, ConfigError> {
+        let salt = SessionSalt::new(SplitMix64::new(seed ^ 0x5A17_5A17_5A17_5A17).next_u64().to_le_bytes());
+        Self::with_salt(config, seed, salt, now)
+    }
+
+    /// [`Sender::new`] with the session salt given (random, new on every start).
+    pub fn with_salt(config: TransportConfig, seed: u64, salt: SessionSalt, now: Instant) -> Result<Self, ConfigError> {
         config.validate()?;
         let mut rng = SplitMix64::new(seed);
         let ids = StreamIds::from_media(Ssrc(rng.next_u64() as u32 & !1));
         let next_seq = SeqNo::new((1 << 16) | (rng.next_u64() & 0xFFFF));
         let initial_timestamp = rng.next_u64() as u32;
-        let next_repair_seq = rng.next_u64() as u16;
+        let next_repair_seq = (1 << 16) | (rng.next_u64() & 0xFFFF);
         let fec = config.fec.then(|| FecEncoder::new(config.fec_overhead, rng.next_u64()));
         let history = config.nack.then(|| RetransmitHistory::new(config.retransmit_history_packets, config.retransmit_deadline));
+        let security = match &config.security {
+            Protection::Unprotected => None,
+            Protection::PreShared(key) => Some(Endpoint::new(key.clone(), Direction::SenderToReceiver, salt)),
+        };
         Ok(Sender {
+            security,
+            report_now: false,
+            retransmit_budget: 0.0,
             pacer: Pacer::new(config.max_rate_bytes_per_sec),
             liveness: Liveness::new(config.keepalive_interval, config.peer_timeout),
             config,
@@ -144,7 +170,10 @@ impl Sender {
                 timestamp,
                 ssrc: self.ids.media_ssrc,
             };
-            let bytes = header.to_packet(payload);
+            let mut bytes = header.to_packet(payload);
+            if let Some(sec) = &mut self.security {
+                sec.seal_rtp(&mut bytes, self.next_seq.get())?;
+            }
             if let Some(h) = &mut self.history {
                 h.insert(self.next_seq, now, &bytes);
             }
@@ -158,12 +187,16 @@ impl Sender {
                 let header = RtpHeader {
                     payload_type: self.config.repair_payload_type,
                     marker: false,
-                    seq: self.next_repair_seq,
+                    seq: self.next_repair_seq as u16,
                     timestamp,
                     ssrc: self.ids.repair_ssrc,
                 };
-                self.next_repair_seq = self.next_repair_seq.wrapping_add(1);
-                packets.push(Transmit { contents: header.to_packet(&repair), kind: TransmitKind::Repair });
+                let mut bytes = header.to_packet(&repair);
+                if let Some(sec) = &mut self.security {
+                    sec.seal_rtp(&mut bytes, self.next_repair_seq)?;
+                }
+                self.next_repair_seq += 1;
+                packets.push(Transmit { contents: bytes, kind: TransmitKind::Repair });
                 repair_packets += 1;
             }
         }
@@ -173,8 +206,28 @@ impl Sender {
         Ok(FrameQueued { frame, first_seq, last_seq, rtp_timestamp: timestamp, repair_packets })
     }
 
-    /// A datagram from the receiver (RTCP feedback). Anything else is counted and ignored.
+    /// A datagram from the receiver (RTCP feedback). Anything else is counted and ignored; with
+    /// protection on, nothing that fails authentication, is replayed or comes from an
+    /// unconfirmed receiver session gets past this point.
     pub fn handle_datagram(&mut self, now: Instant, datagram: &[u8]) {
+        let opened;
+        let datagram = match &mut self.security {
+            None => datagram,
+            Some(sec) => match sec.open(now, datagram) {
+                Ok(o) => {
+                    if o.confirmed_now {
+                        // The receiver waits for a report echoing its salt before it trusts us.
+                        self.report_now = true;
+                    }
+                    if !o.trusted {
+                        return;
+                    }
+                    opened = o.plain;
+                    &opened[..]
+                }
+                Err(_) => return,
+            },
+        };
         if classify(datagram) != DatagramKind::Rtcp {
             self.stats.foreign += 1;
             return;
@@ -213,17 +266,41 @@ impl Sender {
                 }
             }
             RtcpPacket::Nack(nack) if nack.media_ssrc == self.ids.media_ssrc => {
+                // Bounded so NACK cannot amplify: each packet at most `max_retransmits_per_packet`
+                // times and once per RTT, all of them within `retransmit_share` of the media
+                // bytes (plus a burst allowance), and a bounded queue.
+                let min_interval = self.stats.rtt.unwrap_or(self.config.initial_rtt);
                 for wire in nack.lost_wire_seqs() {
                     self.stats.nacks_received += 1;
                     let newest = SeqNo::new(self.next_seq.get().saturating_sub(1));
                     let Some(seq) = newest.nearest_to_wire(wire) else { continue };
-                    let resend = self.history.as_ref().map(|h| h.get(seq, now).map(<[u8]>::to_vec));
-                    match resend {
-                        Some(Ok(bytes)) => {
-                            self.stats.retransmitted += 1;
-                            self.pacer.enqueue_urgent(now, Transmit { contents: bytes, kind: TransmitKind::Retransmission });
+                    let Some(history) = self.history.as_mut() else {
+                        self.stats.retransmit_refused += 1;
+                        continue;
+                    };
+                    let len = match history.get(seq, now) {
+                        Ok(bytes) => bytes.len() as f64,
+                        Err(_) => {
+                            self.stats.retransmit_refused += 1;
+                            continue;
                         }
-                        Some(Err(_)) | None => self.stats.retransmit_refused += 1,
+                    };
+                    if len > self.retransmit_budget || self.pacer.urgent_len() >= self.config.max_urgent_packets {
+                        self.stats.retransmit_capped += 1;
+                        continue;
+                    }
+                    match history.take_for_resend(seq, now, self.config.max_retransmits_per_packet, min_interval) {
+                        Ok(bytes) => {
+                            let t = Transmit { contents: bytes.to_vec(), kind: TransmitKind::Retransmission };
+                            if self.pacer.enqueue_urgent(now, t, self.config.max_urgent_packets) {
+                                self.retransmit_budget -= len;
+                                self.stats.retransmitted += 1;
+                                self.stats.retransmitted_bytes += len as u64;
+                            } else {
+                                self.stats.retransmit_capped += 1;
+                            }
+                        }
+                        Err(_) => self.stats.retransmit_refused += 1,
                     }
                 }
             }
@@ -264,7 +341,12 @@ impl Sender {
         self.stats.send_queue_dropped += self.pacer.drop_stale(now, self.config.max_queue_delay) as u64;
         let t = self.rtcp_out.pop_front().or_else(|| self.pacer.poll_transmit(now))?;
         match t.kind {
-            TransmitKind::Media => self.count_sent(&t, |s| s.media_sent += 1),
+            TransmitKind::Media => {
+                self.retransmit_budget =
+                    (self.retransmit_budget + t.contents.len() as f64 * self.config.retransmit_share).min(RETRANSMIT_BURST_BYTES);
+                self.stats.media_bytes_sent += t.contents.len() as u64;
+                self.count_sent(&t, |s| s.media_sent += 1)
+            }
             TransmitKind::Retransmission => self.count_sent(&t, |_| {}),
             TransmitKind::Repair => self.stats.repair_sent += 1,
             TransmitKind::Rtcp => {}
@@ -290,7 +372,8 @@ impl Sender {
 
     /// Advance timers: queue a sender report when one is due (also the keepalive).
     pub fn handle_timeout(&mut self, now: Instant) {
-        let report_due = self.last_sender_report.is_none_or(|t| now.saturating_duration_since(t) >= self.config.sender_report_interval);
+        let report_due = self.report_now
+            || self.last_sender_report.is_none_or(|t| now.saturating_duration_since(t) >= self.config.sender_report_interval);
         if (report_due || self.liveness.keepalive_due(now)) && self.rtcp_out.is_empty() {
             let since_start = now.saturating_duration_since(self.started);
             let info = SenderInfoFields {
@@ -301,12 +384,33 @@ impl Sender {
                 octet_count: self.octet_count,
             };
             let mut contents = Vec::with_capacity(28);
-            if sr::write(&info, &[], &mut contents).is_ok() {
+            let written = sr::write(&info, &[], &mut contents).is_ok()
+                && match &mut self.security {
+                    None => true,
+                    Some(sec) => sec.seal_rtcp(&mut contents).is_ok(),
+                };
+            if written {
+                self.report_now = false;
                 self.rtcp_out.push_back(Transmit { contents, kind: TransmitKind::Rtcp });
                 self.last_sender_report = Some(now);
                 self.liveness.sent(now);
             }
         }
+    }
+
+    /// The protection's counters (`None` when unprotected).
+    pub fn security_stats(&self) -> Option<crate::security::SecurityStats> {
+        self.security.as_ref().map(Endpoint::stats)
+    }
+
+    /// What the operator must hear about the protection, if anything.
+    pub fn security_alarm(&self, now: Instant) -> Option<SecurityAlarm> {
+        self.security.as_ref().and_then(|s| s.alarm(now))
+    }
+
+    /// The pre-shared key's public fingerprint, when protected.
+    pub fn key_fingerprint(&self) -> Option<String> {
+        self.security.as_ref().map(Endpoint::key_fingerprint)
     }
 
     /// Packets waiting in the pacer.

@@ -35,6 +35,12 @@ pub struct ReceiverStats {
     pub delivered: u64,
     /// Times the receiver moved on to a new sender stream (a restarted sender, new SSRC).
     pub stream_switches: u64,
+    /// Datagrams that failed authentication (forged, damaged, another key, or not sealed).
+    pub auth_failed: u64,
+    /// Authentic datagrams dropped as replays (seen before, too old, or of a retired session).
+    pub replayed: u64,
+    /// Authentic datagrams of a sender session not yet confirmed live (not used).
+    pub unconfirmed: u64,
     /// Interarrival jitter (RFC 3550 A.8).
     pub jitter: Duration,
     /// Round trip time seen by NACK round trips, if measured.
@@ -50,8 +56,16 @@ pub struct SenderStats {
     pub media_sent: u64,
     pub repair_sent: u64,
     pub retransmitted: u64,
-    /// NACKed packets not resent: past their deadline or out of the history.
+    /// Bytes of the retransmissions.
+    pub retransmitted_bytes: u64,
+    /// Bytes of the media packets sent (first transmissions).
+    pub media_bytes_sent: u64,
+    /// NACKed packets not resent: past their deadline, out of the history, resent the most
+    /// times allowed or less than an RTT ago.
     pub retransmit_refused: u64,
+    /// NACKed packets not resent because retransmissions used up their share of the rate or
+    /// the retransmission queue was full.
+    pub retransmit_capped: u64,
     /// Packets dropped from the send queue, stale after waiting past the maximum queue delay.
     pub send_queue_dropped: u64,
     pub nacks_received: u64,

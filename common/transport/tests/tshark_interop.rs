@@ -102,7 +102,9 @@ fn tshark_decodes_the_stream_as_rtp_and_rtcp_without_malformed_packets() {
         return;
     }
 
-    let config = TransportConfig { fec: true, nack: true, ..TransportConfig::default() };
+    // Protected as on the exhibit: headers in the clear, payloads sealed, RTCP ending in KMSE.
+    let security = keymash_transport::Protection::PreShared(keymash_core::key::PreSharedKey::from_bytes([0x5E; 32]));
+    let config = TransportConfig { fec: true, nack: true, security, ..TransportConfig::default() };
     let run = stream(&mut pair, config, 20, 10, Duration::from_millis(10));
     // Loopback loses nothing, so no NACK went out: send one compound with a NACK as the
     // receiver would (RR first, as RFC 3550 wants), for the dissector to check.
@@ -145,8 +147,10 @@ fn tshark_decodes_the_stream_as_rtp_and_rtcp_without_malformed_packets() {
     for (pt, name) in [("200", "sender report"), ("201", "receiver report"), ("204", "APP"), ("205", "transport feedback")] {
         assert!(joined.split(',').any(|t| t == pt), "no RTCP {name} ({pt}) decoded: {joined}");
     }
-    let app_names = tshark_fields(&file.0, port, "rtcp.pt == 204", &["rtcp.app.name"]);
-    assert!(app_names.iter().all(|r| r[0] == "KMSH"), "{app_names:?}");
+    let app_names: Vec<String> =
+        tshark_fields(&file.0, port, "rtcp.pt == 204", &["rtcp.app.name"]).into_iter().flatten().flat_map(|r| r.split(',').map(str::to_owned).collect::<Vec<_>>()).collect();
+    assert!(app_names.iter().all(|n| n == "KMSH" || n == "KMSE"), "{app_names:?}");
+    assert!(app_names.iter().any(|n| n == "KMSE"), "no sealed RTCP (KMSE trailer) decoded: {app_names:?}");
 
     let nack_pids = tshark_fields(&file.0, port, "rtcp.pt == 205 && rtcp.rtpfb.fmt == 1", &["rtcp.rtpfb.nack_pid"]);
     // tshark lists every lost sequence number, the PIDs and those in the bitmask alike.

@@ -4,12 +4,14 @@
 //! - `keymash check-config [FILE]`: validate a configuration file.
 //! - `keymash codec roundtrip`: preview a codec quality on a Y4M video.
 //! - `keymash clean --role ...`: remove a role's shared-memory segments.
+//! - `keymash keygen`: write a new pre-shared key file for the link between the PCs.
 #![forbid(unsafe_code)]
 
 mod check_config;
 mod clean;
 mod codec_cmd;
 mod demo;
+mod keygen;
 mod status;
 
 use std::process::ExitCode;
@@ -35,6 +37,8 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Remove a role's shared-memory segments (run by the targets' cleanup units on stop).
     Clean(clean::CleanArgs),
+    /// Write a new pre-shared key file (default /etc/keymash/keymash.key, mode 0640 root:keymash).
+    Keygen(keygen::KeygenArgs),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +50,7 @@ fn main() -> ExitCode {
         Command::Codec(args) => codec_cmd::run(args).map(|()| ExitCode::SUCCESS),
         Command::Demo(args) => demo::run(&args),
         Command::Clean(args) => clean::run(&args),
+        Command::Keygen(args) => keygen::run(&args),
     };
     match result {
         Ok(code) => code,

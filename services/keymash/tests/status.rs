@@ -1,5 +1,9 @@
 //! `keymash status` shows what the services publish in shared memory.
 
+// Tests may unwrap (Cargo.toml's lint note); clippy.toml's allow-unwrap-in-tests covers only
+// #[test] functions, not this file's helpers.
+#![allow(clippy::unwrap_used)]
+
 use std::process::Command;
 
 use keymash_core::config::Config;

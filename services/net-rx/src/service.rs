@@ -18,7 +18,7 @@ use keymash_service::stats::{permissions, segment_id};
 use keymash_service::{Lifecycle, StatsPublisher};
 use keymash_shm::{monotonic_now_ns, CellReader, FrameMeta, RingWriter, SegmentId};
 use keymash_transport::udp::{PeerSocket, SocketBuffers, RECV_BUFFER_LEN};
-use keymash_transport::{ReceivedPayload, Receiver, Recovery};
+use keymash_transport::{ReceivedPayload, Receiver, Recovery, SessionSalt};
 
 use crate::settings::{local_address, received_ring_geometry, sender_address};
 
@@ -71,7 +71,16 @@ pub fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
     let mut stats = StatsPublisher::open(&config, Service::NetRx, "packets", monotonic_now_ns())?;
 
     let seed = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64) ^ u64::from(std::process::id());
-    let mut receiver = Receiver::new(transport, seed, Instant::now()).context("transport settings")?;
+    // A fresh random session salt on every start: new keys, so no nonce is ever reused.
+    let salt = SessionSalt::new(keymash_service::random::bytes()?);
+    let mut receiver = Receiver::with_salt(transport, seed, salt, Instant::now()).context("transport settings")?;
+    let protection = match receiver.key_fingerprint() {
+        Some(fp) => format!("protected, key {fp}"),
+        None => {
+            log::warn!("security.mode = \"none\": the link is UNPROTECTED; anyone on the network can put a picture on the screen");
+            "UNPROTECTED".to_owned()
+        }
+    };
     let mut buf = vec![0u8; RECV_BUFFER_LEN];
     let mut next_refresh = Instant::now();
     let mut next_mash_read = Instant::now();
@@ -81,7 +90,7 @@ pub fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
     // A restarted net-rx, or a restarted sender's new stream, is joined part-way through a
     // frame: its tail is not written, so the display never shows a frame torn by a restart.
     let mut join = FrameJoin::new();
-    lifecycle.ready(&format!("listening on {} for {}", local_address(&config), sender_address(&config)));
+    lifecycle.ready(&format!("listening on {} for {}, {protection}", local_address(&config), sender_address(&config)));
 
     while !lifecycle.stop_requested() {
         let now = Instant::now();
@@ -140,6 +149,12 @@ pub fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
             stats.set_count("unparseable_payloads", unparseable);
             stats.set_count("joined_mid_frame", join.skipped());
             stats.set_count("nacks_sent", s.nacks_sent);
+            // Forged, replayed and switched: 16 counters in all, the most a stats cell holds.
+            stats.set_count("auth_failed", s.auth_failed);
+            stats.set_count("replayed", s.replayed);
+            stats.set_count("stream_switches", s.stream_switches);
+            stats.gauge("protected", if receiver.protected() { 1.0 } else { 0.0 });
+            stats.gauge("unconfirmed", s.unconfirmed as f64);
             stats.gauge("loss_percent", s.loss_percent_1s);
             stats.gauge("jitter_ms", s.jitter.as_secs_f64() * 1e3);
             stats.gauge("quality", f64::from(quality.get()));
@@ -154,6 +169,15 @@ pub fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
                 level.get(),
                 if receiver.peer_alive(now) { "" } else { "; sender silent" },
             );
+            let line = match receiver.security_alarm(now) {
+                Some(alarm) => {
+                    stats.set_last_error(&alarm.to_string());
+                    format!("{alarm}; {line}")
+                }
+                None if !receiver.protected() => format!("UNPROTECTED; {line}"),
+                None if s.stream_switches > 0 => format!("{line}; {} stream switches", s.stream_switches),
+                None => line,
+            };
             stats.set_status_line(&line);
             stats.publish(monotonic_now_ns());
             lifecycle.status(now, &line);

@@ -25,7 +25,7 @@ use keymash_service::stats::{permissions, segment_id};
 use keymash_service::{Lifecycle, ServiceArgs, StatsPublisher};
 use keymash_shm::{monotonic_now_ns, CellWriter, OpenError, RecvError, RingReader};
 use keymash_transport::udp::{PeerSocket, SocketBuffers, RECV_BUFFER_LEN};
-use keymash_transport::{Sender, TransmitKind};
+use keymash_transport::{SessionSalt, Sender, TransmitKind};
 
 /// Longest sleep between checks for receiver feedback.
 const FEEDBACK_POLL: Duration = Duration::from_millis(5);
@@ -73,14 +73,23 @@ fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
         IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
     };
     let mut socket = PeerSocket::bind(SocketAddr::new(local_ip, network.sender_port), peer, SocketBuffers::default())?;
-    let mut sender = Sender::new(settings.clone(), random_seed(), Instant::now())?;
+    // A fresh random session salt on every start: new keys, so no nonce is ever reused.
+    let salt = SessionSalt::new(keymash_service::random::bytes()?);
+    let mut sender = Sender::with_salt(settings.clone(), random_seed(), salt, Instant::now())?;
+    let protection = match sender.key_fingerprint() {
+        Some(fp) => format!("protected, key {fp}"),
+        None => {
+            log::warn!("security.mode = \"none\": the link is UNPROTECTED; anyone on the network can change the quality");
+            "UNPROTECTED".to_owned()
+        }
+    };
     let (mut quality_cell, _) =
         CellWriter::<QualityRecord>::open(&segment_id(&config, QUALITY_CELL)?, permissions(&config))
             .context("cannot open the quality cell")?;
     let payloads_id = segment_id(&config, PAYLOADS)?;
     let mut stats = StatsPublisher::open(&config, Service::NetTx, "packets", monotonic_now_ns())?;
     lifecycle.ready(&format!(
-        "sending to {peer} from {}, FEC {}, NACK {}, pacing over {:.1} ms",
+        "sending to {peer} from {}, {protection}, FEC {}, NACK {}, pacing over {:.1} ms",
         socket.local_addr()?,
         if settings.fec { format!("{:.0}%", settings.fec_overhead.get() * 100.0) } else { "off".to_owned() },
         if settings.nack { "on" } else { "off" },
@@ -206,6 +215,12 @@ fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
             stats.set_count("reports_received", s.reports_received);
             stats.set_count("send_queue_dropped", s.send_queue_dropped);
             stats.set_count("send_errors", send_errors);
+            stats.set_count("retransmit_refused", s.retransmit_refused);
+            stats.set_count("retransmit_capped", s.retransmit_capped);
+            let security = sender.security_stats().unwrap_or_default();
+            stats.set_count("auth_failed", security.auth_failed);
+            stats.set_count("replayed", security.replayed);
+            stats.gauge("protected", if sender.key_fingerprint().is_some() { 1.0 } else { 0.0 });
             stats.gauge("rtt_ms", s.rtt.map_or(-1.0, |d| d.as_secs_f64() * 1e3));
             stats.gauge("remote_loss", s.remote_fraction_lost);
             stats.gauge("quality", f64::from(sender.requested_quality(now).get()));
@@ -213,6 +228,10 @@ fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
             stats.gauge("latency_ms_p50", latency_ms.quantile(0.5).unwrap_or(0.0));
             stats.gauge("latency_ms_p99", latency_ms.quantile(0.99).unwrap_or(0.0));
             stats.publish(monotonic_now_ns());
+            let alarm = sender.security_alarm(now);
+            if let Some(alarm) = alarm {
+                stats.set_last_error(&alarm.to_string());
+            }
             let line = format!(
                 "to {peer}: {} frames, {} packets ({} repair, {} resent), quality {}{}, loss {:.1}%, rtt {}, capture-to-send p50 {:.1} ms",
                 stats.counter("frames").unwrap_or(0),
@@ -225,6 +244,11 @@ fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
                 s.rtt.map_or("-".to_owned(), |d| format!("{:.1} ms", d.as_secs_f64() * 1e3)),
                 latency_ms.quantile(0.5).unwrap_or(0.0),
             );
+            let line = match alarm {
+                Some(alarm) => format!("{alarm}; {line}"),
+                None if sender.key_fingerprint().is_none() => format!("UNPROTECTED; {line}"),
+                None => line,
+            };
             stats.set_status_line(&line);
             lifecycle.status(now, &line);
         }

@@ -302,6 +302,12 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let _fifo = FileGuard(fifo.clone());
 
     let script = config::mash_script(args.seconds);
+    // The demo's link is protected as the exhibit's is: a key of its own, beside its files.
+    let key_path = out.join("keymash.key");
+    let key = keymash_core::key::PreSharedKey::from_bytes(keymash_service::random::bytes()?);
+    std::fs::write(&key_path, key.to_file_text()).with_context(|| format!("writing {}", key_path.display()))?;
+    std::fs::set_permissions(&key_path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    let security = format!("[security]\nkey_file = \"{}\"\n", key_path.display());
     let config_path = out.join("keymash.toml");
     std::fs::write(
         &config_path,
@@ -311,7 +317,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             args.delay,
             &script,
             &config::y4m_output(&fifo),
-        ),
+        ) + &security,
     )?;
     let config = Config::load(&config_path)?;
     println!(
@@ -329,7 +335,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     if window {
         std::fs::write(
             &window_config,
-            config::config_text(&window_prefix, &network, args.delay, &script, "window"),
+            config::config_text(&window_prefix, &network, args.delay, &script, "window") + &security,
         )?;
         println!(
             "  a display is there: a second display instance shows the window (prefix {window_prefix}, reading the \
