@@ -14,7 +14,7 @@ use keymash_core::{FrameNo, Quality};
 use keymash_shm::{CellReader, Prefix, SegmentId, SegmentName};
 use keymash_transport::rtp::RtpPacket;
 use keymash_transport::udp::{PeerSocket, SocketBuffers, RECV_BUFFER_LEN};
-use keymash_transport::{Sender, TransmitKind, TransportConfig};
+use keymash_transport::{Protection, Sender, TransmitKind, TransportConfig};
 
 use crate::{unique_name, ChildGuard, Netns, NetnsPair, NotifySocket};
 
@@ -55,6 +55,18 @@ pub struct ReceiverSetup {
     pub config: PathBuf,
     pub sender_port: u16,
     pub video_port: u16,
+    /// The pre-shared key in `dir/keymash.key` that the configuration names: the link is
+    /// protected in these tests as on the exhibit.
+    pub key: keymash_core::key::PreSharedKey,
+}
+
+/// A new random pre-shared key written to `dir/keymash.key`, and the `[security]` section that
+/// names it.
+pub fn write_test_key(dir: &Path) -> (keymash_core::key::PreSharedKey, String) {
+    let key = keymash_core::key::PreSharedKey::from_bytes(keymash_service::random::bytes().expect("random key"));
+    let path = dir.join("keymash.key");
+    std::fs::write(&path, key.to_file_text()).expect("write the key file");
+    (key, format!("[security]\nkey_file = \"{}\"\n", path.display()))
 }
 
 impl ReceiverSetup {
@@ -80,15 +92,16 @@ impl ReceiverSetup {
         std::fs::create_dir_all(&dir).expect("test directory");
         let prefix = format!("kmt{}", name.replace('-', "").chars().rev().take(20).collect::<String>());
         let (sender_port, video_port) = (free_udp_port(), free_udp_port());
+        let (key, security) = write_test_key(&dir);
         let text = format!(
             "[shm]\nprefix = \"{prefix}\"\n[video]\nwidth = 320\nheight = 240\nfps = 30\n\
              [network]\nsender_address = \"{sender_address}\"\nsender_port = {sender_port}\n\
-             receiver_address = \"{receiver_address}\"\nvideo_port = {video_port}\n{}",
+             receiver_address = \"{receiver_address}\"\nvideo_port = {video_port}\n{security}{}",
             extra.replace("{dir}", &dir.display().to_string())
         );
         let config = dir.join("keymash.toml");
         std::fs::write(&config, text).expect("write the configuration");
-        ReceiverSetup { dir, prefix, config, sender_port, video_port }
+        ReceiverSetup { dir, prefix, config, sender_port, video_port, key }
     }
 
     pub fn geometry(&self) -> FrameGeometry {
@@ -136,6 +149,11 @@ impl ReceiverSetup {
         CellReader::<keymash_shm::ServiceStats>::open(&self.segment(&service.stats_cell())).ok()?.load().ok()?.gauge(name)
     }
 
+    /// Counter `name` of `service`'s statistics cell, if published.
+    pub fn counter(&self, service: keymash_core::pipeline::Service, name: &str) -> Option<u64> {
+        CellReader::<keymash_shm::ServiceStats>::open(&self.segment(&service.stats_cell())).ok()?.load().ok()?.counter(name)
+    }
+
     /// The mash cell's current value, if mash-input has published one.
     pub fn mash(&self) -> Option<MashRecord> {
         CellReader::<MashRecord>::open(&self.segment(MASH_CELL)).ok()?.load().ok()
@@ -143,7 +161,7 @@ impl ReceiverSetup {
 
     /// A test sender bound to this setup's sender port, streaming to its video port.
     pub fn sender(&self) -> TestSender {
-        TestSender::new(self.sender_port, self.video_port, self.geometry())
+        TestSender::new(self.sender_port, self.video_port, self.geometry(), Protection::PreShared(self.key.clone()))
     }
 }
 
@@ -207,11 +225,13 @@ pub struct TestSender {
 }
 
 impl TestSender {
-    pub fn new(local_port: u16, receiver_port: u16, geometry: FrameGeometry) -> TestSender {
+    pub fn new(local_port: u16, receiver_port: u16, geometry: FrameGeometry, security: Protection) -> TestSender {
         let local = SocketAddr::from((Ipv4Addr::LOCALHOST, local_port));
         let peer = SocketAddr::from((Ipv4Addr::LOCALHOST, receiver_port));
         let socket = PeerSocket::bind(local, peer, SocketBuffers::default()).expect("bind the test sender");
-        let sender = Sender::new(TransportConfig::default(), 7, Instant::now()).expect("transport sender");
+        // A different seed per sender, as net-tx draws one per start.
+        let seed = keymash_service::random::bytes::<8>().map(u64::from_le_bytes).expect("random seed");
+        let sender = Sender::new(TransportConfig { security, ..TransportConfig::default() }, seed, Instant::now()).expect("transport sender");
         let encoder = Encoder::new(EncoderConfig::new(geometry)).expect("encoder");
         let interval = TransportConfig::default().frame_interval;
         TestSender { socket, sender, encoder, geometry, next_frame: 1, interval, buf: vec![0; RECV_BUFFER_LEN] }
@@ -237,13 +257,16 @@ impl TestSender {
         let payloads: Vec<Vec<u8>> = sink.iter().map(<[u8]>::to_vec).collect();
         let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
         let start = Instant::now();
-        self.sender.push_frame(start, frame, start, &refs).expect("queue the frame");
+        let queued = self.sender.push_frame(start, frame, start, &refs).expect("queue the frame");
+        // Payload i went out as RTP sequence number last - (count - 1 - i): told from the
+        // header, which stays in the clear when the payload is sealed.
+        let first_seq = queued.last_seq.wire().wrapping_sub(refs.len().saturating_sub(1) as u16);
         let mut dropped = Vec::new();
         self.pump_until(start + self.interval, |contents| {
             let index = RtpPacket::parse(contents)
                 .ok()
-                .and_then(|p| PayloadHeader::parse(p.payload).ok())
-                .map(|h| h.payload_index);
+                .map(|p| p.seq.wrapping_sub(first_seq))
+                .filter(|&i| usize::from(i) < refs.len());
             match index {
                 Some(i) if drop(i) => {
                     dropped.push(i);
@@ -358,21 +381,171 @@ pub fn payload_macroblocks(payload: &[u8], geometry: FrameGeometry) -> Vec<usize
 pub const LETTER_KEYS: [u16; 26] =
     [16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 30, 31, 32, 33, 34, 35, 36, 37, 38, 44, 45, 46, 47, 48, 49, 50];
 
+/// mash-input's FIFO (`[input] source = "fifo:PATH"`), opened for writing as a keyboard.
+///
+/// Never blocks for good: opening waits (bounded) for mash-input to open its end, and a write
+/// that does not fit because mash-input stopped reading fails the test instead of hanging it.
+#[derive(Debug)]
+pub struct FifoKeyboard {
+    pipe: std::fs::File,
+}
+
+impl FifoKeyboard {
+    /// Opens `fifo`, waiting up to `timeout` for mash-input to have it open for reading.
+    pub fn open(fifo: &Path, timeout: Duration) -> FifoKeyboard {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let deadline = Instant::now() + timeout;
+        loop {
+            // Non-blocking: fails with ENXIO (instead of waiting) while nobody reads the FIFO.
+            match std::fs::OpenOptions::new().write(true).custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits()).open(fifo) {
+                Ok(pipe) => return FifoKeyboard { pipe },
+                Err(e) => assert!(
+                    Instant::now() < deadline,
+                    "mash-input did not open its FIFO {} for reading within {timeout:?} ({e})",
+                    fifo.display()
+                ),
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Writes `bytes` (whole `struct input_event` records), waiting up to a second for room.
+    pub fn write(&mut self, bytes: &[u8]) {
+        use std::io::Write as _;
+        let deadline = Instant::now() + Duration::from_secs(1);
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            match self.pipe.write(rest) {
+                Ok(n) => rest = &rest[n..],
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    assert!(Instant::now() < deadline, "mash-input stopped reading its FIFO (full for a second)");
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(e) => panic!("writing key events into mash-input's FIFO: {e} (did mash-input die?)"),
+            }
+        }
+    }
+
+    /// A press and a release of each of `keys`.
+    pub fn press_and_release(&mut self, keys: &[u16]) {
+        let bytes: Vec<u8> = keys
+            .iter()
+            .flat_map(|&k| [keymash_input::InputEvent::key(k, 1).to_bytes(), keymash_input::InputEvent::key(k, 0).to_bytes()])
+            .flatten()
+            .collect();
+        self.write(&bytes);
+    }
+}
+
 /// A visitor at the keyboard: a thread that writes a press and a release of varied keys into
 /// mash-input's FIFO, `per_second` times a second for `duration`.
 pub fn type_into_fifo(fifo: PathBuf, per_second: u32, duration: Duration) -> std::thread::JoinHandle<()> {
+    type_records_into_fifo(fifo, keymash_input::event::KEY_PRESSED, per_second, duration)
+}
+
+/// A thread that writes key records of `value` (a press, followed by its release, or another
+/// value alone, such as autorepeat) of varied keys into mash-input's FIFO, `per_second` times a
+/// second for `duration`.
+///
+/// Paced by an absolute schedule (the n-th key at `n / per_second` after the start), not by
+/// sleeping a fixed time after each key: on a loaded machine every sleep overshoots, and the
+/// typist would type slower than asked and the mash level the test expects would not be reached
+/// through no fault of the product. A typist woken late writes the keys it owes at once (the
+/// mash window, three seconds, counts them all the same).
+pub fn type_records_into_fifo(fifo: PathBuf, value: i32, per_second: u32, duration: Duration) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
-        use std::io::Write as _;
-        let mut pipe = std::fs::OpenOptions::new().write(true).open(&fifo).expect("open the FIFO");
+        let mut keyboard = FifoKeyboard::open(&fifo, Duration::from_secs(10));
         let start = Instant::now();
-        let mut n = 0usize;
-        while start.elapsed() < duration {
+        let period = Duration::from_secs(1) / per_second.max(1);
+        let keys = (duration.as_secs_f64() * f64::from(per_second)).round() as usize;
+        for n in 0..keys {
+            let due = start + period * n as u32;
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
             let key = LETTER_KEYS[n % LETTER_KEYS.len()];
-            let mut bytes = keymash_input::InputEvent::key(key, 1).to_bytes().to_vec();
-            bytes.extend(keymash_input::InputEvent::key(key, 0).to_bytes());
-            pipe.write_all(&bytes).expect("write key events");
-            n += 1;
-            std::thread::sleep(Duration::from_secs(1) / per_second.max(1));
+            let mut bytes = keymash_input::InputEvent::key(key, value).to_bytes().to_vec();
+            if value == keymash_input::event::KEY_PRESSED {
+                bytes.extend(keymash_input::InputEvent::key(key, 0).to_bytes());
+            }
+            keyboard.write(&bytes);
+        }
+        // Hold on to the end of `duration`, as a typist who just stopped would.
+        if let Some(wait) = (start + duration).checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
         }
     })
+}
+
+/// A thread that logs every store to a cell of the pipeline (as `(version, value)`), woken by
+/// the cell's futex, from the moment the cell exists until the watch is dropped. What a product
+/// stage stored, and the time it recorded in the value, are then facts independent of when the
+/// test thread happened to look.
+#[derive(Debug)]
+pub struct CellWatch<T> {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    log: std::sync::Arc<std::sync::Mutex<Vec<(u64, T)>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl<T: keymash_shm::CellValue + Copy + Send + 'static> CellWatch<T> {
+    pub fn start(id: SegmentId) -> CellWatch<T> {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let thread = {
+            let (stop, log) = (stop.clone(), log.clone());
+            std::thread::spawn(move || {
+                let mut cell = None;
+                let mut seen = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let Some(reader) = cell.as_ref() else {
+                        cell = CellReader::<T>::open(&id).ok();
+                        std::thread::sleep(Duration::from_millis(5));
+                        continue;
+                    };
+                    // Short waits: only so that `stop` is noticed.
+                    if reader.wait_for_change(seen, Duration::from_millis(20)).is_err() {
+                        continue;
+                    }
+                    if let Ok((value, version)) = reader.load_versioned() {
+                        seen = version;
+                        if let Ok(mut log) = log.lock() {
+                            log.push((version, value));
+                        }
+                    }
+                }
+            })
+        };
+        CellWatch { stop, log, thread: Some(thread) }
+    }
+
+    /// Every store seen so far, oldest first. A store replaced by the next before the watcher
+    /// woke is missing (the versions show the gap).
+    pub fn stores(&self) -> Vec<(u64, T)> {
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+}
+
+impl<T> Drop for CellWatch<T> {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The mash level the default mash model (`[mash]` defaults) gives right after
+/// [`type_records_into_fifo`] pressed keys `per_second` times a second for `duration`: the same
+/// keys at the times it is scheduled to press them.
+pub fn typist_level(per_second: u32, duration: Duration) -> f32 {
+    let mut meter = keymash_core::mash::MashMeter::new(keymash_core::mash::MashModelConfig::default());
+    let start = Instant::now();
+    let period = Duration::from_secs(1) / per_second.max(1);
+    let keys = (duration.as_secs_f64() * f64::from(per_second)).round() as u32;
+    for n in 0..keys {
+        meter.press(LETTER_KEYS[n as usize % LETTER_KEYS.len()], start + period * n);
+    }
+    meter.level(start + period * keys.saturating_sub(1)).get()
 }
