@@ -46,6 +46,11 @@ export container=keymash-test
 exec /lib/systemd/systemd --system --unit=kmtest-boot.target
 "#;
 
+/// The longest a command run inside the booted system may take: beyond systemd's own job
+/// timeout (DefaultTimeoutStartSec, 90 s), so a `systemctl start` that systemd gives up on
+/// reports systemd's answer; only a command that hangs outright reaches it.
+pub const EXEC_LIMIT: Duration = Duration::from_secs(120);
+
 /// A booted systemd; see the module documentation.
 #[derive(Debug)]
 pub struct BootedSystemd {
@@ -112,13 +117,23 @@ impl BootedSystemd {
         Err(format!("systemd did not come up within {timeout:?}:\n{}", self.boot_log()))
     }
 
-    /// Run `program args` inside the booted system (its mounts, PID namespace and root).
+    /// Run `program args` inside the booted system (its mounts, PID namespace and root); fails
+    /// the test if it has not finished within [`EXEC_LIMIT`].
     pub fn exec(&self, program: &str, args: &[&str]) -> Output {
-        Command::new("nsenter")
-            .args(["-t", &self.host_pid.to_string(), "-m", "-p", "-r", "-w", program])
+        let out = Command::new("timeout")
+            .args(["--kill-after=5", &EXEC_LIMIT.as_secs().to_string()])
+            .args(["nsenter", "-t", &self.host_pid.to_string(), "-m", "-p", "-r", "-w", program])
             .args(args)
             .output()
-            .unwrap_or_else(|e| panic!("nsenter {program}: {e}"))
+            .unwrap_or_else(|e| panic!("timeout nsenter {program}: {e}"));
+        // timeout(1): 124 when the time ran out, 137 when it had to SIGKILL.
+        assert!(
+            !matches!(out.status.code(), Some(124 | 137)),
+            "`{program} {}` inside the booted system did not finish within {EXEC_LIMIT:?}:\n{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
     }
 
     pub fn systemctl(&self, args: &[&str]) -> Output {

@@ -169,27 +169,60 @@ fn the_demo_shows_loss_falling_and_psnr_rising_with_mashing_and_leaves_nothing_b
     let _ = std::fs::remove_dir_all(&out);
 }
 
-/// `Command::output`, keeping the child's pid (the demo names its namespaces and segments by it).
+/// How long the 15-second demo may take in all before the test gives up on it: starting eight
+/// services in two namespaces, the run, the contact sheet and the cleanup take about 25 s.
+const DEMO_DEADLINE: std::time::Duration = std::time::Duration::from_secs(180);
+
+/// `Command::output`, keeping the child's pid (the demo names its namespaces and segments by it),
+/// with a deadline: a demo still running after [`DEMO_DEADLINE`] is stopped (SIGTERM, so that
+/// it removes what it made; SIGKILL ten seconds later) and the test fails with its output.
 trait SpawnOutput {
     fn spawn_output(&mut self) -> (std::process::ExitStatus, u32, String, String);
 }
 
 impl SpawnOutput for Command {
     fn spawn_output(&mut self) -> (std::process::ExitStatus, u32, String, String) {
+        use std::io::Read as _;
         use std::process::Stdio;
-        let child = self
+        use std::time::{Duration, Instant};
+        let mut child = self
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("start keymash demo");
         let pid = child.id();
-        let output = child.wait_with_output().expect("wait for keymash demo");
-        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-        (
-            output.status,
-            pid,
-            text(&output.stdout),
-            text(&output.stderr),
-        )
+        let drain = |mut pipe: Box<dyn std::io::Read + Send>| {
+            std::thread::spawn(move || {
+                let mut bytes = Vec::new();
+                let _ = pipe.read_to_end(&mut bytes);
+                String::from_utf8_lossy(&bytes).into_owned()
+            })
+        };
+        let stdout = drain(Box::new(child.stdout.take().expect("stdout is piped")));
+        let stderr = drain(Box::new(child.stderr.take().expect("stderr is piped")));
+        let started = Instant::now();
+        let mut terminated_at = None;
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait for keymash demo") {
+                break status;
+            }
+            match terminated_at {
+                None if started.elapsed() > DEMO_DEADLINE => {
+                    let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+                    terminated_at = Some(Instant::now());
+                }
+                Some(at) if at.elapsed() > Duration::from_secs(10) => {
+                    let _ = child.kill();
+                }
+                _ => {}
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let (stdout, stderr) = (stdout.join().unwrap_or_default(), stderr.join().unwrap_or_default());
+        assert!(
+            terminated_at.is_none(),
+            "keymash demo --seconds 15 was still running after {DEMO_DEADLINE:?} and was stopped ({status}):\n{stdout}\n{stderr}"
+        );
+        (status, pid, stdout, stderr)
     }
 }

@@ -2,6 +2,10 @@
 //! run changes nothing, an existing configuration is never overwritten, the role can switch,
 //! and --uninstall removes all it installed (the configuration only with --purge-config).
 
+// Tests may unwrap (Cargo.toml's lint note); clippy.toml's allow-unwrap-in-tests covers only
+// #[test] functions, not this file's helpers.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -82,6 +86,10 @@ fn install_is_complete_idempotent_and_fully_reversible() {
     let config = r.join("etc/keymash/keymash.toml");
     assert_eq!(std::fs::read_to_string(&config).unwrap(), std::fs::read_to_string(repo().join("deploy/keymash.toml")).unwrap());
     assert_eq!(std::fs::metadata(&config).unwrap().mode() & 0o777, 0o640);
+    // The first PC gets a new pre-shared key, readable by the keymash group only.
+    let key = r.join("etc/keymash/keymash.key");
+    assert!(keymash_core::key::PreSharedKey::parse(&std::fs::read_to_string(&key).unwrap()).is_ok());
+    assert_eq!(std::fs::metadata(&key).unwrap().mode() & 0o777, 0o640);
     assert!(std::fs::read_to_string(r.join("etc/passwd")).unwrap().contains("keymash:"));
     let wants = r.join("etc/systemd/system/multi-user.target.wants");
     assert!(link_exists(&wants.join("keymash-sender.target")));
@@ -110,7 +118,7 @@ fn install_is_complete_idempotent_and_fully_reversible() {
         .into_keys()
         .filter(|p| {
             let s = p.to_string_lossy();
-            s.contains("keymash") && !s.ends_with("etc/keymash") && !s.ends_with("keymash.toml")
+            s.contains("keymash") && !s.ends_with("etc/keymash") && !s.ends_with("keymash.toml") && !s.ends_with("keymash.key")
         })
         .collect();
     assert!(left.is_empty(), "left behind: {left:?}");
@@ -119,6 +127,7 @@ fn install_is_complete_idempotent_and_fully_reversible() {
     // ...which --purge-config removes too.
     install(r, &["--uninstall", "--purge-config"]);
     assert!(!config.exists());
+    assert!(!key.exists());
 }
 
 #[test]

@@ -41,7 +41,15 @@ fn run(tag: &str, drop: Option<(u64, u16)>) -> (ReceiverSetup, Vec<SentFrame>, V
         assert_eq!(frame.frame, FrameNo(n));
         sent.push(frame);
     }
-    sender.idle(Duration::from_millis(400));
+    // The last frame is the newest, so display shows it: waited for (with a deadline) rather
+    // than assumed after a fixed time, which a loaded machine can stretch.
+    let output = setup.dir.join("shown.y4m");
+    let waiting = std::time::Instant::now();
+    let header_written = |path: &std::path::Path| std::fs::read(path).is_ok_and(|bytes| bytes.contains(&b'\n'));
+    while !header_written(&output) || read_tagged_y4m(&output).last().is_none_or(|(f, _)| *f < FrameNo(FRAMES)) {
+        assert!(waiting.elapsed() < Duration::from_secs(10), "display did not show frame {FRAMES}, the last sent, within 10 s");
+        sender.idle(Duration::from_millis(50));
+    }
     display.terminate(Duration::from_secs(2)).expect("display stops cleanly");
     let shown = read_tagged_y4m(&setup.dir.join("shown.y4m"));
     (setup, sent, shown)

@@ -19,6 +19,8 @@ fn frames_arrive_in_order_and_their_stamps_show_the_configured_delay() {
     assert!(pipeline.all_running(), "a service died; encoder log:\n{}", pipeline.log("encoder"));
 
     let frames = &receiver.frames;
+    // The sender sends FPS frames a second (the countdown card, then video); a fifth is left
+    // for the services' start inside the receiving window.
     assert!(frames.len() as f64 > 0.8 * f64::from(FPS) * (DELAY_SECONDS + 3.0), "only {} frames arrived", frames.len());
     for pair in frames.windows(2) {
         assert!(pair[1].frame_no > pair[0].frame_no, "frame {} after {}", pair[1].frame_no, pair[0].frame_no);
@@ -37,9 +39,30 @@ fn frames_arrive_in_order_and_their_stamps_show_the_configured_delay() {
     }
 
     // Delay from the pixels: arrival minus the stamped capture time, minus the configured delay.
+    // The promise: the delay buffer releases a frame when its capture time plus the delay falls
+    // due (by CLOCK_MONOTONIC, to the millisecond), the encoder takes it at once and net-tx
+    // paces its packets over a third of a frame interval, so each frame is complete at the
+    // receiver within one frame interval of falling due. Measured here: about 17 ms idle (the
+    // pacing), p90 20-40 ms with both CPUs busy. The arrival time is when the test's receiver
+    // took the last packet, which a loaded machine can make a few ms late (a kernel receive
+    // timestamp would not be; the test support has no socket API that gives one).
     let interval_ms = 1000.0 / f64::from(FPS);
     let mut excess: Vec<f64> = video.iter().filter_map(|f| f.age_ms()).map(|age| age as f64 - DELAY_SECONDS * 1e3).collect();
     excess.sort_by(f64::total_cmp);
+    let mut first_excess: Vec<f64> = video
+        .iter()
+        .filter_map(|f| f.stamp.map(|s| s.age_ms(f.first_arrival_ns) as f64 - DELAY_SECONDS * 1e3))
+        .collect();
+    first_excess.sort_by(f64::total_cmp);
+    eprintln!(
+        "excess over the delay, last packet: median {} p90 {} max {}; first packet: median {} p90 {} max {}",
+        excess[excess.len() / 2],
+        excess[excess.len() * 9 / 10],
+        excess[excess.len() - 1],
+        first_excess[first_excess.len() / 2],
+        first_excess[first_excess.len() * 9 / 10],
+        first_excess[first_excess.len() - 1]
+    );
     let median = excess[excess.len() / 2];
     let p90 = excess[excess.len() * 9 / 10];
     assert!(

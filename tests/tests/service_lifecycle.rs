@@ -4,6 +4,10 @@
 //! The test plays systemd's part itself: it binds the notify socket, sets NOTIFY_SOCKET and
 //! WATCHDOG_USEC, starts the real binary and listens.
 
+// Tests may unwrap (Cargo.toml's lint note); clippy.toml's allow-unwrap-in-tests covers only
+// #[test] functions, not this file's helpers.
+#![allow(clippy::unwrap_used)]
+
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -61,7 +65,7 @@ fn check_lifecycle(service: &str) {
     std::fs::write(
         &config,
         format!(
-            "[shm]\nprefix = \"{prefix}\"\n[delay]\nseconds = 1.0\n[network]\nsender_address = \"127.0.0.1\"\nreceiver_address = \"127.0.0.1\"\n[display]\noutput = \"frames:{}\"\n",
+            "[shm]\nprefix = \"{prefix}\"\n[delay]\nseconds = 1.0\n[network]\nsender_address = \"127.0.0.1\"\nreceiver_address = \"127.0.0.1\"\n[display]\noutput = \"frames:{}\"\n[security]\nmode = \"none\"\n",
             dir.join("frames").display()
         ),
     )
@@ -79,6 +83,8 @@ fn check_lifecycle(service: &str) {
     let mut child = KillOnDrop(child);
 
     let (mut ready, mut status, mut watchdog) = (false, false, false);
+    // A deadline, not a claim: a service is ready in well under a second and then pings the
+    // watchdog every 100 ms (half of WATCHDOG_USEC).
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut buf = [0u8; 4096];
     while !(ready && status && watchdog) && Instant::now() < deadline {
@@ -98,6 +104,9 @@ fn check_lifecycle(service: &str) {
 
     let term = Command::new("kill").arg("-TERM").arg(child.0.id().to_string()).status().unwrap();
     assert!(term.success());
+    // The promise: a service notices SIGTERM at its next loop turn, at most Lifecycle::MAX_WAIT
+    // (200 ms) away, and exits at once; the rest of the second is for getting a CPU on a
+    // loaded machine (systemd would wait TimeoutStopSec = 5 s before killing it).
     let exit = wait_with_deadline(&mut child.0, Duration::from_secs(1));
     assert!(exit.is_some(), "{service} did not exit within 1 s of SIGTERM");
     assert_eq!(exit.and_then(|s| s.code()), Some(0), "{service} exit status after SIGTERM");

@@ -6,6 +6,11 @@
 //! and frames flow; a service killed with SIGKILL is restarted by systemd and the stream resumes;
 //! only loss-controller has effective capabilities; stopping the targets leaves no process, no
 //! tc filter and no shared memory behind.
+//!
+//! No bound here is a performance claim: each wait is a deadline after which the test fails
+//! naming what it waited for (what systemd's state or the statistics cells must show), far above
+//! what the product takes (services ready in about a second, restarted after RestartSec = 1 s).
+//! Every command run inside the booted system is bounded too (BootedSystemd::exec).
 
 use std::path::Path;
 use std::time::Duration;
@@ -81,7 +86,7 @@ CONF
     );
     let sd = BootedSystemd::boot("pipeline", &setup).unwrap();
 
-    // Starting the two targets starts all eight services.
+    // Starting the two targets starts all eight services (each Type=notify: active once READY).
     let out = sd.systemctl(&["start", "keymash-sender.target", "keymash-receiver.target"]);
     assert!(out.status.success(), "start: {}", String::from_utf8_lossy(&out.stderr));
     let all_active = sd.wait_until(Duration::from_secs(30), |sd| {
@@ -90,16 +95,17 @@ CONF
     let states: Vec<String> = stages().iter().map(|s| format!("{s}={}", sd.property(&unit(s), "ActiveState"))).collect();
     assert!(all_active, "not all services active: {states:?}\n{}", String::from_utf8_lossy(&sd.exec("journalctl", &["--no-pager", "-n", "60"]).stdout));
 
-    // Frames flow end to end: packets arrive at net-rx and the display presents frames.
+    // Frames flow end to end: packets arrive at net-rx and the display presents frames (the
+    // delay is 1 s; the display's rate gauge is published every half second).
     let received = |p: &Prefix| counter(p, Service::NetRx, "delivered").max(counter(p, Service::NetRx, "packets"));
     let flowing = sd.wait_until(Duration::from_secs(30), |_| {
         received(&prefix) > 100
             && stats(&prefix, Service::Display).and_then(|s| s.gauge(stat::RATE)).unwrap_or(0.0) > 1.0
     });
-    assert!(flowing, "no frames reached the display: net-rx {} ", received(&prefix));
+    assert!(flowing, "no frames reached the display within 30 s: net-rx {} ", received(&prefix));
     // The loss filter is attached and dropping (nobody mashes hard: 6 keys/s).
     let dropped = sd.wait_until(Duration::from_secs(10), |_| counter(&prefix, Service::LossController, stat::DROPPED) > 0);
-    assert!(dropped, "the loss filter dropped nothing");
+    assert!(dropped, "the loss filter dropped nothing in 10 s");
 
     // Only loss-controller has effective capabilities; every stage runs as keymash.
     for stage in stages() {
@@ -124,10 +130,10 @@ CONF
                 && sd.property(&unit(stage), "ActiveState") == "active"
                 && sd.property(&unit(stage), "MainPID") != before_pid
         });
-        assert!(restarted, "systemd did not restart {stage}");
+        assert!(restarted, "systemd did not restart {stage} within 20 s (RestartSec = 1 s)");
         let at_restart = received(&prefix);
         let resumed = sd.wait_until(Duration::from_secs(20), |_| received(&prefix) > at_restart + 100);
-        assert!(resumed, "the stream did not resume after {stage} was killed");
+        assert!(resumed, "the stream did not resume within 20 s after {stage} was killed");
     }
 
     // Stopping the targets stops everything and leaves nothing behind.

@@ -79,6 +79,8 @@ fn with_nothing_written_next_times_out_after_its_timeout_without_spinning() {
     let waited = started.elapsed();
     let cpu_ticks = thread_cpu_ticks() - cpu_before;
     assert!(waited >= timeout, "returned early: {waited:?}");
+    // A timed futex wait returns within scheduling latency of its timeout (milliseconds, also
+    // with every CPU busy); seconds late would be a wait that ignores its timeout.
     assert!(
         waited < timeout + Duration::from_secs(2),
         "overslept: {waited:?}"

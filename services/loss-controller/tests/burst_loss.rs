@@ -6,11 +6,12 @@
 
 mod support;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 
 use keymash_tests::{require_root, NetnsPair};
 use support::{
-    flow, kernel_counters, receive_until, send_paced, traffic_lock, Controller, VIDEO_PORT,
+    flow, kernel_counters, receive_until, send_paced, traffic_lock, Controller, SetOnDrop,
+    VIDEO_PORT,
 };
 
 const PACKETS: u64 = 40_000;
@@ -44,9 +45,12 @@ fn gilbert_elliott_bursts_have_the_configured_mean_length() {
     let done = AtomicBool::new(false);
     let received = std::thread::scope(|s| {
         let receiver = s.spawn(|| receive_until(&rx, &done));
-        send_paced(&tx, to, PACKETS, 200, 40_000);
-        done.store(true, Ordering::Release);
-        receiver.join().unwrap()
+        {
+            // Set when sending ends, also by a panic: the receiver stops either way.
+            let _done = SetOnDrop(&done);
+            send_paced(&tx, to, PACKETS, 200, 40_000);
+        }
+        receiver.join().expect("the receiving thread")
     });
     let counters = kernel_counters(&pair.right, NetnsPair::RIGHT_INTERFACE);
     drop(controller);

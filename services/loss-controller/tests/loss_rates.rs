@@ -8,12 +8,12 @@
 
 mod support;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 
 use keymash_tests::{require_root, NetnsPair};
 use support::{
-    flow, kernel_counters, receive_until, send_paced, traffic_lock, Controller, OTHER_PORT,
-    VIDEO_PORT,
+    flow, kernel_counters, receive_until, send_paced, traffic_lock, Controller, SetOnDrop,
+    OTHER_PORT, VIDEO_PORT,
 };
 
 /// Enough packets that 1 percentage point is about 4 standard deviations at p = 0.4.
@@ -56,14 +56,17 @@ fn run_at(drop_arg: &str) -> Outcome {
         let video = s.spawn(|| receive_until(&video_rx, &done));
         let v6 = s.spawn(|| receive_until(&v6_rx, &done));
         let other = s.spawn(|| receive_until(&other_rx, &done));
-        send_paced(&video_tx, video_to, VIDEO_PACKETS, PACKET_SIZE, RATE);
-        send_paced(&v6_tx, v6_to, V6_PACKETS, PACKET_SIZE, RATE);
-        send_paced(&other_tx, other_to, OTHER_PACKETS, PACKET_SIZE, RATE);
-        done.store(true, Ordering::Release);
+        {
+            // Set when sending ends, also by a panic: the receivers stop either way.
+            let _done = SetOnDrop(&done);
+            send_paced(&video_tx, video_to, VIDEO_PACKETS, PACKET_SIZE, RATE);
+            send_paced(&v6_tx, v6_to, V6_PACKETS, PACKET_SIZE, RATE);
+            send_paced(&other_tx, other_to, OTHER_PACKETS, PACKET_SIZE, RATE);
+        }
         (
-            video.join().unwrap(),
-            v6.join().unwrap(),
-            other.join().unwrap(),
+            video.join().expect("the IPv4 video receiver"),
+            v6.join().expect("the IPv6 video receiver"),
+            other.join().expect("the other port's receiver"),
         )
     });
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use keymash_core::FrameNo;
 use keymash_transport::fec::SplitMix64;
 use keymash_transport::rtp::{RtpPacket, RTP_HEADER_LEN};
-use keymash_transport::{ReceivedPayload, Receiver, Sender, TransportConfig, TransmitKind};
+use keymash_transport::{ReceivedPayload, Receiver, Sender, TransmitKind, TransportConfig};
 
 /// Decides from (index on the link, datagram) whether to drop it.
 pub type DropChooser = Box<dyn FnMut(u64, &[u8]) -> bool>;
@@ -20,7 +20,13 @@ pub enum LossModel {
     /// Each packet independently with this probability.
     Bernoulli(f64),
     /// Two-state burst loss: (p good->bad, p bad->good, loss in good, loss in bad).
-    GilbertElliott { to_bad: f64, to_good: f64, loss_good: f64, loss_bad: f64, bad: bool },
+    GilbertElliott {
+        to_bad: f64,
+        to_good: f64,
+        loss_good: f64,
+        loss_bad: f64,
+        bad: bool,
+    },
     /// Drop when the function says so (sees the datagram and its index on this link).
     Chosen(DropChooser),
     /// Drop everything (a cut cable).
@@ -29,16 +35,29 @@ pub enum LossModel {
 
 impl LossModel {
     pub fn gilbert_elliott(to_bad: f64, to_good: f64) -> Self {
-        LossModel::GilbertElliott { to_bad, to_good, loss_good: 0.0, loss_bad: 1.0, bad: false }
+        LossModel::GilbertElliott {
+            to_bad,
+            to_good,
+            loss_good: 0.0,
+            loss_bad: 1.0,
+            bad: false,
+        }
     }
 
     fn drops(&mut self, rng: &mut SplitMix64, index: u64, datagram: &[u8]) -> bool {
-        let mut chance = |p: f64| (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64 <= p && p > 0.0;
+        let mut chance =
+            |p: f64| (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64 <= p && p > 0.0;
         match self {
             LossModel::None => false,
             LossModel::All => true,
             LossModel::Bernoulli(p) => chance(*p),
-            LossModel::GilbertElliott { to_bad, to_good, loss_good, loss_bad, bad } => {
+            LossModel::GilbertElliott {
+                to_bad,
+                to_good,
+                loss_good,
+                loss_bad,
+                bad,
+            } => {
                 let flip = if *bad { *to_good } else { *to_bad };
                 if chance(flip) {
                     *bad = !*bad;
@@ -64,7 +83,15 @@ pub struct Link {
 
 impl Link {
     pub fn new(loss: LossModel, latency: Duration, seed: u64) -> Self {
-        Link { loss, latency, reorder_jitter: Duration::ZERO, rng: SplitMix64::new(seed), in_flight: BinaryHeap::new(), sent: 0, dropped: 0 }
+        Link {
+            loss,
+            latency,
+            reorder_jitter: Duration::ZERO,
+            rng: SplitMix64::new(seed),
+            in_flight: BinaryHeap::new(),
+            sent: 0,
+            dropped: 0,
+        }
     }
 
     pub fn send(&mut self, now: Instant, datagram: Vec<u8>) {
@@ -74,8 +101,14 @@ impl Link {
             self.dropped += 1;
             return;
         }
-        let extra = if self.reorder_jitter.is_zero() { Duration::ZERO } else { self.reorder_jitter.mul_f64((self.rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64) };
-        self.in_flight.push(Reverse((now + self.latency + extra, index, datagram)));
+        let extra = if self.reorder_jitter.is_zero() {
+            Duration::ZERO
+        } else {
+            self.reorder_jitter
+                .mul_f64((self.rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64)
+        };
+        self.in_flight
+            .push(Reverse((now + self.latency + extra, index, datagram)));
     }
 
     pub fn next_arrival(&self) -> Option<Instant> {
@@ -122,7 +155,13 @@ pub struct Pair {
 }
 
 impl Pair {
-    pub fn new(config: TransportConfig, forward: LossModel, back: LossModel, latency: Duration, seed: u64) -> Self {
+    pub fn new(
+        config: TransportConfig,
+        forward: LossModel,
+        back: LossModel,
+        latency: Duration,
+        seed: u64,
+    ) -> Self {
         let start = Instant::now();
         Pair {
             start,
@@ -150,11 +189,22 @@ impl Pair {
     }
 
     fn push_frame(&mut self, frame_interval: Duration) {
-        let payloads: Vec<Vec<u8>> = (0..self.packets_per_frame).map(|_| self.payload()).collect();
+        let payloads: Vec<Vec<u8>> = (0..self.packets_per_frame)
+            .map(|_| self.payload())
+            .collect();
         let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
-        let queued = self.sender.push_frame(self.now, self.frame_no, self.now, &refs).expect("frame accepted");
+        let queued = self
+            .sender
+            .push_frame(self.now, self.frame_no, self.now, &refs)
+            .expect("frame accepted");
         for (i, p) in payloads.into_iter().enumerate() {
-            self.sent.insert(queued.first_seq.wire().wrapping_add(i as u16), SentPayload { bytes: p, sent_at: None });
+            self.sent.insert(
+                queued.first_seq.wire().wrapping_add(i as u16),
+                SentPayload {
+                    bytes: p,
+                    sent_at: None,
+                },
+            );
         }
         self.frame_no = self.frame_no.next();
         self.frames_left -= 1;
@@ -199,12 +249,25 @@ impl Pair {
             }
             let frame = (self.frames_left > 0).then_some(self.next_frame);
             let injected = self.inject.iter().map(|(t, _)| *t).min();
-            let next = [self.sender.poll_timeout(), self.receiver.poll_timeout(), self.forward.next_arrival(), self.back.next_arrival(), frame, injected]
-                .into_iter()
-                .flatten()
-                .min();
+            let next = [
+                self.sender.poll_timeout(),
+                self.receiver.poll_timeout(),
+                self.forward.next_arrival(),
+                self.back.next_arrival(),
+                frame,
+                injected,
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             match next {
-                Some(t) if t <= end => self.now = if t > self.now { t } else { self.now + Duration::from_micros(1) },
+                Some(t) if t <= end => {
+                    self.now = if t > self.now {
+                        t
+                    } else {
+                        self.now + Duration::from_micros(1)
+                    }
+                }
                 _ => {
                     self.now = end;
                     break;
@@ -216,13 +279,23 @@ impl Pair {
     /// Every delivered payload must equal what was sent under its sequence number.
     pub fn assert_delivered_payloads_are_byte_identical(&self) {
         for (_, d) in &self.delivered {
-            let sent = self.sent.get(&d.seq.wire()).unwrap_or_else(|| panic!("delivered unknown seq {}", d.seq));
-            assert_eq!(d.payload, sent.bytes, "payload {} ({:?}) differs from the one sent", d.seq, d.recovery);
+            let sent = self
+                .sent
+                .get(&d.seq.wire())
+                .unwrap_or_else(|| panic!("delivered unknown seq {}", d.seq));
+            assert_eq!(
+                d.payload, sent.bytes,
+                "payload {} ({:?}) differs from the one sent",
+                d.seq, d.recovery
+            );
         }
     }
 
     pub fn media_sent(&self) -> usize {
-        self.sender_log.iter().filter(|(_, k, _)| *k == TransmitKind::Media).count()
+        self.sender_log
+            .iter()
+            .filter(|(_, k, _)| *k == TransmitKind::Media)
+            .count()
     }
 }
 

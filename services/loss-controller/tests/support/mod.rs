@@ -184,13 +184,33 @@ pub struct Received {
     pub sequence: BTreeSet<u64>,
 }
 
-/// Receives on `socket` until `stop` returns true and the socket has been quiet for 200 ms.
+/// Sets its flag when dropped. The sending side of a scoped test holds one for the flag its
+/// receiving threads stop on: a panic in a scope waits for every thread of the scope before it
+/// propagates, so a sender that panics (a failed send) must still tell the receivers to stop,
+/// or the test would hang instead of failing.
+pub struct SetOnDrop<'a>(pub &'a std::sync::atomic::AtomicBool);
+
+impl Drop for SetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Release);
+    }
+}
+
+/// The longest [`receive_until`] waits for its stop flag: far beyond any sending phase of
+/// these tests (the longest sends 48,000 packets at 40,000 a second), so reaching it means the
+/// sending side never finished.
+pub const RECEIVE_LIMIT: Duration = Duration::from_secs(120);
+
+/// Receives on `socket` until `stop` is set and the socket has been quiet for 200 ms; fails
+/// (panics, which the scope's join reports) if `stop` is not set within [`RECEIVE_LIMIT`].
 pub fn receive_until(socket: &UdpSocket, stop: &std::sync::atomic::AtomicBool) -> Received {
     use std::sync::atomic::Ordering;
     let mut received = Received::default();
     let mut buf = [0u8; 2048];
     let mut quiet_since: Option<Instant> = None;
+    let give_up = Instant::now() + RECEIVE_LIMIT;
     loop {
+        // The socket's read timeout (bind_in: 50 ms) bounds each wait.
         match socket.recv(&mut buf) {
             Ok(n) if n >= 8 => {
                 let mut seq = [0u8; 8];
@@ -208,6 +228,12 @@ pub fn receive_until(socket: &UdpSocket, stop: &std::sync::atomic::AtomicBool) -
                 }
             }
         }
+        assert!(
+            Instant::now() < give_up,
+            "receiving on {:?}: the sending side did not finish within {RECEIVE_LIMIT:?} ({} packets so far)",
+            socket.local_addr(),
+            received.sequence.len()
+        );
     }
 }
 
@@ -241,4 +267,43 @@ pub fn flow(pair: &NetnsPair, port: u16, v6: bool) -> (UdpSocket, UdpSocket, Soc
     let receiver = bind_in(&pair.right, to);
     let sender = bind_in(&pair.left, SocketAddr::new(from, 0));
     (sender, receiver, to)
+}
+
+/// Runs `command` to completion like `Command::output`, but kills it and fails the test,
+/// saying so, if it has not exited within `timeout`. Its stdout is discarded.
+pub fn output_within(command: &mut Command, timeout: Duration) -> std::process::Output {
+    use std::io::Read as _;
+    let mut child = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    // Read meanwhile, so that a chatty child cannot block on a full pipe.
+    let reader = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        let _ = stderr.read_to_end(&mut text);
+        text
+    });
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            let text = reader.join().unwrap_or_default();
+            panic!(
+                "{command:?} did not exit within {timeout:?}; stderr:\n{}",
+                String::from_utf8_lossy(&text)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    std::process::Output {
+        status,
+        stdout: Vec::new(),
+        stderr: reader.join().unwrap_or_default(),
+    }
 }
