@@ -13,9 +13,18 @@ pub fn in_ci() -> bool {
 /// The calling test cannot run its check because of `reason`: panics under CI; otherwise writes
 /// a SKIPPED line the test output shows, and returns for the caller to `return`.
 pub fn skip_or_fail(reason: &str) {
-    let test = std::thread::current().name().unwrap_or("this test").to_owned();
-    assert!(!in_ci(), "{test}: {reason}; CI is set, so a check that cannot run is a failure, not a skip");
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("this test")
+        .to_owned();
+    assert!(
+        !in_ci(),
+        "{test}: {reason}; CI is set, so a check that cannot run is a failure, not a skip"
+    );
     // libtest captures `eprintln!` (shown only when a test fails); a write to the stderr handle
     // itself goes straight to the terminal or log.
-    let _ = writeln!(std::io::stderr().lock(), "\n!!!!! SKIPPED {test}: {reason}; UNTESTED on this machine (with CI set it fails) !!!!!\n");
+    let _ = writeln!(
+        std::io::stderr().lock(),
+        "\n!!!!! SKIPPED {test}: {reason}; UNTESTED on this machine (with CI set it fails) !!!!!\n"
+    );
 }
