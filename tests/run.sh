@@ -23,6 +23,9 @@ deploy/install-deps.sh test
 # hung executables would leave the run inside CI's limit.
 per_binary="${KEYMASH_TEST_TIMEOUT:-300}"
 
+# Formatting is checked, not fixed: `cargo fmt --all` before committing.
+cargo fmt --all --check || { echo "run.sh: code is not rustfmt-clean; run 'cargo fmt --all'" >&2; exit 1; }
+
 # The tests run the real service binaries, so build them all first (the test support builds them
 # again if they are stale, a no-op here).
 cargo build --workspace --bins --locked

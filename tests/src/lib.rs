@@ -45,15 +45,23 @@ pub fn require_root() {
 /// without false refusals; after `tests/run.sh` (or any up-to-date build) it is a no-op of about
 /// 0.2 s. If cargo cannot be run or the build fails, every caller fails with the reason.
 pub fn binary_dir() -> std::path::PathBuf {
-    static BUILT: std::sync::OnceLock<Result<std::path::PathBuf, String>> = std::sync::OnceLock::new();
-    BUILT.get_or_init(build_service_binaries).clone().unwrap_or_else(|e| panic!("{e}"))
+    static BUILT: std::sync::OnceLock<Result<std::path::PathBuf, String>> =
+        std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(build_service_binaries)
+        .clone()
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A binary of this workspace (`keymash`, `keymash-encoder`, ...) built from the current source
 /// tree (see [`binary_dir`]).
 pub fn service_binary(name: &str) -> std::path::PathBuf {
     let path = binary_dir().join(name);
-    assert!(path.exists(), "{} is not built: `cargo build --workspace --bins` does not make it", path.display());
+    assert!(
+        path.exists(),
+        "{} is not built: `cargo build --workspace --bins` does not make it",
+        path.display()
+    );
     path
 }
 
@@ -66,12 +74,23 @@ fn build_service_binaries() -> Result<std::path::PathBuf, String> {
         .and_then(Path::parent)
         .ok_or_else(|| format!("{} is not in target/<profile>/deps", exe.display()))?
         .to_owned();
-    let profile = profile_dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let profile = profile_dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
     let mut target_dir = profile_dir.parent().unwrap_or(Path::new("/")).to_owned();
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
     let mut command = std::process::Command::new(&cargo);
-    command.args(["build", "--workspace", "--bins", "--locked", "--manifest-path"]).arg(&workspace);
+    command
+        .args([
+            "build",
+            "--workspace",
+            "--bins",
+            "--locked",
+            "--manifest-path",
+        ])
+        .arg(&workspace);
     match profile {
         "debug" => {}
         "release" => {
@@ -83,8 +102,13 @@ fn build_service_binaries() -> Result<std::path::PathBuf, String> {
     }
     // Built with `--target TRIPLE`: target/TRIPLE/<profile>.
     if !target_dir.join("CACHEDIR.TAG").exists() {
-        if let Some(root) = target_dir.parent().filter(|r| r.join("CACHEDIR.TAG").exists()) {
-            command.arg("--target").arg(target_dir.file_name().unwrap_or_default());
+        if let Some(root) = target_dir
+            .parent()
+            .filter(|r| r.join("CACHEDIR.TAG").exists())
+        {
+            command
+                .arg("--target")
+                .arg(target_dir.file_name().unwrap_or_default());
             target_dir = root.to_owned();
         }
     }

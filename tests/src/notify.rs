@@ -37,11 +37,17 @@ pub enum NotifyError {
 
 impl NotifySocket {
     pub fn bind() -> Result<Self, NotifyError> {
-        let path = std::env::temp_dir().join(format!("{}.notify", crate::unique_name("keymash-test")));
-        let io = |source| NotifyError::Io { path: path.display().to_string(), source };
+        let path =
+            std::env::temp_dir().join(format!("{}.notify", crate::unique_name("keymash-test")));
+        let io = |source| NotifyError::Io {
+            path: path.display().to_string(),
+            source,
+        };
         let socket = UnixDatagram::bind(&path).map_err(io)?;
         // The timeout only bounds how long the reader takes to notice `stop`.
-        socket.set_read_timeout(Some(Duration::from_millis(50))).map_err(io)?;
+        socket
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .map_err(io)?;
         let messages: Arc<(Mutex<Vec<String>>, Condvar)> = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
         let reader = {
@@ -59,15 +65,24 @@ impl NotifySocket {
                 }
             })
         };
-        Ok(NotifySocket { path, messages, stop, reader: Some(reader) })
+        Ok(NotifySocket {
+            path,
+            messages,
+            stop,
+            reader: Some(reader),
+        })
     }
 
     /// Lets services running as other (unprivileged) users send to the socket: connecting to a
     /// unix socket needs write permission on its file.
     pub fn allow_any_user(&self) -> Result<(), NotifyError> {
         use std::os::unix::fs::PermissionsExt as _;
-        std::fs::set_permissions(&self.path, std::fs::Permissions::from_mode(0o777))
-            .map_err(|source| NotifyError::Io { path: self.path.display().to_string(), source })
+        std::fs::set_permissions(&self.path, std::fs::Permissions::from_mode(0o777)).map_err(
+            |source| NotifyError::Io {
+                path: self.path.display().to_string(),
+                source,
+            },
+        )
     }
 
     /// The environment variable to give the service: `("NOTIFY_SOCKET", path)`.
@@ -77,14 +92,20 @@ impl NotifySocket {
 
     /// Every message received so far.
     pub fn messages(&self) -> Vec<String> {
-        self.messages.0.lock().map(|l| l.clone()).unwrap_or_default()
+        self.messages
+            .0
+            .lock()
+            .map(|l| l.clone())
+            .unwrap_or_default()
     }
 
     /// Waits until a datagram containing `READY=1` has arrived; returns all messages seen.
     pub fn wait_ready(&self, timeout: Duration) -> Result<Vec<String>, NotifyError> {
         let deadline = Instant::now() + timeout;
         let (list, arrived) = &*self.messages;
-        let mut guard = list.lock().map_err(|_| NotifyError::NotReady(timeout, Vec::new()))?;
+        let mut guard = list
+            .lock()
+            .map_err(|_| NotifyError::NotReady(timeout, Vec::new()))?;
         loop {
             if guard.iter().any(|m| m.lines().any(|l| l == "READY=1")) {
                 return Ok(guard.clone());

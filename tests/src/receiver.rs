@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use keymash_codec::{Encoder, EncoderConfig, FrameGeometry, I420Frame, PayloadHeader, PayloadSink, QualitySpec};
+use keymash_codec::{
+    Encoder, EncoderConfig, FrameGeometry, I420Frame, PayloadHeader, PayloadSink, QualitySpec,
+};
 use keymash_core::pipeline::{MashRecord, MASH_CELL};
 use keymash_core::{FrameNo, Quality};
 use keymash_shm::{CellReader, Prefix, SegmentId, SegmentName};
@@ -63,10 +65,15 @@ pub struct ReceiverSetup {
 /// A new random pre-shared key written to `dir/keymash.key`, and the `[security]` section that
 /// names it.
 pub fn write_test_key(dir: &Path) -> (keymash_core::key::PreSharedKey, String) {
-    let key = keymash_core::key::PreSharedKey::from_bytes(keymash_service::random::bytes().expect("random key"));
+    let key = keymash_core::key::PreSharedKey::from_bytes(
+        keymash_service::random::bytes().expect("random key"),
+    );
     let path = dir.join("keymash.key");
     std::fs::write(&path, key.to_file_text()).expect("write the key file");
-    (key, format!("[security]\nkey_file = \"{}\"\n", path.display()))
+    (
+        key,
+        format!("[security]\nkey_file = \"{}\"\n", path.display()),
+    )
 }
 
 impl ReceiverSetup {
@@ -83,14 +90,31 @@ impl ReceiverSetup {
             "[capture]\nsource = \"synthetic\"\n[delay]\nseconds = 0.0\n[loss]\ninterface = \"{}\"\n{extra}",
             NetnsPair::RIGHT_INTERFACE
         );
-        Self::with_network(tag, &NetnsPair::LEFT_V4.to_string(), &NetnsPair::RIGHT_V4.to_string(), &extra)
+        Self::with_network(
+            tag,
+            &NetnsPair::LEFT_V4.to_string(),
+            &NetnsPair::RIGHT_V4.to_string(),
+            &extra,
+        )
     }
 
-    fn with_network(tag: &str, sender_address: &str, receiver_address: &str, extra: &str) -> ReceiverSetup {
+    fn with_network(
+        tag: &str,
+        sender_address: &str,
+        receiver_address: &str,
+        extra: &str,
+    ) -> ReceiverSetup {
         let name = unique_name(tag);
         let dir = std::env::temp_dir().join(format!("keymash-{name}"));
         std::fs::create_dir_all(&dir).expect("test directory");
-        let prefix = format!("kmt{}", name.replace('-', "").chars().rev().take(20).collect::<String>());
+        let prefix = format!(
+            "kmt{}",
+            name.replace('-', "")
+                .chars()
+                .rev()
+                .take(20)
+                .collect::<String>()
+        );
         let (sender_port, video_port) = (free_udp_port(), free_udp_port());
         let (key, security) = write_test_key(&dir);
         let text = format!(
@@ -101,7 +125,14 @@ impl ReceiverSetup {
         );
         let config = dir.join("keymash.toml");
         std::fs::write(&config, text).expect("write the configuration");
-        ReceiverSetup { dir, prefix, config, sender_port, video_port, key }
+        ReceiverSetup {
+            dir,
+            prefix,
+            config,
+            sender_port,
+            video_port,
+            key,
+        }
     }
 
     pub fn geometry(&self) -> FrameGeometry {
@@ -125,10 +156,19 @@ impl ReceiverSetup {
         self.start_command(binary, command, &[])
     }
 
-    fn start_command(&self, binary: &str, mut command: Command, env: &[(&str, &str)]) -> RunningService {
+    fn start_command(
+        &self,
+        binary: &str,
+        mut command: Command,
+        env: &[(&str, &str)],
+    ) -> RunningService {
         let notify = NotifySocket::bind().expect("bind a notify socket");
         let (key, path) = notify.env();
-        command.arg("--config").arg(&self.config).env(key, path).stdin(Stdio::null());
+        command
+            .arg("--config")
+            .arg(&self.config)
+            .env(key, path)
+            .stdin(Stdio::null());
         for (k, v) in env {
             command.env(k, v);
         }
@@ -137,31 +177,53 @@ impl ReceiverSetup {
             let status = child.try_wait();
             panic!("{binary} did not become ready ({e}, exit: {status:?})");
         }
-        RunningService { child, _notify: notify }
+        RunningService {
+            child,
+            _notify: notify,
+        }
     }
 
     pub fn segment(&self, name: &str) -> SegmentId {
-        SegmentId::new(Prefix::new(&self.prefix).expect("prefix"), SegmentName::new(name).expect("name"))
+        SegmentId::new(
+            Prefix::new(&self.prefix).expect("prefix"),
+            SegmentName::new(name).expect("name"),
+        )
     }
 
     /// Gauge `name` of `service`'s statistics cell, if published.
     pub fn gauge(&self, service: keymash_core::pipeline::Service, name: &str) -> Option<f64> {
-        CellReader::<keymash_shm::ServiceStats>::open(&self.segment(&service.stats_cell())).ok()?.load().ok()?.gauge(name)
+        CellReader::<keymash_shm::ServiceStats>::open(&self.segment(&service.stats_cell()))
+            .ok()?
+            .load()
+            .ok()?
+            .gauge(name)
     }
 
     /// Counter `name` of `service`'s statistics cell, if published.
     pub fn counter(&self, service: keymash_core::pipeline::Service, name: &str) -> Option<u64> {
-        CellReader::<keymash_shm::ServiceStats>::open(&self.segment(&service.stats_cell())).ok()?.load().ok()?.counter(name)
+        CellReader::<keymash_shm::ServiceStats>::open(&self.segment(&service.stats_cell()))
+            .ok()?
+            .load()
+            .ok()?
+            .counter(name)
     }
 
     /// The mash cell's current value, if mash-input has published one.
     pub fn mash(&self) -> Option<MashRecord> {
-        CellReader::<MashRecord>::open(&self.segment(MASH_CELL)).ok()?.load().ok()
+        CellReader::<MashRecord>::open(&self.segment(MASH_CELL))
+            .ok()?
+            .load()
+            .ok()
     }
 
     /// A test sender bound to this setup's sender port, streaming to its video port.
     pub fn sender(&self) -> TestSender {
-        TestSender::new(self.sender_port, self.video_port, self.geometry(), Protection::PreShared(self.key.clone()))
+        TestSender::new(
+            self.sender_port,
+            self.video_port,
+            self.geometry(),
+            Protection::PreShared(self.key.clone()),
+        )
     }
 }
 
@@ -187,8 +249,12 @@ pub fn test_picture(geometry: FrameGeometry, frame: u64) -> I420Frame {
         }
     }
     let (cw, ch) = (geometry.chroma_width(), geometry.chroma_height());
-    let u = (0..cw * ch).map(|i| (96 + (i % cw) * 64 / cw + frame as usize % 16) as u8).collect();
-    let v = (0..cw * ch).map(|i| (160 - (i / cw) * 64 / ch) as u8).collect();
+    let u = (0..cw * ch)
+        .map(|i| (96 + (i % cw) * 64 / cw + frame as usize % 16) as u8)
+        .collect();
+    let v = (0..cw * ch)
+        .map(|i| (160 - (i / cw) * 64 / ch) as u8)
+        .collect();
     I420Frame::from_planes(geometry, y, u, v).expect("test picture planes")
 }
 
@@ -208,7 +274,9 @@ pub struct SentFrame {
 impl SentFrame {
     /// The payloads that went out, in order.
     pub fn delivered(&self) -> impl Iterator<Item = &Vec<u8>> {
-        self.payloads.iter().filter(|p| PayloadHeader::parse(p).is_ok_and(|h| !self.dropped.contains(&h.payload_index)))
+        self.payloads.iter().filter(|p| {
+            PayloadHeader::parse(p).is_ok_and(|h| !self.dropped.contains(&h.payload_index))
+        })
     }
 }
 
@@ -225,16 +293,40 @@ pub struct TestSender {
 }
 
 impl TestSender {
-    pub fn new(local_port: u16, receiver_port: u16, geometry: FrameGeometry, security: Protection) -> TestSender {
+    pub fn new(
+        local_port: u16,
+        receiver_port: u16,
+        geometry: FrameGeometry,
+        security: Protection,
+    ) -> TestSender {
         let local = SocketAddr::from((Ipv4Addr::LOCALHOST, local_port));
         let peer = SocketAddr::from((Ipv4Addr::LOCALHOST, receiver_port));
-        let socket = PeerSocket::bind(local, peer, SocketBuffers::default()).expect("bind the test sender");
+        let socket =
+            PeerSocket::bind(local, peer, SocketBuffers::default()).expect("bind the test sender");
         // A different seed per sender, as net-tx draws one per start.
-        let seed = keymash_service::random::bytes::<8>().map(u64::from_le_bytes).expect("random seed");
-        let sender = Sender::new(TransportConfig { security, ..TransportConfig::default() }, seed, Instant::now()).expect("transport sender");
+        let seed = keymash_service::random::bytes::<8>()
+            .map(u64::from_le_bytes)
+            .expect("random seed");
+        let sender = Sender::new(
+            TransportConfig {
+                security,
+                ..TransportConfig::default()
+            },
+            seed,
+            Instant::now(),
+        )
+        .expect("transport sender");
         let encoder = Encoder::new(EncoderConfig::new(geometry)).expect("encoder");
         let interval = TransportConfig::default().frame_interval;
-        TestSender { socket, sender, encoder, geometry, next_frame: 1, interval, buf: vec![0; RECV_BUFFER_LEN] }
+        TestSender {
+            socket,
+            sender,
+            encoder,
+            geometry,
+            next_frame: 1,
+            interval,
+            buf: vec![0; RECV_BUFFER_LEN],
+        }
     }
 
     pub fn geometry(&self) -> FrameGeometry {
@@ -248,19 +340,37 @@ impl TestSender {
 
     /// Encodes `picture` at `quality`, sends it paced over the next frame interval while taking
     /// in feedback, and leaves out the payloads `drop(payload_index)` picks.
-    pub fn send_frame(&mut self, picture: &I420Frame, quality: Quality, drop: impl Fn(u16) -> bool) -> SentFrame {
+    pub fn send_frame(
+        &mut self,
+        picture: &I420Frame,
+        quality: Quality,
+        drop: impl Fn(u16) -> bool,
+    ) -> SentFrame {
         let frame = FrameNo(self.next_frame);
         self.next_frame += 1;
         let encoded_at = std::time::SystemTime::now();
         let mut sink = PayloadSink::new();
-        self.encoder.encode(frame, picture.view(), QualitySpec::Uniform(quality), &mut sink).expect("encode");
+        self.encoder
+            .encode(
+                frame,
+                picture.view(),
+                QualitySpec::Uniform(quality),
+                &mut sink,
+            )
+            .expect("encode");
         let payloads: Vec<Vec<u8>> = sink.iter().map(<[u8]>::to_vec).collect();
         let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
         let start = Instant::now();
-        let queued = self.sender.push_frame(start, frame, start, &refs).expect("queue the frame");
+        let queued = self
+            .sender
+            .push_frame(start, frame, start, &refs)
+            .expect("queue the frame");
         // Payload i went out as RTP sequence number last - (count - 1 - i): told from the
         // header, which stays in the clear when the payload is sealed.
-        let first_seq = queued.last_seq.wire().wrapping_sub(refs.len().saturating_sub(1) as u16);
+        let first_seq = queued
+            .last_seq
+            .wire()
+            .wrapping_sub(refs.len().saturating_sub(1) as u16);
         let mut dropped = Vec::new();
         self.pump_until(start + self.interval, |contents| {
             let index = RtpPacket::parse(contents)
@@ -275,7 +385,14 @@ impl TestSender {
                 _ => true,
             }
         });
-        SentFrame { frame, bytes: payloads.iter().map(Vec::len).sum(), payloads, dropped, quality, encoded_at }
+        SentFrame {
+            frame,
+            bytes: payloads.iter().map(Vec::len).sum(),
+            payloads,
+            dropped,
+            quality,
+            encoded_at,
+        }
     }
 
     /// Sends what is due and takes in feedback until `deadline`; `keep_media` may veto media.
@@ -292,10 +409,16 @@ impl TestSender {
             if now >= deadline {
                 return;
             }
-            let wake = self.sender.poll_timeout().map_or(deadline, |t| t.min(deadline));
-            let wait = wake.saturating_duration_since(Instant::now()).max(Duration::from_micros(200));
+            let wake = self
+                .sender
+                .poll_timeout()
+                .map_or(deadline, |t| t.min(deadline));
+            let wait = wake
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_micros(200));
             if let Ok(Some(len)) = self.socket.recv(&mut self.buf, wait) {
-                self.sender.handle_datagram(Instant::now(), &self.buf[..len]);
+                self.sender
+                    .handle_datagram(Instant::now(), &self.buf[..len]);
             }
         }
     }
@@ -322,10 +445,17 @@ impl TestSender {
 /// Pictures of a Y4M stream written by the display, with the frame number each is tagged with.
 pub fn read_tagged_y4m(path: &Path) -> Vec<(FrameNo, I420Frame)> {
     let bytes = std::fs::read(path).expect("read the Y4M output");
-    let header_end = bytes.iter().position(|&b| b == b'\n').expect("Y4M header line");
+    let header_end = bytes
+        .iter()
+        .position(|&b| b == b'\n')
+        .expect("Y4M header line");
     let header = String::from_utf8_lossy(&bytes[..header_end]).into_owned();
     let param = |p: char| -> usize {
-        header.split_whitespace().find_map(|f| f.strip_prefix(p)).and_then(|v| v.parse().ok()).expect("W and H")
+        header
+            .split_whitespace()
+            .find_map(|f| f.strip_prefix(p))
+            .and_then(|v| v.parse().ok())
+            .expect("W and H")
     };
     let geometry = FrameGeometry::new(param('W'), param('H')).expect("canvas geometry");
     let (luma, chroma) = (geometry.luma_len(), geometry.chroma_len());
@@ -339,8 +469,13 @@ pub fn read_tagged_y4m(path: &Path) -> Vec<(FrameNo, I420Frame)> {
             break; // the display is still writing this one
         }
         let plane = |from: usize, len: usize| bytes[from..from + len].to_vec();
-        let picture = I420Frame::from_planes(geometry, plane(data, luma), plane(data + luma, chroma), plane(data + luma + chroma, chroma))
-            .expect("Y4M picture");
+        let picture = I420Frame::from_planes(
+            geometry,
+            plane(data, luma),
+            plane(data + luma, chroma),
+            plane(data + luma + chroma, chroma),
+        )
+        .expect("Y4M picture");
         pictures.push((frame, picture));
         at = data + luma + 2 * chroma;
     }
@@ -349,7 +484,8 @@ pub fn read_tagged_y4m(path: &Path) -> Vec<(FrameNo, I420Frame)> {
 
 /// Cuts the picture out of a headless canvas (`border` on every side).
 pub fn crop_picture(canvas: &I420Frame, border: usize, geometry: FrameGeometry) -> I420Frame {
-    keymash_present::picture_of_headless(canvas, border, geometry).expect("a canvas of this picture's size")
+    keymash_present::picture_of_headless(canvas, border, geometry)
+        .expect("a canvas of this picture's size")
 }
 
 /// Raster indexes of the macroblocks in which two pictures differ at all.
@@ -364,7 +500,8 @@ pub fn differing_macroblocks(a: &I420Frame, b: &I420Frame) -> Vec<usize> {
             });
             let chroma = (0..8).any(|r| {
                 let start = (my * 8 + r) * g.chroma_width() + mx * 8;
-                a.u()[start..start + 8] != b.u()[start..start + 8] || a.v()[start..start + 8] != b.v()[start..start + 8]
+                a.u()[start..start + 8] != b.u()[start..start + 8]
+                    || a.v()[start..start + 8] != b.v()[start..start + 8]
             });
             luma || chroma
         })
@@ -374,12 +511,16 @@ pub fn differing_macroblocks(a: &I420Frame, b: &I420Frame) -> Vec<usize> {
 /// Raster indexes of the macroblocks a payload carries.
 pub fn payload_macroblocks(payload: &[u8], geometry: FrameGeometry) -> Vec<usize> {
     let h = PayloadHeader::parse(payload).expect("payload header");
-    (0..usize::from(h.mb_count)).map(|i| h.macroblock_position(i, geometry.mb_count())).collect()
+    (0..usize::from(h.mb_count))
+        .map(|i| h.macroblock_position(i, geometry.mb_count()))
+        .collect()
 }
 
 /// Letter keys (evdev codes of Q..P, A..L, Z..M): varied mashing.
-pub const LETTER_KEYS: [u16; 26] =
-    [16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 30, 31, 32, 33, 34, 35, 36, 37, 38, 44, 45, 46, 47, 48, 49, 50];
+pub const LETTER_KEYS: [u16; 26] = [
+    16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 30, 31, 32, 33, 34, 35, 36, 37, 38, 44, 45, 46, 47, 48,
+    49, 50,
+];
 
 /// mash-input's FIFO (`[input] source = "fifo:PATH"`), opened for writing as a keyboard.
 ///
@@ -397,7 +538,11 @@ impl FifoKeyboard {
         let deadline = Instant::now() + timeout;
         loop {
             // Non-blocking: fails with ENXIO (instead of waiting) while nobody reads the FIFO.
-            match std::fs::OpenOptions::new().write(true).custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits()).open(fifo) {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+                .open(fifo)
+            {
                 Ok(pipe) => return FifoKeyboard { pipe },
                 Err(e) => assert!(
                     Instant::now() < deadline,
@@ -418,10 +563,15 @@ impl FifoKeyboard {
             match self.pipe.write(rest) {
                 Ok(n) => rest = &rest[n..],
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    assert!(Instant::now() < deadline, "mash-input stopped reading its FIFO (full for a second)");
+                    assert!(
+                        Instant::now() < deadline,
+                        "mash-input stopped reading its FIFO (full for a second)"
+                    );
                     std::thread::sleep(Duration::from_millis(1));
                 }
-                Err(e) => panic!("writing key events into mash-input's FIFO: {e} (did mash-input die?)"),
+                Err(e) => {
+                    panic!("writing key events into mash-input's FIFO: {e} (did mash-input die?)")
+                }
             }
         }
     }
@@ -430,7 +580,12 @@ impl FifoKeyboard {
     pub fn press_and_release(&mut self, keys: &[u16]) {
         let bytes: Vec<u8> = keys
             .iter()
-            .flat_map(|&k| [keymash_input::InputEvent::key(k, 1).to_bytes(), keymash_input::InputEvent::key(k, 0).to_bytes()])
+            .flat_map(|&k| {
+                [
+                    keymash_input::InputEvent::key(k, 1).to_bytes(),
+                    keymash_input::InputEvent::key(k, 0).to_bytes(),
+                ]
+            })
             .flatten()
             .collect();
         self.write(&bytes);
@@ -439,8 +594,17 @@ impl FifoKeyboard {
 
 /// A visitor at the keyboard: a thread that writes a press and a release of varied keys into
 /// mash-input's FIFO, `per_second` times a second for `duration`.
-pub fn type_into_fifo(fifo: PathBuf, per_second: u32, duration: Duration) -> std::thread::JoinHandle<()> {
-    type_records_into_fifo(fifo, keymash_input::event::KEY_PRESSED, per_second, duration)
+pub fn type_into_fifo(
+    fifo: PathBuf,
+    per_second: u32,
+    duration: Duration,
+) -> std::thread::JoinHandle<()> {
+    type_records_into_fifo(
+        fifo,
+        keymash_input::event::KEY_PRESSED,
+        per_second,
+        duration,
+    )
 }
 
 /// A thread that writes key records of `value` (a press, followed by its release, or another
@@ -452,7 +616,12 @@ pub fn type_into_fifo(fifo: PathBuf, per_second: u32, duration: Duration) -> std
 /// typist would type slower than asked and the mash level the test expects would not be reached
 /// through no fault of the product. A typist woken late writes the keys it owes at once (the
 /// mash window, three seconds, counts them all the same).
-pub fn type_records_into_fifo(fifo: PathBuf, value: i32, per_second: u32, duration: Duration) -> std::thread::JoinHandle<()> {
+pub fn type_records_into_fifo(
+    fifo: PathBuf,
+    value: i32,
+    per_second: u32,
+    duration: Duration,
+) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let mut keyboard = FifoKeyboard::open(&fifo, Duration::from_secs(10));
         let start = Instant::now();
@@ -464,7 +633,9 @@ pub fn type_records_into_fifo(fifo: PathBuf, value: i32, per_second: u32, durati
                 std::thread::sleep(wait);
             }
             let key = LETTER_KEYS[n % LETTER_KEYS.len()];
-            let mut bytes = keymash_input::InputEvent::key(key, value).to_bytes().to_vec();
+            let mut bytes = keymash_input::InputEvent::key(key, value)
+                .to_bytes()
+                .to_vec();
             if value == keymash_input::event::KEY_PRESSED {
                 bytes.extend(keymash_input::InputEvent::key(key, 0).to_bytes());
             }
@@ -505,7 +676,10 @@ impl<T: keymash_shm::CellValue + Copy + Send + 'static> CellWatch<T> {
                         continue;
                     };
                     // Short waits: only so that `stop` is noticed.
-                    if reader.wait_for_change(seen, Duration::from_millis(20)).is_err() {
+                    if reader
+                        .wait_for_change(seen, Duration::from_millis(20))
+                        .is_err()
+                    {
                         continue;
                     }
                     if let Ok((value, version)) = reader.load_versioned() {
@@ -517,7 +691,11 @@ impl<T: keymash_shm::CellValue + Copy + Send + 'static> CellWatch<T> {
                 }
             })
         };
-        CellWatch { stop, log, thread: Some(thread) }
+        CellWatch {
+            stop,
+            log,
+            thread: Some(thread),
+        }
     }
 
     /// Every store seen so far, oldest first. A store replaced by the next before the watcher
@@ -540,12 +718,16 @@ impl<T> Drop for CellWatch<T> {
 /// [`type_records_into_fifo`] pressed keys `per_second` times a second for `duration`: the same
 /// keys at the times it is scheduled to press them.
 pub fn typist_level(per_second: u32, duration: Duration) -> f32 {
-    let mut meter = keymash_core::mash::MashMeter::new(keymash_core::mash::MashModelConfig::default());
+    let mut meter =
+        keymash_core::mash::MashMeter::new(keymash_core::mash::MashModelConfig::default());
     let start = Instant::now();
     let period = Duration::from_secs(1) / per_second.max(1);
     let keys = (duration.as_secs_f64() * f64::from(per_second)).round() as u32;
     for n in 0..keys {
-        meter.press(LETTER_KEYS[n as usize % LETTER_KEYS.len()], start + period * n);
+        meter.press(
+            LETTER_KEYS[n as usize % LETTER_KEYS.len()],
+            start + period * n,
+        );
     }
     meter.level(start + period * keys.saturating_sub(1)).get()
 }

@@ -113,7 +113,10 @@ impl SenderPipeline {
         .expect("start the service");
         if let Err(e) = notify.wait_ready(Duration::from_secs(20)) {
             let status = child.try_wait();
-            panic!("{service} did not become ready ({e}, exit: {status:?}); its log:\n{}", self.log(service));
+            panic!(
+                "{service} did not become ready ({e}, exit: {status:?}); its log:\n{}",
+                self.log(service)
+            );
         }
         let ready_ns = monotonic_now_ns();
         self.children.insert(service, (child, notify));
@@ -228,7 +231,9 @@ impl TestReceiver {
         let socket = PeerSocket::bind(local, peer, SocketBuffers::default())
             .expect("bind the test receiver");
         // A seed (and so a session salt) of its own per receiver, as net-rx draws one per start.
-        let seed = keymash_service::random::bytes::<8>().map(u64::from_le_bytes).expect("random seed");
+        let seed = keymash_service::random::bytes::<8>()
+            .map(u64::from_le_bytes)
+            .expect("random seed");
         let receiver = Receiver::new(settings, seed, Instant::now()).expect("receiver");
         TestReceiver {
             socket,
@@ -264,7 +269,12 @@ impl TestReceiver {
             let now = Instant::now();
             self.receiver.handle_timeout(now);
             while let Some(payload) = self.receiver.poll_payload(now) {
-                self.take_payload(payload.ssrc.0, payload.rtp_timestamp, &payload.payload, payload.marker);
+                self.take_payload(
+                    payload.ssrc.0,
+                    payload.rtp_timestamp,
+                    &payload.payload,
+                    payload.marker,
+                );
             }
             while let Some(transmit) = self.receiver.poll_transmit(now) {
                 let _ = self.socket.send(&transmit);
@@ -295,7 +305,11 @@ impl TestReceiver {
             return;
         }
         let frame_no = header.frame_no.0;
-        if self.current.as_ref().is_some_and(|f| f.frame_no != frame_no) {
+        if self
+            .current
+            .as_ref()
+            .is_some_and(|f| f.frame_no != frame_no)
+        {
             self.finish_frame();
         }
         if self.decoder.apply(payload).is_err() {
@@ -348,16 +362,25 @@ pub fn first_macroblock_quality(payload: &[u8]) -> Option<u8> {
 /// Good to a millisecond (the stamp's resolution); `frames` must come from one sender stream.
 pub fn capture_times_ms(frames: &[ReceivedFrame]) -> Option<Vec<f64>> {
     let reference = frames.first()?.rtp_timestamp;
-    let since_reference_ms = |f: &ReceivedFrame| f64::from(f.rtp_timestamp.wrapping_sub(reference) as i32) / 90.0;
+    let since_reference_ms =
+        |f: &ReceivedFrame| f64::from(f.rtp_timestamp.wrapping_sub(reference) as i32) / 90.0;
     // A stamp holds the capture time rounded down to the millisecond, so each stamped frame
     // gives the offset up to one millisecond too low: the largest is the best.
     let now_ns = monotonic_now_ns();
     let now_ms = (now_ns / 1_000_000) as f64;
     let offset = frames
         .iter()
-        .filter_map(|f| f.stamp.map(|s| now_ms - s.age_ms(now_ns) as f64 - since_reference_ms(f)))
+        .filter_map(|f| {
+            f.stamp
+                .map(|s| now_ms - s.age_ms(now_ns) as f64 - since_reference_ms(f))
+        })
         .max_by(f64::total_cmp)?;
-    Some(frames.iter().map(|f| offset + since_reference_ms(f)).collect())
+    Some(
+        frames
+            .iter()
+            .map(|f| offset + since_reference_ms(f))
+            .collect(),
+    )
 }
 
 /// One store net-tx made to the quality cell, as a watcher saw it.
@@ -379,7 +402,10 @@ pub struct QualityCellWatch(CellWatch<QualityRecord>);
 impl QualityCellWatch {
     pub fn start(pipeline: &SenderPipeline) -> QualityCellWatch {
         let prefix = Prefix::new(&pipeline.prefix).expect("prefix");
-        QualityCellWatch(CellWatch::start(SegmentId::new(prefix, SegmentName::new(QUALITY_CELL).expect("name"))))
+        QualityCellWatch(CellWatch::start(SegmentId::new(
+            prefix,
+            SegmentName::new(QUALITY_CELL).expect("name"),
+        )))
     }
 
     /// Every store seen so far, oldest first.

@@ -64,7 +64,9 @@ impl BootedSystemd {
     /// Boot with `setup` (a bash script run inside the private root before systemd starts;
     /// typically `install.sh --root /` plus the test's configuration and drop-ins).
     pub fn boot(tag: &str, setup: &str) -> Result<Self, String> {
-        let work = std::env::temp_dir().join(keymash_testbed::unique_name(&format!("keymash-systemd-{tag}")));
+        let work = std::env::temp_dir().join(keymash_testbed::unique_name(&format!(
+            "keymash-systemd-{tag}"
+        )));
         std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
         let boot = work.join("boot.sh");
         let setup_path = work.join("setup.sh");
@@ -74,7 +76,14 @@ impl BootedSystemd {
         let unshare = ChildGuard::spawn(
             "unshare systemd",
             Command::new("unshare")
-                .args(["--pid", "--mount", "--uts", "--fork", "--kill-child=SIGKILL", "bash"])
+                .args([
+                    "--pid",
+                    "--mount",
+                    "--uts",
+                    "--fork",
+                    "--kill-child=SIGKILL",
+                    "bash",
+                ])
                 .arg(&boot)
                 .arg(&work)
                 .arg(&setup_path)
@@ -82,7 +91,11 @@ impl BootedSystemd {
                 .stderr(log),
         )
         .map_err(|e| e.to_string())?;
-        let mut booted = BootedSystemd { unshare, host_pid: 0, work };
+        let mut booted = BootedSystemd {
+            unshare,
+            host_pid: 0,
+            work,
+        };
         booted.host_pid = booted.wait_for_systemd(Duration::from_secs(60))?;
         Ok(booted)
     }
@@ -97,11 +110,19 @@ impl BootedSystemd {
         let unshare_pid = self.unshare.pid();
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.unshare.try_wait() {
-                return Err(format!("the boot ended early ({status}):\n{}", self.boot_log()));
+                return Err(format!(
+                    "the boot ended early ({status}):\n{}",
+                    self.boot_log()
+                ));
             }
-            let children = std::fs::read_to_string(format!("/proc/{unshare_pid}/task/{unshare_pid}/children"))
-                .unwrap_or_default();
-            if let Some(pid) = children.split_whitespace().next().and_then(|p| p.parse::<u32>().ok()) {
+            let children =
+                std::fs::read_to_string(format!("/proc/{unshare_pid}/task/{unshare_pid}/children"))
+                    .unwrap_or_default();
+            if let Some(pid) = children
+                .split_whitespace()
+                .next()
+                .and_then(|p| p.parse::<u32>().ok())
+            {
                 let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
                 if comm.trim() == "systemd" {
                     self.host_pid = pid;
@@ -114,7 +135,10 @@ impl BootedSystemd {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        Err(format!("systemd did not come up within {timeout:?}:\n{}", self.boot_log()))
+        Err(format!(
+            "systemd did not come up within {timeout:?}:\n{}",
+            self.boot_log()
+        ))
     }
 
     /// Run `program args` inside the booted system (its mounts, PID namespace and root); fails
@@ -122,7 +146,16 @@ impl BootedSystemd {
     pub fn exec(&self, program: &str, args: &[&str]) -> Output {
         let out = Command::new("timeout")
             .args(["--kill-after=5", &EXEC_LIMIT.as_secs().to_string()])
-            .args(["nsenter", "-t", &self.host_pid.to_string(), "-m", "-p", "-r", "-w", program])
+            .args([
+                "nsenter",
+                "-t",
+                &self.host_pid.to_string(),
+                "-m",
+                "-p",
+                "-r",
+                "-w",
+                program,
+            ])
             .args(args)
             .output()
             .unwrap_or_else(|e| panic!("timeout nsenter {program}: {e}"));
@@ -167,7 +200,9 @@ impl Drop for BootedSystemd {
     fn drop(&mut self) {
         if self.host_pid != 0 {
             // SIGRTMIN+4: systemd's "poweroff" signal; in a container it exits when done.
-            let _ = Command::new("kill").args(["-s", "SIGRTMIN+4", &self.host_pid.to_string()]).status();
+            let _ = Command::new("kill")
+                .args(["-s", "SIGRTMIN+4", &self.host_pid.to_string()])
+                .status();
             let _ = self.unshare.terminate(Duration::from_secs(15));
         }
         let _ = std::fs::remove_dir_all(&self.work);

@@ -208,7 +208,9 @@ impl SpawnOutput for Command {
             }
             match terminated_at {
                 None if started.elapsed() > DEMO_DEADLINE => {
-                    let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+                    let _ = Command::new("kill")
+                        .args(["-TERM", &pid.to_string()])
+                        .status();
                     terminated_at = Some(Instant::now());
                 }
                 Some(at) if at.elapsed() > Duration::from_secs(10) => {
@@ -218,7 +220,10 @@ impl SpawnOutput for Command {
             }
             std::thread::sleep(Duration::from_millis(50));
         };
-        let (stdout, stderr) = (stdout.join().unwrap_or_default(), stderr.join().unwrap_or_default());
+        let (stdout, stderr) = (
+            stdout.join().unwrap_or_default(),
+            stderr.join().unwrap_or_default(),
+        );
         assert!(
             terminated_at.is_none(),
             "keymash demo --seconds 15 was still running after {DEMO_DEADLINE:?} and was stopped ({status}):\n{stdout}\n{stderr}"

@@ -53,9 +53,20 @@ fn snapshot(root: &Path) -> BTreeMap<PathBuf, (u64, u32, i64, Option<PathBuf>)> 
             if meta.is_dir() {
                 stack.push(path.clone());
             }
-            let link = meta.file_type().is_symlink().then(|| std::fs::read_link(&path).unwrap());
+            let link = meta
+                .file_type()
+                .is_symlink()
+                .then(|| std::fs::read_link(&path).unwrap());
             let rel = path.strip_prefix(root).unwrap().to_owned();
-            out.insert(rel, (meta.len(), meta.mode(), meta.mtime_nsec() + meta.mtime() * 1_000_000_000, link));
+            out.insert(
+                rel,
+                (
+                    meta.len(),
+                    meta.mode(),
+                    meta.mtime_nsec() + meta.mtime() * 1_000_000_000,
+                    link,
+                ),
+            );
         }
     }
     out
@@ -72,40 +83,70 @@ fn stdout(out: &Output) -> String {
 
 #[test]
 fn install_is_complete_idempotent_and_fully_reversible() {
-    let root = TempRoot(std::env::temp_dir().join(format!("keymash-install-{}", std::process::id())));
+    let root =
+        TempRoot(std::env::temp_dir().join(format!("keymash-install-{}", std::process::id())));
     let r = root.0.as_path();
 
     install(r, &["--role", "sender"]);
-    for b in ["keymash", "keymash-capture", "keymash-net-tx", "keymash-loss-controller"] {
+    for b in [
+        "keymash",
+        "keymash-capture",
+        "keymash-net-tx",
+        "keymash-loss-controller",
+    ] {
         let meta = std::fs::metadata(r.join("usr/local/bin").join(b)).unwrap();
         assert_eq!(meta.mode() & 0o777, 0o755, "{b}");
     }
-    for unit in ["keymash-capture.service", "keymash-sender.target", "keymash-receiver.target"] {
-        assert!(r.join("usr/local/lib/systemd/system").join(unit).exists(), "{unit}");
+    for unit in [
+        "keymash-capture.service",
+        "keymash-sender.target",
+        "keymash-receiver.target",
+    ] {
+        assert!(
+            r.join("usr/local/lib/systemd/system").join(unit).exists(),
+            "{unit}"
+        );
     }
     let config = r.join("etc/keymash/keymash.toml");
-    assert_eq!(std::fs::read_to_string(&config).unwrap(), std::fs::read_to_string(repo().join("deploy/keymash.toml")).unwrap());
+    assert_eq!(
+        std::fs::read_to_string(&config).unwrap(),
+        std::fs::read_to_string(repo().join("deploy/keymash.toml")).unwrap()
+    );
     assert_eq!(std::fs::metadata(&config).unwrap().mode() & 0o777, 0o640);
     // The first PC gets a new pre-shared key, readable by the keymash group only.
     let key = r.join("etc/keymash/keymash.key");
-    assert!(keymash_core::key::PreSharedKey::parse(&std::fs::read_to_string(&key).unwrap()).is_ok());
+    assert!(
+        keymash_core::key::PreSharedKey::parse(&std::fs::read_to_string(&key).unwrap()).is_ok()
+    );
     assert_eq!(std::fs::metadata(&key).unwrap().mode() & 0o777, 0o640);
-    assert!(std::fs::read_to_string(r.join("etc/passwd")).unwrap().contains("keymash:"));
+    assert!(std::fs::read_to_string(r.join("etc/passwd"))
+        .unwrap()
+        .contains("keymash:"));
     let wants = r.join("etc/systemd/system/multi-user.target.wants");
     assert!(link_exists(&wants.join("keymash-sender.target")));
 
     // A second run changes nothing at all.
     let before = snapshot(r);
     let again = install(r, &["--role", "sender"]);
-    assert!(stdout(&again).contains("nothing to change"), "{}", stdout(&again));
+    assert!(
+        stdout(&again).contains("nothing to change"),
+        "{}",
+        stdout(&again)
+    );
     assert_eq!(snapshot(r), before, "the second run changed the tree");
 
     // An existing configuration is never overwritten, not even by --config.
     std::fs::write(&config, "[video]\nfps = 25\n").unwrap();
     let other = r.join("other.toml");
     std::fs::write(&other, "[video]\nfps = 15\n").unwrap();
-    install(r, &["--role", "sender", "--config", other.to_str().unwrap()]);
-    assert_eq!(std::fs::read_to_string(&config).unwrap(), "[video]\nfps = 25\n");
+    install(
+        r,
+        &["--role", "sender", "--config", other.to_str().unwrap()],
+    );
+    assert_eq!(
+        std::fs::read_to_string(&config).unwrap(),
+        "[video]\nfps = 25\n"
+    );
 
     // Switching role switches the enabled target.
     install(r, &["--role", "receiver"]);
@@ -118,12 +159,20 @@ fn install_is_complete_idempotent_and_fully_reversible() {
         .into_keys()
         .filter(|p| {
             let s = p.to_string_lossy();
-            s.contains("keymash") && !s.ends_with("etc/keymash") && !s.ends_with("keymash.toml") && !s.ends_with("keymash.key")
+            s.contains("keymash")
+                && !s.ends_with("etc/keymash")
+                && !s.ends_with("keymash.toml")
+                && !s.ends_with("keymash.key")
         })
         .collect();
     assert!(left.is_empty(), "left behind: {left:?}");
-    assert!(config.exists(), "the configuration must survive a plain --uninstall");
-    assert!(!std::fs::read_to_string(r.join("etc/passwd")).unwrap().contains("keymash:"));
+    assert!(
+        config.exists(),
+        "the configuration must survive a plain --uninstall"
+    );
+    assert!(!std::fs::read_to_string(r.join("etc/passwd"))
+        .unwrap()
+        .contains("keymash:"));
     // ...which --purge-config removes too.
     install(r, &["--uninstall", "--purge-config"]);
     assert!(!config.exists());
@@ -132,7 +181,8 @@ fn install_is_complete_idempotent_and_fully_reversible() {
 
 #[test]
 fn a_bad_configuration_is_refused_before_anything_is_installed() {
-    let root = TempRoot(std::env::temp_dir().join(format!("keymash-install-bad-{}", std::process::id())));
+    let root =
+        TempRoot(std::env::temp_dir().join(format!("keymash-install-bad-{}", std::process::id())));
     let bad = std::env::temp_dir().join(format!("keymash-install-bad-{}.toml", std::process::id()));
     std::fs::write(&bad, "[codec]\nquality = 0\n").unwrap();
     let out = Command::new("bash")
@@ -148,12 +198,17 @@ fn a_bad_configuration_is_refused_before_anything_is_installed() {
     let _ = std::fs::remove_file(&bad);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("codec.quality"));
-    assert!(!root.0.join("usr").exists(), "installed files despite a bad configuration");
+    assert!(
+        !root.0.join("usr").exists(),
+        "installed files despite a bad configuration"
+    );
 }
 
 #[test]
 fn a_missing_role_is_refused() {
-    let root = TempRoot(std::env::temp_dir().join(format!("keymash-install-norole-{}", std::process::id())));
+    let root = TempRoot(
+        std::env::temp_dir().join(format!("keymash-install-norole-{}", std::process::id())),
+    );
     let out = Command::new("bash")
         .arg(repo().join("deploy/install.sh"))
         .arg("--root")

@@ -51,17 +51,29 @@ fn a_burst_of_keys_reaches_the_screen_as_higher_quality_within_a_second() {
         keyboard.press_and_release(&LETTER_KEYS[..20]);
         let pressed = SystemTime::now();
         let sent = sender.stream_at_requested_quality(Duration::from_millis(1000));
-        let first = sent
-            .iter()
-            .find(|f| f.quality > rest)
-            .unwrap_or_else(|| panic!("trial {trial}: no frame at a higher quality was sent within a second of the burst"));
+        let first = sent.iter().find(|f| f.quality > rest).unwrap_or_else(|| {
+            panic!(
+                "trial {trial}: no frame at a higher quality was sent within a second of the burst"
+            )
+        });
         to_sender.push(first.encoded_at.duration_since(pressed).unwrap_or_default());
-        let file = setup.dir.join("shown").join(format!("frame-{:08}.ppm", first.frame.0));
+        let file = setup
+            .dir
+            .join("shown")
+            .join(format!("frame-{:08}.ppm", first.frame.0));
         // Later frames may show first if this one was merged into the next presentation.
         let shown = sent
             .iter()
             .filter(|f| f.frame >= first.frame)
-            .find_map(|f| std::fs::metadata(setup.dir.join("shown").join(format!("frame-{:08}.ppm", f.frame.0))).ok())
+            .find_map(|f| {
+                std::fs::metadata(
+                    setup
+                        .dir
+                        .join("shown")
+                        .join(format!("frame-{:08}.ppm", f.frame.0)),
+                )
+                .ok()
+            })
             .and_then(|m| m.modified().ok())
             .unwrap_or_else(|| panic!("{} (or a later frame) was never shown", file.display()));
         to_screen.push(shown.duration_since(pressed).unwrap_or_default());
@@ -72,5 +84,8 @@ fn a_burst_of_keys_reaches_the_screen_as_higher_quality_within_a_second() {
         "keypress -> sender encodes at higher quality: {:?}; -> on screen (incl. {PLAYOUT_DELAY_MS} ms playout delay): {:?}",
         to_sender, to_screen
     );
-    assert!(to_screen.iter().all(|d| *d < Duration::from_secs(1)), "{to_screen:?}");
+    assert!(
+        to_screen.iter().all(|d| *d < Duration::from_secs(1)),
+        "{to_screen:?}"
+    );
 }

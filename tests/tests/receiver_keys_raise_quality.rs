@@ -14,7 +14,9 @@ use keymash_core::curves::QualityCurve;
 use keymash_core::pipeline::{MashRecord, MASH_CELL};
 use keymash_core::MashLevel;
 use keymash_input::event::{KEY_AUTOREPEAT, KEY_PRESSED};
-use keymash_tests::receiver::{type_records_into_fifo, typist_level, CellWatch, ReceiverSetup, SentFrame, TestSender};
+use keymash_tests::receiver::{
+    type_records_into_fifo, typist_level, CellWatch, ReceiverSetup, SentFrame, TestSender,
+};
 
 const KEYS_PER_SECOND: u32 = 12;
 const MASHING: Duration = Duration::from_secs(4);
@@ -24,7 +26,13 @@ fn mean_bytes(frames: &[SentFrame]) -> f64 {
 }
 
 /// Streams while a thread writes `events_per_second` records of `value` for `duration`.
-fn stream_while_typing(setup: &ReceiverSetup, sender: &mut TestSender, value: i32, events_per_second: u32, duration: Duration) -> Vec<SentFrame> {
+fn stream_while_typing(
+    setup: &ReceiverSetup,
+    sender: &mut TestSender,
+    value: i32,
+    events_per_second: u32,
+    duration: Duration,
+) -> Vec<SentFrame> {
     let typist = type_records_into_fifo(setup.dir.join("keys"), value, events_per_second, duration);
     let sent = sender.stream_at_requested_quality(duration);
     typist.join().expect("typist thread");
@@ -33,7 +41,10 @@ fn stream_while_typing(setup: &ReceiverSetup, sender: &mut TestSender, value: i3
 
 /// The highest level among the cell's stores from `from` on.
 fn peak_level(stores: &[(u64, MashRecord)], from: usize) -> f32 {
-    stores[from..].iter().map(|(_, r)| r.level().get()).fold(0.0, f32::max)
+    stores[from..]
+        .iter()
+        .map(|(_, r)| r.level().get())
+        .fold(0.0, f32::max)
 }
 
 #[test]
@@ -45,12 +56,26 @@ fn twelve_varied_keys_a_second_raise_the_mash_level_the_requested_quality_and_th
     let mut sender = setup.sender();
 
     // Nobody mashing, but a key held down (autorepeat at 30/s): still idle, all along.
-    let idle = stream_while_typing(&setup, &mut sender, KEY_AUTOREPEAT, 30, Duration::from_secs(2));
+    let idle = stream_while_typing(
+        &setup,
+        &mut sender,
+        KEY_AUTOREPEAT,
+        30,
+        Duration::from_secs(2),
+    );
     let stores = mash.stores();
     assert!(!stores.is_empty(), "mash-input publishes the mash cell");
-    assert_eq!(peak_level(&stores, 0), 0.0, "autorepeat must not count as mashing");
+    assert_eq!(
+        peak_level(&stores, 0),
+        0.0,
+        "autorepeat must not count as mashing"
+    );
     let quality_at_rest = sender.requested_quality();
-    assert_eq!(quality_at_rest.get(), 10, "net-rx asks for quality.at_rest with nobody mashing");
+    assert_eq!(
+        quality_at_rest.get(),
+        10,
+        "net-rx asks for quality.at_rest with nobody mashing"
+    );
     let bytes_at_rest = mean_bytes(&idle[idle.len() / 2..]);
 
     let mashing_from = stores.len();
@@ -62,7 +87,11 @@ fn twelve_varied_keys_a_second_raise_the_mash_level_the_requested_quality_and_th
     while setup.mash().map(|r| r.presses_total()) != Some(typed) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
-    assert_eq!(setup.mash().map(|r| r.presses_total()), Some(typed), "presses counted by mash-input");
+    assert_eq!(
+        setup.mash().map(|r| r.presses_total()),
+        Some(typed),
+        "presses counted by mash-input"
+    );
 
     // The model gives 0.81 for these keys (37 presses in its 3 s window, 11 of them repeats).
     // A typist or mash-input woken late can push a few presses out of the window at its peak:
@@ -73,8 +102,16 @@ fn twelve_varied_keys_a_second_raise_the_mash_level_the_requested_quality_and_th
     // net-rx asks for the quality its curve gives at that level (10 + 80 x level by default).
     let curve = QualityCurve::from_config(&QualityCurveConfig::default());
     let least = curve.quality(MashLevel::new(expected - 0.1).expect("a level"));
-    let asked = mashing.iter().map(|f| f.quality).max().expect("frames sent while mashing");
-    assert!(asked >= least, "highest quality asked for while mashing: {asked} (the curve gives {least} at level {})", expected - 0.1);
+    let asked = mashing
+        .iter()
+        .map(|f| f.quality)
+        .max()
+        .expect("frames sent while mashing");
+    assert!(
+        asked >= least,
+        "highest quality asked for while mashing: {asked} (the curve gives {least} at level {})",
+        expected - 0.1
+    );
     let bytes_mashing = mean_bytes(&mashing[mashing.len() * 3 / 4..]);
     eprintln!(
         "peak mash level {peak:.3} (model {expected:.3}), highest quality asked {asked} (curve floor {least}), \

@@ -34,7 +34,10 @@ fn newest_shown(dir: &Path) -> u64 {
                 .flatten()
                 .filter_map(|e| {
                     let name = e.file_name().to_string_lossy().into_owned();
-                    name.strip_prefix("frame-")?.strip_suffix(".ppm")?.parse().ok()
+                    name.strip_prefix("frame-")?
+                        .strip_suffix(".ppm")?
+                        .parse()
+                        .ok()
                 })
                 .max()
                 .unwrap_or(0)
@@ -48,10 +51,17 @@ fn stream(sender: &mut TestSender, duration: Duration) -> Vec<SentFrame> {
 }
 
 /// Streams until `done` holds, failing the test with `what` after [`RECOVERY_DEADLINE`].
-fn stream_until(sender: &mut TestSender, what: &str, mut done: impl FnMut(&TestSender) -> bool) -> Duration {
+fn stream_until(
+    sender: &mut TestSender,
+    what: &str,
+    mut done: impl FnMut(&TestSender) -> bool,
+) -> Duration {
     let start = Instant::now();
     while !done(sender) {
-        assert!(start.elapsed() < RECOVERY_DEADLINE, "waited {RECOVERY_DEADLINE:?} for {what}");
+        assert!(
+            start.elapsed() < RECOVERY_DEADLINE,
+            "waited {RECOVERY_DEADLINE:?} for {what}"
+        );
         stream(sender, Duration::from_millis(200));
     }
     start.elapsed()
@@ -64,7 +74,10 @@ fn check_screen_keeps_up(shown: &Path, sent: &[SentFrame], after: &str) {
     let file = shown_file(shown, last.frame);
     let start = Instant::now();
     let written = loop {
-        if let Some(time) = std::fs::metadata(&file).ok().and_then(|m| m.modified().ok()) {
+        if let Some(time) = std::fs::metadata(&file)
+            .ok()
+            .and_then(|m| m.modified().ok())
+        {
             break time;
         }
         assert!(
@@ -96,22 +109,38 @@ fn every_receiver_service_killed_with_sigkill_is_recovered_from_by_a_restart() {
     check_screen_keeps_up(&shown, &sent, "before the kills");
     // The script mashes 12 varied keys a second from mash-input's start: its level passes 0.5
     // (quality 50) after about two seconds, by mash-input's own clock.
-    stream_until(&mut sender, "scripted mashing to raise the quality above 40", |s| s.requested_quality().get() > 40);
+    stream_until(
+        &mut sender,
+        "scripted mashing to raise the quality above 40",
+        |s| s.requested_quality().get() > 40,
+    );
 
     // net-rx: the ring survives; display picks the stream up again after the restart.
     net_rx.kill_hard().expect("kill -9 net-rx");
-    let before = stream(&mut sender, Duration::from_millis(500)).last().map_or(0, |f| f.frame.0);
+    let before = stream(&mut sender, Duration::from_millis(500))
+        .last()
+        .map_or(0, |f| f.frame.0);
     net_rx = setup.start("keymash-net-rx");
-    let took = stream_until(&mut sender, "a new frame on screen after net-rx restarted", |_| newest_shown(&shown) > before);
+    let took = stream_until(
+        &mut sender,
+        "a new frame on screen after net-rx restarted",
+        |_| newest_shown(&shown) > before,
+    );
     eprintln!("net-rx restarted: a new frame on screen after {took:?}");
     let sent = stream(&mut sender, Duration::from_secs(1));
     check_screen_keeps_up(&shown, &sent, "after net-rx restarted");
 
     // display: a new one resumes at the newest payloads.
     display.kill_hard().expect("kill -9 display");
-    let before = stream(&mut sender, Duration::from_millis(500)).last().map_or(0, |f| f.frame.0);
+    let before = stream(&mut sender, Duration::from_millis(500))
+        .last()
+        .map_or(0, |f| f.frame.0);
     display = setup.start("keymash-display");
-    let took = stream_until(&mut sender, "a new frame on screen after display restarted", |_| newest_shown(&shown) > before);
+    let took = stream_until(
+        &mut sender,
+        "a new frame on screen after display restarted",
+        |_| newest_shown(&shown) > before,
+    );
     eprintln!("display restarted: a new frame on screen after {took:?}");
     let sent = stream(&mut sender, Duration::from_secs(1));
     check_screen_keeps_up(&shown, &sent, "after display restarted");
@@ -121,19 +150,28 @@ fn every_receiver_service_killed_with_sigkill_is_recovered_from_by_a_restart() {
     let total_before = setup.mash().expect("mash cell").presses_total();
     mash_input = setup.start("keymash-mash-input");
     // Its script starts over with it: the level passes 0.5 about two seconds after the start.
-    stream_until(&mut sender, "the restarted mash-input's level to pass 0.5", |_| {
-        setup.mash().is_some_and(|r| r.level().get() > 0.5)
-    });
+    stream_until(
+        &mut sender,
+        "the restarted mash-input's level to pass 0.5",
+        |_| setup.mash().is_some_and(|r| r.level().get() > 0.5),
+    );
     let record = setup.mash().expect("mash cell after restart");
-    assert!(record.presses_total() < total_before, "a restarted mash-input counts afresh");
-    stream_until(&mut sender, "the quality asked for to pass 40 after mash-input restarted", |s| {
-        s.requested_quality().get() > 40
-    });
+    assert!(
+        record.presses_total() < total_before,
+        "a restarted mash-input counts afresh"
+    );
+    stream_until(
+        &mut sender,
+        "the quality asked for to pass 40 after mash-input restarted",
+        |s| s.requested_quality().get() > 40,
+    );
 
     for service in [&mut mash_input, &mut net_rx, &mut display] {
         // A service turns its loop at least every 200 ms (Lifecycle::MAX_WAIT) and then exits;
         // systemd would wait TimeoutStopSec = 5 s.
-        let status = service.terminate(Duration::from_secs(2)).expect("clean stop");
+        let status = service
+            .terminate(Duration::from_secs(2))
+            .expect("clean stop");
         assert!(status.success(), "exit status {status:?}");
     }
 }

@@ -39,13 +39,21 @@ fn kernel_counters(setup: &ReceiverSetup) -> (u64, u64) {
 /// Over `duration`: net-rx's loss gauge (mean, percent), the filter's drops as the kernel
 /// counted them (percent of the video packets it saw), and net-tx's packets dropped as stale.
 fn loss_over(setup: &ReceiverSetup, duration: Duration) -> (f64, f64, u64) {
-    let stale = || setup.counter(Service::NetTx, "send_queue_dropped").unwrap_or(0);
+    let stale = || {
+        setup
+            .counter(Service::NetTx, "send_queue_dropped")
+            .unwrap_or(0)
+    };
     let ((seen, dropped), stale_before) = (kernel_counters(setup), stale());
     let net_rx = mean_gauge(setup, Service::NetRx, "loss_percent", duration);
     let ((seen_after, dropped_after), stale_after) = (kernel_counters(setup), stale());
     let seen = seen_after - seen;
     assert!(seen > 0, "the filter saw no video packet in {duration:?}");
-    (net_rx, 100.0 * (dropped_after - dropped) as f64 / seen as f64, stale_after - stale_before)
+    (
+        net_rx,
+        100.0 * (dropped_after - dropped) as f64 / seen as f64,
+        stale_after - stale_before,
+    )
 }
 
 /// Display's capture-to-present p50/p99, as text; absent while the stamp cannot be read (it
@@ -83,7 +91,12 @@ fn mashing_brings_the_filtered_loss_from_forty_percent_to_zero_and_raises_the_by
     // packets a second at 320x240 q10), not a matter of time.
     std::thread::sleep(Duration::from_secs(3));
     let (rx_at_rest, loss_at_rest, stale_at_rest) = loss_over(&setup, Duration::from_secs(3));
-    let bytes_at_rest = mean_gauge(&setup, Service::Encoder, "bytes_per_frame", Duration::from_secs(1));
+    let bytes_at_rest = mean_gauge(
+        &setup,
+        Service::Encoder,
+        "bytes_per_frame",
+        Duration::from_secs(1),
+    );
     let latency_at_rest = latency(&setup);
     assert!(
         (28.0..=52.0).contains(&loss_at_rest),
@@ -96,7 +109,12 @@ fn mashing_brings_the_filtered_loss_from_forty_percent_to_zero_and_raises_the_by
     let typist = type_into_fifo(setup.dir.join("keys"), 14, Duration::from_secs(17));
     std::thread::sleep(Duration::from_secs(4));
     let (rx_mashing, loss_mashing, stale_mashing) = loss_over(&setup, Duration::from_secs(10));
-    let bytes_mashing = mean_gauge(&setup, Service::Encoder, "bytes_per_frame", Duration::from_secs(1));
+    let bytes_mashing = mean_gauge(
+        &setup,
+        Service::Encoder,
+        "bytes_per_frame",
+        Duration::from_secs(1),
+    );
     let level = setup.mash().expect("mash cell").level().get();
     let latency_clear = latency(&setup);
     typist.join().expect("typist");
@@ -110,8 +128,12 @@ fn mashing_brings_the_filtered_loss_from_forty_percent_to_zero_and_raises_the_by
     );
     eprintln!(
         "display (debug build, frames:DIR): decode {:.2} ms, present {:.2} ms per frame",
-        setup.gauge(Service::Display, "decode_ms").unwrap_or(f64::NAN),
-        setup.gauge(Service::Display, "present_ms").unwrap_or(f64::NAN)
+        setup
+            .gauge(Service::Display, "decode_ms")
+            .unwrap_or(f64::NAN),
+        setup
+            .gauge(Service::Display, "present_ms")
+            .unwrap_or(f64::NAN)
     );
     assert!(
         level >= 0.8,
@@ -122,7 +144,10 @@ fn mashing_brings_the_filtered_loss_from_forty_percent_to_zero_and_raises_the_by
         loss_mashing < 1.0,
         "the filter dropped {loss_mashing:.2}% while mashing (net-rx saw {rx_mashing:.2}% lost)"
     );
-    assert!(bytes_mashing > 2.0 * bytes_at_rest, "bytes per frame {bytes_mashing:.0} vs {bytes_at_rest:.0} at rest");
+    assert!(
+        bytes_mashing > 2.0 * bytes_at_rest,
+        "bytes per frame {bytes_mashing:.0} vs {bytes_at_rest:.0} at rest"
+    );
 
     // About 10% loss, for the latency figure under loss: 6 varied keys a second hold the mash
     // level near 0.4, where the default loss curve gives 0.4 * (1 - 0.4 / 0.8)^2 = 10%.

@@ -34,7 +34,13 @@ fn start_xvfb() -> (ChildGuard, String) {
         "Xvfb",
         Command::new("Xvfb")
             .arg(&display)
-            .args(["-screen", "0", &format!("{}x{}x24", SCREEN.0, SCREEN.1), "-nolisten", "tcp"])
+            .args([
+                "-screen",
+                "0",
+                &format!("{}x{}x24", SCREEN.0, SCREEN.1),
+                "-nolisten",
+                "tcp",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null()),
     )
@@ -42,7 +48,10 @@ fn start_xvfb() -> (ChildGuard, String) {
     let socket = format!("/tmp/.X11-unix/X{number}");
     let deadline = Instant::now() + Duration::from_secs(10);
     while !Path::new(&socket).exists() {
-        assert!(Instant::now() < deadline, "Xvfb did not come up on {display}");
+        assert!(
+            Instant::now() < deadline,
+            "Xvfb did not come up on {display}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     (guard, display)
@@ -53,11 +62,32 @@ fn start_xvfb() -> (ChildGuard, String) {
 fn screenshot(display: &str) -> Vec<u8> {
     let out = Command::new("timeout")
         .args(["--kill-after=5", "30", "ffmpeg"])
-        .args(["-loglevel", "error", "-f", "x11grab", "-video_size", &format!("{}x{}", SCREEN.0, SCREEN.1)])
-        .args(["-i", display, "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
+        .args([
+            "-loglevel",
+            "error",
+            "-f",
+            "x11grab",
+            "-video_size",
+            &format!("{}x{}", SCREEN.0, SCREEN.1),
+        ])
+        .args([
+            "-i",
+            display,
+            "-frames:v",
+            "1",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-",
+        ])
         .output()
         .expect("run ffmpeg (apt install ffmpeg)");
-    assert!(out.status.success(), "ffmpeg x11grab failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "ffmpeg x11grab failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(out.stdout.len(), SCREEN.0 * SCREEN.1 * 3);
     out.stdout
 }
@@ -70,16 +100,26 @@ fn pixel(shot: &[u8], x: usize, y: usize) -> [u8; 3] {
 /// What is wrong with the screenshot for mash level `level` (border glowing `[0, green, 0]`,
 /// the grey picture inside), if anything.
 fn mismatch(shot: &[u8], level: f32, green: u8) -> Option<String> {
-    for (x, y) in [(BORDER / 2, SCREEN.1 / 2), (SCREEN.0 / 2, BORDER / 2), (SCREEN.0 - 3, SCREEN.1 - 3)] {
+    for (x, y) in [
+        (BORDER / 2, SCREEN.1 / 2),
+        (SCREEN.0 / 2, BORDER / 2),
+        (SCREEN.0 - 3, SCREEN.1 - 3),
+    ] {
         let [r, g, b] = pixel(shot, x, y);
         if !(r <= 2 && b <= 2 && g.abs_diff(green) <= 2) {
-            return Some(format!("mash {level}: border pixel ({x},{y}) is {:?}, expected [0, {green}, 0]", [r, g, b]));
+            return Some(format!(
+                "mash {level}: border pixel ({x},{y}) is {:?}, expected [0, {green}, 0]",
+                [r, g, b]
+            ));
         }
     }
     // Inside the border: the (not yet streamed) picture, mid-grey, not the glow.
     let [r, g, b] = pixel(shot, SCREEN.0 / 2, SCREEN.1 / 2);
     if !(r.abs_diff(g) <= 8 && g.abs_diff(b) <= 8 && (100..=160).contains(&g)) {
-        return Some(format!("mash {level}: centre is {:?}, expected mid-grey", [r, g, b]));
+        return Some(format!(
+            "mash {level}: centre is {:?}, expected mid-grey",
+            [r, g, b]
+        ));
     }
     None
 }
@@ -92,8 +132,12 @@ fn the_window_border_glows_green_in_proportion_to_the_mash_level() {
         &format!("[display]\noutput = \"window\"\nfullscreen = true\nglow_border_px = {BORDER}\n"),
     );
     // The test plays mash-input: it owns the mash cell and keeps it fresh.
-    let (mut cell, _) = CellWriter::<MashRecord>::open(&setup.segment(MASH_CELL), Permissions::OwnerOnly).unwrap();
-    let mut window = setup.start_with_env("keymash-display", &[("DISPLAY", &display), ("SDL_VIDEODRIVER", "x11")]);
+    let (mut cell, _) =
+        CellWriter::<MashRecord>::open(&setup.segment(MASH_CELL), Permissions::OwnerOnly).unwrap();
+    let mut window = setup.start_with_env(
+        "keymash-display",
+        &[("DISPLAY", &display), ("SDL_VIDEODRIVER", "x11")],
+    );
 
     // What is checked is the glow's colour for each level, not how fast it follows (that is
     // receiver_keypress_to_screen's business): screenshots are taken until the screen shows
@@ -124,8 +168,13 @@ fn the_window_border_glows_green_in_proportion_to_the_mash_level() {
         if let Some(problem) = problem {
             panic!("{problem} (for 10 s)");
         }
-        eprintln!("mash {level}: the screen showed it {:?} after the first store", start.elapsed());
+        eprintln!(
+            "mash {level}: the screen showed it {:?} after the first store",
+            start.elapsed()
+        );
     }
-    let status = window.terminate(Duration::from_secs(2)).expect("display stops on SIGTERM");
+    let status = window
+        .terminate(Duration::from_secs(2))
+        .expect("display stops on SIGTERM");
     assert!(status.success());
 }

@@ -16,25 +16,51 @@ fn frames_arrive_in_order_and_their_stamps_show_the_configured_delay() {
     let mut receiver = TestReceiver::new(&pipeline);
     pipeline.start_all();
     receiver.run_for(Duration::from_secs_f64(DELAY_SECONDS + 3.0));
-    assert!(pipeline.all_running(), "a service died; encoder log:\n{}", pipeline.log("encoder"));
+    assert!(
+        pipeline.all_running(),
+        "a service died; encoder log:\n{}",
+        pipeline.log("encoder")
+    );
 
     let frames = &receiver.frames;
     // The sender sends FPS frames a second (the countdown card, then video); a fifth is left
     // for the services' start inside the receiving window.
-    assert!(frames.len() as f64 > 0.8 * f64::from(FPS) * (DELAY_SECONDS + 3.0), "only {} frames arrived", frames.len());
+    assert!(
+        frames.len() as f64 > 0.8 * f64::from(FPS) * (DELAY_SECONDS + 3.0),
+        "only {} frames arrived",
+        frames.len()
+    );
     for pair in frames.windows(2) {
-        assert!(pair[1].frame_no > pair[0].frame_no, "frame {} after {}", pair[1].frame_no, pair[0].frame_no);
+        assert!(
+            pair[1].frame_no > pair[0].frame_no,
+            "frame {} after {}",
+            pair[1].frame_no,
+            pair[0].frame_no
+        );
     }
 
     // First the countdown card (no stamp), then video (stamped), and never a card again.
-    let first_video = frames.iter().position(|f| f.stamp.is_some()).expect("video arrived after the countdown");
+    let first_video = frames
+        .iter()
+        .position(|f| f.stamp.is_some())
+        .expect("video arrived after the countdown");
     assert!(first_video > 0, "the countdown card must come first");
-    assert!(frames[first_video..].iter().all(|f| f.stamp.is_some()), "a frame without a stamp after the video started");
+    assert!(
+        frames[first_video..].iter().all(|f| f.stamp.is_some()),
+        "a frame without a stamp after the video started"
+    );
     let video = &frames[first_video..];
-    assert!(video.len() as f64 > 2.0 * f64::from(FPS), "only {} video frames", video.len());
+    assert!(
+        video.len() as f64 > 2.0 * f64::from(FPS),
+        "only {} video frames",
+        video.len()
+    );
     // Capture frame numbers only go forward.
     for pair in video.windows(2) {
-        let (a, b) = (pair[0].stamp.map(|s| s.frame), pair[1].stamp.map(|s| s.frame));
+        let (a, b) = (
+            pair[0].stamp.map(|s| s.frame),
+            pair[1].stamp.map(|s| s.frame),
+        );
         assert!(b > a, "capture frame {b:?} after {a:?}");
     }
 
@@ -47,11 +73,18 @@ fn frames_arrive_in_order_and_their_stamps_show_the_configured_delay() {
     // took the last packet, which a loaded machine can make a few ms late (a kernel receive
     // timestamp would not be; the test support has no socket API that gives one).
     let interval_ms = 1000.0 / f64::from(FPS);
-    let mut excess: Vec<f64> = video.iter().filter_map(|f| f.age_ms()).map(|age| age as f64 - DELAY_SECONDS * 1e3).collect();
+    let mut excess: Vec<f64> = video
+        .iter()
+        .filter_map(|f| f.age_ms())
+        .map(|age| age as f64 - DELAY_SECONDS * 1e3)
+        .collect();
     excess.sort_by(f64::total_cmp);
     let mut first_excess: Vec<f64> = video
         .iter()
-        .filter_map(|f| f.stamp.map(|s| s.age_ms(f.first_arrival_ns) as f64 - DELAY_SECONDS * 1e3))
+        .filter_map(|f| {
+            f.stamp
+                .map(|s| s.age_ms(f.first_arrival_ns) as f64 - DELAY_SECONDS * 1e3)
+        })
         .collect();
     first_excess.sort_by(f64::total_cmp);
     eprintln!(

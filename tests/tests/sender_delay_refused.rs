@@ -14,7 +14,11 @@ fn a_delay_over_the_memory_limit_exits_with_ex_config_naming_the_keys() {
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("keymash.toml");
     let prefix = format!("kmt{}", name.replace('-', ""));
-    std::fs::write(&config, format!("[shm]\nprefix = \"{prefix}\"\n[delay]\nseconds = 600.0\nmax_memory_mib = 1024\n")).unwrap();
+    std::fs::write(
+        &config,
+        format!("[shm]\nprefix = \"{prefix}\"\n[delay]\nseconds = 600.0\nmax_memory_mib = 1024\n"),
+    )
+    .unwrap();
     let mut child = Command::new(service_binary("keymash-delay-buffer"))
         .arg("--config")
         .arg(&config)
@@ -38,6 +42,12 @@ fn a_delay_over_the_memory_limit_exits_with_ex_config_naming_the_keys() {
     let log = String::from_utf8_lossy(&output.stderr);
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(status.code(), Some(78), "exit status; log:\n{log}");
-    assert!(log.contains("delay.seconds") && log.contains("delay.max_memory_mib"), "log:\n{log}");
-    assert!(!std::path::Path::new(&format!("/dev/shm/{prefix}.delay-hold")).exists(), "nothing was created");
+    assert!(
+        log.contains("delay.seconds") && log.contains("delay.max_memory_mib"),
+        "log:\n{log}"
+    );
+    assert!(
+        !std::path::Path::new(&format!("/dev/shm/{prefix}.delay-hold")).exists(),
+        "nothing was created"
+    );
 }

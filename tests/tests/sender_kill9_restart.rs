@@ -25,14 +25,23 @@ fn killing_and_restarting_each_sender_service_loses_only_the_frames_in_flight() 
     pipeline.start_all();
     // Wait for the delay to fill and the video to flow.
     let deadline = Instant::now() + Duration::from_secs(15);
-    while receiver.frames.iter().filter(|f| f.stamp.is_some()).count() < 20 && Instant::now() < deadline {
+    while receiver.frames.iter().filter(|f| f.stamp.is_some()).count() < 20
+        && Instant::now() < deadline
+    {
         receiver.run_for(Duration::from_millis(100));
     }
-    assert!(receiver.frames.iter().any(|f| f.stamp.is_some()), "no video before the kills (waited 15 s)");
+    assert!(
+        receiver.frames.iter().any(|f| f.stamp.is_some()),
+        "no video before the kills (waited 15 s)"
+    );
     // Capture to arrival as it is on this machine now (the delay plus the pipeline's own time,
     // which load stretches): the yardstick for the first frame after each restart.
-    let mut excess_ms: Vec<f64> =
-        receiver.frames.iter().filter_map(|f| f.age_ms()).map(|age| age as f64 - DELAY_SECONDS * 1e3).collect();
+    let mut excess_ms: Vec<f64> = receiver
+        .frames
+        .iter()
+        .filter_map(|f| f.age_ms())
+        .map(|age| age as f64 - DELAY_SECONDS * 1e3)
+        .collect();
     excess_ms.sort_by(f64::total_cmp);
     let usual_excess_ms = excess_ms[excess_ms.len() / 2];
 
@@ -48,15 +57,24 @@ fn killing_and_restarting_each_sender_service_loses_only_the_frames_in_flight() 
             while !starting.is_finished() {
                 receiver.run_for(Duration::from_millis(5));
             }
-            starting.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            starting
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
         });
         // How long the stage was gone: the test's pause plus however long this machine took to
         // start it again (systemd's RestartSec would be similar; load stretches the start).
         let down = Duration::from_nanos(ready_ns.saturating_sub(killed_ns));
         receiver.run_for(Duration::from_millis(1500));
-        assert!(pipeline.all_running(), "after restarting {service}: a service died");
+        assert!(
+            pipeline.all_running(),
+            "after restarting {service}: a service died"
+        );
         let frames = &receiver.frames[start..];
-        assert!(frames.len() > 10, "{service}: the stream did not resume ({} frames)", frames.len());
+        assert!(
+            frames.len() > 10,
+            "{service}: the stream did not resume ({} frames)",
+            frames.len()
+        );
         // A frame torn by the kill: net-tx died while pacing its packets out, so only its head
         // arrived. That one frame, and only it, may be torn: the restarted net-tx's new stream
         // is joined on a whole frame (and the other stages hand on whole frames only).
@@ -71,7 +89,10 @@ fn killing_and_restarting_each_sender_service_loses_only_the_frames_in_flight() 
         let down_ms = down.as_millis() as i64;
         let reach = match service {
             "capture" => (-2 * iv, down_ms + iv),
-            "net-tx" => (-delay_ms - 2 * iv, down_ms + STREAM_SWITCH.as_millis() as i64 - delay_ms + 2 * iv),
+            "net-tx" => (
+                -delay_ms - 2 * iv,
+                down_ms + STREAM_SWITCH.as_millis() as i64 - delay_ms + 2 * iv,
+            ),
             _ => (-delay_ms - 2 * iv, down_ms - delay_ms + 2 * iv),
         };
         let kill_ms = (killed_ns / 1_000_000) as u32;
@@ -85,10 +106,13 @@ fn killing_and_restarting_each_sender_service_loses_only_the_frames_in_flight() 
                 .find_map(|f| f.stamp)
                 .is_none_or(|s| (reach.0 - iv..=reach.1).contains(&since_kill(s)))
         };
-        let torn: Vec<_> =
-            (start..receiver.frames.len()).filter(|&i| !receiver.frames[i].is_whole() && reached(i)).map(|i| &receiver.frames[i]).collect();
+        let torn: Vec<_> = (start..receiver.frames.len())
+            .filter(|&i| !receiver.frames[i].is_whole() && reached(i))
+            .map(|i| &receiver.frames[i])
+            .collect();
         // Told by its stream, not by arrival time (a loaded test process reads packets late).
-        let torn_by_the_kill = |f: &&ReceivedFrame| service == "net-tx" && Some(f.ssrc) == stream_before_kill;
+        let torn_by_the_kill =
+            |f: &&ReceivedFrame| service == "net-tx" && Some(f.ssrc) == stream_before_kill;
         assert!(
             torn.len() <= 1 && torn.iter().all(torn_by_the_kill),
             "{service}: torn frames after the restart (frame, payloads of count, first arrival - kill in ms): {:?}",
@@ -97,12 +121,18 @@ fn killing_and_restarting_each_sender_service_loses_only_the_frames_in_flight() 
                 .collect::<Vec<_>>()
         );
         assert!(
-            frames.iter().filter(|f| f.is_whole()).all(|f| f.stamp.is_some()),
+            frames
+                .iter()
+                .filter(|f| f.is_whole())
+                .all(|f| f.stamp.is_some()),
             "{service}: the countdown card (or a broken picture) appeared after the restart"
         );
         // Frames lost: gaps in the capture frame numbers read from the pixels. Capture numbers
         // its frames by its ring, so frames it never captured while down are not gaps.
-        let stamped: Vec<Stamp> = receiver.frames[start.saturating_sub(1)..].iter().filter_map(|f| f.stamp).collect();
+        let stamped: Vec<Stamp> = receiver.frames[start.saturating_sub(1)..]
+            .iter()
+            .filter_map(|f| f.stamp)
+            .collect();
         let stamps: Vec<u32> = stamped.iter().map(|s| s.frame).collect();
         let lost: u32 = stamped
             .windows(2)
@@ -130,8 +160,10 @@ fn killing_and_restarting_each_sender_service_loses_only_the_frames_in_flight() 
         );
         // The delay is right straight after the restart: the held video was not lost.
         // (The torn frame, if any, is left out: it is finished only when the next frame starts.)
-        let first_after =
-            frames.iter().find(|f| f.is_whole() && f.arrival_ns > ready_ns).and_then(|f| f.age_ms());
+        let first_after = frames
+            .iter()
+            .find(|f| f.is_whole() && f.arrival_ns > ready_ns)
+            .and_then(|f| f.age_ms());
         let age = first_after.expect("a stamped frame after the restart");
         // Against the same pipeline before the kills, so load (which delays every frame alike)
         // cannot fail it: a restarted stage's first frame is the one due now, at most a frame
@@ -141,7 +173,12 @@ fn killing_and_restarting_each_sender_service_loses_only_the_frames_in_flight() 
         let interval_ms = interval.as_secs_f64() * 1e3;
         // A new net-tx stream is only accepted after the old one's silence: its first frames
         // arrive that much later than the delay (a receiver rule, not a sender one).
-        let allowed_ms = 2.0 * interval_ms + if service == "net-tx" { STREAM_SWITCH.as_secs_f64() * 1e3 } else { 0.0 };
+        let allowed_ms = 2.0 * interval_ms
+            + if service == "net-tx" {
+                STREAM_SWITCH.as_secs_f64() * 1e3
+            } else {
+                0.0
+            };
         assert!(
             (-interval_ms..=allowed_ms).contains(&excess_ms),
             "{service}: first frame after the restart is {age} ms old, {excess_ms:.0} ms more than before the kills \

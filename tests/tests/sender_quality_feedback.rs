@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use keymash_core::Quality;
 use keymash_shm::monotonic_now_ns;
-use keymash_tests::sender::{capture_times_ms, QualityCellWatch, ReceivedFrame, SenderPipeline, TestReceiver};
+use keymash_tests::sender::{
+    capture_times_ms, QualityCellWatch, ReceivedFrame, SenderPipeline, TestReceiver,
+};
 
 const FPS: u32 = 20;
 
@@ -51,12 +53,19 @@ fn a_quality_request_changes_the_bytes_per_frame_within_two_frame_intervals() {
         let captured = &captured[change_start..];
         // The first store of the new quality after the last of the old one.
         let stores = watch.stores();
-        let old = stores.iter().rposition(|s| s.quality == Some(from)).expect("net-tx stored the old quality");
+        let old = stores
+            .iter()
+            .rposition(|s| s.quality == Some(from))
+            .expect("net-tx stored the old quality");
         let stored_ms = stores[old..]
             .iter()
             .find(|s| s.quality == Some(to) && s.from_receiver)
             .map(|s| s.updated_ns as f64 / 1e6)
-            .unwrap_or_else(|| panic!("q{from} -> q{to}: net-tx never stored q{to} in the quality cell: {stores:?}"));
+            .unwrap_or_else(|| {
+                panic!(
+                    "q{from} -> q{to}: net-tx never stored q{to} in the quality cell: {stores:?}"
+                )
+            });
         let table: Vec<String> = after
             .iter()
             .zip(captured)
@@ -82,7 +91,10 @@ fn a_quality_request_changes_the_bytes_per_frame_within_two_frame_intervals() {
         // net-tx reads feedback at least every 5 ms (FEEDBACK_POLL) and stores a new quality at
         // once. Of the two frame intervals promised, one is left for this hop (the other for
         // the next capture): later, and the encoder could code a second frame at the old quality.
-        assert!(stored_ms - sent_ms <= interval_ms, "net-tx was late with the quality: {table}");
+        assert!(
+            stored_ms - sent_ms <= interval_ms,
+            "net-tx was late with the quality: {table}"
+        );
         // The encoder reads the cell before each frame: every frame captured (so encoded) after
         // the store is at the new quality. Exact, up to the stamp's 1 ms resolution.
         for (f, c) in after.iter().zip(captured) {
@@ -95,7 +107,10 @@ fn a_quality_request_changes_the_bytes_per_frame_within_two_frame_intervals() {
         }
         // The promise itself, on the capture clock: the first frame at the new quality was
         // captured at most two frame intervals after the request.
-        let first = after.iter().position(|f| f.quality == Some(to)).expect("a frame at the new quality");
+        let first = after
+            .iter()
+            .position(|f| f.quality == Some(to))
+            .expect("a frame at the new quality");
         assert!(
             captured[first] - sent_ms <= 2.0 * interval_ms,
             "q{from} -> q{to}: the first frame at the new quality was captured {:.1} ms after the request \

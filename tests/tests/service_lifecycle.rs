@@ -49,15 +49,27 @@ impl Drop for Cleanup {
 }
 
 fn check_lifecycle(service: &str) {
-    let dir = std::env::temp_dir().join(format!("keymash-lifecycle-{}-{service}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!(
+        "keymash-lifecycle-{}-{service}",
+        std::process::id()
+    ));
     std::fs::create_dir_all(&dir).unwrap();
     // One prefix per service: the tests run in parallel and must not share rings.
-    let prefix = format!("kml-{}-{}", std::process::id(), service.trim_start_matches("keymash-"));
-    let _cleanup = Cleanup { dir: dir.clone(), prefix: prefix.clone() };
+    let prefix = format!(
+        "kml-{}-{}",
+        std::process::id(),
+        service.trim_start_matches("keymash-")
+    );
+    let _cleanup = Cleanup {
+        dir: dir.clone(),
+        prefix: prefix.clone(),
+    };
     let socket_path = dir.join("notify.sock");
     let _ = std::fs::remove_file(&socket_path);
     let socket = UnixDatagram::bind(&socket_path).unwrap();
-    socket.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
 
     // A private shm prefix and loopback addresses, so the test touches nothing of a real setup;
     // a short delay, so the delay buffer does not reserve 30 s of video.
@@ -96,20 +108,34 @@ fn check_lifecycle(service: &str) {
                 watchdog |= ready && line == "WATCHDOG=1";
             }
         }
-        assert!(child.0.try_wait().unwrap().is_none(), "{service} exited before it was ready");
+        assert!(
+            child.0.try_wait().unwrap().is_none(),
+            "{service} exited before it was ready"
+        );
     }
     assert!(ready, "{service} never sent READY=1");
     assert!(status, "{service} never sent STATUS=");
     assert!(watchdog, "{service} never sent WATCHDOG=1 after READY=1");
 
-    let term = Command::new("kill").arg("-TERM").arg(child.0.id().to_string()).status().unwrap();
+    let term = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.0.id().to_string())
+        .status()
+        .unwrap();
     assert!(term.success());
     // The promise: a service notices SIGTERM at its next loop turn, at most Lifecycle::MAX_WAIT
     // (200 ms) away, and exits at once; the rest of the second is for getting a CPU on a
     // loaded machine (systemd would wait TimeoutStopSec = 5 s before killing it).
     let exit = wait_with_deadline(&mut child.0, Duration::from_secs(1));
-    assert!(exit.is_some(), "{service} did not exit within 1 s of SIGTERM");
-    assert_eq!(exit.and_then(|s| s.code()), Some(0), "{service} exit status after SIGTERM");
+    assert!(
+        exit.is_some(),
+        "{service} did not exit within 1 s of SIGTERM"
+    );
+    assert_eq!(
+        exit.and_then(|s| s.code()),
+        Some(0),
+        "{service} exit status after SIGTERM"
+    );
 }
 
 macro_rules! lifecycle_tests {
@@ -139,9 +165,16 @@ fn a_refused_configuration_exits_with_ex_config_and_no_ready() {
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("bad.toml");
     std::fs::write(&config, "[codec]\nquality = 0\n").unwrap();
-    let out = Command::new(keymash_tests::service_binary("keymash-encoder")).arg("--config").arg(&config).output().unwrap();
+    let out = Command::new(keymash_tests::service_binary("keymash-encoder"))
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(78));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("codec.quality"), "stderr does not name the key: {stderr}");
+    assert!(
+        stderr.contains("codec.quality"),
+        "stderr does not name the key: {stderr}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -16,18 +16,24 @@ use std::path::Path;
 use std::time::Duration;
 
 use keymash_core::pipeline::{stat, Service};
-use keymash_shm::{list_segments, CellReader, Prefix, RemoveSegmentsOnDrop, SegmentId, SegmentName, ServiceStats};
+use keymash_shm::{
+    list_segments, CellReader, Prefix, RemoveSegmentsOnDrop, SegmentId, SegmentName, ServiceStats,
+};
 use keymash_tests::systemd::BootedSystemd;
 use keymash_tests::{require_root, NetnsPair};
 
-
 fn stats(prefix: &Prefix, service: Service) -> Option<ServiceStats> {
-    let id = SegmentId::new(prefix.clone(), SegmentName::new(&service.stats_cell()).ok()?);
+    let id = SegmentId::new(
+        prefix.clone(),
+        SegmentName::new(&service.stats_cell()).ok()?,
+    );
     CellReader::<ServiceStats>::open(&id).ok()?.load().ok()
 }
 
 fn counter(prefix: &Prefix, service: Service, name: &str) -> u64 {
-    stats(prefix, service).and_then(|s| s.counter(name)).unwrap_or(0)
+    stats(prefix, service)
+        .and_then(|s| s.counter(name))
+        .unwrap_or(0)
 }
 
 /// Every stage's short name (the unit is `keymash-<name>.service`).
@@ -88,33 +94,77 @@ CONF
 
     // Starting the two targets starts all eight services (each Type=notify: active once READY).
     let out = sd.systemctl(&["start", "keymash-sender.target", "keymash-receiver.target"]);
-    assert!(out.status.success(), "start: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "start: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let all_active = sd.wait_until(Duration::from_secs(30), |sd| {
-        stages().iter().all(|s| sd.property(&unit(s), "ActiveState") == "active")
+        stages()
+            .iter()
+            .all(|s| sd.property(&unit(s), "ActiveState") == "active")
     });
-    let states: Vec<String> = stages().iter().map(|s| format!("{s}={}", sd.property(&unit(s), "ActiveState"))).collect();
-    assert!(all_active, "not all services active: {states:?}\n{}", String::from_utf8_lossy(&sd.exec("journalctl", &["--no-pager", "-n", "60"]).stdout));
+    let states: Vec<String> = stages()
+        .iter()
+        .map(|s| format!("{s}={}", sd.property(&unit(s), "ActiveState")))
+        .collect();
+    assert!(
+        all_active,
+        "not all services active: {states:?}\n{}",
+        String::from_utf8_lossy(&sd.exec("journalctl", &["--no-pager", "-n", "60"]).stdout)
+    );
 
     // Frames flow end to end: packets arrive at net-rx and the display presents frames (the
     // delay is 1 s; the display's rate gauge is published every half second).
-    let received = |p: &Prefix| counter(p, Service::NetRx, "delivered").max(counter(p, Service::NetRx, "packets"));
+    let received = |p: &Prefix| {
+        counter(p, Service::NetRx, "delivered").max(counter(p, Service::NetRx, "packets"))
+    };
     let flowing = sd.wait_until(Duration::from_secs(30), |_| {
         received(&prefix) > 100
-            && stats(&prefix, Service::Display).and_then(|s| s.gauge(stat::RATE)).unwrap_or(0.0) > 1.0
+            && stats(&prefix, Service::Display)
+                .and_then(|s| s.gauge(stat::RATE))
+                .unwrap_or(0.0)
+                > 1.0
     });
-    assert!(flowing, "no frames reached the display within 30 s: net-rx {} ", received(&prefix));
+    assert!(
+        flowing,
+        "no frames reached the display within 30 s: net-rx {} ",
+        received(&prefix)
+    );
     // The loss filter is attached and dropping (nobody mashes hard: 6 keys/s).
-    let dropped = sd.wait_until(Duration::from_secs(10), |_| counter(&prefix, Service::LossController, stat::DROPPED) > 0);
+    let dropped = sd.wait_until(Duration::from_secs(10), |_| {
+        counter(&prefix, Service::LossController, stat::DROPPED) > 0
+    });
     assert!(dropped, "the loss filter dropped nothing in 10 s");
 
     // Only loss-controller has effective capabilities; every stage runs as keymash.
     for stage in stages() {
         let pid = sd.property(&unit(stage), "MainPID");
-        let status = String::from_utf8_lossy(&sd.exec("cat", &[&format!("/proc/{pid}/status")]).stdout).into_owned();
-        let cap_eff = status.lines().find_map(|l| l.strip_prefix("CapEff:")).map(str::trim).unwrap_or("?").to_owned();
-        let nonzero = u64::from_str_radix(&cap_eff, 16).map(|c| c != 0).unwrap_or(true);
-        assert_eq!(nonzero, stage == "loss-controller", "{stage} CapEff {cap_eff}");
-        let uid = status.lines().find_map(|l| l.strip_prefix("Uid:")).unwrap_or("").split_whitespace().nth(1).unwrap_or("").to_owned();
+        let status =
+            String::from_utf8_lossy(&sd.exec("cat", &[&format!("/proc/{pid}/status")]).stdout)
+                .into_owned();
+        let cap_eff = status
+            .lines()
+            .find_map(|l| l.strip_prefix("CapEff:"))
+            .map(str::trim)
+            .unwrap_or("?")
+            .to_owned();
+        let nonzero = u64::from_str_radix(&cap_eff, 16)
+            .map(|c| c != 0)
+            .unwrap_or(true);
+        assert_eq!(
+            nonzero,
+            stage == "loss-controller",
+            "{stage} CapEff {cap_eff}"
+        );
+        let uid = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .unwrap_or("")
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or("")
+            .to_owned();
         assert_ne!(uid, "0", "{stage} runs as root");
     }
 
@@ -130,28 +180,64 @@ CONF
                 && sd.property(&unit(stage), "ActiveState") == "active"
                 && sd.property(&unit(stage), "MainPID") != before_pid
         });
-        assert!(restarted, "systemd did not restart {stage} within 20 s (RestartSec = 1 s)");
+        assert!(
+            restarted,
+            "systemd did not restart {stage} within 20 s (RestartSec = 1 s)"
+        );
         let at_restart = received(&prefix);
-        let resumed = sd.wait_until(Duration::from_secs(20), |_| received(&prefix) > at_restart + 100);
-        assert!(resumed, "the stream did not resume within 20 s after {stage} was killed");
+        let resumed = sd.wait_until(Duration::from_secs(20), |_| {
+            received(&prefix) > at_restart + 100
+        });
+        assert!(
+            resumed,
+            "the stream did not resume within 20 s after {stage} was killed"
+        );
     }
 
     // Stopping the targets stops everything and leaves nothing behind.
     let out = sd.systemctl(&["stop", "keymash-sender.target", "keymash-receiver.target"]);
-    assert!(out.status.success(), "stop: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "stop: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let all_stopped = sd.wait_until(Duration::from_secs(20), |sd| {
-        stages().iter().all(|s| sd.property(&unit(s), "ActiveState") == "inactive")
+        stages()
+            .iter()
+            .all(|s| sd.property(&unit(s), "ActiveState") == "inactive")
     });
-    let states: Vec<String> = stages().iter().map(|s| format!("{s}={}", sd.property(&unit(s), "ActiveState"))).collect();
+    let states: Vec<String> = stages()
+        .iter()
+        .map(|s| format!("{s}={}", sd.property(&unit(s), "ActiveState")))
+        .collect();
     assert!(
         all_stopped,
         "not all stopped: {states:?}\n{}",
         String::from_utf8_lossy(&sd.exec("journalctl", &["--no-pager", "-n", "80"]).stdout)
     );
     let leftovers = sd.exec("pgrep", &["-f", "/usr/local/bin/keymash-"]);
-    assert!(String::from_utf8_lossy(&leftovers.stdout).trim().is_empty(), "processes left");
-    let filters = pair.right.run("tc", ["filter", "show", "dev", NetnsPair::RIGHT_INTERFACE, "ingress"]).unwrap();
+    assert!(
+        String::from_utf8_lossy(&leftovers.stdout).trim().is_empty(),
+        "processes left"
+    );
+    let filters = pair
+        .right
+        .run(
+            "tc",
+            [
+                "filter",
+                "show",
+                "dev",
+                NetnsPair::RIGHT_INTERFACE,
+                "ingress",
+            ],
+        )
+        .unwrap();
     assert!(filters.trim().is_empty(), "tc filter left: {filters}");
-    let segments: Vec<String> = list_segments(&prefix).unwrap().into_iter().map(|r| r.id.name.as_str().to_owned()).collect();
+    let segments: Vec<String> = list_segments(&prefix)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id.name.as_str().to_owned())
+        .collect();
     assert!(segments.is_empty(), "shared memory left: {segments:?}");
 }

@@ -17,7 +17,11 @@ fn services() -> Vec<&'static str> {
 }
 
 fn services_of(role: Role) -> Vec<&'static str> {
-    Service::ALL.iter().filter(|s| s.role() == role).map(|s| s.name()).collect()
+    Service::ALL
+        .iter()
+        .filter(|s| s.role() == role)
+        .map(|s| s.name())
+        .collect()
 }
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -29,7 +33,9 @@ fn unit_text(name: &str) -> String {
 
 /// The value(s) of `key=` lines in a unit.
 fn values<'a>(text: &'a str, key: &str) -> Vec<&'a str> {
-    text.lines().filter_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix('='))).collect()
+    text.lines()
+        .filter_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
+        .collect()
 }
 
 #[test]
@@ -45,25 +51,42 @@ fn every_unit_passes_systemd_analyze_verify() {
             continue;
         }
         // Point ExecStart at the binaries this build produced, so verify checks them too.
-        let text = std::fs::read_to_string(&path).unwrap().replace("/usr/local/bin/", &format!("{}/", bin.display()));
+        let text = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("/usr/local/bin/", &format!("{}/", bin.display()));
         let copy = dir.join(&name);
         std::fs::write(&copy, text).unwrap();
         paths.push(copy);
     }
     assert_eq!(paths.len(), 12, "8 stages, 2 cleanup units and 2 targets");
     for service in services() {
-        assert!(bin.join(format!("keymash-{service}")).exists(), "build the binaries first");
+        assert!(
+            bin.join(format!("keymash-{service}")).exists(),
+            "build the binaries first"
+        );
     }
-    let out = Command::new("systemd-analyze").args(["verify", "--man=no"]).args(&paths).output().unwrap();
+    let out = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .args(&paths)
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     let _ = std::fs::remove_dir_all(&dir);
-    assert!(out.status.success() && stderr.trim().is_empty(), "systemd-analyze verify:\n{stderr}");
+    assert!(
+        out.status.success() && stderr.trim().is_empty(),
+        "systemd-analyze verify:\n{stderr}"
+    );
 }
 
 #[test]
 fn every_unit_is_within_its_security_exposure_limit() {
-    for service in services().into_iter().chain(["sender-cleanup", "receiver-cleanup"]) {
-        let unit = repo().join("systemd").join(format!("keymash-{service}.service"));
+    for service in services()
+        .into_iter()
+        .chain(["sender-cleanup", "receiver-cleanup"])
+    {
+        let unit = repo()
+            .join("systemd")
+            .join(format!("keymash-{service}.service"));
         let out = Command::new("systemd-analyze")
             .args(["security", "--offline=yes", "--no-pager"])
             .arg(&unit)
@@ -77,8 +100,15 @@ fn every_unit_is_within_its_security_exposure_limit() {
             .and_then(|rest| rest.split_whitespace().next())
             .and_then(|n| n.parse().ok())
             .unwrap_or_else(|| panic!("no score for {service}: {text}"));
-        let limit = if matches!(service, "loss-controller" | "display") { 2.0 } else { 1.0 };
-        assert!(score <= limit, "keymash-{service}.service exposure {score} > {limit}");
+        let limit = if matches!(service, "loss-controller" | "display") {
+            2.0
+        } else {
+            1.0
+        };
+        assert!(
+            score <= limit,
+            "keymash-{service}.service exposure {score} > {limit}"
+        );
     }
 }
 
@@ -88,30 +118,65 @@ fn every_service_is_a_supervised_notify_service_as_the_keymash_user() {
         let text = unit_text(&format!("keymash-{service}.service"));
         assert_eq!(values(&text, "Type"), ["notify"], "{service}");
         assert_eq!(values(&text, "User"), ["keymash"], "{service}");
-        assert!(!values(&text, "WatchdogSec").is_empty(), "{service} has no watchdog");
+        assert!(
+            !values(&text, "WatchdogSec").is_empty(),
+            "{service} has no watchdog"
+        );
         assert_eq!(values(&text, "Restart"), ["always"], "{service}");
-        assert_eq!(values(&text, "RestartPreventExitStatus"), ["78"], "{service}");
-        assert!(values(&text, "DynamicUser").is_empty(), "{service}: DynamicUser would remove the rings");
-        let expected_target = if services_of(Role::Sender).contains(&service) { "sender" } else { "receiver" };
-        assert_eq!(values(&text, "PartOf"), [format!("keymash-{expected_target}.target").as_str()]);
+        assert_eq!(
+            values(&text, "RestartPreventExitStatus"),
+            ["78"],
+            "{service}"
+        );
+        assert!(
+            values(&text, "DynamicUser").is_empty(),
+            "{service}: DynamicUser would remove the rings"
+        );
+        let expected_target = if services_of(Role::Sender).contains(&service) {
+            "sender"
+        } else {
+            "receiver"
+        };
+        assert_eq!(
+            values(&text, "PartOf"),
+            [format!("keymash-{expected_target}.target").as_str()]
+        );
         let target = unit_text(&format!("keymash-{expected_target}.target"));
-        assert!(target.contains(&format!("keymash-{service}.service")), "{expected_target} target lacks {service}");
+        assert!(
+            target.contains(&format!("keymash-{service}.service")),
+            "{expected_target} target lacks {service}"
+        );
     }
 }
 
 #[test]
 fn each_target_removes_its_shared_memory_after_its_stages_stop() {
-    for (role, stages) in [("sender", services_of(Role::Sender)), ("receiver", services_of(Role::Receiver))] {
+    for (role, stages) in [
+        ("sender", services_of(Role::Sender)),
+        ("receiver", services_of(Role::Receiver)),
+    ] {
         let unit = unit_text(&format!("keymash-{role}-cleanup.service"));
         assert_eq!(values(&unit, "Type"), ["oneshot"]);
         assert_eq!(values(&unit, "RemainAfterExit"), ["yes"]);
-        assert_eq!(values(&unit, "PartOf"), [format!("keymash-{role}.target").as_str()]);
+        assert_eq!(
+            values(&unit, "PartOf"),
+            [format!("keymash-{role}.target").as_str()]
+        );
         let stop = values(&unit, "ExecStop");
-        assert!(stop.len() == 1 && stop[0].contains(&format!("keymash clean --role {role} --force")), "{stop:?}");
+        assert!(
+            stop.len() == 1 && stop[0].contains(&format!("keymash clean --role {role} --force")),
+            "{stop:?}"
+        );
         // Started before every stage, so stopped after all of them.
-        let before: Vec<&str> = values(&unit, "Before").iter().flat_map(|v| v.split_whitespace()).collect();
+        let before: Vec<&str> = values(&unit, "Before")
+            .iter()
+            .flat_map(|v| v.split_whitespace())
+            .collect();
         for stage in &stages {
-            assert!(before.contains(&format!("keymash-{stage}.service").as_str()), "{role} cleanup not before {stage}");
+            assert!(
+                before.contains(&format!("keymash-{stage}.service").as_str()),
+                "{role} cleanup not before {stage}"
+            );
         }
         let target = unit_text(&format!("keymash-{role}.target"));
         assert!(target.contains(&format!("keymash-{role}-cleanup.service")));
@@ -122,15 +187,27 @@ fn each_target_removes_its_shared_memory_after_its_stages_stop() {
 fn only_loss_controller_holds_capabilities() {
     for service in services() {
         let text = unit_text(&format!("keymash-{service}.service"));
-        let ambient: Vec<&str> = values(&text, "AmbientCapabilities").into_iter().filter(|v| !v.is_empty()).collect();
-        let bounding: Vec<&str> =
-            values(&text, "CapabilityBoundingSet").into_iter().filter(|v| !v.is_empty()).collect();
+        let ambient: Vec<&str> = values(&text, "AmbientCapabilities")
+            .into_iter()
+            .filter(|v| !v.is_empty())
+            .collect();
+        let bounding: Vec<&str> = values(&text, "CapabilityBoundingSet")
+            .into_iter()
+            .filter(|v| !v.is_empty())
+            .collect();
         if service == "loss-controller" {
             assert_eq!(ambient, ["CAP_BPF CAP_NET_ADMIN"]);
             assert_eq!(bounding, ["CAP_BPF CAP_NET_ADMIN"]);
         } else {
-            assert!(ambient.is_empty() && bounding.is_empty(), "{service} has capabilities");
-            assert_eq!(values(&text, "CapabilityBoundingSet"), [""], "{service} must clear its bounding set");
+            assert!(
+                ambient.is_empty() && bounding.is_empty(),
+                "{service} has capabilities"
+            );
+            assert_eq!(
+                values(&text, "CapabilityBoundingSet"),
+                [""],
+                "{service} must clear its bounding set"
+            );
         }
     }
 }

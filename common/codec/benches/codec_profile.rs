@@ -12,20 +12,29 @@
 
 mod support;
 
-use keymash_codec::{Decoder, Encoder, EncoderConfig, FrameGeometry, Layout, PayloadSink, QualitySpec};
+use keymash_codec::{
+    Decoder, Encoder, EncoderConfig, FrameGeometry, Layout, PayloadSink, QualitySpec,
+};
 use keymash_core::{FrameNo, Quality};
 
 const QUALITY: u8 = 75;
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
     let what = args.first().map(String::as_str).unwrap_or("encode");
     let frames: u64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(20);
     let geometry = FrameGeometry::VGA;
     let frame = support::require_image(geometry, "coffee");
     let quality = QualitySpec::Uniform(Quality::saturating(i64::from(QUALITY)));
-    let Ok(mut encoder) = Encoder::new(EncoderConfig { geometry, layout: Layout::Strips, max_payload: 1188, threads: 1 })
-    else {
+    let Ok(mut encoder) = Encoder::new(EncoderConfig {
+        geometry,
+        layout: Layout::Strips,
+        max_payload: 1188,
+        threads: 1,
+    }) else {
         support::fail("encoder setup failed");
     };
     let mut sink = PayloadSink::new();

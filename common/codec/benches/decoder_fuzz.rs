@@ -12,7 +12,12 @@ use keymash_codec::FrameGeometry;
 use std::time::Instant;
 
 fn main() {
-    let env = |name: &str, default: u64| std::env::var(name).ok().and_then(|s| s.parse().ok()).unwrap_or(default);
+    let env = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(default)
+    };
     let cases = env("KEYMASH_FUZZ_CASES", 1_000_000);
     let seed = env("KEYMASH_FUZZ_SEED", 0x006b_6579_6d61_7368);
     println!("machine: {}", support::machine());
@@ -27,7 +32,9 @@ fn main() {
     let (mut total, mut accepted, mut rejected) = (0u64, 0u64, 0u64);
     let start = Instant::now();
     for (i, &(w, h, n, check_writes)) in runs.iter().enumerate() {
-        let Ok(geometry) = FrameGeometry::new(w, h) else { continue };
+        let Ok(geometry) = FrameGeometry::new(w, h) else {
+            continue;
+        };
         let t = Instant::now();
         match run_decoder_fuzz(geometry, seed.wrapping_add(i as u64), n, check_writes) {
             Ok(s) => {
@@ -45,7 +52,10 @@ fn main() {
                 rejected += s.rejected;
             }
             Err(finding) => {
-                println!("FINDING with seed {}: {finding}", seed.wrapping_add(i as u64));
+                println!(
+                    "FINDING with seed {}: {finding}",
+                    seed.wrapping_add(i as u64)
+                );
                 std::process::exit(1);
             }
         }

@@ -10,7 +10,9 @@
 
 mod support;
 
-use keymash_codec::{Decoder, Encoder, EncoderConfig, FrameGeometry, I420Frame, Layout, PayloadSink, QualitySpec};
+use keymash_codec::{
+    Decoder, Encoder, EncoderConfig, FrameGeometry, I420Frame, Layout, PayloadSink, QualitySpec,
+};
 use keymash_core::{FrameNo, Quality};
 use support::{psnr, psnr_yuv, Baseline};
 
@@ -22,10 +24,16 @@ const INFORMATIVE: [u8; 1] = [100];
 
 fn encode_decode(frame: &I420Frame, quality: u8, layout: Layout) -> Option<(usize, I420Frame)> {
     let geometry = frame.geometry();
-    let mut encoder = Encoder::new(EncoderConfig { layout, ..EncoderConfig::new(geometry) }).ok()?;
+    let mut encoder = Encoder::new(EncoderConfig {
+        layout,
+        ..EncoderConfig::new(geometry)
+    })
+    .ok()?;
     let mut sink = PayloadSink::new();
     let q = QualitySpec::Uniform(Quality::new(quality).ok()?);
-    encoder.encode(FrameNo(0), frame.view(), q, &mut sink).ok()?;
+    encoder
+        .encode(FrameNo(0), frame.view(), q, &mut sink)
+        .ok()?;
     let mut decoder = Decoder::new(geometry);
     for p in sink.iter() {
         decoder.apply(p).ok()?;
@@ -57,20 +65,35 @@ fn main() {
     let mut ratios = Vec::new();
     for (name, frame) in &images {
         let baselines: Vec<Baseline> = support::run_baseline(&helper, frame, &curve_qualities, 1)
-            .unwrap_or_else(|e| support::fail(&format!("{name}: libjpeg-turbo baseline failed: {e}")));
-        let mut curve: Vec<(f64, f64)> =
-            baselines.iter().map(|b| (psnr(frame.y(), b.decoded.y()), b.bytes as f64)).collect();
+            .unwrap_or_else(|e| {
+                support::fail(&format!("{name}: libjpeg-turbo baseline failed: {e}"))
+            });
+        let mut curve: Vec<(f64, f64)> = baselines
+            .iter()
+            .map(|b| (psnr(frame.y(), b.decoded.y()), b.bytes as f64))
+            .collect();
         curve.sort_by(|a, b| a.0.total_cmp(&b.0));
         println!("\n== {name} 640x480 ==");
         println!(
             "{:>3} | {:>8} {:>7} {:>7} | {:>8} {:>7} {:>7} | {:>6} {:>9} | {:>8}",
-            "q", "ours B", "Y dB", "YUV dB", "ljt B", "Y dB", "YUV dB", "dY dB", "B ratio", "disp. B"
+            "q",
+            "ours B",
+            "Y dB",
+            "YUV dB",
+            "ljt B",
+            "Y dB",
+            "YUV dB",
+            "dY dB",
+            "B ratio",
+            "disp. B"
         );
         for &q in QUALITIES.iter().chain(&INFORMATIVE) {
             let Some((bytes, decoded)) = encode_decode(frame, q, Layout::Strips) else {
                 support::fail(&format!("{name} q{q}: encode/decode failed"));
             };
-            let dispersed = encode_decode(frame, q, Layout::Dispersed).map(|(b, _)| b).unwrap_or(0);
+            let dispersed = encode_decode(frame, q, Layout::Dispersed)
+                .map(|(b, _)| b)
+                .unwrap_or(0);
             let Some(b) = baselines.iter().find(|b| b.quality == q) else {
                 support::fail(&format!("{name} q{q}: no libjpeg-turbo figure"));
             };
@@ -95,7 +118,9 @@ fn main() {
     let mean = ratios.iter().sum::<f64>() / ratios.len().max(1) as f64;
     println!("\nours B = keymash payload bytes (headers included, strips); disp. B = same with dispersed layout");
     println!("ljt = libjpeg-turbo 4:2:0 JFIF bytes at the same quality; B ratio = ours / ljt at the same luma PSNR");
-    println!("q100 is printed for information only; the two figures below cover qualities {QUALITIES:?}");
+    println!(
+        "q100 is printed for information only; the two figures below cover qualities {QUALITIES:?}"
+    );
     println!("largest PSNR shortfall vs libjpeg-turbo at the same quality: {worst_psnr_gap:.2} dB (target <= 0.5)");
     println!("bytes at the same PSNR: mean {mean:.2}x, worst {worst_ratio:.2}x (target <= 1.5x)");
 }

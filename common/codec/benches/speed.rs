@@ -10,7 +10,9 @@
 
 mod support;
 
-use keymash_codec::{Decoder, Encoder, EncoderConfig, FrameGeometry, I420Frame, Layout, PayloadSink, QualitySpec};
+use keymash_codec::{
+    Decoder, Encoder, EncoderConfig, FrameGeometry, I420Frame, Layout, PayloadSink, QualitySpec,
+};
 use keymash_core::{FrameNo, Quality};
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 use std::alloc::System;
@@ -32,18 +34,27 @@ fn min_of(t: &[Duration]) -> f64 {
 }
 
 fn main() {
-    let iterations: usize = std::env::var("KEYMASH_BENCH_ITERATIONS").ok().and_then(|s| s.parse().ok()).unwrap_or(200);
+    let iterations: usize = std::env::var("KEYMASH_BENCH_ITERATIONS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(200);
     println!("machine: {}", support::machine());
     println!("quality {QUALITY}, {iterations} iterations per figure, times in ms (p50 p99 max)");
     let helper = support::require_baseline_helper();
     // Both sizes are checked before anything is measured.
-    let frames = [FrameGeometry::VGA, FrameGeometry::HD720].map(|g| (g, support::require_image(g, "coffee")));
+    let frames = [FrameGeometry::VGA, FrameGeometry::HD720]
+        .map(|g| (g, support::require_image(g, "coffee")));
     for (geometry, frame) in &frames {
         bench_size(*geometry, frame, iterations, &helper);
     }
 }
 
-fn bench_size(geometry: FrameGeometry, frame: &I420Frame, iterations: usize, helper: &std::path::Path) {
+fn bench_size(
+    geometry: FrameGeometry,
+    frame: &I420Frame,
+    iterations: usize,
+    helper: &std::path::Path,
+) {
     println!("\n== {geometry} (coffee) ==");
     let quality = QualitySpec::Uniform(Quality::saturating(i64::from(QUALITY)));
     // memcpy of one frame: the floor any codec sits on.
@@ -59,9 +70,17 @@ fn bench_size(geometry: FrameGeometry, frame: &I420Frame, iterations: usize, hel
 
     let mut encoded: Vec<Vec<u8>> = Vec::new();
     let mut results = Vec::new();
-    for (label, threads) in [("keymash encode, 1 thread", 1usize), ("keymash encode, all cores", 0)] {
+    for (label, threads) in [
+        ("keymash encode, 1 thread", 1usize),
+        ("keymash encode, all cores", 0),
+    ] {
         for layout in [Layout::Strips, Layout::Dispersed] {
-            let Ok(mut encoder) = Encoder::new(EncoderConfig { geometry, layout, max_payload: 1188, threads }) else {
+            let Ok(mut encoder) = Encoder::new(EncoderConfig {
+                geometry,
+                layout,
+                max_payload: 1188,
+                threads,
+            }) else {
                 support::fail("encoder setup failed");
             };
             let mut sink = PayloadSink::new();
@@ -118,8 +137,15 @@ fn bench_size(geometry: FrameGeometry, frame: &I420Frame, iterations: usize, hel
     );
     let baseline = support::run_baseline(helper, frame, &[QUALITY], iterations)
         .unwrap_or_else(|e| support::fail(&format!("libjpeg-turbo baseline failed: {e}")));
-    let Some(b) = baseline.first() else { support::fail("libjpeg-turbo baseline printed no figure") };
-    println!("{:<38} {}   {} B/frame", "libjpeg-turbo compress from YUV", fmt(b.compress), b.bytes);
+    let Some(b) = baseline.first() else {
+        support::fail("libjpeg-turbo baseline printed no figure")
+    };
+    println!(
+        "{:<38} {}   {} B/frame",
+        "libjpeg-turbo compress from YUV",
+        fmt(b.compress),
+        b.bytes
+    );
     println!(
         "{:<38} {}   PSNR-Y {:.2} dB",
         "libjpeg-turbo decompress to YUV",
@@ -128,7 +154,15 @@ fn bench_size(geometry: FrameGeometry, frame: &I420Frame, iterations: usize, hel
     );
     println!("ratios of p50 (keymash / libjpeg-turbo; below 1 = keymash faster):");
     for (label, layout, p) in &results {
-        println!("  {:<32} {:.2}", format!("{label} ({layout:?})"), ms(p[0]) / ms(b.compress[0]));
+        println!(
+            "  {:<32} {:.2}",
+            format!("{label} ({layout:?})"),
+            ms(p[0]) / ms(b.compress[0])
+        );
     }
-    println!("  {:<32} {:.2}", "decode, 1 thread", ms(decode[0]) / ms(b.decompress[0]));
+    println!(
+        "  {:<32} {:.2}",
+        "decode, 1 thread",
+        ms(decode[0]) / ms(b.decompress[0])
+    );
 }

@@ -47,7 +47,12 @@ impl BitWriter {
     /// A writer appending to `out`'s current content.
     pub fn new(out: Vec<u8>) -> Self {
         let pos = out.len();
-        BitWriter { out, pos, acc: 0, pending: 0 }
+        BitWriter {
+            out,
+            pos,
+            acc: 0,
+            pending: 0,
+        }
     }
 
     /// Writes the low `n` bits of `value` (n <= 32).
@@ -95,9 +100,18 @@ impl BitWriter {
             self.out.resize(needed.max(self.out.len() + GROW_STEP), 0);
         }
         let limit = self.pos + bytes;
-        let mut w = SliceWriter { buf: &mut self.out[..], pos: self.pos, acc: self.acc, pending: self.pending };
+        let mut w = SliceWriter {
+            buf: &mut self.out[..],
+            pos: self.pos,
+            acc: self.acc,
+            pending: self.pending,
+        };
         let result = f(&mut w);
-        assert!(w.pos <= limit, "a burst wrote {} bytes into {bytes} bytes of room", w.pos - self.pos);
+        assert!(
+            w.pos <= limit,
+            "a burst wrote {} bytes into {bytes} bytes of room",
+            w.pos - self.pos
+        );
         (self.pos, self.acc, self.pending) = (w.pos, w.acc, w.pending);
         result
     }
@@ -108,7 +122,11 @@ impl BitWriter {
     }
 
     pub fn mark(&self) -> WriterMark {
-        WriterMark { pos: self.pos, acc: self.acc, pending: self.pending }
+        WriterMark {
+            pos: self.pos,
+            acc: self.acc,
+            pending: self.pending,
+        }
     }
 
     /// Back to `mark`. Bytes past it are scratch; the pending bits are stored again by the
@@ -242,7 +260,12 @@ pub struct BitReader<'a> {
 
 impl<'a> BitReader<'a> {
     pub fn new(data: &'a [u8]) -> Self {
-        let mut r = BitReader { data, next: 0, window: 0, avail: 0 };
+        let mut r = BitReader {
+            data,
+            next: 0,
+            window: 0,
+            avail: 0,
+        };
         r.refill();
         r
     }
@@ -254,14 +277,20 @@ impl<'a> BitReader<'a> {
     /// Tops the window up to at least 56 valid bits (at most 63), or all that is left.
     #[inline]
     fn refill(&mut self) {
-        if let Some(Ok(bytes)) = self.data.get(self.next..self.next + 8).map(<[u8; 8]>::try_from) {
+        if let Some(Ok(bytes)) = self
+            .data
+            .get(self.next..self.next + 8)
+            .map(<[u8; 8]>::try_from)
+        {
             self.window |= u64::from_be_bytes(bytes) >> self.avail;
             let whole = (63 - self.avail) / 8;
             self.next += whole as usize;
             self.avail += whole * 8;
         } else {
             while self.avail < 56 {
-                let Some(&b) = self.data.get(self.next) else { break };
+                let Some(&b) = self.data.get(self.next) else {
+                    break;
+                };
                 self.window |= u64::from(b) << (56 - self.avail);
                 self.next += 1;
                 self.avail += 8;
@@ -300,7 +329,11 @@ impl<'a> BitReader<'a> {
         }
         let zeros = self.window.leading_zeros();
         if zeros > MAX_PREFIX_ZEROS {
-            return if zeros >= self.avail { Err(BitError::Truncated) } else { Err(BitError::CodeTooLong) };
+            return if zeros >= self.avail {
+                Err(BitError::Truncated)
+            } else {
+                Err(BitError::CodeTooLong)
+            };
         }
         let n = 2 * zeros + 1;
         if n > self.avail {
@@ -319,7 +352,11 @@ impl<'a> BitReader<'a> {
         }
         let zeros = self.window.leading_zeros();
         if zeros > MAX_PREFIX_ZEROS {
-            return if zeros >= self.avail { Err(BitError::Truncated) } else { Err(BitError::CodeTooLong) };
+            return if zeros >= self.avail {
+                Err(BitError::Truncated)
+            } else {
+                Err(BitError::CodeTooLong)
+            };
         }
         let n = 2 * zeros + 2;
         if n > self.avail {
@@ -426,7 +463,9 @@ mod tests {
             }
             let (mut fast, mut checked) = (BitReader::new(&bytes), BitReader::new(&bytes));
             loop {
-                let expected = checked.get_ue().and_then(|run| checked.get_ue_and_bit().map(|(m, s)| (run, m, s)));
+                let expected = checked
+                    .get_ue()
+                    .and_then(|run| checked.get_ue_and_bit().map(|(m, s)| (run, m, s)));
                 match fast.get_run_and_level_fast() {
                     Some(got) => {
                         fast_taken += 1;
@@ -434,7 +473,9 @@ mod tests {
                         assert_eq!(fast.bits_left(), checked.bits_left(), "case {case}");
                     }
                     None => {
-                        let slow = fast.get_ue().and_then(|run| fast.get_ue_and_bit().map(|(m, s)| (run, m, s)));
+                        let slow = fast
+                            .get_ue()
+                            .and_then(|run| fast.get_ue_and_bit().map(|(m, s)| (run, m, s)));
                         assert_eq!(slow, expected, "case {case}");
                     }
                 }
@@ -443,14 +484,23 @@ mod tests {
                 }
             }
         }
-        assert!(fast_taken > 1000, "the fast path was taken only {fast_taken} times");
+        assert!(
+            fast_taken > 1000,
+            "the fast path was taken only {fast_taken} times"
+        );
     }
 
     #[test]
     fn reader_refuses_truncated_and_overlong_codes() {
         assert_eq!(BitReader::new(&[]).get_ue(), Err(BitError::Truncated));
-        assert_eq!(BitReader::new(&[0, 0, 0]).get_ue(), Err(BitError::Truncated));
-        assert_eq!(BitReader::new(&[0, 0, 0, 0, 0, 0xff]).get_ue(), Err(BitError::CodeTooLong));
+        assert_eq!(
+            BitReader::new(&[0, 0, 0]).get_ue(),
+            Err(BitError::Truncated)
+        );
+        assert_eq!(
+            BitReader::new(&[0, 0, 0, 0, 0, 0xff]).get_ue(),
+            Err(BitError::CodeTooLong)
+        );
         assert_eq!(BitReader::new(&[0x01]).get_ue(), Err(BitError::Truncated));
         assert_eq!(BitReader::new(&[0xff]).get(9), Err(BitError::Truncated));
     }
@@ -492,7 +542,11 @@ mod tests {
                 }
                 _ => {
                     let n = state % 33;
-                    let value = if n == 32 { state } else { (state >> 3) & ((1u32 << n) - 1) };
+                    let value = if n == 32 {
+                        state
+                    } else {
+                        (state >> 3) & ((1u32 << n) - 1)
+                    };
                     w.put(value, n);
                     reference.extend((0..n).rev().map(|b| value >> b & 1 == 1));
                 }
@@ -503,7 +557,11 @@ mod tests {
         let bytes = w.into_inner();
         let expected: Vec<u8> = reference
             .chunks(8)
-            .map(|bits| bits.iter().enumerate().fold(0u8, |b, (i, &bit)| b | (u8::from(bit) << (7 - i))))
+            .map(|bits| {
+                bits.iter()
+                    .enumerate()
+                    .fold(0u8, |b, (i, &bit)| b | (u8::from(bit) << (7 - i)))
+            })
             .collect();
         assert_eq!(bytes, expected);
     }

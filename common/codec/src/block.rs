@@ -122,7 +122,10 @@ impl QuantTables {
         let by_quality = (Quality::MIN.get()..=Quality::MAX.get())
             .map(|q| {
                 let quality = Quality::saturating(i64::from(q));
-                let tables = [scaled_table(&LUMA_BASE, quality), scaled_table(&CHROMA_BASE, quality)];
+                let tables = [
+                    scaled_table(&LUMA_BASE, quality),
+                    scaled_table(&CHROMA_BASE, quality),
+                ];
                 QualityTables {
                     quantise: tables.each_ref().map(Quantiser::new),
                     dequantise: tables.each_ref().map(Dequantiser::new),
@@ -160,7 +163,10 @@ impl QuantisedBlock {
 
 impl Default for QuantisedBlock {
     fn default() -> Self {
-        QuantisedBlock { levels: [0; 64], nonzero: 0 }
+        QuantisedBlock {
+            levels: [0; 64],
+            nonzero: 0,
+        }
     }
 }
 
@@ -173,13 +179,23 @@ pub struct QuantisedMacroblock {
 
 impl Default for QuantisedMacroblock {
     fn default() -> Self {
-        QuantisedMacroblock { quality: Quality::MAX, blocks: [QuantisedBlock::default(); 6] }
+        QuantisedMacroblock {
+            quality: Quality::MAX,
+            blocks: [QuantisedBlock::default(); 6],
+        }
     }
 }
 
 /// Transform and quantisation of one block, SSE2 on x86-64 (bit-identical to the portable path).
 #[inline]
-fn forward_quantise(plane: &[u8], stride: usize, x: usize, y: usize, quantiser: &Quantiser, levels: &mut [i16; 64]) -> u64 {
+fn forward_quantise(
+    plane: &[u8],
+    stride: usize,
+    x: usize,
+    y: usize,
+    quantiser: &Quantiser,
+    levels: &mut [i16; 64],
+) -> u64 {
     #[cfg(target_arch = "x86_64")]
     {
         crate::sse2::forward_quantise(plane, stride, x, y, quantiser, levels)
@@ -224,7 +240,11 @@ static ZIGZAG_BITS_OF_ROW: [[u64; 256]; 8] = {
 #[inline]
 fn zigzag_order(transposed_mask: u64) -> u64 {
     let mut mask = 0u64;
-    for (byte, table) in transposed_mask.to_le_bytes().into_iter().zip(&ZIGZAG_BITS_OF_ROW) {
+    for (byte, table) in transposed_mask
+        .to_le_bytes()
+        .into_iter()
+        .zip(&ZIGZAG_BITS_OF_ROW)
+    {
         mask |= table[usize::from(byte)];
     }
     mask
@@ -255,7 +275,14 @@ pub fn quantise_macroblock(
         (2, cx, cy, cw),
     ];
     for (&(plane, x, y, stride), dst) in origins.iter().zip(out.blocks.iter_mut()) {
-        let mask = forward_quantise(planes[plane], stride, x, y, &t.quantise[usize::from(plane != 0)], &mut dst.levels);
+        let mask = forward_quantise(
+            planes[plane],
+            stride,
+            x,
+            y,
+            &t.quantise[usize::from(plane != 0)],
+            &mut dst.levels,
+        );
         dst.nonzero = zigzag_order(mask);
     }
 }
@@ -306,7 +333,11 @@ pub fn write_macroblock(
             state.quality = Some(mb.quality);
         }
         // AC positions 1..=last_index.
-        let ac_mask: u64 = if last_index >= 63 { !1 } else { ((1u64 << (last_index + 1)) - 1) & !1 };
+        let ac_mask: u64 = if last_index >= 63 {
+            !1
+        } else {
+            ((1u64 << (last_index + 1)) - 1) & !1
+        };
         for (block, &component) in mb.blocks.iter().zip(&BLOCK_COMPONENT) {
             let dc = i32::from(block.level(0));
             bits.dc_bits += u64::from(w.put_se(dc - state.dc[component]));
@@ -400,7 +431,9 @@ fn read_macroblock_with(
     dc_only: &mut [bool; BLOCKS_PER_MACROBLOCK],
 ) -> Result<Quality, MacroblockError> {
     let quality = if r.get(1)? == 1 {
-        state.quality.ok_or(MacroblockError::RepeatedQualityWithoutPrevious)?
+        state
+            .quality
+            .ok_or(MacroblockError::RepeatedQualityWithoutPrevious)?
     } else {
         let q = r.get(7)? + 1;
         let quality = u8::try_from(q)
@@ -411,7 +444,9 @@ fn read_macroblock_with(
         quality
     };
     let t = tables.get(quality);
-    for ((dst, flat_block), &component) in out.iter_mut().zip(dc_only.iter_mut()).zip(&BLOCK_COMPONENT) {
+    for ((dst, flat_block), &component) in
+        out.iter_mut().zip(dc_only.iter_mut()).zip(&BLOCK_COMPONENT)
+    {
         let dequantise = &t.dequantise[usize::from(component != 0)];
         let dc = i64::from(state.dc[component]) + i64::from(r.get_se()?);
         if dc.abs() > i64::from(MAX_LEVEL) {
@@ -465,7 +500,14 @@ fn read_macroblock_with(
 /// Inverse-transforms a dequantised block and stores it as 8x8 samples. A DC-only block is
 /// flat: every sample is its DC term (the inverse AAN DCT passes a lone DC through unchanged).
 #[inline]
-pub fn store_block(b: &CoefficientBlock, dc_only: bool, plane: &mut [u8], stride: usize, x: usize, y: usize) {
+pub fn store_block(
+    b: &CoefficientBlock,
+    dc_only: bool,
+    plane: &mut [u8],
+    stride: usize,
+    x: usize,
+    y: usize,
+) {
     if dc_only {
         let value = crate::idct::sample(b[0]);
         for r in 0..8 {
@@ -492,7 +534,15 @@ mod tests {
         let plane = vec![192u8; 16 * 16];
         let chroma = vec![128u8; 8 * 8];
         let mut mb = QuantisedMacroblock::default();
-        quantise_macroblock(&tables, [&plane, &chroma, &chroma], 16, 0, 0, Quality::new(50).unwrap(), &mut mb);
+        quantise_macroblock(
+            &tables,
+            [&plane, &chroma, &chroma],
+            16,
+            0,
+            0,
+            Quality::new(50).unwrap(),
+            &mut mb,
+        );
         for b in &mb.blocks[..4] {
             assert_eq!(b.level(0), 32);
             assert_eq!(b.nonzero, 1);
@@ -502,7 +552,12 @@ mod tests {
 
     #[test]
     fn nonzero_mask_marks_exactly_the_nonzero_levels_in_zigzag_order() {
-        let nonzero_mask = |levels: &[i16; 64]| levels.iter().enumerate().fold(0u64, |m, (n, &l)| m | (u64::from(l != 0) << n));
+        let nonzero_mask = |levels: &[i16; 64]| {
+            levels
+                .iter()
+                .enumerate()
+                .fold(0u64, |m, (n, &l)| m | (u64::from(l != 0) << n))
+        };
         let mut state = 0x9e37_79b9_u32;
         let densities = [0u32, 1, 8, 32, 64, 128, 200, 255, 256];
         for (case, &density) in densities.iter().cycle().take(900).enumerate() {
@@ -510,16 +565,28 @@ mod tests {
             for l in block.levels.iter_mut() {
                 state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
                 let value = ((state >> 8) % 5) as i16 - 2;
-                *l = if (state >> 24) < density { value.max(1) * if value < 0 { -1 } else { 1 } } else { 0 };
+                *l = if (state >> 24) < density {
+                    value.max(1) * if value < 0 { -1 } else { 1 }
+                } else {
+                    0
+                };
             }
             let expected = (0..64).fold(0u64, |m, k| m | (u64::from(block.level(k) != 0) << k));
-            assert_eq!(zigzag_order(nonzero_mask(&block.levels)), expected, "case {case}");
+            assert_eq!(
+                zigzag_order(nonzero_mask(&block.levels)),
+                expected,
+                "case {case}"
+            );
         }
         let mut single = [0i16; 64];
         for k in 0..64 {
             single.fill(0);
             single[usize::from(ZIGZAG_TRANSPOSED[k])] = -1;
-            assert_eq!(zigzag_order(nonzero_mask(&single)), 1 << k, "zigzag position {k}");
+            assert_eq!(
+                zigzag_order(nonzero_mask(&single)),
+                1 << k,
+                "zigzag position {k}"
+            );
         }
     }
 
@@ -574,16 +641,26 @@ mod tests {
     fn the_largest_possible_macroblock_fits_the_room_the_writer_reserves() {
         // Extreme levels of alternating sign everywhere: the longest DC differences and levels.
         for first_dc in [MAX_LEVEL as i16, -(MAX_LEVEL as i16)] {
-            let mut mb = QuantisedMacroblock { quality: Quality::new(100).unwrap(), ..Default::default() };
+            let mut mb = QuantisedMacroblock {
+                quality: Quality::new(100).unwrap(),
+                ..Default::default()
+            };
             for (b, block) in mb.blocks.iter_mut().enumerate() {
                 for (n, l) in block.levels.iter_mut().enumerate() {
-                    *l = if (n + b) % 2 == 0 { first_dc } else { -first_dc };
+                    *l = if (n + b) % 2 == 0 {
+                        first_dc
+                    } else {
+                        -first_dc
+                    };
                 }
                 block.nonzero = u64::MAX;
             }
             let mut w = BitWriter::new(Vec::new());
             // Previous DCs at the opposite extreme: every DC difference is 2 * MAX_LEVEL.
-            let mut state = PredictionState { dc: [-i32::from(first_dc); 3], quality: None };
+            let mut state = PredictionState {
+                dc: [-i32::from(first_dc); 3],
+                quality: None,
+            };
             write_macroblock(&mut w, &mb, 63, &mut state);
             assert!(w.bit_len() <= MAX_MACROBLOCK_BITS, "{} bits", w.bit_len());
         }
@@ -592,7 +669,11 @@ mod tests {
     #[test]
     fn code_tables_hold_the_exp_golomb_codes_of_every_run_and_level() {
         for run in 1..64u32 {
-            assert_eq!(u32::from(RUN_CODE_LEN[run as usize]), 2 * (32 - run.leading_zeros()) - 1, "run {run}");
+            assert_eq!(
+                u32::from(RUN_CODE_LEN[run as usize]),
+                2 * (32 - run.leading_zeros()) - 1,
+                "run {run}"
+            );
         }
         for level in -MAX_LEVEL..=MAX_LEVEL {
             if level == 0 {
@@ -600,14 +681,36 @@ mod tests {
             }
             let code = LEVEL_CODES[level_code_index(level as i16)];
             let magnitude = level.unsigned_abs();
-            assert_eq!(code >> 8, (magnitude << 1) | u32::from(level < 0), "level {level}");
-            assert_eq!(code & 0xff, 2 * (32 - magnitude.leading_zeros()), "level {level}");
+            assert_eq!(
+                code >> 8,
+                (magnitude << 1) | u32::from(level < 0),
+                "level {level}"
+            );
+            assert_eq!(
+                code & 0xff,
+                2 * (32 - magnitude.leading_zeros()),
+                "level {level}"
+            );
         }
     }
 
     #[test]
     fn flat_blocks_skip_the_idct_with_the_same_result() {
-        for dc in [i16::MIN, -16000, -2000, -37, 0, 7, 8, 9, 12, 2030, 2040, 16000, i16::MAX] {
+        for dc in [
+            i16::MIN,
+            -16000,
+            -2000,
+            -37,
+            0,
+            7,
+            8,
+            9,
+            12,
+            2030,
+            2040,
+            16000,
+            i16::MAX,
+        ] {
             let mut block: CoefficientBlock = [0; 64];
             block[0] = dc;
             let (mut fast, mut full) = ([0u8; 64], [0u8; 64]);
@@ -628,7 +731,15 @@ mod tests {
         let v: Vec<u8> = (0..64).map(|i| 255 - (i * 2) as u8).collect();
         for quality in [1u8, 30, 75, 100] {
             let mut mb = QuantisedMacroblock::default();
-            quantise_macroblock(&tables, [&y, &u, &v], 16, 0, 0, Quality::new(quality).unwrap(), &mut mb);
+            quantise_macroblock(
+                &tables,
+                [&y, &u, &v],
+                16,
+                0,
+                0,
+                Quality::new(quality).unwrap(),
+                &mut mb,
+            );
             let mut w = BitWriter::new(Vec::new());
             let mut st = PredictionState::default();
             write_macroblock(&mut w, &mb, 63, &mut st);

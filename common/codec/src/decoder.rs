@@ -1,7 +1,9 @@
 //! The decoder: applies payloads, in any order and with any missing, to a persistent frame.
 
 use crate::bitio::BitReader;
-use crate::block::{read_macroblock, store_block, DecodedMacroblock, MacroblockError, PredictionState, QuantTables};
+use crate::block::{
+    read_macroblock, store_block, DecodedMacroblock, MacroblockError, PredictionState, QuantTables,
+};
 use crate::encoder::position_of;
 use crate::frame::I420Frame;
 use crate::geometry::FrameGeometry;
@@ -15,9 +17,17 @@ pub enum DecodeError {
     #[error(transparent)]
     Header(#[from] HeaderError),
     #[error("payload is for a {width}x{height} frame, this decoder shows {expected}")]
-    GeometryMismatch { expected: FrameGeometry, width: u16, height: u16 },
+    GeometryMismatch {
+        expected: FrameGeometry,
+        width: u16,
+        height: u16,
+    },
     #[error("macroblocks {first}..{first}+{count} run past the frame's {frame_macroblocks}")]
-    MacroblocksOutOfFrame { first: u16, count: u16, frame_macroblocks: usize },
+    MacroblocksOutOfFrame {
+        first: u16,
+        count: u16,
+        frame_macroblocks: usize,
+    },
     #[error("macroblock {index} of the payload is malformed: {cause}")]
     Macroblock { index: u16, cause: MacroblockError },
     #[error("{0} bytes left over after the last macroblock")]
@@ -45,7 +55,10 @@ pub struct Decoder {
 impl Decoder {
     /// A decoder whose frame starts mid-grey.
     pub fn new(geometry: FrameGeometry) -> Self {
-        Decoder { frame: I420Frame::grey(geometry), tables: QuantTables::new() }
+        Decoder {
+            frame: I420Frame::grey(geometry),
+            tables: QuantTables::new(),
+        }
     }
 
     pub fn geometry(&self) -> FrameGeometry {

@@ -56,7 +56,12 @@ pub struct EncoderConfig {
 impl EncoderConfig {
     /// Defaults: strips, 1188-byte payloads, one thread.
     pub fn new(geometry: FrameGeometry) -> Self {
-        EncoderConfig { geometry, layout: Layout::Strips, max_payload: DEFAULT_MAX_PAYLOAD, threads: 1 }
+        EncoderConfig {
+            geometry,
+            layout: Layout::Strips,
+            max_payload: DEFAULT_MAX_PAYLOAD,
+            threads: 1,
+        }
     }
 }
 
@@ -75,7 +80,10 @@ pub enum EncoderConfigError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EncodeError {
     #[error("frame is {got}, the encoder is configured for {expected}")]
-    GeometryMismatch { expected: FrameGeometry, got: FrameGeometry },
+    GeometryMismatch {
+        expected: FrameGeometry,
+        got: FrameGeometry,
+    },
     #[error("quality map has {got} entries, the frame has {expected} macroblocks")]
     QualityMapLength { expected: usize, got: usize },
 }
@@ -206,15 +214,23 @@ pub struct Encoder {
 impl Encoder {
     pub fn new(config: EncoderConfig) -> Result<Self, EncoderConfigError> {
         if config.max_payload < MIN_MAX_PAYLOAD {
-            return Err(EncoderConfigError::PayloadTooSmall { got: config.max_payload });
+            return Err(EncoderConfigError::PayloadTooSmall {
+                got: config.max_payload,
+            });
         }
         if config.max_payload > MAX_MAX_PAYLOAD {
-            return Err(EncoderConfigError::PayloadTooLarge { got: config.max_payload });
+            return Err(EncoderConfigError::PayloadTooLarge {
+                got: config.max_payload,
+            });
         }
         let pool = if config.threads == 1 {
             None
         } else {
-            Some(rayon::ThreadPoolBuilder::new().num_threads(config.threads).build()?)
+            Some(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(config.threads)
+                    .build()?,
+            )
         };
         let n = config.geometry.mb_count();
         let stride = match config.layout {
@@ -225,10 +241,19 @@ impl Encoder {
         let plans = (0..units)
             .map(|u| {
                 let first_seq = u * n / units;
-                UnitPlan { first_seq, count: (u + 1) * n / units - first_seq }
+                UnitPlan {
+                    first_seq,
+                    count: (u + 1) * n / units - first_seq,
+                }
             })
             .collect();
-        Ok(Encoder { config, stride, plans, tables: QuantTables::new(), pool })
+        Ok(Encoder {
+            config,
+            stride,
+            plans,
+            tables: QuantTables::new(),
+            pool,
+        })
     }
 
     pub fn config(&self) -> &EncoderConfig {
@@ -245,7 +270,10 @@ impl Encoder {
     ) -> Result<(), EncodeError> {
         let geometry = self.config.geometry;
         if frame.geometry() != geometry {
-            return Err(EncodeError::GeometryMismatch { expected: geometry, got: frame.geometry() });
+            return Err(EncodeError::GeometryMismatch {
+                expected: geometry,
+                got: frame.geometry(),
+            });
         }
         if let QualitySpec::Map(map) = quality {
             if map.len() != geometry.mb_count() {
@@ -358,7 +386,11 @@ fn encode_unit(ctx: &FrameContext<'_>, plan: UnitPlan, unit: &mut UnitOutput) {
                 // Index and count are patched once the whole frame is done.
                 w.with_bytes(|bytes| header(ctx, seq, 0).write(bytes));
                 unit.stats.header_bits += (HEADER_LEN * 8) as u64;
-                OpenPayload { start, mb_count: 0, state: PredictionState::default() }
+                OpenPayload {
+                    start,
+                    mb_count: 0,
+                    state: PredictionState::default(),
+                }
             });
             let mark = w.mark();
             let saved_state = p.state;
@@ -382,7 +414,10 @@ fn encode_unit(ctx: &FrameContext<'_>, plan: UnitPlan, unit: &mut UnitOutput) {
             loop {
                 let bits = write_macroblock(&mut w, &mb, keep, &mut p.state);
                 let fits = w.bit_len() - p.start * 8 <= limit_bits;
-                debug_assert!(fits || keep > 0, "a DC-only macroblock must fit MIN_MAX_PAYLOAD");
+                debug_assert!(
+                    fits || keep > 0,
+                    "a DC-only macroblock must fit MIN_MAX_PAYLOAD"
+                );
                 if fits || keep == 0 {
                     p.mb_count += 1;
                     unit.stats.syntax += bits;
@@ -436,7 +471,14 @@ mod tests {
 
     #[test]
     fn dispersed_stride_visits_every_macroblock_once() {
-        for (w, h) in [(16, 16), (32, 16), (48, 48), (640, 480), (1280, 720), (4096, 4080)] {
+        for (w, h) in [
+            (16, 16),
+            (32, 16),
+            (48, 48),
+            (640, 480),
+            (1280, 720),
+            (4096, 4080),
+        ] {
             let g = FrameGeometry::new(w, h).unwrap();
             let n = g.mb_count();
             let s = dispersed_stride(g);
@@ -453,9 +495,15 @@ mod tests {
     fn configs_outside_the_payload_bounds_are_refused() {
         let mut c = EncoderConfig::new(FrameGeometry::VGA);
         c.max_payload = MIN_MAX_PAYLOAD - 1;
-        assert!(matches!(Encoder::new(c.clone()), Err(EncoderConfigError::PayloadTooSmall { .. })));
+        assert!(matches!(
+            Encoder::new(c.clone()),
+            Err(EncoderConfigError::PayloadTooSmall { .. })
+        ));
         c.max_payload = MAX_MAX_PAYLOAD + 1;
-        assert!(matches!(Encoder::new(c.clone()), Err(EncoderConfigError::PayloadTooLarge { .. })));
+        assert!(matches!(
+            Encoder::new(c.clone()),
+            Err(EncoderConfigError::PayloadTooLarge { .. })
+        ));
         c.max_payload = MIN_MAX_PAYLOAD;
         assert!(Encoder::new(c).is_ok());
     }

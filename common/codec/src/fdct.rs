@@ -20,7 +20,6 @@
 use crate::dct::aan_scale;
 use crate::lanes::{transpose, Lanes, Row};
 
-
 /// Fraction bits of the vertical pass's input: samples are level-shifted and multiplied by 16.
 pub const VERTICAL_SHIFT: i32 = 4;
 /// Fraction bits of the horizontal pass's input (samples times 2); the vertical pass's output
@@ -79,12 +78,24 @@ pub fn forward_pass<L: Lanes>(d: &[L; 8]) -> [L; 8] {
     // mul_high rounds down; each product is taken with the sign that makes the outputs'
     // rounding biases cancel as far as they can (see above).
     let minus_z5 = sub(tmp12, tmp10).mul_high(C6);
-    let z2 = sub(add(tmp10, tmp10.mul_high(MINUS_ONE_MINUS_C2_MINUS_C6)), minus_z5);
+    let z2 = sub(
+        add(tmp10, tmp10.mul_high(MINUS_ONE_MINUS_C2_MINUS_C6)),
+        minus_z5,
+    );
     let z4 = sub(add(tmp12, tmp12.mul_high(C2_PLUS_C6_MINUS_ONE)), minus_z5);
     let z3 = sub(tmp11, tmp11.mul_high(ONE_MINUS_C4));
     let z11 = add(tmp7, z3);
     let z13 = sub(tmp7, z3);
-    [o0, add(z11, z4), o2, sub(z13, z2), o4, add(z13, z2), o6, sub(z11, z4)]
+    [
+        o0,
+        add(z11, z4),
+        o2,
+        sub(z13, z2),
+        o4,
+        add(z13, z2),
+        o6,
+        sub(z11, z4),
+    ]
 }
 
 /// The quantiser of one coefficient position, for 16-bit lanes without division:
@@ -106,17 +117,27 @@ impl Quantiser {
     /// The quantiser for a JPEG table (`table`, natural order), laid out as the transform leaves
     /// its coefficients (transposed, see [`crate::dct::TRANSPOSED`]).
     pub fn new(table: &[u16; 64]) -> Self {
-        let mut q = Quantiser { reciprocal: [[0; 8]; 8], scale: [[0; 8]; 8], rounding: [[0; 8]; 8] };
+        let mut q = Quantiser {
+            reciprocal: [[0; 8]; 8],
+            scale: [[0; 8]; 8],
+            rounding: [[0; 8]; 8],
+        };
         for (n, &step) in table.iter().enumerate() {
             // The transform's output is the orthonormal coefficient times 8 s_u s_v (AAN) times
             // 2^HORIZONTAL_SHIFT; the divisor folds all of it into the JPEG step.
-            let divisor = f64::from(step) * 8.0 * f64::from(1 << HORIZONTAL_SHIFT) * aan_scale(n / 8) * aan_scale(n % 8);
+            let divisor = f64::from(step)
+                * 8.0
+                * f64::from(1 << HORIZONTAL_SHIFT)
+                * aan_scale(n / 8)
+                * aan_scale(n % 8);
             let twice = 2.0 * divisor;
             // twice >= 2 * 16 * 0.076 > 2 for every step >= 1, so e >= 1 and the scale fits.
             let e = twice.log2().floor() as i32;
             let t = usize::from(crate::dct::TRANSPOSED[n]);
             let (row, lane) = (t / 8, t % 8);
-            q.reciprocal[row][lane] = (f64::from(1u32 << (16 + e)) / twice).round().min(f64::from(u16::MAX)) as u16;
+            q.reciprocal[row][lane] = (f64::from(1u32 << (16 + e)) / twice)
+                .round()
+                .min(f64::from(u16::MAX)) as u16;
             q.scale[row][lane] = (1u32 << (16 - e)) as u16;
             q.rounding[row][lane] = divisor.round() as u16;
         }
@@ -127,7 +148,8 @@ impl Quantiser {
 /// Quantises one row: lanes of `c` with the quantiser's row `row` (taken modulo 8).
 #[inline(always)]
 fn quantise_row(c: Row, q: &Quantiser, row: usize) -> Row {
-    let (rounding, reciprocal, scale) = (q.rounding[row % 8], q.reciprocal[row % 8], q.scale[row % 8]);
+    let (rounding, reciprocal, scale) =
+        (q.rounding[row % 8], q.reciprocal[row % 8], q.scale[row % 8]);
     std::array::from_fn(|i| {
         // Sign as 0 or -1, magnitude by (c ^ sign) - sign: what the SSE2 path computes.
         let sign = c[i] >> 15;
@@ -162,13 +184,21 @@ fn load(plane: &[u8], stride: usize, x: usize, y: usize) -> [Row; 8] {
 /// layout, scaled by `8 s_u s_v 2^HORIZONTAL_SHIFT` relative to the orthonormal DCT.
 pub fn forward(plane: &[u8], stride: usize, x: usize, y: usize) -> [Row; 8] {
     let vertical = forward_pass(&load(plane, stride, x, y));
-    let descaled = vertical.map(|row| row.map(|v| v.wrapping_add(DESCALE_ROUNDING) >> DESCALE_SHIFT));
+    let descaled =
+        vertical.map(|row| row.map(|v| v.wrapping_add(DESCALE_ROUNDING) >> DESCALE_SHIFT));
     forward_pass(&transpose(&descaled))
 }
 
 /// Transform and quantisation of one block: levels in the transposed layout into `levels`, and
 /// the mask of non-zero levels in that layout (bit n for `levels[n]`).
-pub fn forward_quantise(plane: &[u8], stride: usize, x: usize, y: usize, q: &Quantiser, levels: &mut [i16; 64]) -> u64 {
+pub fn forward_quantise(
+    plane: &[u8],
+    stride: usize,
+    x: usize,
+    y: usize,
+    q: &Quantiser,
+    levels: &mut [i16; 64],
+) -> u64 {
     let coefficients = forward(plane, stride, x, y);
     let mut mask = 0u64;
     for (r, (dst, &row)) in levels.chunks_exact_mut(8).zip(&coefficients).enumerate() {
@@ -190,7 +220,13 @@ pub(crate) mod tests {
 
     /// The textbook orthonormal JPEG DCT in f64, natural order.
     fn reference_dct(px: &[u8], stride: usize) -> [f64; 64] {
-        let c = |k: usize| if k == 0 { std::f64::consts::FRAC_1_SQRT_2 } else { 1.0 };
+        let c = |k: usize| {
+            if k == 0 {
+                std::f64::consts::FRAC_1_SQRT_2
+            } else {
+                1.0
+            }
+        };
         let mut out = [0.0; 64];
         for u in 0..8 {
             for v in 0..8 {
@@ -226,7 +262,13 @@ pub(crate) mod tests {
             }
         }
         blocks.push(std::array::from_fn(|i| if i % 8 < 3 { 0 } else { 255 }));
-        blocks.push(std::array::from_fn(|i| if (i / 8 + i % 8) % 2 == 0 { 0 } else { 255 }));
+        blocks.push(std::array::from_fn(|i| {
+            if (i / 8 + i % 8) % 2 == 0 {
+                0
+            } else {
+                255
+            }
+        }));
         // For each coefficient, the block whose samples are 0 or 255 by the sign of its basis
         // function: the largest value that coefficient can take, and its negation.
         for u in 0..8 {
@@ -235,8 +277,12 @@ pub(crate) mod tests {
                     ((2 * (n / 8) + 1) as f64 * u as f64 * std::f64::consts::PI / 16.0).cos()
                         * ((2 * (n % 8) + 1) as f64 * v as f64 * std::f64::consts::PI / 16.0).cos()
                 };
-                blocks.push(std::array::from_fn(|n| if basis(n) >= 0.0 { 255 } else { 0 }));
-                blocks.push(std::array::from_fn(|n| if basis(n) >= 0.0 { 0 } else { 255 }));
+                blocks.push(std::array::from_fn(
+                    |n| if basis(n) >= 0.0 { 255 } else { 0 },
+                ));
+                blocks.push(std::array::from_fn(
+                    |n| if basis(n) >= 0.0 { 0 } else { 255 },
+                ));
             }
         }
         blocks
@@ -263,7 +309,8 @@ pub(crate) mod tests {
             let got = forward(&block, 8, 0, 0);
             for n in 0..64 {
                 let t = usize::from(TRANSPOSED[n]);
-                let scale = 8.0 * f64::from(1 << HORIZONTAL_SHIFT) * aan_scale(n / 8) * aan_scale(n % 8);
+                let scale =
+                    8.0 * f64::from(1 << HORIZONTAL_SHIFT) * aan_scale(n / 8) * aan_scale(n % 8);
                 let err = (f64::from(got[t / 8][t % 8]) / scale - want[n]).abs();
                 worst = worst.max(err);
                 total += err;
@@ -271,7 +318,10 @@ pub(crate) mod tests {
             }
         }
         let mean = total / count as f64;
-        assert!(worst < 1.6 && mean < 0.06, "worst {worst:.3}, mean {mean:.4}");
+        assert!(
+            worst < 1.6 && mean < 0.06,
+            "worst {worst:.3}, mean {mean:.4}"
+        );
     }
 
     #[test]
@@ -302,9 +352,21 @@ pub(crate) mod tests {
             }
             // Measured: below quality 100 every level is within 0.65 of the exact quotient and
             // at most 0.9% differ from its rounding; at 100, 1.76 and 5.7%.
-            let (worst_allowed, share_allowed) = if quality.get() < 100 { (0.75, 0.01) } else { (2.0, 0.07) };
-            assert!(worst <= worst_allowed, "q{}: a level is {worst:.3} from the exact quotient", quality.get());
-            assert!((off as f64) < share_allowed * total as f64, "q{}: {off} of {total} levels differ from exact rounding", quality.get());
+            let (worst_allowed, share_allowed) = if quality.get() < 100 {
+                (0.75, 0.01)
+            } else {
+                (2.0, 0.07)
+            };
+            assert!(
+                worst <= worst_allowed,
+                "q{}: a level is {worst:.3} from the exact quotient",
+                quality.get()
+            );
+            assert!(
+                (off as f64) < share_allowed * total as f64,
+                "q{}: {off} of {total} levels differ from exact rounding",
+                quality.get()
+            );
         }
     }
 

@@ -6,11 +6,23 @@ use crate::geometry::FrameGeometry;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {
     #[error("{plane} plane has {got} bytes, a {geometry} frame needs {expected}")]
-    PlaneLength { plane: &'static str, geometry: FrameGeometry, expected: usize, got: usize },
+    PlaneLength {
+        plane: &'static str,
+        geometry: FrameGeometry,
+        expected: usize,
+        got: usize,
+    },
     #[error("YUYV buffer has {got} bytes, a {geometry} frame needs {expected}")]
-    YuyvLength { geometry: FrameGeometry, expected: usize, got: usize },
+    YuyvLength {
+        geometry: FrameGeometry,
+        expected: usize,
+        got: usize,
+    },
     #[error("destination frame is {got}, source is {expected}")]
-    GeometryMismatch { expected: FrameGeometry, got: FrameGeometry },
+    GeometryMismatch {
+        expected: FrameGeometry,
+        got: FrameGeometry,
+    },
 }
 
 /// An owned I420 frame: Y plane then U and V at half resolution, rows packed (stride = width).
@@ -24,7 +36,9 @@ pub struct I420Frame {
 
 impl std::fmt::Debug for I420Frame {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("I420Frame").field("geometry", &self.geometry).finish_non_exhaustive()
+        f.debug_struct("I420Frame")
+            .field("geometry", &self.geometry)
+            .finish_non_exhaustive()
     }
 }
 
@@ -72,7 +86,12 @@ impl I420Frame {
     }
 
     pub fn view(&self) -> I420View<'_> {
-        I420View { geometry: self.geometry, y: &self.y, u: &self.u, v: &self.v }
+        I420View {
+            geometry: self.geometry,
+            y: &self.y,
+            u: &self.u,
+            v: &self.v,
+        }
     }
 
     /// Copies another frame of the same size into this one without reallocating.
@@ -145,10 +164,19 @@ impl<'a> I420View<'a> {
 }
 
 fn check_planes(geometry: FrameGeometry, y: &[u8], u: &[u8], v: &[u8]) -> Result<(), FrameError> {
-    let expected = [geometry.luma_len(), geometry.chroma_len(), geometry.chroma_len()];
+    let expected = [
+        geometry.luma_len(),
+        geometry.chroma_len(),
+        geometry.chroma_len(),
+    ];
     for ((plane, buf), expected) in [("Y", y), ("U", u), ("V", v)].into_iter().zip(expected) {
         if buf.len() != expected {
-            return Err(FrameError::PlaneLength { plane, geometry, expected, got: buf.len() });
+            return Err(FrameError::PlaneLength {
+                plane,
+                geometry,
+                expected,
+                got: buf.len(),
+            });
         }
     }
     Ok(())
@@ -156,12 +184,23 @@ fn check_planes(geometry: FrameGeometry, y: &[u8], u: &[u8], v: &[u8]) -> Result
 
 /// Converts a packed YUYV 4:2:2 frame (Y0 U Y1 V per pixel pair, as V4L2 webcams deliver) into
 /// `dst`, averaging the chroma of each pair of rows (rounded) to reach 4:2:0.
-pub fn yuyv_to_i420(src: &[u8], geometry: FrameGeometry, dst: &mut I420Frame) -> Result<(), FrameError> {
+pub fn yuyv_to_i420(
+    src: &[u8],
+    geometry: FrameGeometry,
+    dst: &mut I420Frame,
+) -> Result<(), FrameError> {
     if src.len() != geometry.yuyv_len() {
-        return Err(FrameError::YuyvLength { geometry, expected: geometry.yuyv_len(), got: src.len() });
+        return Err(FrameError::YuyvLength {
+            geometry,
+            expected: geometry.yuyv_len(),
+            got: src.len(),
+        });
     }
     if dst.geometry != geometry {
-        return Err(FrameError::GeometryMismatch { expected: geometry, got: dst.geometry });
+        return Err(FrameError::GeometryMismatch {
+            expected: geometry,
+            got: dst.geometry,
+        });
     }
     let width = geometry.width();
     let chroma_width = geometry.chroma_width();
@@ -244,7 +283,11 @@ mod tests {
         let mut dst = I420Frame::grey(g);
         assert!(matches!(
             yuyv_to_i420(&[0; 10], g, &mut dst),
-            Err(FrameError::YuyvLength { expected: 1024, got: 10, .. })
+            Err(FrameError::YuyvLength {
+                expected: 1024,
+                got: 10,
+                ..
+            })
         ));
         assert!(I420View::new(g, &[0; 512], &[0; 128], &[0; 127]).is_err());
         assert!(I420View::new(g, &[0; 512], &[0; 128], &[0; 128]).is_ok());
@@ -254,7 +297,8 @@ mod tests {
 
     #[test]
     fn psnr_matches_the_textbook_formula() {
-        let cases: &[(u64, u64, f64)] = &[(0, 10, PSNR_CAP_DB), (10, 10, 48.1308), (6502, 10, 20.0)];
+        let cases: &[(u64, u64, f64)] =
+            &[(0, 10, PSNR_CAP_DB), (10, 10, 48.1308), (6502, 10, 20.0)];
         for &(se, n, want) in cases {
             let got = psnr_from_squared_error(se, n);
             assert!((got - want).abs() < 1e-3, "{se}/{n}: {got} vs {want}");

@@ -30,17 +30,40 @@ pub fn textured_frame(geometry: FrameGeometry, rng: &mut SplitMix64) -> I420Fram
 }
 
 /// Valid payloads of random frames at random settings: the seeds mutations start from.
-pub fn payload_corpus(geometry: FrameGeometry, rng: &mut SplitMix64, frames: usize) -> Vec<Vec<u8>> {
+pub fn payload_corpus(
+    geometry: FrameGeometry,
+    rng: &mut SplitMix64,
+    frames: usize,
+) -> Vec<Vec<u8>> {
     let mut corpus = Vec::new();
     let mut sink = PayloadSink::new();
     for f in 0..frames {
-        let layout = if rng.below(2) == 0 { Layout::Strips } else { Layout::Dispersed };
+        let layout = if rng.below(2) == 0 {
+            Layout::Strips
+        } else {
+            Layout::Dispersed
+        };
         let max_payload = [48, 100, 300, 1188][rng.below(4)];
-        let config = EncoderConfig { geometry, layout, max_payload, threads: 1 };
-        let Ok(mut encoder) = Encoder::new(config) else { continue };
+        let config = EncoderConfig {
+            geometry,
+            layout,
+            max_payload,
+            threads: 1,
+        };
+        let Ok(mut encoder) = Encoder::new(config) else {
+            continue;
+        };
         let frame = textured_frame(geometry, rng);
         let quality = Quality::saturating(1 + rng.below(100) as i64);
-        if encoder.encode(FrameNo(f as u64), frame.view(), QualitySpec::Uniform(quality), &mut sink).is_ok() {
+        if encoder
+            .encode(
+                FrameNo(f as u64),
+                frame.view(),
+                QualitySpec::Uniform(quality),
+                &mut sink,
+            )
+            .is_ok()
+        {
             corpus.extend(sink.iter().map(<[u8]>::to_vec));
         }
     }
@@ -63,7 +86,11 @@ pub fn next_case(rng: &mut SplitMix64, corpus: &[Vec<u8>], out: &mut Vec<u8>) {
     }
     out.extend_from_slice(&corpus[rng.below(corpus.len())]);
     // Half the cases get a single mutation, which keeps many of them decodable deep into the body.
-    let mutations = if rng.below(2) == 0 { 1 } else { 1 + rng.below(8) };
+    let mutations = if rng.below(2) == 0 {
+        1
+    } else {
+        1 + rng.below(8)
+    };
     for _ in 0..mutations {
         let len = out.len();
         match rng.below(7) {
@@ -151,13 +178,17 @@ pub fn run_decoder_fuzz(
                 if decoder.geometry() != geometry {
                     return Err(FuzzFinding::GeometryChanged { case: n });
                 }
-                if check_writes && !only_claimed_changed(geometry, &case, &before, decoder.frame()) {
+                if check_writes && !only_claimed_changed(geometry, &case, &before, decoder.frame())
+                {
                     return Err(FuzzFinding::WroteOutsideClaimedMacroblocks { case: n });
                 }
             }
             Err(e) => {
                 summary.rejected += 1;
-                if matches!(e, DecodeError::Macroblock { .. } | DecodeError::TrailingBytes(_)) {
+                if matches!(
+                    e,
+                    DecodeError::Macroblock { .. } | DecodeError::TrailingBytes(_)
+                ) {
                     summary.rejected_in_body += 1;
                 }
             }
@@ -167,8 +198,15 @@ pub fn run_decoder_fuzz(
     Ok(summary)
 }
 
-fn only_claimed_changed(geometry: FrameGeometry, payload: &[u8], before: &I420Frame, after: &I420Frame) -> bool {
-    let Ok(h) = crate::payload::PayloadHeader::parse(payload) else { return false };
+fn only_claimed_changed(
+    geometry: FrameGeometry,
+    payload: &[u8],
+    before: &I420Frame,
+    after: &I420Frame,
+) -> bool {
+    let Ok(h) = crate::payload::PayloadHeader::parse(payload) else {
+        return false;
+    };
     let n = geometry.mb_count();
     let mut claimed = vec![false; n];
     for i in 0..usize::from(h.mb_count) {
@@ -176,11 +214,17 @@ fn only_claimed_changed(geometry: FrameGeometry, payload: &[u8], before: &I420Fr
     }
     let cols = geometry.mb_cols();
     let (w, cw) = (geometry.width(), geometry.chroma_width());
-    let luma_ok = before.y().iter().zip(after.y()).enumerate().all(|(i, (a, b))| {
-        a == b || claimed[(i / w / 16) * cols + (i % w) / 16]
-    });
+    let luma_ok = before
+        .y()
+        .iter()
+        .zip(after.y())
+        .enumerate()
+        .all(|(i, (a, b))| a == b || claimed[(i / w / 16) * cols + (i % w) / 16]);
     let chroma_ok = |x: &[u8], y: &[u8]| {
-        x.iter().zip(y).enumerate().all(|(i, (a, b))| a == b || claimed[(i / cw / 8) * cols + (i % cw) / 8])
+        x.iter()
+            .zip(y)
+            .enumerate()
+            .all(|(i, (a, b))| a == b || claimed[(i / cw / 8) * cols + (i % cw) / 8])
     };
     luma_ok && chroma_ok(before.u(), after.u()) && chroma_ok(before.v(), after.v())
 }

@@ -12,7 +12,9 @@ pub const MAX_MACROBLOCKS: usize = u16::MAX as usize;
 /// Why a frame size was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GeometryError {
-    #[error("frame size {width}x{height} is not a multiple of {MACROBLOCK_SIZE} in both directions")]
+    #[error(
+        "frame size {width}x{height} is not a multiple of {MACROBLOCK_SIZE} in both directions"
+    )]
     NotMacroblockAligned { width: usize, height: usize },
     #[error("frame size {width}x{height} is empty")]
     Empty { width: usize, height: usize },
@@ -31,9 +33,15 @@ pub struct FrameGeometry {
 
 impl FrameGeometry {
     /// 640x480, the installation's default camera mode.
-    pub const VGA: FrameGeometry = FrameGeometry { width: 640, height: 480 };
+    pub const VGA: FrameGeometry = FrameGeometry {
+        width: 640,
+        height: 480,
+    };
     /// 1280x720, the larger mode the codec must also handle.
-    pub const HD720: FrameGeometry = FrameGeometry { width: 1280, height: 720 };
+    pub const HD720: FrameGeometry = FrameGeometry {
+        width: 1280,
+        height: 720,
+    };
 
     pub fn new(width: usize, height: usize) -> Result<Self, GeometryError> {
         if width == 0 || height == 0 {
@@ -49,7 +57,10 @@ impl FrameGeometry {
             return Err(GeometryError::TooManyMacroblocks { width, height });
         }
         // Both fit in u16 after the MAX_DIMENSION check.
-        Ok(FrameGeometry { width: width as u16, height: height as u16 })
+        Ok(FrameGeometry {
+            width: width as u16,
+            height: height as u16,
+        })
     }
 
     pub fn width(self) -> usize {

@@ -76,7 +76,10 @@ pub fn inverse_pass<L: Lanes>(d: &[L; 8]) -> [L; 8] {
     let tmp11 = sub(d[0], d[4]);
     let tmp13 = add(d[2], d[6]);
     let difference = sub(d[2], d[6]);
-    let tmp12 = sub(sub(difference, difference.mul_high(MINUS_SQRT2_MINUS_ONE)), tmp13);
+    let tmp12 = sub(
+        sub(difference, difference.mul_high(MINUS_SQRT2_MINUS_ONE)),
+        tmp13,
+    );
     let e0 = add(tmp10, tmp13);
     let e3 = sub(tmp10, tmp13);
     let e1 = add(tmp11, tmp12);
@@ -88,13 +91,19 @@ pub fn inverse_pass<L: Lanes>(d: &[L; 8]) -> [L; 8] {
     let z12 = sub(d[1], d[7]);
     let tmp7 = add(z11, z13);
     let odd_difference = sub(z11, z13);
-    let tmp11 = sub(odd_difference, odd_difference.mul_high(MINUS_SQRT2_MINUS_ONE));
+    let tmp11 = sub(
+        odd_difference,
+        odd_difference.mul_high(MINUS_SQRT2_MINUS_ONE),
+    );
     let sum = add(z10, z12);
     let twice_sum = add(sum, sum);
     let z5 = sub(twice_sum, twice_sum.mul_high(ONE_MINUS_C2));
     let tmp10 = sub(z5, add(z12, z12.mul_high(K1_MINUS_ONE)));
     let twice_z10 = add(z10, z10);
-    let tmp12 = sub(z5, sub(twice_z10, twice_z10.mul_high(MINUS_HALF_K2_MINUS_ONE)));
+    let tmp12 = sub(
+        z5,
+        sub(twice_z10, twice_z10.mul_high(MINUS_HALF_K2_MINUS_ONE)),
+    );
     let tmp6 = sub(tmp12, tmp7);
     let tmp5 = sub(tmp11, tmp6);
     let tmp4 = sub(tmp10, tmp5);
@@ -118,7 +127,13 @@ pub fn sample(v: i16) -> u8 {
 
 /// Inverse DCT of a dequantised block in the transposed layout, stored as 8x8 samples at
 /// (`x`, `y`) of `plane`.
-pub fn inverse_store(coefficients: &[i16; 64], plane: &mut [u8], stride: usize, x: usize, y: usize) {
+pub fn inverse_store(
+    coefficients: &[i16; 64],
+    plane: &mut [u8],
+    stride: usize,
+    x: usize,
+    y: usize,
+) {
     let rows: [Row; 8] = std::array::from_fn(|r| std::array::from_fn(|c| coefficients[8 * r + c]));
     let out = inverse_pass(&transpose(&inverse_pass(&rows)));
     for (r, row) in out.iter().enumerate() {
@@ -212,7 +227,10 @@ pub(crate) mod tests {
             }
         }
         assert!(worst < 1.5, "a sample is {worst:.3} from the exact inverse");
-        assert!(off * 100 < 7 * total, "{off} of {total} samples differ from the exact inverse, rounded");
+        assert!(
+            off * 100 < 7 * total,
+            "{off} of {total} samples differ from the exact inverse, rounded"
+        );
     }
 
     #[test]
@@ -222,7 +240,13 @@ pub(crate) mod tests {
         let table = [255u16; 64];
         let d = Dequantiser::new(&table);
         for sign in [1, -1] {
-            let levels: [i32; 64] = std::array::from_fn(|n| if n % 3 == 0 { sign * 2047 } else { -sign * 2047 });
+            let levels: [i32; 64] = std::array::from_fn(|n| {
+                if n % 3 == 0 {
+                    sign * 2047
+                } else {
+                    -sign * 2047
+                }
+            });
             let mut plane = [0u8; 64];
             inverse_store(&coefficients(&levels, &d), &mut plane, 8, 0, 0);
         }

@@ -32,10 +32,10 @@ pub mod encoder;
 pub mod fdct;
 pub mod frame;
 pub mod fuzz;
+pub mod geometry;
 pub mod idct;
 pub mod join;
 pub mod lanes;
-pub mod geometry;
 pub mod payload;
 pub mod roundtrip;
 #[cfg(target_arch = "x86_64")]

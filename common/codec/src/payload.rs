@@ -112,7 +112,11 @@ impl PayloadHeader {
 
     /// Raster index of the payload's `i`-th macroblock in a frame of `mb_count` macroblocks.
     pub fn macroblock_position(&self, i: usize, mb_count: usize) -> usize {
-        crate::encoder::position_of(usize::from(self.first_seq) + i, usize::from(self.mb_stride), mb_count)
+        crate::encoder::position_of(
+            usize::from(self.first_seq) + i,
+            usize::from(self.mb_stride),
+            mb_count,
+        )
     }
 
     /// Whether the header's frame size is `geometry`.
@@ -169,12 +173,18 @@ mod tests {
             (good[..23].to_vec(), HeaderError::TooShort(23)),
             (edit(0, b'J'), HeaderError::BadMagic(b'J')),
             (edit(1, 2), HeaderError::UnsupportedVersion(2)),
-            (edit(15, 9), HeaderError::IndexOutOfRange { index: 9, count: 9 }),
-            ({
-                let mut b = edit(18, 0);
-                b[19] = 0;
-                b
-            }, HeaderError::ZeroStride),
+            (
+                edit(15, 9),
+                HeaderError::IndexOutOfRange { index: 9, count: 9 },
+            ),
+            (
+                {
+                    let mut b = edit(18, 0);
+                    b[19] = 0;
+                    b
+                },
+                HeaderError::ZeroStride,
+            ),
         ];
         for (bytes, want) in cases {
             assert_eq!(PayloadHeader::parse(&bytes), Err(want));

@@ -2,7 +2,10 @@
 //! `keymash codec roundtrip`, kept here so it is testable without the binary.
 
 use crate::decoder::{DecodeError, Decoder};
-use crate::encoder::{EncodeError, EncodeStats, Encoder, EncoderConfig, EncoderConfigError, Layout, PayloadSink, QualitySpec};
+use crate::encoder::{
+    EncodeError, EncodeStats, Encoder, EncoderConfig, EncoderConfigError, Layout, PayloadSink,
+    QualitySpec,
+};
 use crate::frame::{psnr_from_squared_error, squared_error, I420Frame};
 use crate::y4m::{Y4mError, Y4mReader, Y4mWriter};
 use keymash_core::{FrameNo, Quality};
@@ -69,10 +72,23 @@ pub fn roundtrip<R: Read, W: Write>(
     let mut stats = EncodeStats::default();
     while reader.read_frame(&mut source)? {
         encoder
-            .encode(FrameNo(frames), source.view(), QualitySpec::Uniform(config.quality), &mut sink)
-            .map_err(|cause| RoundtripError::Encode { frame: frames, cause })?;
+            .encode(
+                FrameNo(frames),
+                source.view(),
+                QualitySpec::Uniform(config.quality),
+                &mut sink,
+            )
+            .map_err(|cause| RoundtripError::Encode {
+                frame: frames,
+                cause,
+            })?;
         for payload in sink.iter() {
-            decoder.apply(payload).map_err(|cause| RoundtripError::Decode { frame: frames, cause })?;
+            decoder
+                .apply(payload)
+                .map_err(|cause| RoundtripError::Decode {
+                    frame: frames,
+                    cause,
+                })?;
         }
         bytes += sink.total_bytes() as u64;
         payloads += sink.len() as u64;
@@ -85,7 +101,13 @@ pub fn roundtrip<R: Read, W: Write>(
         frames += 1;
     }
     writer.finish()?;
-    let per_frame = |v: u64| if frames == 0 { 0.0 } else { v as f64 / frames as f64 };
+    let per_frame = |v: u64| {
+        if frames == 0 {
+            0.0
+        } else {
+            v as f64 / frames as f64
+        }
+    };
     let luma = geometry.luma_len() as u64 * frames;
     let all = (geometry.luma_len() + 2 * geometry.chroma_len()) as u64 * frames;
     Ok(RoundtripReport {

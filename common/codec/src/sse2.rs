@@ -12,11 +12,13 @@
 //! in 16-bit integers, eight lanes per register.
 
 use safe_arch::{
-    add_i16_m128i, add_saturating_i16_m128i, bitxor_m128i, cmp_eq_mask_i16_m128i, get_i64_from_m128i_s, m128i,
-    min_i16_m128i, move_mask_i8_m128i, mul_i16_keep_high_m128i, mul_u16_keep_high_m128i, pack_i16_to_i8_m128i,
-    pack_i16_to_u8_m128i, set_i64_m128i_s, set_splat_i16_m128i, shl_imm_u16_m128i, shr_imm_i16_m128i, sub_i16_m128i,
+    add_i16_m128i, add_saturating_i16_m128i, bitxor_m128i, cmp_eq_mask_i16_m128i,
+    get_i64_from_m128i_s, m128i, min_i16_m128i, move_mask_i8_m128i, mul_i16_keep_high_m128i,
+    mul_u16_keep_high_m128i, pack_i16_to_i8_m128i, pack_i16_to_u8_m128i, set_i64_m128i_s,
+    set_splat_i16_m128i, shl_imm_u16_m128i, shr_imm_i16_m128i, sub_i16_m128i,
     sub_saturating_i16_m128i, unpack_high_i16_m128i, unpack_high_i32_m128i, unpack_high_i64_m128i,
-    unpack_low_i16_m128i, unpack_low_i32_m128i, unpack_low_i64_m128i, unpack_low_i8_m128i, zeroed_m128i,
+    unpack_low_i16_m128i, unpack_low_i32_m128i, unpack_low_i64_m128i, unpack_low_i8_m128i,
+    zeroed_m128i,
 };
 
 use crate::fdct::{self, Quantiser};
@@ -101,10 +103,18 @@ fn transpose_i16(r: &[m128i; 8]) -> [m128i; 8] {
 /// layout and a mask with bit `n` set when `levels[n]` is non-zero. Bit-identical to
 /// [`fdct::forward_quantise`].
 #[inline]
-pub(crate) fn forward_quantise(plane: &[u8], stride: usize, x: usize, y: usize, q: &Quantiser, levels: &mut [i16; 64]) -> u64 {
+pub(crate) fn forward_quantise(
+    plane: &[u8],
+    stride: usize,
+    x: usize,
+    y: usize,
+    q: &Quantiser,
+    levels: &mut [i16; 64],
+) -> u64 {
     let vertical = fdct::forward_pass(&load_i16(plane, stride, x, y));
     let rounding = set_splat_i16_m128i(fdct::DESCALE_ROUNDING);
-    let descaled = vertical.map(|row| shr_imm_i16_m128i::<{ fdct::DESCALE_SHIFT }>(add_i16_m128i(row, rounding)));
+    let descaled = vertical
+        .map(|row| shr_imm_i16_m128i::<{ fdct::DESCALE_SHIFT }>(add_i16_m128i(row, rounding)));
     let coefficients = fdct::forward_pass(&transpose_i16(&descaled));
     let limit = set_splat_i16_m128i(fdct::MAX_LEVEL);
     let zero = zeroed_m128i();
@@ -112,7 +122,10 @@ pub(crate) fn forward_quantise(plane: &[u8], stride: usize, x: usize, y: usize, 
         let c = coefficients[r];
         let sign = shr_imm_i16_m128i::<15>(c);
         let magnitude = sub_i16_m128i(bitxor_m128i(c, sign), sign);
-        let biased = add_i16_m128i(shl_imm_u16_m128i::<1>(magnitude), m128i::from(q.rounding[r]));
+        let biased = add_i16_m128i(
+            shl_imm_u16_m128i::<1>(magnitude),
+            m128i::from(q.rounding[r]),
+        );
         let t = mul_u16_keep_high_m128i(biased, m128i::from(q.reciprocal[r]));
         let m = min_i16_m128i(mul_u16_keep_high_m128i(t, m128i::from(q.scale[r])), limit);
         sub_i16_m128i(bitxor_m128i(m, sign), sign)
@@ -120,7 +133,10 @@ pub(crate) fn forward_quantise(plane: &[u8], stride: usize, x: usize, y: usize, 
     let mut mask = 0u64;
     for (pair, rows) in rows.chunks_exact(2).enumerate() {
         // 0xff bytes where a level is zero, one bit per level after the movemask.
-        let zero_flags = pack_i16_to_i8_m128i(cmp_eq_mask_i16_m128i(rows[0], zero), cmp_eq_mask_i16_m128i(rows[1], zero));
+        let zero_flags = pack_i16_to_i8_m128i(
+            cmp_eq_mask_i16_m128i(rows[0], zero),
+            cmp_eq_mask_i16_m128i(rows[1], zero),
+        );
         let zero_bits = move_mask_i8_m128i(zero_flags) as u32;
         mask |= u64::from(!zero_bits & 0xffff) << (16 * pair);
     }
@@ -133,7 +149,13 @@ pub(crate) fn forward_quantise(plane: &[u8], stride: usize, x: usize, y: usize, 
 /// Inverse DCT of a dequantised block in the transposed layout, stored as 8x8 samples at
 /// (`x`, `y`) of `plane`. Bit-identical to [`idct::inverse_store`].
 #[inline]
-pub(crate) fn inverse_store(coefficients: &[i16; 64], plane: &mut [u8], stride: usize, x: usize, y: usize) {
+pub(crate) fn inverse_store(
+    coefficients: &[i16; 64],
+    plane: &mut [u8],
+    stride: usize,
+    x: usize,
+    y: usize,
+) {
     let rows: [m128i; 8] = std::array::from_fn(|r| {
         let mut row = [0i16; 8];
         row.copy_from_slice(&coefficients[8 * r..8 * r + 8]);
@@ -144,7 +166,10 @@ pub(crate) fn inverse_store(coefficients: &[i16; 64], plane: &mut [u8], stride: 
     let shift = set_splat_i16_m128i(128);
     for (r, &row) in out.iter().enumerate() {
         // Round, shift right, undo the level shift; the unsigned pack clamps to 0..=255.
-        let words = add_i16_m128i(shr_imm_i16_m128i::<{ idct::FRACTION_BITS }>(add_saturating_i16_m128i(row, rounding)), shift);
+        let words = add_i16_m128i(
+            shr_imm_i16_m128i::<{ idct::FRACTION_BITS }>(add_saturating_i16_m128i(row, rounding)),
+            shift,
+        );
         let bytes = pack_i16_to_u8_m128i(words, words);
         let start = (y + r) * stride + x;
         plane[start..start + 8].copy_from_slice(&get_i64_from_m128i_s(bytes).to_le_bytes());

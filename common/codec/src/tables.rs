@@ -80,7 +80,11 @@ mod tests {
         for &(quality, l0, l63, c0, c63) in cases {
             let l = scaled_table(&LUMA_BASE, q(quality));
             let c = scaled_table(&CHROMA_BASE, q(quality));
-            assert_eq!((l[0], l[63], c[0], c[63]), (l0, l63, c0, c63), "quality {quality}");
+            assert_eq!(
+                (l[0], l[63], c[0], c[63]),
+                (l0, l63, c0, c63),
+                "quality {quality}"
+            );
         }
     }
 

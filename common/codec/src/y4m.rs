@@ -39,7 +39,10 @@ pub enum Y4mError {
     #[error("Y4M stream ends in the middle of a frame")]
     TruncatedFrame,
     #[error("frame to write is {got}, the stream is {expected}")]
-    GeometryMismatch { expected: FrameGeometry, got: FrameGeometry },
+    GeometryMismatch {
+        expected: FrameGeometry,
+        got: FrameGeometry,
+    },
 }
 
 /// The 4:2:0 chroma sitings Y4M names; the samples are the same, only their placement differs.
@@ -114,7 +117,10 @@ impl Y4mHeader {
             let mut chars = token.chars();
             let Some(param) = chars.next() else { continue };
             let value = chars.as_str();
-            let bad = || Y4mError::BadParameter { param, value: value.to_owned() };
+            let bad = || Y4mError::BadParameter {
+                param,
+                value: value.to_owned(),
+            };
             match param {
                 'W' => width = Some(value.parse::<usize>().map_err(|_| bad())?),
                 'H' => height = Some(value.parse::<usize>().map_err(|_| bad())?),
@@ -140,12 +146,27 @@ impl Y4mHeader {
         let width = width.ok_or(Y4mError::MissingParameter("W (width)"))?;
         let height = height.ok_or(Y4mError::MissingParameter("H (height)"))?;
         let geometry = FrameGeometry::new(width, height)?;
-        Ok(Y4mHeader { geometry, chroma, frame_rate, interlacing, pixel_aspect, comments })
+        Ok(Y4mHeader {
+            geometry,
+            chroma,
+            frame_rate,
+            interlacing,
+            pixel_aspect,
+            comments,
+        })
     }
 
     fn to_line(&self) -> String {
-        let mut line = format!("{SIGNATURE} W{} H{}", self.geometry.width(), self.geometry.height());
-        for (p, v) in [('F', &self.frame_rate), ('I', &self.interlacing), ('A', &self.pixel_aspect)] {
+        let mut line = format!(
+            "{SIGNATURE} W{} H{}",
+            self.geometry.width(),
+            self.geometry.height()
+        );
+        for (p, v) in [
+            ('F', &self.frame_rate),
+            ('I', &self.interlacing),
+            ('A', &self.pixel_aspect),
+        ] {
             if let Some(v) = v {
                 line.push_str(&format!(" {p}{v}"));
             }
@@ -178,7 +199,9 @@ fn read_line<R: Read>(r: &mut R) -> Result<Option<String>, Y4mError> {
             Err(e) => return Err(e.into()),
         }
     }
-    String::from_utf8(line).map(Some).map_err(|_| Y4mError::NotText)
+    String::from_utf8(line)
+        .map(Some)
+        .map_err(|_| Y4mError::NotText)
 }
 
 /// Reads frames from a Y4M stream.
@@ -193,7 +216,9 @@ impl<R: Read> Y4mReader<R> {
     pub fn new(mut inner: R) -> Result<Self, Y4mError> {
         let line = read_line(&mut inner)
             .map_err(|e| match e {
-                Y4mError::NotText | Y4mError::LineTooLong | Y4mError::TruncatedFrame => Y4mError::NotY4m,
+                Y4mError::NotText | Y4mError::LineTooLong | Y4mError::TruncatedFrame => {
+                    Y4mError::NotY4m
+                }
                 other => other,
             })?
             .ok_or(Y4mError::NotY4m)?;
@@ -218,7 +243,9 @@ impl<R: Read> Y4mReader<R> {
                 got: frame.geometry(),
             });
         }
-        let Some(line) = read_line(&mut self.inner)? else { return Ok(false) };
+        let Some(line) = read_line(&mut self.inner)? else {
+            return Ok(false);
+        };
         if line != FRAME_MARKER && !line.starts_with("FRAME ") {
             let shown: String = line.chars().take(32).collect();
             return Err(Y4mError::BadFrameMarker(shown));
@@ -245,12 +272,18 @@ impl<W: Write> Y4mWriter<W> {
     /// Writes the stream header.
     pub fn new(mut inner: W, header: &Y4mHeader) -> Result<Self, Y4mError> {
         inner.write_all(header.to_line().as_bytes())?;
-        Ok(Y4mWriter { inner, geometry: header.geometry })
+        Ok(Y4mWriter {
+            inner,
+            geometry: header.geometry,
+        })
     }
 
     pub fn write_frame(&mut self, frame: I420View<'_>) -> Result<(), Y4mError> {
         if frame.geometry() != self.geometry {
-            return Err(Y4mError::GeometryMismatch { expected: self.geometry, got: frame.geometry() });
+            return Err(Y4mError::GeometryMismatch {
+                expected: self.geometry,
+                got: frame.geometry(),
+            });
         }
         self.inner.write_all(b"FRAME\n")?;
         self.inner.write_all(frame.y())?;
@@ -273,8 +306,14 @@ mod tests {
     #[test]
     fn headers_ffmpeg_writes_are_accepted() {
         let cases = [
-            ("W640 H480 F25:1 Ip A1:1 C420jpeg XYSCSS=420JPEG", Chroma420::Jpeg),
-            ("W1280 H720 F30000:1001 Ip A0:0 C420mpeg2 XCOLORRANGE=LIMITED", Chroma420::Mpeg2),
+            (
+                "W640 H480 F25:1 Ip A1:1 C420jpeg XYSCSS=420JPEG",
+                Chroma420::Jpeg,
+            ),
+            (
+                "W1280 H720 F30000:1001 Ip A0:0 C420mpeg2 XCOLORRANGE=LIMITED",
+                Chroma420::Mpeg2,
+            ),
             ("W32 H16 C420paldv", Chroma420::PalDv),
             ("W32 H16 C420", Chroma420::Plain),
             ("W32 H16", Chroma420::Jpeg),
@@ -326,13 +365,19 @@ mod tests {
         assert!(!r.read_frame(&mut got).unwrap());
         let mut cut = Y4mReader::new(&bytes[..bytes.len() - 1]).unwrap();
         assert!(cut.read_frame(&mut got).unwrap());
-        assert!(matches!(cut.read_frame(&mut got), Err(Y4mError::TruncatedFrame)));
+        assert!(matches!(
+            cut.read_frame(&mut got),
+            Err(Y4mError::TruncatedFrame)
+        ));
     }
 
     #[test]
     fn non_y4m_input_is_refused() {
         for input in [&b""[..], b"RIFF....", b"YUV4MPEG2W640", &[0xff; 5000]] {
-            assert!(matches!(Y4mReader::new(input), Err(Y4mError::NotY4m)), "{input:?}");
+            assert!(
+                matches!(Y4mReader::new(input), Err(Y4mError::NotY4m)),
+                "{input:?}"
+            );
         }
     }
 }

@@ -10,8 +10,12 @@ use keymash_core::FrameNo;
 
 #[test]
 fn seeded_random_and_mutated_payloads_are_refused_or_applied_safely() {
-    let cases: &[(usize, usize, u64, u64)] =
-        &[(64, 48, 1, 30_000), (48, 32, 2, 30_000), (16, 16, 3, 10_000), (640, 480, 4, 3_000)];
+    let cases: &[(usize, usize, u64, u64)] = &[
+        (64, 48, 1, 30_000),
+        (48, 32, 2, 30_000),
+        (16, 16, 3, 10_000),
+        (640, 480, 4, 3_000),
+    ];
     for &(w, h, seed, n) in cases {
         let geometry = FrameGeometry::new(w, h).unwrap();
         let summary = run_decoder_fuzz(geometry, seed, n, true).unwrap();
@@ -62,15 +66,33 @@ fn crafted_payloads_are_refused_with_their_cause() {
         let err = d.apply(bytes).unwrap_err();
         assert!(check(&err), "{err:?}");
     };
-    expect(&mut decoder, &[], &|e| matches!(e, DecodeError::Header(HeaderError::TooShort(0))));
-    expect(&mut decoder, &[0; HEADER_LEN], &|e| matches!(e, DecodeError::Header(HeaderError::BadMagic(0))));
-    expect(&mut decoder, &other_size, &|e| matches!(e, DecodeError::GeometryMismatch { width: 640, .. }));
-    expect(&mut decoder, &past_end, &|e| matches!(e, DecodeError::MacroblocksOutOfFrame { .. }));
-    expect(&mut decoder, &repeat_first, &|e| matches!(e, DecodeError::Macroblock { index: 0, .. }));
-    expect(&mut decoder, &quality_too_high, &|e| matches!(e, DecodeError::Macroblock { index: 0, .. }));
-    expect(&mut decoder, &all_ones_body, &|e| matches!(e, DecodeError::Macroblock { .. }));
-    expect(&mut decoder, &zeros_body, &|e| matches!(e, DecodeError::Macroblock { index: 0, .. }));
-    expect(&mut decoder, &trailing, &|e| matches!(e, DecodeError::TrailingBytes(2)));
+    expect(&mut decoder, &[], &|e| {
+        matches!(e, DecodeError::Header(HeaderError::TooShort(0)))
+    });
+    expect(&mut decoder, &[0; HEADER_LEN], &|e| {
+        matches!(e, DecodeError::Header(HeaderError::BadMagic(0)))
+    });
+    expect(&mut decoder, &other_size, &|e| {
+        matches!(e, DecodeError::GeometryMismatch { width: 640, .. })
+    });
+    expect(&mut decoder, &past_end, &|e| {
+        matches!(e, DecodeError::MacroblocksOutOfFrame { .. })
+    });
+    expect(&mut decoder, &repeat_first, &|e| {
+        matches!(e, DecodeError::Macroblock { index: 0, .. })
+    });
+    expect(&mut decoder, &quality_too_high, &|e| {
+        matches!(e, DecodeError::Macroblock { index: 0, .. })
+    });
+    expect(&mut decoder, &all_ones_body, &|e| {
+        matches!(e, DecodeError::Macroblock { .. })
+    });
+    expect(&mut decoder, &zeros_body, &|e| {
+        matches!(e, DecodeError::Macroblock { index: 0, .. })
+    });
+    expect(&mut decoder, &trailing, &|e| {
+        matches!(e, DecodeError::TrailingBytes(2))
+    });
     // Nothing above was written.
     assert!(decoder.frame().y().iter().all(|&p| p == 128));
 }

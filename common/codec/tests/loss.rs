@@ -5,7 +5,9 @@
 
 mod common;
 
-use keymash_codec::{Decoder, Encoder, EncoderConfig, FrameGeometry, Layout, PayloadHeader, PayloadSink, QualitySpec};
+use keymash_codec::{
+    Decoder, Encoder, EncoderConfig, FrameGeometry, Layout, PayloadHeader, PayloadSink, QualitySpec,
+};
 use keymash_core::{FrameNo, Quality};
 
 #[test]
@@ -14,16 +16,24 @@ fn a_dropped_payload_leaves_exactly_its_macroblocks_stale() {
     let old = common::camera_like(geometry, 1);
     let new = common::noise(geometry, 2);
     for layout in [Layout::Strips, Layout::Dispersed] {
-        let mut encoder = Encoder::new(EncoderConfig { layout, ..EncoderConfig::new(geometry) }).unwrap();
+        let mut encoder = Encoder::new(EncoderConfig {
+            layout,
+            ..EncoderConfig::new(geometry)
+        })
+        .unwrap();
         let mut decoder = Decoder::new(geometry);
         let mut sink = PayloadSink::new();
         let q = QualitySpec::Uniform(Quality::new(50).unwrap());
-        encoder.encode(FrameNo(0), old.view(), q, &mut sink).unwrap();
+        encoder
+            .encode(FrameNo(0), old.view(), q, &mut sink)
+            .unwrap();
         for p in sink.iter() {
             decoder.apply(p).unwrap();
         }
         let first = decoder.frame().clone();
-        encoder.encode(FrameNo(1), new.view(), q, &mut sink).unwrap();
+        encoder
+            .encode(FrameNo(1), new.view(), q, &mut sink)
+            .unwrap();
         let dropped = sink.len() / 3;
         let mut lost = vec![false; geometry.mb_count()];
         for (i, p) in sink.iter().enumerate() {

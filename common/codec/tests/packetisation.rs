@@ -5,7 +5,9 @@
 
 mod common;
 
-use keymash_codec::{Decoder, Encoder, EncoderConfig, FrameGeometry, Layout, PayloadHeader, PayloadSink, QualitySpec};
+use keymash_codec::{
+    Decoder, Encoder, EncoderConfig, FrameGeometry, Layout, PayloadHeader, PayloadSink, QualitySpec,
+};
 use keymash_core::{FrameNo, Quality};
 
 #[test]
@@ -15,20 +17,41 @@ fn every_payload_fits_and_every_macroblock_is_carried_exactly_once() {
         (FrameGeometry::VGA, Layout::Dispersed, 1188, 75),
         (FrameGeometry::VGA, Layout::Strips, 300, 95),
         (FrameGeometry::HD720, Layout::Dispersed, 1188, 30),
-        (FrameGeometry::new(48, 32).unwrap(), Layout::Dispersed, 64, 50),
+        (
+            FrameGeometry::new(48, 32).unwrap(),
+            Layout::Dispersed,
+            64,
+            50,
+        ),
     ];
     for (geometry, layout, max_payload, quality) in cases {
         let frame = common::camera_like(geometry, 7);
-        let config = EncoderConfig { geometry, layout, max_payload, threads: 1 };
+        let config = EncoderConfig {
+            geometry,
+            layout,
+            max_payload,
+            threads: 1,
+        };
         let mut encoder = Encoder::new(config).unwrap();
         let mut sink = PayloadSink::new();
         let q = Quality::new(quality).unwrap();
-        encoder.encode(FrameNo(42), frame.view(), QualitySpec::Uniform(q), &mut sink).unwrap();
+        encoder
+            .encode(
+                FrameNo(42),
+                frame.view(),
+                QualitySpec::Uniform(q),
+                &mut sink,
+            )
+            .unwrap();
         let n = geometry.mb_count();
         let mut carried = vec![0u32; n];
         let count = sink.len();
         for (i, payload) in sink.iter().enumerate() {
-            assert!(payload.len() <= max_payload, "{geometry} {layout:?}: {} bytes", payload.len());
+            assert!(
+                payload.len() <= max_payload,
+                "{geometry} {layout:?}: {} bytes",
+                payload.len()
+            );
             let h = PayloadHeader::parse(payload).unwrap();
             assert_eq!(h.frame_no, FrameNo(42));
             assert_eq!(usize::from(h.payload_index), i);
@@ -49,10 +72,19 @@ fn each_payload_decodes_alone_and_in_any_order_to_the_same_picture() {
     let geometry = FrameGeometry::VGA;
     let frame = common::camera_like(geometry, 3);
     for layout in [Layout::Strips, Layout::Dispersed] {
-        let mut encoder = Encoder::new(EncoderConfig { layout, ..EncoderConfig::new(geometry) }).unwrap();
+        let mut encoder = Encoder::new(EncoderConfig {
+            layout,
+            ..EncoderConfig::new(geometry)
+        })
+        .unwrap();
         let mut sink = PayloadSink::new();
         encoder
-            .encode(FrameNo(1), frame.view(), QualitySpec::Uniform(Quality::new(60).unwrap()), &mut sink)
+            .encode(
+                FrameNo(1),
+                frame.view(),
+                QualitySpec::Uniform(Quality::new(60).unwrap()),
+                &mut sink,
+            )
             .unwrap();
         let payloads: Vec<&[u8]> = sink.iter().collect();
         let mut in_order = Decoder::new(geometry);
@@ -77,10 +109,19 @@ fn dispersed_payloads_spread_over_many_rows_while_strips_stay_together() {
     let geometry = FrameGeometry::VGA;
     let frame = common::camera_like(geometry, 5);
     let rows_touched = |layout| {
-        let mut encoder = Encoder::new(EncoderConfig { layout, ..EncoderConfig::new(geometry) }).unwrap();
+        let mut encoder = Encoder::new(EncoderConfig {
+            layout,
+            ..EncoderConfig::new(geometry)
+        })
+        .unwrap();
         let mut sink = PayloadSink::new();
         encoder
-            .encode(FrameNo(0), frame.view(), QualitySpec::Uniform(Quality::new(50).unwrap()), &mut sink)
+            .encode(
+                FrameNo(0),
+                frame.view(),
+                QualitySpec::Uniform(Quality::new(50).unwrap()),
+                &mut sink,
+            )
             .unwrap();
         let p = sink.iter().nth(sink.len() / 2).unwrap();
         let h = PayloadHeader::parse(p).unwrap();
@@ -93,6 +134,12 @@ fn dispersed_payloads_spread_over_many_rows_while_strips_stay_together() {
     };
     let (strip_rows, strip_mbs) = rows_touched(Layout::Strips);
     let (dispersed_rows, dispersed_mbs) = rows_touched(Layout::Dispersed);
-    assert!(strip_rows <= 1 + strip_mbs / geometry.mb_cols() + 1, "{strip_rows} rows for {strip_mbs}");
-    assert!(dispersed_rows >= dispersed_mbs.min(geometry.mb_rows()) / 2, "{dispersed_rows} rows for {dispersed_mbs}");
+    assert!(
+        strip_rows <= 1 + strip_mbs / geometry.mb_cols() + 1,
+        "{strip_rows} rows for {strip_mbs}"
+    );
+    assert!(
+        dispersed_rows >= dispersed_mbs.min(geometry.mb_rows()) / 2,
+        "{dispersed_rows} rows for {dispersed_mbs}"
+    );
 }

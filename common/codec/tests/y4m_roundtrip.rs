@@ -12,13 +12,19 @@ use keymash_core::Quality;
 fn video(geometry: FrameGeometry, frames: u64) -> Vec<u8> {
     let mut w = Y4mWriter::new(Vec::new(), &Y4mHeader::new(geometry, "30:1")).unwrap();
     for s in 0..frames {
-        w.write_frame(common::camera_like(geometry, s).view()).unwrap();
+        w.write_frame(common::camera_like(geometry, s).view())
+            .unwrap();
     }
     w.finish().unwrap()
 }
 
 fn config(q: u8, layout: Layout) -> RoundtripConfig {
-    RoundtripConfig { quality: Quality::new(q).unwrap(), layout, max_payload: DEFAULT_MAX_PAYLOAD, threads: 1 }
+    RoundtripConfig {
+        quality: Quality::new(q).unwrap(),
+        layout,
+        max_payload: DEFAULT_MAX_PAYLOAD,
+        threads: 1,
+    }
 }
 
 #[test]
@@ -51,7 +57,10 @@ fn round_trip_writes_every_decoded_frame_and_reports_size_and_psnr() {
 fn round_trip_refuses_unsupported_input_clearly() {
     let bad = b"YUV4MPEG2 W640 H480 F30:1 C422\nFRAME\n";
     let err = roundtrip(&bad[..], Vec::new(), config(50, Layout::Strips)).unwrap_err();
-    assert!(matches!(err, RoundtripError::Y4m(Y4mError::UnsupportedColorspace(_))), "{err}");
+    assert!(
+        matches!(err, RoundtripError::Y4m(Y4mError::UnsupportedColorspace(_))),
+        "{err}"
+    );
     assert!(err.to_string().contains("422"), "{err}");
     let odd = b"YUV4MPEG2 W100 H50 F30:1 C420jpeg\n";
     let err = roundtrip(&odd[..], Vec::new(), config(50, Layout::Strips)).unwrap_err();

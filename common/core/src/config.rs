@@ -32,10 +32,18 @@ pub enum ConfigError {
     },
     /// The text is not TOML, or a value does not fit its key's type.
     #[error("{location}: {}{message}", key.as_deref().map(|k| format!("`{k}`: ")).unwrap_or_default())]
-    Parse { location: String, key: Option<String>, message: String },
+    Parse {
+        location: String,
+        key: Option<String>,
+        message: String,
+    },
     /// A value is well-formed but out of range or in conflict with another key.
     #[error("{location}: `{key}`: {message}")]
-    Invalid { location: String, key: &'static str, message: String },
+    Invalid {
+        location: String,
+        key: &'static str,
+        message: String,
+    },
 }
 
 impl ConfigError {
@@ -51,12 +59,20 @@ impl ConfigError {
     /// Say which file the error is in.
     fn in_file(self, path: &Path) -> ConfigError {
         match self {
-            ConfigError::Parse { location, key, message } => {
-                ConfigError::Parse { location: format!("{}: {location}", path.display()), key, message }
-            }
-            ConfigError::Invalid { key, message, .. } => {
-                ConfigError::Invalid { location: path.display().to_string(), key, message }
-            }
+            ConfigError::Parse {
+                location,
+                key,
+                message,
+            } => ConfigError::Parse {
+                location: format!("{}: {location}", path.display()),
+                key,
+                message,
+            },
+            ConfigError::Invalid { key, message, .. } => ConfigError::Invalid {
+                location: path.display().to_string(),
+                key,
+                message,
+            },
             read @ ConfigError::Read { .. } => read,
         }
     }
@@ -106,7 +122,10 @@ pub struct SecurityConfig {
 
 impl Default for SecurityConfig {
     fn default() -> Self {
-        SecurityConfig { mode: SecurityMode::Psk, key_file: PathBuf::from(DEFAULT_KEY_PATH) }
+        SecurityConfig {
+            mode: SecurityMode::Psk,
+            key_file: PathBuf::from(DEFAULT_KEY_PATH),
+        }
     }
 }
 
@@ -123,7 +142,10 @@ pub struct ShmConfig {
 
 impl Default for ShmConfig {
     fn default() -> Self {
-        ShmConfig { prefix: "keymash".to_owned(), group_access: true }
+        ShmConfig {
+            prefix: "keymash".to_owned(),
+            group_access: true,
+        }
     }
 }
 
@@ -138,7 +160,11 @@ pub struct VideoConfig {
 
 impl Default for VideoConfig {
     fn default() -> Self {
-        VideoConfig { width: 640, height: 480, fps: 30 }
+        VideoConfig {
+            width: 640,
+            height: 480,
+            fps: 30,
+        }
     }
 }
 
@@ -311,7 +337,11 @@ pub struct QualityCurveConfig {
 
 impl Default for QualityCurveConfig {
     fn default() -> Self {
-        QualityCurveConfig { at_rest: Quality::saturating(10), at_full: Quality::saturating(90), exponent: 1.0 }
+        QualityCurveConfig {
+            at_rest: Quality::saturating(10),
+            at_full: Quality::saturating(90),
+            exponent: 1.0,
+        }
     }
 }
 
@@ -334,7 +364,9 @@ impl TryFrom<String> for CaptureSource {
             ("v4l2", None) => Ok(CaptureSource::V4l2),
             ("synthetic", None) => Ok(CaptureSource::Synthetic),
             ("y4m", Some(path)) => Ok(CaptureSource::Y4m(PathBuf::from(path))),
-            _ => Err(format!("expected \"v4l2\", \"synthetic\" or \"y4m:PATH\", got {s:?}")),
+            _ => Err(format!(
+                "expected \"v4l2\", \"synthetic\" or \"y4m:PATH\", got {s:?}"
+            )),
         }
     }
 }
@@ -370,7 +402,10 @@ pub struct CaptureConfig {
 
 impl Default for CaptureConfig {
     fn default() -> Self {
-        CaptureConfig { source: CaptureSource::V4l2, device: String::new() }
+        CaptureConfig {
+            source: CaptureSource::V4l2,
+            device: String::new(),
+        }
     }
 }
 
@@ -386,7 +421,10 @@ pub struct DelayConfig {
 
 impl Default for DelayConfig {
     fn default() -> Self {
-        DelayConfig { seconds: 30.0, max_memory_mib: 1024 }
+        DelayConfig {
+            seconds: 30.0,
+            max_memory_mib: 1024,
+        }
     }
 }
 
@@ -409,7 +447,9 @@ impl TryFrom<String> for DisplayOutput {
             ("window", None) => Ok(DisplayOutput::Window),
             ("frames", Some(dir)) => Ok(DisplayOutput::Frames(PathBuf::from(dir))),
             ("y4m", Some(path)) => Ok(DisplayOutput::Y4m(PathBuf::from(path))),
-            _ => Err(format!("expected \"window\", \"frames:DIR\" or \"y4m:PATH\", got {s:?}")),
+            _ => Err(format!(
+                "expected \"window\", \"frames:DIR\" or \"y4m:PATH\", got {s:?}"
+            )),
         }
     }
 }
@@ -470,7 +510,9 @@ impl TryFrom<String> for InputSource {
             ("evdev", None) => Ok(InputSource::Evdev),
             ("fifo", Some(path)) => Ok(InputSource::Fifo(PathBuf::from(path))),
             ("script", Some(pattern)) => Ok(InputSource::Script(pattern.to_owned())),
-            _ => Err(format!("expected \"evdev\", \"fifo:PATH\" or \"script:PATTERN\", got {s:?}")),
+            _ => Err(format!(
+                "expected \"evdev\", \"fifo:PATH\" or \"script:PATTERN\", got {s:?}"
+            )),
         }
     }
 }
@@ -496,21 +538,27 @@ pub struct InputConfig {
 
 impl Default for InputConfig {
     fn default() -> Self {
-        InputConfig { source: InputSource::Evdev, publish_hz: 100 }
+        InputConfig {
+            source: InputSource::Evdev,
+            publish_hz: 100,
+        }
     }
 }
 
 impl Config {
     /// Read and validate a configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         Config::from_toml_str(&text).map_err(|e| e.in_file(path))
     }
 
     /// Parse and validate configuration text.
     pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
-        let deserializer = toml::Deserializer::parse(text).map_err(|e| parse_error(text, None, &e))?;
+        let deserializer =
+            toml::Deserializer::parse(text).map_err(|e| parse_error(text, None, &e))?;
         let config: Config = serde_path_to_error::deserialize(deserializer).map_err(|e| {
             let key = e.path().to_string();
             parse_error(text, (key != ".").then_some(key), e.inner())
@@ -542,19 +590,27 @@ impl Config {
                  or set security.mode = \"none\" to run unprotected"
             ))
         })?;
-        PreSharedKey::parse(&text).map(Some).map_err(|e| invalid(e.to_string()))
+        PreSharedKey::parse(&text)
+            .map(Some)
+            .map_err(|e| invalid(e.to_string()))
     }
 
     /// Checks that types alone cannot express.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |key: &'static str, message: String| {
-            Err(ConfigError::Invalid { location: "config".to_owned(), key, message })
+            Err(ConfigError::Invalid {
+                location: "config".to_owned(),
+                key,
+                message,
+            })
         };
 
         let prefix = &self.shm.prefix;
         if prefix.is_empty()
             || prefix.len() > 32
-            || !prefix.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            || !prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         {
             return invalid(
                 "shm.prefix",
@@ -562,13 +618,22 @@ impl Config {
             );
         }
 
-        for (key, value) in [("video.width", self.video.width), ("video.height", self.video.height)] {
+        for (key, value) in [
+            ("video.width", self.video.width),
+            ("video.height", self.video.height),
+        ] {
             if value == 0 || value % 16 != 0 || value > 4096 {
-                return invalid(key, format!("must be a multiple of 16 from 16 to 4096, got {value}"));
+                return invalid(
+                    key,
+                    format!("must be a multiple of 16 from 16 to 4096, got {value}"),
+                );
             }
         }
         if !(1..=120).contains(&self.video.fps) {
-            return invalid("video.fps", format!("must be in 1..=120, got {}", self.video.fps));
+            return invalid(
+                "video.fps",
+                format!("must be in 1..=120, got {}", self.video.fps),
+            );
         }
 
         // Below ~200 bytes a payload cannot hold a useful macroblock plus headers; above 1460
@@ -576,15 +641,23 @@ impl Config {
         if !(200..=1460).contains(&self.codec.max_payload_bytes) {
             return invalid(
                 "codec.max_payload_bytes",
-                format!("must be in 200..=1460, got {}", self.codec.max_payload_bytes),
+                format!(
+                    "must be in 200..=1460, got {}",
+                    self.codec.max_payload_bytes
+                ),
             );
         }
         if self.codec.threads > 256 {
-            return invalid("codec.threads", format!("must be in 0..=256, got {}", self.codec.threads));
+            return invalid(
+                "codec.threads",
+                format!("must be in 0..=256, got {}", self.codec.threads),
+            );
         }
 
-        for (key, port) in [("network.sender_port", self.network.sender_port), ("network.video_port", self.network.video_port)]
-        {
+        for (key, port) in [
+            ("network.sender_port", self.network.sender_port),
+            ("network.video_port", self.network.video_port),
+        ] {
             if port == 0 {
                 return invalid(key, "must be a port in 1..=65535, got 0".to_owned());
             }
@@ -602,15 +675,24 @@ impl Config {
         }
 
         let t = &self.transport;
-        for (key, pt) in [("transport.payload_type", t.payload_type), ("transport.fec_payload_type", t.fec_payload_type)] {
+        for (key, pt) in [
+            ("transport.payload_type", t.payload_type),
+            ("transport.fec_payload_type", t.fec_payload_type),
+        ] {
             if !(96..=127).contains(&pt) {
-                return invalid(key, format!("must be a dynamic RTP payload type in 96..=127, got {pt}"));
+                return invalid(
+                    key,
+                    format!("must be a dynamic RTP payload type in 96..=127, got {pt}"),
+                );
             }
         }
         if t.payload_type == t.fec_payload_type {
             return invalid(
                 "transport.fec_payload_type",
-                format!("must differ from transport.payload_type ({})", t.payload_type),
+                format!(
+                    "must differ from transport.payload_type ({})",
+                    t.payload_type
+                ),
             );
         }
         if t.fec_overhead_percent > 100 {
@@ -626,9 +708,24 @@ impl Config {
             );
         }
         for (key, ms, lo, hi) in [
-            ("transport.feedback_interval_ms", t.feedback_interval_ms, 10, 5_000),
-            ("transport.quality_fallback_ms", t.quality_fallback_ms, 100, 600_000),
-            ("transport.keepalive_interval_ms", t.keepalive_interval_ms, 50, 60_000),
+            (
+                "transport.feedback_interval_ms",
+                t.feedback_interval_ms,
+                10,
+                5_000,
+            ),
+            (
+                "transport.quality_fallback_ms",
+                t.quality_fallback_ms,
+                100,
+                600_000,
+            ),
+            (
+                "transport.keepalive_interval_ms",
+                t.keepalive_interval_ms,
+                50,
+                60_000,
+            ),
             ("transport.peer_timeout_ms", t.peer_timeout_ms, 100, 600_000),
         ] {
             if !(lo..=hi).contains(&ms) {
@@ -640,11 +737,17 @@ impl Config {
         if l.interface.is_empty() || l.interface.len() > 15 || l.interface.contains(['/', ' ']) {
             return invalid(
                 "loss.interface",
-                format!("must be a network interface name (1 to 15 characters), got {:?}", l.interface),
+                format!(
+                    "must be a network interface name (1 to 15 characters), got {:?}",
+                    l.interface
+                ),
             );
         }
         if !(l.exponent > 0.0 && l.exponent <= 10.0) {
-            return invalid("loss.exponent", format!("must be in (0, 10], got {}", l.exponent));
+            return invalid(
+                "loss.exponent",
+                format!("must be in (0, 10], got {}", l.exponent),
+            );
         }
         if l.zero_loss_at_mash.get() <= 0.0 {
             return invalid(
@@ -653,7 +756,10 @@ impl Config {
             );
         }
         if !(50..=1000).contains(&l.refresh_hz) {
-            return invalid("loss.refresh_hz", format!("must be in 50..=1000, got {}", l.refresh_hz));
+            return invalid(
+                "loss.refresh_hz",
+                format!("must be in 50..=1000, got {}", l.refresh_hz),
+            );
         }
         // The map must be refreshed at least twice within the fail-safe window, or a single late
         // tick would switch the loss off.
@@ -676,7 +782,10 @@ impl Config {
 
         let m = &self.mash;
         if !(100..=60_000).contains(&m.window_ms) {
-            return invalid("mash.window_ms", format!("must be in 100..=60000, got {}", m.window_ms));
+            return invalid(
+                "mash.window_ms",
+                format!("must be in 100..=60000, got {}", m.window_ms),
+            );
         }
         if !(m.saturation_score >= 1.0 && m.saturation_score <= 10_000.0) {
             return invalid(
@@ -695,16 +804,26 @@ impl Config {
         if q.at_full < q.at_rest {
             return invalid(
                 "quality.at_full",
-                format!("must be at least quality.at_rest ({}), got {}", q.at_rest.get(), q.at_full.get()),
+                format!(
+                    "must be at least quality.at_rest ({}), got {}",
+                    q.at_rest.get(),
+                    q.at_full.get()
+                ),
             );
         }
         if !(q.exponent > 0.0 && q.exponent <= 10.0) {
-            return invalid("quality.exponent", format!("must be in (0, 10], got {}", q.exponent));
+            return invalid(
+                "quality.exponent",
+                format!("must be in (0, 10], got {}", q.exponent),
+            );
         }
 
         let d = &self.delay;
         if !(0.0..=600.0).contains(&d.seconds) {
-            return invalid("delay.seconds", format!("must be in 0..=600, got {}", d.seconds));
+            return invalid(
+                "delay.seconds",
+                format!("must be in 0..=600, got {}", d.seconds),
+            );
         }
         if !(1..=65_536).contains(&d.max_memory_mib) {
             return invalid(
@@ -727,8 +846,12 @@ impl Config {
             );
         }
 
-        if self.security.mode == SecurityMode::Psk && self.security.key_file.as_os_str().is_empty() {
-            return invalid("security.key_file", "must name the key file with security.mode = \"psk\"".to_owned());
+        if self.security.mode == SecurityMode::Psk && self.security.key_file.as_os_str().is_empty()
+        {
+            return invalid(
+                "security.key_file",
+                "must name the key file with security.mode = \"psk\"".to_owned(),
+            );
         }
 
         if !(50..=1000).contains(&self.input.publish_hz) {
@@ -752,13 +875,27 @@ fn parse_error(text: &str, key: Option<String>, error: &toml::de::Error) -> Conf
     };
     // toml's message repeats the offending source line with a caret; the first line of its
     // message proper is what a person needs next to the key.
-    let message = error.message().lines().next().unwrap_or("invalid value").trim().to_owned();
+    let message = error
+        .message()
+        .lines()
+        .next()
+        .unwrap_or("invalid value")
+        .trim()
+        .to_owned();
     let key = key.or_else(|| unknown_field(&message));
-    ConfigError::Parse { location, key, message }
+    ConfigError::Parse {
+        location,
+        key,
+        message,
+    }
 }
 
 /// An unknown top-level key is reported by serde as "unknown field `x`" with no path; make `x`
 /// the key.
 fn unknown_field(message: &str) -> Option<String> {
-    message.strip_prefix("unknown field `")?.split('`').next().map(str::to_owned)
+    message
+        .strip_prefix("unknown field `")?
+        .split('`')
+        .next()
+        .map(str::to_owned)
 }

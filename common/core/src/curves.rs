@@ -62,7 +62,11 @@ impl LossCurve {
         if zero_loss_at.get() <= 0.0 {
             return Err(LossCurveError::ZeroLossAtZero(zero_loss_at.get()));
         }
-        Ok(LossCurve { drop_at_rest, exponent, zero_loss_at })
+        Ok(LossCurve {
+            drop_at_rest,
+            exponent,
+            zero_loss_at,
+        })
     }
 
     pub fn drop_at_rest(&self) -> DropProbability {
@@ -99,7 +103,11 @@ pub struct QualityCurve {
 impl QualityCurve {
     /// The curve as configured (`[quality]`; the configuration has already checked the values).
     pub fn from_config(config: &QualityCurveConfig) -> Self {
-        QualityCurve { at_rest: config.at_rest, at_full: config.at_full, exponent: config.exponent }
+        QualityCurve {
+            at_rest: config.at_rest,
+            at_full: config.at_full,
+            exponent: config.exponent,
+        }
     }
 
     pub fn quality(&self, level: MashLevel) -> Quality {
@@ -118,13 +126,20 @@ mod quality_curve_tests {
         let curve = QualityCurve::from_config(&QualityCurveConfig::default());
         let table = [(0.0, 10), (0.25, 30), (0.5, 50), (1.0, 90)];
         for (level, want) in table {
-            assert_eq!(curve.quality(MashLevel::new(level).unwrap()).get(), want, "level {level}");
+            assert_eq!(
+                curve.quality(MashLevel::new(level).unwrap()).get(),
+                want,
+                "level {level}"
+            );
         }
     }
 
     #[test]
     fn quality_curve_never_falls_as_mashing_increases() {
-        let config = QualityCurveConfig { exponent: 2.5, ..QualityCurveConfig::default() };
+        let config = QualityCurveConfig {
+            exponent: 2.5,
+            ..QualityCurveConfig::default()
+        };
         let curve = QualityCurve::from_config(&config);
         let mut previous = curve.quality(MashLevel::IDLE);
         for step in 1..=100u16 {
@@ -141,8 +156,12 @@ mod tests {
     use super::*;
 
     fn curve(drop: f64, exponent: f64, zero_at: f32) -> LossCurve {
-        LossCurve::new(DropProbability::new(drop).unwrap(), exponent, MashLevel::new(zero_at).unwrap())
-            .unwrap()
+        LossCurve::new(
+            DropProbability::new(drop).unwrap(),
+            exponent,
+            MashLevel::new(zero_at).unwrap(),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -163,7 +182,9 @@ mod tests {
             (0.4, 2.0, 0.8, 0.4, 0.1),
         ];
         for (drop, exponent, zero_at, level, expected) in cases {
-            let got = curve(drop, exponent, zero_at).drop_probability(MashLevel::new(level).unwrap()).get();
+            let got = curve(drop, exponent, zero_at)
+                .drop_probability(MashLevel::new(level).unwrap())
+                .get();
             assert!(
                 (got - expected).abs() < 1e-6,
                 "drop {drop} exp {exponent} zero_at {zero_at} level {level}: got {got}, want {expected}"
@@ -186,7 +207,10 @@ mod tests {
 
     #[test]
     fn default_loss_curve_starts_at_forty_percent_at_rest() {
-        assert_eq!(LossCurve::default().drop_probability(MashLevel::IDLE).get(), loss_defaults::DROP_AT_REST);
+        assert_eq!(
+            LossCurve::default().drop_probability(MashLevel::IDLE).get(),
+            loss_defaults::DROP_AT_REST
+        );
     }
 
     #[test]
@@ -196,12 +220,19 @@ mod tests {
         let cases = [
             (0.0, one, LossCurveError::BadExponent(0.0)),
             (-1.0, one, LossCurveError::BadExponent(-1.0)),
-            (f64::INFINITY, one, LossCurveError::BadExponent(f64::INFINITY)),
+            (
+                f64::INFINITY,
+                one,
+                LossCurveError::BadExponent(f64::INFINITY),
+            ),
             (2.0, MashLevel::IDLE, LossCurveError::ZeroLossAtZero(0.0)),
         ];
         for (exponent, zero_at, expected) in cases {
             assert_eq!(LossCurve::new(drop, exponent, zero_at), Err(expected));
         }
-        assert!(matches!(LossCurve::new(drop, f64::NAN, one), Err(LossCurveError::BadExponent(_))));
+        assert!(matches!(
+            LossCurve::new(drop, f64::NAN, one),
+            Err(LossCurveError::BadExponent(_))
+        ));
     }
 }

@@ -30,7 +30,11 @@ pub struct MashModelConfig {
 impl Default for MashModelConfig {
     fn default() -> Self {
         // 45 points in 3 s is 15 varied keys a second: hard, but a group of visitors gets there.
-        MashModelConfig { window_ms: 3000, saturation_score: 45.0, repeat_penalty: 0.04 }
+        MashModelConfig {
+            window_ms: 3000,
+            saturation_score: 45.0,
+            repeat_penalty: 0.04,
+        }
     }
 }
 
@@ -53,7 +57,12 @@ pub struct MashMeter {
 impl MashMeter {
     pub fn new(config: MashModelConfig) -> Self {
         let window = Duration::from_millis(u64::from(config.window_ms));
-        MashMeter { config, window, presses: VecDeque::new(), repeats: HashMap::new() }
+        MashMeter {
+            config,
+            window,
+            presses: VecDeque::new(),
+            repeats: HashMap::new(),
+        }
     }
 
     /// A key went down at `at`. Presses must come in time order; an older one is treated as

@@ -53,8 +53,18 @@ pub struct MashRecord {
 const _: () = assert!(size_of::<MashRecord>() == 24);
 
 impl MashRecord {
-    pub fn new(level: MashLevel, presses_in_window: u32, presses_total: u64, updated_ns: u64) -> Self {
-        MashRecord { level: level.get(), presses_in_window, presses_total, updated_ns }
+    pub fn new(
+        level: MashLevel,
+        presses_in_window: u32,
+        presses_total: u64,
+        updated_ns: u64,
+    ) -> Self {
+        MashRecord {
+            level: level.get(),
+            presses_in_window,
+            presses_total,
+            updated_ns,
+        }
     }
 
     pub fn level(&self) -> MashLevel {
@@ -98,12 +108,18 @@ const _: () = assert!(size_of::<QualityRecord>() == 16);
 
 impl QualityRecord {
     pub fn new(quality: Quality, from_receiver: bool, updated_ns: u64) -> Self {
-        QualityRecord { quality: u32::from(quality.get()), from_receiver: u32::from(from_receiver), updated_ns }
+        QualityRecord {
+            quality: u32::from(quality.get()),
+            from_receiver: u32::from(from_receiver),
+            updated_ns,
+        }
     }
 
     /// The requested quality, or `None` if the cell holds no valid request.
     pub fn quality(&self) -> Option<Quality> {
-        u8::try_from(self.quality).ok().and_then(|q| Quality::new(q).ok())
+        u8::try_from(self.quality)
+            .ok()
+            .and_then(|q| Quality::new(q).ok())
     }
 
     pub fn from_receiver(&self) -> bool {
@@ -195,7 +211,9 @@ impl Service {
 
     pub fn role(self) -> Role {
         match self {
-            Service::Capture | Service::DelayBuffer | Service::Encoder | Service::NetTx => Role::Sender,
+            Service::Capture | Service::DelayBuffer | Service::Encoder | Service::NetTx => {
+                Role::Sender
+            }
             Service::NetRx | Service::Display | Service::MashInput | Service::LossController => {
                 Role::Receiver
             }
@@ -269,9 +287,20 @@ mod tests {
 
     #[test]
     fn every_pipeline_segment_has_exactly_one_owner() {
-        let all = [RAW_FRAMES, DELAY_HOLD, DELAYED_FRAMES, PAYLOADS, QUALITY_CELL, RECEIVED_PAYLOADS, MASH_CELL];
+        let all = [
+            RAW_FRAMES,
+            DELAY_HOLD,
+            DELAYED_FRAMES,
+            PAYLOADS,
+            QUALITY_CELL,
+            RECEIVED_PAYLOADS,
+            MASH_CELL,
+        ];
         for name in all {
-            let owners = Service::ALL.iter().filter(|s| s.owned_segments().contains(&name)).count();
+            let owners = Service::ALL
+                .iter()
+                .filter(|s| s.owned_segments().contains(&name))
+                .count();
             assert_eq!(owners, 1, "{name}");
         }
         let owned: usize = Service::ALL.iter().map(|s| s.owned_segments().len()).sum();
@@ -281,8 +310,14 @@ mod tests {
     #[test]
     fn a_mash_record_goes_stale_after_one_second() {
         let m = MashRecord::new(MashLevel::new(0.5).unwrap(), 3, 9, 1_000_000_000);
-        assert_eq!(m.level_at(1_500_000_000), Some(MashLevel::new(0.5).unwrap()));
-        assert_eq!(m.level_at(2_000_000_000), Some(MashLevel::new(0.5).unwrap()));
+        assert_eq!(
+            m.level_at(1_500_000_000),
+            Some(MashLevel::new(0.5).unwrap())
+        );
+        assert_eq!(
+            m.level_at(2_000_000_000),
+            Some(MashLevel::new(0.5).unwrap())
+        );
         assert_eq!(m.level_at(2_000_000_001), None);
         // A record from the future (clock oddities) is fresh, not stale.
         assert!(m.level_at(0).is_some());
@@ -290,7 +325,10 @@ mod tests {
 
     #[test]
     fn each_pc_runs_four_services() {
-        let senders = Service::ALL.iter().filter(|s| s.role() == Role::Sender).count();
+        let senders = Service::ALL
+            .iter()
+            .filter(|s| s.role() == Role::Sender)
+            .count();
         assert_eq!(senders, 4);
     }
 }

@@ -27,7 +27,11 @@ impl Quality {
         if (1..=100).contains(&q) {
             Ok(Quality(q))
         } else {
-            Err(OutOfRange { what: "quality", range: "1..=100", got: q.to_string() })
+            Err(OutOfRange {
+                what: "quality",
+                range: "1..=100",
+                got: q.to_string(),
+            })
         }
     }
 
@@ -67,7 +71,11 @@ impl DropProbability {
         if (0.0..=1.0).contains(&p) {
             Ok(DropProbability(p))
         } else {
-            Err(OutOfRange { what: "drop probability", range: "0.0..=1.0", got: p.to_string() })
+            Err(OutOfRange {
+                what: "drop probability",
+                range: "0.0..=1.0",
+                got: p.to_string(),
+            })
         }
     }
 
@@ -155,7 +163,11 @@ impl MashLevel {
         if (0.0..=1.0).contains(&level) {
             Ok(MashLevel(level))
         } else {
-            Err(OutOfRange { what: "mash level", range: "0.0..=1.0", got: level.to_string() })
+            Err(OutOfRange {
+                what: "mash level",
+                range: "0.0..=1.0",
+                got: level.to_string(),
+            })
         }
     }
 
@@ -215,7 +227,10 @@ mod tests {
     fn drop_probability_fraction_round_trips_at_the_ends() {
         assert_eq!(DropProbability::NONE.as_u32_fraction(), 0);
         assert_eq!(DropProbability::ALL.as_u32_fraction(), u32::MAX);
-        assert_eq!(DropProbability::from_u32_fraction(u32::MAX), DropProbability::ALL);
+        assert_eq!(
+            DropProbability::from_u32_fraction(u32::MAX),
+            DropProbability::ALL
+        );
         let p = DropProbability::new(0.4).unwrap();
         let back = DropProbability::from_u32_fraction(p.as_u32_fraction()).get();
         assert!((back - 0.4).abs() < 1e-9);

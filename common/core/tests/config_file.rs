@@ -13,7 +13,10 @@ fn refused(text: &str) -> ConfigError {
 fn assert_names_key(text: &str, key: &str) {
     let e = refused(text);
     assert_eq!(e.key(), Some(key), "error {e} for {text:?}");
-    assert!(e.to_string().contains(key), "message {e:?} does not name {key}");
+    assert!(
+        e.to_string().contains(key),
+        "message {e:?} does not name {key}"
+    );
 }
 
 #[test]
@@ -23,7 +26,10 @@ fn an_empty_file_is_the_default_configuration() {
 
 #[test]
 fn the_annotated_example_is_exactly_the_defaults() {
-    assert_eq!(Config::from_toml_str(Config::example_toml()).unwrap(), Config::default());
+    assert_eq!(
+        Config::from_toml_str(Config::example_toml()).unwrap(),
+        Config::default()
+    );
 }
 
 #[test]
@@ -31,9 +37,13 @@ fn every_key_has_a_comment_in_the_annotated_example() {
     let defaults = toml::Value::try_from(Config::default()).unwrap();
     let example = Config::example_toml();
     let lines: Vec<&str> = example.lines().collect();
-    let toml::Value::Table(sections) = defaults else { panic!("defaults are not a table") };
+    let toml::Value::Table(sections) = defaults else {
+        panic!("defaults are not a table")
+    };
     for (section, keys) in sections {
-        let toml::Value::Table(keys) = keys else { panic!("[{section}] is not a table") };
+        let toml::Value::Table(keys) = keys else {
+            panic!("[{section}] is not a table")
+        };
         let header = lines
             .iter()
             .position(|l| l.trim() == format!("[{section}]"))
@@ -44,7 +54,10 @@ fn every_key_has_a_comment_in_the_annotated_example() {
                 .position(|l| l.starts_with(&format!("{key} =")))
                 .map(|i| i + header)
                 .unwrap_or_else(|| panic!("example lacks {section}.{key}"));
-            assert!(lines[at - 1].starts_with('#'), "{section}.{key} has no comment above it");
+            assert!(
+                lines[at - 1].starts_with('#'),
+                "{section}.{key} has no comment above it"
+            );
         }
     }
 }
@@ -106,7 +119,10 @@ fn sources_and_outputs_parse_from_kind_colon_argument() {
 
 #[test]
 fn a_bad_address_is_refused_by_key() {
-    assert_names_key("[network]\nreceiver_address = \"not-an-ip\"\n", "network.receiver_address");
+    assert_names_key(
+        "[network]\nreceiver_address = \"not-an-ip\"\n",
+        "network.receiver_address",
+    );
 }
 
 #[test]
@@ -117,12 +133,18 @@ fn a_frame_size_that_is_not_a_multiple_of_16_is_refused_by_key() {
 
 #[test]
 fn cross_field_conflicts_are_refused_by_key() {
-    assert_names_key("[transport]\nfec_payload_type = 96\n", "transport.fec_payload_type");
+    assert_names_key(
+        "[transport]\nfec_payload_type = 96\n",
+        "transport.fec_payload_type",
+    );
     assert_names_key(
         "[network]\nsender_address = \"10.0.0.1\"\nreceiver_address = \"10.0.0.1\"\nsender_port = 5004\n",
         "network.video_port",
     );
-    assert_names_key("[loss]\nrefresh_hz = 50\nfailsafe_ms = 30\n", "loss.failsafe_ms");
+    assert_names_key(
+        "[loss]\nrefresh_hz = 50\nfailsafe_ms = 30\n",
+        "loss.failsafe_ms",
+    );
 }
 
 #[test]
@@ -130,18 +152,36 @@ fn range_checks_cover_every_bounded_key() {
     let table = [
         ("[shm]\nprefix = \"a/b\"\n", "shm.prefix"),
         ("[video]\nfps = 0\n", "video.fps"),
-        ("[codec]\nmax_payload_bytes = 9000\n", "codec.max_payload_bytes"),
+        (
+            "[codec]\nmax_payload_bytes = 9000\n",
+            "codec.max_payload_bytes",
+        ),
         ("[codec]\nthreads = 1000\n", "codec.threads"),
         ("[network]\nvideo_port = 0\n", "network.video_port"),
         ("[transport]\npayload_type = 8\n", "transport.payload_type"),
-        ("[transport]\nfec_overhead_percent = 101\n", "transport.fec_overhead_percent"),
-        ("[transport]\npacing_fraction = 0.0\n", "transport.pacing_fraction"),
-        ("[transport]\nfeedback_interval_ms = 1\n", "transport.feedback_interval_ms"),
+        (
+            "[transport]\nfec_overhead_percent = 101\n",
+            "transport.fec_overhead_percent",
+        ),
+        (
+            "[transport]\npacing_fraction = 0.0\n",
+            "transport.pacing_fraction",
+        ),
+        (
+            "[transport]\nfeedback_interval_ms = 1\n",
+            "transport.feedback_interval_ms",
+        ),
         ("[loss]\ninterface = \"\"\n", "loss.interface"),
         ("[loss]\nexponent = -1.0\n", "loss.exponent"),
-        ("[loss]\nzero_loss_at_mash = 0.0\n", "loss.zero_loss_at_mash"),
+        (
+            "[loss]\nzero_loss_at_mash = 0.0\n",
+            "loss.zero_loss_at_mash",
+        ),
         ("[loss]\nrefresh_hz = 10\n", "loss.refresh_hz"),
-        ("[loss]\nmodel = \"gilbert-elliott\"\nge_r = 0.0\n", "loss.ge_r"),
+        (
+            "[loss]\nmodel = \"gilbert-elliott\"\nge_r = 0.0\n",
+            "loss.ge_r",
+        ),
         ("[loss]\nmodel = \"bursty\"\n", "loss.model"),
         ("[loss]\nge_p = 1.5\n", "loss.ge_p"),
         ("[mash]\nwindow_ms = 10\n", "mash.window_ms"),
@@ -151,8 +191,14 @@ fn range_checks_cover_every_bounded_key() {
         ("[quality]\nexponent = 0.0\n", "quality.exponent"),
         ("[delay]\nseconds = -1.0\n", "delay.seconds"),
         ("[delay]\nmax_memory_mib = 0\n", "delay.max_memory_mib"),
-        ("[display]\nplayout_delay_ms = 10000\n", "display.playout_delay_ms"),
-        ("[display]\nglow_border_px = 1000\n", "display.glow_border_px"),
+        (
+            "[display]\nplayout_delay_ms = 10000\n",
+            "display.playout_delay_ms",
+        ),
+        (
+            "[display]\nglow_border_px = 1000\n",
+            "display.glow_border_px",
+        ),
         ("[input]\npublish_hz = 10\n", "input.publish_hz"),
     ];
     for (text, key) in table {
@@ -176,8 +222,14 @@ fn a_missing_file_is_refused_with_its_path() {
 #[test]
 fn the_link_is_protected_by_default_and_none_must_be_explicit() {
     let config = Config::default();
-    assert_eq!(config.security.mode, keymash_core::config::SecurityMode::Psk);
-    assert_eq!(config.security.key_file, std::path::PathBuf::from("/etc/keymash/keymash.key"));
+    assert_eq!(
+        config.security.mode,
+        keymash_core::config::SecurityMode::Psk
+    );
+    assert_eq!(
+        config.security.key_file,
+        std::path::PathBuf::from("/etc/keymash/keymash.key")
+    );
     let none = Config::from_toml_str("[security]\nmode = \"none\"\n").unwrap();
     assert_eq!(none.load_key().unwrap(), None);
     assert_names_key("[security]\nmode = \"off\"\n", "security.mode");
@@ -189,12 +241,16 @@ fn a_missing_or_damaged_key_file_is_refused_naming_security_key_file() {
     let dir = std::env::temp_dir().join(format!("keymash-keyfile-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("keymash.key");
-    let config = Config::from_toml_str(&format!("[security]\nkey_file = \"{}\"\n", path.display())).unwrap();
+    let config =
+        Config::from_toml_str(&format!("[security]\nkey_file = \"{}\"\n", path.display())).unwrap();
     let missing = config.load_key().unwrap_err();
     assert_eq!(missing.key(), Some("security.key_file"));
     assert!(missing.to_string().contains("keymash keygen"), "{missing}");
     std::fs::write(&path, "0123\n").unwrap();
-    assert_eq!(config.load_key().unwrap_err().key(), Some("security.key_file"));
+    assert_eq!(
+        config.load_key().unwrap_err().key(),
+        Some("security.key_file")
+    );
     let key = keymash_core::key::PreSharedKey::from_bytes([9; 32]);
     std::fs::write(&path, key.to_file_text()).unwrap();
     assert_eq!(config.load_key().unwrap(), Some(key));

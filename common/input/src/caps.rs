@@ -34,7 +34,9 @@ pub struct Bitmap(Vec<u64>);
 
 impl Bitmap {
     pub fn bit(&self, n: usize) -> bool {
-        self.0.get(n / BITS_PER_WORD).is_some_and(|w| (w >> (n % BITS_PER_WORD)) & 1 == 1)
+        self.0
+            .get(n / BITS_PER_WORD)
+            .is_some_and(|w| (w >> (n % BITS_PER_WORD)) & 1 == 1)
     }
 
     fn word(&self, i: usize) -> u64 {
@@ -46,7 +48,9 @@ impl Bitmap {
 pub fn parse_bitmap(text: &str) -> Result<Bitmap, CapsError> {
     let mut words = Vec::new();
     for word in text.split_whitespace().rev() {
-        let value = u64::from_str_radix(word, 16).map_err(|_| CapsError::NotHex { word: word.to_owned() })?;
+        let value = u64::from_str_radix(word, 16).map_err(|_| CapsError::NotHex {
+            word: word.to_owned(),
+        })?;
         words.push(value);
     }
     if words.is_empty() {
@@ -73,8 +77,18 @@ mod tests {
     fn devices_are_classified_like_udev_does() {
         // Bitmaps of the shape such devices publish.
         let table = [
-            ("AT keyboard", "120013", "402000000 3803078f800d001 feffffdfffefffff fffffffffffffffe", true),
-            ("USB keyboard", "120013", "1000000000007 ff9f207ac14057ff febeffdfffefffff fffffffffffffffe", true),
+            (
+                "AT keyboard",
+                "120013",
+                "402000000 3803078f800d001 feffffdfffefffff fffffffffffffffe",
+                true,
+            ),
+            (
+                "USB keyboard",
+                "120013",
+                "1000000000007 ff9f207ac14057ff febeffdfffefffff fffffffffffffffe",
+                true,
+            ),
             ("USB mouse", "17", "1f0000 0 0 0 0", false),
             ("power button", "3", "10000000000000 0", false),
             ("lid switch", "21", "0", false),
@@ -97,7 +111,12 @@ mod tests {
 
     #[test]
     fn bitmaps_that_are_not_hex_are_refused() {
-        assert_eq!(parse_bitmap("12 zz"), Err(CapsError::NotHex { word: "zz".to_owned() }));
+        assert_eq!(
+            parse_bitmap("12 zz"),
+            Err(CapsError::NotHex {
+                word: "zz".to_owned()
+            })
+        );
         assert_eq!(parse_bitmap("  \n"), Err(CapsError::Empty));
     }
 }

@@ -39,7 +39,13 @@ pub struct InputEvent {
 impl InputEvent {
     /// An `EV_KEY` event with a zero timestamp (the service stamps presses itself on arrival).
     pub fn key(code: u16, value: i32) -> Self {
-        InputEvent { seconds: 0, microseconds: 0, kind: EV_KEY, code, value }
+        InputEvent {
+            seconds: 0,
+            microseconds: 0,
+            kind: EV_KEY,
+            code,
+            value,
+        }
     }
 
     /// Decodes one record; native byte order, as the kernel writes it.
@@ -79,7 +85,8 @@ impl InputEvent {
 /// (a held key is not mashing), synchronisation reports, mouse buttons and other event types
 /// give `None`.
 pub fn key_press(event: &InputEvent) -> Option<KeyCode> {
-    (event.kind == EV_KEY && event.value == KEY_PRESSED && event.code < FIRST_BUTTON_CODE).then_some(event.code)
+    (event.kind == EV_KEY && event.value == KEY_PRESSED && event.code < FIRST_BUTTON_CODE)
+        .then_some(event.code)
 }
 
 /// Reassembles records from reads of any length: a pipe or device read may end mid-record, and
@@ -135,7 +142,13 @@ mod tests {
 
     #[test]
     fn a_record_round_trips_through_its_bytes() {
-        let e = InputEvent { seconds: 1_700_000_000, microseconds: 123_456, kind: EV_KEY, code: 30, value: 1 };
+        let e = InputEvent {
+            seconds: 1_700_000_000,
+            microseconds: 123_456,
+            kind: EV_KEY,
+            code: 30,
+            value: 1,
+        };
         assert_eq!(InputEvent::from_bytes(&e.to_bytes()), e);
     }
 
@@ -146,8 +159,20 @@ mod tests {
             (InputEvent::key(30, 0), None),
             (InputEvent::key(30, KEY_AUTOREPEAT), None),
             (InputEvent::key(0x110, KEY_PRESSED), None), // BTN_LEFT
-            (InputEvent { kind: 0, ..InputEvent::key(0, 0) }, None), // EV_SYN
-            (InputEvent { kind: 4, ..InputEvent::key(4, 1) }, None), // EV_MSC scan code
+            (
+                InputEvent {
+                    kind: 0,
+                    ..InputEvent::key(0, 0)
+                },
+                None,
+            ), // EV_SYN
+            (
+                InputEvent {
+                    kind: 4,
+                    ..InputEvent::key(4, 1)
+                },
+                None,
+            ), // EV_MSC scan code
             (InputEvent::key(0xff, KEY_PRESSED), Some(0xff)),
         ];
         for (event, want) in table {

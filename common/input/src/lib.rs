@@ -18,6 +18,6 @@ pub mod reading;
 pub mod script;
 
 pub use caps::{is_keyboard, parse_bitmap, CapsError};
-pub use reading::{current_level, MASH_STALE_AFTER};
 pub use event::{key_press, EventParser, InputEvent, EVENT_SIZE};
+pub use reading::{current_level, MASH_STALE_AFTER};
 pub use script::{MashScript, ScriptError, ScriptPlayer, Segment};

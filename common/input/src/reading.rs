@@ -18,7 +18,12 @@ mod tests {
     fn a_stale_mash_level_reads_as_idle() {
         let level = MashLevel::new(0.7).unwrap();
         let record = MashRecord::new(level, 10, 100, 5_000_000_000);
-        let table = [(5_000_000_000, level), (5_999_999_999, level), (6_000_000_001, MashLevel::IDLE), (0, level)];
+        let table = [
+            (5_000_000_000, level),
+            (5_999_999_999, level),
+            (6_000_000_001, MashLevel::IDLE),
+            (0, level),
+        ];
         for (now_ns, want) in table {
             assert_eq!(current_level(&record, now_ns), want, "at {now_ns}");
         }

@@ -31,8 +31,10 @@ pub const MAX_RATE_PER_SECOND: f64 = 200.0;
 
 /// Evdev codes of the letter keys (`KEY_Q`..`KEY_P`, `KEY_A`..`KEY_L`, `KEY_Z`..`KEY_M`), the keys
 /// a scripted visitor presses in turn.
-const LETTER_KEYS: [KeyCode; 26] =
-    [16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 30, 31, 32, 33, 34, 35, 36, 37, 38, 44, 45, 46, 47, 48, 49, 50];
+const LETTER_KEYS: [KeyCode; 26] = [
+    16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 30, 31, 32, 33, 34, 35, 36, 37, 38, 44, 45, 46, 47, 48,
+    49, 50,
+];
 
 /// Why a pattern was refused. Segments are numbered from 1 as a person counts them.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -42,13 +44,31 @@ pub enum ScriptError {
     #[error("segment {segment} {text:?} is not START-ENDs:RATE/s (e.g. \"0-10s:12/s\")")]
     Malformed { segment: usize, text: String },
     #[error("segment {segment}: {what} {text:?} is not a number")]
-    NotANumber { segment: usize, what: &'static str, text: String },
+    NotANumber {
+        segment: usize,
+        what: &'static str,
+        text: String,
+    },
     #[error("segment {segment}: {what} {value} must be a finite number of at least 0")]
-    Negative { segment: usize, what: &'static str, value: f64 },
+    Negative {
+        segment: usize,
+        what: &'static str,
+        value: f64,
+    },
     #[error("segment {segment}: it must end after it starts ({start}s-{end}s)")]
-    EndNotAfterStart { segment: usize, start: f64, end: f64 },
-    #[error("segment {segment} starts at {start}s, before the previous one ends at {previous_end}s")]
-    Overlap { segment: usize, start: f64, previous_end: f64 },
+    EndNotAfterStart {
+        segment: usize,
+        start: f64,
+        end: f64,
+    },
+    #[error(
+        "segment {segment} starts at {start}s, before the previous one ends at {previous_end}s"
+    )]
+    Overlap {
+        segment: usize,
+        start: f64,
+        previous_end: f64,
+    },
     #[error("segment {segment}: {rate}/s is faster than the {MAX_RATE_PER_SECOND}/s anyone can press keys")]
     RateTooHigh { segment: usize, rate: f64 },
 }
@@ -86,7 +106,10 @@ impl MashScript {
     }
 
     fn presses_per_cycle(&self) -> f64 {
-        self.segments.iter().map(|s| s.presses_by(s.end_seconds)).sum()
+        self.segments
+            .iter()
+            .map(|s| s.presses_by(s.end_seconds))
+            .sum()
     }
 
     /// Whole presses due from the start to `elapsed_seconds`, cycles included.
@@ -118,12 +141,17 @@ impl MashScript {
 }
 
 fn number(segment: usize, what: &'static str, text: &str) -> Result<f64, ScriptError> {
-    let value: f64 = text
-        .trim()
-        .parse()
-        .map_err(|_| ScriptError::NotANumber { segment, what, text: text.trim().to_owned() })?;
+    let value: f64 = text.trim().parse().map_err(|_| ScriptError::NotANumber {
+        segment,
+        what,
+        text: text.trim().to_owned(),
+    })?;
     if !value.is_finite() || value < 0.0 {
-        return Err(ScriptError::Negative { segment, what, value });
+        return Err(ScriptError::Negative {
+            segment,
+            what,
+            value,
+        });
     }
     Ok(value)
 }
@@ -138,7 +166,10 @@ impl FromStr for MashScript {
         let mut segments: Vec<Segment> = Vec::new();
         for (i, text) in pattern.split(',').enumerate() {
             let segment = i + 1;
-            let malformed = || ScriptError::Malformed { segment, text: text.trim().to_owned() };
+            let malformed = || ScriptError::Malformed {
+                segment,
+                text: text.trim().to_owned(),
+            };
             let (span, rate) = text.split_once(':').ok_or_else(malformed)?;
             let span = span.trim().strip_suffix('s').ok_or_else(malformed)?;
             let rate = rate.trim().strip_suffix("/s").ok_or_else(malformed)?;
@@ -147,17 +178,32 @@ impl FromStr for MashScript {
             let end_seconds = number(segment, "end", end)?;
             let presses_per_second = number(segment, "rate", rate)?;
             if end_seconds <= start_seconds {
-                return Err(ScriptError::EndNotAfterStart { segment, start: start_seconds, end: end_seconds });
+                return Err(ScriptError::EndNotAfterStart {
+                    segment,
+                    start: start_seconds,
+                    end: end_seconds,
+                });
             }
             if let Some(previous) = segments.last() {
                 if start_seconds < previous.end_seconds {
-                    return Err(ScriptError::Overlap { segment, start: start_seconds, previous_end: previous.end_seconds });
+                    return Err(ScriptError::Overlap {
+                        segment,
+                        start: start_seconds,
+                        previous_end: previous.end_seconds,
+                    });
                 }
             }
             if presses_per_second > MAX_RATE_PER_SECOND {
-                return Err(ScriptError::RateTooHigh { segment, rate: presses_per_second });
+                return Err(ScriptError::RateTooHigh {
+                    segment,
+                    rate: presses_per_second,
+                });
             }
-            segments.push(Segment { start_seconds, end_seconds, presses_per_second });
+            segments.push(Segment {
+                start_seconds,
+                end_seconds,
+                presses_per_second,
+            });
         }
         Ok(MashScript { segments })
     }
@@ -174,7 +220,11 @@ pub struct ScriptPlayer {
 
 impl ScriptPlayer {
     pub fn new(script: MashScript, start: Instant) -> Self {
-        ScriptPlayer { script, start, emitted: 0 }
+        ScriptPlayer {
+            script,
+            start,
+            emitted: 0,
+        }
     }
 
     pub fn script(&self) -> &MashScript {
@@ -203,14 +253,20 @@ mod tests {
     fn valid_patterns_parse_into_segments() {
         type Spans = &'static [(f64, f64, f64)];
         let table: [(&str, Spans); 3] = [
-            ("0-10s:0/s,10-20s:12/s,20-30s:4/s", &[(0.0, 10.0, 0.0), (10.0, 20.0, 12.0), (20.0, 30.0, 4.0)]),
+            (
+                "0-10s:0/s,10-20s:12/s,20-30s:4/s",
+                &[(0.0, 10.0, 0.0), (10.0, 20.0, 12.0), (20.0, 30.0, 4.0)],
+            ),
             (" 2.5-4s:12.5/s ", &[(2.5, 4.0, 12.5)]),
             ("0-1s:1/s, 5-6s:2/s", &[(0.0, 1.0, 1.0), (5.0, 6.0, 2.0)]),
         ];
         for (pattern, want) in table {
             let script: MashScript = pattern.parse().unwrap();
-            let got: Vec<_> =
-                script.segments().iter().map(|s| (s.start_seconds, s.end_seconds, s.presses_per_second)).collect();
+            let got: Vec<_> = script
+                .segments()
+                .iter()
+                .map(|s| (s.start_seconds, s.end_seconds, s.presses_per_second))
+                .collect();
             assert_eq!(got, want, "{pattern}");
         }
     }
@@ -219,28 +275,95 @@ mod tests {
     fn bad_patterns_are_refused_with_the_segment_and_cause() {
         let table = [
             ("", ScriptError::Empty),
-            ("0-10:12/s", ScriptError::Malformed { segment: 1, text: "0-10:12/s".into() }),
-            ("0-10s:12", ScriptError::Malformed { segment: 1, text: "0-10s:12".into() }),
-            ("0-10s:12/s,,", ScriptError::Malformed { segment: 2, text: "".into() }),
-            ("0-xs:1/s", ScriptError::NotANumber { segment: 1, what: "end", text: "x".into() }),
-            ("0-1s:-3/s", ScriptError::Negative { segment: 1, what: "rate", value: -3.0 }),
-            ("5-5s:1/s", ScriptError::EndNotAfterStart { segment: 1, start: 5.0, end: 5.0 }),
-            ("0-10s:1/s,9-12s:1/s", ScriptError::Overlap { segment: 2, start: 9.0, previous_end: 10.0 }),
-            ("0-1s:500/s", ScriptError::RateTooHigh { segment: 1, rate: 500.0 }),
+            (
+                "0-10:12/s",
+                ScriptError::Malformed {
+                    segment: 1,
+                    text: "0-10:12/s".into(),
+                },
+            ),
+            (
+                "0-10s:12",
+                ScriptError::Malformed {
+                    segment: 1,
+                    text: "0-10s:12".into(),
+                },
+            ),
+            (
+                "0-10s:12/s,,",
+                ScriptError::Malformed {
+                    segment: 2,
+                    text: "".into(),
+                },
+            ),
+            (
+                "0-xs:1/s",
+                ScriptError::NotANumber {
+                    segment: 1,
+                    what: "end",
+                    text: "x".into(),
+                },
+            ),
+            (
+                "0-1s:-3/s",
+                ScriptError::Negative {
+                    segment: 1,
+                    what: "rate",
+                    value: -3.0,
+                },
+            ),
+            (
+                "5-5s:1/s",
+                ScriptError::EndNotAfterStart {
+                    segment: 1,
+                    start: 5.0,
+                    end: 5.0,
+                },
+            ),
+            (
+                "0-10s:1/s,9-12s:1/s",
+                ScriptError::Overlap {
+                    segment: 2,
+                    start: 9.0,
+                    previous_end: 10.0,
+                },
+            ),
+            (
+                "0-1s:500/s",
+                ScriptError::RateTooHigh {
+                    segment: 1,
+                    rate: 500.0,
+                },
+            ),
         ];
         for (pattern, want) in table {
             assert_eq!(pattern.parse::<MashScript>(), Err(want), "{pattern}");
         }
         // f64 parses "nan" and "inf": refused as not finite numbers.
         for pattern in ["0-1s:nan/s", "0-infs:1/s"] {
-            assert!(matches!(pattern.parse::<MashScript>(), Err(ScriptError::Negative { .. })), "{pattern}");
+            assert!(
+                matches!(
+                    pattern.parse::<MashScript>(),
+                    Err(ScriptError::Negative { .. })
+                ),
+                "{pattern}"
+            );
         }
     }
 
     #[test]
     fn presses_accumulate_by_rate_and_the_pattern_repeats() {
         let script: MashScript = "0-10s:0/s,10-20s:12/s,20-30s:4/s".parse().unwrap();
-        let table = [(0.0, 0), (10.0, 0), (10.5, 6), (20.0, 120), (25.0, 140), (30.0, 160), (40.5, 166), (60.0, 320)];
+        let table = [
+            (0.0, 0),
+            (10.0, 0),
+            (10.5, 6),
+            (20.0, 120),
+            (25.0, 140),
+            (30.0, 160),
+            (40.5, 166),
+            (60.0, 320),
+        ];
         for (t, want) in table {
             assert_eq!(script.presses_by(t), want, "at {t}s");
         }

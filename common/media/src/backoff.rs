@@ -13,7 +13,12 @@ pub struct Backoff {
 impl Backoff {
     pub fn new(initial_ns: u64, max_ns: u64) -> Self {
         let initial_ns = initial_ns.max(1);
-        Backoff { initial_ns, max_ns: max_ns.max(initial_ns), current_ns: initial_ns, failures: 0 }
+        Backoff {
+            initial_ns,
+            max_ns: max_ns.max(initial_ns),
+            current_ns: initial_ns,
+            failures: 0,
+        }
     }
 
     /// An attempt failed at `now_ns`: returns when to try next, and lengthens the wait.

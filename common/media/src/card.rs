@@ -23,20 +23,38 @@ pub fn render_countdown(out: &mut I420Frame, seconds_left: u32, total_seconds: u
     let headline = "STARTING IN";
     let count = format!("{seconds_left} S");
     let mut y = h / 4;
-    draw_text(out, headline, w.saturating_sub(text_width(headline) * small) / 2, y, small);
+    draw_text(
+        out,
+        headline,
+        w.saturating_sub(text_width(headline) * small) / 2,
+        y,
+        small,
+    );
     y += GLYPH_HEIGHT * small * 2;
-    draw_text(out, &count, w.saturating_sub(text_width(&count) * large) / 2, y, large);
+    draw_text(
+        out,
+        &count,
+        w.saturating_sub(text_width(&count) * large) / 2,
+        y,
+        large,
+    );
     y += GLYPH_HEIGHT * large + GLYPH_HEIGHT * small;
     // Progress: how much of the delay is filled.
     let (bar_x, bar_w, bar_h) = (w / 8, w * 3 / 4, (h / 24).max(2));
     fill_rect(out, bar_x, y, bar_w, bar_h, BAR_EMPTY);
     let done = total_seconds.saturating_sub(seconds_left);
-    let filled = if total_seconds == 0 { bar_w } else { bar_w * done as usize / total_seconds as usize };
+    let filled = if total_seconds == 0 {
+        bar_w
+    } else {
+        bar_w * done as usize / total_seconds as usize
+    };
     fill_rect(out, bar_x, y, filled.min(bar_w), bar_h, BAR_FULL);
 }
 
 fn draw_text(out: &mut I420Frame, text: &str, x0: usize, y0: usize, scale: usize) {
-    for_each_lit_pixel(text, |x, y| fill_rect(out, x0 + x * scale, y0 + y * scale, scale, scale, TEXT));
+    for_each_lit_pixel(text, |x, y| {
+        fill_rect(out, x0 + x * scale, y0 + y * scale, scale, scale, TEXT)
+    });
 }
 
 #[cfg(test)]
@@ -56,7 +74,10 @@ mod tests {
             let mut frame = I420Frame::grey(geometry);
             render_countdown(&mut frame, left, 30);
             assert!(lit_luma(&frame) > 1000, "{left}: text too small to read");
-            assert!(frame.y().iter().all(|&p| p != 128), "{left}: grey left showing");
+            assert!(
+                frame.y().iter().all(|&p| p != 128),
+                "{left}: grey left showing"
+            );
             pictures.push(frame);
         }
         assert_ne!(pictures[0], pictures[1]);

@@ -26,21 +26,33 @@ pub fn packed_len<'a>(payloads: impl IntoIterator<Item = &'a [u8]>) -> usize {
 
 /// Packs `payloads` into the front of `slot` in one pass; returns the bytes used. On error the
 /// slot holds a partial frame and must not be published.
-pub fn pack_payloads<'a>(payloads: impl IntoIterator<Item = &'a [u8]>, slot: &mut [u8]) -> Result<usize, FramingError> {
+pub fn pack_payloads<'a>(
+    payloads: impl IntoIterator<Item = &'a [u8]>,
+    slot: &mut [u8],
+) -> Result<usize, FramingError> {
     let capacity = slot.len();
     let mut at = 2;
     let mut count = 0usize;
     for payload in payloads {
-        let len = u16::try_from(payload.len()).map_err(|_| FramingError::PayloadTooLong(payload.len()))?;
+        let len = u16::try_from(payload.len())
+            .map_err(|_| FramingError::PayloadTooLong(payload.len()))?;
         let end = at + 2 + payload.len();
-        let dst = slot.get_mut(at..end).ok_or(FramingError::SlotTooSmall { needed: end, capacity })?;
+        let dst = slot.get_mut(at..end).ok_or(FramingError::SlotTooSmall {
+            needed: end,
+            capacity,
+        })?;
         dst[..2].copy_from_slice(&len.to_le_bytes());
         dst[2..].copy_from_slice(payload);
         at = end;
         count += 1;
     }
     let count16 = u16::try_from(count).map_err(|_| FramingError::TooManyPayloads(count))?;
-    slot.get_mut(..2).ok_or(FramingError::SlotTooSmall { needed: 2, capacity })?.copy_from_slice(&count16.to_le_bytes());
+    slot.get_mut(..2)
+        .ok_or(FramingError::SlotTooSmall {
+            needed: 2,
+            capacity,
+        })?
+        .copy_from_slice(&count16.to_le_bytes());
     Ok(at)
 }
 
@@ -57,7 +69,9 @@ impl<'a> PackedPayloads<'a> {
         let mut payloads = Vec::with_capacity(usize::from(count));
         for _ in 0..count {
             let (len, after) = split_u16(rest)?;
-            let (payload, after) = after.split_at_checked(usize::from(len)).ok_or(FramingError::Truncated)?;
+            let (payload, after) = after
+                .split_at_checked(usize::from(len))
+                .ok_or(FramingError::Truncated)?;
             payloads.push(payload);
             rest = after;
         }
@@ -80,7 +94,12 @@ mod tests {
 
     #[test]
     fn payloads_round_trip_through_a_slot() {
-        let cases: [&[&[u8]]; 4] = [&[], &[b"a"], &[b"", b"xyz", &[7u8; 1188]], &[&[1u8; 65_535]]];
+        let cases: [&[&[u8]]; 4] = [
+            &[],
+            &[b"a"],
+            &[b"", b"xyz", &[7u8; 1188]],
+            &[&[1u8; 65_535]],
+        ];
         for payloads in cases {
             let mut slot = vec![0xEE; 70_000];
             let used = pack_payloads(payloads.iter().copied(), &mut slot).unwrap();
@@ -96,9 +115,15 @@ mod tests {
         let payloads: [&[u8]; 2] = [b"12345", b"678"];
         assert_eq!(
             pack_payloads(payloads.iter().copied(), &mut slot),
-            Err(FramingError::SlotTooSmall { needed: 14, capacity: 10 })
+            Err(FramingError::SlotTooSmall {
+                needed: 14,
+                capacity: 10
+            })
         );
-        assert!(matches!(pack_payloads([], &mut [0u8; 1]), Err(FramingError::SlotTooSmall { .. })));
+        assert!(matches!(
+            pack_payloads([], &mut [0u8; 1]),
+            Err(FramingError::SlotTooSmall { .. })
+        ));
     }
 
     #[test]
@@ -107,7 +132,11 @@ mod tests {
         let payloads: [&[u8]; 2] = [b"hello", b"world"];
         let used = pack_payloads(payloads.iter().copied(), &mut slot).unwrap();
         for cut in [0, 1, 3, used - 1] {
-            assert_eq!(PackedPayloads::parse(&slot[..cut]), Err(FramingError::Truncated), "cut at {cut}");
+            assert_eq!(
+                PackedPayloads::parse(&slot[..cut]),
+                Err(FramingError::Truncated),
+                "cut at {cut}"
+            );
         }
     }
 }

@@ -28,7 +28,14 @@ pub enum DelayMemoryError {
         "`delay.seconds` = {seconds} at {width}x{height} and {fps} fps needs {needed_mib} MiB of shared memory, \
          more than `delay.max_memory_mib` = {max_mib}: shorten the delay, lower the resolution or raise the limit"
     )]
-    TooMuchMemory { seconds: f64, width: u32, height: u32, fps: u32, needed_mib: u64, max_mib: u32 },
+    TooMuchMemory {
+        seconds: f64,
+        width: u32,
+        height: u32,
+        fps: u32,
+        needed_mib: u64,
+        max_mib: u32,
+    },
     #[error("`delay.seconds` = {seconds} gives a ring the shared-memory layer refuses: {reason}")]
     Unbuildable { seconds: f64, reason: String },
 }
@@ -69,9 +76,16 @@ impl DelayBudget {
                 max_mib: delay.max_memory_mib,
             });
         }
-        let geometry = RingGeometry::new(slot_size.max(1), slot_count)
-            .map_err(|e| DelayMemoryError::Unbuildable { seconds: delay.seconds, reason: e.to_string() })?;
-        Ok(DelayBudget { geometry, segment_bytes })
+        let geometry = RingGeometry::new(slot_size.max(1), slot_count).map_err(|e| {
+            DelayMemoryError::Unbuildable {
+                seconds: delay.seconds,
+                reason: e.to_string(),
+            }
+        })?;
+        Ok(DelayBudget {
+            geometry,
+            segment_bytes,
+        })
     }
 
     /// Seconds of video the ring holds at `fps` (more than the delay by the margins).
@@ -92,7 +106,8 @@ pub fn i420_len(width: u32, height: u32) -> usize {
 
 /// Bytes of a ring segment with `slot_count` slots of `slot_size`, as keymash-shm lays it out.
 fn segment_bytes(slot_size: usize, slot_count: usize) -> u64 {
-    let stride = SLOT_HEADER_SIZE as u64 + (slot_size as u64).div_ceil(SLOT_ALIGN as u64) * SLOT_ALIGN as u64;
+    let stride = SLOT_HEADER_SIZE as u64
+        + (slot_size as u64).div_ceil(SLOT_ALIGN as u64) * SLOT_ALIGN as u64;
     HEADER_SIZE as u64 + stride.saturating_mul(slot_count as u64)
 }
 
@@ -106,12 +121,21 @@ mod tests {
 
     #[test]
     fn the_default_thirty_seconds_fit_the_default_limit() {
-        let budget = DelayBudget::for_config(&VideoConfig::default(), &DelayConfig::default()).unwrap();
+        let budget =
+            DelayBudget::for_config(&VideoConfig::default(), &DelayConfig::default()).unwrap();
         assert_eq!(budget.geometry.slot_size(), 640 * 480 * 3 / 2);
-        assert_eq!(budget.geometry.slot_count(), 975, "30 s x 30 fps x 1.05 + 1 s");
+        assert_eq!(
+            budget.geometry.slot_count(),
+            975,
+            "30 s x 30 fps x 1.05 + 1 s"
+        );
         // Stride 460800 + 64 bytes of slot header, plus the ring header.
         assert_eq!(budget.segment_bytes, 128 + 975 * 460_864);
-        assert!(budget.mib() > 428.0 && budget.mib() < 429.0, "{} MiB", budget.mib());
+        assert!(
+            budget.mib() > 428.0 && budget.mib() < 429.0,
+            "{} MiB",
+            budget.mib()
+        );
         assert!(budget.seconds_held(30) > 30.0);
     }
 
@@ -125,30 +149,52 @@ mod tests {
             (640, 480, 30, 0.0, PASS_THROUGH_SLOTS),
         ];
         for (w, h, fps, seconds, slots) in cases {
-            let delay = DelayConfig { seconds, max_memory_mib: 4096 };
+            let delay = DelayConfig {
+                seconds,
+                max_memory_mib: 4096,
+            };
             let budget = DelayBudget::for_config(&video(w, h, fps), &delay).unwrap();
-            assert_eq!(budget.geometry.slot_count(), slots, "{w}x{h}@{fps} {seconds}s");
+            assert_eq!(
+                budget.geometry.slot_count(),
+                slots,
+                "{w}x{h}@{fps} {seconds}s"
+            );
             assert_eq!(budget.geometry.slot_size(), i420_len(w, h));
         }
     }
 
     #[test]
     fn a_delay_over_the_limit_is_refused_naming_both_keys() {
-        let delay = DelayConfig { seconds: 120.0, max_memory_mib: 1024 };
+        let delay = DelayConfig {
+            seconds: 120.0,
+            max_memory_mib: 1024,
+        };
         let err = DelayBudget::for_config(&VideoConfig::default(), &delay).unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("delay.seconds") && text.contains("delay.max_memory_mib"), "{text}");
-        assert!(matches!(err, DelayMemoryError::TooMuchMemory { needed_mib, .. } if needed_mib > 1024));
+        assert!(
+            text.contains("delay.seconds") && text.contains("delay.max_memory_mib"),
+            "{text}"
+        );
+        assert!(
+            matches!(err, DelayMemoryError::TooMuchMemory { needed_mib, .. } if needed_mib > 1024)
+        );
     }
 
     #[test]
     fn impossible_delays_are_refused() {
         for seconds in [-1.0, f64::NAN, f64::INFINITY] {
-            let delay = DelayConfig { seconds, max_memory_mib: 1024 };
+            let delay = DelayConfig {
+                seconds,
+                max_memory_mib: 1024,
+            };
             let err = DelayBudget::for_config(&VideoConfig::default(), &delay).unwrap_err();
-            assert!(err.to_string().contains("delay.seconds"), "{seconds}: {err}");
+            assert!(
+                err.to_string().contains("delay.seconds"),
+                "{seconds}: {err}"
+            );
         }
-        let err = DelayBudget::for_config(&video(640, 480, 0), &DelayConfig::default()).unwrap_err();
+        let err =
+            DelayBudget::for_config(&video(640, 480, 0), &DelayConfig::default()).unwrap_err();
         assert_eq!(err, DelayMemoryError::ZeroFrameRate);
     }
 }

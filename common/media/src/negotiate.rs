@@ -40,7 +40,11 @@ pub enum OfferedSizes {
     /// A list of sizes, each with its discrete frame intervals (empty: the driver did not say).
     Discrete(Vec<(u32, u32, Vec<FrameInterval>)>),
     /// Any size in a range on a step grid (some UVC and virtual devices); rates unknown.
-    Stepwise { min: (u32, u32), max: (u32, u32), step: (u32, u32) },
+    Stepwise {
+        min: (u32, u32),
+        max: (u32, u32),
+        step: (u32, u32),
+    },
 }
 
 /// One pixel format a device offers.
@@ -62,7 +66,12 @@ pub struct Negotiated {
 impl Negotiated {
     /// Checks the format the driver reports after setting it: a driver that changed the pixel
     /// format or size has refused the mode (the pipeline cannot scale).
-    pub fn check_applied(&self, fourcc: [u8; 4], width: u32, height: u32) -> Result<(), NegotiationError> {
+    pub fn check_applied(
+        &self,
+        fourcc: [u8; 4],
+        width: u32,
+        height: u32,
+    ) -> Result<(), NegotiationError> {
         if fourcc != YUYV || (width, height) != (self.width, self.height) {
             return Err(NegotiationError::DeviceChangedFormat {
                 wanted: (self.width, self.height),
@@ -77,7 +86,13 @@ impl fmt::Display for Negotiated {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "YUYV {}x{}", self.width, self.height)?;
         match self.interval {
-            Some(i) => write!(f, " @ {:.2} fps ({}/{} s)", i.fps(), i.numerator, i.denominator),
+            Some(i) => write!(
+                f,
+                " @ {:.2} fps ({}/{} s)",
+                i.fps(),
+                i.numerator,
+                i.denominator
+            ),
             None => write!(f, " @ the device's rate"),
         }
     }
@@ -89,33 +104,63 @@ pub enum NegotiationError {
     #[error("the device offers no YUYV format (it offers: {offered})")]
     NoYuyv { offered: String },
     #[error("the device offers YUYV only at {offered}, not the configured {width}x{height} (`video.width`/`video.height`)")]
-    SizeNotOffered { width: u32, height: u32, offered: String },
+    SizeNotOffered {
+        width: u32,
+        height: u32,
+        offered: String,
+    },
     #[error("asked for YUYV {}x{}, the driver set {got}", wanted.0, wanted.1)]
     DeviceChangedFormat { wanted: (u32, u32), got: String },
 }
 
 /// Shows a FourCC as text (`YUYV`, `MJPG`), non-printing bytes as `?`.
 pub fn fourcc_text(fourcc: [u8; 4]) -> String {
-    fourcc.iter().map(|&b| if b.is_ascii_graphic() || b == b' ' { char::from(b) } else { '?' }).collect()
+    fourcc
+        .iter()
+        .map(|&b| {
+            if b.is_ascii_graphic() || b == b' ' {
+                char::from(b)
+            } else {
+                '?'
+            }
+        })
+        .collect()
 }
 
 /// Picks YUYV at exactly `wanted`'s size (the pipeline does not scale) and, of the intervals the
 /// device offers at that size, the one whose rate is closest to `wanted.fps` (on a tie, the
 /// faster: a frame too many is skipped downstream, a frame too few is a stutter).
-pub fn negotiate_yuyv(offered: &[OfferedFormat], wanted: CameraMode) -> Result<Negotiated, NegotiationError> {
-    let yuyv = offered.iter().find(|f| f.fourcc == YUYV).ok_or_else(|| NegotiationError::NoYuyv {
-        offered: offered.iter().map(|f| fourcc_text(f.fourcc)).collect::<Vec<_>>().join(", "),
-    })?;
+pub fn negotiate_yuyv(
+    offered: &[OfferedFormat],
+    wanted: CameraMode,
+) -> Result<Negotiated, NegotiationError> {
+    let yuyv =
+        offered
+            .iter()
+            .find(|f| f.fourcc == YUYV)
+            .ok_or_else(|| NegotiationError::NoYuyv {
+                offered: offered
+                    .iter()
+                    .map(|f| fourcc_text(f.fourcc))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })?;
     let size = (wanted.width, wanted.height);
     let intervals: Vec<FrameInterval> = match &yuyv.sizes {
         OfferedSizes::Discrete(sizes) => {
-            let (_, _, intervals) = sizes.iter().find(|(w, h, _)| (*w, *h) == size).ok_or_else(|| {
-                NegotiationError::SizeNotOffered {
-                    width: wanted.width,
-                    height: wanted.height,
-                    offered: sizes.iter().map(|(w, h, _)| format!("{w}x{h}")).collect::<Vec<_>>().join(", "),
-                }
-            })?;
+            let (_, _, intervals) =
+                sizes
+                    .iter()
+                    .find(|(w, h, _)| (*w, *h) == size)
+                    .ok_or_else(|| NegotiationError::SizeNotOffered {
+                        width: wanted.width,
+                        height: wanted.height,
+                        offered: sizes
+                            .iter()
+                            .map(|(w, h, _)| format!("{w}x{h}"))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    })?;
             intervals.clone()
         }
         OfferedSizes::Stepwise { min, max, step } => {
@@ -126,18 +171,28 @@ pub fn negotiate_yuyv(offered: &[OfferedFormat], wanted: CameraMode) -> Result<N
                 return Err(NegotiationError::SizeNotOffered {
                     width: wanted.width,
                     height: wanted.height,
-                    offered: format!("{}x{} to {}x{} in steps of {}x{}", min.0, min.1, max.0, max.1, step.0, step.1),
+                    offered: format!(
+                        "{}x{} to {}x{} in steps of {}x{}",
+                        min.0, min.1, max.0, max.1, step.0, step.1
+                    ),
                 });
             }
             Vec::new()
         }
     };
     let target = f64::from(wanted.fps);
-    let interval = intervals.into_iter().filter(|i| i.numerator > 0 && i.denominator > 0).min_by(|a, b| {
-        let (da, db) = ((a.fps() - target).abs(), (b.fps() - target).abs());
-        da.total_cmp(&db).then(b.fps().total_cmp(&a.fps()))
-    });
-    Ok(Negotiated { width: wanted.width, height: wanted.height, interval })
+    let interval = intervals
+        .into_iter()
+        .filter(|i| i.numerator > 0 && i.denominator > 0)
+        .min_by(|a, b| {
+            let (da, db) = ((a.fps() - target).abs(), (b.fps() - target).abs());
+            da.total_cmp(&db).then(b.fps().total_cmp(&a.fps()))
+        });
+    Ok(Negotiated {
+        width: wanted.width,
+        height: wanted.height,
+        interval,
+    })
 }
 
 #[cfg(test)]
@@ -145,7 +200,10 @@ mod tests {
     use super::*;
 
     fn rate(fps: u32) -> FrameInterval {
-        FrameInterval { numerator: 1, denominator: fps }
+        FrameInterval {
+            numerator: 1,
+            denominator: fps,
+        }
     }
 
     /// A typical UVC webcam: MJPG at everything, YUYV at full rate only when small.
@@ -153,14 +211,24 @@ mod tests {
         vec![
             OfferedFormat {
                 fourcc: *b"MJPG",
-                sizes: OfferedSizes::Discrete(vec![(1280, 720, vec![rate(30)]), (640, 480, vec![rate(30)])]),
+                sizes: OfferedSizes::Discrete(vec![
+                    (1280, 720, vec![rate(30)]),
+                    (640, 480, vec![rate(30)]),
+                ]),
             },
             OfferedFormat {
                 fourcc: YUYV,
                 sizes: OfferedSizes::Discrete(vec![
                     (640, 480, vec![rate(30), rate(15)]),
                     (1280, 720, vec![rate(10), rate(5)]),
-                    (320, 240, vec![FrameInterval { numerator: 1001, denominator: 30000 }]),
+                    (
+                        320,
+                        240,
+                        vec![FrameInterval {
+                            numerator: 1001,
+                            denominator: 30000,
+                        }],
+                    ),
                 ]),
             },
         ]
@@ -179,7 +247,11 @@ mod tests {
         for ((width, height, fps), expected) in cases {
             let n = negotiate_yuyv(&webcam(), CameraMode { width, height, fps }).unwrap();
             assert_eq!((n.width, n.height), (width, height));
-            assert_eq!(n.interval.map(FrameInterval::fps), expected, "{width}x{height}@{fps}");
+            assert_eq!(
+                n.interval.map(FrameInterval::fps),
+                expected,
+                "{width}x{height}@{fps}"
+            );
         }
     }
 
@@ -189,35 +261,103 @@ mod tests {
             fourcc: YUYV,
             sizes: OfferedSizes::Discrete(vec![(640, 480, vec![rate(20), rate(30)])]),
         }];
-        let n = negotiate_yuyv(&offered, CameraMode { width: 640, height: 480, fps: 25 }).unwrap();
+        let n = negotiate_yuyv(
+            &offered,
+            CameraMode {
+                width: 640,
+                height: 480,
+                fps: 25,
+            },
+        )
+        .unwrap();
         assert_eq!(n.interval, Some(rate(30)));
     }
 
     #[test]
     fn a_camera_without_yuyv_or_the_size_is_refused_with_what_it_offers() {
         let mjpg_only = vec![webcam().remove(0)];
-        let err = negotiate_yuyv(&mjpg_only, CameraMode { width: 640, height: 480, fps: 30 }).unwrap_err();
-        assert_eq!(err, NegotiationError::NoYuyv { offered: "MJPG".to_owned() });
-        let err = negotiate_yuyv(&webcam(), CameraMode { width: 800, height: 600, fps: 30 }).unwrap_err();
+        let err = negotiate_yuyv(
+            &mjpg_only,
+            CameraMode {
+                width: 640,
+                height: 480,
+                fps: 30,
+            },
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            NegotiationError::NoYuyv {
+                offered: "MJPG".to_owned()
+            }
+        );
+        let err = negotiate_yuyv(
+            &webcam(),
+            CameraMode {
+                width: 800,
+                height: 600,
+                fps: 30,
+            },
+        )
+        .unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("640x480, 1280x720, 320x240") && text.contains("video.width"), "{text}");
+        assert!(
+            text.contains("640x480, 1280x720, 320x240") && text.contains("video.width"),
+            "{text}"
+        );
     }
 
     #[test]
     fn stepwise_sizes_accept_sizes_on_their_grid_only() {
         let offered = vec![OfferedFormat {
             fourcc: YUYV,
-            sizes: OfferedSizes::Stepwise { min: (160, 120), max: (1920, 1080), step: (16, 8) },
+            sizes: OfferedSizes::Stepwise {
+                min: (160, 120),
+                max: (1920, 1080),
+                step: (16, 8),
+            },
         }];
-        let n = negotiate_yuyv(&offered, CameraMode { width: 640, height: 480, fps: 30 }).unwrap();
+        let n = negotiate_yuyv(
+            &offered,
+            CameraMode {
+                width: 640,
+                height: 480,
+                fps: 30,
+            },
+        )
+        .unwrap();
         assert_eq!(n.interval, None, "stepwise devices do not list rates");
-        assert!(negotiate_yuyv(&offered, CameraMode { width: 644, height: 480, fps: 30 }).is_err());
-        assert!(negotiate_yuyv(&offered, CameraMode { width: 3840, height: 2160, fps: 30 }).is_err());
+        assert!(negotiate_yuyv(
+            &offered,
+            CameraMode {
+                width: 644,
+                height: 480,
+                fps: 30
+            }
+        )
+        .is_err());
+        assert!(negotiate_yuyv(
+            &offered,
+            CameraMode {
+                width: 3840,
+                height: 2160,
+                fps: 30
+            }
+        )
+        .is_err());
     }
 
     #[test]
     fn a_driver_that_adjusts_the_format_is_caught() {
-        let n = negotiate_yuyv(&webcam(), CameraMode { width: 640, height: 480, fps: 30 }).unwrap();
+        let n = negotiate_yuyv(
+            &webcam(),
+            CameraMode {
+                width: 640,
+                height: 480,
+                fps: 30,
+            },
+        )
+        .unwrap();
         assert_eq!(n.check_applied(YUYV, 640, 480), Ok(()));
         assert!(n.check_applied(YUYV, 320, 240).is_err());
         assert!(n.check_applied(*b"MJPG", 640, 480).is_err());

@@ -3,7 +3,14 @@
 use keymash_codec::I420Frame;
 
 /// Fills a clipped rectangle with a (Y, U, V) colour.
-pub(crate) fn fill_rect(out: &mut I420Frame, x: usize, y: usize, width: usize, height: usize, colour: (u8, u8, u8)) {
+pub(crate) fn fill_rect(
+    out: &mut I420Frame,
+    x: usize,
+    y: usize,
+    width: usize,
+    height: usize,
+    colour: (u8, u8, u8),
+) {
     let geometry = out.geometry();
     let (w, h, cw) = (geometry.width(), geometry.height(), geometry.chroma_width());
     let (x1, y1) = ((x + width).min(w), (y + height).min(h));

@@ -15,7 +15,11 @@ impl Percentiles {
     /// A window of `capacity` samples (at least one).
     pub fn new(capacity: usize) -> Self {
         let capacity = capacity.max(1);
-        Percentiles { samples: VecDeque::with_capacity(capacity), capacity, sorted: Vec::with_capacity(capacity) }
+        Percentiles {
+            samples: VecDeque::with_capacity(capacity),
+            capacity,
+            sorted: Vec::with_capacity(capacity),
+        }
     }
 
     pub fn record(&mut self, value: f64) {

@@ -24,7 +24,10 @@ pub fn frame_ring(video: &VideoConfig) -> Result<RingGeometry, GeometryError> {
 /// A slot holds twice the raw frame: intra coding of noise at quality 100 stays below 1.5 bytes
 /// a pixel, and the payload framing adds 2 bytes per ~1.2 kB payload.
 pub fn payload_ring(video: &VideoConfig) -> Result<RingGeometry, GeometryError> {
-    RingGeometry::new(2 * i420_len(video.width, video.height) + 4096, PAYLOAD_SLOTS)
+    RingGeometry::new(
+        2 * i420_len(video.width, video.height) + 4096,
+        PAYLOAD_SLOTS,
+    )
 }
 
 #[cfg(test)]
@@ -33,10 +36,18 @@ mod tests {
 
     #[test]
     fn ring_shapes_follow_the_video_size_and_rate() {
-        let vga = VideoConfig { width: 640, height: 480, fps: 30 };
+        let vga = VideoConfig {
+            width: 640,
+            height: 480,
+            fps: 30,
+        };
         assert_eq!(frame_ring(&vga).unwrap().slot_count(), 15);
         assert_eq!(frame_ring(&vga).unwrap().slot_size(), 460_800);
-        let slow = VideoConfig { width: 320, height: 240, fps: 2 };
+        let slow = VideoConfig {
+            width: 320,
+            height: 240,
+            fps: 2,
+        };
         assert_eq!(frame_ring(&slow).unwrap().slot_count(), MIN_FRAME_SLOTS);
         assert_eq!(payload_ring(&vga).unwrap().slot_size(), 2 * 460_800 + 4096);
     }

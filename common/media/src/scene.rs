@@ -26,7 +26,11 @@ pub struct SyntheticScene {
 impl SyntheticScene {
     /// A scene of `geometry`; `seed` varies the sensor noise (the background is fixed).
     pub fn new(geometry: FrameGeometry, seed: u64) -> Self {
-        SyntheticScene { geometry, background: room(geometry), noise_state: seed | 1 }
+        SyntheticScene {
+            geometry,
+            background: room(geometry),
+            noise_state: seed | 1,
+        }
     }
 
     pub fn geometry(&self) -> FrameGeometry {
@@ -98,7 +102,11 @@ fn room(geometry: FrameGeometry) -> I420Frame {
                 // Light from the upper left, plus a fine plaster texture (hash noise).
                 let light = 150.0 - 60.0 * ((fx - 0.2).powi(2) + (fy - 0.1).powi(2)).sqrt();
                 let texture = f64::from(hash(col as u32 / 2, row as u32 / 2) % 17) - 8.0;
-                let floor = if fy > 0.8 { -40.0 + 10.0 * ((col / 24 + row / 12) % 2) as f64 } else { 0.0 };
+                let floor = if fy > 0.8 {
+                    -40.0 + 10.0 * ((col / 24 + row / 12) % 2) as f64
+                } else {
+                    0.0
+                };
                 y[row * w + col] = (light + texture + floor).clamp(16.0, 235.0) as u8;
             }
         }
@@ -110,20 +118,52 @@ fn room(geometry: FrameGeometry) -> I420Frame {
         }
     }
     // A bright window with a cross bar.
-    fill_rect(&mut frame, w as f64 * 0.05, h as f64 * 0.08, w as f64 * 0.25, h as f64 * 0.3, (225, 135, 120));
-    fill_rect(&mut frame, w as f64 * 0.17, h as f64 * 0.08, w as f64 * 0.012, h as f64 * 0.3, (60, 128, 128));
+    fill_rect(
+        &mut frame,
+        w as f64 * 0.05,
+        h as f64 * 0.08,
+        w as f64 * 0.25,
+        h as f64 * 0.3,
+        (225, 135, 120),
+    );
+    fill_rect(
+        &mut frame,
+        w as f64 * 0.17,
+        h as f64 * 0.08,
+        w as f64 * 0.012,
+        h as f64 * 0.3,
+        (60, 128, 128),
+    );
     // Shelves with books of different colours and heights.
     for shelf in 0..3 {
         let top = h as f64 * (0.3 + 0.15 * shelf as f64);
-        fill_rect(&mut frame, w as f64 * 0.45, top + h as f64 * 0.11, w as f64 * 0.3, h as f64 * 0.015, (50, 120, 140));
+        fill_rect(
+            &mut frame,
+            w as f64 * 0.45,
+            top + h as f64 * 0.11,
+            w as f64 * 0.3,
+            h as f64 * 0.015,
+            (50, 120, 140),
+        );
         let mut x = w as f64 * 0.46;
         let mut book = 0u32;
         while x < w as f64 * 0.74 {
             let r = hash(book, shelf);
             let width = w as f64 * (0.008 + f64::from(r % 7) * 0.003);
             let height = h as f64 * (0.06 + f64::from((r >> 8) % 5) * 0.01);
-            let colour = (60 + (r >> 16) as u8 % 150, 90 + (r >> 4) as u8 % 80, 90 + (r >> 12) as u8 % 80);
-            fill_rect(&mut frame, x, top + h as f64 * 0.11 - height, width, height, colour);
+            let colour = (
+                60 + (r >> 16) as u8 % 150,
+                90 + (r >> 4) as u8 % 80,
+                90 + (r >> 12) as u8 % 80,
+            );
+            fill_rect(
+                &mut frame,
+                x,
+                top + h as f64 * 0.11 - height,
+                width,
+                height,
+                colour,
+            );
             x += width + 1.0;
             book += 1;
         }
@@ -207,7 +247,10 @@ mod tests {
     use crate::stamp::read_stamp;
 
     fn mean_abs_difference(a: &[u8], b: &[u8]) -> f64 {
-        a.iter().zip(b).map(|(&x, &y)| (i32::from(x) - i32::from(y)).unsigned_abs() as f64).sum::<f64>()
+        a.iter()
+            .zip(b)
+            .map(|(&x, &y)| (i32::from(x) - i32::from(y)).unsigned_abs() as f64)
+            .sum::<f64>()
             / a.len() as f64
     }
 
@@ -221,7 +264,10 @@ mod tests {
         assert_eq!(read_stamp(&a), Some(Stamp::new(FrameNo(10), 1_000_000_000)));
         assert_eq!(read_stamp(&b), Some(Stamp::new(FrameNo(40), 2_000_000_000)));
         // One second apart the moving objects are elsewhere: well above the noise floor.
-        assert!(mean_abs_difference(a.y(), b.y()) > 4.0, "scene barely moved");
+        assert!(
+            mean_abs_difference(a.y(), b.y()) > 4.0,
+            "scene barely moved"
+        );
     }
 
     #[test]
@@ -232,10 +278,20 @@ mod tests {
         assert!(scene.render(FrameNo(0), 0, &mut frame));
         // Horizontal neighbour differences: a gradient has almost none, a camera picture many.
         let y = frame.y();
-        let busy = y.windows(2).filter(|p| (i32::from(p[0]) - i32::from(p[1])).abs() >= 4).count();
-        assert!(busy * 10 > y.len(), "only {busy} of {} neighbours differ", y.len());
+        let busy = y
+            .windows(2)
+            .filter(|p| (i32::from(p[0]) - i32::from(p[1])).abs() >= 4)
+            .count();
+        assert!(
+            busy * 10 > y.len(),
+            "only {busy} of {} neighbours differ",
+            y.len()
+        );
         // And it spans a real range of brightness.
-        let (lo, hi) = (y.iter().min().copied().unwrap_or(0), y.iter().max().copied().unwrap_or(0));
+        let (lo, hi) = (
+            y.iter().min().copied().unwrap_or(0),
+            y.iter().max().copied().unwrap_or(0),
+        );
         assert!(hi - lo > 150, "range {lo}..{hi}");
     }
 

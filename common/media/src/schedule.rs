@@ -42,7 +42,10 @@ impl DelaySchedule {
     /// A schedule holding frames back `delay_ns`; the countdown card replaces a picture that has
     /// not changed for `gap_tolerance_ns` (a second is what a visitor tolerates as "live").
     pub fn new(delay_ns: u64, gap_tolerance_ns: u64) -> Self {
-        DelaySchedule { delay_ns, gap_tolerance_ns }
+        DelaySchedule {
+            delay_ns,
+            gap_tolerance_ns,
+        }
     }
 
     pub fn delay_ns(&self) -> u64 {
@@ -56,9 +59,17 @@ impl DelaySchedule {
 
     /// Decides what to do at `now_ns`, given the held frames and the capture time of the frame
     /// released last (`None` if none was, or the last release was a countdown card).
-    pub fn decide(&self, now_ns: u64, held: &impl HeldFrames, last_released_capture_ns: Option<u64>) -> Release {
+    pub fn decide(
+        &self,
+        now_ns: u64,
+        held: &impl HeldFrames,
+        last_released_capture_ns: Option<u64>,
+    ) -> Release {
         let range = held.retained();
-        let is_due = |seq: u64| held.capture_ns(seq).is_none_or(|c| c.saturating_add(self.delay_ns) <= now_ns);
+        let is_due = |seq: u64| {
+            held.capture_ns(seq)
+                .is_none_or(|c| c.saturating_add(self.delay_ns) <= now_ns)
+        };
         // Frames due form a prefix of the range: find its end by bisection.
         let (mut lo, mut hi) = (range.start, range.end);
         while lo < hi {
@@ -83,15 +94,19 @@ impl DelaySchedule {
             .flatten()
             .map(|c| c.saturating_add(self.delay_ns));
         let picture_still_since = last_released_capture_ns.map(|c| c.saturating_add(self.delay_ns));
-        let stale = picture_still_since.is_none_or(|since| now_ns.saturating_sub(since) > self.gap_tolerance_ns);
+        let stale = picture_still_since
+            .is_none_or(|since| now_ns.saturating_sub(since) > self.gap_tolerance_ns);
         if stale {
             let seconds_left = match next_due_ns {
-                Some(due) => u32::try_from(due.saturating_sub(now_ns).div_ceil(1_000_000_000)).unwrap_or(u32::MAX),
+                Some(due) => u32::try_from(due.saturating_sub(now_ns).div_ceil(1_000_000_000))
+                    .unwrap_or(u32::MAX),
                 None => self.delay_seconds_ceil(),
             };
             return Release::Countdown { seconds_left };
         }
-        Release::Wait { until_ns: next_due_ns }
+        Release::Wait {
+            until_ns: next_due_ns,
+        }
     }
 }
 
@@ -117,12 +132,20 @@ mod tests {
             if self.lost && seq == self.first_seq {
                 return None;
             }
-            self.captures.get(seq.checked_sub(self.first_seq)? as usize).copied()
+            self.captures
+                .get(seq.checked_sub(self.first_seq)? as usize)
+                .copied()
         }
     }
 
     fn camera(first_seq: u64, start_ns: u64, frames: usize, interval: u64) -> List {
-        List { first_seq, captures: (0..frames as u64).map(|i| start_ns + i * interval).collect(), lost: false }
+        List {
+            first_seq,
+            captures: (0..frames as u64)
+                .map(|i| start_ns + i * interval)
+                .collect(),
+            lost: false,
+        }
     }
 
     #[test]
@@ -130,12 +153,53 @@ mod tests {
         let schedule = DelaySchedule::new(2 * SECOND, SECOND);
         let held = camera(100, 10 * SECOND, 90, FRAME); // 3 s of video from t = 10 s
         let cases: [(&str, u64, Option<u64>, Release); 6] = [
-            ("before anything is due: countdown from the oldest", 10 * SECOND, None, Release::Countdown { seconds_left: 2 }),
-            ("half a second before: rounds up", 11 * SECOND + SECOND / 2, None, Release::Countdown { seconds_left: 1 }),
-            ("exactly due: the first frame", 12 * SECOND, None, Release::Frame { seq: 100, capture_ns: 10 * SECOND }),
-            ("one frame later: the second", 12 * SECOND + FRAME, Some(10 * SECOND), Release::Frame { seq: 101, capture_ns: 10 * SECOND + FRAME }),
-            ("already released: wait for the next", 12 * SECOND + FRAME, Some(10 * SECOND + FRAME), Release::Wait { until_ns: Some(12 * SECOND + 2 * FRAME) }),
-            ("far behind: skip to the newest due", 13 * SECOND + 5 * FRAME, Some(10 * SECOND), Release::Frame { seq: 135, capture_ns: 10 * SECOND + 35 * FRAME }),
+            (
+                "before anything is due: countdown from the oldest",
+                10 * SECOND,
+                None,
+                Release::Countdown { seconds_left: 2 },
+            ),
+            (
+                "half a second before: rounds up",
+                11 * SECOND + SECOND / 2,
+                None,
+                Release::Countdown { seconds_left: 1 },
+            ),
+            (
+                "exactly due: the first frame",
+                12 * SECOND,
+                None,
+                Release::Frame {
+                    seq: 100,
+                    capture_ns: 10 * SECOND,
+                },
+            ),
+            (
+                "one frame later: the second",
+                12 * SECOND + FRAME,
+                Some(10 * SECOND),
+                Release::Frame {
+                    seq: 101,
+                    capture_ns: 10 * SECOND + FRAME,
+                },
+            ),
+            (
+                "already released: wait for the next",
+                12 * SECOND + FRAME,
+                Some(10 * SECOND + FRAME),
+                Release::Wait {
+                    until_ns: Some(12 * SECOND + 2 * FRAME),
+                },
+            ),
+            (
+                "far behind: skip to the newest due",
+                13 * SECOND + 5 * FRAME,
+                Some(10 * SECOND),
+                Release::Frame {
+                    seq: 135,
+                    capture_ns: 10 * SECOND + 35 * FRAME,
+                },
+            ),
         ];
         for (what, now, last, expected) in cases {
             assert_eq!(schedule.decide(now, &held, last), expected, "{what}");
@@ -159,7 +223,10 @@ mod tests {
     fn an_empty_buffer_counts_down_the_whole_delay() {
         let schedule = DelaySchedule::new(30 * SECOND, SECOND);
         let held = camera(0, 0, 0, FRAME);
-        assert_eq!(schedule.decide(5 * SECOND, &held, None), Release::Countdown { seconds_left: 30 });
+        assert_eq!(
+            schedule.decide(5 * SECOND, &held, None),
+            Release::Countdown { seconds_left: 30 }
+        );
     }
 
     #[test]
@@ -167,13 +234,22 @@ mod tests {
         let schedule = DelaySchedule::new(2 * SECOND, SECOND);
         // Frames from 0..1 s, then the camera was away until 10 s.
         let mut held = camera(0, 0, 30, FRAME);
-        held.captures.extend((0..30).map(|i| 10 * SECOND + i * FRAME));
+        held.captures
+            .extend((0..30).map(|i| 10 * SECOND + i * FRAME));
         let last = Some(29 * FRAME);
         // Shortly after the last old frame: keep it (a short stall is not worth a card).
         let shortly = 2 * SECOND + 29 * FRAME + SECOND / 2;
-        assert_eq!(schedule.decide(shortly, &held, last), Release::Wait { until_ns: Some(12 * SECOND) });
+        assert_eq!(
+            schedule.decide(shortly, &held, last),
+            Release::Wait {
+                until_ns: Some(12 * SECOND)
+            }
+        );
         // Seconds later: the card, counting down to the new video.
-        assert_eq!(schedule.decide(8 * SECOND + SECOND / 2, &held, last), Release::Countdown { seconds_left: 4 });
+        assert_eq!(
+            schedule.decide(8 * SECOND + SECOND / 2, &held, last),
+            Release::Countdown { seconds_left: 4 }
+        );
     }
 
     #[test]
@@ -184,7 +260,10 @@ mod tests {
         // Restarted 3 frames later: the newest due is released, nothing before it again.
         assert_eq!(
             schedule.decide(102 * SECOND + 43 * FRAME, &held, last),
-            Release::Frame { seq: 5043, capture_ns: 100 * SECOND + 43 * FRAME }
+            Release::Frame {
+                seq: 5043,
+                capture_ns: 100 * SECOND + 43 * FRAME
+            }
         );
     }
 
@@ -193,7 +272,10 @@ mod tests {
         let schedule = DelaySchedule::new(0, SECOND);
         let mut held = camera(0, 0, 1, FRAME);
         held.lost = true;
-        assert_eq!(schedule.decide(SECOND, &held, None), Release::Countdown { seconds_left: 0 });
+        assert_eq!(
+            schedule.decide(SECOND, &held, None),
+            Release::Countdown { seconds_left: 0 }
+        );
     }
 
     #[test]
@@ -202,7 +284,10 @@ mod tests {
         let held = camera(7, SECOND, 3, FRAME);
         assert_eq!(
             schedule.decide(SECOND + 2 * FRAME, &held, Some(SECOND + FRAME)),
-            Release::Frame { seq: 9, capture_ns: SECOND + 2 * FRAME }
+            Release::Frame {
+                seq: 9,
+                capture_ns: SECOND + 2 * FRAME
+            }
         );
     }
 }

@@ -46,7 +46,10 @@ pub struct Stamp {
 impl Stamp {
     /// The stamp of frame `frame` captured at `capture_ns` (CLOCK_MONOTONIC nanoseconds).
     pub fn new(frame: FrameNo, capture_ns: u64) -> Self {
-        Stamp { frame: frame.0 as u32, capture_ms: (capture_ns / 1_000_000) as u32 }
+        Stamp {
+            frame: frame.0 as u32,
+            capture_ms: (capture_ns / 1_000_000) as u32,
+        }
     }
 
     /// Milliseconds from capture to `now_ns` (same clock, same machine), negative if `now_ns`
@@ -165,7 +168,11 @@ fn crc16(bytes: &[u8]) -> u16 {
     for &byte in bytes {
         crc ^= u16::from(byte) << 8;
         for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 { (crc << 1) ^ 0x1021 } else { crc << 1 };
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
         }
     }
     crc
@@ -184,7 +191,11 @@ mod tests {
     #[test]
     fn a_drawn_stamp_reads_back_exactly() {
         let geometry = FrameGeometry::new(320, 240).unwrap();
-        for (frame, capture_ns) in [(0u64, 0u64), (1, 33_333_333), (u64::from(u32::MAX) + 7, u64::MAX / 3)] {
+        for (frame, capture_ns) in [
+            (0u64, 0u64),
+            (1, 33_333_333),
+            (u64::from(u32::MAX) + 7, u64::MAX / 3),
+        ] {
             let mut picture = I420Frame::grey(geometry);
             let stamp = Stamp::new(FrameNo(frame), capture_ns);
             assert!(draw_stamp(&mut picture, stamp));
@@ -207,13 +218,20 @@ mod tests {
     fn one_flipped_cell_is_refused() {
         let geometry = FrameGeometry::new(320, 240).unwrap();
         let mut picture = I420Frame::grey(geometry);
-        assert!(draw_stamp(&mut picture, Stamp::new(FrameNo(1234), 987_654_321_000)));
+        assert!(draw_stamp(
+            &mut picture,
+            Stamp::new(FrameNo(1234), 987_654_321_000)
+        ));
         for cell in [0, 37, 79] {
             let mut damaged = picture.clone();
             let x0 = ORIGIN.0 + (cell % COLUMNS) * CELL;
             let y0 = ORIGIN.1 + (cell / COLUMNS) * CELL;
             let luma = damaged.planes_mut().0;
-            let flipped = if luma[y0 * 320 + x0] > 128 { DARK } else { BRIGHT };
+            let flipped = if luma[y0 * 320 + x0] > 128 {
+                DARK
+            } else {
+                BRIGHT
+            };
             for row in y0..y0 + CELL {
                 luma[row * 320 + x0..row * 320 + x0 + CELL].fill(flipped);
             }
@@ -240,7 +258,11 @@ mod tests {
         ];
         for (capture_ms, now_ms, age) in cases {
             let stamp = Stamp::new(FrameNo(0), capture_ms * 1_000_000);
-            assert_eq!(stamp.age_ms(now_ms * 1_000_000), age, "{capture_ms} -> {now_ms}");
+            assert_eq!(
+                stamp.age_ms(now_ms * 1_000_000),
+                age,
+                "{capture_ms} -> {now_ms}"
+            );
         }
     }
 }

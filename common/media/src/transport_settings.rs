@@ -20,7 +20,10 @@ pub enum TransportSettingsError {
 }
 
 fn invalid(key: &'static str, message: impl ToString) -> TransportSettingsError {
-    TransportSettingsError::Invalid { key, message: message.to_string() }
+    TransportSettingsError::Invalid {
+        key,
+        message: message.to_string(),
+    }
 }
 
 /// Builds and validates the transport settings for `config`.
@@ -31,13 +34,18 @@ pub fn transport_settings(config: &Config) -> Result<TransportConfig, TransportS
         return Err(invalid("video.fps", "must be at least 1"));
     }
     if !(t.pacing_fraction > 0.0 && t.pacing_fraction <= 1.0) {
-        return Err(invalid("transport.pacing_fraction", format!("must be in (0, 1], got {}", t.pacing_fraction)));
+        return Err(invalid(
+            "transport.pacing_fraction",
+            format!("must be in (0, 1], got {}", t.pacing_fraction),
+        ));
     }
     let frame_interval = Duration::from_nanos(1_000_000_000 / u64::from(fps));
     let ms = |v: u32| Duration::from_millis(u64::from(v));
     let settings = TransportConfig {
-        payload_type: PayloadType::new(t.payload_type).map_err(|e| invalid("transport.payload_type", e))?,
-        repair_payload_type: PayloadType::new(t.fec_payload_type).map_err(|e| invalid("transport.fec_payload_type", e))?,
+        payload_type: PayloadType::new(t.payload_type)
+            .map_err(|e| invalid("transport.payload_type", e))?,
+        repair_payload_type: PayloadType::new(t.fec_payload_type)
+            .map_err(|e| invalid("transport.fec_payload_type", e))?,
         fec: t.fec_overhead_percent > 0,
         fec_overhead: if t.fec_overhead_percent > 0 {
             FecOverhead::new(f64::from(t.fec_overhead_percent) / 100.0)
@@ -82,8 +90,14 @@ mod tests {
         let mut config = Config::default();
         config.security.key_file = "/nonexistent/keymash.key".into();
         let err = transport_settings(&config).unwrap_err();
-        assert!(matches!(&err, TransportSettingsError::Key(e) if e.key() == Some("security.key_file")), "{err:?}");
-        assert_eq!(transport_settings(&unprotected()).unwrap().security, Protection::Unprotected);
+        assert!(
+            matches!(&err, TransportSettingsError::Key(e) if e.key() == Some("security.key_file")),
+            "{err:?}"
+        );
+        assert_eq!(
+            transport_settings(&unprotected()).unwrap().security,
+            Protection::Unprotected
+        );
     }
 
     #[test]
@@ -91,7 +105,10 @@ mod tests {
         let settings = transport_settings(&unprotected()).unwrap();
         assert!(!settings.fec && !settings.nack, "raw loss by default");
         assert_eq!(settings.frame_interval, Duration::from_nanos(33_333_333));
-        assert_eq!(settings.frame_spread, Duration::from_nanos(33_333_333).mul_f64(1.0 / 3.0));
+        assert_eq!(
+            settings.frame_spread,
+            Duration::from_nanos(33_333_333).mul_f64(1.0 / 3.0)
+        );
         assert_eq!(settings.quality_fallback_timeout, Duration::from_secs(2));
         assert_eq!(settings.fallback_quality, Quality::new(50).unwrap());
     }
@@ -114,16 +131,25 @@ mod tests {
     fn unusable_values_are_refused_naming_the_key() {
         type Spoil = fn(&mut Config);
         let cases: [(&str, Spoil); 4] = [
-            ("transport.fec_overhead_percent", |c| c.transport.fec_overhead_percent = 150),
+            ("transport.fec_overhead_percent", |c| {
+                c.transport.fec_overhead_percent = 150
+            }),
             ("transport.payload_type", |c| c.transport.payload_type = 200),
-            ("transport.pacing_fraction", |c| c.transport.pacing_fraction = 0.0),
-            ("transport", |c| c.transport.fec_payload_type = c.transport.payload_type),
+            ("transport.pacing_fraction", |c| {
+                c.transport.pacing_fraction = 0.0
+            }),
+            ("transport", |c| {
+                c.transport.fec_payload_type = c.transport.payload_type
+            }),
         ];
         for (key, spoil) in cases {
             let mut config = unprotected();
             spoil(&mut config);
             let err = transport_settings(&config).unwrap_err();
-            assert!(err.to_string().starts_with(&format!("`{key}`")), "{key}: {err}");
+            assert!(
+                err.to_string().starts_with(&format!("`{key}`")),
+                "{key}: {err}"
+            );
         }
     }
 }

@@ -2,7 +2,9 @@
 //! quality 30 and above, in both payload layouts, so delay and latency can be measured from
 //! pixels alone at the far end.
 
-use keymash_codec::{Decoder, Encoder, EncoderConfig, FrameGeometry, I420Frame, Layout, PayloadSink, QualitySpec};
+use keymash_codec::{
+    Decoder, Encoder, EncoderConfig, FrameGeometry, I420Frame, Layout, PayloadSink, QualitySpec,
+};
 use keymash_core::{FrameNo, Quality};
 use keymash_media::{read_stamp, Stamp, SyntheticScene};
 
@@ -12,7 +14,11 @@ fn the_stamp_reads_back_after_coding_at_quality_30_and_above() {
     let mut scene = SyntheticScene::new(geometry, 3);
     let mut frame = I420Frame::grey(geometry);
     for layout in [Layout::Strips, Layout::Dispersed] {
-        let mut encoder = Encoder::new(EncoderConfig { layout, ..EncoderConfig::new(geometry) }).unwrap();
+        let mut encoder = Encoder::new(EncoderConfig {
+            layout,
+            ..EncoderConfig::new(geometry)
+        })
+        .unwrap();
         let mut decoder = Decoder::new(geometry);
         let mut sink = PayloadSink::new();
         for (i, quality) in [30u8, 31, 50, 75, 90, 100].into_iter().enumerate() {
@@ -20,7 +26,12 @@ fn the_stamp_reads_back_after_coding_at_quality_30_and_above() {
             let capture_ns = 5_000_000_000 + i as u64 * 33_333_333;
             assert!(scene.render(frame_no, capture_ns, &mut frame));
             encoder
-                .encode(frame_no, frame.view(), QualitySpec::Uniform(Quality::new(quality).unwrap()), &mut sink)
+                .encode(
+                    frame_no,
+                    frame.view(),
+                    QualitySpec::Uniform(Quality::new(quality).unwrap()),
+                    &mut sink,
+                )
                 .unwrap();
             for payload in sink.iter() {
                 decoder.apply(payload).unwrap();
@@ -45,13 +56,25 @@ fn a_frame_with_the_stamp_area_missing_reads_as_none_not_as_a_wrong_stamp() {
     // the picture holds a mix of both frames' stamp cells.
     let mut decoder = Decoder::new(geometry);
     assert!(scene.render(FrameNo(1), 1_000_000_000, &mut frame));
-    encoder.encode(FrameNo(1), frame.view(), QualitySpec::Uniform(Quality::new(50).unwrap()), &mut sink).unwrap();
+    encoder
+        .encode(
+            FrameNo(1),
+            frame.view(),
+            QualitySpec::Uniform(Quality::new(50).unwrap()),
+            &mut sink,
+        )
+        .unwrap();
     for payload in sink.iter() {
         decoder.apply(payload).unwrap();
     }
     assert!(scene.render(FrameNo(0x00FF_00FF), 0x7777_0000_0000, &mut frame));
     encoder
-        .encode(FrameNo(0x00FF_00FF), frame.view(), QualitySpec::Uniform(Quality::new(50).unwrap()), &mut sink)
+        .encode(
+            FrameNo(0x00FF_00FF),
+            frame.view(),
+            QualitySpec::Uniform(Quality::new(50).unwrap()),
+            &mut sink,
+        )
         .unwrap();
     for payload in sink.iter().skip(1) {
         decoder.apply(payload).unwrap();

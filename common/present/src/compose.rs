@@ -28,26 +28,53 @@ pub struct Rect {
 /// An empty area or content gives an empty rectangle at the area's corner.
 pub fn fit_inside(area: Rect, content_width: u32, content_height: u32) -> Rect {
     if area.width == 0 || area.height == 0 || content_width == 0 || content_height == 0 {
-        return Rect { x: area.x, y: area.y, width: 0, height: 0 };
+        return Rect {
+            x: area.x,
+            y: area.y,
+            width: 0,
+            height: 0,
+        };
     }
-    let (aw, ah, cw, ch) =
-        (u64::from(area.width), u64::from(area.height), u64::from(content_width), u64::from(content_height));
+    let (aw, ah, cw, ch) = (
+        u64::from(area.width),
+        u64::from(area.height),
+        u64::from(content_width),
+        u64::from(content_height),
+    );
     // Width-limited if the area is relatively taller than the content.
-    let (w, h) = if aw * ch <= ah * cw { (aw, aw * ch / cw) } else { (ah * cw / ch, ah) };
+    let (w, h) = if aw * ch <= ah * cw {
+        (aw, aw * ch / cw)
+    } else {
+        (ah * cw / ch, ah)
+    };
     let (w, h) = ((w & !1) as u32, (h & !1) as u32);
-    Rect { x: area.x + (area.width - w) / 2, y: area.y + (area.height - h) / 2, width: w, height: h }
+    Rect {
+        x: area.x + (area.width - w) / 2,
+        y: area.y + (area.height - h) / 2,
+        width: w,
+        height: h,
+    }
 }
 
 /// The part of a `width` x `height` output inside a `border` on every side.
 pub fn inside_border(width: u32, height: u32, border: u32) -> Rect {
     let b = border.min(width / 2).min(height / 2);
-    Rect { x: b, y: b, width: width - 2 * b, height: height - 2 * b }
+    Rect {
+        x: b,
+        y: b,
+        width: width - 2 * b,
+        height: height - 2 * b,
+    }
 }
 
 /// The glow's colour at `level`: black with nobody mashing, full green at saturation, linear
 /// in between (the eye reads the brightness of green almost linearly at these levels).
 pub fn glow_rgb(level: MashLevel) -> [u8; 3] {
-    [0, (f32::from(level) * 255.0).round().clamp(0.0, 255.0) as u8, 0]
+    [
+        0,
+        (f32::from(level) * 255.0).round().clamp(0.0, 255.0) as u8,
+        0,
+    ]
 }
 
 /// BT.601 limited-range Y'CbCr of an sRGB colour (what the I420 outputs carry).
@@ -62,7 +89,10 @@ pub fn rgb_to_ycbcr([r, g, b]: [u8; 3]) -> [u8; 3] {
 /// The headless canvas for pictures of `picture`: the border is rounded up to a multiple of 8
 /// so the canvas stays a codec geometry (multiples of 16), which Y4M output and the PSNR tools
 /// share. Returns the canvas and the border actually used.
-pub fn headless_canvas(picture: FrameGeometry, border_px: u32) -> Result<(FrameGeometry, usize), GeometryError> {
+pub fn headless_canvas(
+    picture: FrameGeometry,
+    border_px: u32,
+) -> Result<(FrameGeometry, usize), GeometryError> {
     let border = (border_px as usize).div_ceil(8) * 8;
     let canvas = FrameGeometry::new(picture.width() + 2 * border, picture.height() + 2 * border)?;
     Ok((canvas, border))
@@ -71,10 +101,19 @@ pub fn headless_canvas(picture: FrameGeometry, border_px: u32) -> Result<(FrameG
 /// Composes the headless picture into `canvas` (made with [`headless_canvas`]'s geometry):
 /// the glow border at `level`, `picture` 1:1 inside it, and `hud` (if any) in its top-left
 /// corner. A canvas of another size is left untouched and `false` returned.
-pub fn compose_headless(picture: I420View<'_>, level: MashLevel, border: usize, hud: Option<&str>, canvas: &mut I420Frame) -> bool {
+pub fn compose_headless(
+    picture: I420View<'_>,
+    level: MashLevel,
+    border: usize,
+    hud: Option<&str>,
+    canvas: &mut I420Frame,
+) -> bool {
     let pg = picture.geometry();
     let cg = canvas.geometry();
-    if cg.width() != pg.width() + 2 * border || cg.height() != pg.height() + 2 * border || border % 2 != 0 {
+    if cg.width() != pg.width() + 2 * border
+        || cg.height() != pg.height() + 2 * border
+        || border % 2 != 0
+    {
         return false;
     }
     let [gy, gu, gv] = rgb_to_ycbcr(glow_rgb(level));
@@ -83,28 +122,67 @@ pub fn compose_headless(picture: I420View<'_>, level: MashLevel, border: usize, 
     fill_border(u, cg.chroma_width(), cg.chroma_height(), border / 2, gu);
     fill_border(v, cg.chroma_width(), cg.chroma_height(), border / 2, gv);
     copy_plane(picture.y(), pg.width(), y, cg.width(), border);
-    copy_plane(picture.u(), pg.chroma_width(), u, cg.chroma_width(), border / 2);
-    copy_plane(picture.v(), pg.chroma_width(), v, cg.chroma_width(), border / 2);
+    copy_plane(
+        picture.u(),
+        pg.chroma_width(),
+        u,
+        cg.chroma_width(),
+        border / 2,
+    );
+    copy_plane(
+        picture.v(),
+        pg.chroma_width(),
+        v,
+        cg.chroma_width(),
+        border / 2,
+    );
     if let Some(text) = hud {
-        draw_text(y, cg.width(), cg.height(), border + HUD_MARGIN, border + HUD_MARGIN, text, hud_scale(pg.width()));
+        draw_text(
+            y,
+            cg.width(),
+            cg.height(),
+            border + HUD_MARGIN,
+            border + HUD_MARGIN,
+            text,
+            hud_scale(pg.width()),
+        );
     }
     true
 }
 
 /// The picture back out of a headless canvas: the inverse of [`compose_headless`] for a
 /// `picture`-sized area inside `border`. `None` if the canvas is not that picture's canvas.
-pub fn picture_of_headless(canvas: &I420Frame, border: usize, picture: FrameGeometry) -> Option<I420Frame> {
+pub fn picture_of_headless(
+    canvas: &I420Frame,
+    border: usize,
+    picture: FrameGeometry,
+) -> Option<I420Frame> {
     let cg = canvas.geometry();
-    if cg.width() != picture.width() + 2 * border || cg.height() != picture.height() + 2 * border || border % 2 != 0 {
+    if cg.width() != picture.width() + 2 * border
+        || cg.height() != picture.height() + 2 * border
+        || border % 2 != 0
+    {
         return None;
     }
     let cut = |plane: &[u8], stride: usize, w: usize, h: usize, off: usize| -> Vec<u8> {
-        (0..h).flat_map(|r| plane[(r + off) * stride + off..(r + off) * stride + off + w].iter().copied()).collect()
+        (0..h)
+            .flat_map(|r| {
+                plane[(r + off) * stride + off..(r + off) * stride + off + w]
+                    .iter()
+                    .copied()
+            })
+            .collect()
     };
     let (cw, ch) = (picture.chroma_width(), picture.chroma_height());
     I420Frame::from_planes(
         picture,
-        cut(canvas.y(), cg.width(), picture.width(), picture.height(), border),
+        cut(
+            canvas.y(),
+            cg.width(),
+            picture.width(),
+            picture.height(),
+            border,
+        ),
         cut(canvas.u(), cg.chroma_width(), cw, ch, border / 2),
         cut(canvas.v(), cg.chroma_width(), cw, ch, border / 2),
     )
@@ -113,7 +191,15 @@ pub fn picture_of_headless(canvas: &I420Frame, border: usize, picture: FrameGeom
 
 /// Draws the HUD onto a picture's luma (the window output, which scales the picture itself).
 pub fn stamp_hud(luma: &mut [u8], width: usize, height: usize, text: &str) {
-    draw_text(luma, width, height, HUD_MARGIN, HUD_MARGIN, text, hud_scale(width));
+    draw_text(
+        luma,
+        width,
+        height,
+        HUD_MARGIN,
+        HUD_MARGIN,
+        text,
+        hud_scale(width),
+    );
 }
 
 /// Font pixels per glyph pixel: 2 from 640 pixels wide up, so the line stays readable.
@@ -148,18 +234,68 @@ mod tests {
 
     #[test]
     fn pictures_are_fitted_with_their_aspect_kept() {
-        let screen = Rect { x: 0, y: 0, width: 1920, height: 1080 };
+        let screen = Rect {
+            x: 0,
+            y: 0,
+            width: 1920,
+            height: 1080,
+        };
         let table = [
             // (area, content) -> fitted
-            (screen, (640, 480), Rect { x: 240, y: 0, width: 1440, height: 1080 }),
+            (
+                screen,
+                (640, 480),
+                Rect {
+                    x: 240,
+                    y: 0,
+                    width: 1440,
+                    height: 1080,
+                },
+            ),
             (screen, (1280, 720), screen),
-            (Rect { x: 32, y: 32, width: 576, height: 576 }, (640, 480), Rect { x: 32, y: 104, width: 576, height: 432 }),
-            (Rect { x: 0, y: 0, width: 0, height: 100 }, (640, 480), Rect { x: 0, y: 0, width: 0, height: 0 }),
+            (
+                Rect {
+                    x: 32,
+                    y: 32,
+                    width: 576,
+                    height: 576,
+                },
+                (640, 480),
+                Rect {
+                    x: 32,
+                    y: 104,
+                    width: 576,
+                    height: 432,
+                },
+            ),
+            (
+                Rect {
+                    x: 0,
+                    y: 0,
+                    width: 0,
+                    height: 100,
+                },
+                (640, 480),
+                Rect {
+                    x: 0,
+                    y: 0,
+                    width: 0,
+                    height: 0,
+                },
+            ),
         ];
         for (area, (w, h), want) in table {
             assert_eq!(fit_inside(area, w, h), want, "{area:?} {w}x{h}");
         }
-        assert_eq!(inside_border(1920, 1080, 32), Rect { x: 32, y: 32, width: 1856, height: 1016 });
+        assert_eq!(
+            inside_border(1920, 1080, 32),
+            Rect {
+                x: 32,
+                y: 32,
+                width: 1856,
+                height: 1016
+            }
+        );
     }
 
     #[test]
@@ -184,22 +320,44 @@ mod tests {
         let picture = I420Frame::from_planes(picture_geometry, y, u, v).unwrap();
         let (canvas_geometry, border) = headless_canvas(picture_geometry, 5).unwrap();
         assert_eq!(border, 8);
-        assert_eq!((canvas_geometry.width(), canvas_geometry.height()), (80, 64));
+        assert_eq!(
+            (canvas_geometry.width(), canvas_geometry.height()),
+            (80, 64)
+        );
         let mut canvas = I420Frame::grey(canvas_geometry);
-        assert!(compose_headless(picture.view(), MashLevel::FULL, border, None, &mut canvas));
+        assert!(compose_headless(
+            picture.view(),
+            MashLevel::FULL,
+            border,
+            None,
+            &mut canvas
+        ));
         for row in 0..48 {
             let got = &canvas.y()[(row + 8) * 80 + 8..(row + 8) * 80 + 8 + 64];
             assert_eq!(got, &picture.y()[row * 64..(row + 1) * 64], "row {row}");
         }
         let [gy, gu, gv] = rgb_to_ycbcr([0, 255, 0]);
-        assert!(canvas.y()[..80 * 8].iter().all(|&p| p == gy), "top band glows");
+        assert!(
+            canvas.y()[..80 * 8].iter().all(|&p| p == gy),
+            "top band glows"
+        );
         assert_eq!(canvas.y()[30 * 80 + 79], gy, "right band glows");
         assert_eq!(canvas.u()[0], gu);
         assert_eq!(canvas.v()[31 * 40 + 39], gv);
-        assert_eq!(canvas.u()[10 * 40 + 10], 90, "chroma inside is the picture's");
+        assert_eq!(
+            canvas.u()[10 * 40 + 10],
+            90,
+            "chroma inside is the picture's"
+        );
         // A canvas of the wrong size is refused, not half-written.
         let mut wrong = I420Frame::grey(picture_geometry);
-        assert!(!compose_headless(picture.view(), MashLevel::FULL, border, None, &mut wrong));
+        assert!(!compose_headless(
+            picture.view(),
+            MashLevel::FULL,
+            border,
+            None,
+            &mut wrong
+        ));
     }
 
     #[test]
@@ -214,9 +372,18 @@ mod tests {
         .unwrap();
         let (canvas_geometry, border) = headless_canvas(geometry, 16).unwrap();
         let mut canvas = I420Frame::grey(canvas_geometry);
-        assert!(compose_headless(picture.view(), MashLevel::new(0.3).unwrap(), border, None, &mut canvas));
+        assert!(compose_headless(
+            picture.view(),
+            MashLevel::new(0.3).unwrap(),
+            border,
+            None,
+            &mut canvas
+        ));
         let back = picture_of_headless(&canvas, border, geometry).unwrap();
-        assert_eq!((back.y(), back.u(), back.v()), (picture.y(), picture.u(), picture.v()));
+        assert_eq!(
+            (back.y(), back.u(), back.v()),
+            (picture.y(), picture.u(), picture.v())
+        );
         // Not this picture's canvas: refused rather than cut wrongly.
         assert!(picture_of_headless(&canvas, border + 2, geometry).is_none());
         assert!(picture_of_headless(&picture, border, geometry).is_none());

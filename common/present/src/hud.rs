@@ -25,8 +25,15 @@ pub struct HudFigures {
 impl HudFigures {
     /// `loss 12.3% q45 30.0fps mash 0.52`: only characters the built-in font has.
     pub fn line(&self) -> String {
-        let loss = self.loss_percent.map_or_else(|| "-".to_owned(), |l| format!("{l:.1}"));
-        format!("loss {loss}% q{} {:.1}fps mash {:.2}", self.quality.get(), self.fps, self.mash.get())
+        let loss = self
+            .loss_percent
+            .map_or_else(|| "-".to_owned(), |l| format!("{l:.1}"));
+        format!(
+            "loss {loss}% q{} {:.1}fps mash {:.2}",
+            self.quality.get(),
+            self.fps,
+            self.mash.get()
+        )
     }
 }
 
@@ -38,7 +45,15 @@ pub fn text_width(text: &str, scale: usize) -> usize {
 /// Draws `text` into an 8-bit plane (`width` x `height`, rows packed) at (`x`, `y`), light ink
 /// on a dark box one font pixel larger than the text, each font pixel `scale` plane pixels.
 /// Characters the font lacks are drawn as blanks; whatever falls outside the plane is clipped.
-pub fn draw_text(plane: &mut [u8], width: usize, height: usize, x: usize, y: usize, text: &str, scale: usize) {
+pub fn draw_text(
+    plane: &mut [u8],
+    width: usize,
+    height: usize,
+    x: usize,
+    y: usize,
+    text: &str,
+    scale: usize,
+) {
     let scale = scale.max(1);
     let box_w = text_width(text, scale) + 2 * scale;
     let box_h = (GLYPH_HEIGHT + 2) * scale;
@@ -89,7 +104,14 @@ mod tests {
         for c in line.chars().chain("0123456789-".chars()) {
             assert!(glyph(c).is_some(), "no glyph for {c:?}");
         }
-        assert_eq!(HudFigures { loss_percent: None, ..figures }.line(), "loss -% q45 30.0fps mash 0.50");
+        assert_eq!(
+            HudFigures {
+                loss_percent: None,
+                ..figures
+            }
+            .line(),
+            "loss -% q45 30.0fps mash 0.50"
+        );
     }
 
     #[test]

@@ -20,8 +20,8 @@ pub mod rgb;
 pub mod y4m;
 
 pub use compose::{
-    compose_headless, fit_inside, glow_rgb, headless_canvas, inside_border, picture_of_headless, rgb_to_ycbcr, stamp_hud,
-    Rect,
+    compose_headless, fit_inside, glow_rgb, headless_canvas, inside_border, picture_of_headless,
+    rgb_to_ycbcr, stamp_hud, Rect,
 };
 pub use hud::{draw_text, HudFigures, GLYPH_HEIGHT, GLYPH_WIDTH};
 pub use playout::{PlayoutQueue, PlayoutStats, PresentClock, PushError, ReleasedFrame};

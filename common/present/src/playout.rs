@@ -79,7 +79,13 @@ impl PlayoutQueue {
     /// `delay` is `display.playout_delay_ms`; `frame_interval` (1 / video.fps) is how long a
     /// frame waits for stragglers when no newer frame has begun.
     pub fn new(delay: Duration, frame_interval: Duration) -> Self {
-        PlayoutQueue { delay, grace: frame_interval, pending: BTreeMap::new(), last_released: None, stats: PlayoutStats::default() }
+        PlayoutQueue {
+            delay,
+            grace: frame_interval,
+            pending: BTreeMap::new(),
+            last_released: None,
+            stats: PlayoutStats::default(),
+        }
     }
 
     pub fn stats(&self) -> PlayoutStats {
@@ -149,7 +155,9 @@ impl PlayoutQueue {
 
     /// When [`PlayoutQueue::pop_due`] may next have a frame (for sleeping).
     pub fn next_due(&self) -> Option<Instant> {
-        self.pending.first_key_value().map(|(_, f)| f.first_arrival + self.delay)
+        self.pending
+            .first_key_value()
+            .map(|(_, f)| f.first_arrival + self.delay)
     }
 }
 
@@ -164,7 +172,11 @@ pub struct PresentClock {
 
 impl PresentClock {
     pub fn new(fps: u32, start: Instant) -> Self {
-        PresentClock { interval: frame_interval(fps), next: start, skipped: 0 }
+        PresentClock {
+            interval: frame_interval(fps),
+            next: start,
+            skipped: 0,
+        }
     }
 
     pub fn interval(&self) -> Duration {
@@ -203,7 +215,9 @@ pub fn frame_interval(fps: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use keymash_codec::{Encoder, EncoderConfig, FrameGeometry, I420Frame, PayloadSink, QualitySpec};
+    use keymash_codec::{
+        Encoder, EncoderConfig, FrameGeometry, I420Frame, PayloadSink, QualitySpec,
+    };
     use keymash_core::Quality;
 
     fn payloads_of(frame: u64, count_at_least: usize) -> Vec<Vec<u8>> {
@@ -213,9 +227,20 @@ mod tests {
         let mut encoder = Encoder::new(config).unwrap();
         let mut sink = PayloadSink::new();
         let picture = I420Frame::grey(geometry);
-        encoder.encode(FrameNo(frame), picture.view(), QualitySpec::Uniform(Quality::new(90).unwrap()), &mut sink).unwrap();
+        encoder
+            .encode(
+                FrameNo(frame),
+                picture.view(),
+                QualitySpec::Uniform(Quality::new(90).unwrap()),
+                &mut sink,
+            )
+            .unwrap();
         let out: Vec<Vec<u8>> = sink.iter().map(<[u8]>::to_vec).collect();
-        assert!(out.len() >= count_at_least, "test frame needs {count_at_least} payloads, got {}", out.len());
+        assert!(
+            out.len() >= count_at_least,
+            "test frame needs {count_at_least} payloads, got {}",
+            out.len()
+        );
         out
     }
 
@@ -228,7 +253,8 @@ mod tests {
         let mut q = PlayoutQueue::new(DELAY, INTERVAL);
         let payloads = payloads_of(1, 2);
         for (i, p) in payloads.iter().enumerate() {
-            q.push(t0 + Duration::from_millis(i as u64), p.clone()).unwrap();
+            q.push(t0 + Duration::from_millis(i as u64), p.clone())
+                .unwrap();
         }
         assert_eq!(q.pop_due(t0 + DELAY - Duration::from_millis(1)), None);
         let released = q.pop_due(t0 + DELAY).unwrap();
@@ -250,11 +276,16 @@ mod tests {
             let first = payloads_of(1, 2);
             q.push(t0, first[0].clone()).unwrap();
             if newer {
-                q.push(t0 + Duration::from_millis(5), payloads_of(2, 1)[0].clone()).unwrap();
+                q.push(t0 + Duration::from_millis(5), payloads_of(2, 1)[0].clone())
+                    .unwrap();
             }
             let release = t0 + DELAY + release_after;
             if release_after > Duration::ZERO {
-                assert_eq!(q.pop_due(release - Duration::from_millis(1)), None, "newer={newer}");
+                assert_eq!(
+                    q.pop_due(release - Duration::from_millis(1)),
+                    None,
+                    "newer={newer}"
+                );
             }
             let frame = q.pop_due(release).unwrap();
             assert_eq!(frame.frame, FrameNo(1));
@@ -271,7 +302,10 @@ mod tests {
         q.push(t0, f1[0].clone()).unwrap();
         q.push(t0, payloads_of(2, 1)[0].clone()).unwrap();
         q.pop_due(t0 + DELAY).unwrap();
-        assert!(matches!(q.push(t0 + DELAY, f1[1].clone()), Err(PushError::Late { .. })));
+        assert!(matches!(
+            q.push(t0 + DELAY, f1[1].clone()),
+            Err(PushError::Late { .. })
+        ));
         assert_eq!(q.stats().payloads_late, 1);
     }
 
@@ -281,14 +315,20 @@ mod tests {
         let mut q = PlayoutQueue::new(DELAY, INTERVAL);
         q.push(t0, payloads_of(10_000, 1)[0].clone()).unwrap();
         q.pop_due(t0 + DELAY + INTERVAL).unwrap();
-        assert_eq!(q.push(t0 + DELAY, payloads_of(3, 1)[0].clone()), Ok(FrameNo(3)));
+        assert_eq!(
+            q.push(t0 + DELAY, payloads_of(3, 1)[0].clone()),
+            Ok(FrameNo(3))
+        );
         assert_eq!(q.stats().stream_restarts, 1);
     }
 
     #[test]
     fn garbage_is_refused_with_the_header_error() {
         let mut q = PlayoutQueue::new(DELAY, INTERVAL);
-        assert!(matches!(q.push(Instant::now(), vec![1, 2, 3]), Err(PushError::Header(_))));
+        assert!(matches!(
+            q.push(Instant::now(), vec![1, 2, 3]),
+            Err(PushError::Header(_))
+        ));
     }
 
     #[test]

@@ -21,7 +21,12 @@ pub fn i420_to_rgb(picture: I420View<'_>, rgb: &mut Vec<u8>) {
     rgb.resize(w * h * 3, 0);
     let (ys, us, vs) = (picture.y(), picture.u(), picture.v());
     let clamp = |x: i32| (x >> 8).clamp(0, 255) as u8;
-    for (row, (out_row, y_row)) in rgb.chunks_exact_mut(w * 3).zip(ys.chunks_exact(w)).enumerate().take(h) {
+    for (row, (out_row, y_row)) in rgb
+        .chunks_exact_mut(w * 3)
+        .zip(ys.chunks_exact(w))
+        .enumerate()
+        .take(h)
+    {
         let c_row = (row / 2) * cw;
         for (col, (px, &y)) in out_row.chunks_exact_mut(3).zip(y_row).enumerate() {
             let c = c_row + col / 2;
@@ -50,14 +55,25 @@ mod tests {
     #[test]
     fn colours_survive_the_round_trip_through_ycbcr_within_rounding() {
         let geometry = FrameGeometry::new(16, 16).unwrap();
-        for colour in [[0u8, 0, 0], [255, 255, 255], [0, 255, 0], [200, 30, 90], [16, 128, 240]] {
+        for colour in [
+            [0u8, 0, 0],
+            [255, 255, 255],
+            [0, 255, 0],
+            [200, 30, 90],
+            [16, 128, 240],
+        ] {
             let [y, u, v] = rgb_to_ycbcr(colour);
-            let frame = I420Frame::from_planes(geometry, vec![y; 256], vec![u; 64], vec![v; 64]).unwrap();
+            let frame =
+                I420Frame::from_planes(geometry, vec![y; 256], vec![u; 64], vec![v; 64]).unwrap();
             let mut rgb = Vec::new();
             i420_to_rgb(frame.view(), &mut rgb);
             assert_eq!(rgb.len(), 16 * 16 * 3);
             for (got, want) in rgb[..3].iter().zip(colour) {
-                assert!((i32::from(*got) - i32::from(want)).abs() <= 3, "{colour:?} came back as {:?}", &rgb[..3]);
+                assert!(
+                    (i32::from(*got) - i32::from(want)).abs() <= 3,
+                    "{colour:?} came back as {:?}",
+                    &rgb[..3]
+                );
             }
         }
     }

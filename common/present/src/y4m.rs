@@ -23,7 +23,10 @@ pub struct Y4mStream<W: Write> {
 impl<W: Write> Y4mStream<W> {
     /// Writes the stream header: 4:2:0 (mpeg2 siting), progressive, square pixels.
     pub fn new(mut out: W, width: usize, height: usize, fps: u32) -> io::Result<Self> {
-        writeln!(out, "YUV4MPEG2 W{width} H{height} F{fps}:1 Ip A1:1 C420mpeg2 XYSCSS=420MPEG2")?;
+        writeln!(
+            out,
+            "YUV4MPEG2 W{width} H{height} F{fps}:1 Ip A1:1 C420mpeg2 XYSCSS=420MPEG2"
+        )?;
         Ok(Y4mStream { out, width, height })
     }
 
@@ -33,7 +36,10 @@ impl<W: Write> Y4mStream<W> {
         if g.width() != self.width || g.height() != self.height {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                format!("picture is {g}, the stream is {}x{}", self.width, self.height),
+                format!(
+                    "picture is {g}, the stream is {}x{}",
+                    self.width, self.height
+                ),
             ));
         }
         writeln!(self.out, "FRAME {FRAME_TAG}{}", frame.0)?;
@@ -66,10 +72,16 @@ mod tests {
         let bytes = stream.out;
         let text = String::from_utf8_lossy(&bytes[..100]);
         let mut lines = text.lines();
-        assert_eq!(lines.next(), Some("YUV4MPEG2 W16 H16 F30:1 Ip A1:1 C420mpeg2 XYSCSS=420MPEG2"));
+        assert_eq!(
+            lines.next(),
+            Some("YUV4MPEG2 W16 H16 F30:1 Ip A1:1 C420mpeg2 XYSCSS=420MPEG2")
+        );
         assert_eq!(lines.next().and_then(frame_tag), Some(FrameNo(42)));
         let header_len = bytes.iter().position(|&b| b == b'\n').unwrap() + 1;
-        assert_eq!(bytes.len(), header_len + "FRAME Xkeymash-frame=42\n".len() + 16 * 16 * 3 / 2);
+        assert_eq!(
+            bytes.len(),
+            header_len + "FRAME Xkeymash-frame=42\n".len() + 16 * 16 * 3 / 2
+        );
         let mut wrong = Y4mStream::new(Vec::new(), 32, 16, 30).unwrap();
         assert!(wrong.write_picture(picture.view(), FrameNo(1)).is_err());
         assert_eq!(frame_tag("FRAME"), None);

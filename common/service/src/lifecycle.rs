@@ -53,21 +53,35 @@ impl Lifecycle {
     pub fn start(name: &'static str) -> Result<Self, LifecycleError> {
         logging::init(name);
         let stop = Arc::new(AtomicBool::new(false));
-        for (signal, signal_name) in
-            [(signal_hook::consts::SIGTERM, "SIGTERM"), (signal_hook::consts::SIGINT, "SIGINT")]
-        {
+        for (signal, signal_name) in [
+            (signal_hook::consts::SIGTERM, "SIGTERM"),
+            (signal_hook::consts::SIGINT, "SIGINT"),
+        ] {
             // Order matters: the conditional shutdown is registered first, so it sees the flag
             // as it was before this delivery; only a second signal makes it exit.
             signal_hook::flag::register_conditional_shutdown(signal, 1, Arc::clone(&stop))
-                .map_err(|source| LifecycleError::SignalHandler { signal: signal_name, source })?;
-            signal_hook::flag::register(signal, Arc::clone(&stop))
-                .map_err(|source| LifecycleError::SignalHandler { signal: signal_name, source })?;
+                .map_err(|source| LifecycleError::SignalHandler {
+                    signal: signal_name,
+                    source,
+                })?;
+            signal_hook::flag::register(signal, Arc::clone(&stop)).map_err(|source| {
+                LifecycleError::SignalHandler {
+                    signal: signal_name,
+                    source,
+                }
+            })?;
         }
         let watchdog_interval = sd_notify::watchdog_enabled();
         if let Some(interval) = watchdog_interval {
             log::debug!("systemd watchdog every {interval:?}");
         }
-        Ok(Lifecycle { name, stop, watchdog_interval, last_watchdog: None, last_status: None })
+        Ok(Lifecycle {
+            name,
+            stop,
+            watchdog_interval,
+            last_watchdog: None,
+            last_status: None,
+        })
     }
 
     pub fn name(&self) -> &'static str {
@@ -94,8 +108,12 @@ impl Lifecycle {
 
     /// The working loop went round once: kick the watchdog if it is due.
     pub fn progress(&mut self, now: Instant) {
-        let Some(interval) = self.watchdog_interval else { return };
-        let due = self.last_watchdog.is_none_or(|last| now.saturating_duration_since(last) >= interval / 4);
+        let Some(interval) = self.watchdog_interval else {
+            return;
+        };
+        let due = self
+            .last_watchdog
+            .is_none_or(|last| now.saturating_duration_since(last) >= interval / 4);
         if due {
             self.notify(&[NotifyState::Watchdog]);
             self.last_watchdog = Some(now);

@@ -43,7 +43,9 @@ where
             log::error!("{e:#}");
             // A refusal found while starting (the key file named by security.key_file) is a
             // configuration error too: no restart loop, the same exit status.
-            if e.chain().any(|c| c.is::<keymash_core::config::ConfigError>()) {
+            if e.chain()
+                .any(|c| c.is::<keymash_core::config::ConfigError>())
+            {
                 ExitCode::from(EXIT_BAD_CONFIG)
             } else {
                 ExitCode::FAILURE

@@ -4,13 +4,16 @@
 use keymash_core::config::Config;
 use keymash_core::pipeline::{stat, Service};
 use keymash_shm::{
-    CellWriter, NameError, OpenError, Permissions, Prefix, SegmentId, SegmentName,
-    ServiceState, ServiceStats,
+    CellWriter, NameError, OpenError, Permissions, Prefix, SegmentId, SegmentName, ServiceState,
+    ServiceStats,
 };
 
 /// The segment `name` under the configured prefix.
 pub fn segment_id(config: &Config, name: &str) -> Result<SegmentId, NameError> {
-    Ok(SegmentId::new(Prefix::new(&config.shm.prefix)?, SegmentName::new(name)?))
+    Ok(SegmentId::new(
+        Prefix::new(&config.shm.prefix)?,
+        SegmentName::new(name)?,
+    ))
 }
 
 /// The permissions segments are created with, from `shm.group_access`.
@@ -59,8 +62,13 @@ impl StatsPublisher {
         let id = segment_id(config, &service.stats_cell())?;
         let (writer, _attach) = CellWriter::open(&id, permissions(config))?;
         let stats = ServiceStats::new(std::process::id(), now_ns);
-        let mut publisher =
-            StatsPublisher { writer, stats, rate_counter, rate_sample: None, full_reported: false };
+        let mut publisher = StatsPublisher {
+            writer,
+            stats,
+            rate_counter,
+            rate_sample: None,
+            full_reported: false,
+        };
         publisher.count(rate_counter, 0);
         publisher.count(stat::DROPPED, 0);
         publisher.publish(now_ns);

@@ -38,5 +38,8 @@ fn published_counters_gauges_and_rate_are_read_back_from_the_cell() {
     publisher.count("frames", 30);
     publisher.publish(t0 + 2_000_000_000);
     let rate = reader.load().unwrap().gauge(stat::RATE).unwrap();
-    assert!((rate - 30.0).abs() < 1e-9, "60 frames over 2 s is 30/s, got {rate}");
+    assert!(
+        (rate - 30.0).abs() < 1e-9,
+        "60 frames over 2 s is 30/s, got {rate}"
+    );
 }

@@ -54,7 +54,9 @@ pub mod test_pattern;
 
 pub use cell::{CellReader, CellValue, CellWriter, LoadError, WaitError};
 pub use layout::{FrameMeta, GeometryError, RingGeometry, SegmentKind};
-pub use list::{list_segments, remove_segments, ProducerInfo, RemoveSegmentsOnDrop, SegmentInfo, SegmentReport};
+pub use list::{
+    list_segments, remove_segments, ProducerInfo, RemoveSegmentsOnDrop, SegmentInfo, SegmentReport,
+};
 pub use name::{NameError, Prefix, SegmentId, SegmentName};
 pub use os::{monotonic_now_ns, process_alive, Permissions};
 pub use ring::{

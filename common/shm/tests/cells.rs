@@ -89,7 +89,11 @@ fn a_store_in_another_process_wakes_a_reader_waiting_for_a_change() {
     assert_eq!(version, 1);
     // Woken by the store (the peer's start and one store), not by the 30 s timeout: the margin
     // between the two is what makes this hold on a loaded machine.
-    assert!(started.elapsed() < Duration::from_secs(10), "woken after {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "woken after {:?}",
+        started.elapsed()
+    );
     assert_eq!(reader.load().unwrap(), PatternRecord::new(1));
     writer.expect("DONE", PATIENCE);
 }

@@ -29,9 +29,18 @@ fn readers_accept_no_torn_frame_while_a_writer_laps_them_flat_out() {
     // One reader follows the newest frame; the other always reads the oldest, the slot the
     // writer overwrites next.
     let timeout = ["--timeout-ms", "30000"];
-    let mut newest = peer(&scope, "read", "frames", &[&timeout[..], &["--accept", CHECKED_FRAMES]].concat());
-    let mut oldest =
-        peer(&scope, "read", "frames", &[&timeout[..], &["--for-ms", OLDEST_READER_MS, "--oldest"]].concat());
+    let mut newest = peer(
+        &scope,
+        "read",
+        "frames",
+        &[&timeout[..], &["--accept", CHECKED_FRAMES]].concat(),
+    );
+    let mut oldest = peer(
+        &scope,
+        "read",
+        "frames",
+        &[&timeout[..], &["--for-ms", OLDEST_READER_MS, "--oldest"]].concat(),
+    );
     newest.expect("READY", PATIENCE);
     oldest.expect("READY", PATIENCE);
     // Effectively endless; killed once both readers are done.
@@ -46,15 +55,33 @@ fn readers_accept_no_torn_frame_while_a_writer_laps_them_flat_out() {
     let result = newest.expect("RESULT", Duration::from_secs(150));
     eprintln!("newest: {}", result.line);
     assert_eq!(result.get("outcome"), "complete", "{}", result.line);
-    assert_eq!(result.u64("corrupt"), 0, "torn frames were accepted: {}", result.line);
+    assert_eq!(
+        result.u64("corrupt"),
+        0,
+        "torn frames were accepted: {}",
+        result.line
+    );
     assert_eq!(result.u64("unexplained_gaps"), 0, "{}", result.line);
-    assert!(result.u64("accepted") >= 100_000, "only {} frames checked", result.u64("accepted"));
+    assert!(
+        result.u64("accepted") >= 100_000,
+        "only {} frames checked",
+        result.u64("accepted")
+    );
 
     let result = oldest.expect("RESULT", Duration::from_secs(150));
     eprintln!("oldest: {}", result.line);
     assert_eq!(result.get("outcome"), "complete", "{}", result.line);
-    assert_eq!(result.u64("corrupt"), 0, "torn frames were accepted: {}", result.line);
-    assert!(result.u64("overwritten") > 0, "the oldest-slot reader never lost a race: {}", result.line);
+    assert_eq!(
+        result.u64("corrupt"),
+        0,
+        "torn frames were accepted: {}",
+        result.line
+    );
+    assert!(
+        result.u64("overwritten") > 0,
+        "the oldest-slot reader never lost a race: {}",
+        result.line
+    );
     writer.kill();
 }
 

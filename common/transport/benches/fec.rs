@@ -6,22 +6,34 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use keymash_transport::fec::{block_rows, FecDecoder, FecEncoder, FecOverhead, RepairPacket, SplitMix64};
+use keymash_transport::fec::{
+    block_rows, FecDecoder, FecEncoder, FecOverhead, RepairPacket, SplitMix64,
+};
 use keymash_transport::seq::SeqExtender;
 
 /// Loss on the wire, packet by packet in sending order, continuing across frames.
 enum Loss {
     Bernoulli(f64),
     /// Gilbert-Elliott: P(good->bad), P(bad->good); all lost in bad, none in good.
-    GilbertElliott { to_bad: f64, to_good: f64, bad: bool },
+    GilbertElliott {
+        to_bad: f64,
+        to_good: f64,
+        bad: bool,
+    },
 }
 
 impl Loss {
     fn name(&self) -> String {
         match self {
             Loss::Bernoulli(p) => format!("random {:.0}%", p * 100.0),
-            Loss::GilbertElliott { to_bad, to_good, .. } => {
-                format!("G-E burst (p {to_bad}, r {to_good}: mean burst {:.1}, loss {:.1}%)", 1.0 / to_good, 100.0 * to_bad / (to_bad + to_good))
+            Loss::GilbertElliott {
+                to_bad, to_good, ..
+            } => {
+                format!(
+                    "G-E burst (p {to_bad}, r {to_good}: mean burst {:.1}, loss {:.1}%)",
+                    1.0 / to_good,
+                    100.0 * to_bad / (to_bad + to_good)
+                )
             }
         }
     }
@@ -30,7 +42,11 @@ impl Loss {
         let mut uniform = || (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
         match self {
             Loss::Bernoulli(p) => uniform() < *p,
-            Loss::GilbertElliott { to_bad, to_good, bad } => {
+            Loss::GilbertElliott {
+                to_bad,
+                to_good,
+                bad,
+            } => {
                 let flip = if *bad { *to_good } else { *to_bad };
                 if uniform() < flip {
                     *bad = !*bad;
@@ -54,7 +70,13 @@ struct Tally {
 }
 
 fn payloads(rng: &mut SplitMix64, k: usize) -> Vec<Vec<u8>> {
-    (0..k).map(|_| (0..600 + rng.below(589)).map(|_| rng.next_u64() as u8).collect()).collect()
+    (0..k)
+        .map(|_| {
+            (0..600 + rng.below(589))
+                .map(|_| rng.next_u64() as u8)
+                .collect()
+        })
+        .collect()
 }
 
 /// Shards for Reed-Solomon: the same `length ++ bytes` coding, padded to one even length.
@@ -148,7 +170,11 @@ fn run(k: usize, frames: u64, mut loss: Loss, seed: u64) -> (String, Tally) {
 fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned()))
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
         .unwrap_or_else(|| "unknown".to_owned())
 }
 
@@ -189,7 +215,10 @@ fn throughput(k: usize, rounds: u32) {
     let xor_enc = mb(t.elapsed().as_secs_f64());
 
     // Decode: every source but one (spread over the block) arrives, then the repairs recover it.
-    let parsed: Vec<RepairPacket<'_>> = repairs.iter().map(|p| RepairPacket::parse(p).expect("parses")).collect();
+    let parsed: Vec<RepairPacket<'_>> = repairs
+        .iter()
+        .map(|p| RepairPacket::parse(p).expect("parses"))
+        .collect();
     let mut decoder = FecDecoder::new();
     let mut seqs = SeqExtender::new();
     let mut base: u16 = 100;
@@ -204,26 +233,35 @@ fn throughput(k: usize, rounds: u32) {
             }
         }
         for p in &parsed {
-            let moved = RepairPacket { base_seq: base, ..*p };
+            let moved = RepairPacket {
+                base_seq: base,
+                ..*p
+            };
             recovered += decoder.add_repair(&moved, 0, &seqs).len();
         }
         base = base.wrapping_add(k as u16);
     }
     let xor_dec = mb(t.elapsed().as_secs_f64());
-    assert_eq!(recovered, rounds as usize, "decode benchmark did not recover every loss");
+    assert_eq!(
+        recovered, rounds as usize,
+        "decode benchmark did not recover every loss"
+    );
 
     let shards = rs_shards(&sources);
     let t = Instant::now();
     let mut recovery = Vec::new();
     for _ in 0..rounds {
-        recovery = black_box(reed_solomon_simd::encode(k, r, black_box(&shards)).expect("rs encode"));
+        recovery =
+            black_box(reed_solomon_simd::encode(k, r, black_box(&shards)).expect("rs encode"));
     }
     let rs_enc = mb(t.elapsed().as_secs_f64());
     let t = Instant::now();
     for round in 0..rounds {
         let missing = round as usize % k;
         let original = shards.iter().enumerate().filter(|(i, _)| *i != missing);
-        let restored = reed_solomon_simd::decode(k, r, original, recovery.iter().enumerate().take(1)).expect("rs decode");
+        let restored =
+            reed_solomon_simd::decode(k, r, original, recovery.iter().enumerate().take(1))
+                .expect("rs decode");
         black_box(restored);
     }
     let rs_dec = mb(t.elapsed().as_secs_f64());
@@ -246,17 +284,39 @@ fn throughput(k: usize, rounds: u32) {
 }
 
 fn main() {
-    let frames_20: u64 = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(50_000);
+    let frames_20: u64 = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(50_000);
     println!("CPU: {}", cpu_model());
     println!("FEC at 25% overhead; XOR = keymash's LT-style code, RS = reed-solomon-simd (MDS upper bound), same loss pattern");
-    println!("{:<48} {:>4} {:>7} {:>9} {:>9} | {:>12} {:>12} | {:>12} {:>12}", "loss model", "K", "frames", "wire loss", "src lost", "XOR recov", "RS recov", "XOR frames ok", "RS frames ok");
+    println!(
+        "{:<48} {:>4} {:>7} {:>9} {:>9} | {:>12} {:>12} | {:>12} {:>12}",
+        "loss model",
+        "K",
+        "frames",
+        "wire loss",
+        "src lost",
+        "XOR recov",
+        "RS recov",
+        "XOR frames ok",
+        "RS frames ok"
+    );
     for (k, frames) in [(20usize, frames_20), (100, frames_20 / 5)] {
         let models = [
             Loss::Bernoulli(0.01),
             Loss::Bernoulli(0.03),
             Loss::Bernoulli(0.05),
-            Loss::GilbertElliott { to_bad: 0.01, to_good: 0.5, bad: false },
-            Loss::GilbertElliott { to_bad: 0.01, to_good: 0.25, bad: false },
+            Loss::GilbertElliott {
+                to_bad: 0.01,
+                to_good: 0.5,
+                bad: false,
+            },
+            Loss::GilbertElliott {
+                to_bad: 0.01,
+                to_good: 0.25,
+                bad: false,
+            },
         ];
         for (m, loss) in models.into_iter().enumerate() {
             let (name, t) = run(k, frames, loss, 1000 + m as u64);
@@ -274,7 +334,9 @@ fn main() {
             );
         }
     }
-    println!("throughput (source bytes per second; ratio = time relative to memcpy of the same bytes):");
+    println!(
+        "throughput (source bytes per second; ratio = time relative to memcpy of the same bytes):"
+    );
     throughput(20, 20_000);
     throughput(100, 4_000);
 }

@@ -83,7 +83,10 @@ pub enum ConfigError {
     #[error("{0} must be longer than zero")]
     ZeroDuration(&'static str),
     #[error("frame_spread ({spread:?}) is longer than frame_interval ({interval:?}): frames would queue up without end")]
-    SpreadLongerThanFrame { spread: Duration, interval: Duration },
+    SpreadLongerThanFrame {
+        spread: Duration,
+        interval: Duration,
+    },
     #[error("window_packets must be at least {min} (a few frames of packets), got {got}")]
     WindowTooSmall { min: usize, got: usize },
     #[error("retransmit_history_packets must be at least 1 when nack is on")]
@@ -153,16 +156,24 @@ impl TransportConfig {
             }
         }
         if self.frame_spread > self.frame_interval {
-            return Err(ConfigError::SpreadLongerThanFrame { spread: self.frame_spread, interval: self.frame_interval });
+            return Err(ConfigError::SpreadLongerThanFrame {
+                spread: self.frame_spread,
+                interval: self.frame_interval,
+            });
         }
         if self.window_packets < MIN_WINDOW_PACKETS {
-            return Err(ConfigError::WindowTooSmall { min: MIN_WINDOW_PACKETS, got: self.window_packets });
+            return Err(ConfigError::WindowTooSmall {
+                min: MIN_WINDOW_PACKETS,
+                got: self.window_packets,
+            });
         }
         if self.nack && self.retransmit_history_packets == 0 {
             return Err(ConfigError::EmptyHistory);
         }
         if !(self.retransmit_share > 0.0 && self.retransmit_share <= 1.0) {
-            return Err(ConfigError::RetransmitShare(self.retransmit_share.to_string()));
+            return Err(ConfigError::RetransmitShare(
+                self.retransmit_share.to_string(),
+            ));
         }
         Ok(())
     }
@@ -201,11 +212,48 @@ mod tests {
     fn settings_that_cannot_work_are_refused_with_their_cause() {
         let base = TransportConfig::default;
         let cases: Vec<(TransportConfig, ConfigError)> = vec![
-            (TransportConfig { repair_payload_type: PayloadType::DYNAMIC_VIDEO, ..base() }, ConfigError::SamePayloadTypes(96)),
-            (TransportConfig { feedback_interval: Duration::ZERO, ..base() }, ConfigError::ZeroDuration("feedback_interval")),
-            (TransportConfig { frame_spread: Duration::from_millis(40), ..base() }, ConfigError::SpreadLongerThanFrame { spread: Duration::from_millis(40), interval: base().frame_interval }),
-            (TransportConfig { window_packets: 10, ..base() }, ConfigError::WindowTooSmall { min: MIN_WINDOW_PACKETS, got: 10 }),
-            (TransportConfig { nack: true, retransmit_history_packets: 0, ..base() }, ConfigError::EmptyHistory),
+            (
+                TransportConfig {
+                    repair_payload_type: PayloadType::DYNAMIC_VIDEO,
+                    ..base()
+                },
+                ConfigError::SamePayloadTypes(96),
+            ),
+            (
+                TransportConfig {
+                    feedback_interval: Duration::ZERO,
+                    ..base()
+                },
+                ConfigError::ZeroDuration("feedback_interval"),
+            ),
+            (
+                TransportConfig {
+                    frame_spread: Duration::from_millis(40),
+                    ..base()
+                },
+                ConfigError::SpreadLongerThanFrame {
+                    spread: Duration::from_millis(40),
+                    interval: base().frame_interval,
+                },
+            ),
+            (
+                TransportConfig {
+                    window_packets: 10,
+                    ..base()
+                },
+                ConfigError::WindowTooSmall {
+                    min: MIN_WINDOW_PACKETS,
+                    got: 10,
+                },
+            ),
+            (
+                TransportConfig {
+                    nack: true,
+                    retransmit_history_packets: 0,
+                    ..base()
+                },
+                ConfigError::EmptyHistory,
+            ),
         ];
         for (config, want) in cases {
             assert_eq!(config.validate(), Err(want));

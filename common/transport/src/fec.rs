@@ -66,7 +66,11 @@ impl FecOverhead {
         if (0.0..=1.0).contains(&fraction) {
             Ok(FecOverhead(fraction))
         } else {
-            Err(keymash_core::OutOfRange { what: "FEC overhead", range: "0.0..=1.0", got: fraction.to_string() })
+            Err(keymash_core::OutOfRange {
+                what: "FEC overhead",
+                range: "0.0..=1.0",
+                got: fraction.to_string(),
+            })
         }
     }
 
@@ -141,7 +145,8 @@ pub struct RepairPacket<'a> {
 impl<'a> RepairPacket<'a> {
     /// Parse the RTP payload of a repair packet. Never panics.
     pub fn parse(payload: &'a [u8]) -> Result<Self, FecError> {
-        let (h, coded) = WireRepairHeader::ref_from_prefix(payload).map_err(|_| FecError::TooShort(payload.len()))?;
+        let (h, coded) = WireRepairHeader::ref_from_prefix(payload)
+            .map_err(|_| FecError::TooShort(payload.len()))?;
         if coded.len() < LENGTH_PREFIX {
             return Err(FecError::TooShort(payload.len()));
         }
@@ -155,7 +160,10 @@ impl<'a> RepairPacket<'a> {
         // Overhead is at most 100%, and at least one complementary pair is sent when k >= 2.
         let count = usize::from(h.repair_count);
         if !(k.min(2)..=k).contains(&count) {
-            return Err(FecError::BadRepairCount { count: h.repair_count, k });
+            return Err(FecError::BadRepairCount {
+                count: h.repair_count,
+                k,
+            });
         }
         let index = h.repair_index.get();
         if usize::from(index) >= count {
@@ -174,7 +182,12 @@ impl<'a> RepairPacket<'a> {
 
     /// Which of the block's sources (bit i = source i) this packet is the XOR of.
     pub fn members(&self) -> u128 {
-        repair_members(self.seed, self.source_count, self.repair_count, self.repair_index)
+        repair_members(
+            self.seed,
+            self.source_count,
+            self.repair_count,
+            self.repair_index,
+        )
     }
 }
 
@@ -245,12 +258,18 @@ pub fn block_rows(seed: u32, k: usize, r: usize) -> Vec<u128> {
         codes.extend(0..words);
     }
     // For odd k: ones on code bit 0 (row 0) and on odd code bits (rows 2, 4, ...).
-    let odd_word = (0..d as usize).filter(|&j| j == 0 || j % 2 == 1).fold(0, |w, j| w | 1 << j);
+    let odd_word = (0..d as usize)
+        .filter(|&j| j == 0 || j % 2 == 1)
+        .fold(0, |w, j| w | 1 << j);
     if spare % 2 == 1 {
         codes.push(odd_word);
     }
     // Complementary classes {x, !x}, named by the member with the top code bit clear.
-    let odd_class = if odd_word & (words >> 1) == 0 { odd_word } else { odd_word ^ word_mask };
+    let odd_class = if odd_word & (words >> 1) == 0 {
+        odd_word
+    } else {
+        odd_word ^ word_mask
+    };
     let weight = |x: usize| {
         let w = (x >> 1).count_ones() as usize;
         w.min(d as usize - 1 - w)
@@ -304,7 +323,10 @@ pub fn block_rows(seed: u32, k: usize, r: usize) -> Vec<u128> {
 /// The member set of repair packet `index` of a block of `k` sources and `r` repair packets
 /// whose header carries `seed` (see [`block_rows`]); empty for an index past `r`.
 pub fn repair_members(seed: u32, k: usize, r: usize, index: u16) -> u128 {
-    block_rows(seed, k, r).get(usize::from(index)).copied().unwrap_or(0)
+    block_rows(seed, k, r)
+        .get(usize::from(index))
+        .copied()
+        .unwrap_or(0)
 }
 
 /// XOR `src` into the start of `dst` (`dst` at least as long).
@@ -318,12 +340,14 @@ pub fn xor_into(dst: &mut [u8], src: &[u8]) {
 pub fn blocks_of_frame(k: usize) -> impl Iterator<Item = (usize, usize)> {
     let blocks = k.div_ceil(MAX_BLOCK_SOURCES).max(1);
     let (base, extra) = (k / blocks, k % blocks);
-    (0..blocks).scan(0, move |offset, b| {
-        let len = base + usize::from(b < extra);
-        let start = *offset;
-        *offset += len;
-        Some((start, len))
-    }).filter(|(_, len)| *len > 0)
+    (0..blocks)
+        .scan(0, move |offset, b| {
+            let len = base + usize::from(b < extra);
+            let start = *offset;
+            *offset += len;
+            Some((start, len))
+        })
+        .filter(|(_, len)| *len > 0)
 }
 
 /// Produces repair payloads for frames (sender side).
@@ -336,7 +360,10 @@ pub struct FecEncoder {
 impl FecEncoder {
     /// `seed` only varies the subsets between streams; any value works.
     pub fn new(overhead: FecOverhead, seed: u64) -> Self {
-        FecEncoder { overhead, seeds: SplitMix64::new(seed) }
+        FecEncoder {
+            overhead,
+            seeds: SplitMix64::new(seed),
+        }
     }
 
     pub fn overhead(&self) -> FecOverhead {
@@ -355,7 +382,13 @@ impl FecEncoder {
             let seed = self.seeds.next_u64() as u32;
             let count = self.overhead.repair_count(k);
             for (index, &members) in block_rows(seed, k, count).iter().enumerate() {
-                let longest = block.iter().enumerate().filter(|(i, _)| members & (1 << i) != 0).map(|(_, s)| s.len()).max().unwrap_or(0);
+                let longest = block
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| members & (1 << i) != 0)
+                    .map(|(_, s)| s.len())
+                    .max()
+                    .unwrap_or(0);
                 let header = WireRepairHeader {
                     base_seq: U16::new(base_seq),
                     source_count: k as u8,
@@ -371,7 +404,10 @@ impl FecEncoder {
                 let coded = &mut payload[REPAIR_HEADER_LEN..];
                 for (i, src) in block.iter().enumerate() {
                     if members & (1 << i) != 0 {
-                        xor_into(&mut coded[..LENGTH_PREFIX], &(src.len() as u16).to_be_bytes());
+                        xor_into(
+                            &mut coded[..LENGTH_PREFIX],
+                            &(src.len() as u16).to_be_bytes(),
+                        );
                         xor_into(&mut coded[LENGTH_PREFIX..], src);
                     }
                 }
@@ -431,7 +467,11 @@ impl Default for FecDecoder {
 
 impl FecDecoder {
     pub fn new() -> Self {
-        FecDecoder { store: (0..SOURCE_STORE_SLOTS).map(|_| None).collect(), blocks: VecDeque::new(), inconsistent: 0 }
+        FecDecoder {
+            store: (0..SOURCE_STORE_SLOTS).map(|_| None).collect(),
+            blocks: VecDeque::new(),
+            inconsistent: 0,
+        }
     }
 
     fn slot(seq: SeqNo) -> usize {
@@ -450,7 +490,12 @@ impl FecDecoder {
                 s.data.clear();
                 s.data.extend_from_slice(payload);
             }
-            None => *slot = Some(StoredSource { seq, data: payload.to_vec() }),
+            None => {
+                *slot = Some(StoredSource {
+                    seq,
+                    data: payload.to_vec(),
+                })
+            }
         }
     }
 
@@ -462,7 +507,11 @@ impl FecDecoder {
         }
         self.remember(seq, payload);
         let mut recovered = Vec::new();
-        if let Some(i) = self.blocks.iter().position(|b| seq >= b.base && seq.get() < b.base.get() + b.k as u64) {
+        if let Some(i) = self
+            .blocks
+            .iter()
+            .position(|b| seq >= b.base && seq.get() < b.base.get() + b.k as u64)
+        {
             self.peel(i, &mut recovered);
         }
         recovered
@@ -470,10 +519,21 @@ impl FecDecoder {
 
     /// A repair packet arrived; `timestamp` is its RTP timestamp (the frame's), `media_seqs`
     /// the media stream's extender (to place the block's base sequence number).
-    pub fn add_repair(&mut self, repair: &RepairPacket<'_>, timestamp: u32, media_seqs: &SeqExtender) -> Vec<RecoveredPacket> {
+    pub fn add_repair(
+        &mut self,
+        repair: &RepairPacket<'_>,
+        timestamp: u32,
+        media_seqs: &SeqExtender,
+    ) -> Vec<RecoveredPacket> {
         let base = media_seqs.peek(repair.base_seq);
         let i = match self.blocks.iter().position(|b| b.base == base) {
-            Some(i) if self.blocks[i].k == repair.source_count && self.blocks[i].seed == repair.seed && self.blocks[i].rows.len() == repair.repair_count => i,
+            Some(i)
+                if self.blocks[i].k == repair.source_count
+                    && self.blocks[i].seed == repair.seed
+                    && self.blocks[i].rows.len() == repair.repair_count =>
+            {
+                i
+            }
             Some(_) => {
                 self.inconsistent += 1;
                 return Vec::new();
@@ -483,7 +543,15 @@ impl FecDecoder {
                     self.blocks.pop_front();
                 }
                 let rows = block_rows(repair.seed, repair.source_count, repair.repair_count);
-                self.blocks.push_back(PendingBlock { base, k: repair.source_count, ends_frame: repair.ends_frame, timestamp, seed: repair.seed, rows, repairs: Vec::new() });
+                self.blocks.push_back(PendingBlock {
+                    base,
+                    k: repair.source_count,
+                    ends_frame: repair.ends_frame,
+                    timestamp,
+                    seed: repair.seed,
+                    rows,
+                    repairs: Vec::new(),
+                });
                 self.blocks.len() - 1
             }
         };
@@ -491,7 +559,9 @@ impl FecDecoder {
             self.inconsistent += 1;
             return Vec::new();
         };
-        self.blocks[i].repairs.push((members, repair.coded.to_vec()));
+        self.blocks[i]
+            .repairs
+            .push((members, repair.coded.to_vec()));
         let mut recovered = Vec::new();
         self.peel(i, &mut recovered);
         recovered
@@ -499,9 +569,12 @@ impl FecDecoder {
 
     /// Recover everything block `i` allows.
     fn peel(&mut self, i: usize, recovered: &mut Vec<RecoveredPacket>) {
-        let Some(block) = self.blocks.get_mut(i) else { return };
+        let Some(block) = self.blocks.get_mut(i) else {
+            return;
+        };
         let mut repairs = std::mem::take(&mut block.repairs);
-        let (base, k, ends_frame, timestamp) = (block.base, block.k, block.ends_frame, block.timestamp);
+        let (base, k, ends_frame, timestamp) =
+            (block.base, block.k, block.ends_frame, block.timestamp);
         loop {
             let mut progress = false;
             let mut r = 0;
@@ -525,7 +598,12 @@ impl FecDecoder {
                             Some(payload) => {
                                 let seq = base.add(m as u64);
                                 self.remember(seq, &payload);
-                                recovered.push(RecoveredPacket { seq, timestamp, marker: ends_frame && m + 1 == k, payload });
+                                recovered.push(RecoveredPacket {
+                                    seq,
+                                    timestamp,
+                                    marker: ends_frame && m + 1 == k,
+                                    payload,
+                                });
                                 progress = true;
                             }
                             None => self.inconsistent += 1,
@@ -553,7 +631,15 @@ impl FecDecoder {
     /// packets determine, which peeling alone does not (three losses covered as 110, 011, 111
     /// leave no repair with a single unknown). Only runs when a block has at least as many
     /// repair packets waiting as sources missing, so a clean stream never pays for it.
-    fn eliminate(&mut self, base: SeqNo, k: usize, ends_frame: bool, timestamp: u32, repairs: &[(u128, Vec<u8>)], recovered: &mut Vec<RecoveredPacket>) {
+    fn eliminate(
+        &mut self,
+        base: SeqNo,
+        k: usize,
+        ends_frame: bool,
+        timestamp: u32,
+        repairs: &[(u128, Vec<u8>)],
+        recovered: &mut Vec<RecoveredPacket>,
+    ) {
         let missing: Vec<usize> = (0..k).filter(|&m| !self.has(base.add(m as u64))).collect();
         if missing.is_empty() || repairs.len() < missing.len() {
             return;
@@ -571,12 +657,20 @@ impl FecDecoder {
                     continue;
                 }
                 let seq = base.add(m as u64);
-                let Some(src) = self.store[Self::slot(seq)].as_ref().filter(|s| s.seq == seq) else { continue 'rows };
+                let Some(src) = self.store[Self::slot(seq)]
+                    .as_ref()
+                    .filter(|s| s.seq == seq)
+                else {
+                    continue 'rows;
+                };
                 if LENGTH_PREFIX + src.data.len() > bytes.len() {
                     self.inconsistent += 1;
                     continue 'rows;
                 }
-                xor_into(&mut bytes[..LENGTH_PREFIX], &(src.data.len() as u16).to_be_bytes());
+                xor_into(
+                    &mut bytes[..LENGTH_PREFIX],
+                    &(src.data.len() as u16).to_be_bytes(),
+                );
                 xor_into(&mut bytes[LENGTH_PREFIX..], &src.data);
             }
             if unknowns != 0 {
@@ -586,7 +680,9 @@ impl FecDecoder {
         let mut pivot_of = vec![None; missing.len()];
         let mut next = 0;
         for (col, pivot) in pivot_of.iter_mut().enumerate() {
-            let Some(p) = (next..rows.len()).find(|&r| rows[r].0 & (1 << col) != 0) else { continue };
+            let Some(p) = (next..rows.len()).find(|&r| rows[r].0 & (1 << col) != 0) else {
+                continue;
+            };
             rows.swap(next, p);
             let (pivot_mask, pivot_bytes) = rows[next].clone();
             for (r, row) in rows.iter_mut().enumerate() {
@@ -600,13 +696,23 @@ impl FecDecoder {
         }
         for (col, pivot) in pivot_of.into_iter().enumerate() {
             // Solved only if the pivot row no longer depends on an undetermined source.
-            let Some(row) = pivot.and_then(|p| rows.get(p)).filter(|row| row.0 == 1 << col) else { continue };
+            let Some(row) = pivot
+                .and_then(|p| rows.get(p))
+                .filter(|row| row.0 == 1 << col)
+            else {
+                continue;
+            };
             match unpack(&row.1) {
                 Some(payload) => {
                     let m = missing[col];
                     let seq = base.add(m as u64);
                     self.remember(seq, &payload);
-                    recovered.push(RecoveredPacket { seq, timestamp, marker: ends_frame && m + 1 == k, payload });
+                    recovered.push(RecoveredPacket {
+                        seq,
+                        timestamp,
+                        marker: ends_frame && m + 1 == k,
+                        payload,
+                    });
                 }
                 None => self.inconsistent += 1,
             }
@@ -614,7 +720,14 @@ impl FecDecoder {
     }
 
     /// XOR out every present member of a repair packet, leaving missing member `m`.
-    fn solve(&self, base: SeqNo, k: usize, members: u128, m: usize, mut coded: Vec<u8>) -> Option<Vec<u8>> {
+    fn solve(
+        &self,
+        base: SeqNo,
+        k: usize,
+        members: u128,
+        m: usize,
+        mut coded: Vec<u8>,
+    ) -> Option<Vec<u8>> {
         for other in (0..k).filter(|&o| o != m && members & (1 << o) != 0) {
             let seq = base.add(other as u64);
             let src = match &self.store[Self::slot(seq)] {
@@ -624,7 +737,10 @@ impl FecDecoder {
             if LENGTH_PREFIX + src.len() > coded.len() {
                 return None;
             }
-            xor_into(&mut coded[..LENGTH_PREFIX], &(src.len() as u16).to_be_bytes());
+            xor_into(
+                &mut coded[..LENGTH_PREFIX],
+                &(src.len() as u16).to_be_bytes(),
+            );
             xor_into(&mut coded[LENGTH_PREFIX..], src);
         }
         unpack(&coded)
@@ -661,7 +777,11 @@ mod tests {
                     for (index, row) in rows.iter().enumerate() {
                         assert_eq!(row & !all, 0, "k={k} r={r} row {index} outside the block");
                         let want = if k == 1 { 1 } else { row_degree(k, index) };
-                        assert_eq!(row.count_ones() as usize, want, "k={k} r={r} seed={seed} row {index} degree");
+                        assert_eq!(
+                            row.count_ones() as usize,
+                            want,
+                            "k={k} r={r} seed={seed} row {index} degree"
+                        );
                         assert_eq!(repair_members(seed, k, r, index as u16), *row);
                     }
                     if k >= 2 {
@@ -675,14 +795,23 @@ mod tests {
 
     /// The membership column of each source: bit j = member of repair packet j.
     fn columns(rows: &[u128], k: usize) -> Vec<u128> {
-        (0..k).map(|i| rows.iter().enumerate().filter(|(_, row)| *row & (1 << i) != 0).fold(0, |c, (j, _)| c | 1 << j)).collect()
+        (0..k)
+            .map(|i| {
+                rows.iter()
+                    .enumerate()
+                    .filter(|(_, row)| *row & (1 << i) != 0)
+                    .fold(0, |c, (j, _)| c | 1 << j)
+            })
+            .collect()
     }
 
     /// Fewest source pairs with equal columns any design with a complementary first pair can
     /// have: each column holds exactly one of rows 0 and 1, so at most 2^(r-1) columns differ,
     /// and k sources spread as evenly as possible over them share a column q or q+1 at a time.
     fn inseparable_pair_bound(k: usize, r: usize) -> usize {
-        let words = 1usize.checked_shl((r.max(2) - 1) as u32).filter(|&w| w <= k);
+        let words = 1usize
+            .checked_shl((r.max(2) - 1) as u32)
+            .filter(|&w| w <= k);
         let Some(words) = words else { return 0 };
         let (q, heavy) = (k / words, k % words);
         let pairs = |n: usize| n * n.saturating_sub(1) / 2;
@@ -699,12 +828,19 @@ mod tests {
                 let r = FecOverhead::new(overhead).unwrap().repair_count(k);
                 for seed in [7u32, 8, 0xFFFF_FFFF] {
                     let cols = columns(&block_rows(seed, k, r), k);
-                    assert!(cols.iter().all(|&c| c != 0), "k={k} r={r}: a source in no repair packet");
+                    assert!(
+                        cols.iter().all(|&c| c != 0),
+                        "k={k} r={r}: a source in no repair packet"
+                    );
                     let mut inseparable = 0;
                     for a in 0..k {
                         inseparable += (a + 1..k).filter(|&b| cols[a] == cols[b]).count();
                     }
-                    assert_eq!(inseparable, inseparable_pair_bound(k, r), "k={k} r={r} seed={seed}");
+                    assert_eq!(
+                        inseparable,
+                        inseparable_pair_bound(k, r),
+                        "k={k} r={r} seed={seed}"
+                    );
                 }
             }
         }
@@ -714,11 +850,17 @@ mod tests {
     fn the_seed_decides_which_sources_share_a_column() {
         let shared = |seed: u32| {
             let cols = columns(&block_rows(seed, 20, 5), 20);
-            (0..20).flat_map(|a| (a + 1..20).map(move |b| (a, b))).filter(|&(a, b)| cols[a] == cols[b]).collect::<Vec<_>>()
+            (0..20)
+                .flat_map(|a| (a + 1..20).map(move |b| (a, b)))
+                .filter(|&(a, b)| cols[a] == cols[b])
+                .collect::<Vec<_>>()
         };
         let first = shared(1);
         assert_eq!(first.len(), 4);
-        assert!((2..40).any(|seed| shared(seed) != first), "every seed pairs the same sources");
+        assert!(
+            (2..40).any(|seed| shared(seed) != first),
+            "every seed pairs the same sources"
+        );
     }
 
     #[test]
@@ -748,7 +890,13 @@ mod tests {
     }
 
     fn frame(k: usize) -> Vec<Vec<u8>> {
-        (0..k).map(|i| (0..(i * 37 % 1188 + 1)).map(|b| (b * 7 + i) as u8).collect()).collect()
+        (0..k)
+            .map(|i| {
+                (0..(i * 37 % 1188 + 1))
+                    .map(|b| (b * 7 + i) as u8)
+                    .collect()
+            })
+            .collect()
     }
 
     #[test]
@@ -782,7 +930,15 @@ mod tests {
 
     /// Rank over GF(2) of the repair rows restricted to the lost sources.
     fn rank(rows: &[u128], lost: &[usize]) -> usize {
-        let mut rows: Vec<u128> = rows.iter().map(|m| lost.iter().enumerate().filter(|(_, &l)| m & (1 << l) != 0).fold(0, |a, (j, _)| a | 1 << j)).collect();
+        let mut rows: Vec<u128> = rows
+            .iter()
+            .map(|m| {
+                lost.iter()
+                    .enumerate()
+                    .filter(|(_, &l)| m & (1 << l) != 0)
+                    .fold(0, |a, (j, _)| a | 1 << j)
+            })
+            .collect();
         let mut rank = 0;
         for col in 0..lost.len() {
             if let Some(p) = (rank..rows.len()).find(|&r| rows[r] & (1 << col) != 0) {
@@ -805,7 +961,10 @@ mod tests {
         let sources = frame(k);
         let refs: Vec<&[u8]> = sources.iter().map(Vec::as_slice).collect();
         let repairs = FecEncoder::new(FecOverhead::DEFAULT, 3).encode_frame(100, &refs);
-        let members: Vec<u128> = repairs.iter().map(|r| RepairPacket::parse(r).unwrap().members()).collect();
+        let members: Vec<u128> = repairs
+            .iter()
+            .map(|r| RepairPacket::parse(r).unwrap().members())
+            .collect();
         let (mut solvable, mut peeling_stalls) = (0, 0);
         // Four losses in a block of 20, every pattern: the repair packets determine many of
         // them, and some only by elimination (no repair packet holds exactly one of the four).
@@ -831,8 +990,14 @@ mod tests {
                         }
                         if rank(&members, &lost) == 4 {
                             solvable += 1;
-                            assert_eq!(got.len(), 4, "lost {lost:?} is determined but not recovered");
-                            let weight_one = members.iter().any(|m| lost.iter().filter(|&&l| m & (1 << l) != 0).count() == 1);
+                            assert_eq!(
+                                got.len(),
+                                4,
+                                "lost {lost:?} is determined but not recovered"
+                            );
+                            let weight_one = members
+                                .iter()
+                                .any(|m| lost.iter().filter(|&&l| m & (1 << l) != 0).count() == 1);
                             if !weight_one {
                                 peeling_stalls += 1;
                             }
@@ -842,7 +1007,10 @@ mod tests {
             }
         }
         assert!(solvable > 100, "{solvable}");
-        assert!(peeling_stalls > 0, "no pattern needed elimination; the test proves nothing");
+        assert!(
+            peeling_stalls > 0,
+            "no pattern needed elimination; the test proves nothing"
+        );
     }
 
     #[test]
@@ -853,16 +1021,31 @@ mod tests {
         p[2] = 129;
         assert_eq!(RepairPacket::parse(&p), Err(FecError::BadSourceCount(129)));
         p[2] = 4;
-        assert_eq!(RepairPacket::parse(&p), Err(FecError::UnsupportedVersion(0)));
+        assert_eq!(
+            RepairPacket::parse(&p),
+            Err(FecError::UnsupportedVersion(0))
+        );
         p[6] = REPAIR_VERSION;
-        assert_eq!(RepairPacket::parse(&p), Err(FecError::BadRepairCount { count: 0, k: 4 }));
+        assert_eq!(
+            RepairPacket::parse(&p),
+            Err(FecError::BadRepairCount { count: 0, k: 4 })
+        );
         p[7] = 5;
-        assert_eq!(RepairPacket::parse(&p), Err(FecError::BadRepairCount { count: 5, k: 4 }));
+        assert_eq!(
+            RepairPacket::parse(&p),
+            Err(FecError::BadRepairCount { count: 5, k: 4 })
+        );
         p[7] = 4;
         p[5] = 4;
-        assert_eq!(RepairPacket::parse(&p), Err(FecError::BadRepairIndex { index: 4, count: 4 }));
+        assert_eq!(
+            RepairPacket::parse(&p),
+            Err(FecError::BadRepairIndex { index: 4, count: 4 })
+        );
         p[5] = 3;
         let ok = RepairPacket::parse(&p).unwrap();
-        assert_eq!((ok.source_count, ok.repair_count, ok.repair_index), (4, 4, 3));
+        assert_eq!(
+            (ok.source_count, ok.repair_count, ok.repair_index),
+            (4, 4, 3)
+        );
     }
 }

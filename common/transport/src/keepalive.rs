@@ -14,7 +14,12 @@ pub struct Liveness {
 
 impl Liveness {
     pub fn new(interval: Duration, timeout: Duration) -> Self {
-        Liveness { interval, timeout, last_heard: None, last_sent: None }
+        Liveness {
+            interval,
+            timeout,
+            last_heard: None,
+            last_sent: None,
+        }
     }
 
     pub fn heard(&mut self, now: Instant) {
@@ -37,7 +42,8 @@ impl Liveness {
 
     /// Whether the peer has been heard from within the timeout.
     pub fn peer_alive(&self, now: Instant) -> bool {
-        self.last_heard.is_some_and(|t| now.saturating_duration_since(t) < self.timeout)
+        self.last_heard
+            .is_some_and(|t| now.saturating_duration_since(t) < self.timeout)
     }
 
     pub fn last_heard(&self) -> Option<Instant> {
@@ -58,7 +64,13 @@ mod tests {
         assert!(!l.peer_alive(t0));
         l.sent(t0);
         l.heard(t0);
-        let cases = [(ms(0), false, true), (ms(499), false, true), (ms(500), true, true), (ms(2999), true, true), (ms(3000), true, false)];
+        let cases = [
+            (ms(0), false, true),
+            (ms(499), false, true),
+            (ms(500), true, true),
+            (ms(2999), true, true),
+            (ms(3000), true, false),
+        ];
         for (after, due, alive) in cases {
             assert_eq!(l.keepalive_due(t0 + after), due, "due at {after:?}");
             assert_eq!(l.peer_alive(t0 + after), alive, "alive at {after:?}");

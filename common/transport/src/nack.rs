@@ -44,17 +44,36 @@ pub enum Arrival {
 
 impl NackTracker {
     pub fn new(reorder_tolerance: Duration, deadline: Duration, max_tries: u8) -> Self {
-        NackTracker { missing: BTreeMap::new(), reorder_tolerance, deadline, max_tries }
+        NackTracker {
+            missing: BTreeMap::new(),
+            reorder_tolerance,
+            deadline,
+            max_tries,
+        }
     }
 
     /// A packet arrived; `highest_before` is the highest sequence number seen before it.
-    pub fn on_arrival(&mut self, now: Instant, seq: SeqNo, highest_before: Option<SeqNo>) -> Arrival {
+    pub fn on_arrival(
+        &mut self,
+        now: Instant,
+        seq: SeqNo,
+        highest_before: Option<SeqNo>,
+    ) -> Arrival {
         if let Some(h) = highest_before {
             if seq > h.next() {
-                let first = SeqNo::new(h.get() + 1).max(SeqNo::new(seq.get().saturating_sub(MAX_MISSING as u64)));
+                let first = SeqNo::new(h.get() + 1)
+                    .max(SeqNo::new(seq.get().saturating_sub(MAX_MISSING as u64)));
                 let mut s = first;
                 while s < seq {
-                    self.missing.insert(s, Missing { detected: now, first_nack: None, last_nack: None, tries: 0 });
+                    self.missing.insert(
+                        s,
+                        Missing {
+                            detected: now,
+                            first_nack: None,
+                            last_nack: None,
+                            tries: 0,
+                        },
+                    );
                     s = s.next();
                 }
                 while self.missing.len() > MAX_MISSING {
@@ -64,7 +83,11 @@ impl NackTracker {
         }
         match self.missing.remove(&seq) {
             None => Arrival::Expected,
-            Some(Missing { first_nack: Some(first_nack), tries, .. }) => Arrival::AfterNack { first_nack, tries },
+            Some(Missing {
+                first_nack: Some(first_nack),
+                tries,
+                ..
+            }) => Arrival::AfterNack { first_nack, tries },
             Some(_) => Arrival::Reordered,
         }
     }
@@ -82,7 +105,8 @@ impl NackTracker {
     /// Sequence numbers to NACK at `now`; marks them NACKed.
     pub fn due(&mut self, now: Instant, rtt: Duration) -> Vec<SeqNo> {
         let mut out = Vec::new();
-        let (tolerance, deadline, max_tries) = (self.reorder_tolerance, self.deadline, self.max_tries);
+        let (tolerance, deadline, max_tries) =
+            (self.reorder_tolerance, self.deadline, self.max_tries);
         self.missing.retain(|seq, m| {
             let age = now.saturating_duration_since(m.detected);
             // Kept after the last try until the deadline, so a late retransmission is still
@@ -90,7 +114,10 @@ impl NackTracker {
             if age >= deadline {
                 return false;
             }
-            let ready = age >= tolerance && m.tries < max_tries && m.last_nack.is_none_or(|t| now.saturating_duration_since(t) >= rtt);
+            let ready = age >= tolerance
+                && m.tries < max_tries
+                && m.last_nack
+                    .is_none_or(|t| now.saturating_duration_since(t) >= rtt);
             if ready {
                 m.tries += 1;
                 m.first_nack.get_or_insert(now);
@@ -151,7 +178,10 @@ pub struct RetransmitHistory {
 
 impl RetransmitHistory {
     pub fn new(capacity: usize, deadline: Duration) -> Self {
-        RetransmitHistory { slots: (0..capacity.max(1)).map(|_| None).collect(), deadline }
+        RetransmitHistory {
+            slots: (0..capacity.max(1)).map(|_| None).collect(),
+            deadline,
+        }
     }
 
     fn index(&self, seq: SeqNo) -> usize {
@@ -170,7 +200,15 @@ impl RetransmitHistory {
                 kept.resent = 0;
                 kept.last_resent = None;
             }
-            slot @ None => *slot = Some(Kept { seq, sent_at, bytes: packet.to_vec(), resent: 0, last_resent: None }),
+            slot @ None => {
+                *slot = Some(Kept {
+                    seq,
+                    sent_at,
+                    bytes: packet.to_vec(),
+                    resent: 0,
+                    last_resent: None,
+                })
+            }
         }
     }
 
@@ -190,14 +228,25 @@ impl RetransmitHistory {
 
     /// The packet to resend at `now` as [`Self::get`], but at most `max_times` times in all and
     /// not again within `min_interval` (an RTT) of the last resend; counts the resend.
-    pub fn take_for_resend(&mut self, seq: SeqNo, now: Instant, max_times: u8, min_interval: Duration) -> Result<&[u8], RetransmitRefused> {
+    pub fn take_for_resend(
+        &mut self,
+        seq: SeqNo,
+        now: Instant,
+        max_times: u8,
+        min_interval: Duration,
+    ) -> Result<&[u8], RetransmitRefused> {
         self.get(seq, now)?;
         let i = self.index(seq);
-        let Some(kept) = self.slots[i].as_mut() else { return Err(RetransmitRefused::NotInHistory(seq)) };
+        let Some(kept) = self.slots[i].as_mut() else {
+            return Err(RetransmitRefused::NotInHistory(seq));
+        };
         if kept.resent >= max_times {
             return Err(RetransmitRefused::TooManyTimes(seq));
         }
-        if kept.last_resent.is_some_and(|t| now.saturating_duration_since(t) < min_interval) {
+        if kept
+            .last_resent
+            .is_some_and(|t| now.saturating_duration_since(t) < min_interval)
+        {
             return Err(RetransmitRefused::TooSoon(seq));
         }
         kept.resent += 1;
@@ -223,7 +272,18 @@ mod tests {
         assert_eq!(n.on_arrival(t0, s(10), None), Arrival::Expected);
         n.on_arrival(t0, s(13), Some(s(10)));
         // (time, expected NACKs)
-        let steps: &[(u64, &[u64], usize)] = &[(0, &[], 2), (4, &[], 2), (5, &[11, 12], 2), (6, &[], 2), (24, &[], 2), (25, &[11, 12], 2), (45, &[11, 12], 2), (65, &[], 2), (149, &[], 2), (150, &[], 0)];
+        let steps: &[(u64, &[u64], usize)] = &[
+            (0, &[], 2),
+            (4, &[], 2),
+            (5, &[11, 12], 2),
+            (6, &[], 2),
+            (24, &[], 2),
+            (25, &[11, 12], 2),
+            (45, &[11, 12], 2),
+            (65, &[], 2),
+            (149, &[], 2),
+            (150, &[], 0),
+        ];
         for (at, want, still_missing) in steps {
             let got: Vec<u64> = n.due(t0 + ms(*at), rtt).iter().map(|q| q.get()).collect();
             assert_eq!(&got[..], *want, "at {at} ms");
@@ -241,7 +301,13 @@ mod tests {
         assert_eq!(n.on_arrival(t0, s(2), Some(s(4))), Arrival::Reordered);
         n.due(t0 + ms(5), ms(20));
         n.due(t0 + ms(25), ms(20));
-        assert_eq!(n.on_arrival(t0 + ms(29), s(3), Some(s(4))), Arrival::AfterNack { first_nack: t0 + ms(5), tries: 2 });
+        assert_eq!(
+            n.on_arrival(t0 + ms(29), s(3), Some(s(4))),
+            Arrival::AfterNack {
+                first_nack: t0 + ms(5),
+                tries: 2
+            }
+        );
         assert_eq!(n.missing_count(), 0);
     }
 
@@ -266,7 +332,10 @@ mod tests {
             h.insert(s(q), t0, &[q as u8]);
         }
         assert_eq!(h.get(s(5), t0 + ms(99)), Ok(&[5u8][..]));
-        assert_eq!(h.get(s(5), t0 + ms(100)), Err(RetransmitRefused::PastDeadline(s(5))));
+        assert_eq!(
+            h.get(s(5), t0 + ms(100)),
+            Err(RetransmitRefused::PastDeadline(s(5)))
+        );
         assert_eq!(h.get(s(1), t0), Err(RetransmitRefused::NotInHistory(s(1))));
     }
 
@@ -277,10 +346,19 @@ mod tests {
         let mut h = RetransmitHistory::new(4, ms(1000));
         h.insert(s(1), t0, &[1]);
         assert!(h.take_for_resend(s(1), t0, 2, ms(20)).is_ok());
-        assert_eq!(h.take_for_resend(s(1), t0 + ms(19), 2, ms(20)), Err(RetransmitRefused::TooSoon(s(1))));
+        assert_eq!(
+            h.take_for_resend(s(1), t0 + ms(19), 2, ms(20)),
+            Err(RetransmitRefused::TooSoon(s(1)))
+        );
         assert!(h.take_for_resend(s(1), t0 + ms(20), 2, ms(20)).is_ok());
-        assert_eq!(h.take_for_resend(s(1), t0 + ms(100), 2, ms(20)), Err(RetransmitRefused::TooManyTimes(s(1))));
+        assert_eq!(
+            h.take_for_resend(s(1), t0 + ms(100), 2, ms(20)),
+            Err(RetransmitRefused::TooManyTimes(s(1)))
+        );
         h.insert(s(5), t0, &[5]);
-        assert!(h.take_for_resend(s(5), t0, 2, ms(20)).is_ok(), "a new packet in the slot starts over");
+        assert!(
+            h.take_for_resend(s(5), t0, 2, ms(20)).is_ok(),
+            "a new packet in the slot starts over"
+        );
     }
 }

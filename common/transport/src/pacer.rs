@@ -22,7 +22,12 @@ pub struct Pacer {
 
 impl Pacer {
     pub fn new(max_rate_bytes_per_sec: Option<u64>) -> Self {
-        Pacer { urgent: VecDeque::new(), queue: VecDeque::new(), max_rate: max_rate_bytes_per_sec.filter(|&r| r > 0), rate_ready: None }
+        Pacer {
+            urgent: VecDeque::new(),
+            queue: VecDeque::new(),
+            max_rate: max_rate_bytes_per_sec.filter(|&r| r > 0),
+            rate_ready: None,
+        }
     }
 
     /// Queue one frame's packets to leave evenly over `spread`, starting at `now` (or after the
@@ -84,7 +89,11 @@ impl Pacer {
     /// already checked their deadline.
     pub fn drop_stale(&mut self, now: Instant, max_delay: Duration) -> usize {
         let before = self.queue.len();
-        while self.queue.front().is_some_and(|(t, _)| now.saturating_duration_since(*t) > max_delay) {
+        while self
+            .queue
+            .front()
+            .is_some_and(|(t, _)| now.saturating_duration_since(*t) > max_delay)
+        {
             self.queue.pop_front();
         }
         before - self.queue.len()
@@ -110,7 +119,12 @@ mod tests {
     use crate::TransmitKind;
 
     fn packets(n: usize, len: usize) -> Vec<Transmit> {
-        (0..n).map(|_| Transmit { contents: vec![0; len], kind: TransmitKind::Media }).collect()
+        (0..n)
+            .map(|_| Transmit {
+                contents: vec![0; len],
+                kind: TransmitKind::Media,
+            })
+            .collect()
     }
 
     fn drain(p: &mut Pacer, start: Instant) -> Vec<Duration> {
@@ -154,10 +168,33 @@ mod tests {
         let t0 = Instant::now();
         let mut p = Pacer::new(None);
         p.enqueue_frame(t0, Duration::from_millis(10), packets(2, 10));
-        assert!(p.enqueue_urgent(t0, Transmit { contents: vec![1], kind: TransmitKind::Retransmission }, 1));
-        assert!(!p.enqueue_urgent(t0, Transmit { contents: vec![2], kind: TransmitKind::Retransmission }, 1), "bounded");
-        assert_eq!(p.poll_transmit(t0).map(|t| t.kind), Some(TransmitKind::Retransmission));
-        assert_eq!(p.poll_transmit(t0).map(|t| t.kind), Some(TransmitKind::Media));
+        assert!(p.enqueue_urgent(
+            t0,
+            Transmit {
+                contents: vec![1],
+                kind: TransmitKind::Retransmission
+            },
+            1
+        ));
+        assert!(
+            !p.enqueue_urgent(
+                t0,
+                Transmit {
+                    contents: vec![2],
+                    kind: TransmitKind::Retransmission
+                },
+                1
+            ),
+            "bounded"
+        );
+        assert_eq!(
+            p.poll_transmit(t0).map(|t| t.kind),
+            Some(TransmitKind::Retransmission)
+        );
+        assert_eq!(
+            p.poll_transmit(t0).map(|t| t.kind),
+            Some(TransmitKind::Media)
+        );
         assert_eq!(p.poll_transmit(t0), None);
         assert_eq!(p.poll_timeout(), Some(t0 + Duration::from_millis(5)));
     }
@@ -169,8 +206,14 @@ mod tests {
         p.enqueue_frame(t0, Duration::from_millis(1), packets(3, 1000));
         assert!(p.poll_transmit(t0).is_some());
         // At 1000 B/s the next may leave only after 1 s; by then both waited too long.
-        assert_eq!(p.drop_stale(t0 + Duration::from_millis(100), Duration::from_millis(150)), 0);
-        assert_eq!(p.drop_stale(t0 + Duration::from_millis(200), Duration::from_millis(150)), 2);
+        assert_eq!(
+            p.drop_stale(t0 + Duration::from_millis(100), Duration::from_millis(150)),
+            0
+        );
+        assert_eq!(
+            p.drop_stale(t0 + Duration::from_millis(200), Duration::from_millis(150)),
+            2
+        );
         assert!(p.is_empty());
     }
 
@@ -181,6 +224,14 @@ mod tests {
         p.enqueue_frame(t0, Duration::from_millis(4), packets(2, 10));
         p.enqueue_frame(t0, Duration::from_millis(4), packets(2, 10));
         let times = drain(&mut p, t0);
-        assert_eq!(times, vec![Duration::ZERO, Duration::from_millis(2), Duration::from_millis(4), Duration::from_millis(6)]);
+        assert_eq!(
+            times,
+            vec![
+                Duration::ZERO,
+                Duration::from_millis(2),
+                Duration::from_millis(4),
+                Duration::from_millis(6)
+            ]
+        );
     }
 }

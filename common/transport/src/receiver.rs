@@ -117,21 +117,38 @@ impl Receiver {
     /// With protection on, the session salt is drawn from `seed` too; services use
     /// [`Receiver::with_salt`] and a salt from the OS's random source instead.
     pub fn new(config: TransportConfig, seed: u64, now: Instant) -> Result<Self, ConfigError> {
-        let salt = SessionSalt::new(crate::fec::SplitMix64::new(seed ^ 0x005A_170F_5A17).next_u64().to_le_bytes());
+        let salt = SessionSalt::new(
+            crate::fec::SplitMix64::new(seed ^ 0x005A_170F_5A17)
+                .next_u64()
+                .to_le_bytes(),
+        );
         Self::with_salt(config, seed, salt, now)
     }
 
     /// [`Receiver::new`] with the session salt given (random, new on every start).
-    pub fn with_salt(config: TransportConfig, seed: u64, salt: SessionSalt, now: Instant) -> Result<Self, ConfigError> {
+    pub fn with_salt(
+        config: TransportConfig,
+        seed: u64,
+        salt: SessionSalt,
+        now: Instant,
+    ) -> Result<Self, ConfigError> {
         config.validate()?;
         let security = match &config.security {
             Protection::Unprotected => None,
-            Protection::PreShared(key) => Some(Endpoint::new(key.clone(), Direction::ReceiverToSender, salt)),
+            Protection::PreShared(key) => Some(Endpoint::new(
+                key.clone(),
+                Direction::ReceiverToSender,
+                salt,
+            )),
         };
         let ssrc = Ssrc(crate::fec::SplitMix64::new(seed ^ 0x005E_ED0F_FEED).next_u64() as u32);
         Ok(Receiver {
             window: ReceiveWindow::new(config.window_packets),
-            nack: NackTracker::new(config.reorder_tolerance, config.retransmit_deadline, config.max_nack_tries),
+            nack: NackTracker::new(
+                config.reorder_tolerance,
+                config.retransmit_deadline,
+                config.max_nack_tries,
+            ),
             liveness: Liveness::new(config.keepalive_interval, config.peer_timeout),
             quality: config.fallback_quality,
             config,
@@ -170,7 +187,8 @@ impl Receiver {
     pub fn stats(&self, now: Instant) -> ReceiverStats {
         let mut s = self.stats.clone();
         if let Some(m) = &self.media {
-            s.jitter = Duration::from_nanos((m.jitter_ticks * 1e9 / VIDEO_CLOCK_RATE_HZ as f64) as u64);
+            s.jitter =
+                Duration::from_nanos((m.jitter_ticks * 1e9 / VIDEO_CLOCK_RATE_HZ as f64) as u64);
         }
         s.rtt = self.rtt;
         s.loss_percent_1s = self.loss_window.percent(now);
@@ -270,13 +288,19 @@ impl Receiver {
         let is_repair = pt == self.config.repair_payload_type.get();
         // The media SSRC follows from either stream (repair SSRC = media SSRC ^ 1), so a
         // receiver can lock on even when every media packet of the first frames is lost.
-        let media_ssrc = if is_repair { Ssrc(packet.ssrc.0 ^ 1) } else { packet.ssrc };
+        let media_ssrc = if is_repair {
+            Ssrc(packet.ssrc.0 ^ 1)
+        } else {
+            packet.ssrc
+        };
         let fresh_stream = (is_media || is_repair)
             && match &self.media {
                 None => true,
                 Some(m) => {
                     m.ids.media_ssrc != media_ssrc
-                        && (self.switch_now || now.saturating_duration_since(m.last_heard) >= self.config.stream_switch_silence)
+                        && (self.switch_now
+                            || now.saturating_duration_since(m.last_heard)
+                                >= self.config.stream_switch_silence)
                 }
             };
         if fresh_stream {
@@ -287,12 +311,21 @@ impl Receiver {
             self.start_stream(now, media_ssrc);
         }
         if is_media {
-            if self.media.as_ref().is_some_and(|m| m.ids.media_ssrc == packet.ssrc) {
+            if self
+                .media
+                .as_ref()
+                .is_some_and(|m| m.ids.media_ssrc == packet.ssrc)
+            {
                 self.handle_media(now, packet);
             } else {
                 self.stats.foreign += 1;
             }
-        } else if is_repair && self.media.as_ref().is_some_and(|m| m.ids.repair_ssrc == packet.ssrc) {
+        } else if is_repair
+            && self
+                .media
+                .as_ref()
+                .is_some_and(|m| m.ids.repair_ssrc == packet.ssrc)
+        {
             self.handle_repair(now, packet);
         } else {
             self.stats.foreign += 1;
@@ -315,7 +348,11 @@ impl Receiver {
         });
         self.window = ReceiveWindow::new(self.config.window_packets);
         self.fec = FecDecoder::new();
-        self.nack = NackTracker::new(self.config.reorder_tolerance, self.config.retransmit_deadline, self.config.max_nack_tries);
+        self.nack = NackTracker::new(
+            self.config.reorder_tolerance,
+            self.config.retransmit_deadline,
+            self.config.max_nack_tries,
+        );
         self.gap_since = None;
     }
 
@@ -340,7 +377,11 @@ impl Receiver {
         }
         m.last_transit = Some(transit);
 
-        let arrival_kind = if self.config.nack { self.nack.on_arrival(now, seq, highest_before) } else { Arrival::Expected };
+        let arrival_kind = if self.config.nack {
+            self.nack.on_arrival(now, seq, highest_before)
+        } else {
+            Arrival::Expected
+        };
         let recovery = match arrival_kind {
             Arrival::AfterNack { first_nack, tries } => {
                 if tries == 1 {
@@ -354,7 +395,12 @@ impl Receiver {
             }
             _ => Recovery::Direct,
         };
-        let held = Held { timestamp: packet.timestamp, marker: packet.marker, recovery, payload: packet.payload.to_vec() };
+        let held = Held {
+            timestamp: packet.timestamp,
+            marker: packet.marker,
+            recovery,
+            payload: packet.payload.to_vec(),
+        };
         let outcome = self.window.insert(seq, held);
         match outcome {
             Insert::Stored | Insert::Jumped { .. } => {
@@ -417,7 +463,12 @@ impl Receiver {
             debug_assert_eq!(seq, r.seq);
             m.lowest = Some(m.lowest.map_or(seq, |l| l.min(seq)));
         }
-        let held = Held { timestamp: r.timestamp, marker: r.marker, recovery: Recovery::Fec, payload: r.payload };
+        let held = Held {
+            timestamp: r.timestamp,
+            marker: r.marker,
+            recovery: Recovery::Fec,
+            payload: r.payload,
+        };
         let outcome = self.window.insert(r.seq, held);
         if matches!(outcome, Insert::Stored | Insert::Jumped { .. }) {
             self.stats.recovered_fec += 1;
@@ -460,7 +511,9 @@ impl Receiver {
             }
             self.note_gap(now);
             match self.gap_since {
-                Some((_, since)) if now.saturating_duration_since(since) >= self.config.gap_hold() => {
+                Some((_, since))
+                    if now.saturating_duration_since(since) >= self.config.gap_hold() =>
+                {
                     if let Some(skipped) = self.window.skip_missing() {
                         self.stats.lost += 1;
                         self.loss_window.lost(now, 1);
@@ -477,7 +530,11 @@ impl Receiver {
     /// report every feedback interval. Each goes as one compound: RR, NACK (when any is due), APP.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.note_gap(now);
-        let nacks = if self.config.nack && self.media.is_some() { self.nack.due(now, self.renack_interval()) } else { Vec::new() };
+        let nacks = if self.config.nack && self.media.is_some() {
+            self.nack.due(now, self.renack_interval())
+        } else {
+            Vec::new()
+        };
         if nacks.is_empty() && now < self.next_feedback {
             return;
         }
@@ -493,7 +550,10 @@ impl Receiver {
                 return;
             }
         }
-        let app = KeymashApp { quality: self.quality, mash: self.mash };
+        let app = KeymashApp {
+            quality: self.quality,
+            mash: self.mash,
+        };
         if rtcp::app::write(self.ssrc, &app, &mut contents).is_err() {
             return;
         }
@@ -503,7 +563,10 @@ impl Receiver {
             }
         }
         self.stats.feedback_sent += 1;
-        self.out.push_back(Transmit { contents, kind: TransmitKind::Rtcp });
+        self.out.push_back(Transmit {
+            contents,
+            kind: TransmitKind::Rtcp,
+        });
         self.next_feedback = now + self.config.feedback_interval;
     }
 
@@ -523,15 +586,22 @@ impl Receiver {
         m.expected_prior = expected;
         m.received_prior = m.received;
         let lost_interval = expected_interval.saturating_sub(received_interval);
-        let fraction_lost = (lost_interval << 8).checked_div(expected_interval).map_or(0, |f| f.min(255) as u8);
+        let fraction_lost = (lost_interval << 8)
+            .checked_div(expected_interval)
+            .map_or(0, |f| f.min(255) as u8);
         let (last_sr, delay_since_last_sr) = match m.last_sr {
-            Some((lsr, at)) => (lsr, (ntp_from_duration(now.saturating_duration_since(at)) >> 16) as u32),
+            Some((lsr, at)) => (
+                lsr,
+                (ntp_from_duration(now.saturating_duration_since(at)) >> 16) as u32,
+            ),
             None => (0, 0),
         };
         Some(ReportBlockFields {
             ssrc: m.ids.media_ssrc,
             fraction_lost,
-            cumulative_lost: (expected as i64 - m.received as i64).clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32,
+            cumulative_lost: (expected as i64 - m.received as i64)
+                .clamp(i64::from(i32::MIN), i64::from(i32::MAX))
+                as i32,
             // The extender starts the stream in cycle 1; RFC 3550 counts cycles from 0.
             extended_highest_seq: highest.get().saturating_sub(1 << 16) as u32,
             jitter: m.jitter_ticks as u32,
@@ -550,8 +620,15 @@ impl Receiver {
 
     /// The next time [`Receiver::handle_timeout`] or [`Receiver::poll_payload`] has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let nack = if self.config.nack { self.nack.next_due(self.renack_interval()) } else { None };
+        let nack = if self.config.nack {
+            self.nack.next_due(self.renack_interval())
+        } else {
+            None
+        };
         let gap = self.gap_since.map(|(_, t)| t + self.config.gap_hold());
-        [Some(self.next_feedback), nack, gap].into_iter().flatten().min()
+        [Some(self.next_feedback), nack, gap]
+            .into_iter()
+            .flatten()
+            .min()
     }
 }

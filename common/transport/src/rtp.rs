@@ -130,9 +130,10 @@ impl<'a> RtpPacket<'a> {
         let csrc_count = usize::from(header.flags & 0x0F);
 
         let csrc_len = csrc_count * 4;
-        let rest = rest
-            .get(csrc_len..)
-            .ok_or(RtpParseError::CsrcOverrun { count: csrc_count, len: rest.len() })?;
+        let rest = rest.get(csrc_len..).ok_or(RtpParseError::CsrcOverrun {
+            count: csrc_count,
+            len: rest.len(),
+        })?;
 
         let rest = if has_extension {
             // 16-bit profile id, 16-bit length in 32-bit words, then the words.
@@ -146,7 +147,10 @@ impl<'a> RtpPacket<'a> {
         let payload = if has_padding {
             let count = usize::from(rest.last().copied().unwrap_or(0));
             if count == 0 || count > rest.len() {
-                return Err(RtpParseError::BadPadding { count, available: rest.len() });
+                return Err(RtpParseError::BadPadding {
+                    count,
+                    available: rest.len(),
+                });
             }
             &rest[..rest.len() - count]
         } else {
@@ -253,7 +257,10 @@ mod tests {
     #[test]
     fn header_bytes_match_rfc_3550_layout() {
         let bytes = header(true).to_packet(b"");
-        assert_eq!(bytes, [0x80, 0xE0, 0xBE, 0xEF, 1, 2, 3, 4, 0xCA, 0xFE, 0xF0, 0x0D]);
+        assert_eq!(
+            bytes,
+            [0x80, 0xE0, 0xBE, 0xEF, 1, 2, 3, 4, 0xCA, 0xFE, 0xF0, 0x0D]
+        );
     }
 
     #[test]
@@ -265,13 +272,49 @@ mod tests {
             RtpPacket::parse(&b).map(|_| ())
         };
         let cases: Vec<(&str, Result<(), RtpParseError>, Option<RtpParseError>)> = vec![
-            ("empty", RtpPacket::parse(&[]).map(|_| ()), Some(RtpParseError::TooShort(0))),
-            ("11 bytes", RtpPacket::parse(&base[..11]).map(|_| ()), Some(RtpParseError::TooShort(11))),
-            ("version 1", with(&|b| b[0] = 0x40), Some(RtpParseError::WrongVersion(1))),
-            ("2 CSRC in 4 bytes", with(&|b| b[0] |= 2), Some(RtpParseError::CsrcOverrun { count: 2, len: 4 })),
+            (
+                "empty",
+                RtpPacket::parse(&[]).map(|_| ()),
+                Some(RtpParseError::TooShort(0)),
+            ),
+            (
+                "11 bytes",
+                RtpPacket::parse(&base[..11]).map(|_| ()),
+                Some(RtpParseError::TooShort(11)),
+            ),
+            (
+                "version 1",
+                with(&|b| b[0] = 0x40),
+                Some(RtpParseError::WrongVersion(1)),
+            ),
+            (
+                "2 CSRC in 4 bytes",
+                with(&|b| b[0] |= 2),
+                Some(RtpParseError::CsrcOverrun { count: 2, len: 4 }),
+            ),
             ("extension without room", with(&|b| b[0] |= 0x10), None),
-            ("padding 0", with(&|b| { b[0] |= 0x20; *b.last_mut().unwrap() = 0 }), Some(RtpParseError::BadPadding { count: 0, available: 4 })),
-            ("padding too long", with(&|b| { b[0] |= 0x20; *b.last_mut().unwrap() = 5 }), Some(RtpParseError::BadPadding { count: 5, available: 4 })),
+            (
+                "padding 0",
+                with(&|b| {
+                    b[0] |= 0x20;
+                    *b.last_mut().unwrap() = 0
+                }),
+                Some(RtpParseError::BadPadding {
+                    count: 0,
+                    available: 4,
+                }),
+            ),
+            (
+                "padding too long",
+                with(&|b| {
+                    b[0] |= 0x20;
+                    *b.last_mut().unwrap() = 5
+                }),
+                Some(RtpParseError::BadPadding {
+                    count: 5,
+                    available: 4,
+                }),
+            ),
         ];
         for (name, got, want) in cases {
             match want {
@@ -296,7 +339,10 @@ mod tests {
     fn payload_types_that_collide_with_rtcp_are_refused() {
         assert!(PayloadType::new(96).is_ok());
         assert!(PayloadType::new(35).is_ok());
-        assert_eq!(PayloadType::new(72), Err(PayloadTypeError::CollidesWithRtcp(72)));
+        assert_eq!(
+            PayloadType::new(72),
+            Err(PayloadTypeError::CollidesWithRtcp(72))
+        );
         assert_eq!(PayloadType::new(128), Err(PayloadTypeError::TooLarge(128)));
     }
 

@@ -31,7 +31,11 @@ pub enum SendError {
     #[error("a frame needs at least one payload")]
     EmptyFrame,
     #[error("payload {index} is {len} bytes, more than the {max} that fit one packet")]
-    PayloadTooLarge { index: usize, len: usize, max: usize },
+    PayloadTooLarge {
+        index: usize,
+        len: usize,
+        max: usize,
+    },
     #[error("cannot seal: {0}")]
     Seal(#[from] SealError),
 }
@@ -56,7 +60,10 @@ pub struct StreamIds {
 impl StreamIds {
     /// The repair stream's SSRC follows from the media SSRC, so receivers need no signalling.
     pub fn from_media(media_ssrc: Ssrc) -> Self {
-        StreamIds { media_ssrc, repair_ssrc: Ssrc(media_ssrc.0 ^ 0x0000_0001) }
+        StreamIds {
+            media_ssrc,
+            repair_ssrc: Ssrc(media_ssrc.0 ^ 0x0000_0001),
+        }
     }
 }
 
@@ -96,23 +103,43 @@ impl Sender {
     /// With protection on, the session salt is drawn from `seed` too; services use
     /// [`Sender::with_salt`] and a salt from the OS's random source instead.
     pub fn new(config: TransportConfig, seed: u64, now: Instant) -> Result<Self, ConfigError> {
-        let salt = SessionSalt::new(SplitMix64::new(seed ^ 0x5A17_5A17_5A17_5A17).next_u64().to_le_bytes());
+        let salt = SessionSalt::new(
+            SplitMix64::new(seed ^ 0x5A17_5A17_5A17_5A17)
+                .next_u64()
+                .to_le_bytes(),
+        );
         Self::with_salt(config, seed, salt, now)
     }
 
     /// [`Sender::new`] with the session salt given (random, new on every start).
-    pub fn with_salt(config: TransportConfig, seed: u64, salt: SessionSalt, now: Instant) -> Result<Self, ConfigError> {
+    pub fn with_salt(
+        config: TransportConfig,
+        seed: u64,
+        salt: SessionSalt,
+        now: Instant,
+    ) -> Result<Self, ConfigError> {
         config.validate()?;
         let mut rng = SplitMix64::new(seed);
         let ids = StreamIds::from_media(Ssrc(rng.next_u64() as u32 & !1));
         let next_seq = SeqNo::new((1 << 16) | (rng.next_u64() & 0xFFFF));
         let initial_timestamp = rng.next_u64() as u32;
         let next_repair_seq = (1 << 16) | (rng.next_u64() & 0xFFFF);
-        let fec = config.fec.then(|| FecEncoder::new(config.fec_overhead, rng.next_u64()));
-        let history = config.nack.then(|| RetransmitHistory::new(config.retransmit_history_packets, config.retransmit_deadline));
+        let fec = config
+            .fec
+            .then(|| FecEncoder::new(config.fec_overhead, rng.next_u64()));
+        let history = config.nack.then(|| {
+            RetransmitHistory::new(
+                config.retransmit_history_packets,
+                config.retransmit_deadline,
+            )
+        });
         let security = match &config.security {
             Protection::Unprotected => None,
-            Protection::PreShared(key) => Some(Endpoint::new(key.clone(), Direction::SenderToReceiver, salt)),
+            Protection::PreShared(key) => Some(Endpoint::new(
+                key.clone(),
+                Direction::SenderToReceiver,
+                salt,
+            )),
         };
         Ok(Sender {
             security,
@@ -144,12 +171,26 @@ impl Sender {
 
     /// Queue one frame's payloads (in order; the last gets the RTP marker), captured at
     /// `capture_time`. They leave paced over the configured frame spread, then the repair packets.
-    pub fn push_frame(&mut self, now: Instant, frame: FrameNo, capture_time: Instant, payloads: &[&[u8]]) -> Result<FrameQueued, SendError> {
+    pub fn push_frame(
+        &mut self,
+        now: Instant,
+        frame: FrameNo,
+        capture_time: Instant,
+        payloads: &[&[u8]],
+    ) -> Result<FrameQueued, SendError> {
         if payloads.is_empty() {
             return Err(SendError::EmptyFrame);
         }
-        if let Some((index, p)) = payloads.iter().enumerate().find(|(_, p)| p.len() > MAX_PAYLOAD_LEN) {
-            return Err(SendError::PayloadTooLarge { index, len: p.len(), max: MAX_PAYLOAD_LEN });
+        if let Some((index, p)) = payloads
+            .iter()
+            .enumerate()
+            .find(|(_, p)| p.len() > MAX_PAYLOAD_LEN)
+        {
+            return Err(SendError::PayloadTooLarge {
+                index,
+                len: p.len(),
+                max: MAX_PAYLOAD_LEN,
+            });
         }
         // Frames are typically captured long before this sender started (the delay buffer holds
         // 30 s, and net-tx may have been restarted), so the offset may point either way.
@@ -157,7 +198,8 @@ impl Sender {
             Some(after) => rtp_timestamp_90khz(after, self.initial_timestamp),
             None => {
                 let before = self.started.saturating_duration_since(capture_time);
-                self.initial_timestamp.wrapping_sub(rtp_timestamp_90khz(before, 0))
+                self.initial_timestamp
+                    .wrapping_sub(rtp_timestamp_90khz(before, 0))
             }
         };
         let first_seq = self.next_seq;
@@ -177,7 +219,10 @@ impl Sender {
             if let Some(h) = &mut self.history {
                 h.insert(self.next_seq, now, &bytes);
             }
-            packets.push(Transmit { contents: bytes, kind: TransmitKind::Media });
+            packets.push(Transmit {
+                contents: bytes,
+                kind: TransmitKind::Media,
+            });
             self.next_seq = self.next_seq.next();
         }
         let last_seq = SeqNo::new(self.next_seq.get() - 1);
@@ -196,14 +241,24 @@ impl Sender {
                     sec.seal_rtp(&mut bytes, self.next_repair_seq)?;
                 }
                 self.next_repair_seq += 1;
-                packets.push(Transmit { contents: bytes, kind: TransmitKind::Repair });
+                packets.push(Transmit {
+                    contents: bytes,
+                    kind: TransmitKind::Repair,
+                });
                 repair_packets += 1;
             }
         }
         self.last_timestamp = timestamp;
         self.stats.frames += 1;
-        self.pacer.enqueue_frame(now, self.config.frame_spread, packets);
-        Ok(FrameQueued { frame, first_seq, last_seq, rtp_timestamp: timestamp, repair_packets })
+        self.pacer
+            .enqueue_frame(now, self.config.frame_spread, packets);
+        Ok(FrameQueued {
+            frame,
+            first_seq,
+            last_seq,
+            rtp_timestamp: timestamp,
+            repair_packets,
+        })
     }
 
     /// A datagram from the receiver (RTCP feedback). Anything else is counted and ignored; with
@@ -251,13 +306,23 @@ impl Sender {
         match packet {
             RtcpPacket::ReceiverReport(rr) => {
                 self.stats.reports_received += 1;
-                for block in rr.blocks.iter().map(|b| b.fields()).filter(|b| b.ssrc == self.ids.media_ssrc) {
+                for block in rr
+                    .blocks
+                    .iter()
+                    .map(|b| b.fields())
+                    .filter(|b| b.ssrc == self.ids.media_ssrc)
+                {
                     self.stats.remote_fraction_lost = f64::from(block.fraction_lost) / 256.0;
                     self.stats.remote_cumulative_lost = block.cumulative_lost;
-                    self.stats.remote_jitter = Duration::from_nanos(u64::from(block.jitter) * 1_000_000_000 / 90_000);
+                    self.stats.remote_jitter =
+                        Duration::from_nanos(u64::from(block.jitter) * 1_000_000_000 / 90_000);
                     if block.last_sr != 0 {
-                        let now_compact = (ntp_from_duration(now.saturating_duration_since(self.started)) >> 16) as u32;
-                        let rtt = now_compact.wrapping_sub(block.last_sr).wrapping_sub(block.delay_since_last_sr);
+                        let now_compact =
+                            (ntp_from_duration(now.saturating_duration_since(self.started)) >> 16)
+                                as u32;
+                        let rtt = now_compact
+                            .wrapping_sub(block.last_sr)
+                            .wrapping_sub(block.delay_since_last_sr);
                         // A wrapped (negative) result means a bogus report: ignore it.
                         if rtt < 0x8000_0000 {
                             self.stats.rtt = Some(duration_from_compact_ntp(rtt));
@@ -273,7 +338,9 @@ impl Sender {
                 for wire in nack.lost_wire_seqs() {
                     self.stats.nacks_received += 1;
                     let newest = SeqNo::new(self.next_seq.get().saturating_sub(1));
-                    let Some(seq) = newest.nearest_to_wire(wire) else { continue };
+                    let Some(seq) = newest.nearest_to_wire(wire) else {
+                        continue;
+                    };
                     let Some(history) = self.history.as_mut() else {
                         self.stats.retransmit_refused += 1;
                         continue;
@@ -285,14 +352,27 @@ impl Sender {
                             continue;
                         }
                     };
-                    if len > self.retransmit_budget || self.pacer.urgent_len() >= self.config.max_urgent_packets {
+                    if len > self.retransmit_budget
+                        || self.pacer.urgent_len() >= self.config.max_urgent_packets
+                    {
                         self.stats.retransmit_capped += 1;
                         continue;
                     }
-                    match history.take_for_resend(seq, now, self.config.max_retransmits_per_packet, min_interval) {
+                    match history.take_for_resend(
+                        seq,
+                        now,
+                        self.config.max_retransmits_per_packet,
+                        min_interval,
+                    ) {
                         Ok(bytes) => {
-                            let t = Transmit { contents: bytes.to_vec(), kind: TransmitKind::Retransmission };
-                            if self.pacer.enqueue_urgent(now, t, self.config.max_urgent_packets) {
+                            let t = Transmit {
+                                contents: bytes.to_vec(),
+                                kind: TransmitKind::Retransmission,
+                            };
+                            if self
+                                .pacer
+                                .enqueue_urgent(now, t, self.config.max_urgent_packets)
+                            {
                                 self.retransmit_budget -= len;
                                 self.stats.retransmitted += 1;
                                 self.stats.retransmitted_bytes += len as u64;
@@ -314,7 +394,11 @@ impl Sender {
     /// silent for the fallback timeout (or never came).
     pub fn requested_quality(&self, now: Instant) -> Quality {
         match self.feedback {
-            Some((q, _, at)) if now.saturating_duration_since(at) < self.config.quality_fallback_timeout => q,
+            Some((q, _, at))
+                if now.saturating_duration_since(at) < self.config.quality_fallback_timeout =>
+            {
+                q
+            }
             _ => self.config.fallback_quality,
         }
     }
@@ -322,7 +406,11 @@ impl Sender {
     /// The receiver's mash level as last reported, while its feedback is fresh.
     pub fn remote_mash(&self, now: Instant) -> Option<MashLevel> {
         match self.feedback {
-            Some((_, m, at)) if now.saturating_duration_since(at) < self.config.quality_fallback_timeout => Some(m),
+            Some((_, m, at))
+                if now.saturating_duration_since(at) < self.config.quality_fallback_timeout =>
+            {
+                Some(m)
+            }
             _ => None,
         }
     }
@@ -338,12 +426,17 @@ impl Sender {
     /// Anything due: sender reports and keepalives first, then retransmissions, then paced media.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
         self.handle_timeout(now);
-        self.stats.send_queue_dropped += self.pacer.drop_stale(now, self.config.max_queue_delay) as u64;
-        let t = self.rtcp_out.pop_front().or_else(|| self.pacer.poll_transmit(now))?;
+        self.stats.send_queue_dropped +=
+            self.pacer.drop_stale(now, self.config.max_queue_delay) as u64;
+        let t = self
+            .rtcp_out
+            .pop_front()
+            .or_else(|| self.pacer.poll_transmit(now))?;
         match t.kind {
             TransmitKind::Media => {
-                self.retransmit_budget =
-                    (self.retransmit_budget + t.contents.len() as f64 * self.config.retransmit_share).min(RETRANSMIT_BURST_BYTES);
+                self.retransmit_budget = (self.retransmit_budget
+                    + t.contents.len() as f64 * self.config.retransmit_share)
+                    .min(RETRANSMIT_BURST_BYTES);
                 self.stats.media_bytes_sent += t.contents.len() as u64;
                 self.count_sent(&t, |s| s.media_sent += 1)
             }
@@ -358,7 +451,9 @@ impl Sender {
     fn count_sent(&mut self, t: &Transmit, f: impl FnOnce(&mut SenderStats)) {
         f(&mut self.stats);
         self.packet_count = self.packet_count.wrapping_add(1);
-        self.octet_count = self.octet_count.wrapping_add(t.contents.len().saturating_sub(crate::rtp::RTP_HEADER_LEN) as u32);
+        self.octet_count = self
+            .octet_count
+            .wrapping_add(t.contents.len().saturating_sub(crate::rtp::RTP_HEADER_LEN) as u32);
     }
 
     /// The next time [`Sender::handle_timeout`] has work.
@@ -367,13 +462,22 @@ impl Sender {
             None => Some(self.started),
             Some(t) => Some(t + self.config.sender_report_interval),
         };
-        [report, self.liveness.next_keepalive(), self.pacer.poll_timeout()].into_iter().flatten().min()
+        [
+            report,
+            self.liveness.next_keepalive(),
+            self.pacer.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Advance timers: queue a sender report when one is due (also the keepalive).
     pub fn handle_timeout(&mut self, now: Instant) {
         let report_due = self.report_now
-            || self.last_sender_report.is_none_or(|t| now.saturating_duration_since(t) >= self.config.sender_report_interval);
+            || self.last_sender_report.is_none_or(|t| {
+                now.saturating_duration_since(t) >= self.config.sender_report_interval
+            });
         if (report_due || self.liveness.keepalive_due(now)) && self.rtcp_out.is_empty() {
             let since_start = now.saturating_duration_since(self.started);
             let info = SenderInfoFields {
@@ -391,7 +495,10 @@ impl Sender {
                 };
             if written {
                 self.report_now = false;
-                self.rtcp_out.push_back(Transmit { contents, kind: TransmitKind::Rtcp });
+                self.rtcp_out.push_back(Transmit {
+                    contents,
+                    kind: TransmitKind::Rtcp,
+                });
                 self.last_sender_report = Some(now);
                 self.liveness.sent(now);
             }

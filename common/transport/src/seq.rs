@@ -115,17 +115,24 @@ mod tests {
     fn extension_follows_the_stream_across_wraparound() {
         // (wire values fed in order, expected extended values)
         let cases: &[(&[u16], &[u64])] = &[
-            (&[65534, 65535, 0, 1], &[0x1_FFFE, 0x1_FFFF, 0x2_0000, 0x2_0001]),
+            (
+                &[65534, 65535, 0, 1],
+                &[0x1_FFFE, 0x1_FFFF, 0x2_0000, 0x2_0001],
+            ),
             // reordered across the wrap: 0 arrives before 65535
-            (&[65534, 0, 65535, 1], &[0x1_FFFE, 0x2_0000, 0x1_FFFF, 0x2_0001]),
+            (
+                &[65534, 0, 65535, 1],
+                &[0x1_FFFE, 0x2_0000, 0x1_FFFF, 0x2_0001],
+            ),
             // a packet from before the first one stays below it
             (&[5, 3, 6], &[0x1_0005, 0x1_0003, 0x1_0006]),
             // before the first one and across the wrap downward
             (&[2, 65530, 3], &[0x1_0002, 0x0_FFFA, 0x1_0003]),
             // two full cycles
-            (&[0, 30000, 60000, 24464, 54464, 18928], &[
-                0x1_0000, 0x1_7530, 0x1_EA60, 0x2_5F90, 0x2_D4C0, 0x3_49F0,
-            ]),
+            (
+                &[0, 30000, 60000, 24464, 54464, 18928],
+                &[0x1_0000, 0x1_7530, 0x1_EA60, 0x2_5F90, 0x2_D4C0, 0x3_49F0],
+            ),
         ];
         for (wires, expected) in cases {
             let mut ext = SeqExtender::new();

@@ -96,11 +96,18 @@ impl Default for LossWindow {
 
 impl LossWindow {
     pub fn new(span: Duration, buckets: u32) -> Self {
-        LossWindow { bucket: span / buckets.max(1), buckets: VecDeque::new(), span }
+        LossWindow {
+            bucket: span / buckets.max(1),
+            buckets: VecDeque::new(),
+            span,
+        }
     }
 
     fn current(&mut self, now: Instant) -> &mut (Instant, u64, u64) {
-        let fresh = self.buckets.back().is_none_or(|(start, _, _)| now.saturating_duration_since(*start) >= self.bucket);
+        let fresh = self
+            .buckets
+            .back()
+            .is_none_or(|(start, _, _)| now.saturating_duration_since(*start) >= self.bucket);
         if fresh {
             self.buckets.push_back((now, 0, 0));
         }
@@ -110,7 +117,12 @@ impl LossWindow {
     }
 
     fn expire(&mut self, now: Instant) {
-        while self.buckets.len() > 1 && self.buckets.front().is_some_and(|(s, _, _)| now.saturating_duration_since(*s) >= self.span) {
+        while self.buckets.len() > 1
+            && self
+                .buckets
+                .front()
+                .is_some_and(|(s, _, _)| now.saturating_duration_since(*s) >= self.span)
+        {
             self.buckets.pop_front();
         }
     }

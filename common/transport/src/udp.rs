@@ -29,7 +29,10 @@ pub struct SocketBuffers {
 impl Default for SocketBuffers {
     /// Room for a few frames of 100 packets, so a scheduling hiccup does not become loss.
     fn default() -> Self {
-        SocketBuffers { recv_bytes: 4 << 20, send_bytes: 1 << 20 }
+        SocketBuffers {
+            recv_bytes: 4 << 20,
+            send_bytes: 1 << 20,
+        }
     }
 }
 
@@ -39,7 +42,10 @@ pub enum UdpError {
     #[error("cannot create a UDP socket for {addr}: {source}")]
     Create { addr: SocketAddr, source: io::Error },
     #[error("cannot set {option} on the UDP socket: {source}")]
-    SetOption { option: &'static str, source: io::Error },
+    SetOption {
+        option: &'static str,
+        source: io::Error,
+    },
     #[error("cannot bind UDP {addr}: {source}")]
     Bind { addr: SocketAddr, source: io::Error },
     #[error("sending to {peer} failed: {source}")]
@@ -69,25 +75,49 @@ fn canonical(addr: SocketAddr) -> SocketAddr {
 
 impl PeerSocket {
     /// Bind `local` (port 0 picks a free port) and talk to `peer`.
-    pub fn bind(local: SocketAddr, peer: SocketAddr, buffers: SocketBuffers) -> Result<Self, UdpError> {
+    pub fn bind(
+        local: SocketAddr,
+        peer: SocketAddr,
+        buffers: SocketBuffers,
+    ) -> Result<Self, UdpError> {
         if local.is_ipv4() && peer.is_ipv6() {
             return Err(UdpError::FamilyMismatch { local, peer });
         }
         let socket = Socket::new(Domain::for_address(local), Type::DGRAM, Some(Protocol::UDP))
-            .map_err(|source| UdpError::Create { addr: local, source })?;
+            .map_err(|source| UdpError::Create {
+                addr: local,
+                source,
+            })?;
         let opt = |option: &'static str| move |source| UdpError::SetOption { option, source };
         if local.is_ipv6() {
             // Dual-stack when bound to [::], so one config can name an IPv4 or IPv6 peer.
             socket.set_only_v6(false).map_err(opt("IPV6_V6ONLY"))?;
         }
-        socket.set_recv_buffer_size(buffers.recv_bytes).map_err(opt("SO_RCVBUF"))?;
-        socket.set_send_buffer_size(buffers.send_bytes).map_err(opt("SO_SNDBUF"))?;
-        socket.bind(&local.into()).map_err(|source| UdpError::Bind { addr: local, source })?;
-        Ok(PeerSocket { socket: socket.into(), peer, foreign: 0, oversized: 0, current_wait: None })
+        socket
+            .set_recv_buffer_size(buffers.recv_bytes)
+            .map_err(opt("SO_RCVBUF"))?;
+        socket
+            .set_send_buffer_size(buffers.send_bytes)
+            .map_err(opt("SO_SNDBUF"))?;
+        socket
+            .bind(&local.into())
+            .map_err(|source| UdpError::Bind {
+                addr: local,
+                source,
+            })?;
+        Ok(PeerSocket {
+            socket: socket.into(),
+            peer,
+            foreign: 0,
+            oversized: 0,
+            current_wait: None,
+        })
     }
 
     pub fn local_addr(&self) -> Result<SocketAddr, UdpError> {
-        self.socket.local_addr().map_err(|source| UdpError::Recv { source })
+        self.socket
+            .local_addr()
+            .map_err(|source| UdpError::Recv { source })
     }
 
     pub fn peer(&self) -> SocketAddr {
@@ -104,7 +134,10 @@ impl PeerSocket {
     pub fn buffer_sizes(&self) -> Result<(usize, usize), UdpError> {
         let s = socket2::SockRef::from(&self.socket);
         let opt = |option: &'static str| move |source| UdpError::SetOption { option, source };
-        Ok((s.recv_buffer_size().map_err(opt("SO_RCVBUF"))?, s.send_buffer_size().map_err(opt("SO_SNDBUF"))?))
+        Ok((
+            s.recv_buffer_size().map_err(opt("SO_RCVBUF"))?,
+            s.send_buffer_size().map_err(opt("SO_SNDBUF"))?,
+        ))
     }
 
     /// Datagrams from other sources, counted and dropped.
@@ -119,7 +152,13 @@ impl PeerSocket {
 
     /// Send one datagram to the peer.
     pub fn send(&self, transmit: &Transmit) -> Result<(), UdpError> {
-        self.socket.send_to(&transmit.contents, self.peer).map(|_| ()).map_err(|source| UdpError::Send { peer: self.peer, source })
+        self.socket
+            .send_to(&transmit.contents, self.peer)
+            .map(|_| ())
+            .map_err(|source| UdpError::Send {
+                peer: self.peer,
+                source,
+            })
     }
 
     fn set_wait(&mut self, wait: Duration) -> Result<(), UdpError> {
@@ -128,10 +167,16 @@ impl PeerSocket {
         }
         let opt = |option: &'static str| move |source| UdpError::SetOption { option, source };
         if wait.is_zero() {
-            self.socket.set_nonblocking(true).map_err(opt("O_NONBLOCK"))?;
+            self.socket
+                .set_nonblocking(true)
+                .map_err(opt("O_NONBLOCK"))?;
         } else {
-            self.socket.set_nonblocking(false).map_err(opt("O_NONBLOCK"))?;
-            self.socket.set_read_timeout(Some(wait)).map_err(opt("SO_RCVTIMEO"))?;
+            self.socket
+                .set_nonblocking(false)
+                .map_err(opt("O_NONBLOCK"))?;
+            self.socket
+                .set_read_timeout(Some(wait))
+                .map_err(opt("SO_RCVTIMEO"))?;
         }
         self.current_wait = Some(wait);
         Ok(())
@@ -146,10 +191,21 @@ impl PeerSocket {
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
             // A zero SO_RCVTIMEO means "forever", so a spent budget becomes a non-blocking try.
-            self.set_wait(if timeout.is_zero() { Duration::ZERO } else { remaining.max(Duration::from_micros(1)) })?;
+            self.set_wait(if timeout.is_zero() {
+                Duration::ZERO
+            } else {
+                remaining.max(Duration::from_micros(1))
+            })?;
             let (len, from) = match self.socket.recv_from(buf) {
                 Ok(r) => r,
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => return Ok(None),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Ok(None)
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 // An ICMP error from an earlier send (port unreachable while the peer restarts)
                 // surfaces here on Linux; it is not a failure of this socket.

@@ -36,7 +36,12 @@ impl<T> ReceiveWindow<T> {
     /// A window of `capacity` slots (at least 1).
     pub fn new(capacity: usize) -> Self {
         let capacity = capacity.max(1);
-        ReceiveWindow { slots: (0..capacity).map(|_| None).collect(), consumed: vec![None; capacity], cursor: None, newest: None }
+        ReceiveWindow {
+            slots: (0..capacity).map(|_| None).collect(),
+            consumed: vec![None; capacity],
+            cursor: None,
+            newest: None,
+        }
     }
 
     pub fn capacity(&self) -> usize {
@@ -51,7 +56,11 @@ impl<T> ReceiveWindow<T> {
     pub fn insert(&mut self, seq: SeqNo, item: T) -> Insert {
         let cursor = *self.cursor.get_or_insert(seq);
         if seq < cursor {
-            return if self.consumed[self.index(seq)] == Some(seq) { Insert::Duplicate } else { Insert::Late };
+            return if self.consumed[self.index(seq)] == Some(seq) {
+                Insert::Duplicate
+            } else {
+                Insert::Late
+            };
         }
         let capacity = self.slots.len() as u64;
         let mut outcome = Insert::Stored;
@@ -163,15 +172,73 @@ mod tests {
         let cases: &[(&str, usize, &[u64], usize, u64, Insert)] = &[
             ("first packet", 8, &[], 0, 100, Insert::Stored),
             ("in order", 8, &[100], 0, 101, Insert::Stored),
-            ("reordered but ahead", 8, &[100, 103], 0, 102, Insert::Stored),
+            (
+                "reordered but ahead",
+                8,
+                &[100, 103],
+                0,
+                102,
+                Insert::Stored,
+            ),
             ("duplicate", 8, &[100, 101], 0, 101, Insert::Duplicate),
-            ("again after consuming", 8, &[100, 101], 2, 100, Insert::Duplicate),
-            ("held, not yet consumed", 8, &[100, 102], 0, 100, Insert::Duplicate),
-            ("older than the first packet", 8, &[100], 0, 99, Insert::Late),
+            (
+                "again after consuming",
+                8,
+                &[100, 101],
+                2,
+                100,
+                Insert::Duplicate,
+            ),
+            (
+                "held, not yet consumed",
+                8,
+                &[100, 102],
+                0,
+                100,
+                Insert::Duplicate,
+            ),
+            (
+                "older than the first packet",
+                8,
+                &[100],
+                0,
+                99,
+                Insert::Late,
+            ),
             ("last slot of the window", 8, &[100], 0, 107, Insert::Stored),
-            ("one past the window jumps", 8, &[100], 0, 108, Insert::Jumped { missing: 0, discarded: 1 }),
-            ("far past the window jumps", 8, &[100, 102], 0, 1000, Insert::Jumped { missing: 891, discarded: 2 }),
-            ("jump over gaps counts them", 4, &[10, 12], 0, 15, Insert::Jumped { missing: 1, discarded: 1 }),
+            (
+                "one past the window jumps",
+                8,
+                &[100],
+                0,
+                108,
+                Insert::Jumped {
+                    missing: 0,
+                    discarded: 1,
+                },
+            ),
+            (
+                "far past the window jumps",
+                8,
+                &[100, 102],
+                0,
+                1000,
+                Insert::Jumped {
+                    missing: 891,
+                    discarded: 2,
+                },
+            ),
+            (
+                "jump over gaps counts them",
+                4,
+                &[10, 12],
+                0,
+                15,
+                Insert::Jumped {
+                    missing: 1,
+                    discarded: 1,
+                },
+            ),
         ];
         for (name, cap, before, pops, probe, want) in cases {
             let mut w = ReceiveWindow::new(*cap);
@@ -197,7 +264,11 @@ mod tests {
         assert_eq!(w.early_latest_span(), Some(1));
         assert_eq!(w.skip_missing(), Some(s(4)));
         assert_eq!(w.insert(s(4), 4), Insert::Late, "given up, then arrived");
-        assert_eq!(w.insert(s(2), 2), Insert::Duplicate, "consumed, then arrived again");
+        assert_eq!(
+            w.insert(s(2), 2),
+            Insert::Duplicate,
+            "consumed, then arrived again"
+        );
         assert_eq!(w.pop(), Some((s(5), 5)));
         assert!(!w.gap_at_cursor());
         assert_eq!(w.skip_missing(), None);

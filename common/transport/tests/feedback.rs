@@ -14,7 +14,13 @@ fn the_sender_follows_the_requested_quality_and_falls_back_when_feedback_stops()
     let config = TransportConfig::default();
     let timeout = config.quality_fallback_timeout;
     let fallback = config.fallback_quality;
-    let mut pair = Pair::new(config.clone(), LossModel::None, LossModel::None, Duration::from_millis(5), 50);
+    let mut pair = Pair::new(
+        config.clone(),
+        LossModel::None,
+        LossModel::None,
+        Duration::from_millis(5),
+        50,
+    );
     pair.frames_left = 200;
     let q = Quality::new(83).unwrap();
     assert_ne!(q, fallback);
@@ -27,9 +33,19 @@ fn the_sender_follows_the_requested_quality_and_falls_back_when_feedback_stops()
     // Cut the feedback path: the quality holds until the timeout, then falls back.
     pair.back.loss = LossModel::All;
     let cut = pair.now;
-    pair.run_until(Duration::from_secs(1) + timeout - Duration::from_millis(200), config.frame_interval);
-    assert_eq!(pair.sender.requested_quality(pair.now), q, "fell back too early");
-    pair.run_until(Duration::from_secs(1) + timeout + Duration::from_millis(10), config.frame_interval);
+    pair.run_until(
+        Duration::from_secs(1) + timeout - Duration::from_millis(200),
+        config.frame_interval,
+    );
+    assert_eq!(
+        pair.sender.requested_quality(pair.now),
+        q,
+        "fell back too early"
+    );
+    pair.run_until(
+        Duration::from_secs(1) + timeout + Duration::from_millis(10),
+        config.frame_interval,
+    );
     assert!(pair.now - cut >= timeout);
     assert_eq!(pair.sender.requested_quality(pair.now), fallback);
     assert_eq!(pair.sender.remote_mash(pair.now), None);
@@ -47,7 +63,13 @@ fn feedback_arrives_about_every_100_ms_and_carries_rtt_loss_and_jitter() {
         media_index += 1;
         media_index % 20 == 7
     }));
-    let mut pair = Pair::new(config.clone(), loss, LossModel::None, Duration::from_millis(15), 51);
+    let mut pair = Pair::new(
+        config.clone(),
+        loss,
+        LossModel::None,
+        Duration::from_millis(15),
+        51,
+    );
     pair.frames_left = 75;
     pair.run_until(Duration::from_millis(2500), config.frame_interval);
     let mid = pair.sender.stats().clone();
@@ -60,31 +82,58 @@ fn feedback_arrives_about_every_100_ms_and_carries_rtt_loss_and_jitter() {
     let tx = pair.sender.stats();
     assert!(tx.reports_received >= 28, "{tx:?}");
     let rtt = tx.rtt.expect("rtt from LSR/DLSR");
-    assert!(rtt >= Duration::from_millis(29) && rtt <= Duration::from_millis(31), "rtt {rtt:?}");
-    assert_eq!(tx.remote_cumulative_lost as u64, pair.forward.dropped, "{tx:?}");
+    assert!(
+        rtt >= Duration::from_millis(29) && rtt <= Duration::from_millis(31),
+        "rtt {rtt:?}"
+    );
+    assert_eq!(
+        tx.remote_cumulative_lost as u64, pair.forward.dropped,
+        "{tx:?}"
+    );
     assert_eq!(rx.lost, pair.forward.dropped);
     assert!((rx.loss_percent_1s - 5.0).abs() < 1.0, "{rx:?}");
     // Packets of a frame share a timestamp but leave over 11 ms: RFC 3550 jitter shows it.
-    assert!(tx.remote_jitter > Duration::ZERO && tx.remote_jitter < config.frame_spread, "{tx:?}");
+    assert!(
+        tx.remote_jitter > Duration::ZERO && tx.remote_jitter < config.frame_spread,
+        "{tx:?}"
+    );
 }
 
 #[test]
 fn an_idle_path_still_carries_keepalives_both_ways_and_each_side_sees_the_other() {
     let config = TransportConfig::default();
-    let mut pair = Pair::new(config.clone(), LossModel::None, LossModel::None, Duration::from_millis(5), 52);
+    let mut pair = Pair::new(
+        config.clone(),
+        LossModel::None,
+        LossModel::None,
+        Duration::from_millis(5),
+        52,
+    );
     pair.frames_left = 0;
     pair.run_until(Duration::from_secs(5), config.frame_interval);
-    let keepalives: Vec<Duration> = pair.sender_log.iter().filter(|(_, k, _)| *k == TransmitKind::Rtcp).map(|(t, _, _)| *t - pair.start).collect();
+    let keepalives: Vec<Duration> = pair
+        .sender_log
+        .iter()
+        .filter(|(_, k, _)| *k == TransmitKind::Rtcp)
+        .map(|(t, _, _)| *t - pair.start)
+        .collect();
     assert!(keepalives.len() >= 9, "{keepalives:?}");
     for w in keepalives.windows(2) {
-        assert!(w[1] - w[0] <= config.keepalive_interval, "quiet for {:?}", w[1] - w[0]);
+        assert!(
+            w[1] - w[0] <= config.keepalive_interval,
+            "quiet for {:?}",
+            w[1] - w[0]
+        );
     }
     assert!(pair.sender.peer_alive(pair.now));
     assert!(pair.receiver.peer_alive(pair.now));
 
     pair.forward.loss = LossModel::All;
     pair.back.loss = LossModel::All;
-    pair.run_until(Duration::from_secs(5) + config.peer_timeout + Duration::from_millis(10), config.frame_interval);
+    pair.run_until(
+        Duration::from_secs(5) + config.peer_timeout + Duration::from_millis(10),
+        config.frame_interval,
+    );
     assert!(!pair.sender.peer_alive(pair.now));
     assert!(!pair.receiver.peer_alive(pair.now));
 }

@@ -21,7 +21,8 @@ fn every_corpus_packet_is_valid_before_mutation() {
     for d in fuzz::corpus() {
         fuzz::check_parsers(&d);
         assert!(
-            keymash_transport::rtp::RtpPacket::parse(&d).is_ok() || keymash_transport::rtcp::validate_compound(&d).is_ok(),
+            keymash_transport::rtp::RtpPacket::parse(&d).is_ok()
+                || keymash_transport::rtcp::validate_compound(&d).is_ok(),
             "corpus packet parses as neither RTP nor RTCP: {d:?}"
         );
     }

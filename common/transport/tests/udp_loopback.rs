@@ -18,20 +18,40 @@ fn stream_on(ip: IpAddr) {
     let stranger = UdpSocket::bind((ip, 0)).expect("bind stranger");
     let rx_addr = pair.rx.local_addr().expect("rx addr");
     for _ in 0..3 {
-        stranger.send_to(&[0x80, 96, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 42], rx_addr).expect("stranger send");
+        stranger
+            .send_to(&[0x80, 96, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 42], rx_addr)
+            .expect("stranger send");
     }
-    let config = TransportConfig { fec: true, nack: true, ..TransportConfig::default() };
+    let config = TransportConfig {
+        fec: true,
+        nack: true,
+        ..TransportConfig::default()
+    };
     let run = stream(&mut pair, config, 30, 20, Duration::from_millis(10));
-    assert_eq!(run.delivered.len(), run.sent.len(), "{ip}: {:?}", run.receiver);
+    assert_eq!(
+        run.delivered.len(),
+        run.sent.len(),
+        "{ip}: {:?}",
+        run.receiver
+    );
     for (d, s) in run.delivered.iter().zip(&run.sent) {
         assert_eq!(&d.payload, s, "{ip}: payload {} differs", d.seq);
     }
     assert_eq!(run.receiver.lost, 0, "{ip}");
-    assert_eq!(run.receiver.foreign, 0, "{ip}: foreign datagrams must stop at the socket");
+    assert_eq!(
+        run.receiver.foreign, 0,
+        "{ip}: foreign datagrams must stop at the socket"
+    );
     assert_eq!(pair.rx.foreign_datagrams(), 3, "{ip}");
     assert!(run.receiver.repair_received > 0, "{ip}");
     assert!(run.sender.reports_received > 0, "{ip}: {:?}", run.sender);
-    assert!(run.sender.rtt.is_some_and(|r| r < Duration::from_millis(100)), "{ip}: {:?}", run.sender);
+    assert!(
+        run.sender
+            .rtt
+            .is_some_and(|r| r < Duration::from_millis(100)),
+        "{ip}: {:?}",
+        run.sender
+    );
     let (rcv, snd) = pair.rx.buffer_sizes().expect("buffer sizes");
     assert!(rcv > 0 && snd > 0);
 }
@@ -44,7 +64,9 @@ fn a_stream_crosses_ipv4_loopback_with_feedback_and_strangers_are_ignored() {
 #[test]
 fn a_stream_crosses_ipv6_loopback_when_the_host_has_it() {
     if UdpSocket::bind((Ipv6Addr::LOCALHOST, 0)).is_err() {
-        skip::skip_or_fail("no IPv6 loopback (::1) on this host, so the IPv6 path cannot be tested");
+        skip::skip_or_fail(
+            "no IPv6 loopback (::1) on this host, so the IPv6 path cannot be tested",
+        );
         return;
     }
     stream_on(IpAddr::V6(Ipv6Addr::LOCALHOST));
@@ -55,17 +77,35 @@ fn a_dual_stack_socket_accepts_an_ipv4_peer() {
     use keymash_transport::udp::{PeerSocket, SocketBuffers};
     use keymash_transport::{Transmit, TransmitKind};
     if UdpSocket::bind((Ipv6Addr::UNSPECIFIED, 0)).is_err() {
-        skip::skip_or_fail("no IPv6 on this host (cannot bind [::]), so dual-stack cannot be tested");
+        skip::skip_or_fail(
+            "no IPv6 on this host (cannot bind [::]), so dual-stack cannot be tested",
+        );
         return;
     }
     let v4 = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-    let mut dual = PeerSocket::bind((Ipv6Addr::UNSPECIFIED, 0).into(), v4.local_addr().unwrap(), SocketBuffers::default()).unwrap();
+    let mut dual = PeerSocket::bind(
+        (Ipv6Addr::UNSPECIFIED, 0).into(),
+        v4.local_addr().unwrap(),
+        SocketBuffers::default(),
+    )
+    .unwrap();
     let port = dual.local_addr().unwrap().port();
-    v4.send_to(b"\x80\x60hello", (Ipv4Addr::LOCALHOST, port)).unwrap();
+    v4.send_to(b"\x80\x60hello", (Ipv4Addr::LOCALHOST, port))
+        .unwrap();
     let mut buf = [0u8; 64];
-    assert_eq!(dual.recv(&mut buf, Duration::from_secs(2)).unwrap(), Some(7));
-    dual.send(&Transmit { contents: b"back".to_vec(), kind: TransmitKind::Rtcp }).unwrap();
+    assert_eq!(
+        dual.recv(&mut buf, Duration::from_secs(2)).unwrap(),
+        Some(7)
+    );
+    dual.send(&Transmit {
+        contents: b"back".to_vec(),
+        kind: TransmitKind::Rtcp,
+    })
+    .unwrap();
     let (n, _) = v4.recv_from(&mut buf).unwrap();
     assert_eq!(&buf[..n], b"back");
-    assert_eq!(dual.recv(&mut buf, Duration::from_millis(20)).unwrap(), None);
+    assert_eq!(
+        dual.recv(&mut buf, Duration::from_millis(20)).unwrap(),
+        None
+    );
 }

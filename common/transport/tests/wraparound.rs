@@ -11,10 +11,22 @@ use support::{LossModel, Pair};
 #[test]
 fn a_lossy_stream_crosses_the_sequence_number_wrap_intact() {
     let interval = Duration::from_millis(10);
-    let config = TransportConfig { fec: true, nack: true, frame_interval: interval, frame_spread: interval / 3, ..TransportConfig::default() };
+    let config = TransportConfig {
+        fec: true,
+        nack: true,
+        frame_interval: interval,
+        frame_spread: interval / 3,
+        ..TransportConfig::default()
+    };
     // 70,000 packets cover at least one wrap whatever the random first sequence number.
     let frames = 1400u64;
-    let mut pair = Pair::new(config, LossModel::Bernoulli(0.01), LossModel::None, Duration::from_millis(5), 21);
+    let mut pair = Pair::new(
+        config,
+        LossModel::Bernoulli(0.01),
+        LossModel::None,
+        Duration::from_millis(5),
+        21,
+    );
     pair.packets_per_frame = 50;
     pair.frames_left = frames;
     pair.run_until(interval * frames as u32 + Duration::from_secs(1), interval);
@@ -23,8 +35,14 @@ fn a_lossy_stream_crosses_the_sequence_number_wrap_intact() {
     let seqs: Vec<u64> = pair.delivered.iter().map(|(_, p)| p.seq.get()).collect();
     let first = seqs[0];
     let last = *seqs.last().expect("delivered something");
-    assert!(last >> 16 > first >> 16, "the run did not cross a wrap: {first:#x}..{last:#x}");
-    assert!(seqs.windows(2).all(|w| w[1] > w[0]), "delivery not in extended order across the wrap");
+    assert!(
+        last >> 16 > first >> 16,
+        "the run did not cross a wrap: {first:#x}..{last:#x}"
+    );
+    assert!(
+        seqs.windows(2).all(|w| w[1] > w[0]),
+        "delivery not in extended order across the wrap"
+    );
     assert_eq!(stats.lost, 0, "{stats:?}");
     assert_eq!(seqs.len() as u64, frames * 50);
     assert_eq!(last - first + 1, frames * 50);
@@ -32,6 +50,11 @@ fn a_lossy_stream_crosses_the_sequence_number_wrap_intact() {
     // were overwritten, so compare the payloads sent after the wrap.
     let newest: Vec<_> = pair.delivered.iter().rev().take(60_000).cloned().collect();
     for (_, p) in &newest {
-        assert_eq!(p.payload, pair.sent[&p.seq.wire()].bytes, "payload {} differs", p.seq);
+        assert_eq!(
+            p.payload,
+            pair.sent[&p.seq.wire()].bytes,
+            "payload {} differs",
+            p.seq
+        );
     }
 }

@@ -28,7 +28,10 @@ use crate::v4l2::{Camera, CameraEvent};
 use crate::y4m_loop::Y4mLoop;
 
 #[derive(Debug, Parser)]
-#[command(version, about = "Captures frames (V4L2 webcam, synthetic scene or Y4M file) into the raw-frame ring.")]
+#[command(
+    version,
+    about = "Captures frames (V4L2 webcam, synthetic scene or Y4M file) into the raw-frame ring."
+)]
 struct Args {
     #[command(flatten)]
     service: ServiceArgs,
@@ -54,15 +57,25 @@ fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
     let geometry = FrameGeometry::new(video.width as usize, video.height as usize)
         .context("`video.width`/`video.height` do not give a frame the codec can code")?;
     let ring_geometry = rings::frame_ring(video)?;
-    let (mut ring, attach) = RingWriter::open(&segment_id(&config, RAW_FRAMES)?, ring_geometry, permissions(&config))
-        .context("cannot open the raw-frame ring")?;
+    let (mut ring, attach) = RingWriter::open(
+        &segment_id(&config, RAW_FRAMES)?,
+        ring_geometry,
+        permissions(&config),
+    )
+    .context("cannot open the raw-frame ring")?;
     let mut stats = StatsPublisher::open(&config, Service::Capture, "frames", monotonic_now_ns())?;
     let mut source = match &config.capture.source {
-        CaptureSource::Synthetic => Source::Synthetic(SyntheticScene::new(geometry, u64::from(std::process::id()))),
+        CaptureSource::Synthetic => {
+            Source::Synthetic(SyntheticScene::new(geometry, u64::from(std::process::id())))
+        }
         CaptureSource::Y4m(path) => Source::Y4m(Y4mLoop::open(path, geometry)?),
         CaptureSource::V4l2 => Source::Camera(Camera::new(
             &config.capture.device,
-            CameraMode { width: video.width, height: video.height, fps: video.fps },
+            CameraMode {
+                width: video.width,
+                height: video.height,
+                fps: video.fps,
+            },
             geometry,
         )),
     };
@@ -84,11 +97,17 @@ fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
                 // A clocked source: sleep until the frame is due, in bounded steps.
                 let now = monotonic_now_ns();
                 if now < next_due_ns {
-                    std::thread::sleep(Duration::from_nanos(next_due_ns - now).min(Lifecycle::MAX_WAIT));
+                    std::thread::sleep(
+                        Duration::from_nanos(next_due_ns - now).min(Lifecycle::MAX_WAIT),
+                    );
                     None
                 } else {
                     // Late by more than a frame (the machine stalled): skip ahead, do not burst.
-                    next_due_ns = if now - next_due_ns > interval_ns { now + interval_ns } else { next_due_ns + interval_ns };
+                    next_due_ns = if now - next_due_ns > interval_ns {
+                        now + interval_ns
+                    } else {
+                        next_due_ns + interval_ns
+                    };
                     let frame_no = FrameNo(ring.next_seq());
                     match &mut source {
                         Source::Synthetic(scene) => {
@@ -107,7 +126,11 @@ fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
         };
         if let Some(capture_ns) = captured {
             let frame_no = FrameNo(ring.next_seq());
-            let info = RawFrameInfo { width: video.width, height: video.height, capture_frame: frame_no };
+            let info = RawFrameInfo {
+                width: video.width,
+                height: video.height,
+                capture_frame: frame_no,
+            };
             let meta = FrameMeta::new(frame_no, capture_ns).with_words(info.words());
             let mut slot = ring.begin();
             let payload = slot.payload_mut();
@@ -148,4 +171,3 @@ fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
     stats.publish(monotonic_now_ns());
     Ok(())
 }
-

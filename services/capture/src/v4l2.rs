@@ -10,7 +10,8 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use keymash_codec::{yuyv_to_i420, FrameGeometry, I420Frame};
 use keymash_media::negotiate::{
-    fourcc_text, negotiate_yuyv, CameraMode, FrameInterval, Negotiated, OfferedFormat, OfferedSizes, YUYV,
+    fourcc_text, negotiate_yuyv, CameraMode, FrameInterval, Negotiated, OfferedFormat,
+    OfferedSizes, YUYV,
 };
 use keymash_media::Backoff;
 use v4l::buffer::Type;
@@ -55,7 +56,10 @@ pub struct Camera {
 
 impl std::fmt::Debug for Camera {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Camera").field("device", &self.configured_device).field("open", &self.open.is_some()).finish()
+        f.debug_struct("Camera")
+            .field("device", &self.configured_device)
+            .field("open", &self.open.is_some())
+            .finish()
     }
 }
 
@@ -108,12 +112,18 @@ impl Camera {
     pub fn poll(&mut self, now_ns: impl Fn() -> u64, out: &mut I420Frame) -> CameraEvent {
         if self.open.is_none() {
             if now_ns() < self.retry_at_ns {
-                std::thread::sleep(POLL_TIMEOUT.min(Duration::from_nanos(self.retry_at_ns - now_ns())));
+                std::thread::sleep(
+                    POLL_TIMEOUT.min(Duration::from_nanos(self.retry_at_ns - now_ns())),
+                );
                 return CameraEvent::Idle;
             }
             match self.try_open(now_ns()) {
                 Ok(open) => {
-                    log::info!("camera {} streaming {}", open.path.display(), open.negotiated);
+                    log::info!(
+                        "camera {} streaming {}",
+                        open.path.display(),
+                        open.negotiated
+                    );
                     if self.last_error.is_some() {
                         self.reconnects += 1;
                     }
@@ -127,7 +137,9 @@ impl Camera {
                 }
             }
         }
-        let Some(open) = self.open.as_mut() else { return CameraEvent::Idle };
+        let Some(open) = self.open.as_mut() else {
+            return CameraEvent::Idle;
+        };
         let geometry = self.geometry;
         let result = match open.stream.next() {
             Ok((buffer, meta)) => {
@@ -135,9 +147,12 @@ impl Camera {
                 let now = now_ns();
                 // time_t is i32 on 32-bit targets, i64 here: the conversion is for the former.
                 #[allow(clippy::useless_conversion)]
-                let capture_ns = driver_timestamp_ns(i64::from(meta.timestamp.sec), i64::from(meta.timestamp.usec))
-                    .filter(|&t| t <= now && now - t < 1_000_000_000)
-                    .unwrap_or(now);
+                let capture_ns = driver_timestamp_ns(
+                    i64::from(meta.timestamp.sec),
+                    i64::from(meta.timestamp.usec),
+                )
+                .filter(|&t| t <= now && now - t < 1_000_000_000)
+                .unwrap_or(now);
                 yuyv_to_i420(&buffer[..used], geometry, out)
                     .map(|()| capture_ns)
                     .map_err(|e| format!("bad frame from the driver: {e}"))
@@ -175,8 +190,10 @@ impl Camera {
 
     fn try_open(&self, now_ns: u64) -> anyhow::Result<Open> {
         let path = self.device_path()?;
-        let device = Device::with_path(&path).with_context(|| format!("cannot open {}", path.display()))?;
-        let offered = offered_formats(&device).with_context(|| format!("cannot list formats of {}", path.display()))?;
+        let device =
+            Device::with_path(&path).with_context(|| format!("cannot open {}", path.display()))?;
+        let offered = offered_formats(&device)
+            .with_context(|| format!("cannot list formats of {}", path.display()))?;
         let negotiated = negotiate_yuyv(&offered, self.mode)?;
         let mut format = device.format()?;
         format.width = negotiated.width;
@@ -186,7 +203,10 @@ impl Camera {
         negotiated.check_applied(applied.fourcc.repr, applied.width, applied.height)?;
         let mut negotiated = negotiated;
         if let Some(interval) = negotiated.interval {
-            let params = device.set_params(&Parameters::new(Fraction::new(interval.numerator, interval.denominator)))?;
+            let params = device.set_params(&Parameters::new(Fraction::new(
+                interval.numerator,
+                interval.denominator,
+            )))?;
             // Report what the driver really set, which may differ from what was asked.
             negotiated.interval = Some(FrameInterval {
                 numerator: params.interval.numerator,
@@ -195,7 +215,13 @@ impl Camera {
         }
         let mut stream = Stream::with_buffers(&device, Type::VideoCapture, BUFFERS)?;
         stream.set_timeout(POLL_TIMEOUT);
-        Ok(Open { stream, _device: device, path, negotiated, last_frame_ns: now_ns })
+        Ok(Open {
+            stream,
+            _device: device,
+            path,
+            negotiated,
+            last_frame_ns: now_ns,
+        })
     }
 
     /// The configured device, or the first `/dev/video*` that can capture video.
@@ -206,9 +232,14 @@ impl Camera {
         let mut nodes = v4l::context::enum_devices();
         nodes.sort_by_key(|n| n.index());
         for node in nodes {
-            let Ok(device) = Device::with_path(node.path()) else { continue };
+            let Ok(device) = Device::with_path(node.path()) else {
+                continue;
+            };
             if let Ok(caps) = device.query_caps() {
-                if caps.capabilities.contains(v4l::capability::Flags::VIDEO_CAPTURE) {
+                if caps
+                    .capabilities
+                    .contains(v4l::capability::Flags::VIDEO_CAPTURE)
+                {
                     return Ok(node.path().to_path_buf());
                 }
             }
@@ -232,9 +263,10 @@ fn offered_formats(device: &Device) -> std::io::Result<Vec<OfferedFormat>> {
                         .unwrap_or_default()
                         .into_iter()
                         .filter_map(|i| match i.interval {
-                            FrameIntervalEnum::Discrete(f) => {
-                                Some(FrameInterval { numerator: f.numerator, denominator: f.denominator })
-                            }
+                            FrameIntervalEnum::Discrete(f) => Some(FrameInterval {
+                                numerator: f.numerator,
+                                denominator: f.denominator,
+                            }),
                             FrameIntervalEnum::Stepwise(_) => None,
                         })
                         .collect();
@@ -251,13 +283,18 @@ fn offered_formats(device: &Device) -> std::io::Result<Vec<OfferedFormat>> {
         }
         let sizes = stepwise.unwrap_or(OfferedSizes::Discrete(discrete));
         log::debug!("device offers {}", fourcc_text(fourcc.repr));
-        offered.push(OfferedFormat { fourcc: fourcc.repr, sizes });
+        offered.push(OfferedFormat {
+            fourcc: fourcc.repr,
+            sizes,
+        });
     }
     Ok(offered)
 }
 
 /// A driver timestamp (struct timeval; CLOCK_MONOTONIC for UVC cameras) in nanoseconds.
 fn driver_timestamp_ns(sec: i64, usec: i64) -> Option<u64> {
-    let ns = sec.checked_mul(1_000_000_000)?.checked_add(usec.checked_mul(1_000)?)?;
+    let ns = sec
+        .checked_mul(1_000_000_000)?
+        .checked_add(usec.checked_mul(1_000)?)?;
     u64::try_from(ns).ok().filter(|&ns| ns > 0)
 }

@@ -26,17 +26,29 @@ impl Y4mLoop {
                 path.display()
             );
         }
-        Ok(Y4mLoop { path: path.to_owned(), reader, loops: 0 })
+        Ok(Y4mLoop {
+            path: path.to_owned(),
+            reader,
+            loops: 0,
+        })
     }
 
     /// The next frame, starting over at the end of the file.
     pub fn next_frame(&mut self, out: &mut I420Frame) -> anyhow::Result<()> {
-        if self.reader.read_frame(out).with_context(|| format!("reading {}", self.path.display()))? {
+        if self
+            .reader
+            .read_frame(out)
+            .with_context(|| format!("reading {}", self.path.display()))?
+        {
             return Ok(());
         }
         self.reader = open_reader(&self.path)?;
         self.loops += 1;
-        if !self.reader.read_frame(out).with_context(|| format!("reading {}", self.path.display()))? {
+        if !self
+            .reader
+            .read_frame(out)
+            .with_context(|| format!("reading {}", self.path.display()))?
+        {
             bail!("{} holds no frames", self.path.display());
         }
         Ok(())
@@ -50,7 +62,8 @@ impl Y4mLoop {
 
 fn open_reader(path: &Path) -> anyhow::Result<Y4mReader<BufReader<File>>> {
     let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    Y4mReader::new(BufReader::new(file)).with_context(|| format!("{} is not a 4:2:0 Y4M file", path.display()))
+    Y4mReader::new(BufReader::new(file))
+        .with_context(|| format!("{} is not a 4:2:0 Y4M file", path.display()))
 }
 
 #[cfg(test)]
@@ -61,8 +74,13 @@ mod tests {
     #[test]
     fn the_file_loops_and_a_wrong_size_is_refused() {
         let geometry = FrameGeometry::new(32, 16).unwrap();
-        let path = std::env::temp_dir().join(format!("keymash-capture-loop-{}.y4m", std::process::id()));
-        let mut writer = Y4mWriter::new(File::create(&path).unwrap(), &Y4mHeader::new(geometry, "30:1")).unwrap();
+        let path =
+            std::env::temp_dir().join(format!("keymash-capture-loop-{}.y4m", std::process::id()));
+        let mut writer = Y4mWriter::new(
+            File::create(&path).unwrap(),
+            &Y4mHeader::new(geometry, "30:1"),
+        )
+        .unwrap();
         for level in [10u8, 20, 30] {
             let mut frame = I420Frame::grey(geometry);
             frame.planes_mut().0.fill(level);

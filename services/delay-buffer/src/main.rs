@@ -20,12 +20,14 @@ use keymash_core::config::Config;
 use keymash_core::pipeline::{stat, Service, DELAYED_FRAMES, DELAY_HOLD, RAW_FRAMES};
 use keymash_core::FrameNo;
 use keymash_media::raw::FLAG_COUNTDOWN;
-use keymash_media::{render_countdown, rings, DelayBudget, DelaySchedule, HeldFrames, RawFrameInfo, Release};
+use keymash_media::{
+    render_countdown, rings, DelayBudget, DelaySchedule, HeldFrames, RawFrameInfo, Release,
+};
 use keymash_service::stats::{permissions, segment_id};
 use keymash_service::{Lifecycle, ServiceArgs, StatsPublisher, EXIT_BAD_CONFIG};
 use keymash_shm::{
-    monotonic_now_ns, remove_segment, FrameMeta, OpenError, Permissions, RecvError, RingGeometry, RingReader,
-    RingWriter, SegmentId, WriterAttach,
+    monotonic_now_ns, remove_segment, FrameMeta, OpenError, Permissions, RecvError, RingGeometry,
+    RingReader, RingWriter, SegmentId, WriterAttach,
 };
 
 /// The picture may stand still this long (a stalled camera, a restart) before the countdown card
@@ -36,7 +38,10 @@ const GAP_TOLERANCE_NS: u64 = 1_000_000_000;
 const REOPEN_AFTER: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Parser)]
-#[command(version, about = "Holds the configured delay of video in shared memory and releases each frame when it is due.")]
+#[command(
+    version,
+    about = "Holds the configured delay of video in shared memory and releases each frame when it is due."
+)]
 struct Args {
     #[command(flatten)]
     service: ServiceArgs,
@@ -61,10 +66,16 @@ impl HeldFrames for Held<'_> {
 
 /// Opens a ring for writing; a ring left with another geometry by an older configuration is
 /// replaced (its content is of no use at the new size).
-fn open_writer(id: &SegmentId, geometry: RingGeometry, permissions: Permissions) -> anyhow::Result<(RingWriter, WriterAttach)> {
+fn open_writer(
+    id: &SegmentId,
+    geometry: RingGeometry,
+    permissions: Permissions,
+) -> anyhow::Result<(RingWriter, WriterAttach)> {
     match RingWriter::open(id, geometry, permissions) {
         Err(OpenError::GeometryMismatch { found, .. }) => {
-            log::warn!("{id} holds {found} from an older configuration; replacing it with {geometry}");
+            log::warn!(
+                "{id} holds {found} from an older configuration; replacing it with {geometry}"
+            );
             remove_segment(id)?;
             Ok(RingWriter::open(id, geometry, permissions)?)
         }
@@ -92,10 +103,12 @@ fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
     let (mut hold, hold_attach) = open_writer(&hold_id, budget.geometry, permissions(&config))?;
     let hold_reader = RingReader::open_expecting(&hold_id, budget.geometry)?;
     let delayed_id = segment_id(&config, DELAYED_FRAMES)?;
-    let (mut delayed, _) = open_writer(&delayed_id, rings::frame_ring(video)?, permissions(&config))?;
+    let (mut delayed, _) =
+        open_writer(&delayed_id, rings::frame_ring(video)?, permissions(&config))?;
     let raw_id = segment_id(&config, RAW_FRAMES)?;
     let mut raw: Option<RingReader> = None;
-    let mut stats = StatsPublisher::open(&config, Service::DelayBuffer, "frames", monotonic_now_ns())?;
+    let mut stats =
+        StatsPublisher::open(&config, Service::DelayBuffer, "frames", monotonic_now_ns())?;
 
     // Where release stands: the capture time of the last real frame in the delayed ring.
     let mut last_released = last_released_capture_ns(&delayed_id, &delayed);
@@ -130,7 +143,8 @@ fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
                 });
                 match copied {
                     Ok((n, meta)) if n == frame_len => {
-                        let meta = FrameMeta::new(FrameNo(out_seq), capture_ns).with_words(meta.words());
+                        let meta =
+                            FrameMeta::new(FrameNo(out_seq), capture_ns).with_words(meta.words());
                         slot.commit(n, &meta)?;
                         stats.count("frames", 1);
                         showing_countdown = None;
@@ -154,9 +168,14 @@ fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
                     payload[..y.len()].copy_from_slice(y);
                     payload[y.len()..y.len() + u.len()].copy_from_slice(u);
                     payload[y.len() + u.len()..frame_len].copy_from_slice(v);
-                    let info = RawFrameInfo { width: video.width, height: video.height, capture_frame: FrameNo(0) };
-                    let meta =
-                        FrameMeta::new(FrameNo(out_seq), now_ns).with_flags(FLAG_COUNTDOWN).with_words(info.words());
+                    let info = RawFrameInfo {
+                        width: video.width,
+                        height: video.height,
+                        capture_frame: FrameNo(0),
+                    };
+                    let meta = FrameMeta::new(FrameNo(out_seq), now_ns)
+                        .with_flags(FLAG_COUNTDOWN)
+                        .with_words(info.words());
                     slot.commit(frame_len, &meta)?;
                     last_card_ns = now_ns;
                     showing_countdown = Some(seconds_left);
@@ -187,13 +206,22 @@ fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
             match reader.next(wait.min(Lifecycle::MAX_WAIT)) {
                 Ok(arrival) => {
                     stats.count(stat::DROPPED, arrival.missed);
-                    if take_in(reader, arrival.seq, &mut hold, &hold_reader, video, frame_len)? {
+                    if take_in(
+                        reader,
+                        arrival.seq,
+                        &mut hold,
+                        &hold_reader,
+                        video,
+                        frame_len,
+                    )? {
                         stats.count("held", 1);
                     }
                     last_raw_ns = monotonic_now_ns();
                 }
                 Err(RecvError::TimedOut) => {
-                    if monotonic_now_ns().saturating_sub(last_raw_ns) > REOPEN_AFTER.as_nanos() as u64 {
+                    if monotonic_now_ns().saturating_sub(last_raw_ns)
+                        > REOPEN_AFTER.as_nanos() as u64
+                    {
                         raw = None;
                         last_raw_ns = monotonic_now_ns();
                     }
@@ -218,7 +246,10 @@ fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
             stats.gauge("countdown", showing_countdown.map_or(-1.0, f64::from));
             stats.publish(now_ns);
             let line = match showing_countdown {
-                Some(left) => format!("countdown: starting in {left} s; holding {held:.1} s of {:.1} s", config.delay.seconds),
+                Some(left) => format!(
+                    "countdown: starting in {left} s; holding {held:.1} s of {:.1} s",
+                    config.delay.seconds
+                ),
                 None => format!(
                     "holding {held:.1} s, delay {:.1} s, {} frames released",
                     config.delay.seconds,
@@ -244,18 +275,22 @@ fn take_in(
     video: &keymash_core::config::VideoConfig,
     frame_len: usize,
 ) -> anyhow::Result<bool> {
-    let newest_held = hold_reader
-        .retained()
-        .end
-        .checked_sub(1)
-        .and_then(|s| hold_reader.read_seq_with(s, |meta, _| meta.capture_ns()).ok());
+    let newest_held = hold_reader.retained().end.checked_sub(1).and_then(|s| {
+        hold_reader
+            .read_seq_with(s, |meta, _| meta.capture_ns())
+            .ok()
+    });
     // Check before claiming a slot: claiming destroys the oldest held frame.
-    let Ok(capture_ns) = raw.read_seq_with(seq, |meta, _| meta.capture_ns()) else { return Ok(false) };
+    let Ok(capture_ns) = raw.read_seq_with(seq, |meta, _| meta.capture_ns()) else {
+        return Ok(false);
+    };
     if newest_held.is_some_and(|held| capture_ns <= held) {
         return Ok(false);
     }
     let mut slot = hold.begin();
-    let copied = raw.read_seq_with(seq, |meta, bytes| (bytes.copy_to_slice(slot.payload_mut()), *meta));
+    let copied = raw.read_seq_with(seq, |meta, bytes| {
+        (bytes.copy_to_slice(slot.payload_mut()), *meta)
+    });
     match copied {
         Ok((n, meta)) => match RawFrameInfo::check(&meta, video.width, video.height, n) {
             Ok(_) if n == frame_len => {
@@ -283,9 +318,10 @@ fn resume_after_held(raw: &mut RingReader, hold: &RingReader) {
     else {
         return;
     };
-    let first_new = raw
-        .retained()
-        .find(|&seq| raw.read_seq_with(seq, |meta, _| meta.capture_ns() > newest_held).unwrap_or(false));
+    let first_new = raw.retained().find(|&seq| {
+        raw.read_seq_with(seq, |meta, _| meta.capture_ns() > newest_held)
+            .unwrap_or(false)
+    });
     if let Some(seq) = first_new {
         raw.seek(seq);
     }
@@ -297,7 +333,9 @@ fn last_released_capture_ns(id: &SegmentId, delayed: &RingWriter) -> Option<u64>
     let newest = delayed.next_seq().checked_sub(1)?;
     let reader = RingReader::open(id).ok()?;
     reader
-        .read_seq_with(newest, |meta, _| (meta.flags() & FLAG_COUNTDOWN == 0).then_some(meta.capture_ns()))
+        .read_seq_with(newest, |meta, _| {
+            (meta.flags() & FLAG_COUNTDOWN == 0).then_some(meta.capture_ns())
+        })
         .ok()
         .flatten()
 }

@@ -18,7 +18,10 @@ use clap::Parser;
 use keymash_service::ServiceArgs;
 
 #[derive(Debug, Parser)]
-#[command(version, about = "Decodes received payloads and presents them (SDL2 window, frames:DIR or y4m:PATH).")]
+#[command(
+    version,
+    about = "Decodes received payloads and presents them (SDL2 window, frames:DIR or y4m:PATH)."
+)]
 struct Args {
     #[command(flatten)]
     service: ServiceArgs,

@@ -40,13 +40,27 @@ struct Composer {
 
 impl Composer {
     fn new(picture: FrameGeometry, border_px: u32) -> anyhow::Result<Self> {
-        let (geometry, border) = headless_canvas(picture, border_px).context("display.glow_border_px")?;
-        Ok(Composer { border, canvas: I420Frame::grey(geometry) })
+        let (geometry, border) =
+            headless_canvas(picture, border_px).context("display.glow_border_px")?;
+        Ok(Composer {
+            border,
+            canvas: I420Frame::grey(geometry),
+        })
     }
 
     fn compose(&mut self, p: &Presentation<'_>) -> anyhow::Result<&I420Frame> {
-        if !compose_headless(p.picture.view(), p.mash, self.border, p.hud, &mut self.canvas) {
-            anyhow::bail!("picture {} does not fit the {} canvas", p.picture.geometry(), self.canvas.geometry());
+        if !compose_headless(
+            p.picture.view(),
+            p.mash,
+            self.border,
+            p.hud,
+            &mut self.canvas,
+        ) {
+            anyhow::bail!(
+                "picture {} does not fit the {} canvas",
+                p.picture.geometry(),
+                self.canvas.geometry()
+            );
         }
         Ok(&self.canvas)
     }
@@ -64,7 +78,11 @@ pub struct FramesOutput {
 impl FramesOutput {
     pub fn new(dir: &Path, picture: FrameGeometry, border_px: u32) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        Ok(FramesOutput { dir: dir.to_owned(), composer: Composer::new(picture, border_px)?, rgb: Vec::new() })
+        Ok(FramesOutput {
+            dir: dir.to_owned(),
+            composer: Composer::new(picture, border_px)?,
+            rgb: Vec::new(),
+        })
     }
 }
 
@@ -79,10 +97,12 @@ impl Output for FramesOutput {
         let path = self.dir.join(format!("frame-{:08}.ppm", p.frame.0));
         // Written under a temporary name and renamed, so a reader never sees half a file.
         let partial = path.with_extension("ppm.partial");
-        let file = File::create(&partial).with_context(|| format!("creating {}", partial.display()))?;
+        let file =
+            File::create(&partial).with_context(|| format!("creating {}", partial.display()))?;
         write_ppm(BufWriter::new(file), g.width(), g.height(), &self.rgb)
             .with_context(|| format!("writing {}", partial.display()))?;
-        std::fs::rename(&partial, &path).with_context(|| format!("renaming to {}", path.display()))?;
+        std::fs::rename(&partial, &path)
+            .with_context(|| format!("renaming to {}", path.display()))?;
         Ok(())
     }
 }
@@ -95,7 +115,12 @@ pub struct Y4mOutput {
 }
 
 impl Y4mOutput {
-    pub fn new(path: &Path, picture: FrameGeometry, border_px: u32, fps: u32) -> anyhow::Result<Self> {
+    pub fn new(
+        path: &Path,
+        picture: FrameGeometry,
+        border_px: u32,
+        fps: u32,
+    ) -> anyhow::Result<Self> {
         let composer = Composer::new(picture, border_px)?;
         let g = composer.canvas.geometry();
         // A restarted display starts a new file: appending a second header would break it.
@@ -112,7 +137,9 @@ impl Output for Y4mOutput {
             return Ok(());
         }
         let canvas = self.composer.compose(p)?;
-        self.stream.write_picture(canvas.view(), p.frame).context("writing the Y4M stream")?;
+        self.stream
+            .write_picture(canvas.view(), p.frame)
+            .context("writing the Y4M stream")?;
         Ok(())
     }
 }

@@ -44,11 +44,20 @@ struct Lazy<T> {
 
 impl<T> Lazy<T> {
     fn new(id: SegmentId, open: fn(&SegmentId) -> Option<T>) -> Self {
-        Lazy { id, value: None, last_try: None, open }
+        Lazy {
+            id,
+            value: None,
+            last_try: None,
+            open,
+        }
     }
 
     fn get(&mut self, now: Instant) -> Option<&mut T> {
-        if self.value.is_none() && self.last_try.is_none_or(|t| now.saturating_duration_since(t) >= REOPEN_INTERVAL) {
+        if self.value.is_none()
+            && self
+                .last_try
+                .is_none_or(|t| now.saturating_duration_since(t) >= REOPEN_INTERVAL)
+        {
             self.last_try = Some(now);
             self.value = (self.open)(&self.id);
         }
@@ -95,28 +104,49 @@ impl Timings {
     }
 
     fn mean(window: &VecDeque<f64>) -> f64 {
-        if window.is_empty() { 0.0 } else { window.iter().sum::<f64>() / window.len() as f64 }
+        if window.is_empty() {
+            0.0
+        } else {
+            window.iter().sum::<f64>() / window.len() as f64
+        }
     }
 
     /// New frames shown over the last second.
     fn fps(&mut self, now: Instant) -> f64 {
-        while self.presented_at.front().is_some_and(|&t| now.saturating_duration_since(t) > Duration::from_secs(1)) {
+        while self
+            .presented_at
+            .front()
+            .is_some_and(|&t| now.saturating_duration_since(t) > Duration::from_secs(1))
+        {
             self.presented_at.pop_front();
         }
         self.presented_at.len() as f64
     }
 }
 
-fn play(lifecycle: &mut Lifecycle, config: &Config, geometry: FrameGeometry, mut output: impl Output) -> anyhow::Result<()> {
-    let mut ring = Lazy::new(segment_id(config, RECEIVED_PAYLOADS)?, |id| RingReader::open(id).ok());
-    let mut mash_cell = Lazy::new(segment_id(config, MASH_CELL)?, |id| CellReader::<MashRecord>::open(id).ok());
-    let mut net_rx_stats =
-        Lazy::new(segment_id(config, &Service::NetRx.stats_cell())?, |id| CellReader::<ServiceStats>::open(id).ok());
+fn play(
+    lifecycle: &mut Lifecycle,
+    config: &Config,
+    geometry: FrameGeometry,
+    mut output: impl Output,
+) -> anyhow::Result<()> {
+    let mut ring = Lazy::new(segment_id(config, RECEIVED_PAYLOADS)?, |id| {
+        RingReader::open(id).ok()
+    });
+    let mut mash_cell = Lazy::new(segment_id(config, MASH_CELL)?, |id| {
+        CellReader::<MashRecord>::open(id).ok()
+    });
+    let mut net_rx_stats = Lazy::new(segment_id(config, &Service::NetRx.stats_cell())?, |id| {
+        CellReader::<ServiceStats>::open(id).ok()
+    });
     let mut stats = StatsPublisher::open(config, Service::Display, "frames", monotonic_now_ns())?;
     let curve = QualityCurve::from_config(&config.quality);
 
     let interval = frame_interval(config.video.fps);
-    let mut queue = PlayoutQueue::new(Duration::from_millis(u64::from(config.display.playout_delay_ms)), interval);
+    let mut queue = PlayoutQueue::new(
+        Duration::from_millis(u64::from(config.display.playout_delay_ms)),
+        interval,
+    );
     let mut clock = PresentClock::new(config.video.fps, Instant::now());
     let mut decoder = Decoder::new(geometry);
     let mut shown = FrameNo(0);
@@ -131,11 +161,18 @@ fn play(lifecycle: &mut Lifecycle, config: &Config, geometry: FrameGeometry, mut
     // on the next whole frame instead of showing that frame's tail over a grey picture.
     let mut join = FrameJoin::new();
     let mut ring_opens = 0u64;
-    lifecycle.ready(&format!("presenting {geometry} at {} fps to {}", config.video.fps, String::from(config.display.output.clone())));
+    lifecycle.ready(&format!(
+        "presenting {geometry} at {} fps to {}",
+        config.video.fps,
+        String::from(config.display.output.clone())
+    ));
 
     while !lifecycle.stop_requested() {
         let now = Instant::now();
-        let wait = clock.next_tick().saturating_duration_since(now).min(Lifecycle::MAX_WAIT);
+        let wait = clock
+            .next_tick()
+            .saturating_duration_since(now)
+            .min(Lifecycle::MAX_WAIT);
         let was_open = ring.value.is_some();
         match ring.get(now) {
             Some(reader) => {
@@ -148,8 +185,11 @@ fn play(lifecycle: &mut Lifecycle, config: &Config, geometry: FrameGeometry, mut
                         Ok(received) => {
                             missed_payloads += received.missed;
                             // The ring's time stamp is when net-rx received the payload.
-                            let age = Duration::from_nanos(monotonic_now_ns().saturating_sub(received.meta.capture_ns()));
-                            let arrival = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
+                            let age = Duration::from_nanos(
+                                monotonic_now_ns().saturating_sub(received.meta.capture_ns()),
+                            );
+                            let arrival =
+                                Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
                             // A payload whose header does not parse goes on to the queue, which
                             // refuses and counts it.
                             let header = PayloadHeader::parse(&buf).ok();
@@ -197,7 +237,8 @@ fn play(lifecycle: &mut Lifecycle, config: &Config, geometry: FrameGeometry, mut
             // The stamp carries the capture frame number (the delay buffer renumbers frames, so
             // it is not `shown`). The same stamp again is stale blocks left by a lost packet,
             // not this frame's age.
-            let stamp = keymash_media::stamp::read_stamp(decoder.frame()).filter(|s| last_stamp != Some(s.frame));
+            let stamp = keymash_media::stamp::read_stamp(decoder.frame())
+                .filter(|s| last_stamp != Some(s.frame));
             if let Some(stamp) = stamp {
                 last_stamp = Some(stamp.frame);
                 let age_ms = stamp.age_ms(monotonic_now_ns()) as f64;
@@ -205,7 +246,9 @@ fn play(lifecycle: &mut Lifecycle, config: &Config, geometry: FrameGeometry, mut
             }
         }
         if let Some(cell) = mash_cell.get(now) {
-            mash = cell.load().map_or(MashLevel::IDLE, |r| keymash_input::current_level(&r, monotonic_now_ns()));
+            mash = cell.load().map_or(MashLevel::IDLE, |r| {
+                keymash_input::current_level(&r, monotonic_now_ns())
+            });
         }
         let hud = config.display.hud.then(|| {
             let loss_percent = net_rx_stats
@@ -213,10 +256,22 @@ fn play(lifecycle: &mut Lifecycle, config: &Config, geometry: FrameGeometry, mut
                 .and_then(|c| c.load().ok())
                 .filter(|s| monotonic_now_ns().saturating_sub(s.heartbeat_ns()) < NET_RX_STALE_NS)
                 .and_then(|s| s.gauge("loss_percent"));
-            HudFigures { loss_percent, quality: curve.quality(mash), fps: timings.fps(now), mash }.line()
+            HudFigures {
+                loss_percent,
+                quality: curve.quality(mash),
+                fps: timings.fps(now),
+                mash,
+            }
+            .line()
         });
         let present_start = Instant::now();
-        output.present(&Presentation { picture: decoder.frame(), frame: shown, new_frame, mash, hud: hud.as_deref() })?;
+        output.present(&Presentation {
+            picture: decoder.frame(),
+            frame: shown,
+            new_frame,
+            mash,
+            hud: hud.as_deref(),
+        })?;
         let present_ms = present_start.elapsed().as_secs_f64() * 1e3;
         if new_frame {
             frames += 1;
@@ -235,7 +290,10 @@ fn play(lifecycle: &mut Lifecycle, config: &Config, geometry: FrameGeometry, mut
             stats.set_count("undecodable_payloads", undecodable);
             stats.set_count("ring_missed_payloads", missed_payloads);
             stats.set_count("skipped_ticks", clock.skipped());
-            stats.set_count(stat::DROPPED, q.payloads_late + q.frames_overflowed + missed_payloads);
+            stats.set_count(
+                stat::DROPPED,
+                q.payloads_late + q.frames_overflowed + missed_payloads,
+            );
             stats.gauge("fps", fps);
             stats.gauge("decode_ms", Timings::mean(&timings.decode_ms));
             stats.gauge("present_ms", Timings::mean(&timings.present_ms));

@@ -17,7 +17,10 @@ use crate::output::{Output, Presentation};
 
 /// Window size when not fullscreen: the picture's size plus the glow on each side.
 fn windowed_size(picture: FrameGeometry, border: u32) -> (u32, u32) {
-    (picture.width() as u32 + 2 * border, picture.height() as u32 + 2 * border)
+    (
+        picture.width() as u32 + 2 * border,
+        picture.height() as u32 + 2 * border,
+    )
 }
 
 /// SDL's context, window and renderer. Textures borrow the [`TextureCreator`], so it is made
@@ -43,13 +46,19 @@ impl Screen {
         // Linear filtering when the GPU scales the picture up to the screen.
         sdl2::hint::set("SDL_RENDER_SCALE_QUALITY", "1");
         let sdl = sdl2::init().map_err(|e| anyhow!("SDL: {e}"))?;
-        let video = sdl.video().map_err(|e| anyhow!("SDL video (is there a display? SDL_VIDEODRIVER=kmsdrm on a console): {e}"))?;
+        let video = sdl.video().map_err(|e| {
+            anyhow!("SDL video (is there a display? SDL_VIDEODRIVER=kmsdrm on a console): {e}")
+        })?;
         let builder = if fullscreen {
             // Sized and placed to cover the screen even before (or without) a window manager
             // honouring the fullscreen request: a kiosk X server often runs none.
-            let bounds = video.display_bounds(0).map_err(|e| anyhow!("SDL display bounds: {e}"))?;
+            let bounds = video
+                .display_bounds(0)
+                .map_err(|e| anyhow!("SDL display bounds: {e}"))?;
             let mut b = video.window("keymash", bounds.width(), bounds.height());
-            b.position(bounds.x(), bounds.y()).borderless().fullscreen_desktop();
+            b.position(bounds.x(), bounds.y())
+                .borderless()
+                .fullscreen_desktop();
             b
         } else {
             let (w, h) = windowed_size(picture, border);
@@ -58,13 +67,26 @@ impl Screen {
             b
         };
         let window = builder.build().context("opening the SDL window")?;
-        let canvas = window.into_canvas().present_vsync().build().context("creating the SDL renderer")?;
+        let canvas = window
+            .into_canvas()
+            .present_vsync()
+            .build()
+            .context("creating the SDL renderer")?;
         let events = sdl.event_pump().map_err(|e| anyhow!("SDL events: {e}"))?;
         if fullscreen {
             sdl.mouse().show_cursor(false);
         }
-        log::info!("SDL video driver {}, renderer {}", video.current_video_driver(), canvas.info().name);
-        Ok(Screen { canvas, events, _video: video, _sdl: sdl })
+        log::info!(
+            "SDL video driver {}, renderer {}",
+            video.current_video_driver(),
+            canvas.info().name
+        );
+        Ok(Screen {
+            canvas,
+            events,
+            _video: video,
+            _sdl: sdl,
+        })
     }
 
     pub fn texture_creator(&self) -> TextureCreator<WindowContext> {
@@ -86,16 +108,35 @@ pub struct WindowOutput<'t> {
 
 impl std::fmt::Debug for WindowOutput<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WindowOutput").field("picture", &self.picture).field("border", &self.border).finish_non_exhaustive()
+        f.debug_struct("WindowOutput")
+            .field("picture", &self.picture)
+            .field("border", &self.border)
+            .finish_non_exhaustive()
     }
 }
 
 impl<'t> WindowOutput<'t> {
-    pub fn new(screen: Screen, creator: &'t TextureCreator<WindowContext>, picture: FrameGeometry, border: u32) -> anyhow::Result<Self> {
+    pub fn new(
+        screen: Screen,
+        creator: &'t TextureCreator<WindowContext>,
+        picture: FrameGeometry,
+        border: u32,
+    ) -> anyhow::Result<Self> {
         let texture = creator
-            .create_texture_streaming(PixelFormatEnum::IYUV, picture.width() as u32, picture.height() as u32)
+            .create_texture_streaming(
+                PixelFormatEnum::IYUV,
+                picture.width() as u32,
+                picture.height() as u32,
+            )
             .context("creating the IYUV texture")?;
-        Ok(WindowOutput { screen, texture, picture, border, hud_luma: Vec::new(), uploaded: false })
+        Ok(WindowOutput {
+            screen,
+            texture,
+            picture,
+            border,
+            hud_luma: Vec::new(),
+            uploaded: false,
+        })
     }
 }
 
@@ -115,11 +156,21 @@ impl Output for WindowOutput<'_> {
         if p.new_frame || p.hud.is_some() || !self.uploaded {
             self.uploaded = true;
             self.texture
-                .update_yuv(None, luma, g.width(), frame.u(), g.chroma_width(), frame.v(), g.chroma_width())
+                .update_yuv(
+                    None,
+                    luma,
+                    g.width(),
+                    frame.u(),
+                    g.chroma_width(),
+                    frame.v(),
+                    g.chroma_width(),
+                )
                 .context("uploading the picture")?;
         }
         let canvas = &mut self.screen.canvas;
-        let (w, h) = canvas.output_size().map_err(|e| anyhow!("SDL output size: {e}"))?;
+        let (w, h) = canvas
+            .output_size()
+            .map_err(|e| anyhow!("SDL output size: {e}"))?;
         let [r, gr, b] = glow_rgb(p.mash);
         canvas.set_draw_color(Color::RGB(0, 0, 0));
         canvas.clear();
@@ -132,12 +183,18 @@ impl Output for WindowOutput<'_> {
                 SdlRect::new(0, 0, band, h),
                 SdlRect::new((w - band) as i32, 0, band, h),
             ];
-            canvas.fill_rects(&bands).map_err(|e| anyhow!("SDL fill: {e}"))?;
+            canvas
+                .fill_rects(&bands)
+                .map_err(|e| anyhow!("SDL fill: {e}"))?;
         }
         let area = inside_border(w, h, self.border);
         let fit = fit_inside(area, g.width() as u32, g.height() as u32);
         canvas
-            .copy(&self.texture, None, SdlRect::new(fit.x as i32, fit.y as i32, fit.width, fit.height))
+            .copy(
+                &self.texture,
+                None,
+                SdlRect::new(fit.x as i32, fit.y as i32, fit.width, fit.height),
+            )
             .map_err(|e| anyhow!("SDL copy: {e}"))?;
         canvas.present();
         Ok(())
@@ -146,6 +203,9 @@ impl Output for WindowOutput<'_> {
     fn pump_events(&mut self) -> bool {
         // Keys typed into the window are the visitors' mashing, read by mash-input from evdev;
         // only an explicit close (window manager, Alt-F4 on a desktop) stops the display.
-        self.screen.events.poll_iter().any(|e| matches!(e, Event::Quit { .. }))
+        self.screen
+            .events
+            .poll_iter()
+            .any(|e| matches!(e, Event::Quit { .. }))
     }
 }

@@ -28,7 +28,11 @@ const WARM_UP: Duration = Duration::from_secs(4);
 fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
         .unwrap_or_else(|| "unknown".to_owned())
 }
 
@@ -38,13 +42,20 @@ fn cpu_ticks(pid: u32) -> u64 {
     // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
     let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
     let fields: Vec<&str> = after.split_whitespace().collect();
-    let field = |i: usize| fields.get(i - 3).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    let field = |i: usize| {
+        fields
+            .get(i - 3)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     field(14) + field(15)
 }
 
 fn ticks_per_second() -> f64 {
     let out = Command::new("getconf").arg("CLK_TCK").output().ok();
-    out.and_then(|o| String::from_utf8(o.stdout).ok()).and_then(|s| s.trim().parse().ok()).unwrap_or(100.0)
+    out.and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
 }
 
 /// Builds the four services from the current source tree, for this bench's profile and target
@@ -59,14 +70,27 @@ fn build_services() -> PathBuf {
         std::process::exit(1);
     };
     let target_dir = profile_dir.parent().unwrap_or(Path::new("/")).to_path_buf();
-    let profile = profile_dir.file_name().and_then(|n| n.to_str()).unwrap_or("release").to_owned();
+    let profile = profile_dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("release")
+        .to_owned();
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../Cargo.toml");
     let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    command.args(["build", "--locked", "--profile", if profile == "debug" { "dev" } else { &profile }]);
+    command.args([
+        "build",
+        "--locked",
+        "--profile",
+        if profile == "debug" { "dev" } else { &profile },
+    ]);
     for service in SERVICES {
         command.args(["-p", &format!("keymash-{service}")]);
     }
-    command.arg("--manifest-path").arg(&workspace).arg("--target-dir").arg(&target_dir);
+    command
+        .arg("--manifest-path")
+        .arg(&workspace)
+        .arg("--target-dir")
+        .arg(&target_dir);
     match command.status() {
         Ok(status) if status.success() => profile_dir,
         outcome => {
@@ -115,15 +139,22 @@ impl Drop for Run {
 }
 
 fn stats_of(prefix: &str, service: Service) -> Option<ServiceStats> {
-    let id = SegmentId::new(Prefix::new(prefix).ok()?, SegmentName::new(&service.stats_cell()).ok()?);
+    let id = SegmentId::new(
+        Prefix::new(prefix).ok()?,
+        SegmentName::new(&service.stats_cell()).ok()?,
+    );
     CellReader::<ServiceStats>::open(&id).ok()?.load().ok()
 }
 
 fn measure(bin_dir: &Path, quality: u8, window: Duration, tick_hz: f64) {
     let sink = UdpSocket::bind("127.0.0.1:0").expect("sink");
-    sink.set_read_timeout(Some(Duration::from_millis(100))).expect("timeout");
+    sink.set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("timeout");
     let video_port = sink.local_addr().expect("addr").port();
-    let sender_port = UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()).expect("port").port();
+    let sender_port = UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("port")
+        .port();
     let received = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let sink_thread = {
@@ -151,7 +182,11 @@ fn measure(bin_dir: &Path, quality: u8, window: Duration, tick_hz: f64) {
         ),
     )
     .expect("config");
-    let mut run = Run { children: Vec::new(), prefix: prefix.clone(), dir };
+    let mut run = Run {
+        children: Vec::new(),
+        prefix: prefix.clone(),
+        dir,
+    };
     for service in SERVICES {
         let child = Command::new(bin_dir.join(format!("keymash-{service}")))
             .arg("--config")
@@ -165,15 +200,28 @@ fn measure(bin_dir: &Path, quality: u8, window: Duration, tick_hz: f64) {
         run.children.push((service, child));
     }
     std::thread::sleep(WARM_UP);
-    let start: Vec<u64> = run.children.iter().map(|(_, c)| cpu_ticks(c.id())).collect();
+    let start: Vec<u64> = run
+        .children
+        .iter()
+        .map(|(_, c)| cpu_ticks(c.id()))
+        .collect();
     let bytes_start = received.load(Ordering::Relaxed);
-    let frames_start = stats_of(&prefix, Service::NetTx).and_then(|s| s.counter("frames")).unwrap_or(0);
+    let frames_start = stats_of(&prefix, Service::NetTx)
+        .and_then(|s| s.counter("frames"))
+        .unwrap_or(0);
     let t0 = Instant::now();
     std::thread::sleep(window);
     let elapsed = t0.elapsed().as_secs_f64();
-    let end: Vec<u64> = run.children.iter().map(|(_, c)| cpu_ticks(c.id())).collect();
+    let end: Vec<u64> = run
+        .children
+        .iter()
+        .map(|(_, c)| cpu_ticks(c.id()))
+        .collect();
     let bytes = received.load(Ordering::Relaxed) - bytes_start;
-    let frames = stats_of(&prefix, Service::NetTx).and_then(|s| s.counter("frames")).unwrap_or(0) - frames_start;
+    let frames = stats_of(&prefix, Service::NetTx)
+        .and_then(|s| s.counter("frames"))
+        .unwrap_or(0)
+        - frames_start;
 
     println!("\nquality {quality}, 640x480 @ 30 fps, delay 0, window {elapsed:.1} s:");
     let mut total = 0.0;
@@ -184,7 +232,9 @@ fn measure(bin_dir: &Path, quality: u8, window: Duration, tick_hz: f64) {
     }
     println!("  cpu {:<13} {total:6.1} %", "all four");
     let encoder = stats_of(&prefix, Service::Encoder);
-    let gauge = |s: &Option<ServiceStats>, name: &str| s.as_ref().and_then(|s| s.gauge(name)).unwrap_or(f64::NAN);
+    let gauge = |s: &Option<ServiceStats>, name: &str| {
+        s.as_ref().and_then(|s| s.gauge(name)).unwrap_or(f64::NAN)
+    };
     println!(
         "  encode ms/frame   p50 {:.2}  p99 {:.2}  max {:.2}   ({:.0} bytes/frame)",
         gauge(&encoder, "encode_ms_p50"),
@@ -202,7 +252,10 @@ fn measure(bin_dir: &Path, quality: u8, window: Duration, tick_hz: f64) {
         "  sent {:.1} frames/s, {:.2} Mbit/s; encoder skipped {} frames",
         frames as f64 / elapsed,
         bytes as f64 * 8.0 / elapsed / 1e6,
-        encoder.as_ref().and_then(|s| s.counter("dropped")).unwrap_or(0)
+        encoder
+            .as_ref()
+            .and_then(|s| s.counter("dropped"))
+            .unwrap_or(0)
     );
     stop.store(true, Ordering::Relaxed);
     let _ = sink_thread.join();
@@ -210,11 +263,18 @@ fn measure(bin_dir: &Path, quality: u8, window: Duration, tick_hz: f64) {
 
 fn main() {
     let window = Duration::from_secs(
-        std::env::var("SENDER_BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(15),
+        std::env::var("SENDER_BENCH_SECONDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(15),
     );
     let tick_hz = ticks_per_second();
     let bin_dir = build_services();
-    println!("sender pipeline benchmark on {} ({} cores)", cpu_model(), std::thread::available_parallelism().map_or(0, |n| n.get()));
+    println!(
+        "sender pipeline benchmark on {} ({} cores)",
+        cpu_model(),
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
     let (p50, p99) = memcpy_baseline();
     println!("baseline: memcpy of one 640x480 I420 frame p50 {p50:.1} us, p99 {p99:.1} us");
     for quality in [50, 90] {

@@ -16,15 +16,21 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
-use keymash_codec::{Encoder, EncoderConfig, FrameGeometry, I420View, Layout, PayloadSink, QualitySpec};
+use keymash_codec::{
+    Encoder, EncoderConfig, FrameGeometry, I420View, Layout, PayloadSink, QualitySpec,
+};
 use keymash_core::config::{Config, PayloadLayout};
-use keymash_core::pipeline::{stat, QualityRecord, Service, DELAYED_FRAMES, PAYLOADS, QUALITY_CELL};
+use keymash_core::pipeline::{
+    stat, QualityRecord, Service, DELAYED_FRAMES, PAYLOADS, QUALITY_CELL,
+};
 use keymash_core::Quality;
 use keymash_media::framing::pack_payloads;
 use keymash_media::{rings, Percentiles, RawFrameInfo};
 use keymash_service::stats::{permissions, segment_id};
 use keymash_service::{Lifecycle, ServiceArgs, StatsPublisher};
-use keymash_shm::{monotonic_now_ns, CellReader, FrameMeta, OpenError, RecvError, RingReader, RingWriter};
+use keymash_shm::{
+    monotonic_now_ns, CellReader, FrameMeta, OpenError, RecvError, RingReader, RingWriter,
+};
 
 /// Encode times kept for the p50/p99 gauges: ten seconds at 30 fps.
 const ENCODE_WINDOW: usize = 300;
@@ -32,7 +38,10 @@ const ENCODE_WINDOW: usize = 300;
 const REOPEN_AFTER: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Parser)]
-#[command(version, about = "Encodes delayed frames at the requested quality into the payload ring.")]
+#[command(
+    version,
+    about = "Encodes delayed frames at the requested quality into the payload ring."
+)]
 struct Args {
     #[command(flatten)]
     service: ServiceArgs,
@@ -56,9 +65,14 @@ fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
         max_payload: config.codec.max_payload_bytes as usize,
         threads: config.codec.threads as usize,
     };
-    let mut encoder = Encoder::new(encoder_config.clone()).context("`codec` settings refused by the encoder")?;
+    let mut encoder =
+        Encoder::new(encoder_config.clone()).context("`codec` settings refused by the encoder")?;
     let payload_geometry = rings::payload_ring(video)?;
-    let (mut payloads, _) = match RingWriter::open(&segment_id(&config, PAYLOADS)?, payload_geometry, permissions(&config)) {
+    let (mut payloads, _) = match RingWriter::open(
+        &segment_id(&config, PAYLOADS)?,
+        payload_geometry,
+        permissions(&config),
+    ) {
         Err(OpenError::GeometryMismatch { .. }) => {
             let id = segment_id(&config, PAYLOADS)?;
             log::warn!("{id} has another geometry (older configuration); replacing it");
@@ -73,7 +87,11 @@ fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
     lifecycle.ready(&format!(
         "encoding {geometry} ({:?}, {} threads) from {DELAYED_FRAMES} into {PAYLOADS}, default {}",
         encoder_config.layout,
-        if encoder_config.threads == 0 { "per-core".to_owned() } else { encoder_config.threads.to_string() },
+        if encoder_config.threads == 0 {
+            "per-core".to_owned()
+        } else {
+            encoder_config.threads.to_string()
+        },
         config.codec.quality
     ));
     stats.set_state(keymash_shm::ServiceState::Running);
@@ -176,7 +194,9 @@ fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
         match pack_payloads(sink.iter(), slot.payload_mut()) {
             Ok(len) => {
                 let words = [u32::from(quality.get()), count as u32, total as u32, 0, 0];
-                let out = FrameMeta::new(meta.frame(), meta.capture_ns()).with_flags(meta.flags()).with_words(words);
+                let out = FrameMeta::new(meta.frame(), meta.capture_ns())
+                    .with_flags(meta.flags())
+                    .with_words(words);
                 slot.commit(len, &out)?;
                 stats.count("frames", 1);
                 stats.count("bytes", total as u64);
@@ -197,5 +217,7 @@ fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
 /// The quality the receiver asks for (via net-tx), or the configured one when the cell is
 /// missing, unreadable or holds no valid request.
 fn current_quality(cell: Option<&CellReader<QualityRecord>>, fallback: Quality) -> Quality {
-    cell.and_then(|c| c.load().ok()).and_then(|record| record.quality()).unwrap_or(fallback)
+    cell.and_then(|c| c.load().ok())
+        .and_then(|record| record.quality())
+        .unwrap_or(fallback)
 }

@@ -46,19 +46,27 @@ pub fn role_segments(role: RoleArg) -> Vec<String> {
             RoleArg::Receiver => s.role() == Role::Receiver,
             RoleArg::All => true,
         })
-        .flat_map(|s| s.owned_segments().iter().map(|n| (*n).to_owned()).chain([s.stats_cell()]))
+        .flat_map(|s| {
+            s.owned_segments()
+                .iter()
+                .map(|n| (*n).to_owned())
+                .chain([s.stats_cell()])
+        })
         .collect()
 }
 
 pub fn run(args: &CleanArgs) -> anyhow::Result<ExitCode> {
     let prefix_name = match &args.prefix {
         Some(p) => p.clone(),
-        None if args.config.as_path() == std::path::Path::new(DEFAULT_CONFIG_PATH) && !args.config.exists() => {
+        None if args.config.as_path() == std::path::Path::new(DEFAULT_CONFIG_PATH)
+            && !args.config.exists() =>
+        {
             Config::default().shm.prefix
         }
         None => Config::load(&args.config)?.shm.prefix,
     };
-    let prefix = Prefix::new(&prefix_name).with_context(|| format!("bad prefix {prefix_name:?}"))?;
+    let prefix =
+        Prefix::new(&prefix_name).with_context(|| format!("bad prefix {prefix_name:?}"))?;
     let mut config = Config::default();
     config.shm.prefix = prefix_name;
     let present = list_segments(&prefix).context("cannot list /dev/shm")?;
@@ -66,11 +74,19 @@ pub fn run(args: &CleanArgs) -> anyhow::Result<ExitCode> {
     let (mut removed, mut kept) = (0, 0);
     for name in role_segments(args.role) {
         let id = segment_id(&config, &name)?;
-        let live_writer = present.iter().find(|r| r.id == id).and_then(|r| r.info.as_ref().ok()).map(|info| info.producer);
+        let live_writer = present
+            .iter()
+            .find(|r| r.id == id)
+            .and_then(|r| r.info.as_ref().ok())
+            .map(|info| info.producer);
         match live_writer {
             None if !present.iter().any(|r| r.id == id) => continue,
             Some(p) if p.alive && !args.force => {
-                println!("kept {}: its writer (pid {}) is still running", id.path(), p.pid);
+                println!(
+                    "kept {}: its writer (pid {}) is still running",
+                    id.path(),
+                    p.pid
+                );
                 kept += 1;
                 continue;
             }
@@ -86,7 +102,11 @@ pub fn run(args: &CleanArgs) -> anyhow::Result<ExitCode> {
         }
     }
     println!("{removed} segment(s) removed, {kept} kept");
-    Ok(if kept > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(if kept > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 #[cfg(test)]
@@ -101,7 +121,13 @@ mod tests {
         assert!(sender.contains(&"stats.net-tx".to_owned()));
         assert!(!sender.contains(&"mash".to_owned()));
         let receiver = role_segments(RoleArg::Receiver);
-        assert!(receiver.contains(&"mash".to_owned()) && receiver.contains(&"stats.loss-controller".to_owned()));
-        assert_eq!(role_segments(RoleArg::All).len(), sender.len() + receiver.len());
+        assert!(
+            receiver.contains(&"mash".to_owned())
+                && receiver.contains(&"stats.loss-controller".to_owned())
+        );
+        assert_eq!(
+            role_segments(RoleArg::All).len(),
+            sender.len() + receiver.len()
+        );
     }
 }

@@ -63,25 +63,45 @@ impl From<LayoutArg> for Layout {
 
 pub fn run(args: CodecArgs) -> anyhow::Result<()> {
     match args.command {
-        CodecCommand::Roundtrip { quality, layout, max_payload, threads, json, input, output } => {
+        CodecCommand::Roundtrip {
+            quality,
+            layout,
+            max_payload,
+            threads,
+            json,
+            input,
+            output,
+        } => {
             let quality = Quality::new(quality).context("--quality")?;
-            let config = RoundtripConfig { quality, layout: layout.into(), max_payload, threads };
+            let config = RoundtripConfig {
+                quality,
+                layout: layout.into(),
+                max_payload,
+                threads,
+            };
             let reader: Box<dyn Read> = if input.as_os_str() == "-" {
                 Box::new(BufReader::new(io::stdin().lock()))
             } else {
-                let f = File::open(&input).with_context(|| format!("opening {}", input.display()))?;
+                let f =
+                    File::open(&input).with_context(|| format!("opening {}", input.display()))?;
                 Box::new(BufReader::new(f))
             };
             let to_stdout = output.as_os_str() == "-";
             let writer: Box<dyn Write> = if to_stdout {
                 Box::new(BufWriter::new(io::stdout().lock()))
             } else {
-                let f = File::create(&output).with_context(|| format!("creating {}", output.display()))?;
+                let f = File::create(&output)
+                    .with_context(|| format!("creating {}", output.display()))?;
                 Box::new(BufWriter::new(f))
             };
-            let report = roundtrip(reader, writer, config)
-                .with_context(|| format!("round trip of {} to {}", input.display(), output.display()))?;
-            let text = if json { report_json(&report, &config) } else { report_table(&report, &config) };
+            let report = roundtrip(reader, writer, config).with_context(|| {
+                format!("round trip of {} to {}", input.display(), output.display())
+            })?;
+            let text = if json {
+                report_json(&report, &config)
+            } else {
+                report_table(&report, &config)
+            };
             if to_stdout {
                 eprintln!("{text}");
             } else {
@@ -140,13 +160,24 @@ fn report_table(r: &RoundtripReport, c: &RoundtripConfig) -> String {
     let mut out = String::new();
     out.push_str(&format!(
         "{} frames {}x{}, quality {}, layout {}, payloads <= {} bytes\n",
-        r.frames, r.width, r.height, c.quality.get(), layout_name(c.layout), c.max_payload
+        r.frames,
+        r.width,
+        r.height,
+        c.quality.get(),
+        layout_name(c.layout),
+        c.max_payload
     ));
     out.push_str(&format!("  bytes/frame     {:>10.0}\n", r.bytes_per_frame));
-    out.push_str(&format!("  payloads/frame  {:>10.1}\n", r.payloads_per_frame));
+    out.push_str(&format!(
+        "  payloads/frame  {:>10.1}\n",
+        r.payloads_per_frame
+    ));
     out.push_str(&format!("  PSNR Y          {:>10.2} dB\n", r.psnr_y));
     out.push_str(&format!("  PSNR YUV        {:>10.2} dB\n", r.psnr_yuv));
-    out.push_str(&format!("  truncated MBs   {:>10}\n", s.truncated_macroblocks));
+    out.push_str(&format!(
+        "  truncated MBs   {:>10}\n",
+        s.truncated_macroblocks
+    ));
     out.push_str("  where the bytes go:");
     for (name, bits) in [
         ("headers", s.header_bits),
@@ -180,11 +211,34 @@ mod tests {
 
     #[test]
     fn roundtrip_arguments_parse_and_out_of_range_quality_is_refused() {
-        let ok = Cli::try_parse_from(["keymash", "codec", "roundtrip", "--quality", "75", "--layout", "dispersed", "--json", "a.y4m", "b.y4m"]);
-        let Top::Codec(CodecArgs { command: CodecCommand::Roundtrip { quality, layout, json, .. } }) = ok.unwrap().codec;
+        let ok = Cli::try_parse_from([
+            "keymash",
+            "codec",
+            "roundtrip",
+            "--quality",
+            "75",
+            "--layout",
+            "dispersed",
+            "--json",
+            "a.y4m",
+            "b.y4m",
+        ]);
+        let Top::Codec(CodecArgs {
+            command:
+                CodecCommand::Roundtrip {
+                    quality,
+                    layout,
+                    json,
+                    ..
+                },
+        }) = ok.unwrap().codec;
         assert_eq!((quality, layout, json), (75, LayoutArg::Dispersed, true));
         for bad in ["0", "101", "x"] {
-            assert!(Cli::try_parse_from(["keymash", "codec", "roundtrip", "--quality", bad, "a", "b"]).is_err(), "{bad}");
+            assert!(
+                Cli::try_parse_from(["keymash", "codec", "roundtrip", "--quality", bad, "a", "b"])
+                    .is_err(),
+                "{bad}"
+            );
         }
     }
 }

@@ -81,7 +81,8 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
         Some(p) => p.clone(),
         None => load_config(&args.config)?.shm.prefix,
     };
-    let prefix = Prefix::new(&prefix_name).with_context(|| format!("bad prefix {prefix_name:?}"))?;
+    let prefix =
+        Prefix::new(&prefix_name).with_context(|| format!("bad prefix {prefix_name:?}"))?;
     let Some(interval) = args.watch else {
         print_report(&gather(&prefix)?, args.json)?;
         return Ok(ExitCode::SUCCESS);
@@ -120,7 +121,10 @@ fn print_report(report: &StatusReport, json: bool) -> anyhow::Result<()> {
 pub fn gather(prefix: &Prefix) -> anyhow::Result<StatusReport> {
     let mut config = Config::default();
     config.shm.prefix = prefix.as_str().to_owned();
-    let stages = Service::ALL.into_iter().map(|service| stage_status(&config, service)).collect();
+    let stages = Service::ALL
+        .into_iter()
+        .map(|service| stage_status(&config, service))
+        .collect();
     let segments = list_segments(prefix)
         .context("cannot list /dev/shm")?
         .into_iter()
@@ -152,7 +156,11 @@ pub fn gather(prefix: &Prefix) -> anyhow::Result<StatusReport> {
             },
         })
         .collect();
-    Ok(StatusReport { prefix: prefix.as_str().to_owned(), stages, segments })
+    Ok(StatusReport {
+        prefix: prefix.as_str().to_owned(),
+        stages,
+        segments,
+    })
 }
 
 fn stage_status(config: &Config, service: Service) -> StageStatus {
@@ -170,7 +178,9 @@ fn stage_status(config: &Config, service: Service) -> StageStatus {
         status_line: String::new(),
         last_error: String::new(),
     };
-    let reader = match segment_id(config, &service.stats_cell()).map(|id| CellReader::<ServiceStats>::open(&id)) {
+    let reader = match segment_id(config, &service.stats_cell())
+        .map(|id| CellReader::<ServiceStats>::open(&id))
+    {
         Ok(Ok(reader)) => reader,
         Ok(Err(OpenError::NotFound { .. })) => return status,
         Ok(Err(e)) => {
@@ -242,7 +252,9 @@ pub fn render_table(report: &StatusReport) -> String {
         "STAGE", "ROLE", "STATE", "PID", "BEAT", "RATE", "DROPPED"
     );
     for s in &report.stages {
-        let rate = s.rate.map_or("-".to_owned(), |r| format!("{r:.1} {}/s", s.rate_unit));
+        let rate = s
+            .rate
+            .map_or("-".to_owned(), |r| format!("{r:.1} {}/s", s.rate_unit));
         let pid = s.pid.map_or("-".to_owned(), |p| p.to_string());
         let dropped = s.dropped.map_or("-".to_owned(), |d| d.to_string());
         let mut note = s.status_line.clone();
@@ -311,10 +323,20 @@ mod tests {
     fn liveness_decides_before_the_declared_state() {
         let fresh = Some(Duration::from_millis(200));
         let table = [
-            (false, Some(Duration::from_secs(60)), Some("running"), "dead"),
+            (
+                false,
+                Some(Duration::from_secs(60)),
+                Some("running"),
+                "dead",
+            ),
             (false, None, Some("running"), "dead"),
             (false, fresh, Some("running"), "up"),
-            (true, Some(Duration::from_secs(60)), Some("running"), "stale"),
+            (
+                true,
+                Some(Duration::from_secs(60)),
+                Some("running"),
+                "stale",
+            ),
             (true, None, Some("running"), "stale"),
             (true, fresh, Some("running"), "up"),
             (true, fresh, Some("starting"), "starting"),
@@ -322,7 +344,11 @@ mod tests {
             (true, fresh, None, "unknown"),
         ];
         for (alive, beat, declared, want) in table {
-            assert_eq!(stage_state(alive, beat, declared), want, "{alive} {beat:?} {declared:?}");
+            assert_eq!(
+                stage_state(alive, beat, declared),
+                want,
+                "{alive} {beat:?} {declared:?}"
+            );
         }
     }
 }

@@ -9,9 +9,16 @@ use std::process::Command;
 fn check(text: &str) -> (Option<i32>, String, String) {
     let dir = std::env::temp_dir().join(format!("keymash-check-config-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join(format!("{:x}.toml", text.len() * 31 + text.bytes().map(usize::from).sum::<usize>()));
+    let file = dir.join(format!(
+        "{:x}.toml",
+        text.len() * 31 + text.bytes().map(usize::from).sum::<usize>()
+    ));
     std::fs::write(&file, text).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_keymash")).arg("check-config").arg(&file).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_keymash"))
+        .arg("check-config")
+        .arg(&file)
+        .output()
+        .unwrap();
     let _ = std::fs::remove_file(&file);
     (
         out.status.code(),
@@ -23,8 +30,15 @@ fn check(text: &str) -> (Option<i32>, String, String) {
 #[test]
 fn the_shipped_example_passes() {
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/keymash.toml");
-    let out = Command::new(env!("CARGO_BIN_EXE_keymash")).args(["check-config", example]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(env!("CARGO_BIN_EXE_keymash"))
+        .args(["check-config", example])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("OK"));
 }
 
@@ -39,7 +53,10 @@ fn bad_files_exit_non_zero_and_name_the_key() {
     for (text, key) in table {
         let (code, _, stderr) = check(text);
         assert_eq!(code, Some(78), "{text:?}: {stderr}");
-        assert!(stderr.contains(key), "{text:?}: stderr does not name {key}: {stderr}");
+        assert!(
+            stderr.contains(key),
+            "{text:?}: stderr does not name {key}: {stderr}"
+        );
     }
 }
 

@@ -12,11 +12,16 @@ use keymash_core::pipeline::{Service, MASH_CELL, RAW_FRAMES};
 use keymash_service::stats::segment_id;
 use keymash_service::StatsPublisher;
 use keymash_shm::{
-    list_segments, monotonic_now_ns, CellWriter, Permissions, Prefix, RemoveSegmentsOnDrop, RingGeometry, RingWriter,
+    list_segments, monotonic_now_ns, CellWriter, Permissions, Prefix, RemoveSegmentsOnDrop,
+    RingGeometry, RingWriter,
 };
 
 fn names(prefix: &Prefix) -> Vec<String> {
-    list_segments(prefix).unwrap().into_iter().map(|r| r.id.name.as_str().to_owned()).collect()
+    list_segments(prefix)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id.name.as_str().to_owned())
+        .collect()
 }
 
 #[test]
@@ -32,9 +37,13 @@ fn clean_removes_one_roles_segments_and_spares_live_writers_unless_forced() {
         Permissions::OwnerOnly,
     )
     .unwrap();
-    let stats = StatsPublisher::open(&config, Service::Encoder, "frames", monotonic_now_ns()).unwrap();
-    let (mash, _) =
-        CellWriter::<u64>::open(&segment_id(&config, MASH_CELL).unwrap(), Permissions::OwnerOnly).unwrap();
+    let stats =
+        StatsPublisher::open(&config, Service::Encoder, "frames", monotonic_now_ns()).unwrap();
+    let (mash, _) = CellWriter::<u64>::open(
+        &segment_id(&config, MASH_CELL).unwrap(),
+        Permissions::OwnerOnly,
+    )
+    .unwrap();
 
     // This process is the live writer of all three: a plain clean keeps them and says so.
     let out = Command::new(env!("CARGO_BIN_EXE_keymash"))
@@ -47,15 +56,33 @@ fn clean_removes_one_roles_segments_and_spares_live_writers_unless_forced() {
 
     // Forced, the sender's segments go and the receiver's mash cell stays.
     let out = Command::new(env!("CARGO_BIN_EXE_keymash"))
-        .args(["clean", "--role", "sender", "--force", "--prefix", &config.shm.prefix])
+        .args([
+            "clean",
+            "--role",
+            "sender",
+            "--force",
+            "--prefix",
+            &config.shm.prefix,
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(names(&prefix), vec![MASH_CELL.to_owned()]);
 
     drop((ring, stats, mash));
     let out = Command::new(env!("CARGO_BIN_EXE_keymash"))
-        .args(["clean", "--role", "all", "--force", "--prefix", &config.shm.prefix])
+        .args([
+            "clean",
+            "--role",
+            "all",
+            "--force",
+            "--prefix",
+            &config.shm.prefix,
+        ])
         .output()
         .unwrap();
     assert!(out.status.success());

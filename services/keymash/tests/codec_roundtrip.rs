@@ -20,8 +20,12 @@ fn write_video(path: &Path, geometry: FrameGeometry, frames: usize) {
             let bar = if (x + 8 * f) % 64 < 12 { 90 } else { 0 };
             *p = ((x + 2 * r) % 160 + bar) as u8;
         }
-        u.iter_mut().enumerate().for_each(|(i, p)| *p = (100 + i % 50) as u8);
-        v.iter_mut().enumerate().for_each(|(i, p)| *p = (150 - i % 40) as u8);
+        u.iter_mut()
+            .enumerate()
+            .for_each(|(i, p)| *p = (100 + i % 50) as u8);
+        v.iter_mut()
+            .enumerate()
+            .for_each(|(i, p)| *p = (150 - i % 40) as u8);
         w.write_frame(frame.view()).unwrap();
     }
     w.finish().unwrap();
@@ -46,17 +50,32 @@ fn roundtrip_json_reports_frames_size_and_psnr_and_writes_the_decoded_video() {
     let mut psnrs = Vec::new();
     for (quality, layout) in [("20", "strips"), ("90", "dispersed")] {
         let out = keymash()
-            .args(["codec", "roundtrip", "--quality", quality, "--layout", layout, "--json"])
+            .args([
+                "codec",
+                "roundtrip",
+                "--quality",
+                quality,
+                "--layout",
+                layout,
+                "--json",
+            ])
             .arg(&input)
             .arg(&output)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(report["frames"], 4);
         assert!(report["bytes_per_frame"].as_f64().unwrap() > 0.0);
         let psnr_y = report["psnr_y"].as_f64().unwrap();
-        assert!(psnr_y > 25.0 && report["psnr_yuv"].as_f64().unwrap() > 25.0, "{report}");
+        assert!(
+            psnr_y > 25.0 && report["psnr_yuv"].as_f64().unwrap() > 25.0,
+            "{report}"
+        );
         psnrs.push(psnr_y);
         let mut reader = Y4mReader::new(std::fs::File::open(&output).unwrap()).unwrap();
         assert_eq!(reader.header().geometry, geometry);
@@ -76,10 +95,25 @@ fn roundtrip_prints_a_table_without_json() {
     let dir = scratch("table");
     let input = dir.join("in.y4m");
     write_video(&input, FrameGeometry::new(64, 48).unwrap(), 2);
-    let out = keymash().args(["codec", "roundtrip", "--quality", "50"]).arg(&input).arg(dir.join("out.y4m")).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = keymash()
+        .args(["codec", "roundtrip", "--quality", "50"])
+        .arg(&input)
+        .arg(dir.join("out.y4m"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
-    for needle in ["2 frames 64x48", "bytes/frame", "PSNR Y", "PSNR YUV", "where the bytes go"] {
+    for needle in [
+        "2 frames 64x48",
+        "bytes/frame",
+        "PSNR Y",
+        "PSNR YUV",
+        "where the bytes go",
+    ] {
         assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
     }
     std::fs::remove_dir_all(&dir).unwrap();
@@ -90,12 +124,31 @@ fn roundtrip_refuses_bad_input_and_bad_quality_with_a_message() {
     let dir = scratch("bad");
     let input = dir.join("in.y4m");
     std::fs::write(&input, b"YUV4MPEG2 W64 H48 F30:1 C444\nFRAME\n").unwrap();
-    let out = keymash().args(["codec", "roundtrip", "--quality", "50"]).arg(&input).arg(dir.join("o.y4m")).output().unwrap();
+    let out = keymash()
+        .args(["codec", "roundtrip", "--quality", "50"])
+        .arg(&input)
+        .arg(dir.join("o.y4m"))
+        .output()
+        .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("C444"), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = keymash().args(["codec", "roundtrip", "--quality", "0"]).arg(&input).arg(dir.join("o.y4m")).output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("C444"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = keymash()
+        .args(["codec", "roundtrip", "--quality", "0"])
+        .arg(&input)
+        .arg(dir.join("o.y4m"))
+        .output()
+        .unwrap();
     assert!(!out.status.success());
-    let missing = keymash().args(["codec", "roundtrip", "--quality", "50"]).arg(dir.join("nope.y4m")).arg(dir.join("o.y4m")).output().unwrap();
+    let missing = keymash()
+        .args(["codec", "roundtrip", "--quality", "50"])
+        .arg(dir.join("nope.y4m"))
+        .arg(dir.join("o.y4m"))
+        .output()
+        .unwrap();
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("nope.y4m"));
     std::fs::remove_dir_all(&dir).unwrap();

@@ -18,7 +18,11 @@ fn status(prefix: &str, json: bool) -> String {
         cmd.arg("--json");
     }
     let out = cmd.output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -38,7 +42,8 @@ fn a_running_stage_is_up_with_its_figures_and_the_others_are_absent() {
     encoder.publish(t0 + 1);
     encoder.publish(monotonic_now_ns().max(t0 + 3_000_000_000));
 
-    let report: serde_json::Value = serde_json::from_str(&status(&config.shm.prefix, true)).unwrap();
+    let report: serde_json::Value =
+        serde_json::from_str(&status(&config.shm.prefix, true)).unwrap();
     let stages = report["stages"].as_array().unwrap();
     assert_eq!(stages.len(), 8);
     let enc = stages.iter().find(|s| s["name"] == "encoder").unwrap();
@@ -53,24 +58,41 @@ fn a_running_stage_is_up_with_its_figures_and_the_others_are_absent() {
         assert_eq!(s["state"], "absent", "{s}");
     }
     let segments = report["segments"].as_array().unwrap();
-    assert!(segments.iter().any(|g| g["name"] == "stats.encoder" && g["kind"] == "cell" && g["producer_alive"] == true));
+    assert!(segments.iter().any(|g| g["name"] == "stats.encoder"
+        && g["kind"] == "cell"
+        && g["producer_alive"] == true));
 
     let table = status(&config.shm.prefix, false);
     let line = table.lines().find(|l| l.starts_with("encoder")).unwrap();
-    assert!(line.contains(" up ") && line.contains("frames/s") && line.contains("q50 640x480"), "{line}");
-    assert!(table.lines().any(|l| l.starts_with("capture") && l.contains("absent")), "{table}");
+    assert!(
+        line.contains(" up ") && line.contains("frames/s") && line.contains("q50 640x480"),
+        "{line}"
+    );
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("capture") && l.contains("absent")),
+        "{table}"
+    );
 }
 
 #[test]
 fn an_empty_prefix_reports_every_stage_absent() {
     let prefix = format!("kmtest-empty-{}", std::process::id());
     let table = status(&prefix, false);
-    assert_eq!(table.lines().filter(|l| l.contains("absent")).count(), 8, "{table}");
+    assert_eq!(
+        table.lines().filter(|l| l.contains("absent")).count(),
+        8,
+        "{table}"
+    );
     assert!(table.contains("no segments"), "{table}");
 }
 
 #[test]
 fn a_bad_prefix_is_refused() {
-    let out = Command::new(env!("CARGO_BIN_EXE_keymash")).args(["status", "--prefix", "a.b"]).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_keymash"))
+        .args(["status", "--prefix", "a.b"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
 }

@@ -243,7 +243,9 @@ struct RunningController {
 fn start_controller(pair: &NetnsPair, config_path: &std::path::Path) -> RunningController {
     let notify = NotifySocket::bind().unwrap();
     let (key, value) = notify.env();
-    let mut command = pair.right.command(env!("CARGO_BIN_EXE_keymash-loss-controller"));
+    let mut command = pair
+        .right
+        .command(env!("CARGO_BIN_EXE_keymash-loss-controller"));
     command
         .arg("--config")
         .arg(config_path)
@@ -253,9 +255,22 @@ fn start_controller(pair: &NetnsPair, config_path: &std::path::Path) -> RunningC
         .stdin(Stdio::null());
     let process = ChildGuard::spawn("keymash-loss-controller", &mut command).unwrap();
     notify.wait_ready(Duration::from_secs(20)).unwrap();
-    let tc = pair.right.run("tc", ["filter", "show", "dev", IFACE, "ingress"]).unwrap();
-    let id: u32 = tc.split_whitespace().skip_while(|w| *w != "id").nth(1).unwrap().parse().unwrap();
-    RunningController { process, notify, filter: ForeignFilter::open(id).unwrap() }
+    let tc = pair
+        .right
+        .run("tc", ["filter", "show", "dev", IFACE, "ingress"])
+        .unwrap();
+    let id: u32 = tc
+        .split_whitespace()
+        .skip_while(|w| *w != "id")
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    RunningController {
+        process,
+        notify,
+        filter: ForeignFilter::open(id).unwrap(),
+    }
 }
 
 fn mash_latency() {
@@ -296,16 +311,14 @@ fn mash_latency() {
     let pair = NetnsPair::create("benchm").unwrap();
     let mash_id = SegmentId::new(prefix.clone(), SegmentName::new(MASH_CELL).unwrap());
     let (mut mash, _) = CellWriter::<MashRecord>::open(&mash_id, Permissions::OwnerOnly).unwrap();
-    let RunningController { mut process, notify: _notify, filter: foreign } =
-        start_controller(&pair, &config_path);
+    let RunningController {
+        mut process,
+        notify: _notify,
+        filter: foreign,
+    } = start_controller(&pair, &config_path);
 
     let loss = Config::default().loss;
-    let curve = LossCurve::new(
-        loss.drop_at_rest,
-        loss.exponent,
-        loss.zero_loss_at_mash,
-    )
-    .unwrap();
+    let curve = LossCurve::new(loss.drop_at_rest, loss.exponent, loss.zero_loss_at_mash).unwrap();
     let mut end_to_end = Vec::new();
     let mut state = 0x2545_f491_u32;
     let mut current = foreign.config().unwrap().drop_fraction;
@@ -371,15 +384,25 @@ fn keypress_latency() {
             let mut hops = Vec::new();
             for _ in 0..PRESSES {
                 rx.read_exact(&mut buf).unwrap();
-                hops.push(monotonic_now_ns().unwrap().saturating_sub(u64::from_ne_bytes(buf)));
+                hops.push(
+                    monotonic_now_ns()
+                        .unwrap()
+                        .saturating_sub(u64::from_ne_bytes(buf)),
+                );
             }
             hops
         });
         for _ in 0..PRESSES {
             std::thread::sleep(Duration::from_millis(3));
-            tx.write_all(&monotonic_now_ns().unwrap().to_ne_bytes()).unwrap();
+            tx.write_all(&monotonic_now_ns().unwrap().to_ne_bytes())
+                .unwrap();
         }
-        pipe = reader.join().unwrap().into_iter().map(|n| n as f64).collect();
+        pipe = reader
+            .join()
+            .unwrap()
+            .into_iter()
+            .map(|n| n as f64)
+            .collect();
     });
 
     let prefix_text = keymash_tests::unique_name("kmkp");
@@ -390,7 +413,10 @@ fn keypress_latency() {
     let config_path = dir.join("keymash.toml");
     std::fs::write(
         &config_path,
-        format!("[shm]\nprefix = \"{prefix_text}\"\n[input]\nsource = \"fifo:{}\"\n", fifo_path.display()),
+        format!(
+            "[shm]\nprefix = \"{prefix_text}\"\n[input]\nsource = \"fifo:{}\"\n",
+            fifo_path.display()
+        ),
     )
     .unwrap();
     let pair = NetnsPair::create("benchk").unwrap();
@@ -399,20 +425,28 @@ fn keypress_latency() {
     let (key, value) = input_notify.env();
     let mut input = ChildGuard::spawn(
         "keymash-mash-input",
-        std::process::Command::new(keymash_tests::receiver::service_binary("keymash-mash-input"))
-            .arg("--config")
-            .arg(&config_path)
-            .env(key, value)
-            .env("KEYMASH_LOG", "warn")
-            .stdin(Stdio::null()),
+        std::process::Command::new(keymash_tests::receiver::service_binary(
+            "keymash-mash-input",
+        ))
+        .arg("--config")
+        .arg(&config_path)
+        .env(key, value)
+        .env("KEYMASH_LOG", "warn")
+        .stdin(Stdio::null()),
     )
     .unwrap();
     input_notify.wait_ready(Duration::from_secs(20)).unwrap();
 
-    let RunningController { mut process, notify: _notify, filter: foreign } =
-        start_controller(&pair, &config_path);
+    let RunningController {
+        mut process,
+        notify: _notify,
+        filter: foreign,
+    } = start_controller(&pair, &config_path);
 
-    let mut fifo = std::fs::OpenOptions::new().write(true).open(&fifo_path).unwrap();
+    let mut fifo = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&fifo_path)
+        .unwrap();
     let mut samples = Vec::new();
     let mut unchanged = 0;
     for i in 0..PRESSES {
@@ -436,7 +470,12 @@ fn keypress_latency() {
     }
     let (p50, p99, pmax) = percentiles(&mut pipe);
     let (k50, k99, kmax) = percentiles(&mut samples);
-    println!("baseline, pipe write -> read in another thread: p50 {:.1} us  p99 {:.1} us  max {:.1} us", p50 / 1e3, p99 / 1e3, pmax / 1e3);
+    println!(
+        "baseline, pipe write -> read in another thread: p50 {:.1} us  p99 {:.1} us  max {:.1} us",
+        p50 / 1e3,
+        p99 / 1e3,
+        pmax / 1e3
+    );
     println!(
         "key press -> map updated: p50 {:.1} us  p99 {:.1} us  max {:.1} us ({} presses, {unchanged} left the map unchanged within 1 s)",
         k50 / 1e3,

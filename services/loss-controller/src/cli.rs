@@ -221,7 +221,13 @@ mod tests {
                     loss_good: DropProbability::NONE,
                 })),
             ),
-            (&["--interface", "veth1"], Drive::Mash { curve: LossCurve::default(), burst: None }),
+            (
+                &["--interface", "veth1"],
+                Drive::Mash {
+                    curve: LossCurve::default(),
+                    burst: None,
+                },
+            ),
         ];
         for (args, drive) in cases {
             let s = settings(args).unwrap();
@@ -246,14 +252,20 @@ mod tests {
         config.loss.model = LossModelKind::GilbertElliott;
         config.loss.ge_r = DropProbability::new(0.5).unwrap();
         let args = Args::try_parse_from(["keymash-loss-controller"]).unwrap();
-        let Drive::Mash { burst: Some(chain), .. } = args.settings(&config).unwrap().plan.drive else {
+        let Drive::Mash {
+            burst: Some(chain), ..
+        } = args.settings(&config).unwrap().plan.drive
+        else {
             panic!("expected a mash drive with a burst chain");
         };
         assert_eq!(chain.r.get(), 0.5);
         assert_eq!(chain.p, config.loss.ge_p);
         assert_eq!(chain.loss_bad, config.loss.ge_loss_bad);
         config.loss.model = LossModelKind::Bernoulli;
-        assert!(matches!(args.settings(&config).unwrap().plan.drive, Drive::Mash { burst: None, .. }));
+        assert!(matches!(
+            args.settings(&config).unwrap().plan.drive,
+            Drive::Mash { burst: None, .. }
+        ));
     }
 
     #[test]

@@ -447,14 +447,20 @@ impl ForeignFilter {
 fn read_config_map(map: &Array<MapData, ConfigMapValue>) -> Result<LossConfigRecord, FilterError> {
     map.get(&ONLY_KEY, 0)
         .map(LossConfigRecord::from_map_value)
-        .map_err(|source| FilterError::Map { name: CONFIG_MAP, source })
+        .map_err(|source| FilterError::Map {
+            name: CONFIG_MAP,
+            source,
+        })
 }
 
 /// The per-CPU counters of the filter's counter map, summed.
-fn sum_counters_map(map: &PerCpuArray<MapData, CountersMapValue>) -> Result<LossCounters, FilterError> {
-    let per_cpu = map
-        .get(&ONLY_KEY, 0)
-        .map_err(|source| FilterError::Map { name: COUNTERS_MAP, source })?;
+fn sum_counters_map(
+    map: &PerCpuArray<MapData, CountersMapValue>,
+) -> Result<LossCounters, FilterError> {
+    let per_cpu = map.get(&ONLY_KEY, 0).map_err(|source| FilterError::Map {
+        name: COUNTERS_MAP,
+        source,
+    })?;
     Ok(per_cpu
         .iter()
         .copied()

@@ -18,7 +18,10 @@ pub enum Drive {
     /// Loss from the mash level through the mash curve (the exhibit): Bernoulli at the curve's
     /// probability, or, with `burst`, that chain (the loss at rest) with both states' drop
     /// probabilities scaled down by the curve's fall from its value at rest.
-    Mash { curve: LossCurve, burst: Option<GilbertElliott> },
+    Mash {
+        curve: LossCurve,
+        burst: Option<GilbertElliott>,
+    },
 }
 
 /// The controller's plan: which flow, which loss, how long each refresh stays valid.
@@ -43,7 +46,11 @@ impl Plan {
                     None => LossModel::Bernoulli(drop),
                     Some(chain) => {
                         let at_rest = curve.drop_at_rest().get();
-                        let factor = if at_rest > 0.0 { drop.get() / at_rest } else { 0.0 };
+                        let factor = if at_rest > 0.0 {
+                            drop.get() / at_rest
+                        } else {
+                            0.0
+                        };
                         LossModel::GilbertElliott(chain.with_loss_scaled(factor))
                     }
                 }
@@ -146,7 +153,10 @@ mod tests {
 
     fn mash_plan() -> Plan {
         Plan {
-            drive: Drive::Mash { curve: LossCurve::default(), burst: None },
+            drive: Drive::Mash {
+                curve: LossCurve::default(),
+                burst: None,
+            },
             port: 5004,
             failsafe: Duration::from_millis(250),
         }
@@ -176,16 +186,33 @@ mod tests {
             loss_bad: DropProbability::ALL,
             loss_good: DropProbability::new(0.02).unwrap(),
         };
-        let plan = Plan { drive: Drive::Mash { curve: LossCurve::default(), burst: Some(chain) }, ..mash_plan() };
+        let plan = Plan {
+            drive: Drive::Mash {
+                curve: LossCurve::default(),
+                burst: Some(chain),
+            },
+            ..mash_plan()
+        };
         // (mash level, expected scale of both drop probabilities): the default curve falls from
         // 0.4 at rest as (1 - level/0.8)^2.
         for (level, scale) in [(0.0f32, 1.0f64), (0.4, 0.25), (0.8, 0.0), (1.0, 0.0)] {
-            let LossModel::GilbertElliott(got) = plan.model(Some(MashLevel::new(level).unwrap())) else {
+            let LossModel::GilbertElliott(got) = plan.model(Some(MashLevel::new(level).unwrap()))
+            else {
                 panic!("burst drive must stay Gilbert-Elliott");
             };
-            assert_eq!((got.p, got.r), (chain.p, chain.r), "the rhythm must not change");
-            assert!((got.loss_bad.get() - scale).abs() < 1e-9, "level {level}: {got:?}");
-            assert!((got.loss_good.get() - 0.02 * scale).abs() < 1e-9, "level {level}: {got:?}");
+            assert_eq!(
+                (got.p, got.r),
+                (chain.p, chain.r),
+                "the rhythm must not change"
+            );
+            assert!(
+                (got.loss_bad.get() - scale).abs() < 1e-9,
+                "level {level}: {got:?}"
+            );
+            assert!(
+                (got.loss_good.get() - 0.02 * scale).abs() < 1e-9,
+                "level {level}: {got:?}"
+            );
         }
     }
 

@@ -22,8 +22,8 @@ use std::time::Duration;
 
 use keymash_tests::{require_root, NetnsPair};
 use support::{
-    attached_program_ids, flow, ingress_filters, receive_until, send_paced, traffic_lock,
-    output_within, Controller, SetOnDrop, TestConfig, VIDEO_PORT,
+    attached_program_ids, flow, ingress_filters, output_within, receive_until, send_paced,
+    traffic_lock, Controller, SetOnDrop, TestConfig, VIDEO_PORT,
 };
 
 const IFACE: &str = NetnsPair::RIGHT_INTERFACE;

@@ -71,7 +71,12 @@ fn after_kill_9_loss_returns_to_zero_within_the_failsafe_window() {
         }
         drop(_stop_sender);
         sender.join().expect("the sending thread");
-        (killed_ns, deadline_ns, first_arrival_ns, arrived_before_kill)
+        (
+            killed_ns,
+            deadline_ns,
+            first_arrival_ns,
+            arrived_before_kill,
+        )
     });
     assert_eq!(
         arrived_before_kill, 0,

@@ -28,12 +28,7 @@ const IFACE: &str = NetnsPair::RIGHT_INTERFACE;
 
 fn default_curve() -> LossCurve {
     let loss = Config::default().loss;
-    LossCurve::new(
-        loss.drop_at_rest,
-        loss.exponent,
-        loss.zero_loss_at_mash,
-    )
-    .unwrap()
+    LossCurve::new(loss.drop_at_rest, loss.exponent, loss.zero_loss_at_mash).unwrap()
 }
 
 /// Polls the filter's config map until its drop fraction is `expected`, at most two seconds
@@ -81,7 +76,8 @@ fn the_drop_probability_follows_the_mash_cell_through_the_curve() {
         let expected = curve.drop_probability(level).as_u32_fraction();
         mash.store(&MashRecord::new(level, 0, 0, monotonic_now_ns()));
         let stored_ns = monotonic_now_ns();
-        let written_ns = wait_for_fraction(&program, expected).deadline_ns - FAILSAFE.as_nanos() as u64;
+        let written_ns =
+            wait_for_fraction(&program, expected).deadline_ns - FAILSAFE.as_nanos() as u64;
         latencies.push(Duration::from_nanos(written_ns.saturating_sub(stored_ns)));
     }
     latencies.sort();

@@ -63,7 +63,12 @@ impl Keyboards {
     /// Keyboards listed under `sysfs_input` with device nodes in `dev_input` (tests use a
     /// fake tree; the service uses /sys/class/input and /dev/input).
     pub fn at(sysfs_input: &Path, dev_input: &Path) -> Self {
-        Keyboards { sysfs_input: sysfs_input.to_owned(), dev_input: dev_input.to_owned(), open: BTreeMap::new(), last_scan: None }
+        Keyboards {
+            sysfs_input: sysfs_input.to_owned(),
+            dev_input: dev_input.to_owned(),
+            open: BTreeMap::new(),
+            last_scan: None,
+        }
     }
 
     /// Keyboards open right now.
@@ -74,11 +79,16 @@ impl Keyboards {
     /// Opens keyboards that appeared since the last scan. Devices that disappeared are closed
     /// when their read fails (ENODEV), which the kernel reports at once.
     fn rescan(&mut self, now: Instant) {
-        if self.last_scan.is_some_and(|t| now.saturating_duration_since(t) < RESCAN_INTERVAL) {
+        if self
+            .last_scan
+            .is_some_and(|t| now.saturating_duration_since(t) < RESCAN_INTERVAL)
+        {
             return;
         }
         self.last_scan = Some(now);
-        let Ok(entries) = std::fs::read_dir(&self.sysfs_input) else { return };
+        let Ok(entries) = std::fs::read_dir(&self.sysfs_input) else {
+            return;
+        };
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             if !name.starts_with("event") || self.open.contains_key(&name) {
@@ -90,8 +100,18 @@ impl Keyboards {
             let node = self.dev_input.join(&name);
             match open_nonblocking(&node, false) {
                 Ok(file) => {
-                    log::info!("keyboard {} ({})", node.display(), device_name(&entry.path()));
-                    self.open.insert(name, Keyboard { file, parser: EventParser::new() });
+                    log::info!(
+                        "keyboard {} ({})",
+                        node.display(),
+                        device_name(&entry.path())
+                    );
+                    self.open.insert(
+                        name,
+                        Keyboard {
+                            file,
+                            parser: EventParser::new(),
+                        },
+                    );
                 }
                 // Typically EACCES (the service user is not in group `input`). The rescan would
                 // repeat this every second, so it is a debug line; the status shows 0 keyboards.
@@ -107,7 +127,9 @@ impl Keyboards {
             loop {
                 match keyboard.file.read(&mut buf) {
                     Ok(0) => break,
-                    Ok(n) => presses.extend(keyboard.parser.feed(&buf[..n]).iter().filter_map(key_press)),
+                    Ok(n) => {
+                        presses.extend(keyboard.parser.feed(&buf[..n]).iter().filter_map(key_press))
+                    }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(e) => {
@@ -126,7 +148,11 @@ impl Keyboards {
 
 fn sysfs_says_keyboard(event_dir: &Path) -> bool {
     let caps = event_dir.join("device/capabilities");
-    let read = |file: &str| std::fs::read_to_string(caps.join(file)).ok().and_then(|t| parse_bitmap(&t).ok());
+    let read = |file: &str| {
+        std::fs::read_to_string(caps.join(file))
+            .ok()
+            .and_then(|t| parse_bitmap(&t).ok())
+    };
     match (read("ev"), read("key")) {
         (Some(ev), Some(key)) => is_keyboard(&ev, &key),
         _ => false,
@@ -134,11 +160,16 @@ fn sysfs_says_keyboard(event_dir: &Path) -> bool {
 }
 
 fn device_name(event_dir: &Path) -> String {
-    std::fs::read_to_string(event_dir.join("device/name")).map_or_else(|_| "?".to_owned(), |s| s.trim().to_owned())
+    std::fs::read_to_string(event_dir.join("device/name"))
+        .map_or_else(|_| "?".to_owned(), |s| s.trim().to_owned())
 }
 
 fn open_nonblocking(path: &Path, write_too: bool) -> io::Result<File> {
-    OpenOptions::new().read(true).write(write_too).custom_flags(OFlag::O_NONBLOCK.bits()).open(path)
+    OpenOptions::new()
+        .read(true)
+        .write(write_too)
+        .custom_flags(OFlag::O_NONBLOCK.bits())
+        .open(path)
 }
 
 /// A named pipe of raw `input_event` records. Opened read-write so that it never reads as
@@ -155,12 +186,26 @@ impl Fifo {
     pub fn open(path: &Path) -> Result<Fifo, SourceError> {
         match std::fs::metadata(path) {
             Ok(meta) if meta.file_type().is_fifo() => {}
-            Ok(_) => return Err(SourceError::NotAFifo { path: path.to_owned() }),
+            Ok(_) => {
+                return Err(SourceError::NotAFifo {
+                    path: path.to_owned(),
+                })
+            }
             Err(_) => nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o660))
-                .map_err(|source| SourceError::CreateFifo { path: path.to_owned(), source })?,
+                .map_err(|source| SourceError::CreateFifo {
+                    path: path.to_owned(),
+                    source,
+                })?,
         }
-        let file = open_nonblocking(path, true).map_err(|source| SourceError::Open { path: path.to_owned(), source })?;
-        Ok(Fifo { path: path.to_owned(), file, parser: EventParser::new() })
+        let file = open_nonblocking(path, true).map_err(|source| SourceError::Open {
+            path: path.to_owned(),
+            source,
+        })?;
+        Ok(Fifo {
+            path: path.to_owned(),
+            file,
+            parser: EventParser::new(),
+        })
     }
 
     fn read_presses(&mut self, presses: &mut Vec<KeyCode>) {
@@ -192,7 +237,11 @@ pub enum KeySource {
 impl KeySource {
     /// Waits until `deadline` at most (returning early when a key arrives) and appends the key
     /// presses that came in.
-    pub fn wait_for_presses(&mut self, deadline: Instant, presses: &mut Vec<KeyCode>) -> Result<(), SourceError> {
+    pub fn wait_for_presses(
+        &mut self,
+        deadline: Instant,
+        presses: &mut Vec<KeyCode>,
+    ) -> Result<(), SourceError> {
         let now = Instant::now();
         let wait = deadline.saturating_duration_since(now);
         match self {
@@ -230,7 +279,10 @@ impl KeySource {
 }
 
 fn wait_readable(fds: &[std::os::fd::BorrowedFd<'_>], wait: Duration) -> Result<(), SourceError> {
-    let mut pollfds: Vec<PollFd<'_>> = fds.iter().map(|fd| PollFd::new(*fd, PollFlags::POLLIN)).collect();
+    let mut pollfds: Vec<PollFd<'_>> = fds
+        .iter()
+        .map(|fd| PollFd::new(*fd, PollFlags::POLLIN))
+        .collect();
     let millis = u16::try_from(wait.as_millis()).unwrap_or(u16::MAX);
     match nix::poll::poll(&mut pollfds, PollTimeout::from(millis)) {
         Ok(_) | Err(nix::Error::EINTR) => Ok(()),
@@ -250,7 +302,11 @@ mod tests {
         std::fs::create_dir_all(&caps).unwrap();
         std::fs::write(caps.join("ev"), ev).unwrap();
         std::fs::write(caps.join("key"), key).unwrap();
-        std::fs::write(root.join("sys").join(name).join("device/name"), "test keyboard\n").unwrap();
+        std::fs::write(
+            root.join("sys").join(name).join("device/name"),
+            "test keyboard\n",
+        )
+        .unwrap();
         let node = root.join("dev").join(name);
         nix::unistd::mkfifo(&node, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
         node
@@ -270,14 +326,24 @@ mod tests {
         plug(&root, "event3", "17", "1f0000 0 0 0 0"); // a mouse
         let node = plug(&root, "event7", "120013", "fffffffffffffffe");
         keyboards.rescan(t0 + RESCAN_INTERVAL / 2);
-        assert_eq!(keyboards.count(), 0, "no rescan before the interval has passed");
+        assert_eq!(
+            keyboards.count(),
+            0,
+            "no rescan before the interval has passed"
+        );
         keyboards.rescan(t0 + RESCAN_INTERVAL);
-        assert_eq!(keyboards.count(), 1, "the keyboard is found, the mouse is not");
+        assert_eq!(
+            keyboards.count(),
+            1,
+            "the keyboard is found, the mouse is not"
+        );
 
         // Its key presses come through; autorepeat and releases do not.
         let mut writer = OpenOptions::new().write(true).open(&node).unwrap();
         for (code, value) in [(30, 1), (30, 2), (30, 0), (31, 1)] {
-            writer.write_all(&InputEvent::key(code, value).to_bytes()).unwrap();
+            writer
+                .write_all(&InputEvent::key(code, value).to_bytes())
+                .unwrap();
         }
         let mut presses = Vec::new();
         keyboards.read_presses(&mut presses);

@@ -15,7 +15,10 @@ use clap::Parser;
 use keymash_service::ServiceArgs;
 
 #[derive(Debug, Parser)]
-#[command(version, about = "Reads keyboards (evdev), a FIFO or a script and publishes the mash level.")]
+#[command(
+    version,
+    about = "Reads keyboards (evdev), a FIFO or a script and publishes the mash level."
+)]
 struct Args {
     #[command(flatten)]
     service: ServiceArgs,

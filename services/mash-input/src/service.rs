@@ -25,8 +25,9 @@ pub fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
         InputSource::Evdev => KeySource::Evdev(Keyboards::default()),
         InputSource::Fifo(path) => KeySource::Fifo(Fifo::open(path)?),
         InputSource::Script(pattern) => {
-            let script: MashScript =
-                pattern.parse().with_context(|| format!("input.source: mash pattern {pattern:?}"))?;
+            let script: MashScript = pattern
+                .parse()
+                .with_context(|| format!("input.source: mash pattern {pattern:?}"))?;
             KeySource::Script(ScriptPlayer::new(script, Instant::now()))
         }
     };
@@ -46,7 +47,10 @@ pub fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
     let mut presses = Vec::new();
     let mut next_publish = Instant::now();
     let mut publishes: u32 = 0;
-    lifecycle.ready(&format!("reading {}", String::from(config.input.source.clone())));
+    lifecycle.ready(&format!(
+        "reading {}",
+        String::from(config.input.source.clone())
+    ));
     while !lifecycle.stop_requested() {
         presses.clear();
         source.wait_for_presses(next_publish, &mut presses)?;
@@ -58,7 +62,10 @@ pub fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
             }
             recent.push_back(now);
         }
-        while recent.front().is_some_and(|&t| now.saturating_duration_since(t) > window) {
+        while recent
+            .front()
+            .is_some_and(|&t| now.saturating_duration_since(t) > window)
+        {
             recent.pop_front();
         }
         presses_total += presses.len() as u64;
@@ -69,7 +76,12 @@ pub fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
         }
         let level = meter.level(now);
         let in_window = u32::try_from(recent.len()).unwrap_or(u32::MAX);
-        cell.store(&MashRecord::new(level, in_window, presses_total, monotonic_now_ns()));
+        cell.store(&MashRecord::new(
+            level,
+            in_window,
+            presses_total,
+            monotonic_now_ns(),
+        ));
         if now >= next_publish {
             next_publish += period;
             // After a stall (suspend, debugger) start afresh rather than publish in a burst.

@@ -14,7 +14,10 @@ use clap::Parser;
 use keymash_service::ServiceArgs;
 
 #[derive(Debug, Parser)]
-#[command(version, about = "Receives the RTP stream, runs the receive window, FEC and NACK, and sends RTCP feedback.")]
+#[command(
+    version,
+    about = "Receives the RTP stream, runs the receive window, FEC and NACK, and sends RTCP feedback."
+)]
 struct Args {
     #[command(flatten)]
     service: ServiceArgs,

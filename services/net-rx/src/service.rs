@@ -45,7 +45,11 @@ struct MashInput {
 
 impl MashInput {
     fn level(&mut self, now: Instant) -> MashLevel {
-        if self.reader.is_none() && self.last_try.is_none_or(|t| now.saturating_duration_since(t) >= MASH_CELL_RETRY) {
+        if self.reader.is_none()
+            && self
+                .last_try
+                .is_none_or(|t| now.saturating_duration_since(t) >= MASH_CELL_RETRY)
+        {
             self.last_try = Some(now);
             self.reader = CellReader::open(&self.id).ok();
         }
@@ -58,22 +62,45 @@ impl MashInput {
 
 pub fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
     let transport = keymash_media::transport_settings(&config)?;
-    let mut socket = PeerSocket::bind(local_address(&config), sender_address(&config), SocketBuffers::default())?;
+    let mut socket = PeerSocket::bind(
+        local_address(&config),
+        sender_address(&config),
+        SocketBuffers::default(),
+    )?;
     if let Ok((rcv, snd)) = socket.buffer_sizes() {
-        log::info!("UDP {} from {}, buffers {rcv}/{snd} bytes", local_address(&config), sender_address(&config));
+        log::info!(
+            "UDP {} from {}, buffers {rcv}/{snd} bytes",
+            local_address(&config),
+            sender_address(&config)
+        );
     }
     let ring_id = segment_id(&config, RECEIVED_PAYLOADS)?;
-    let (mut ring, attach) = RingWriter::open(&ring_id, received_ring_geometry(&config)?, permissions(&config))
-        .with_context(|| format!("opening the received-payload ring {ring_id}"))?;
-    log::info!("received-payload ring {ring_id}: continuing at slot sequence {}", attach.next_seq);
-    let mut mash = MashInput { id: segment_id(&config, MASH_CELL)?, reader: None, last_try: None };
+    let (mut ring, attach) = RingWriter::open(
+        &ring_id,
+        received_ring_geometry(&config)?,
+        permissions(&config),
+    )
+    .with_context(|| format!("opening the received-payload ring {ring_id}"))?;
+    log::info!(
+        "received-payload ring {ring_id}: continuing at slot sequence {}",
+        attach.next_seq
+    );
+    let mut mash = MashInput {
+        id: segment_id(&config, MASH_CELL)?,
+        reader: None,
+        last_try: None,
+    };
     let curve = QualityCurve::from_config(&config.quality);
     let mut stats = StatsPublisher::open(&config, Service::NetRx, "packets", monotonic_now_ns())?;
 
-    let seed = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64) ^ u64::from(std::process::id());
+    let seed = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+        ^ u64::from(std::process::id());
     // A fresh random session salt on every start: new keys, so no nonce is ever reused.
     let salt = SessionSalt::new(keymash_service::random::bytes()?);
-    let mut receiver = Receiver::with_salt(transport, seed, salt, Instant::now()).context("transport settings")?;
+    let mut receiver =
+        Receiver::with_salt(transport, seed, salt, Instant::now()).context("transport settings")?;
     let protection = match receiver.key_fingerprint() {
         Some(fp) => format!("protected, key {fp}"),
         None => {
@@ -90,7 +117,11 @@ pub fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
     // A restarted net-rx, or a restarted sender's new stream, is joined part-way through a
     // frame: its tail is not written, so the display never shows a frame torn by a restart.
     let mut join = FrameJoin::new();
-    lifecycle.ready(&format!("listening on {} for {}, {protection}", local_address(&config), sender_address(&config)));
+    lifecycle.ready(&format!(
+        "listening on {} for {}, {protection}",
+        local_address(&config),
+        sender_address(&config)
+    ));
 
     while !lifecycle.stop_requested() {
         let now = Instant::now();
@@ -175,7 +206,9 @@ pub fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
                     format!("{alarm}; {line}")
                 }
                 None if !receiver.protected() => format!("UNPROTECTED; {line}"),
-                None if s.stream_switches > 0 => format!("{line}; {} stream switches", s.stream_switches),
+                None if s.stream_switches > 0 => {
+                    format!("{line}; {} stream switches", s.stream_switches)
+                }
                 None => line,
             };
             stats.set_status_line(&line);
@@ -196,13 +229,15 @@ fn write_payload(ring: &mut RingWriter, payload: &ReceivedPayload, header: Optio
         Recovery::Fec => RECOVERY_FEC,
         Recovery::Nack => RECOVERY_NACK,
     };
-    let meta = FrameMeta::new(frame, monotonic_now_ns()).with_flags(flags).with_words([
-        seq as u32,
-        (seq >> 32) as u32,
-        payload.rtp_timestamp,
-        u32::from(payload.marker),
-        0,
-    ]);
+    let meta = FrameMeta::new(frame, monotonic_now_ns())
+        .with_flags(flags)
+        .with_words([
+            seq as u32,
+            (seq >> 32) as u32,
+            payload.rtp_timestamp,
+            u32::from(payload.marker),
+            0,
+        ]);
     if let Err(e) = ring.write(&payload.payload, &meta) {
         log::warn!("payload {seq} not stored: {e}");
     }

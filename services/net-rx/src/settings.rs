@@ -28,7 +28,11 @@ pub fn sender_address(config: &Config) -> SocketAddr {
 
 /// Slots big enough for the largest codec payload the configuration allows.
 pub fn received_ring_geometry(config: &Config) -> anyhow::Result<RingGeometry> {
-    let slot = usize::try_from(config.codec.max_payload_bytes).context("codec.max_payload_bytes")?;
-    RingGeometry::new(slot.max(keymash_transport::udp::RECV_BUFFER_LEN), RECEIVED_RING_SLOTS)
-        .context("received-payload ring geometry")
+    let slot =
+        usize::try_from(config.codec.max_payload_bytes).context("codec.max_payload_bytes")?;
+    RingGeometry::new(
+        slot.max(keymash_transport::udp::RECV_BUFFER_LEN),
+        RECEIVED_RING_SLOTS,
+    )
+    .context("received-payload ring geometry")
 }

@@ -25,7 +25,7 @@ use keymash_service::stats::{permissions, segment_id};
 use keymash_service::{Lifecycle, ServiceArgs, StatsPublisher};
 use keymash_shm::{monotonic_now_ns, CellWriter, OpenError, RecvError, RingReader};
 use keymash_transport::udp::{PeerSocket, SocketBuffers, RECV_BUFFER_LEN};
-use keymash_transport::{SessionSalt, Sender, TransmitKind};
+use keymash_transport::{Sender, SessionSalt, TransmitKind};
 
 /// Longest sleep between checks for receiver feedback.
 const FEEDBACK_POLL: Duration = Duration::from_millis(5);
@@ -38,7 +38,10 @@ const LATENCY_WINDOW: usize = 300;
 const REOPEN_AFTER: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Parser)]
-#[command(version, about = "Sends encoded frames to the receiver as paced RTP and feeds its quality requests back to the encoder.")]
+#[command(
+    version,
+    about = "Sends encoded frames to the receiver as paced RTP and feeds its quality requests back to the encoder."
+)]
 struct Args {
     #[command(flatten)]
     service: ServiceArgs,
@@ -72,7 +75,11 @@ fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
         IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
     };
-    let mut socket = PeerSocket::bind(SocketAddr::new(local_ip, network.sender_port), peer, SocketBuffers::default())?;
+    let mut socket = PeerSocket::bind(
+        SocketAddr::new(local_ip, network.sender_port),
+        peer,
+        SocketBuffers::default(),
+    )?;
     // A fresh random session salt on every start: new keys, so no nonce is ever reused.
     let salt = SessionSalt::new(keymash_service::random::bytes()?);
     let mut sender = Sender::with_salt(settings.clone(), random_seed(), salt, Instant::now())?;
@@ -83,15 +90,21 @@ fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
             "UNPROTECTED".to_owned()
         }
     };
-    let (mut quality_cell, _) =
-        CellWriter::<QualityRecord>::open(&segment_id(&config, QUALITY_CELL)?, permissions(&config))
-            .context("cannot open the quality cell")?;
+    let (mut quality_cell, _) = CellWriter::<QualityRecord>::open(
+        &segment_id(&config, QUALITY_CELL)?,
+        permissions(&config),
+    )
+    .context("cannot open the quality cell")?;
     let payloads_id = segment_id(&config, PAYLOADS)?;
     let mut stats = StatsPublisher::open(&config, Service::NetTx, "packets", monotonic_now_ns())?;
     lifecycle.ready(&format!(
         "sending to {peer} from {}, {protection}, FEC {}, NACK {}, pacing over {:.1} ms",
         socket.local_addr()?,
-        if settings.fec { format!("{:.0}%", settings.fec_overhead.get() * 100.0) } else { "off".to_owned() },
+        if settings.fec {
+            format!("{:.0}%", settings.fec_overhead.get() * 100.0)
+        } else {
+            "off".to_owned()
+        },
         if settings.nack { "on" } else { "off" },
         settings.frame_spread.as_secs_f64() * 1e3
     ));
@@ -115,9 +128,18 @@ fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
         }
         // 2. Tell the encoder the quality to use.
         let now = Instant::now();
-        let quality = (sender.requested_quality(now), sender.remote_mash(now).is_some());
-        if last_quality != Some(quality) || now.duration_since(last_quality_write) >= QUALITY_REFRESH {
-            quality_cell.store(&QualityRecord::new(quality.0, quality.1, monotonic_now_ns()));
+        let quality = (
+            sender.requested_quality(now),
+            sender.remote_mash(now).is_some(),
+        );
+        if last_quality != Some(quality)
+            || now.duration_since(last_quality_write) >= QUALITY_REFRESH
+        {
+            quality_cell.store(&QualityRecord::new(
+                quality.0,
+                quality.1,
+                monotonic_now_ns(),
+            ));
             last_quality = Some(quality);
             last_quality_write = now;
         }
@@ -135,9 +157,13 @@ fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
                 // A frame is sent when its last packet is; frames before it whose last packet
                 // the pacer dropped as stale will never complete and are forgotten here.
                 let seq = rtp_seq(&transmit.contents);
-                if let Some(done) = frames_in_flight.iter().position(|&(last, _)| Some(last) == seq) {
+                if let Some(done) = frames_in_flight
+                    .iter()
+                    .position(|&(last, _)| Some(last) == seq)
+                {
                     if let Some((_, capture_ns)) = frames_in_flight.drain(..=done).next_back() {
-                        latency_ms.record(monotonic_now_ns().saturating_sub(capture_ns) as f64 / 1e6);
+                        latency_ms
+                            .record(monotonic_now_ns().saturating_sub(capture_ns) as f64 / 1e6);
                     }
                 }
             }
@@ -156,7 +182,9 @@ fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
             None => {
                 match RingReader::open(&payloads_id) {
                     Ok(r) => reader = Some(r),
-                    Err(OpenError::NotFound { .. } | OpenError::NotReady { .. }) => std::thread::sleep(wait),
+                    Err(OpenError::NotFound { .. } | OpenError::NotReady { .. }) => {
+                        std::thread::sleep(wait)
+                    }
                     Err(e) => {
                         log::warn!("{e}");
                         std::thread::sleep(wait);
@@ -171,12 +199,22 @@ fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
                     match PackedPayloads::parse(&frame) {
                         Ok(packed) if !packed.payloads.is_empty() => {
                             let now = Instant::now();
-                            let age = Duration::from_nanos(monotonic_now_ns().saturating_sub(received.meta.capture_ns()));
+                            let age = Duration::from_nanos(
+                                monotonic_now_ns().saturating_sub(received.meta.capture_ns()),
+                            );
                             let capture_time = now.checked_sub(age).unwrap_or(now);
-                            match sender.push_frame(now, received.meta.frame(), capture_time, &packed.payloads) {
+                            match sender.push_frame(
+                                now,
+                                received.meta.frame(),
+                                capture_time,
+                                &packed.payloads,
+                            ) {
                                 Ok(queued) => {
                                     stats.count("frames", 1);
-                                    frames_in_flight.push_back((queued.last_seq.wire(), received.meta.capture_ns()));
+                                    frames_in_flight.push_back((
+                                        queued.last_seq.wire(),
+                                        received.meta.capture_ns(),
+                                    ));
                                 }
                                 Err(e) => {
                                     log::warn!("frame {} not sent: {e}", received.meta.frame());
@@ -220,7 +258,14 @@ fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
             let security = sender.security_stats().unwrap_or_default();
             stats.set_count("auth_failed", security.auth_failed);
             stats.set_count("replayed", security.replayed);
-            stats.gauge("protected", if sender.key_fingerprint().is_some() { 1.0 } else { 0.0 });
+            stats.gauge(
+                "protected",
+                if sender.key_fingerprint().is_some() {
+                    1.0
+                } else {
+                    0.0
+                },
+            );
             stats.gauge("rtt_ms", s.rtt.map_or(-1.0, |d| d.as_secs_f64() * 1e3));
             stats.gauge("remote_loss", s.remote_fraction_lost);
             stats.gauge("quality", f64::from(sender.requested_quality(now).get()));

@@ -14,7 +14,11 @@ pub const IMAGE_NAMES: [&str; 5] = ["astronaut", "camera", "chelsea", "coffee", 
 /// The checkout this bench was built from (`common/codec` is two levels down).
 fn checkout() -> PathBuf {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest.parent().and_then(Path::parent).unwrap_or(manifest).to_path_buf()
+    manifest
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or(manifest)
+        .to_path_buf()
 }
 
 /// Where `benches/fetch-images.sh` puts the photographs: `KEYMASH_CODEC_IMAGES` if set, else
@@ -27,7 +31,9 @@ pub fn image_dir() -> PathBuf {
 
 /// The command that fetches the images into [`image_dir`].
 pub fn fetch_command() -> String {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches").join("fetch-images.sh");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("benches")
+        .join("fetch-images.sh");
     format!("{} {}", script.display(), image_dir().display())
 }
 
@@ -51,12 +57,19 @@ pub fn require_baseline_helper() -> PathBuf {
 /// Every image of [`IMAGE_NAMES`] at this size, or exit non-zero with the command that fetches
 /// them.
 pub fn require_images(geometry: FrameGeometry) -> Vec<(String, I420Frame)> {
-    IMAGE_NAMES.iter().map(|name| ((*name).to_owned(), require_image(geometry, name))).collect()
+    IMAGE_NAMES
+        .iter()
+        .map(|name| ((*name).to_owned(), require_image(geometry, name)))
+        .collect()
 }
 
 /// One test image, or exit non-zero with the command that fetches it.
 pub fn require_image(geometry: FrameGeometry, name: &str) -> I420Frame {
-    let path = image_dir().join(format!("{name}_{}x{}.y4m", geometry.width(), geometry.height()));
+    let path = image_dir().join(format!(
+        "{name}_{}x{}.y4m",
+        geometry.width(),
+        geometry.height()
+    ));
     if !path.exists() {
         fail(&format!(
             "test image {} is missing; fetch the images with:\n  {}\n  (needs pip, unzip and ffmpeg; set KEYMASH_CODEC_IMAGES=DIR to read them from DIR instead)",
@@ -65,10 +78,18 @@ pub fn require_image(geometry: FrameGeometry, name: &str) -> I420Frame {
         ));
     }
     let frame = load_y4m(&path).unwrap_or_else(|e| {
-        fail(&format!("cannot read test image: {e}; fetch the images again with:\n  {}", fetch_command()))
+        fail(&format!(
+            "cannot read test image: {e}; fetch the images again with:\n  {}",
+            fetch_command()
+        ))
     });
     if frame.geometry() != geometry {
-        fail(&format!("{} is {}, not {geometry}; fetch the images again with:\n  {}", path.display(), frame.geometry(), fetch_command()));
+        fail(&format!(
+            "{} is {}, not {geometry}; fetch the images again with:\n  {}",
+            path.display(),
+            frame.geometry(),
+            fetch_command()
+        ));
     }
     frame
 }
@@ -84,14 +105,17 @@ pub fn machine() -> String {
                 .map(|(_, m)| m.trim().to_owned())
         })
         .unwrap_or_else(|| "unknown CPU".to_owned());
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     format!("{model}, {cores} logical cores")
 }
 
 /// The first frame of a Y4M file.
 pub fn load_y4m(path: &Path) -> Result<I420Frame, String> {
     let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut reader = Y4mReader::new(std::io::BufReader::new(file)).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut reader = Y4mReader::new(std::io::BufReader::new(file))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     let mut frame = I420Frame::grey(reader.header().geometry);
     match reader.read_frame(&mut frame) {
         Ok(true) => Ok(frame),
@@ -112,7 +136,10 @@ pub fn baseline_helper() -> Result<PathBuf, String> {
         .status()
         .map_err(|e| format!("running cc: {e}"))?;
     if !status.success() {
-        return Err(format!("cc {} failed (is libturbojpeg0-dev installed?)", src.display()));
+        return Err(format!(
+            "cc {} failed (is libturbojpeg0-dev installed?)",
+            src.display()
+        ));
     }
     Ok(out)
 }
@@ -129,7 +156,12 @@ pub struct Baseline {
 }
 
 /// Runs the helper on `frame` for each quality.
-pub fn run_baseline(helper: &Path, frame: &I420Frame, qualities: &[u8], iterations: usize) -> Result<Vec<Baseline>, String> {
+pub fn run_baseline(
+    helper: &Path,
+    frame: &I420Frame,
+    qualities: &[u8],
+    iterations: usize,
+) -> Result<Vec<Baseline>, String> {
     let g = frame.geometry();
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
     let input = dir.join("tj_in.yuv");
@@ -155,11 +187,19 @@ pub fn run_baseline(helper: &Path, frame: &I420Frame, qualities: &[u8], iteratio
     let mut out = Vec::new();
     for line in text.lines() {
         let field = |name: &str| -> Option<&str> {
-            line.split(' ').find_map(|kv| kv.strip_prefix(name).and_then(|r| r.strip_prefix('=')))
+            line.split(' ')
+                .find_map(|kv| kv.strip_prefix(name).and_then(|r| r.strip_prefix('=')))
         };
         let times = |name: &str| -> Option<[Duration; 3]> {
-            let v: Vec<u64> = field(name)?.split(',').filter_map(|x| x.parse().ok()).collect();
-            Some([Duration::from_nanos(*v.first()?), Duration::from_nanos(*v.get(1)?), Duration::from_nanos(*v.get(2)?)])
+            let v: Vec<u64> = field(name)?
+                .split(',')
+                .filter_map(|x| x.parse().ok())
+                .collect();
+            Some([
+                Duration::from_nanos(*v.first()?),
+                Duration::from_nanos(*v.get(1)?),
+                Duration::from_nanos(*v.get(2)?),
+            ])
         };
         let parsed = (|| {
             let quality: u8 = field("q")?.parse().ok()?;
@@ -168,12 +208,21 @@ pub fn run_baseline(helper: &Path, frame: &I420Frame, qualities: &[u8], iteratio
             let decompress = times("decomp_ns")?;
             Some((quality, bytes, compress, decompress))
         })();
-        let (quality, bytes, compress, decompress) = parsed.ok_or_else(|| format!("bad helper line {line:?}"))?;
-        let decoded_bytes = std::fs::read(format!("{}.{quality}.yuv", prefix.display())).map_err(|e| e.to_string())?;
-        let view = keymash_codec::I420View::from_contiguous(g, &decoded_bytes).map_err(|e| e.to_string())?;
+        let (quality, bytes, compress, decompress) =
+            parsed.ok_or_else(|| format!("bad helper line {line:?}"))?;
+        let decoded_bytes = std::fs::read(format!("{}.{quality}.yuv", prefix.display()))
+            .map_err(|e| e.to_string())?;
+        let view = keymash_codec::I420View::from_contiguous(g, &decoded_bytes)
+            .map_err(|e| e.to_string())?;
         let mut decoded = I420Frame::grey(g);
         decoded.copy_from(view).map_err(|e| e.to_string())?;
-        out.push(Baseline { quality, bytes, compress, decompress, decoded });
+        out.push(Baseline {
+            quality,
+            bytes,
+            compress,
+            decompress,
+            decoded,
+        });
     }
     Ok(out)
 }
@@ -193,13 +242,17 @@ pub fn ms(d: Duration) -> f64 {
 }
 
 pub fn psnr(a: &[u8], b: &[u8]) -> f64 {
-    keymash_codec::frame::psnr_from_squared_error(keymash_codec::frame::squared_error(a, b), a.len() as u64)
+    keymash_codec::frame::psnr_from_squared_error(
+        keymash_codec::frame::squared_error(a, b),
+        a.len() as u64,
+    )
 }
 
 /// PSNR over all three planes (sample-weighted, as ffmpeg's "average").
 pub fn psnr_yuv(a: &I420Frame, b: &I420Frame) -> f64 {
     use keymash_codec::frame::squared_error;
-    let se = squared_error(a.y(), b.y()) + squared_error(a.u(), b.u()) + squared_error(a.v(), b.v());
+    let se =
+        squared_error(a.y(), b.y()) + squared_error(a.u(), b.u()) + squared_error(a.v(), b.v());
     let n = (a.y().len() + a.u().len() + a.v().len()) as u64;
     keymash_codec::frame::psnr_from_squared_error(se, n)
 }

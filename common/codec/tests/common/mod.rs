@@ -16,7 +16,11 @@ pub fn camera_like(geometry: FrameGeometry, seed: u64) -> I420Frame {
     for (i, p) in y.iter_mut().enumerate() {
         let (x, r) = ((i % width) as f64, (i / width) as f64);
         let shade = 60.0 + 100.0 * (x / w) + 40.0 * (r / h);
-        let disc = if ((x - w * 0.6).powi(2) + (r - h * 0.4).powi(2)).sqrt() < h * 0.25 { 50.0 } else { 0.0 };
+        let disc = if ((x - w * 0.6).powi(2) + (r - h * 0.4).powi(2)).sqrt() < h * 0.25 {
+            50.0
+        } else {
+            0.0
+        };
         let texture = 12.0 * ((x * 0.9).sin() * (r * 0.7).cos());
         let noise = rng.below(9) as f64 - 4.0;
         *p = (shade + disc + texture + noise).clamp(0.0, 255.0) as u8;

@@ -164,7 +164,10 @@ struct Tally {
 fn read(args: &Args) -> Result<(), String> {
     let id = args.segment()?;
     let (target, deadline) = match args.options.get("for-ms") {
-        Some(_) => (u64::MAX, Some(Instant::now() + Duration::from_millis(args.number("for-ms", None)?))),
+        Some(_) => (
+            u64::MAX,
+            Some(Instant::now() + Duration::from_millis(args.number("for-ms", None)?)),
+        ),
         None => (args.number("accept", None)?, None),
     };
     let timeout = Duration::from_millis(args.number("timeout-ms", Some(5_000))?);

@@ -38,12 +38,17 @@ impl Eq for KeymashApp {}
 
 impl KeymashApp {
     pub(crate) fn parse(subtype: u8, body: &[u8]) -> Result<Self, RtcpParseError> {
-        let (app, _) = WireApp::ref_from_prefix(body).map_err(|_| body_too_short("APP", body.len(), WIRE_APP_LEN))?;
+        let (app, _) = WireApp::ref_from_prefix(body)
+            .map_err(|_| body_too_short("APP", body.len(), WIRE_APP_LEN))?;
         if app.name != APP_NAME || subtype != APP_SUBTYPE_QUALITY {
             return Err(RtcpParseError::ForeignApp(app.name));
         }
-        let quality = Quality::new(app.quality).map_err(|_| RtcpParseError::BadQuality(app.quality))?;
-        Ok(KeymashApp { quality, mash: MashLevel::from_u16(app.mash.get()) })
+        let quality =
+            Quality::new(app.quality).map_err(|_| RtcpParseError::BadQuality(app.quality))?;
+        Ok(KeymashApp {
+            quality,
+            mash: MashLevel::from_u16(app.mash.get()),
+        })
     }
 }
 
@@ -73,11 +78,20 @@ mod tests {
         body[8] = 50;
         assert_eq!(KeymashApp::parse(0, &body).unwrap().quality.get(), 50);
         body[8] = 0;
-        assert_eq!(KeymashApp::parse(0, &body), Err(RtcpParseError::BadQuality(0)));
+        assert_eq!(
+            KeymashApp::parse(0, &body),
+            Err(RtcpParseError::BadQuality(0))
+        );
         body[8] = 50;
-        assert!(matches!(KeymashApp::parse(1, &body), Err(RtcpParseError::ForeignApp(_))));
+        assert!(matches!(
+            KeymashApp::parse(1, &body),
+            Err(RtcpParseError::ForeignApp(_))
+        ));
         body[4] = b'X';
-        assert!(matches!(KeymashApp::parse(0, &body), Err(RtcpParseError::ForeignApp(_))));
+        assert!(matches!(
+            KeymashApp::parse(0, &body),
+            Err(RtcpParseError::ForeignApp(_))
+        ));
         assert!(KeymashApp::parse(0, &body[..11]).is_err());
     }
 }

@@ -64,7 +64,11 @@ pub enum RtcpParseError {
     #[error("padding count {count} is invalid for a {len}-byte packet")]
     BadPadding { count: usize, len: usize },
     #[error("{kind}: body of {len} bytes is too short for {needed}")]
-    BodyTooShort { kind: &'static str, len: usize, needed: usize },
+    BodyTooShort {
+        kind: &'static str,
+        len: usize,
+        needed: usize,
+    },
     #[error("APP packet name {0:?} is not ours")]
     ForeignApp([u8; 4]),
     #[error("RTPFB format {0} is not generic NACK")]
@@ -94,7 +98,9 @@ pub enum RtcpPacket<'a> {
     Nack(GenericNack<'a>),
     App(KeymashApp),
     /// A well-framed packet of a type keymash does not use (SDES, BYE, other feedback...).
-    Other { packet_type: u8 },
+    Other {
+        packet_type: u8,
+    },
 }
 
 /// Iterates over the packets of a compound RTCP datagram.
@@ -110,7 +116,10 @@ pub struct CompoundIter<'a> {
 
 /// Walk the packets of a compound RTCP datagram.
 pub fn parse_compound(datagram: &[u8]) -> CompoundIter<'_> {
-    CompoundIter { rest: datagram, failed: false }
+    CompoundIter {
+        rest: datagram,
+        failed: false,
+    }
 }
 
 /// Check that a datagram is a valid compound packet as RFC 3550 6.1 defines it: it starts with
@@ -119,7 +128,12 @@ pub fn validate_compound(datagram: &[u8]) -> Result<usize, RtcpParseError> {
     let mut count = 0;
     for packet in parse_compound(datagram) {
         let packet = packet?;
-        if count == 0 && !matches!(packet, RtcpPacket::SenderReport(_) | RtcpPacket::ReceiverReport(_)) {
+        if count == 0
+            && !matches!(
+                packet,
+                RtcpPacket::SenderReport(_) | RtcpPacket::ReceiverReport(_)
+            )
+        {
             let pt = datagram.get(1).copied().unwrap_or(0);
             return Err(RtcpParseError::CompoundStartsWrong(pt));
         }
@@ -141,7 +155,11 @@ impl<'a> Iterator for CompoundIter<'a> {
         match split_packet(self.rest) {
             Ok(framed) => {
                 self.rest = framed.rest;
-                Some(parse_body(framed.flags & 0x1F, framed.packet_type, framed.body))
+                Some(parse_body(
+                    framed.flags & 0x1F,
+                    framed.packet_type,
+                    framed.body,
+                ))
             }
             Err(e) => {
                 self.failed = true;
@@ -171,7 +189,10 @@ fn split_packet(bytes: &[u8]) -> Result<Framed<'_>, RtcpParseError> {
     }
     let total = (usize::from(header.length.get()) + 1) * 4;
     if total > bytes.len() {
-        return Err(RtcpParseError::LengthOverrun { declared: total, available: bytes.len() });
+        return Err(RtcpParseError::LengthOverrun {
+            declared: total,
+            available: bytes.len(),
+        });
     }
     let (packet, rest) = bytes.split_at(total);
     let mut body = &packet[COMMON_HEADER_LEN..];
@@ -182,7 +203,12 @@ fn split_packet(bytes: &[u8]) -> Result<Framed<'_>, RtcpParseError> {
         }
         body = &body[..body.len() - count];
     }
-    Ok(Framed { flags: header.flags, packet_type: header.packet_type, body, rest })
+    Ok(Framed {
+        flags: header.flags,
+        packet_type: header.packet_type,
+        body,
+        rest,
+    })
 }
 
 fn parse_body(count: u8, packet_type: u8, body: &[u8]) -> Result<RtcpPacket<'_>, RtcpParseError> {
@@ -218,7 +244,15 @@ mod tests {
         };
         rr::write(Ssrc(1), &[block], &mut out).unwrap();
         nack::write(Ssrc(1), Ssrc(7), &[NackEntry::new(10, 0b101)], &mut out).unwrap();
-        app::write(Ssrc(1), &KeymashApp { quality: Quality::new(55).unwrap(), mash: MashLevel::new(0.5).unwrap() }, &mut out).unwrap();
+        app::write(
+            Ssrc(1),
+            &KeymashApp {
+                quality: Quality::new(55).unwrap(),
+                mash: MashLevel::new(0.5).unwrap(),
+            },
+            &mut out,
+        )
+        .unwrap();
         out
     }
 
@@ -238,7 +272,9 @@ mod tests {
             other => panic!("expected RR, got {other:?}"),
         }
         match packets[1] {
-            RtcpPacket::Nack(n) => assert_eq!(n.lost_wire_seqs().collect::<Vec<_>>(), vec![10, 11, 13]),
+            RtcpPacket::Nack(n) => {
+                assert_eq!(n.lost_wire_seqs().collect::<Vec<_>>(), vec![10, 11, 13])
+            }
             other => panic!("expected NACK, got {other:?}"),
         }
         match packets[2] {
@@ -253,7 +289,10 @@ mod tests {
         bytes.truncate(bytes.len() - 2);
         let results: Vec<_> = parse_compound(&bytes).collect();
         assert!(results[0].is_ok());
-        assert!(matches!(results.last(), Some(Err(RtcpParseError::LengthOverrun { .. }))));
+        assert!(matches!(
+            results.last(),
+            Some(Err(RtcpParseError::LengthOverrun { .. }))
+        ));
         assert!(validate_compound(&bytes).is_err());
     }
 
@@ -261,15 +300,24 @@ mod tests {
     fn a_compound_must_start_with_a_report() {
         let mut out = Vec::new();
         nack::write(Ssrc(1), Ssrc(7), &[NackEntry::new(10, 0)], &mut out).unwrap();
-        assert_eq!(validate_compound(&out), Err(RtcpParseError::CompoundStartsWrong(PT_RTPFB)));
+        assert_eq!(
+            validate_compound(&out),
+            Err(RtcpParseError::CompoundStartsWrong(PT_RTPFB))
+        );
     }
 
     #[test]
     fn padding_is_stripped_and_checked() {
         // An RR with no blocks, padded by 4 bytes.
         let good = [0xA0, PT_RR, 0, 2, 0, 0, 0, 1, 0, 0, 0, 4];
-        assert!(matches!(parse_compound(&good).next(), Some(Ok(RtcpPacket::ReceiverReport(_)))));
+        assert!(matches!(
+            parse_compound(&good).next(),
+            Some(Ok(RtcpPacket::ReceiverReport(_)))
+        ));
         let bad = [0xA0, PT_RR, 0, 2, 0, 0, 0, 1, 0, 0, 0, 9];
-        assert!(matches!(parse_compound(&bad).next(), Some(Err(RtcpParseError::BadPadding { .. }))));
+        assert!(matches!(
+            parse_compound(&bad).next(),
+            Some(Err(RtcpParseError::BadPadding { .. }))
+        ));
     }
 }

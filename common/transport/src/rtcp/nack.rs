@@ -11,7 +11,9 @@ use crate::rtp::Ssrc;
 pub const FMT_GENERIC_NACK: u8 = 1;
 
 /// One FCI entry: lost packet `pid` and bitmask `blp` of lost packets pid+1..=pid+16.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned,
+)]
 #[repr(C)]
 pub struct NackEntry {
     pid: U16,
@@ -20,7 +22,10 @@ pub struct NackEntry {
 
 impl NackEntry {
     pub fn new(pid: u16, blp: u16) -> Self {
-        NackEntry { pid: U16::new(pid), blp: U16::new(blp) }
+        NackEntry {
+            pid: U16::new(pid),
+            blp: U16::new(blp),
+        }
     }
     pub fn pid(&self) -> u16 {
         self.pid.get()
@@ -32,7 +37,11 @@ impl NackEntry {
     pub fn lost(&self) -> impl Iterator<Item = u16> + '_ {
         let pid = self.pid();
         let blp = self.blp();
-        std::iter::once(pid).chain((0..16u16).filter(move |b| blp & (1 << b) != 0).map(move |b| pid.wrapping_add(b + 1)))
+        std::iter::once(pid).chain(
+            (0..16u16)
+                .filter(move |b| blp & (1 << b) != 0)
+                .map(move |b| pid.wrapping_add(b + 1)),
+        )
     }
 }
 
@@ -56,12 +65,18 @@ impl<'a> GenericNack<'a> {
         if fmt != FMT_GENERIC_NACK {
             return Err(RtcpParseError::UnsupportedFeedback(fmt));
         }
-        let (header, rest) = FeedbackHeader::ref_from_prefix(body).map_err(|_| body_too_short("NACK", body.len(), 8))?;
+        let (header, rest) = FeedbackHeader::ref_from_prefix(body)
+            .map_err(|_| body_too_short("NACK", body.len(), 8))?;
         if rest.is_empty() {
             return Err(body_too_short("NACK", body.len(), 12));
         }
-        let entries = <[NackEntry]>::ref_from_bytes(rest).map_err(|_| body_too_short("NACK", body.len(), 12))?;
-        Ok(GenericNack { sender_ssrc: Ssrc(header.sender_ssrc.get()), media_ssrc: Ssrc(header.media_ssrc.get()), entries })
+        let entries = <[NackEntry]>::ref_from_bytes(rest)
+            .map_err(|_| body_too_short("NACK", body.len(), 12))?;
+        Ok(GenericNack {
+            sender_ssrc: Ssrc(header.sender_ssrc.get()),
+            media_ssrc: Ssrc(header.media_ssrc.get()),
+            entries,
+        })
     }
 
     /// Every wire sequence number named as lost.
@@ -87,10 +102,21 @@ pub fn entries_for(lost: impl IntoIterator<Item = u16>) -> Vec<NackEntry> {
 }
 
 /// Append a generic NACK to `out`.
-pub fn write(sender_ssrc: Ssrc, media_ssrc: Ssrc, entries: &[NackEntry], out: &mut Vec<u8>) -> Result<(), RtcpWriteError> {
+pub fn write(
+    sender_ssrc: Ssrc,
+    media_ssrc: Ssrc,
+    entries: &[NackEntry],
+    out: &mut Vec<u8>,
+) -> Result<(), RtcpWriteError> {
     let header = CommonHeader::new(FMT_GENERIC_NACK, PT_RTPFB, 8 + entries.len() * 4)?;
     out.extend_from_slice(header.as_bytes());
-    out.extend_from_slice(FeedbackHeader { sender_ssrc: U32::new(sender_ssrc.0), media_ssrc: U32::new(media_ssrc.0) }.as_bytes());
+    out.extend_from_slice(
+        FeedbackHeader {
+            sender_ssrc: U32::new(sender_ssrc.0),
+            media_ssrc: U32::new(media_ssrc.0),
+        }
+        .as_bytes(),
+    );
     for e in entries {
         out.extend_from_slice(e.as_bytes());
     }
@@ -111,9 +137,15 @@ mod tests {
             (&[65534, 65535, 0, 3], &[(65534, 0b1_0011)]),
         ];
         for (lost, want) in cases {
-            let got: Vec<(u16, u16)> = entries_for(lost.iter().copied()).iter().map(|e| (e.pid(), e.blp())).collect();
+            let got: Vec<(u16, u16)> = entries_for(lost.iter().copied())
+                .iter()
+                .map(|e| (e.pid(), e.blp()))
+                .collect();
             assert_eq!(&got[..], *want, "{lost:?}");
-            let back: Vec<u16> = entries_for(lost.iter().copied()).iter().flat_map(|e| e.lost().collect::<Vec<_>>()).collect();
+            let back: Vec<u16> = entries_for(lost.iter().copied())
+                .iter()
+                .flat_map(|e| e.lost().collect::<Vec<_>>())
+                .collect();
             assert_eq!(&back[..], *lost);
         }
     }

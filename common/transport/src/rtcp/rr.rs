@@ -12,7 +12,9 @@ pub const REPORT_BLOCK_LEN: usize = 24;
 pub const MAX_REPORT_BLOCKS: usize = 31;
 
 /// A report block as it sits on the wire: read in place.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned,
+)]
 #[repr(C)]
 pub struct ReportBlock {
     ssrc: U32,
@@ -83,7 +85,9 @@ pub(crate) fn parse_blocks<'a>(
 ) -> Result<&'a [ReportBlock], RtcpParseError> {
     let count = usize::from(count);
     let needed = count * REPORT_BLOCK_LEN;
-    let raw = bytes.get(..needed).ok_or(body_too_short(kind, bytes.len(), needed))?;
+    let raw = bytes
+        .get(..needed)
+        .ok_or(body_too_short(kind, bytes.len(), needed))?;
     <[ReportBlock]>::ref_from_bytes(raw).map_err(|_| body_too_short(kind, bytes.len(), needed))
 }
 
@@ -96,17 +100,29 @@ pub struct ReceiverReport<'a> {
 
 impl<'a> ReceiverReport<'a> {
     pub(crate) fn parse(count: u8, body: &'a [u8]) -> Result<Self, RtcpParseError> {
-        let (ssrc, rest) = U32::ref_from_prefix(body).map_err(|_| body_too_short("RR", body.len(), 4))?;
-        Ok(ReceiverReport { sender_ssrc: Ssrc(ssrc.get()), blocks: parse_blocks("RR", count, rest)? })
+        let (ssrc, rest) =
+            U32::ref_from_prefix(body).map_err(|_| body_too_short("RR", body.len(), 4))?;
+        Ok(ReceiverReport {
+            sender_ssrc: Ssrc(ssrc.get()),
+            blocks: parse_blocks("RR", count, rest)?,
+        })
     }
 }
 
 /// Append a receiver report to `out`.
-pub fn write(sender_ssrc: Ssrc, blocks: &[ReportBlockFields], out: &mut Vec<u8>) -> Result<(), RtcpWriteError> {
+pub fn write(
+    sender_ssrc: Ssrc,
+    blocks: &[ReportBlockFields],
+    out: &mut Vec<u8>,
+) -> Result<(), RtcpWriteError> {
     if blocks.len() > MAX_REPORT_BLOCKS {
         return Err(RtcpWriteError::TooManyBlocks(blocks.len()));
     }
-    let header = CommonHeader::new(blocks.len() as u8, PT_RR, 4 + blocks.len() * REPORT_BLOCK_LEN)?;
+    let header = CommonHeader::new(
+        blocks.len() as u8,
+        PT_RR,
+        4 + blocks.len() * REPORT_BLOCK_LEN,
+    )?;
     out.extend_from_slice(header.as_bytes());
     out.extend_from_slice(U32::new(sender_ssrc.0).as_bytes());
     write_blocks(blocks, out);
@@ -125,8 +141,19 @@ mod tests {
 
     #[test]
     fn cumulative_loss_keeps_its_sign_and_clamps_to_24_bits() {
-        for (written, read) in [(0, 0), (5, 5), (-1, -1), (0x7F_FFFF, 0x7F_FFFF), (0x100_0000, 0x7F_FFFF), (-0x100_0000, -0x80_0000)] {
-            let f = ReportBlockFields { cumulative_lost: written, fraction_lost: 255, ..Default::default() };
+        for (written, read) in [
+            (0, 0),
+            (5, 5),
+            (-1, -1),
+            (0x7F_FFFF, 0x7F_FFFF),
+            (0x100_0000, 0x7F_FFFF),
+            (-0x100_0000, -0x80_0000),
+        ] {
+            let f = ReportBlockFields {
+                cumulative_lost: written,
+                fraction_lost: 255,
+                ..Default::default()
+            };
             let back = ReportBlock::from_fields(&f).fields();
             assert_eq!(back.cumulative_lost, read, "wrote {written}");
             assert_eq!(back.fraction_lost, 255);

@@ -51,7 +51,8 @@ impl<'a> SenderReport<'a> {
             .map_err(|_| body_too_short("SR", body.len(), SENDER_INFO_LEN))?;
         Ok(SenderReport {
             sender_ssrc: Ssrc(info.ssrc.get()),
-            ntp_timestamp: (u64::from(info.ntp_seconds.get()) << 32) | u64::from(info.ntp_fraction.get()),
+            ntp_timestamp: (u64::from(info.ntp_seconds.get()) << 32)
+                | u64::from(info.ntp_fraction.get()),
             rtp_timestamp: info.rtp_timestamp.get(),
             packet_count: info.packet_count.get(),
             octet_count: info.octet_count.get(),
@@ -71,11 +72,19 @@ pub struct SenderInfoFields {
 }
 
 /// Append a sender report to `out`.
-pub fn write(info: &SenderInfoFields, blocks: &[ReportBlockFields], out: &mut Vec<u8>) -> Result<(), RtcpWriteError> {
+pub fn write(
+    info: &SenderInfoFields,
+    blocks: &[ReportBlockFields],
+    out: &mut Vec<u8>,
+) -> Result<(), RtcpWriteError> {
     if blocks.len() > MAX_REPORT_BLOCKS {
         return Err(RtcpWriteError::TooManyBlocks(blocks.len()));
     }
-    let header = CommonHeader::new(blocks.len() as u8, PT_SR, SENDER_INFO_LEN + blocks.len() * 24)?;
+    let header = CommonHeader::new(
+        blocks.len() as u8,
+        PT_SR,
+        SENDER_INFO_LEN + blocks.len() * 24,
+    )?;
     out.extend_from_slice(header.as_bytes());
     let wire = SenderInfo {
         ssrc: U32::new(info.ssrc.0),
@@ -111,7 +120,13 @@ mod tests {
 
     #[test]
     fn a_sender_report_round_trips() {
-        let info = SenderInfoFields { ssrc: Ssrc(9), ntp_timestamp: ntp_from_duration(Duration::from_millis(1500)), rtp_timestamp: 77, packet_count: 3, octet_count: 4000 };
+        let info = SenderInfoFields {
+            ssrc: Ssrc(9),
+            ntp_timestamp: ntp_from_duration(Duration::from_millis(1500)),
+            rtp_timestamp: 77,
+            packet_count: 3,
+            octet_count: 4000,
+        };
         let mut out = Vec::new();
         write(&info, &[], &mut out).unwrap();
         assert_eq!(out.len(), 28);
@@ -119,7 +134,10 @@ mod tests {
             Some(Ok(RtcpPacket::SenderReport(sr))) => {
                 assert_eq!(sr.ntp_timestamp, info.ntp_timestamp);
                 assert_eq!(sr.octet_count, 4000);
-                assert_eq!(duration_from_compact_ntp(sr.compact_ntp()).as_millis(), 1500);
+                assert_eq!(
+                    duration_from_compact_ntp(sr.compact_ntp()).as_millis(),
+                    1500
+                );
             }
             other => panic!("{other:?}"),
         }
@@ -127,7 +145,10 @@ mod tests {
 
     #[test]
     fn compact_ntp_converts_in_sixty_five_thousandths_of_a_second() {
-        assert_eq!(duration_from_compact_ntp(0x0001_8000), Duration::from_millis(1500));
+        assert_eq!(
+            duration_from_compact_ntp(0x0001_8000),
+            Duration::from_millis(1500)
+        );
         assert_eq!(duration_from_compact_ntp(0), Duration::ZERO);
     }
 }

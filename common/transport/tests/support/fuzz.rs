@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use keymash_core::{MashLevel, Quality};
 use keymash_transport::fec::{FecEncoder, FecOverhead, RepairPacket, SplitMix64};
-use keymash_transport::rtcp::{self, parse_compound, validate_compound, KeymashApp, ReportBlockFields};
+use keymash_transport::rtcp::{
+    self, parse_compound, validate_compound, KeymashApp, ReportBlockFields,
+};
 use keymash_transport::rtp::{PayloadType, RtpHeader, RtpPacket, Ssrc};
 use keymash_transport::{Receiver, Sender, TransportConfig};
 
@@ -17,23 +19,69 @@ pub fn corpus() -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     let media = Ssrc(0x1000);
     for (i, len) in [0usize, 1, 100, 1188].into_iter().enumerate() {
-        let h = RtpHeader { payload_type: PayloadType::DYNAMIC_VIDEO, marker: i % 2 == 1, seq: 65534u16.wrapping_add(i as u16), timestamp: 9000, ssrc: media };
+        let h = RtpHeader {
+            payload_type: PayloadType::DYNAMIC_VIDEO,
+            marker: i % 2 == 1,
+            seq: 65534u16.wrapping_add(i as u16),
+            timestamp: 9000,
+            ssrc: media,
+        };
         out.push(h.to_packet(&vec![i as u8; len]));
     }
     let sources: Vec<Vec<u8>> = (0..6).map(|i| vec![i as u8 + 1; 10 + i * 30]).collect();
     let refs: Vec<&[u8]> = sources.iter().map(Vec::as_slice).collect();
-    for (i, r) in FecEncoder::new(FecOverhead::new(0.5).unwrap_or(FecOverhead::DEFAULT), 5).encode_frame(65534, &refs).iter().enumerate() {
-        let h = RtpHeader { payload_type: PayloadType::DYNAMIC_REPAIR, marker: false, seq: i as u16, timestamp: 9000, ssrc: Ssrc(0x1001) };
+    for (i, r) in FecEncoder::new(FecOverhead::new(0.5).unwrap_or(FecOverhead::DEFAULT), 5)
+        .encode_frame(65534, &refs)
+        .iter()
+        .enumerate()
+    {
+        let h = RtpHeader {
+            payload_type: PayloadType::DYNAMIC_REPAIR,
+            marker: false,
+            seq: i as u16,
+            timestamp: 9000,
+            ssrc: Ssrc(0x1001),
+        };
         out.push(h.to_packet(r));
     }
-    let block = ReportBlockFields { ssrc: media, fraction_lost: 3, cumulative_lost: 7, extended_highest_seq: 70000, jitter: 12, last_sr: 5, delay_since_last_sr: 6 };
+    let block = ReportBlockFields {
+        ssrc: media,
+        fraction_lost: 3,
+        cumulative_lost: 7,
+        extended_highest_seq: 70000,
+        jitter: 12,
+        last_sr: 5,
+        delay_since_last_sr: 6,
+    };
     let mut compound = Vec::new();
     let _ = rtcp::rr::write(Ssrc(2), &[block], &mut compound);
-    let _ = rtcp::nack::write(Ssrc(2), media, &rtcp::nack::entries_for([1u16, 3, 40]), &mut compound);
-    let _ = rtcp::app::write(Ssrc(2), &KeymashApp { quality: Quality::MAX, mash: MashLevel::FULL }, &mut compound);
+    let _ = rtcp::nack::write(
+        Ssrc(2),
+        media,
+        &rtcp::nack::entries_for([1u16, 3, 40]),
+        &mut compound,
+    );
+    let _ = rtcp::app::write(
+        Ssrc(2),
+        &KeymashApp {
+            quality: Quality::MAX,
+            mash: MashLevel::FULL,
+        },
+        &mut compound,
+    );
     out.push(compound);
     let mut sr = Vec::new();
-    let _ = rtcp::sr::write(&rtcp::sr::SenderInfoFields { ssrc: media, ntp_timestamp: 1 << 32, rtp_timestamp: 1, packet_count: 2, octet_count: 3 }, &[block, block], &mut sr);
+    let _ = rtcp::sr::write(
+        &rtcp::sr::SenderInfoFields {
+            ssrc: media,
+            ntp_timestamp: 1 << 32,
+            rtp_timestamp: 1,
+            packet_count: 2,
+            octet_count: 3,
+        },
+        &[block, block],
+        &mut sr,
+    );
     out.push(sr);
     out
 }
@@ -62,8 +110,20 @@ pub fn mutate(rng: &mut SplitMix64, input: &[u8], corpus: &[Vec<u8>]) -> Vec<u8>
             }
             5 if d.len() >= 4 => {
                 // A 16-bit length-like field anywhere, often an RTCP length word.
-                let i = if rng.below(2) == 0 { 2 } else { rng.below(d.len() - 1) };
-                let v = [0u16, 1, 2, 3, 0xFFFF, (d.len() / 4) as u16, (d.len() / 4) as u16 + 1][rng.below(7)];
+                let i = if rng.below(2) == 0 {
+                    2
+                } else {
+                    rng.below(d.len() - 1)
+                };
+                let v = [
+                    0u16,
+                    1,
+                    2,
+                    3,
+                    0xFFFF,
+                    (d.len() / 4) as u16,
+                    (d.len() / 4) as u16 + 1,
+                ][rng.below(7)];
                 d[i..i + 2].copy_from_slice(&v.to_be_bytes());
             }
             6 if !d.is_empty() => {
@@ -83,18 +143,30 @@ pub fn mutate(rng: &mut SplitMix64, input: &[u8], corpus: &[Vec<u8>]) -> Vec<u8>
 /// Checks one datagram against every standalone parser and its invariants.
 pub fn check_parsers(d: &[u8]) {
     if let Ok(p) = RtpPacket::parse(d) {
-        assert!(p.payload.len() + 12 <= d.len(), "RTP payload longer than the datagram");
+        assert!(
+            p.payload.len() + 12 <= d.len(),
+            "RTP payload longer than the datagram"
+        );
         if d[0] & 0x3F == 0 {
             // No padding, extension or CSRCs: writing it back must give the same bytes.
             let pt = PayloadType::new(p.payload_type);
             if let Ok(pt) = pt {
-                let h = RtpHeader { payload_type: pt, marker: p.marker, seq: p.seq, timestamp: p.timestamp, ssrc: p.ssrc };
+                let h = RtpHeader {
+                    payload_type: pt,
+                    marker: p.marker,
+                    seq: p.seq,
+                    timestamp: p.timestamp,
+                    ssrc: p.ssrc,
+                };
                 assert_eq!(h.to_packet(p.payload), d, "RTP round trip");
             }
         }
         if let Ok(r) = RepairPacket::parse(p.payload) {
             let members = r.members();
-            assert!(members != 0 && members.count_ones() as usize <= r.source_count, "repair members out of the block");
+            assert!(
+                members != 0 && members.count_ones() as usize <= r.source_count,
+                "repair members out of the block"
+            );
         }
     }
     let mut total = 0;
@@ -125,7 +197,11 @@ pub fn run(cases: u64, seed: u64) -> FuzzReport {
     let corpus = corpus();
     let mut rng = SplitMix64::new(seed);
     let start = Instant::now();
-    let config = TransportConfig { fec: true, nack: true, ..TransportConfig::default() };
+    let config = TransportConfig {
+        fec: true,
+        nack: true,
+        ..TransportConfig::default()
+    };
     let mut receiver = Receiver::new(config.clone(), 1, start).expect("valid config");
     let mut sender = Sender::new(config.clone(), 2, start).expect("valid config");
     // A genuine stream the receiver locks onto, so the garbage meets a live window, FEC
@@ -145,10 +221,15 @@ pub fn run(cases: u64, seed: u64) -> FuzzReport {
         }
         let now = start + Duration::from_micros(case * 50);
         if genuine.is_empty() {
-            let payloads: Vec<Vec<u8>> = (0..10).map(|i| vec![i as u8; 50 + rng.below(1000)]).collect();
+            let payloads: Vec<Vec<u8>> = (0..10)
+                .map(|i| vec![i as u8; 50 + rng.below(1000)])
+                .collect();
             let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
             feeder_clock = feeder_clock.max(now);
-            if feeder.push_frame(feeder_clock, frame, feeder_clock, &refs).is_ok() {
+            if feeder
+                .push_frame(feeder_clock, frame, feeder_clock, &refs)
+                .is_ok()
+            {
                 frame = frame.next();
             }
             feeder_clock += Duration::from_millis(20);
@@ -165,7 +246,11 @@ pub fn run(cases: u64, seed: u64) -> FuzzReport {
             Some(g) if rng.below(2) == 0 => g,
             _ => &corpus[rng.below(corpus.len())],
         };
-        let d = if rng.below(16) == 0 { base.clone() } else { mutate(&mut rng, base, &corpus) };
+        let d = if rng.below(16) == 0 {
+            base.clone()
+        } else {
+            mutate(&mut rng, base, &corpus)
+        };
         check_parsers(&d);
         if let Ok(p) = RtpPacket::parse(&d) {
             report.rtp_ok += 1;

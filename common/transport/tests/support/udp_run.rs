@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use keymash_core::FrameNo;
 use keymash_transport::udp::{PeerSocket, SocketBuffers, RECV_BUFFER_LEN};
-use keymash_transport::{ReceivedPayload, Receiver, ReceiverStats, Sender, SenderStats, TransportConfig};
+use keymash_transport::{
+    ReceivedPayload, Receiver, ReceiverStats, Sender, SenderStats, TransportConfig,
+};
 
 pub struct UdpPair {
     pub tx: PeerSocket,
@@ -35,7 +37,13 @@ pub struct UdpRun {
 
 /// Stream `frames` frames of `per_frame` payloads, one every `interval`, then linger for the
 /// last feedback.
-pub fn stream(pair: &mut UdpPair, config: TransportConfig, frames: u64, per_frame: usize, interval: Duration) -> UdpRun {
+pub fn stream(
+    pair: &mut UdpPair,
+    config: TransportConfig,
+    frames: u64,
+    per_frame: usize,
+    interval: Duration,
+) -> UdpRun {
     let start = Instant::now();
     let mut sender = Sender::new(config.clone(), 0xC0FFEE, start).expect("valid config");
     let mut receiver = Receiver::new(config, 0xBEEF, start).expect("valid config");
@@ -50,9 +58,17 @@ pub fn stream(pair: &mut UdpPair, config: TransportConfig, frames: u64, per_fram
     loop {
         let now = Instant::now();
         if frame_no.0 < frames && now >= next_frame {
-            let payloads: Vec<Vec<u8>> = (0..per_frame).map(|i| format!("frame {} payload {i} ", frame_no.0).repeat(1 + i % 40).into_bytes()).collect();
+            let payloads: Vec<Vec<u8>> = (0..per_frame)
+                .map(|i| {
+                    format!("frame {} payload {i} ", frame_no.0)
+                        .repeat(1 + i % 40)
+                        .into_bytes()
+                })
+                .collect();
             let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
-            let queued = sender.push_frame(now, frame_no, now, &refs).expect("frame accepted");
+            let queued = sender
+                .push_frame(now, frame_no, now, &refs)
+                .expect("frame accepted");
             sent_seqs.extend((0..per_frame as u64).map(|i| queued.first_seq.add(i).wire()));
             sent.extend(payloads);
             frame_no = frame_no.next();
@@ -70,15 +86,29 @@ pub fn stream(pair: &mut UdpPair, config: TransportConfig, frames: u64, per_fram
         while let Some(t) = receiver.poll_transmit(Instant::now()) {
             pair.rx.send(&t).expect("send feedback");
         }
-        while let Some(n) = pair.tx.recv(&mut buf, Duration::ZERO).expect("recv feedback") {
+        while let Some(n) = pair
+            .tx
+            .recv(&mut buf, Duration::ZERO)
+            .expect("recv feedback")
+        {
             sender.handle_datagram(Instant::now(), &buf[..n]);
         }
         if now >= end {
             break;
         }
-        if let Some(n) = pair.rx.recv(&mut buf, Duration::from_micros(500)).expect("recv") {
+        if let Some(n) = pair
+            .rx
+            .recv(&mut buf, Duration::from_micros(500))
+            .expect("recv")
+        {
             receiver.handle_datagram(Instant::now(), &buf[..n]);
         }
     }
-    UdpRun { sent, delivered, sender: sender.stats().clone(), receiver: receiver.stats(Instant::now()), sent_seqs }
+    UdpRun {
+        sent,
+        delivered,
+        sender: sender.stats().clone(),
+        receiver: receiver.stats(Instant::now()),
+        sent_seqs,
+    }
 }

@@ -305,8 +305,12 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     // The demo's link is protected as the exhibit's is: a key of its own, beside its files.
     let key_path = out.join("keymash.key");
     let key = keymash_core::key::PreSharedKey::from_bytes(keymash_service::random::bytes()?);
-    std::fs::write(&key_path, key.to_file_text()).with_context(|| format!("writing {}", key_path.display()))?;
-    std::fs::set_permissions(&key_path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    std::fs::write(&key_path, key.to_file_text())
+        .with_context(|| format!("writing {}", key_path.display()))?;
+    std::fs::set_permissions(
+        &key_path,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )?;
     let security = format!("[security]\nkey_file = \"{}\"\n", key_path.display());
     let config_path = out.join("keymash.toml");
     std::fs::write(
@@ -335,7 +339,8 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     if window {
         std::fs::write(
             &window_config,
-            config::config_text(&window_prefix, &network, args.delay, &script, "window") + &security,
+            config::config_text(&window_prefix, &network, args.delay, &script, "window")
+                + &security,
         )?;
         println!(
             "  a display is there: a second display instance shows the window (prefix {window_prefix}, reading the \

@@ -381,7 +381,8 @@ impl DisplayReader {
     }
 
     fn take(&mut self, frame: FrameNo, canvas: &I420Frame) {
-        let Some(picture) = keymash_present::picture_of_headless(canvas, self.border, self.picture) else {
+        let Some(picture) = keymash_present::picture_of_headless(canvas, self.border, self.picture)
+        else {
             return;
         };
         let psnr = self
