@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use keymash_codec::{
     Encoder, EncoderConfig, FrameGeometry, I420Frame, PayloadHeader, PayloadSink, QualitySpec,
 };
-use keymash_core::pipeline::{MashRecord, MASH_CELL};
 use keymash_core::{FrameNo, Quality};
+use keymash_pipeline::{MashRecord, MASH_CELL};
 use keymash_shm::{CellReader, Prefix, SegmentId, SegmentName};
 use keymash_transport::rtp::RtpPacket;
 use keymash_transport::udp::{PeerSocket, SocketBuffers, RECV_BUFFER_LEN};
@@ -191,7 +191,7 @@ impl ReceiverSetup {
     }
 
     /// Gauge `name` of `service`'s statistics cell, if published.
-    pub fn gauge(&self, service: keymash_core::pipeline::Service, name: &str) -> Option<f64> {
+    pub fn gauge(&self, service: keymash_pipeline::Service, name: &str) -> Option<f64> {
         CellReader::<keymash_shm::ServiceStats>::open(&self.segment(&service.stats_cell()))
             .ok()?
             .load()
@@ -200,7 +200,7 @@ impl ReceiverSetup {
     }
 
     /// Counter `name` of `service`'s statistics cell, if published.
-    pub fn counter(&self, service: keymash_core::pipeline::Service, name: &str) -> Option<u64> {
+    pub fn counter(&self, service: keymash_pipeline::Service, name: &str) -> Option<u64> {
         CellReader::<keymash_shm::ServiceStats>::open(&self.segment(&service.stats_cell()))
             .ok()?
             .load()

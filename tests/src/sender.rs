@@ -11,10 +11,11 @@ use std::time::{Duration, Instant};
 
 use keymash_codec::{Decoder, FrameGeometry, FrameJoin, PayloadHeader};
 use keymash_core::config::Config;
-use keymash_core::pipeline::{QualityRecord, QUALITY_CELL};
 use keymash_core::{MashLevel, Quality};
-use keymash_media::{read_stamp, transport_settings, Stamp};
+use keymash_media::{read_stamp, Stamp};
+use keymash_pipeline::{QualityRecord, QUALITY_CELL};
 use keymash_shm::{monotonic_now_ns, remove_segments, Prefix, SegmentId, SegmentName};
+use keymash_transport::transport_settings;
 use keymash_transport::udp::{PeerSocket, SocketBuffers, RECV_BUFFER_LEN};
 use keymash_transport::Receiver;
 

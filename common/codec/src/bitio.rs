@@ -5,7 +5,7 @@
 //! quantised DCT data, cost one to five bits.
 
 /// Longest Exp-Golomb prefix the reader accepts: values below 2^20 - 1. Everything the encoder
-/// writes is far below (levels are clamped to [`crate::block::MAX_LEVEL`]); anything longer is
+/// writes is far below (levels are clamped to [`crate::tables::MAX_LEVEL`]); anything longer is
 /// corrupt input, refused before it can make the reader loop or overflow.
 pub const MAX_PREFIX_ZEROS: u32 = 19;
 

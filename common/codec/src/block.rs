@@ -15,12 +15,8 @@ use crate::bitio::{BitError, BitReader, BitWriter};
 use crate::dct::TRANSPOSED;
 use crate::fdct::Quantiser;
 use crate::idct::Dequantiser;
-use crate::tables::{scaled_table, CHROMA_BASE, LUMA_BASE, ZIGZAG};
+use crate::tables::{scaled_table, CHROMA_BASE, LUMA_BASE, MAX_LEVEL, ZIGZAG};
 use keymash_core::Quality;
-
-/// Largest quantised level magnitude. The DCT of 8-bit samples stays within +-1024 at quantiser 1;
-/// the margin covers rounding. Levels are clamped to it on encode and refused above it on decode.
-pub const MAX_LEVEL: i32 = 2047;
 
 // The reader's fast path skips the level range check: its longest level code must stay in range.
 const _: () = assert!((1 << (crate::bitio::FAST_LEVEL_PREFIX + 1)) - 1 <= MAX_LEVEL);

@@ -4,8 +4,8 @@ use crate::bitio::BitReader;
 use crate::block::{
     read_macroblock, store_block, DecodedMacroblock, MacroblockError, PredictionState, QuantTables,
 };
-use crate::encoder::position_of;
 use crate::frame::I420Frame;
+use crate::geometry::position_of;
 use crate::geometry::FrameGeometry;
 use crate::payload::{HeaderError, PayloadHeader, HEADER_LEN};
 use keymash_core::FrameNo;

@@ -12,7 +12,7 @@ use crate::block::{
     QuantisedMacroblock,
 };
 use crate::frame::I420View;
-use crate::geometry::FrameGeometry;
+use crate::geometry::{position_of, FrameGeometry};
 use crate::payload::{patch_index_and_count, PayloadHeader, HEADER_LEN};
 use keymash_core::{FrameNo, Quality};
 use rayon::prelude::*;
@@ -342,12 +342,6 @@ fn gcd(mut a: usize, mut b: usize) -> usize {
         (a, b) = (b, a % b);
     }
     a
-}
-
-/// Raster macroblock position of sequence number `k`.
-#[inline]
-pub(crate) fn position_of(seq: usize, stride: usize, mb_count: usize) -> usize {
-    ((seq as u64 * stride as u64) % mb_count as u64) as usize
 }
 
 /// An open payload being filled by one worker.

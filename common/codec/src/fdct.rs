@@ -38,8 +38,8 @@ pub const MINUS_ONE_MINUS_C2_MINUS_C6: i16 = -30068;
 /// `round((cos(2pi/16) + cos(6pi/16) - 1) * 2^16)`: x * 1.3066 = x + mulhi(x, this).
 pub const C2_PLUS_C6_MINUS_ONE: i16 = 20091;
 
-/// Largest level magnitude, as in [`crate::block::MAX_LEVEL`].
-pub const MAX_LEVEL: i16 = crate::block::MAX_LEVEL as i16;
+/// Largest level magnitude, as in [`crate::tables::MAX_LEVEL`].
+pub const MAX_LEVEL: i16 = crate::tables::MAX_LEVEL as i16;
 
 /// One forward AAN pass along the first index (butterflies between rows, eight lanes each).
 ///

@@ -116,6 +116,12 @@ impl std::fmt::Display for FrameGeometry {
     }
 }
 
+/// Raster macroblock position of sequence number `seq` when payloads walk the frame with `stride`.
+#[inline]
+pub(crate) fn position_of(seq: usize, stride: usize, mb_count: usize) -> usize {
+    ((seq as u64 * stride as u64) % mb_count as u64) as usize
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -31,6 +31,9 @@ pub mod decoder;
 pub mod encoder;
 pub mod fdct;
 pub mod frame;
+// Test support (the decoder fuzz's case generator), not production API: the codec's own tests and
+// benches turn it on through their dev-dependency on this crate.
+#[cfg(feature = "test-support")]
 pub mod fuzz;
 pub mod geometry;
 pub mod idct;

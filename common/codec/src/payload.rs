@@ -112,7 +112,7 @@ impl PayloadHeader {
 
     /// Raster index of the payload's `i`-th macroblock in a frame of `mb_count` macroblocks.
     pub fn macroblock_position(&self, i: usize, mb_count: usize) -> usize {
-        crate::encoder::position_of(
+        crate::geometry::position_of(
             usize::from(self.first_seq) + i,
             usize::from(self.mb_stride),
             mb_count,

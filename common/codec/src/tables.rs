@@ -57,6 +57,10 @@ pub fn scaled_table(base: &[u16; 64], quality: Quality) -> [u16; 64] {
     out
 }
 
+/// Largest quantised level magnitude. The DCT of 8-bit samples stays within +-1024 at quantiser 1;
+/// the margin covers rounding. Levels are clamped to it on encode and refused above it on decode.
+pub const MAX_LEVEL: i32 = 2047;
+
 #[cfg(test)]
 mod tests {
     use super::*;

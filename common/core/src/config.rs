@@ -13,10 +13,20 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::curves::loss_defaults;
 use crate::key::PreSharedKey;
 use crate::mash::MashModelConfig;
 use crate::units::{DropProbability, MashLevel, Quality};
+
+/// Defaults of the loss curve (config section of loss-controller).
+pub mod loss_defaults {
+    /// Drop probability when nobody mashes: the original exhibit's 40 %.
+    pub const DROP_AT_REST: f64 = 0.40;
+    /// Exponent of the fall-off: 2 makes the first mashing pay off most, as it should feel.
+    pub const EXPONENT: f64 = 2.0;
+    /// The mash level from which loss is zero. Below 1.0 so that a crowd can actually reach a
+    /// clean picture: a fully saturated level is rarely held for long.
+    pub const ZERO_LOSS_AT: f32 = 0.8;
+}
 
 /// Where services look for the configuration unless given `--config`.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/keymash/keymash.toml";
@@ -86,7 +96,7 @@ pub struct Config {
     pub video: VideoConfig,
     pub codec: CodecConfig,
     pub network: NetworkConfig,
-    pub transport: TransportConfig,
+    pub transport: TransportSection,
     pub loss: LossConfig,
     pub mash: MashModelConfig,
     pub quality: QualityCurveConfig,
@@ -230,7 +240,7 @@ impl Default for NetworkConfig {
 /// The real-time protocol. Recovery is off by default: the exhibit shows raw loss.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct TransportConfig {
+pub struct TransportSection {
     /// RTP payload type of video packets (dynamic range 96..=127).
     pub payload_type: u8,
     /// RTP payload type of FEC repair packets (dynamic range, not the video one).
@@ -251,9 +261,9 @@ pub struct TransportConfig {
     pub peer_timeout_ms: u32,
 }
 
-impl Default for TransportConfig {
+impl Default for TransportSection {
     fn default() -> Self {
-        TransportConfig {
+        TransportSection {
             payload_type: 96,
             fec_payload_type: 97,
             fec_overhead_percent: 0,

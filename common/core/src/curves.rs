@@ -1,19 +1,8 @@
 //! Curves that turn the mash level into what the exhibit changes: the drop probability the loss
 //! filter applies and the codec quality the receiver asks for.
 
-use crate::config::QualityCurveConfig;
+use crate::config::{loss_defaults, QualityCurveConfig};
 use crate::units::{DropProbability, MashLevel, Quality};
-
-/// Defaults of the loss curve (config section of loss-controller).
-pub mod loss_defaults {
-    /// Drop probability when nobody mashes: the original exhibit's 40 %.
-    pub const DROP_AT_REST: f64 = 0.40;
-    /// Exponent of the fall-off: 2 makes the first mashing pay off most, as it should feel.
-    pub const EXPONENT: f64 = 2.0;
-    /// The mash level from which loss is zero. Below 1.0 so that a crowd can actually reach a
-    /// clean picture: a fully saturated level is rarely held for long.
-    pub const ZERO_LOSS_AT: f32 = 0.8;
-}
 
 /// A loss curve parameter was unusable.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

@@ -4,10 +4,12 @@
 
 pub mod config;
 pub mod curves;
+pub mod font;
 pub mod key;
 pub mod mash;
-pub mod pipeline;
+pub mod percentile;
 pub mod rng;
 pub mod units;
 
+pub use percentile::Percentiles;
 pub use units::{DropProbability, FrameNo, MashLevel, OutOfRange, Quality};

@@ -1,8 +1,8 @@
 //! How the mash cell's readers (net-rx, display, loss-controller) interpret what they read.
 
-use keymash_core::pipeline::MashRecord;
-pub use keymash_core::pipeline::MASH_STALE_AFTER;
 use keymash_core::MashLevel;
+use keymash_pipeline::MashRecord;
+pub use keymash_pipeline::MASH_STALE_AFTER;
 
 /// The level to act on at `now_ns` (CLOCK_MONOTONIC): the record's, or idle once it is older
 /// than [`MASH_STALE_AFTER`].

@@ -4,8 +4,8 @@
 
 use keymash_codec::I420Frame;
 
-use crate::font::{for_each_lit_pixel, text_width, GLYPH_HEIGHT};
 use crate::paint::fill_rect;
+use keymash_core::font::{for_each_lit_pixel, text_width, GLYPH_HEIGHT};
 
 const BACKGROUND: (u8, u8, u8) = (40, 150, 118); // dark blue
 const TEXT: (u8, u8, u8) = (225, 128, 128); // near white

@@ -7,39 +7,27 @@
 //! - [`scene`]: the synthetic camera-like moving test scene (with the stamp).
 //! - [`card`]: the countdown card the delay buffer shows until it holds enough video.
 //! - [`schedule`]: which held frame is due at `now` (capture time + delay).
-//! - [`memory`]: the delay ring's size for `delay.seconds`, refused above `delay.max_memory_mib`.
 //! - [`negotiate`]: picking YUYV at the configured size and rate from what a V4L2 device offers.
-//! - [`raw`]: how raw and delayed frames are described in the rings' metadata words.
-//! - [`framing`]: one encoded frame's payloads packed into one payload-ring slot.
-//! - [`rings`]: the shapes of the raw, delayed and payload rings.
+//! - [`newest`]: the encoder's choice of the newest delayed frame.
+//! - [`departure`]: when a frame has left net-tx (its last packet sent).
 //! - [`backoff`]: retry timing for a camera that went away.
-//! - [`transport_settings`]: the transport settings from `[transport]`, `video.fps`, `codec.quality`.
-//! - [`percentile`]: p50/p99 over a sliding window, for encode time and latency statistics.
 #![forbid(unsafe_code)]
 
 pub mod backoff;
 pub mod card;
-pub mod font;
-pub mod framing;
-pub mod memory;
+pub mod departure;
 pub mod negotiate;
+pub mod newest;
 mod paint;
-pub mod percentile;
-pub mod raw;
-pub mod rings;
 pub mod scene;
 pub mod schedule;
 pub mod stamp;
-pub mod transport_settings;
 
 pub use backoff::Backoff;
 pub use card::render_countdown;
-pub use framing::{pack_payloads, FramingError, PackedPayloads};
-pub use memory::{DelayBudget, DelayMemoryError};
+pub use departure::Departures;
 pub use negotiate::{negotiate_yuyv, CameraMode, Negotiated, NegotiationError, OfferedFormat};
-pub use percentile::Percentiles;
-pub use raw::{RawFrameInfo, RawFrameInfoError};
+pub use newest::NewestFrame;
 pub use scene::SyntheticScene;
 pub use schedule::{DelaySchedule, HeldFrames, Release};
 pub use stamp::{draw_stamp, read_stamp, Stamp};
-pub use transport_settings::{transport_settings, TransportSettingsError};

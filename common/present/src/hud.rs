@@ -3,8 +3,8 @@
 //! exhibit PC, and the same pixels in the SDL window and in the headless outputs. The font has
 //! capitals only, so the line shows in capitals.
 
+pub use keymash_core::font::{glyph, GLYPH_HEIGHT, GLYPH_WIDTH, SPACING as GLYPH_SPACING};
 use keymash_core::{MashLevel, Quality};
-pub use keymash_media::font::{glyph, GLYPH_HEIGHT, GLYPH_WIDTH, SPACING as GLYPH_SPACING};
 
 /// Luma of the HUD's ink and of the box behind it (limited-range white and black).
 const INK_LUMA: u8 = 235;

@@ -2,36 +2,15 @@
 //! (and tests) read them.
 
 use keymash_core::config::Config;
-use keymash_core::pipeline::{stat, Service};
-use keymash_shm::{
-    CellWriter, NameError, OpenError, Permissions, Prefix, SegmentId, SegmentName, ServiceState,
-    ServiceStats,
-};
-
-/// The segment `name` under the configured prefix.
-pub fn segment_id(config: &Config, name: &str) -> Result<SegmentId, NameError> {
-    Ok(SegmentId::new(
-        Prefix::new(&config.shm.prefix)?,
-        SegmentName::new(name)?,
-    ))
-}
-
-/// The permissions segments are created with, from `shm.group_access`.
-pub fn permissions(config: &Config) -> Permissions {
-    if config.shm.group_access {
-        Permissions::OwnerAndGroup
-    } else {
-        Permissions::OwnerOnly
-    }
-}
+use keymash_pipeline::{stat, Service};
+use keymash_pipeline::{PipelineError, Segments};
+use keymash_shm::{CellWriter, ServiceState, ServiceStats};
 
 /// Why the statistics cell could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum StatsError {
-    #[error("bad statistics segment name: {0}")]
-    Name(#[from] NameError),
     #[error("cannot open the statistics cell: {0}")]
-    Open(#[from] OpenError),
+    Open(#[from] PipelineError),
 }
 
 /// A service's statistics: updated locally as work happens, stored in shared memory by
@@ -59,8 +38,7 @@ impl StatsPublisher {
         rate_counter: &'static str,
         now_ns: u64,
     ) -> Result<Self, StatsError> {
-        let id = segment_id(config, &service.stats_cell())?;
-        let (writer, _attach) = CellWriter::open(&id, permissions(config))?;
+        let writer = Segments::new(config)?.stats_cell(service)?.create()?;
         let stats = ServiceStats::new(std::process::id(), now_ns);
         let mut publisher = StatsPublisher {
             writer,
@@ -135,5 +113,15 @@ impl StatsPublisher {
                 self.full_reported = true;
             }
         }
+    }
+}
+
+/// A service's statistics say `stopping` once it returns from its loop, whichever way it
+/// returns (a clean stop or an error), so `keymash status` never shows a stage that has exited
+/// as up. A crash (panic = abort, SIGKILL) leaves the heartbeat to go stale instead.
+impl Drop for StatsPublisher {
+    fn drop(&mut self) {
+        self.stats.set_state(ServiceState::Stopping);
+        self.publish(keymash_shm::monotonic_now_ns());
     }
 }

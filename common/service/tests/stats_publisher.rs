@@ -1,8 +1,8 @@
 //! A service's statistics reach its shared-memory cell, where `keymash status` reads them.
 
 use keymash_core::config::Config;
-use keymash_core::pipeline::{stat, Service};
-use keymash_service::stats::segment_id;
+use keymash_pipeline::Segments;
+use keymash_pipeline::{stat, Service};
 use keymash_service::StatsPublisher;
 use keymash_shm::{CellReader, Prefix, RemoveSegmentsOnDrop, ServiceState, ServiceStats};
 
@@ -14,8 +14,14 @@ fn published_counters_gauges_and_rate_are_read_back_from_the_cell() {
 
     let t0 = 1_000_000_000_000u64;
     let mut publisher = StatsPublisher::open(&config, Service::Encoder, "frames", t0).unwrap();
-    let reader: CellReader<ServiceStats> =
-        CellReader::open(&segment_id(&config, &Service::Encoder.stats_cell()).unwrap()).unwrap();
+    let reader: CellReader<ServiceStats> = CellReader::open(
+        Segments::new(&config)
+            .unwrap()
+            .stats_cell(Service::Encoder)
+            .unwrap()
+            .id(),
+    )
+    .unwrap();
 
     publisher.set_state(ServiceState::Running);
     publisher.count("frames", 30);
@@ -42,4 +48,25 @@ fn published_counters_gauges_and_rate_are_read_back_from_the_cell() {
         (rate - 30.0).abs() < 1e-9,
         "60 frames over 2 s is 30/s, got {rate}"
     );
+}
+
+#[test]
+fn a_service_that_returns_from_its_loop_shows_stopping_whatever_it_forgot() {
+    let mut config = Config::default();
+    config.shm.prefix = format!("kmtest-stop-{}", std::process::id());
+    let _cleanup = RemoveSegmentsOnDrop(Prefix::new(&config.shm.prefix).unwrap());
+    let mut publisher = StatsPublisher::open(&config, Service::Display, "frames", 1).unwrap();
+    publisher.set_state(ServiceState::Running);
+    publisher.publish(2);
+    let reader: CellReader<ServiceStats> = CellReader::open(
+        Segments::new(&config)
+            .unwrap()
+            .stats_cell(Service::Display)
+            .unwrap()
+            .id(),
+    )
+    .unwrap();
+    assert_eq!(reader.load().unwrap().state(), Some(ServiceState::Running));
+    drop(publisher);
+    assert_eq!(reader.load().unwrap().state(), Some(ServiceState::Stopping));
 }

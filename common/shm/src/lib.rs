@@ -50,6 +50,9 @@ mod os;
 pub mod ring;
 mod segment;
 pub mod stats;
+// Test support (frames with a checkable pattern), not production API: the crate's own tests, its
+// test peer and its bench turn it on through their dev-dependency on this crate.
+#[cfg(feature = "test-support")]
 pub mod test_pattern;
 
 pub use cell::{CellReader, CellValue, CellWriter, LoadError, WaitError};

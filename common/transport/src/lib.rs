@@ -29,6 +29,7 @@ pub mod rtp;
 pub mod security;
 pub mod sender;
 pub mod seq;
+pub mod settings;
 pub mod stats;
 pub mod udp;
 pub mod window;
@@ -40,6 +41,7 @@ pub use rtp::{PayloadType, Ssrc};
 pub use security::{Protection, SessionSalt};
 pub use sender::{FrameQueued, SendError, Sender, StreamIds};
 pub use seq::SeqNo;
+pub use settings::{transport_settings, TransportSettingsError};
 pub use stats::{ReceiverStats, SenderStats};
 
 /// A datagram the caller should send to the peer.

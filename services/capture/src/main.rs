@@ -16,13 +16,12 @@ use anyhow::Context;
 use clap::Parser;
 use keymash_codec::{FrameGeometry, I420Frame};
 use keymash_core::config::{CaptureSource, Config};
-use keymash_core::pipeline::{Service, RAW_FRAMES};
 use keymash_core::FrameNo;
 use keymash_media::negotiate::CameraMode;
-use keymash_media::{rings, RawFrameInfo, SyntheticScene};
-use keymash_service::stats::{permissions, segment_id};
+use keymash_media::SyntheticScene;
+use keymash_pipeline::{FrameSlot, Segments, Service};
 use keymash_service::{Lifecycle, ServiceArgs, StatsPublisher};
-use keymash_shm::{monotonic_now_ns, FrameMeta, RingWriter};
+use keymash_shm::monotonic_now_ns;
 
 use crate::v4l2::{Camera, CameraEvent};
 use crate::y4m_loop::Y4mLoop;
@@ -56,13 +55,8 @@ fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
     let video = &config.video;
     let geometry = FrameGeometry::new(video.width as usize, video.height as usize)
         .context("`video.width`/`video.height` do not give a frame the codec can code")?;
-    let ring_geometry = rings::frame_ring(video)?;
-    let (mut ring, attach) = RingWriter::open(
-        &segment_id(&config, RAW_FRAMES)?,
-        ring_geometry,
-        permissions(&config),
-    )
-    .context("cannot open the raw-frame ring")?;
+    let raw_frames = Segments::new(&config)?.raw_frames()?;
+    let (mut ring, attach) = raw_frames.create()?;
     let mut stats = StatsPublisher::open(&config, Service::Capture, "frames", monotonic_now_ns())?;
     let mut source = match &config.capture.source {
         CaptureSource::Synthetic => {
@@ -81,8 +75,11 @@ fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
     };
     let source_name = String::from(config.capture.source.clone());
     lifecycle.ready(&format!(
-        "capturing {source_name} at {geometry} {} fps into {RAW_FRAMES} ({:?}, next frame #{})",
-        video.fps, attach.attach, attach.next_seq
+        "capturing {source_name} at {geometry} {} fps into {} ({:?}, next frame #{})",
+        video.fps,
+        raw_frames.id(),
+        attach.attach,
+        attach.next_seq
     ));
     stats.set_state(keymash_shm::ServiceState::Running);
 
@@ -125,13 +122,7 @@ fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
             },
         };
         if let Some(capture_ns) = captured {
-            let frame_no = FrameNo(ring.next_seq());
-            let info = RawFrameInfo {
-                width: video.width,
-                height: video.height,
-                capture_frame: frame_no,
-            };
-            let meta = FrameMeta::new(frame_no, capture_ns).with_words(info.words());
+            let meta = FrameSlot::video(FrameNo(ring.next_seq()), capture_ns).meta(video);
             let mut slot = ring.begin();
             let payload = slot.payload_mut();
             let (y_len, c_len) = (frame.y().len(), frame.u().len());
@@ -159,11 +150,11 @@ fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
                     camera.status(now_ns)
                 }
             };
-            stats.publish(now_ns);
             let rate = frames_since_publish as f64 / elapsed.as_secs_f64();
             frames_since_publish = 0;
             let line = format!("{rate:.1} fps, frame #{}; {detail}", ring.next_seq());
             stats.set_status_line(&line);
+            stats.publish(now_ns);
             lifecycle.status(now, &line);
         }
     }

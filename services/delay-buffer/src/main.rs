@@ -2,7 +2,7 @@
 //! when its capture time plus the delay is reached; shows a countdown card until it holds enough.
 //!
 //! Three rings: it reads the raw-frame ring, copies every frame into its own hold ring
-//! (`<prefix>.delay-hold`, sized by `keymash_media::memory`), and writes what is due into the
+//! (`<prefix>.delay-hold`, sized by `keymash_pipeline::hold`), and writes what is due into the
 //! delayed-frame ring. All its state is in those rings (the held frames with their capture
 //! times, and the capture time of the frame released last), so a restart of any sender stage,
 //! this one included, loses nothing: the held video survives and release continues on time.
@@ -16,26 +16,16 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Parser;
 use keymash_codec::{FrameGeometry, I420Frame};
-use keymash_core::config::Config;
-use keymash_core::pipeline::{stat, Service, DELAYED_FRAMES, DELAY_HOLD, RAW_FRAMES};
+use keymash_core::config::{Config, VideoConfig};
 use keymash_core::FrameNo;
-use keymash_media::raw::FLAG_COUNTDOWN;
-use keymash_media::{
-    render_countdown, rings, DelayBudget, DelaySchedule, HeldFrames, RawFrameInfo, Release,
-};
-use keymash_service::stats::{permissions, segment_id};
+use keymash_media::{render_countdown, DelaySchedule, HeldFrames, Release};
+use keymash_pipeline::{stat, FrameKind, FrameSlot, PipelineError, Segments, Service};
 use keymash_service::{Lifecycle, ServiceArgs, StatsPublisher, EXIT_BAD_CONFIG};
-use keymash_shm::{
-    monotonic_now_ns, remove_segment, FrameMeta, OpenError, Permissions, RecvError, RingGeometry,
-    RingReader, RingWriter, SegmentId, WriterAttach,
-};
+use keymash_shm::{monotonic_now_ns, RecvError, RingReader, RingWriter};
 
 /// The picture may stand still this long (a stalled camera, a restart) before the countdown card
 /// replaces it.
 const GAP_TOLERANCE_NS: u64 = 1_000_000_000;
-/// A reader that has seen no frame for this long reopens its ring (the writer may have
-/// recreated it with another geometry after a configuration change).
-const REOPEN_AFTER: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Parser)]
 #[command(
@@ -64,34 +54,17 @@ impl HeldFrames for Held<'_> {
     }
 }
 
-/// Opens a ring for writing; a ring left with another geometry by an older configuration is
-/// replaced (its content is of no use at the new size).
-fn open_writer(
-    id: &SegmentId,
-    geometry: RingGeometry,
-    permissions: Permissions,
-) -> anyhow::Result<(RingWriter, WriterAttach)> {
-    match RingWriter::open(id, geometry, permissions) {
-        Err(OpenError::GeometryMismatch { found, .. }) => {
-            log::warn!(
-                "{id} holds {found} from an older configuration; replacing it with {geometry}"
-            );
-            remove_segment(id)?;
-            Ok(RingWriter::open(id, geometry, permissions)?)
-        }
-        other => Ok(other.with_context(|| format!("cannot open {id}"))?),
-    }
-}
-
 fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
     let video = &config.video;
-    let budget = match DelayBudget::for_config(video, &config.delay) {
-        Ok(budget) => budget,
-        Err(e) => {
+    let segments = Segments::new(&config)?;
+    let (hold_spec, budget) = match segments.delay_hold() {
+        Ok(hold) => hold,
+        Err(PipelineError::Delay(e)) => {
             // A delay that cannot fit is a configuration error: exit so systemd does not retry.
             log::error!("configuration refused: {e}");
             std::process::exit(i32::from(EXIT_BAD_CONFIG));
         }
+        Err(e) => return Err(e.into()),
     };
     let geometry = FrameGeometry::new(video.width as usize, video.height as usize)
         .context("`video.width`/`video.height` do not give a frame the codec can code")?;
@@ -99,19 +72,16 @@ fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
     let interval_ns = 1_000_000_000 / u64::from(video.fps.max(1));
     let schedule = DelaySchedule::new((config.delay.seconds * 1e9) as u64, GAP_TOLERANCE_NS);
 
-    let hold_id = segment_id(&config, DELAY_HOLD)?;
-    let (mut hold, hold_attach) = open_writer(&hold_id, budget.geometry, permissions(&config))?;
-    let hold_reader = RingReader::open_expecting(&hold_id, budget.geometry)?;
-    let delayed_id = segment_id(&config, DELAYED_FRAMES)?;
-    let (mut delayed, _) =
-        open_writer(&delayed_id, rings::frame_ring(video)?, permissions(&config))?;
-    let raw_id = segment_id(&config, RAW_FRAMES)?;
-    let mut raw: Option<RingReader> = None;
+    let (mut hold, hold_attach) = hold_spec.create()?;
+    let hold_reader = hold_spec.open_own()?;
+    let delayed_spec = segments.delayed_frames()?;
+    let (delayed, _) = delayed_spec.create()?;
+    let mut raw = segments.raw_frames()?.follow();
     let mut stats =
         StatsPublisher::open(&config, Service::DelayBuffer, "frames", monotonic_now_ns())?;
 
     // Where release stands: the capture time of the last real frame in the delayed ring.
-    let mut last_released = last_released_capture_ns(&delayed_id, &delayed);
+    let mut last_released = last_released_capture_ns(&delayed_spec.open_own()?, &delayed);
     let held_at_start = hold_reader.retained();
     lifecycle.ready(&format!(
         "delay {:.1} s at {geometry} {} fps: {} slots, {:.1} MiB ({:?}, {} frames held from before)",
@@ -124,139 +94,66 @@ fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
     ));
     stats.set_state(keymash_shm::ServiceState::Running);
 
-    let mut card = I420Frame::grey(geometry);
-    let mut last_card_ns = 0u64;
-    let mut last_raw_ns = monotonic_now_ns();
+    let mut outlet = Outlet {
+        delayed,
+        video: video.clone(),
+        frame_len,
+        card: I420Frame::grey(geometry),
+        interval_ns,
+        last_card_ns: 0,
+        showing_countdown: None,
+    };
     let mut last_publish = Instant::now();
-    let mut showing_countdown = None;
     while !lifecycle.stop_requested() {
         let now_ns = monotonic_now_ns();
         // 1. What is due now?
-        let mut wait = Lifecycle::MAX_WAIT;
-        match schedule.decide(now_ns, &Held(&hold_reader), last_released) {
+        let wait = match schedule.decide(now_ns, &Held(&hold_reader), last_released) {
             Release::Frame { seq, capture_ns } => {
-                let mut slot = delayed.begin();
-                let out_seq = slot.seq();
-                let copied = hold_reader.read_seq_with(seq, |meta, bytes| {
-                    let n = bytes.copy_to_slice(slot.payload_mut());
-                    (n, *meta)
-                });
-                match copied {
-                    Ok((n, meta)) if n == frame_len => {
-                        let meta =
-                            FrameMeta::new(FrameNo(out_seq), capture_ns).with_words(meta.words());
-                        slot.commit(n, &meta)?;
-                        stats.count("frames", 1);
-                        showing_countdown = None;
-                    }
-                    _ => {
-                        drop(slot);
-                        stats.count(stat::DROPPED, 1);
-                    }
-                }
+                let released = outlet.release(&hold_reader, seq, capture_ns)?;
+                stats.count(if released { "frames" } else { stat::DROPPED }, 1);
                 // Either way this frame is done with: never retry it.
                 last_released = Some(capture_ns);
-                wait = Duration::ZERO;
+                Duration::ZERO
             }
             Release::Countdown { seconds_left } => {
-                if now_ns.saturating_sub(last_card_ns) >= interval_ns {
-                    render_countdown(&mut card, seconds_left, schedule.delay_seconds_ceil());
-                    let mut slot = delayed.begin();
-                    let out_seq = slot.seq();
-                    let payload = slot.payload_mut();
-                    let (y, u, v) = (card.y(), card.u(), card.v());
-                    payload[..y.len()].copy_from_slice(y);
-                    payload[y.len()..y.len() + u.len()].copy_from_slice(u);
-                    payload[y.len() + u.len()..frame_len].copy_from_slice(v);
-                    let info = RawFrameInfo {
-                        width: video.width,
-                        height: video.height,
-                        capture_frame: FrameNo(0),
-                    };
-                    let meta = FrameMeta::new(FrameNo(out_seq), now_ns)
-                        .with_flags(FLAG_COUNTDOWN)
-                        .with_words(info.words());
-                    slot.commit(frame_len, &meta)?;
-                    last_card_ns = now_ns;
-                    showing_countdown = Some(seconds_left);
-                }
-                wait = Duration::from_nanos((last_card_ns + interval_ns).saturating_sub(now_ns));
+                outlet.countdown(now_ns, seconds_left, schedule.delay_seconds_ceil())?
             }
-            Release::Wait { until_ns } => {
-                if let Some(until) = until_ns {
-                    wait = Duration::from_nanos(until.saturating_sub(now_ns));
-                }
-            }
-        }
+            Release::Wait { until_ns } => until_ns.map_or(Lifecycle::MAX_WAIT, |until| {
+                Duration::from_nanos(until.saturating_sub(now_ns))
+            }),
+        };
         // 2. Take in what capture wrote, sleeping on the raw ring until then.
-        if raw.is_none() {
-            match RingReader::open(&raw_id) {
-                Ok(mut reader) => {
-                    resume_after_held(&mut reader, &hold_reader);
-                    raw = Some(reader);
-                }
-                Err(OpenError::NotFound { .. } | OpenError::NotReady { .. }) => {}
-                Err(e) => log::warn!("{e}"),
+        let opened = raw.reader().is_some() && raw.take_just_opened();
+        if let Some(reader) = raw.reader() {
+            if opened {
+                resume_after_held(reader, &hold_reader);
             }
-            if raw.is_none() {
-                wait = wait.min(Duration::from_millis(50));
-            }
-        }
-        if let Some(reader) = raw.as_mut() {
             match reader.next(wait.min(Lifecycle::MAX_WAIT)) {
                 Ok(arrival) => {
                     stats.count(stat::DROPPED, arrival.missed);
-                    if take_in(
-                        reader,
-                        arrival.seq,
-                        &mut hold,
-                        &hold_reader,
-                        video,
-                        frame_len,
-                    )? {
+                    if take_in(reader, arrival.seq, &mut hold, &hold_reader, video)? {
                         stats.count("held", 1);
                     }
-                    last_raw_ns = monotonic_now_ns();
                 }
-                Err(RecvError::TimedOut) => {
-                    if monotonic_now_ns().saturating_sub(last_raw_ns)
-                        > REOPEN_AFTER.as_nanos() as u64
-                    {
-                        raw = None;
-                        last_raw_ns = monotonic_now_ns();
-                    }
-                }
-                Err(e) => {
-                    log::warn!("raw-frame ring: {e}; reopening");
-                    raw = None;
-                }
+                Err(RecvError::TimedOut) => raw.silent(),
+                Err(e) => raw.reopen(&e),
             }
         } else if !wait.is_zero() {
-            std::thread::sleep(wait.min(Lifecycle::MAX_WAIT));
+            std::thread::sleep(wait.min(Duration::from_millis(50)));
         }
 
         let now = Instant::now();
         lifecycle.progress(now);
         if now.duration_since(last_publish) >= Duration::from_millis(500) {
             last_publish = now;
-            let now_ns = monotonic_now_ns();
             let held = held_seconds(&hold_reader);
-            stats.gauge("held_seconds", held);
-            stats.gauge("delay_seconds", config.delay.seconds);
-            stats.gauge("countdown", showing_countdown.map_or(-1.0, f64::from));
-            stats.publish(now_ns);
-            let line = match showing_countdown {
-                Some(left) => format!(
-                    "countdown: starting in {left} s; holding {held:.1} s of {:.1} s",
-                    config.delay.seconds
-                ),
-                None => format!(
-                    "holding {held:.1} s, delay {:.1} s, {} frames released",
-                    config.delay.seconds,
-                    stats.counter("frames").unwrap_or(0)
-                ),
-            };
-            stats.set_status_line(&line);
+            let line = publish(
+                &mut stats,
+                held,
+                config.delay.seconds,
+                outlet.showing_countdown,
+                raw.waiting(),
+            );
             lifecycle.status(now, &line);
         }
     }
@@ -272,39 +169,127 @@ fn take_in(
     seq: u64,
     hold: &mut RingWriter,
     hold_reader: &RingReader,
-    video: &keymash_core::config::VideoConfig,
-    frame_len: usize,
+    video: &VideoConfig,
 ) -> anyhow::Result<bool> {
     let newest_held = hold_reader.retained().end.checked_sub(1).and_then(|s| {
         hold_reader
             .read_seq_with(s, |meta, _| meta.capture_ns())
             .ok()
     });
-    // Check before claiming a slot: claiming destroys the oldest held frame.
-    let Ok(capture_ns) = raw.read_seq_with(seq, |meta, _| meta.capture_ns()) else {
-        return Ok(false);
+    // Check everything before claiming a slot: claiming destroys the oldest held frame.
+    let checked = raw.read_seq_with(seq, |meta, bytes| FrameSlot::read(meta, video, bytes.len()));
+    let slot = match checked {
+        Ok(Ok(slot)) => slot,
+        Ok(Err(e)) => {
+            log::warn!("raw frame {seq} refused: {e}");
+            return Ok(false);
+        }
+        Err(_) => return Ok(false),
     };
-    if newest_held.is_some_and(|held| capture_ns <= held) {
+    if newest_held.is_some_and(|held| slot.capture_ns <= held) {
         return Ok(false);
     }
-    let mut slot = hold.begin();
+    let mut out = hold.begin();
     let copied = raw.read_seq_with(seq, |meta, bytes| {
-        (bytes.copy_to_slice(slot.payload_mut()), *meta)
+        (bytes.copy_to_slice(out.payload_mut()), *meta)
     });
     match copied {
-        Ok((n, meta)) => match RawFrameInfo::check(&meta, video.width, video.height, n) {
-            Ok(_) if n == frame_len => {
-                slot.commit(n, &meta)?;
-                Ok(true)
-            }
-            Ok(_) => Ok(false),
-            Err(e) => {
-                log::warn!("raw frame {seq} refused: {e}");
-                Ok(false)
-            }
-        },
-        Err(_) => Ok(false),
+        // The slot was checked above; a writer lapping it since is caught by the read itself.
+        Ok((n, meta)) if FrameSlot::read(&meta, video, n) == Ok(slot) => {
+            out.commit(n, &meta)?;
+            Ok(true)
+        }
+        _ => Ok(false),
     }
+}
+
+/// Writes what the schedule releases into the delayed-frame ring: held frames, or the
+/// countdown card at the frame rate.
+struct Outlet {
+    delayed: RingWriter,
+    video: VideoConfig,
+    frame_len: usize,
+    card: I420Frame,
+    interval_ns: u64,
+    last_card_ns: u64,
+    showing_countdown: Option<u32>,
+}
+
+impl Outlet {
+    /// Copies held frame `seq` out as the next delayed frame; `false` if it could not be read
+    /// whole (its slot was being recycled).
+    fn release(&mut self, hold: &RingReader, seq: u64, capture_ns: u64) -> anyhow::Result<bool> {
+        let mut slot = self.delayed.begin();
+        let out_seq = slot.seq();
+        let copied = hold.read_seq_with(seq, |_, bytes| bytes.copy_to_slice(slot.payload_mut()));
+        if copied != Ok(self.frame_len) {
+            return Ok(false);
+        }
+        let meta = FrameSlot::video(FrameNo(out_seq), capture_ns).meta(&self.video);
+        slot.commit(self.frame_len, &meta)?;
+        self.showing_countdown = None;
+        Ok(true)
+    }
+
+    /// Shows the countdown card (at most once a frame interval); returns how long to wait.
+    fn countdown(
+        &mut self,
+        now_ns: u64,
+        seconds_left: u32,
+        delay_seconds: u32,
+    ) -> anyhow::Result<Duration> {
+        if now_ns.saturating_sub(self.last_card_ns) >= self.interval_ns {
+            render_countdown(&mut self.card, seconds_left, delay_seconds);
+            let mut slot = self.delayed.begin();
+            let out_seq = slot.seq();
+            let payload = slot.payload_mut();
+            let (y, u, v) = (self.card.y(), self.card.u(), self.card.v());
+            payload[..y.len()].copy_from_slice(y);
+            payload[y.len()..y.len() + u.len()].copy_from_slice(u);
+            payload[y.len() + u.len()..self.frame_len].copy_from_slice(v);
+            let meta = FrameSlot {
+                frame: FrameNo(out_seq),
+                capture_ns: now_ns,
+                kind: FrameKind::Countdown,
+            }
+            .meta(&self.video);
+            slot.commit(self.frame_len, &meta)?;
+            self.last_card_ns = now_ns;
+            self.showing_countdown = Some(seconds_left);
+        }
+        Ok(Duration::from_nanos(
+            (self.last_card_ns + self.interval_ns).saturating_sub(now_ns),
+        ))
+    }
+}
+
+/// Publishes the hold's figures; returns the status line.
+fn publish(
+    stats: &mut StatsPublisher,
+    held: f64,
+    delay: f64,
+    showing_countdown: Option<u32>,
+    waiting: Option<&str>,
+) -> String {
+    stats.gauge("held_seconds", held);
+    stats.gauge("delay_seconds", delay);
+    stats.gauge("countdown", showing_countdown.map_or(-1.0, f64::from));
+    let line = match showing_countdown {
+        Some(left) => {
+            format!("countdown: starting in {left} s; holding {held:.1} s of {delay:.1} s")
+        }
+        None => format!(
+            "holding {held:.1} s, delay {delay:.1} s, {} frames released",
+            stats.counter("frames").unwrap_or(0)
+        ),
+    };
+    let line = match waiting {
+        Some(why) => format!("{why}; {line}"),
+        None => line,
+    };
+    stats.set_status_line(&line);
+    stats.publish(monotonic_now_ns());
+    line
 }
 
 /// Positions a freshly opened raw reader at the first frame not yet held, so frames captured
@@ -329,12 +314,11 @@ fn resume_after_held(raw: &mut RingReader, hold: &RingReader) {
 
 /// The capture time of the last real (not countdown) frame in the delayed ring, where a
 /// restarted delay buffer continues from.
-fn last_released_capture_ns(id: &SegmentId, delayed: &RingWriter) -> Option<u64> {
+fn last_released_capture_ns(reader: &RingReader, delayed: &RingWriter) -> Option<u64> {
     let newest = delayed.next_seq().checked_sub(1)?;
-    let reader = RingReader::open(id).ok()?;
     reader
         .read_seq_with(newest, |meta, _| {
-            (meta.flags() & FLAG_COUNTDOWN == 0).then_some(meta.capture_ns())
+            (FrameKind::of(meta) == FrameKind::Video).then_some(meta.capture_ns())
         })
         .ok()
         .flatten()

@@ -8,6 +8,7 @@
 //! The logic lives in keymash-present; this binary owns the ring, the window and the files.
 #![forbid(unsafe_code)]
 
+mod feed;
 mod output;
 mod service;
 mod window;

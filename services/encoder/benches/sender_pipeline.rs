@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use keymash_core::pipeline::Service;
+use keymash_pipeline::Service;
 use keymash_shm::{remove_segments, CellReader, Prefix, SegmentId, SegmentName, ServiceStats};
 
 const SERVICES: [&str; 4] = ["capture", "delay-buffer", "encoder", "net-tx"];

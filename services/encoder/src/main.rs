@@ -6,9 +6,8 @@
 //! read per frame, so a change the receiver asks for applies to the very next frame; an empty or
 //! invalid cell means `codec.quality`.
 //!
-//! Payload ring layout: one slot per encoded frame, holding all its payloads
-//! (`keymash_media::framing`). Slot metadata: the delayed frame's number and capture time, its
-//! flags (countdown card or video), and words [quality, payload count, payload bytes, 0, 0].
+//! Payload ring layout: one slot per encoded frame, holding all its payloads, described by a
+//! `keymash_pipeline::PayloadSlot` (the delayed frame's number, capture time and kind).
 #![forbid(unsafe_code)]
 
 use std::process::ExitCode;
@@ -20,22 +19,18 @@ use keymash_codec::{
     Encoder, EncoderConfig, FrameGeometry, I420View, Layout, PayloadSink, QualitySpec,
 };
 use keymash_core::config::{Config, PayloadLayout};
-use keymash_core::pipeline::{
-    stat, QualityRecord, Service, DELAYED_FRAMES, PAYLOADS, QUALITY_CELL,
+use keymash_core::{Percentiles, Quality};
+use keymash_media::NewestFrame;
+use keymash_pipeline::{
+    pack_payloads, stat, Follow, FrameSlot, PayloadSlot, QualityRecord, Segments, Service,
 };
-use keymash_core::Quality;
-use keymash_media::framing::pack_payloads;
-use keymash_media::{rings, Percentiles, RawFrameInfo};
-use keymash_service::stats::{permissions, segment_id};
 use keymash_service::{Lifecycle, ServiceArgs, StatsPublisher};
-use keymash_shm::{
-    monotonic_now_ns, CellReader, FrameMeta, OpenError, RecvError, RingReader, RingWriter,
-};
+use keymash_shm::{monotonic_now_ns, CellReader, RecvError, RingReader, RingWriter};
 
 /// Encode times kept for the p50/p99 gauges: ten seconds at 30 fps.
 const ENCODE_WINDOW: usize = 300;
-/// A reader that has seen no frame for this long reopens its ring (see the delay buffer).
-const REOPEN_AFTER: Duration = Duration::from_secs(2);
+/// Statistics and the status line are refreshed this often.
+const PUBLISH_INTERVAL: Duration = Duration::from_millis(500);
 
 #[derive(Debug, Parser)]
 #[command(
@@ -67,146 +62,72 @@ fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
     };
     let mut encoder =
         Encoder::new(encoder_config.clone()).context("`codec` settings refused by the encoder")?;
-    let payload_geometry = rings::payload_ring(video)?;
-    let (mut payloads, _) = match RingWriter::open(
-        &segment_id(&config, PAYLOADS)?,
-        payload_geometry,
-        permissions(&config),
-    ) {
-        Err(OpenError::GeometryMismatch { .. }) => {
-            let id = segment_id(&config, PAYLOADS)?;
-            log::warn!("{id} has another geometry (older configuration); replacing it");
-            keymash_shm::remove_segment(&id)?;
-            RingWriter::open(&id, payload_geometry, permissions(&config))?
-        }
-        other => other.context("cannot open the payload ring")?,
-    };
-    let delayed_id = segment_id(&config, DELAYED_FRAMES)?;
-    let quality_id = segment_id(&config, QUALITY_CELL)?;
+    let segments = Segments::new(&config)?;
+    let (mut payloads, _) = segments.payloads()?.create()?;
+    let mut delayed = segments.delayed_frames()?.follow();
+    let mut quality_cell = segments.quality_cell()?.follow();
     let mut stats = StatsPublisher::open(&config, Service::Encoder, "frames", monotonic_now_ns())?;
     lifecycle.ready(&format!(
-        "encoding {geometry} ({:?}, {} threads) from {DELAYED_FRAMES} into {PAYLOADS}, default {}",
+        "encoding {geometry} ({:?}, {} threads) from {} into {}, default {}",
         encoder_config.layout,
         if encoder_config.threads == 0 {
             "per-core".to_owned()
         } else {
             encoder_config.threads.to_string()
         },
+        delayed.id(),
+        segments.payloads()?.id(),
         config.codec.quality
     ));
     stats.set_state(keymash_shm::ServiceState::Running);
 
-    let fallback = config.codec.quality;
-    let mut delayed: Option<RingReader> = None;
-    let mut quality_cell: Option<CellReader<QualityRecord>> = None;
     let mut frame = Vec::new();
     let mut sink = PayloadSink::new();
-    let mut encode_ms = Percentiles::new(ENCODE_WINDOW);
-    let mut last_frame = Instant::now();
+    let mut figures = Figures {
+        encode_ms: Percentiles::new(ENCODE_WINDOW),
+        quality: config.codec.quality,
+        bytes: 0,
+        payloads: 0,
+    };
     let mut last_publish = Instant::now();
-    let (mut last_quality, mut last_bytes, mut last_payloads) = (fallback, 0usize, 0usize);
     while !lifecycle.stop_requested() {
         let now = Instant::now();
         lifecycle.progress(now);
-        if now.duration_since(last_publish) >= Duration::from_millis(500) {
+        if now.duration_since(last_publish) >= PUBLISH_INTERVAL {
             last_publish = now;
-            stats.gauge("encode_ms_p50", encode_ms.quantile(0.5).unwrap_or(0.0));
-            stats.gauge("encode_ms_p99", encode_ms.quantile(0.99).unwrap_or(0.0));
-            stats.gauge("encode_ms_max", encode_ms.max().unwrap_or(0.0));
-            stats.gauge("quality", f64::from(last_quality.get()));
-            stats.gauge("bytes_per_frame", last_bytes as f64);
-            stats.gauge("payloads_per_frame", last_payloads as f64);
-            stats.publish(monotonic_now_ns());
-            let line = format!(
-                "{} at {}: {} B in {} payloads, encode p50 {:.1} ms p99 {:.1} ms; {} frames, {} skipped",
-                geometry,
-                last_quality,
-                last_bytes,
-                last_payloads,
-                encode_ms.quantile(0.5).unwrap_or(0.0),
-                encode_ms.quantile(0.99).unwrap_or(0.0),
-                stats.counter("frames").unwrap_or(0),
-                stats.counter(stat::DROPPED).unwrap_or(0),
-            );
-            stats.set_status_line(&line);
+            let line = figures.publish(&mut stats, geometry, delayed.waiting());
             lifecycle.status(now, &line);
         }
-        if quality_cell.is_none() {
-            quality_cell = CellReader::open(&quality_id).ok();
-        }
-        let Some(reader) = delayed.as_mut() else {
-            match RingReader::open(&delayed_id) {
-                Ok(reader) => delayed = Some(reader),
-                Err(OpenError::NotFound { .. } | OpenError::NotReady { .. }) => {
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                Err(e) => {
-                    log::warn!("{e}");
-                    std::thread::sleep(Lifecycle::MAX_WAIT);
-                }
-            }
-            last_frame = Instant::now();
+        let Some(meta) = next_newest_frame(&mut delayed, &payloads, &mut stats, &mut frame) else {
             continue;
         };
-        let arrival = match reader.next(Lifecycle::MAX_WAIT) {
-            Ok(arrival) => arrival,
-            Err(RecvError::TimedOut) => {
-                if last_frame.elapsed() > REOPEN_AFTER {
-                    delayed = None;
-                }
-                payloads.heartbeat();
-                continue;
-            }
+        let slot = match FrameSlot::read(&meta, video, frame.len()) {
+            Ok(slot) => slot,
             Err(e) => {
-                log::warn!("delayed-frame ring: {e}; reopening");
-                delayed = None;
-                continue;
-            }
-        };
-        last_frame = Instant::now();
-        // Never queue: if more frames arrived meanwhile, encode only the newest.
-        let newest = reader.write_seq().saturating_sub(1).max(arrival.seq);
-        let skipped = arrival.missed + (newest - arrival.seq);
-        if newest != arrival.seq {
-            reader.seek(newest + 1);
-        }
-        stats.count(stat::DROPPED, skipped);
-        let meta = match reader.read_seq_into(newest, &mut frame) {
-            Ok(meta) => meta,
-            Err(_) => {
+                log::warn!("delayed frame {} refused: {e}", meta.frame());
                 stats.count(stat::DROPPED, 1);
                 continue;
             }
         };
-        if let Err(e) = RawFrameInfo::check(&meta, video.width, video.height, frame.len()) {
-            log::warn!("delayed frame {} refused: {e}", meta.frame());
-            stats.count(stat::DROPPED, 1);
-            continue;
-        }
         let view = I420View::from_contiguous(geometry, &frame)?;
-        let quality = current_quality(quality_cell.as_ref(), fallback);
+        let quality = current_quality(&mut quality_cell, config.codec.quality);
         let started = Instant::now();
-        encoder.encode(meta.frame(), view, QualitySpec::Uniform(quality), &mut sink)?;
-        encode_ms.record(started.elapsed().as_secs_f64() * 1e3);
-        let total = sink.total_bytes();
-        let count = sink.len();
-        let mut slot = payloads.begin();
-        match pack_payloads(sink.iter(), slot.payload_mut()) {
-            Ok(len) => {
-                let words = [u32::from(quality.get()), count as u32, total as u32, 0, 0];
-                let out = FrameMeta::new(meta.frame(), meta.capture_ns())
-                    .with_flags(meta.flags())
-                    .with_words(words);
-                slot.commit(len, &out)?;
-                stats.count("frames", 1);
-                stats.count("bytes", total as u64);
-                (last_quality, last_bytes, last_payloads) = (quality, total, count);
-            }
-            Err(e) => {
-                drop(slot);
-                log::warn!("frame {} dropped: {e}", meta.frame());
-                stats.count(stat::DROPPED, 1);
-            }
+        encoder.encode(slot.frame, view, QualitySpec::Uniform(quality), &mut sink)?;
+        figures
+            .encode_ms
+            .record(started.elapsed().as_secs_f64() * 1e3);
+        let out = PayloadSlot {
+            frame: slot.frame,
+            capture_ns: slot.capture_ns,
+            kind: slot.kind,
+        };
+        if commit_payloads(&mut payloads, &sink, &out)? {
+            stats.count("frames", 1);
+            stats.count("bytes", sink.total_bytes() as u64);
+            (figures.quality, figures.bytes, figures.payloads) =
+                (quality, sink.total_bytes(), sink.len());
+        } else {
+            stats.count(stat::DROPPED, 1);
         }
     }
     stats.set_state(keymash_shm::ServiceState::Stopping);
@@ -214,10 +135,115 @@ fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Waits (a bounded time) for the next delayed frame and copies the newest one into `frame`,
+/// counting the frames passed over. `None` when there is nothing to encode yet.
+fn next_newest_frame(
+    delayed: &mut Follow<RingReader>,
+    payloads: &RingWriter,
+    stats: &mut StatsPublisher,
+    frame: &mut Vec<u8>,
+) -> Option<keymash_shm::FrameMeta> {
+    let Some(reader) = delayed.reader() else {
+        payloads.heartbeat();
+        std::thread::sleep(Duration::from_millis(50));
+        return None;
+    };
+    let arrival = match reader.next(Lifecycle::MAX_WAIT) {
+        Ok(arrival) => arrival,
+        Err(RecvError::TimedOut) => {
+            delayed.silent();
+            payloads.heartbeat();
+            return None;
+        }
+        Err(e) => {
+            delayed.reopen(&e);
+            return None;
+        }
+    };
+    let pick = NewestFrame::pick(arrival.seq, arrival.missed, reader.write_seq());
+    if pick.skips_ahead_of(arrival.seq) {
+        reader.seek(pick.seq + 1);
+    }
+    stats.count(stat::DROPPED, pick.skipped);
+    match reader.read_seq_into(pick.seq, frame) {
+        Ok(meta) => Some(meta),
+        Err(_) => {
+            stats.count(stat::DROPPED, 1);
+            None
+        }
+    }
+}
+
+/// Packs the encoded frame into one payload-ring slot. `false` (logged) when it does not fit.
+fn commit_payloads(
+    payloads: &mut RingWriter,
+    sink: &PayloadSink,
+    out: &PayloadSlot,
+) -> anyhow::Result<bool> {
+    let mut slot = payloads.begin();
+    match pack_payloads(sink.iter(), slot.payload_mut()) {
+        Ok(len) => {
+            slot.commit(len, &out.meta())?;
+            Ok(true)
+        }
+        Err(e) => {
+            drop(slot);
+            log::warn!("frame {} dropped: {e}", out.frame);
+            Ok(false)
+        }
+    }
+}
+
+/// The encoder's figures for its status line and gauges.
+struct Figures {
+    encode_ms: Percentiles,
+    quality: Quality,
+    bytes: usize,
+    payloads: usize,
+}
+
+impl Figures {
+    /// Publishes the gauges and returns the status line (led by why there is no input, if so).
+    fn publish(
+        &mut self,
+        stats: &mut StatsPublisher,
+        geometry: FrameGeometry,
+        waiting: Option<&str>,
+    ) -> String {
+        let (p50, p99) = (
+            self.encode_ms.quantile(0.5).unwrap_or(0.0),
+            self.encode_ms.quantile(0.99).unwrap_or(0.0),
+        );
+        stats.gauge("encode_ms_p50", p50);
+        stats.gauge("encode_ms_p99", p99);
+        stats.gauge("encode_ms_max", self.encode_ms.max().unwrap_or(0.0));
+        stats.gauge("quality", f64::from(self.quality.get()));
+        stats.gauge("bytes_per_frame", self.bytes as f64);
+        stats.gauge("payloads_per_frame", self.payloads as f64);
+        let line = format!(
+            "{} at {}: {} B in {} payloads, encode p50 {p50:.1} ms p99 {p99:.1} ms; {} frames, {} skipped",
+            geometry,
+            self.quality,
+            self.bytes,
+            self.payloads,
+            stats.counter("frames").unwrap_or(0),
+            stats.counter(stat::DROPPED).unwrap_or(0),
+        );
+        let line = match waiting {
+            Some(why) => format!("{why}; {line}"),
+            None => line,
+        };
+        stats.set_status_line(&line);
+        stats.publish(monotonic_now_ns());
+        line
+    }
+}
+
 /// The quality the receiver asks for (via net-tx), or the configured one when the cell is
 /// missing, unreadable or holds no valid request.
-fn current_quality(cell: Option<&CellReader<QualityRecord>>, fallback: Quality) -> Quality {
-    cell.and_then(|c| c.load().ok())
+fn current_quality(cell: &mut Follow<CellReader<QualityRecord>>, fallback: Quality) -> Quality {
+    cell.reader()
+        .and_then(|c| c.load().ok())
         .and_then(|record| record.quality())
         .unwrap_or(fallback)
 }

@@ -9,8 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use keymash_core::config::{Config, DEFAULT_CONFIG_PATH};
-use keymash_core::pipeline::{Role, Service};
-use keymash_service::stats::segment_id;
+use keymash_pipeline::{Role, Segments, Service};
 use keymash_shm::{list_segments, remove_segment, OpenError, Prefix};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -69,11 +68,12 @@ pub fn run(args: &CleanArgs) -> anyhow::Result<ExitCode> {
         Prefix::new(&prefix_name).with_context(|| format!("bad prefix {prefix_name:?}"))?;
     let mut config = Config::default();
     config.shm.prefix = prefix_name;
+    let segments = Segments::new(&config)?;
     let present = list_segments(&prefix).context("cannot list /dev/shm")?;
 
     let (mut removed, mut kept) = (0, 0);
     for name in role_segments(args.role) {
-        let id = segment_id(&config, &name)?;
+        let id = segments.id(&name)?;
         let live_writer = present
             .iter()
             .find(|r| r.id == id)

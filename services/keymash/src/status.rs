@@ -13,8 +13,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use keymash_core::config::{Config, DEFAULT_CONFIG_PATH};
-use keymash_core::pipeline::{stat, Service};
-use keymash_service::stats::segment_id;
+use keymash_pipeline::{stat, Segments, Service};
 use keymash_shm::{list_segments, CellReader, OpenError, Prefix, SegmentKind, ServiceStats};
 use serde::Serialize;
 
@@ -121,9 +120,10 @@ fn print_report(report: &StatusReport, json: bool) -> anyhow::Result<()> {
 pub fn gather(prefix: &Prefix) -> anyhow::Result<StatusReport> {
     let mut config = Config::default();
     config.shm.prefix = prefix.as_str().to_owned();
+    let segments = Segments::new(&config)?;
     let stages = Service::ALL
         .into_iter()
-        .map(|service| stage_status(&config, service))
+        .map(|service| stage_status(&segments, service))
         .collect();
     let segments = list_segments(prefix)
         .context("cannot list /dev/shm")?
@@ -163,7 +163,7 @@ pub fn gather(prefix: &Prefix) -> anyhow::Result<StatusReport> {
     })
 }
 
-fn stage_status(config: &Config, service: Service) -> StageStatus {
+fn stage_status(segments: &Segments, service: Service) -> StageStatus {
     let mut status = StageStatus {
         name: service.name(),
         role: service.role().to_string(),
@@ -178,19 +178,21 @@ fn stage_status(config: &Config, service: Service) -> StageStatus {
         status_line: String::new(),
         last_error: String::new(),
     };
-    let reader = match segment_id(config, &service.stats_cell())
-        .map(|id| CellReader::<ServiceStats>::open(&id))
-    {
-        Ok(Ok(reader)) => reader,
-        Ok(Err(OpenError::NotFound { .. })) => return status,
-        Ok(Err(e)) => {
-            status.state = "unreadable".to_owned();
-            status.last_error = e.to_string();
-            return status;
-        }
+    // One look, not a follower: a missing cell is an absent stage, any other failure is named.
+    let opened = segments
+        .stats_cell(service)
+        .map_err(|e| e.to_string())
+        .and_then(|cell| match CellReader::<ServiceStats>::open(cell.id()) {
+            Ok(reader) => Ok(Some(reader)),
+            Err(OpenError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.to_string()),
+        });
+    let reader = match opened {
+        Ok(Some(reader)) => reader,
+        Ok(None) => return status,
         Err(e) => {
             status.state = "unreadable".to_owned();
-            status.last_error = e.to_string();
+            status.last_error = e;
             return status;
         }
     };

@@ -8,8 +8,7 @@
 use std::process::Command;
 
 use keymash_core::config::Config;
-use keymash_core::pipeline::{Service, MASH_CELL, RAW_FRAMES};
-use keymash_service::stats::segment_id;
+use keymash_pipeline::{Segments, Service, MASH_CELL, RAW_FRAMES};
 use keymash_service::StatsPublisher;
 use keymash_shm::{
     list_segments, monotonic_now_ns, CellWriter, Permissions, Prefix, RemoveSegmentsOnDrop,
@@ -30,20 +29,18 @@ fn clean_removes_one_roles_segments_and_spares_live_writers_unless_forced() {
     config.shm.prefix = format!("kmtest-clean-{}", std::process::id());
     let prefix = Prefix::new(&config.shm.prefix).unwrap();
     let _cleanup = RemoveSegmentsOnDrop(prefix.clone());
+    let segments = Segments::new(&config).unwrap();
 
     let (ring, _) = RingWriter::open(
-        &segment_id(&config, RAW_FRAMES).unwrap(),
+        &segments.id(RAW_FRAMES).unwrap(),
         RingGeometry::new(64, 4).unwrap(),
         Permissions::OwnerOnly,
     )
     .unwrap();
     let stats =
         StatsPublisher::open(&config, Service::Encoder, "frames", monotonic_now_ns()).unwrap();
-    let (mash, _) = CellWriter::<u64>::open(
-        &segment_id(&config, MASH_CELL).unwrap(),
-        Permissions::OwnerOnly,
-    )
-    .unwrap();
+    let (mash, _) =
+        CellWriter::<u64>::open(&segments.id(MASH_CELL).unwrap(), Permissions::OwnerOnly).unwrap();
 
     // This process is the live writer of all three: a plain clean keeps them and says so.
     let out = Command::new(env!("CARGO_BIN_EXE_keymash"))

@@ -7,7 +7,7 @@
 use std::process::Command;
 
 use keymash_core::config::Config;
-use keymash_core::pipeline::{stat, Service};
+use keymash_pipeline::{stat, Service};
 use keymash_service::StatsPublisher;
 use keymash_shm::{monotonic_now_ns, Prefix, RemoveSegmentsOnDrop, ServiceState};
 

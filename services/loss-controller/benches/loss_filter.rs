@@ -25,11 +25,11 @@ use std::time::{Duration, Instant};
 
 use keymash_core::config::Config;
 use keymash_core::curves::LossCurve;
-use keymash_core::pipeline::{MashRecord, MASH_CELL};
 use keymash_core::{DropProbability, MashLevel};
 use keymash_loss_controller::filter::{AttachedFilter, ForeignFilter, LossFilter};
 use keymash_loss_controller::loss_model::LossModel;
 use keymash_loss_controller::runner::monotonic_now_ns;
+use keymash_pipeline::{MashRecord, MASH_CELL};
 use keymash_shm::{CellReader, CellWriter, Permissions, Prefix, SegmentId, SegmentName};
 use keymash_tests::{require_root, ChildGuard, NetnsPair, NotifySocket};
 

@@ -1,97 +1,89 @@
 //! The controller's shared-memory edges: the mash cell it follows and the statistics cell where
 //! it publishes the kernel's counters.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use keymash_core::config::Config;
-use keymash_core::pipeline::{stat, MashRecord, Service, MASH_CELL};
 use keymash_core::MashLevel;
-use keymash_service::stats::{segment_id, StatsError};
+use keymash_pipeline::{stat, Follow, MashRecord, PipelineError, Segments, Service};
+use keymash_service::stats::StatsError;
 use keymash_service::StatsPublisher;
-use keymash_shm::{CellReader, LoadError, SegmentId, ServiceState, WaitError};
+use keymash_shm::{CellReader, LoadError, ServiceState, WaitError};
 
 use crate::layout::LossCounters;
 use crate::plan::WindowRate;
 use crate::runner::{MashSource, StatsSink};
 
-/// How often to retry opening a mash cell that does not exist yet (mash-input not started).
-const REOPEN_INTERVAL: Duration = Duration::from_secs(1);
-
-/// Follows the mash cell `<prefix>.mash`, written by mash-input. Opens it lazily and again
-/// after mash-input recreated it; between refresh ticks the controller sleeps on the cell's
-/// futex, so a new level reaches the filter map within microseconds, not a tick.
+/// Follows the mash cell `<prefix>.mash`, written by mash-input, through keymash-pipeline: opens
+/// it once it exists and again after mash-input recreated it. Between refresh ticks the
+/// controller sleeps on the cell's futex, so a new level reaches the filter map within
+/// microseconds, not a tick.
 #[derive(Debug)]
 pub struct MashCell {
-    id: SegmentId,
-    reader: Option<CellReader<MashRecord>>,
-    last_open_attempt: Option<Instant>,
+    follow: Follow<CellReader<MashRecord>>,
+    /// The reader [`MashCell::seen_version`] belongs to ([`Follow::opens`]).
+    opens: u64,
     seen_version: u64,
 }
 
 impl MashCell {
-    pub fn new(config: &Config) -> Result<Self, keymash_shm::NameError> {
+    pub fn new(config: &Config) -> Result<Self, PipelineError> {
         Ok(MashCell {
-            id: segment_id(config, MASH_CELL)?,
-            reader: None,
-            last_open_attempt: None,
+            follow: Segments::new(config)?.mash_cell()?.follow(),
+            opens: 0,
             seen_version: 0,
         })
     }
 
-    fn reader(&mut self) -> Option<&CellReader<MashRecord>> {
-        if self.reader.as_ref().is_some_and(CellReader::is_replaced) {
-            log::info!("mash cell {} was recreated; reopening", self.id.path());
-            self.reader = None;
+    /// The reader, if the cell is there; a new reader starts from version 0.
+    fn reader(&mut self) -> Option<(&CellReader<MashRecord>, &mut u64)> {
+        self.follow.reader()?;
+        if self.follow.opens() != self.opens {
+            self.opens = self.follow.opens();
+            self.seen_version = 0;
         }
-        if self.reader.is_none() {
-            let due = self
-                .last_open_attempt
-                .is_none_or(|t| t.elapsed() >= REOPEN_INTERVAL);
-            if !due {
-                return None;
-            }
-            self.last_open_attempt = Some(Instant::now());
-            match CellReader::open(&self.id) {
-                Ok(reader) => {
-                    log::info!("following the mash cell {}", self.id.path());
-                    self.seen_version = 0;
-                    self.reader = Some(reader);
-                }
-                Err(e) => log::debug!("mash cell {} not available yet: {e}", self.id.path()),
-            }
-        }
-        self.reader.as_ref()
+        let reader = self.follow.reader()?;
+        Some((reader, &mut self.seen_version))
     }
 }
 
 impl MashSource for MashCell {
     fn level(&mut self) -> Option<MashLevel> {
         let now_ns = keymash_shm::monotonic_now_ns();
-        let reader = self.reader()?;
+        let (reader, seen_version) = self.reader()?;
         match reader.load_versioned() {
             Ok((record, version)) => {
-                self.seen_version = version;
+                *seen_version = version;
                 // A stale level (mash-input stopped or hung) is absent: the loss falls back
                 // to its value at rest rather than freezing wherever the crowd left it.
-                record.level_at(now_ns)
+                let level = record.level_at(now_ns);
+                if level.is_none() {
+                    // Nobody writes this cell: has mash-input replaced it with a new one?
+                    self.follow.silent();
+                }
+                level
             }
             Err(LoadError::NeverStored | LoadError::Inconsistent { .. }) => None,
         }
     }
 
     fn wait(&mut self, timeout: Duration) {
-        let seen = self.seen_version;
         match self.reader() {
-            Some(reader) => {
+            Some((reader, seen_version)) => {
                 // A change or a timeout: the next tick refreshes either way. A failing futex must
                 // not turn this wait into a busy loop, so then we just sleep.
-                if let Err(WaitError::Wait(errno)) = reader.wait_for_change(seen, timeout) {
+                if let Err(WaitError::Wait(errno)) = reader.wait_for_change(*seen_version, timeout)
+                {
                     log::debug!("waiting on the mash cell failed ({errno}); sleeping instead");
                     std::thread::sleep(timeout);
                 }
             }
             None => std::thread::sleep(timeout),
         }
+    }
+
+    fn waiting(&self) -> Option<&str> {
+        self.follow.waiting()
     }
 }
 
@@ -129,6 +121,7 @@ impl StatsSink for StatsCell {
         closed_window: Option<WindowRate>,
         target: f64,
         mash: Option<MashLevel>,
+        waiting: Option<&str>,
     ) {
         self.publisher.set_count(names::SEEN, totals.seen);
         self.publisher.set_count(stat::DROPPED, totals.dropped);
@@ -143,11 +136,16 @@ impl StatsSink for StatsCell {
         if let Some(window) = closed_window {
             let percent = window.drop_ratio().map_or(0.0, |d| d.get() * 100.0);
             self.publisher.gauge(names::DROP_PERCENT, percent);
-            self.publisher.set_status_line(&format!(
+            let line = format!(
                 "drop {percent:.1}% (target {:.1}%) of {:.0} pkt/s",
                 target * 100.0,
                 window.packets_per_second()
-            ));
+            );
+            // No mash cell (mash-input not running): say so first; the loss is the one at rest.
+            match waiting {
+                Some(why) => self.publisher.set_status_line(&format!("{why}; {line}")),
+                None => self.publisher.set_status_line(&line),
+            }
         }
         self.publisher.publish(keymash_shm::monotonic_now_ns());
     }

@@ -20,7 +20,7 @@ fn main() -> ExitCode {
                 .settings(&config)
                 .context("invalid arguments or [loss] configuration")?;
             let mut mash: Box<dyn MashSource> = match settings.plan.drive {
-                Drive::Mash { .. } => Box::new(MashCell::new(&config).context("mash cell name")?),
+                Drive::Mash { .. } => Box::new(MashCell::new(&config).context("mash cell")?),
                 Drive::Fixed(_) => Box::new(NoMash),
             };
             // Statistics are for people; a broken /dev/shm must not stop the loss control itself.

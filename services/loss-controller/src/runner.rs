@@ -23,6 +23,12 @@ pub trait MashSource {
     fn wait(&mut self, timeout: Duration) {
         std::thread::sleep(timeout);
     }
+
+    /// Why there is no level to read (the cell is missing), for the status line; `None` while
+    /// the source is there.
+    fn waiting(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// No mash input: every tick reads `None` (counts as nobody mashing).
@@ -38,13 +44,15 @@ impl MashSource for NoMash {
 /// Where kernel-truth counters are published (the statistics cell in the exhibit).
 pub trait StatsSink {
     /// Called once per refresh with the kernel's totals, the one-second window that closed on
-    /// this refresh (if any), the long-run drop probability aimed at and the mash level used.
+    /// this refresh (if any), the long-run drop probability aimed at, the mash level used and
+    /// why there is no mash source (see [`MashSource::waiting`]).
     fn publish(
         &mut self,
         totals: LossCounters,
         closed_window: Option<WindowRate>,
         target: f64,
         mash: Option<MashLevel>,
+        waiting: Option<&str>,
     );
 
     /// The controller is stopping.
@@ -56,7 +64,15 @@ pub trait StatsSink {
 pub struct NoStats;
 
 impl StatsSink for NoStats {
-    fn publish(&mut self, _: LossCounters, _: Option<WindowRate>, _: f64, _: Option<MashLevel>) {}
+    fn publish(
+        &mut self,
+        _: LossCounters,
+        _: Option<WindowRate>,
+        _: f64,
+        _: Option<MashLevel>,
+        _: Option<&str>,
+    ) {
+    }
 }
 
 /// Errors that end the controller.
@@ -142,23 +158,24 @@ fn refresh_until_stopped(
         let totals = attached.filter().counters()?;
         let closed = meter.observe(monotonic_now_ns()?, totals);
         let target = settings.plan.model(level).mean_loss();
-        stats.publish(totals, closed, target, level);
+        stats.publish(totals, closed, target, level, mash.waiting());
         let now = Instant::now();
         lifecycle.progress(now);
         if let Some(window) = closed {
             let drop = window
                 .drop_ratio()
                 .map_or_else(|| "-".to_owned(), |d| d.to_string());
-            lifecycle.status(
-                now,
-                &format!(
-                    "drop {drop} of {:.0} pkt/s (target {:.1}%), seen {} dropped {}",
-                    window.packets_per_second(),
-                    target * 100.0,
-                    totals.seen,
-                    totals.dropped
-                ),
+            let line = format!(
+                "drop {drop} of {:.0} pkt/s (target {:.1}%), seen {} dropped {}",
+                window.packets_per_second(),
+                target * 100.0,
+                totals.seen,
+                totals.dropped
             );
+            match mash.waiting() {
+                Some(why) => lifecycle.status(now, &format!("{why}; {line}")),
+                None => lifecycle.status(now, &line),
+            }
         }
 
         // Refresh at least every tick; a mash change (the mash cell's futex) wakes us sooner.

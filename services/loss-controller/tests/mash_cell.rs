@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 
 use keymash_core::config::Config;
 use keymash_core::curves::LossCurve;
-use keymash_core::pipeline::{stat, MashRecord, Service, MASH_CELL};
 use keymash_core::MashLevel;
 use keymash_loss_controller::cells::names;
 use keymash_loss_controller::filter::{counters_of_program, ForeignFilter};
 use keymash_loss_controller::layout::LossConfigRecord;
+use keymash_pipeline::{stat, MashRecord, Service, MASH_CELL};
 use keymash_shm::{
     monotonic_now_ns, CellReader, CellWriter, Permissions, SegmentId, SegmentName, ServiceStats,
 };

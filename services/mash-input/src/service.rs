@@ -5,12 +5,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use keymash_core::config::{Config, InputSource};
-use keymash_core::mash::MashMeter;
-use keymash_core::pipeline::{MashRecord, Service, MASH_CELL};
+use keymash_core::mash::{KeyCode, MashMeter};
 use keymash_input::{MashScript, ScriptPlayer};
-use keymash_service::stats::{permissions, segment_id};
+use keymash_pipeline::{MashRecord, Segments, Service};
 use keymash_service::{Lifecycle, StatsPublisher};
-use keymash_shm::{monotonic_now_ns, CellWriter};
+use keymash_shm::{monotonic_now_ns, ServiceState};
 
 use crate::keys::{Fifo, KeySource, Keyboards};
 
@@ -21,29 +20,12 @@ const STATS_EVERY: u32 = 10;
 const MAX_COUNTED_PRESSES: usize = 4096;
 
 pub fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
-    let mut source = match &config.input.source {
-        InputSource::Evdev => KeySource::Evdev(Keyboards::default()),
-        InputSource::Fifo(path) => KeySource::Fifo(Fifo::open(path)?),
-        InputSource::Script(pattern) => {
-            let script: MashScript = pattern
-                .parse()
-                .with_context(|| format!("input.source: mash pattern {pattern:?}"))?;
-            KeySource::Script(ScriptPlayer::new(script, Instant::now()))
-        }
-    };
-    let id = segment_id(&config, MASH_CELL)?;
-    let (mut cell, _) = CellWriter::<MashRecord>::open(&id, permissions(&config))
-        .with_context(|| format!("opening the mash cell {id}"))?;
+    let mut source = open_source(&config.input.source)?;
+    let mut cell = Segments::new(&config)?.mash_cell()?.create()?;
     let mut stats = StatsPublisher::open(&config, Service::MashInput, "keys", monotonic_now_ns())?;
-    let mut meter = MashMeter::new(config.mash.clone());
-    // MashMeter keeps its window private; this counts the presses in it for the cell's
-    // `presses_in_window` (same window length, same times).
-    let window = Duration::from_millis(u64::from(config.mash.window_ms));
-    let mut recent: VecDeque<Instant> = VecDeque::new();
+    let mut mashing = Mashing::new(&config);
     // publish_hz is validated (>= 50) by the configuration.
     let period = Duration::from_secs_f64(1.0 / f64::from(config.input.publish_hz.max(1)));
-
-    let mut presses_total: u64 = 0;
     let mut presses = Vec::new();
     let mut next_publish = Instant::now();
     let mut publishes: u32 = 0;
@@ -51,37 +33,19 @@ pub fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
         "reading {}",
         String::from(config.input.source.clone())
     ));
+    stats.set_state(ServiceState::Running);
     while !lifecycle.stop_requested() {
         presses.clear();
         source.wait_for_presses(next_publish, &mut presses)?;
         let now = Instant::now();
-        for &key in &presses {
-            meter.press(key, now);
-            if recent.len() == MAX_COUNTED_PRESSES {
-                recent.pop_front();
-            }
-            recent.push_back(now);
-        }
-        while recent
-            .front()
-            .is_some_and(|&t| now.saturating_duration_since(t) > window)
-        {
-            recent.pop_front();
-        }
-        presses_total += presses.len() as u64;
+        mashing.press(&presses, now);
         stats.count("keys", presses.len() as u64);
         // A key press publishes at once (keypress-to-screen latency); otherwise at the tick.
         if presses.is_empty() && now < next_publish {
             continue;
         }
-        let level = meter.level(now);
-        let in_window = u32::try_from(recent.len()).unwrap_or(u32::MAX);
-        cell.store(&MashRecord::new(
-            level,
-            in_window,
-            presses_total,
-            monotonic_now_ns(),
-        ));
+        let record = mashing.record(now);
+        cell.store(&record);
         if now >= next_publish {
             next_publish += period;
             // After a stall (suspend, debugger) start afresh rather than publish in a burst.
@@ -92,12 +56,14 @@ pub fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
         lifecycle.progress(now);
         publishes = publishes.wrapping_add(1);
         if publishes % STATS_EVERY == 0 {
+            let level = record.level().get();
             let line = format!(
-                "mash {:.2}, {in_window} keys in window, {presses_total} keys, {} device(s)",
-                level.get(),
+                "mash {level:.2}, {} keys in window, {} keys, {} device(s)",
+                record.presses_in_window(),
+                record.presses_total(),
                 source.devices()
             );
-            stats.gauge("level", f64::from(level.get()));
+            stats.gauge("level", f64::from(level));
             stats.gauge("devices", source.devices() as f64);
             stats.set_status_line(&line);
             stats.publish(monotonic_now_ns());
@@ -105,4 +71,68 @@ pub fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The configured key source (`input.source`).
+fn open_source(source: &InputSource) -> anyhow::Result<KeySource> {
+    Ok(match source {
+        InputSource::Evdev => KeySource::Evdev(Keyboards::default()),
+        InputSource::Fifo(path) => KeySource::Fifo(Fifo::open(path)?),
+        InputSource::Script(pattern) => {
+            let script: MashScript = pattern
+                .parse()
+                .with_context(|| format!("input.source: mash pattern {pattern:?}"))?;
+            KeySource::Script(ScriptPlayer::new(script, Instant::now()))
+        }
+    })
+}
+
+/// The mash model and the counts the mash cell carries beside its level.
+struct Mashing {
+    meter: MashMeter,
+    /// MashMeter keeps its window private; this counts the presses in it for the cell's
+    /// `presses_in_window` (same window length, same times).
+    window: Duration,
+    recent: VecDeque<Instant>,
+    presses_total: u64,
+}
+
+impl Mashing {
+    fn new(config: &Config) -> Self {
+        Mashing {
+            meter: MashMeter::new(config.mash.clone()),
+            window: Duration::from_millis(u64::from(config.mash.window_ms)),
+            recent: VecDeque::new(),
+            presses_total: 0,
+        }
+    }
+
+    /// `keys` were pressed at `now`.
+    fn press(&mut self, keys: &[KeyCode], now: Instant) {
+        for &key in keys {
+            self.meter.press(key, now);
+            if self.recent.len() == MAX_COUNTED_PRESSES {
+                self.recent.pop_front();
+            }
+            self.recent.push_back(now);
+        }
+        while self
+            .recent
+            .front()
+            .is_some_and(|&t| now.saturating_duration_since(t) > self.window)
+        {
+            self.recent.pop_front();
+        }
+        self.presses_total += keys.len() as u64;
+    }
+
+    /// The cell's value at `now`.
+    fn record(&mut self, now: Instant) -> MashRecord {
+        MashRecord::new(
+            self.meter.level(now),
+            u32::try_from(self.recent.len()).unwrap_or(u32::MAX),
+            self.presses_total,
+            monotonic_now_ns(),
+        )
+    }
 }

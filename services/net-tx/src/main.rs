@@ -8,24 +8,22 @@
 //! without blocking, and drains the transport's transmits.
 #![forbid(unsafe_code)]
 
-use std::collections::VecDeque;
 use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use clap::Parser;
 use keymash_core::config::Config;
-use keymash_core::pipeline::{stat, QualityRecord, Service, PAYLOADS, QUALITY_CELL};
-use keymash_core::Quality;
-use keymash_media::framing::PackedPayloads;
-use keymash_media::{transport_settings, Percentiles};
-use keymash_service::stats::{permissions, segment_id};
+use keymash_core::{Percentiles, Quality};
+use keymash_media::Departures;
+use keymash_pipeline::{
+    stat, Follow, PackedPayloads, PayloadSlot, QualityRecord, Segments, Service,
+};
 use keymash_service::{Lifecycle, ServiceArgs, StatsPublisher};
-use keymash_shm::{monotonic_now_ns, CellWriter, OpenError, RecvError, RingReader};
+use keymash_shm::{monotonic_now_ns, RecvError, RingReader};
 use keymash_transport::udp::{PeerSocket, SocketBuffers, RECV_BUFFER_LEN};
-use keymash_transport::{Sender, SessionSalt, TransmitKind};
+use keymash_transport::{transport_settings, Sender, SessionSalt, TransmitKind};
 
 /// Longest sleep between checks for receiver feedback.
 const FEEDBACK_POLL: Duration = Duration::from_millis(5);
@@ -33,9 +31,8 @@ const FEEDBACK_POLL: Duration = Duration::from_millis(5);
 const QUALITY_REFRESH: Duration = Duration::from_millis(100);
 /// Capture-to-send latencies kept for the p50/p99 gauges.
 const LATENCY_WINDOW: usize = 300;
-/// A reader that has seen no frame for this long reopens its ring (the writer may have
-/// recreated it).
-const REOPEN_AFTER: Duration = Duration::from_secs(2);
+/// Statistics and the status line are refreshed this often.
+const PUBLISH_INTERVAL: Duration = Duration::from_millis(500);
 
 #[derive(Debug, Parser)]
 #[command(
@@ -90,12 +87,9 @@ fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
             "UNPROTECTED".to_owned()
         }
     };
-    let (mut quality_cell, _) = CellWriter::<QualityRecord>::open(
-        &segment_id(&config, QUALITY_CELL)?,
-        permissions(&config),
-    )
-    .context("cannot open the quality cell")?;
-    let payloads_id = segment_id(&config, PAYLOADS)?;
+    let segments = Segments::new(&config)?;
+    let mut quality_cell = segments.quality_cell()?.create()?;
+    let mut payloads = segments.payloads()?.follow();
     let mut stats = StatsPublisher::open(&config, Service::NetTx, "packets", monotonic_now_ns())?;
     lifecycle.ready(&format!(
         "sending to {peer} from {}, {protection}, FEC {}, NACK {}, pacing over {:.1} ms",
@@ -110,15 +104,12 @@ fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
     ));
     stats.set_state(keymash_shm::ServiceState::Running);
 
-    let mut reader: Option<RingReader> = None;
     let mut datagram = vec![0u8; RECV_BUFFER_LEN];
     let mut frame = Vec::new();
     let mut latency_ms = Percentiles::new(LATENCY_WINDOW);
-    // Last media sequence number of each queued frame, with its capture time.
-    let mut frames_in_flight: VecDeque<(u16, u64)> = VecDeque::new();
+    let mut departures = Departures::new();
     let mut last_quality: Option<(Quality, bool)> = None;
     let mut last_quality_write = Instant::now();
-    let mut last_frame = Instant::now();
     let mut last_publish = Instant::now();
     let mut send_errors = 0u64;
     while !lifecycle.stop_requested() {
@@ -154,23 +145,12 @@ fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
             }
             stats.count("packets", 1);
             if transmit.kind == TransmitKind::Media {
-                // A frame is sent when its last packet is; frames before it whose last packet
-                // the pacer dropped as stale will never complete and are forgotten here.
-                let seq = rtp_seq(&transmit.contents);
-                if let Some(done) = frames_in_flight
-                    .iter()
-                    .position(|&(last, _)| Some(last) == seq)
+                if let Some(capture_ns) =
+                    rtp_seq(&transmit.contents).and_then(|s| departures.sent(s))
                 {
-                    if let Some((_, capture_ns)) = frames_in_flight.drain(..=done).next_back() {
-                        latency_ms
-                            .record(monotonic_now_ns().saturating_sub(capture_ns) as f64 / 1e6);
-                    }
+                    latency_ms.record(monotonic_now_ns().saturating_sub(capture_ns) as f64 / 1e6);
                 }
             }
-        }
-        // Bounded even if the pacer drops every frame's last packet.
-        while frames_in_flight.len() > 64 {
-            frames_in_flight.pop_front();
         }
         // 4. Wait for the next frame, no longer than the next paced packet or feedback check.
         let now = Instant::now();
@@ -178,129 +158,143 @@ fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
             .poll_timeout()
             .map_or(FEEDBACK_POLL, |t| t.saturating_duration_since(now))
             .min(FEEDBACK_POLL);
-        match reader.as_mut() {
-            None => {
-                match RingReader::open(&payloads_id) {
-                    Ok(r) => reader = Some(r),
-                    Err(OpenError::NotFound { .. } | OpenError::NotReady { .. }) => {
-                        std::thread::sleep(wait)
-                    }
-                    Err(e) => {
-                        log::warn!("{e}");
-                        std::thread::sleep(wait);
-                    }
-                }
-                last_frame = Instant::now();
-            }
-            Some(r) => match r.recv_into(wait, &mut frame) {
-                Ok(received) => {
-                    last_frame = Instant::now();
-                    stats.count(stat::DROPPED, received.missed);
-                    match PackedPayloads::parse(&frame) {
-                        Ok(packed) if !packed.payloads.is_empty() => {
-                            let now = Instant::now();
-                            let age = Duration::from_nanos(
-                                monotonic_now_ns().saturating_sub(received.meta.capture_ns()),
-                            );
-                            let capture_time = now.checked_sub(age).unwrap_or(now);
-                            match sender.push_frame(
-                                now,
-                                received.meta.frame(),
-                                capture_time,
-                                &packed.payloads,
-                            ) {
-                                Ok(queued) => {
-                                    stats.count("frames", 1);
-                                    frames_in_flight.push_back((
-                                        queued.last_seq.wire(),
-                                        received.meta.capture_ns(),
-                                    ));
-                                }
-                                Err(e) => {
-                                    log::warn!("frame {} not sent: {e}", received.meta.frame());
-                                    stats.count(stat::DROPPED, 1);
-                                }
-                            }
-                        }
-                        Ok(_) => stats.count(stat::DROPPED, 1),
-                        Err(e) => {
-                            log::warn!("payload slot {} unreadable: {e}", received.seq);
-                            stats.count(stat::DROPPED, 1);
-                        }
-                    }
-                }
-                Err(RecvError::TimedOut) => {
-                    if last_frame.elapsed() > REOPEN_AFTER {
-                        reader = None;
-                    }
-                }
-                Err(e) => {
-                    log::warn!("payload ring: {e}; reopening");
-                    reader = None;
-                }
-            },
-        }
+        take_frame(
+            &mut payloads,
+            wait,
+            &mut frame,
+            &mut sender,
+            &mut departures,
+            &mut stats,
+        );
 
         let now = Instant::now();
         lifecycle.progress(now);
-        if now.duration_since(last_publish) >= Duration::from_millis(500) {
+        if now.duration_since(last_publish) >= PUBLISH_INTERVAL {
             last_publish = now;
-            let s = sender.stats().clone();
-            stats.set_count("media_sent", s.media_sent);
-            stats.set_count("repair_sent", s.repair_sent);
-            stats.set_count("retransmitted", s.retransmitted);
-            stats.set_count("nacks_received", s.nacks_received);
-            stats.set_count("reports_received", s.reports_received);
-            stats.set_count("send_queue_dropped", s.send_queue_dropped);
             stats.set_count("send_errors", send_errors);
-            stats.set_count("retransmit_refused", s.retransmit_refused);
-            stats.set_count("retransmit_capped", s.retransmit_capped);
-            let security = sender.security_stats().unwrap_or_default();
-            stats.set_count("auth_failed", security.auth_failed);
-            stats.set_count("replayed", security.replayed);
-            stats.gauge(
-                "protected",
-                if sender.key_fingerprint().is_some() {
-                    1.0
-                } else {
-                    0.0
-                },
+            let line = publish(
+                &mut stats,
+                &sender,
+                &mut latency_ms,
+                peer,
+                payloads.waiting(),
+                now,
             );
-            stats.gauge("rtt_ms", s.rtt.map_or(-1.0, |d| d.as_secs_f64() * 1e3));
-            stats.gauge("remote_loss", s.remote_fraction_lost);
-            stats.gauge("quality", f64::from(sender.requested_quality(now).get()));
-            stats.gauge("peer_alive", if sender.peer_alive(now) { 1.0 } else { 0.0 });
-            stats.gauge("latency_ms_p50", latency_ms.quantile(0.5).unwrap_or(0.0));
-            stats.gauge("latency_ms_p99", latency_ms.quantile(0.99).unwrap_or(0.0));
-            stats.publish(monotonic_now_ns());
-            let alarm = sender.security_alarm(now);
-            if let Some(alarm) = alarm {
-                stats.set_last_error(&alarm.to_string());
-            }
-            let line = format!(
-                "to {peer}: {} frames, {} packets ({} repair, {} resent), quality {}{}, loss {:.1}%, rtt {}, capture-to-send p50 {:.1} ms",
-                stats.counter("frames").unwrap_or(0),
-                s.media_sent,
-                s.repair_sent,
-                s.retransmitted,
-                sender.requested_quality(now),
-                if sender.remote_mash(now).is_some() { " (receiver)" } else { " (fallback)" },
-                s.remote_fraction_lost * 100.0,
-                s.rtt.map_or("-".to_owned(), |d| format!("{:.1} ms", d.as_secs_f64() * 1e3)),
-                latency_ms.quantile(0.5).unwrap_or(0.0),
-            );
-            let line = match alarm {
-                Some(alarm) => format!("{alarm}; {line}"),
-                None if sender.key_fingerprint().is_none() => format!("UNPROTECTED; {line}"),
-                None => line,
-            };
-            stats.set_status_line(&line);
             lifecycle.status(now, &line);
         }
     }
     stats.set_state(keymash_shm::ServiceState::Stopping);
     stats.publish(monotonic_now_ns());
     Ok(())
+}
+
+/// Waits up to `wait` for the next encoded frame and queues it with the transport.
+fn take_frame(
+    payloads: &mut Follow<RingReader>,
+    wait: Duration,
+    frame: &mut Vec<u8>,
+    sender: &mut Sender,
+    departures: &mut Departures,
+    stats: &mut StatsPublisher,
+) {
+    let Some(reader) = payloads.reader() else {
+        std::thread::sleep(wait);
+        return;
+    };
+    let received = match reader.recv_into(wait, frame) {
+        Ok(received) => received,
+        Err(RecvError::TimedOut) => {
+            payloads.silent();
+            return;
+        }
+        Err(e) => {
+            payloads.reopen(&e);
+            return;
+        }
+    };
+    stats.count(stat::DROPPED, received.missed);
+    let slot = PayloadSlot::read(&received.meta);
+    let packed = match PackedPayloads::parse(frame) {
+        Ok(packed) if !packed.payloads.is_empty() => packed,
+        Ok(_) => {
+            stats.count(stat::DROPPED, 1);
+            return;
+        }
+        Err(e) => {
+            log::warn!("payload slot {} unreadable: {e}", received.seq);
+            stats.count(stat::DROPPED, 1);
+            return;
+        }
+    };
+    let now = Instant::now();
+    let age = Duration::from_nanos(monotonic_now_ns().saturating_sub(slot.capture_ns));
+    let capture_time = now.checked_sub(age).unwrap_or(now);
+    match sender.push_frame(now, slot.frame, capture_time, &packed.payloads) {
+        Ok(queued) => {
+            stats.count("frames", 1);
+            departures.queued(queued.last_seq.wire(), slot.capture_ns);
+        }
+        Err(e) => {
+            log::warn!("frame {} not sent: {e}", slot.frame);
+            stats.count(stat::DROPPED, 1);
+        }
+    }
+}
+
+/// Publishes the transport's figures; returns the status line.
+fn publish(
+    stats: &mut StatsPublisher,
+    sender: &Sender,
+    latency_ms: &mut Percentiles,
+    peer: SocketAddr,
+    waiting: Option<&str>,
+    now: Instant,
+) -> String {
+    let s = sender.stats().clone();
+    stats.set_count("media_sent", s.media_sent);
+    stats.set_count("repair_sent", s.repair_sent);
+    stats.set_count("retransmitted", s.retransmitted);
+    stats.set_count("nacks_received", s.nacks_received);
+    stats.set_count("reports_received", s.reports_received);
+    stats.set_count("send_queue_dropped", s.send_queue_dropped);
+    stats.set_count("retransmit_refused", s.retransmit_refused);
+    stats.set_count("retransmit_capped", s.retransmit_capped);
+    let security = sender.security_stats().unwrap_or_default();
+    stats.set_count("auth_failed", security.auth_failed);
+    stats.set_count("replayed", security.replayed);
+    let protected = sender.key_fingerprint().is_some();
+    stats.gauge("protected", if protected { 1.0 } else { 0.0 });
+    stats.gauge("rtt_ms", s.rtt.map_or(-1.0, |d| d.as_secs_f64() * 1e3));
+    stats.gauge("remote_loss", s.remote_fraction_lost);
+    stats.gauge("quality", f64::from(sender.requested_quality(now).get()));
+    stats.gauge("peer_alive", if sender.peer_alive(now) { 1.0 } else { 0.0 });
+    stats.gauge("latency_ms_p50", latency_ms.quantile(0.5).unwrap_or(0.0));
+    stats.gauge("latency_ms_p99", latency_ms.quantile(0.99).unwrap_or(0.0));
+    let alarm = sender.security_alarm(now);
+    if let Some(alarm) = &alarm {
+        stats.set_last_error(&alarm.to_string());
+    }
+    let line = format!(
+        "to {peer}: {} frames, {} packets ({} repair, {} resent), quality {}{}, loss {:.1}%, rtt {}, capture-to-send p50 {:.1} ms",
+        stats.counter("frames").unwrap_or(0),
+        s.media_sent,
+        s.repair_sent,
+        s.retransmitted,
+        sender.requested_quality(now),
+        if sender.remote_mash(now).is_some() { " (receiver)" } else { " (fallback)" },
+        s.remote_fraction_lost * 100.0,
+        s.rtt.map_or("-".to_owned(), |d| format!("{:.1} ms", d.as_secs_f64() * 1e3)),
+        latency_ms.quantile(0.5).unwrap_or(0.0),
+    );
+    let line = match (alarm, waiting) {
+        (Some(alarm), _) => format!("{alarm}; {line}"),
+        (None, _) if !protected => format!("UNPROTECTED; {line}"),
+        (None, Some(why)) => format!("{why}; {line}"),
+        (None, None) => line,
+    };
+    stats.set_status_line(&line);
+    stats.publish(monotonic_now_ns());
+    line
 }
 
 #[cfg(test)]

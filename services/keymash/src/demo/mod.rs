@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use keymash_core::config::Config;
-use keymash_core::pipeline::Service;
+use keymash_pipeline::Service;
 use keymash_shm::Prefix;
 use keymash_testbed::{ChildGuard, Netns, NetnsPair};
 

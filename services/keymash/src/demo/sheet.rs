@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use anyhow::Context as _;
-use keymash_media::font::{for_each_lit_pixel, text_width, GLYPH_HEIGHT};
+use keymash_core::font::{for_each_lit_pixel, text_width, GLYPH_HEIGHT};
 
 use super::watch::Shown;
 

@@ -19,11 +19,9 @@ use std::time::{Duration, Instant};
 use keymash_codec::frame::{psnr_from_squared_error, squared_error};
 use keymash_codec::{FrameGeometry, I420Frame};
 use keymash_core::config::Config;
-use keymash_core::pipeline::{
-    MashRecord, QualityRecord, Service, DELAYED_FRAMES, MASH_CELL, QUALITY_CELL,
-};
 use keymash_core::FrameNo;
-use keymash_shm::{CellReader, CellValue, RingReader, ServiceStats};
+use keymash_pipeline::{CellSpec, MashRecord, QualityRecord, Segments, Service};
+use keymash_shm::{CellReader, CellValue, RingReader, SegmentId, ServiceStats};
 
 /// Source pictures kept for lookup: the display shows a frame well within this many frames
 /// (playout delay plus transport) after the encoder took it.
@@ -43,18 +41,20 @@ pub fn settled_after(config: &Config) -> Duration {
 }
 
 /// A cell reader opened on first use and reopened after a failure (the writer may start late).
+/// Not a `keymash_pipeline::Follow`: the demo polls quietly, where a follower would log each
+/// stage's cell appearing in the middle of the demo's table.
 #[derive(Debug)]
 struct LazyCell<T: CellValue> {
-    id: keymash_shm::SegmentId,
+    id: SegmentId,
     reader: Option<CellReader<T>>,
 }
 
 impl<T: CellValue> LazyCell<T> {
-    fn new(config: &Config, name: &str) -> anyhow::Result<Self> {
-        Ok(LazyCell {
-            id: keymash_service::stats::segment_id(config, name)?,
+    fn new(cell: &CellSpec<T>) -> Self {
+        LazyCell {
+            id: cell.id().clone(),
             reader: None,
-        })
+        }
     }
 
     fn load(&mut self) -> Option<T> {
@@ -90,13 +90,14 @@ pub struct Figures {
 
 impl Probe {
     pub fn new(config: &Config) -> anyhow::Result<Self> {
+        let segments = Segments::new(config)?;
         let stats = Service::ALL
             .into_iter()
-            .map(|s| Ok((s, LazyCell::new(config, &s.stats_cell())?)))
+            .map(|s| Ok((s, LazyCell::new(&segments.stats_cell(s)?))))
             .collect::<anyhow::Result<_>>()?;
         Ok(Probe {
-            mash: LazyCell::new(config, MASH_CELL)?,
-            quality: LazyCell::new(config, QUALITY_CELL)?,
+            mash: LazyCell::new(&segments.mash_cell()?),
+            quality: LazyCell::new(&segments.quality_cell()?),
             stats,
         })
     }
@@ -196,7 +197,7 @@ impl Watcher {
             .map(std::fs::File::create)
             .transpose()?
             .map(std::io::BufWriter::new);
-        let ring = keymash_service::stats::segment_id(config, DELAYED_FRAMES)?;
+        let ring = Segments::new(config)?.delayed_frames()?.id().clone();
 
         let source_thread = {
             let (stop, sources) = (Arc::clone(&stop), Arc::clone(&sources));
@@ -270,7 +271,7 @@ impl Drop for Watcher {
 /// Copies the luma of every frame the encoder can take into `sources`, as one more reader of
 /// the delayed-frame ring (which it waits for until delay-buffer has made it).
 fn keep_sources(
-    ring: &keymash_shm::SegmentId,
+    ring: &SegmentId,
     luma_len: usize,
     stop: &AtomicBool,
     sources: &Mutex<SourceStore>,

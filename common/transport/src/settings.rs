@@ -6,8 +6,8 @@
 
 use std::time::Duration;
 
+use crate::{FecOverhead, PayloadType, Protection, TransportConfig};
 use keymash_core::config::{Config, ConfigError};
-use keymash_transport::{FecOverhead, PayloadType, Protection, TransportConfig};
 
 /// A `[transport]` value the transport cannot use, named by its key.
 #[derive(Debug, thiserror::Error)]

@@ -1,4 +1,6 @@
-//! How much memory the delay needs, and refusing a delay that cannot fit.
+//! The delay hold: the delay buffer's own ring of `delay.seconds` of frames (its slots are
+//! [`crate::frames::FrameSlot`]s). How much memory the delay needs, and refusing a delay that
+//! cannot fit.
 //!
 //! The delay buffer keeps `delay.seconds` of raw I420 frames in its own shared-memory ring. The
 //! ring gets [`DRIFT_MARGIN`] more slots than the nominal rate needs (a webcam's real rate runs
@@ -8,6 +10,8 @@
 use keymash_core::config::{DelayConfig, VideoConfig};
 use keymash_shm::layout::{HEADER_SIZE, SLOT_ALIGN, SLOT_HEADER_SIZE};
 use keymash_shm::RingGeometry;
+
+use crate::frames::i420_len;
 
 /// Extra fraction of slots for a camera that delivers faster than `video.fps`.
 pub const DRIFT_MARGIN: f64 = 0.05;
@@ -96,12 +100,6 @@ impl DelayBudget {
     pub fn mib(&self) -> f64 {
         self.segment_bytes as f64 / MIB as f64
     }
-}
-
-/// Bytes of one I420 frame (Y plane plus two quarter-size chroma planes).
-pub fn i420_len(width: u32, height: u32) -> usize {
-    let (w, h) = (width as usize, height as usize);
-    w * h + 2 * (w.div_ceil(2) * h.div_ceil(2))
 }
 
 /// Bytes of a ring segment with `slot_count` slots of `slot_size`, as keymash-shm lays it out.

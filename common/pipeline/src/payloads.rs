@@ -1,10 +1,52 @@
-//! One encoded frame's payloads in one payload-ring slot.
+//! The payload ring (encoder to net-tx): one encoded frame per slot, all its payloads packed
+//! together, so net-tx gets the whole frame at once (the transport paces a frame's packets and
+//! computes FEC over them as a group) and a frame is either wholly there or wholly lapped,
+//! never half.
 //!
-//! The encoder writes a frame's payloads into a single slot so net-tx gets the whole frame at
-//! once (the transport paces a frame's packets and computes FEC over them as a group), and a
-//! frame is either wholly there or wholly lapped, never half. Layout, little-endian:
-//! `count: u16`, then `count` times `len: u16` followed by `len` bytes. A codec payload is at
-//! most 65 507 bytes (one UDP datagram), so 16-bit lengths always suffice.
+//! Slot layout, little-endian: `count: u16`, then `count` times `len: u16` followed by `len`
+//! bytes. A codec payload is at most 65 507 bytes (one UDP datagram), so 16-bit lengths always
+//! suffice. The slot's description is a [`PayloadSlot`].
+
+use keymash_core::config::VideoConfig;
+use keymash_core::FrameNo;
+use keymash_shm::{FrameMeta, GeometryError, RingGeometry};
+
+use crate::frames::{i420_len, FrameKind};
+
+/// Encoded frames the payload ring holds.
+pub const PAYLOAD_SLOTS: usize = 16;
+
+/// The payload ring's shape: a slot holds twice the raw frame. Intra coding of noise at quality
+/// 100 stays below 1.5 bytes a pixel, and the framing adds 2 bytes per ~1.2 kB payload.
+pub(crate) fn payload_ring(video: &VideoConfig) -> Result<RingGeometry, GeometryError> {
+    RingGeometry::new(
+        2 * i420_len(video.width, video.height) + 4096,
+        PAYLOAD_SLOTS,
+    )
+}
+
+/// An encoded frame's description: the delayed frame's number and capture time, and whether it
+/// is the countdown card.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PayloadSlot {
+    pub frame: FrameNo,
+    pub capture_ns: u64,
+    pub kind: FrameKind,
+}
+
+impl PayloadSlot {
+    pub fn meta(&self) -> FrameMeta {
+        FrameMeta::new(self.frame, self.capture_ns).with_flags(self.kind.flags())
+    }
+
+    pub fn read(meta: &FrameMeta) -> Self {
+        PayloadSlot {
+            frame: meta.frame(),
+            capture_ns: meta.capture_ns(),
+            kind: FrameKind::from_flags(meta.flags()),
+        }
+    }
+}
 
 /// A slot's contents could not be packed or unpacked.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -91,6 +133,22 @@ fn split_u16(bytes: &[u8]) -> Result<(u16, &[u8]), FramingError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_payload_slot_round_trips_through_the_ring_metadata() {
+        let slot = PayloadSlot {
+            frame: FrameNo(41),
+            capture_ns: 5,
+            kind: FrameKind::Countdown,
+        };
+        assert_eq!(PayloadSlot::read(&slot.meta()), slot);
+        let vga = VideoConfig {
+            width: 640,
+            height: 480,
+            fps: 30,
+        };
+        assert_eq!(payload_ring(&vga).unwrap().slot_size(), 2 * 460_800 + 4096);
+    }
 
     #[test]
     fn payloads_round_trip_through_a_slot() {
