@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 
 use keymash_core::config::QualityCurveConfig;
 use keymash_core::curves::QualityCurve;
-use keymash_core::pipeline::{MashRecord, MASH_CELL};
 use keymash_core::MashLevel;
 use keymash_input::event::{KEY_AUTOREPEAT, KEY_PRESSED};
+use keymash_pipeline::{MashRecord, MASH_CELL};
 use keymash_tests::receiver::{
     type_records_into_fifo, typist_level, CellWatch, ReceiverSetup, SentFrame, TestSender,
 };

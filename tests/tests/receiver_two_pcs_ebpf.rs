@@ -12,7 +12,7 @@
 
 use std::time::{Duration, Instant};
 
-use keymash_core::pipeline::Service;
+use keymash_pipeline::Service;
 use keymash_tests::receiver::{type_into_fifo, typist_level, ReceiverSetup};
 use keymash_tests::{require_root, NetnsPair};
 

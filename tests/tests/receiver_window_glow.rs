@@ -8,8 +8,8 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use keymash_core::pipeline::{MashRecord, MASH_CELL};
 use keymash_core::MashLevel;
+use keymash_pipeline::{MashRecord, MASH_CELL};
 use keymash_shm::{monotonic_now_ns, CellWriter, Permissions};
 use keymash_tests::receiver::ReceiverSetup;
 use keymash_tests::ChildGuard;

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use keymash_core::key::PreSharedKey;
-use keymash_core::pipeline::Service;
+use keymash_pipeline::Service;
 use keymash_shm::{CellReader, ServiceStats};
 use keymash_tests::receiver::{test_picture, ReceiverSetup, TestSender};
 use keymash_transport::Protection;

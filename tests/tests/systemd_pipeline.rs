@@ -15,7 +15,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use keymash_core::pipeline::{stat, Service};
+use keymash_pipeline::{stat, Service};
 use keymash_shm::{
     list_segments, CellReader, Prefix, RemoveSegmentsOnDrop, SegmentId, SegmentName, ServiceStats,
 };

@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use keymash_core::pipeline::{Role, Service};
+use keymash_pipeline::{Role, Service};
 
 /// Every stage's short name, sender's first (the unit is `keymash-<name>.service`).
 fn services() -> Vec<&'static str> {
