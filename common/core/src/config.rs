@@ -583,7 +583,8 @@ impl Config {
     }
 
     /// The pre-shared key named by `security.key_file`, or `None` with `security.mode = "none"`.
-    /// A missing or damaged file is refused naming the key `security.key_file`.
+    /// A missing, unreadable or damaged file is refused naming the file and the key
+    /// `security.key_file`, and saying how to make one (`keymash keygen`).
     pub fn load_key(&self) -> Result<Option<PreSharedKey>, ConfigError> {
         if self.security.mode == SecurityMode::None {
             return Ok(None);
@@ -596,13 +597,18 @@ impl Config {
         };
         let text = std::fs::read_to_string(path).map_err(|e| {
             invalid(format!(
-                "cannot read the key file: {e}; create it with `keymash keygen` and copy it to the other PC, \
-                 or set security.mode = \"none\" to run unprotected"
+                "cannot read the key file: {e}; create it with `keymash keygen --output {}` and copy it to \
+                 the other PC, or set security.mode = \"none\" to run unprotected",
+                path.display()
             ))
         })?;
-        PreSharedKey::parse(&text)
-            .map(Some)
-            .map_err(|e| invalid(e.to_string()))
+        PreSharedKey::parse(&text).map(Some).map_err(|e| {
+            invalid(format!(
+                "not a key file: {e}; copy the other PC's key file here, or make a new one with \
+                 `keymash keygen --force --output {}` and copy it to the other PC",
+                path.display()
+            ))
+        })
     }
 
     /// Checks that types alone cannot express.

@@ -3,6 +3,8 @@
 //!
 //! `cargo bench -p keymash-transport --bench fec [-- FRAMES_OF_20]` (frames of 100 get a fifth).
 
+mod support;
+
 use std::hint::black_box;
 use std::time::Instant;
 
@@ -10,6 +12,7 @@ use keymash_transport::fec::{
     block_rows, FecDecoder, FecEncoder, FecOverhead, RepairPacket, SplitMix64,
 };
 use keymash_transport::seq::SeqExtender;
+use support::cpu_model;
 
 /// Loss on the wire, packet by packet in sending order, continuing across frames.
 enum Loss {
@@ -165,17 +168,6 @@ fn run(k: usize, frames: u64, mut loss: Loss, seed: u64) -> (String, Tally) {
         next_seq = next_seq.wrapping_add(k as u16);
     }
     (name, t)
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown".to_owned())
 }
 
 fn pct(a: u64, b: u64) -> String {

@@ -7,26 +7,22 @@
 //! Prints p50/p99/max over many repetitions, and the CPU share of one core at 30 fps for
 //! sealing (net-tx) and opening (net-rx).
 
+#[path = "../tests/support/security.rs"]
+mod fixtures;
+mod support;
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+use fixtures::{endpoint, video_header};
 use keymash_codec::{Encoder, EncoderConfig, FrameGeometry, I420Frame, PayloadSink, QualitySpec};
-use keymash_core::key::PreSharedKey;
 use keymash_core::{FrameNo, Quality};
-use keymash_transport::rtp::{PayloadType, RtpHeader, Ssrc};
-use keymash_transport::security::{Direction, Endpoint, SessionSalt, RTCP_OVERHEAD, RTP_OVERHEAD};
+use keymash_transport::rtp::Ssrc;
+use keymash_transport::security::{Direction, RTCP_OVERHEAD, RTP_OVERHEAD};
+use support::cpu_model;
 
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown".to_owned())
-}
+/// What is timed, per packet and per frame, in the order printed.
+const MEASURED: [&str; 3] = ["seal", "open", "memcpy (clone) baseline"];
 
 /// A 640x480 picture with detail everywhere (a smooth gradient would make tiny frames).
 fn picture() -> I420Frame {
@@ -59,6 +55,15 @@ fn us(d: Duration) -> String {
     format!("{:.2} us", d.as_secs_f64() * 1e6)
 }
 
+/// "p50 .., p99 .., max .." of `samples`, and the p50.
+fn summary(samples: Vec<Duration>) -> (String, Duration) {
+    let (p50, p99, max) = percentiles(samples);
+    (
+        format!("p50 {}, p99 {}, max {}", us(p50), us(p99), us(max)),
+        p50,
+    )
+}
+
 fn main() {
     println!(
         "CPU: {}, {} threads available",
@@ -81,16 +86,7 @@ fn main() {
     let packets: Vec<Vec<u8>> = payloads
         .iter()
         .enumerate()
-        .map(|(i, p)| {
-            RtpHeader {
-                payload_type: PayloadType::DYNAMIC_VIDEO,
-                marker: false,
-                seq: i as u16,
-                timestamp: 0,
-                ssrc: Ssrc(2),
-            }
-            .to_packet(p)
-        })
+        .map(|(i, p)| video_header(i as u16, Ssrc(2)).to_packet(p))
         .collect();
     let wire: usize = packets.iter().map(Vec::len).sum();
     println!(
@@ -100,22 +96,17 @@ fn main() {
         100.0 * (RTP_OVERHEAD * packets.len()) as f64 / wire as f64
     );
 
-    let psk = PreSharedKey::from_bytes([7; 32]);
     let reps = 300;
     let (mut seal_frame, mut open_frame, mut copy_frame) = (Vec::new(), Vec::new(), Vec::new());
     let (mut seal_pkt, mut open_pkt, mut copy_pkt) = (Vec::new(), Vec::new(), Vec::new());
     for rep in 0..reps {
         // A new session per repetition (the counters only go up within one).
-        let mut tx = Endpoint::new(
-            psk.clone(),
+        let mut tx = endpoint(
+            7,
             Direction::SenderToReceiver,
-            SessionSalt::new((rep as u64 + 1).to_le_bytes()),
+            (rep as u64 + 1).to_le_bytes(),
         );
-        let mut rx = Endpoint::new(
-            psk.clone(),
-            Direction::ReceiverToSender,
-            SessionSalt::new([0xEE; 8]),
-        );
+        let mut rx = endpoint(7, Direction::ReceiverToSender, [0xEE; 8]);
         let mut sealed = Vec::with_capacity(packets.len());
         let t = Instant::now();
         for (i, p) in packets.iter().enumerate() {
@@ -142,31 +133,17 @@ fn main() {
         }
         copy_frame.push(t.elapsed());
     }
-    for (name, d) in [
-        ("seal", seal_pkt),
-        ("open", open_pkt),
-        ("memcpy (clone) baseline", copy_pkt),
-    ] {
-        let (p50, p99, max) = percentiles(d);
-        println!(
-            "per packet ({} B avg) {name}: p50 {}, p99 {}, max {}",
-            wire / packets.len(),
-            us(p50),
-            us(p99),
-            us(max)
-        );
+    for (name, d) in MEASURED.into_iter().zip([seal_pkt, open_pkt, copy_pkt]) {
+        let avg = wire / packets.len();
+        println!("per packet ({avg} B avg) {name}: {}", summary(d).0);
     }
-    for (name, d) in [
-        ("seal", seal_frame),
-        ("open", open_frame),
-        ("memcpy (clone) baseline", copy_frame),
-    ] {
-        let (p50, p99, max) = percentiles(d);
+    for (name, d) in MEASURED
+        .into_iter()
+        .zip([seal_frame, open_frame, copy_frame])
+    {
+        let (text, p50) = summary(d);
         println!(
-            "per frame {name}: p50 {}, p99 {}, max {}; at 30 fps {:.3}% of one core (p50)",
-            us(p50),
-            us(p99),
-            us(max),
+            "per frame {name}: {text}; at 30 fps {:.3}% of one core (p50)",
             p50.as_secs_f64() * 30.0 * 100.0
         );
     }

@@ -14,10 +14,15 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 pub const RTP_VERSION: u8 = 2;
 /// Size of the fixed RTP header.
 pub const RTP_HEADER_LEN: usize = 12;
-/// Largest codec payload keymash sends, so that an RTP packet fits 1200 bytes (a size that
-/// passes every sane path MTU, tunnels included, without IP fragmentation).
+/// Largest codec payload keymash sends. A media packet is then at most 1200 bytes of plain RTP
+/// ([`MAX_MEDIA_PACKET_LEN`]) and 1228 sealed (protection adds
+/// [`crate::security::RTP_OVERHEAD`], 28 bytes): 1256 bytes in IPv4 and UDP, 1276 in IPv6, so
+/// it passes even IPv6's minimum MTU of 1280 unfragmented. A FEC repair packet carries 14 bytes
+/// more than its longest source (repair header and length, see [`crate::fec`]): at most 1214
+/// bytes plain and 1242 sealed, which is 1290 in IPv6 and needs a path MTU above the minimum.
 pub const MAX_PAYLOAD_LEN: usize = 1188;
-/// Largest RTP packet carrying a codec payload.
+/// Largest RTP media packet as written, before sealing: sealed it is
+/// [`crate::security::RTP_OVERHEAD`] (28) bytes longer, 1228.
 pub const MAX_MEDIA_PACKET_LEN: usize = RTP_HEADER_LEN + MAX_PAYLOAD_LEN;
 
 /// Synchronisation source identifier of an RTP stream.

@@ -2,6 +2,8 @@
 //! change nothing, NACK cannot amplify, mutated packets never authenticate, restarted senders
 //! never repeat a nonce, and a wrong key is named.
 
+#[path = "support/security.rs"]
+mod fixtures;
 mod support;
 
 use std::cell::RefCell;
@@ -9,27 +11,27 @@ use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use keymash_core::key::PreSharedKey;
+use fixtures::{endpoint, key, nack_for_newest, protected, receiver_report, video_header};
 use keymash_core::{FrameNo, MashLevel, Quality};
 use keymash_transport::fec::SplitMix64;
 use keymash_transport::rtcp::{self, KeymashApp};
-use keymash_transport::rtp::{PayloadType, RtpHeader, RtpPacket};
+use keymash_transport::rtp::{RtpHeader, RtpPacket};
 use keymash_transport::security::{
-    sealed_identity, Direction, Endpoint, SecurityAlarm, SessionSalt, RTP_OVERHEAD,
+    sealed_identity, Direction, SecurityAlarm, SessionSalt, RTP_OVERHEAD,
 };
 use keymash_transport::{Protection, Receiver, Sender, Ssrc, TransmitKind, TransportConfig};
 use support::{LossModel, Pair};
 
-fn key(b: u8) -> PreSharedKey {
-    PreSharedKey::from_bytes([b; 32])
-}
-
-fn protected(nack: bool) -> TransportConfig {
-    TransportConfig {
-        nack,
-        security: Protection::PreShared(key(7)),
-        ..TransportConfig::default()
-    }
+/// A protected pair on links of 10 ms each way, the forward one as `forward` says, the way back
+/// lossless.
+fn protected_pair(nack: bool, forward: LossModel, seed: u64) -> Pair {
+    Pair::new(
+        protected(nack),
+        forward,
+        LossModel::None,
+        Duration::from_millis(10),
+        seed,
+    )
 }
 
 /// Everything the sender put on the forward link, as an eavesdropper records it.
@@ -47,18 +49,8 @@ fn recording_link() -> (LossModel, Rc<RefCell<Vec<Vec<u8>>>>) {
 
 #[test]
 fn a_protected_stream_arrives_byte_identical_once_both_sessions_are_confirmed() {
-    let mut pair = Pair::new(
-        protected(false),
-        LossModel::None,
-        LossModel::None,
-        Duration::from_millis(10),
-        11,
-    );
-    pair.frames_left = 60;
-    pair.run_until(
-        Duration::from_secs(3),
-        TransportConfig::default().frame_interval,
-    );
+    let mut pair = protected_pair(false, LossModel::None, 11);
+    pair.run_frames(60, Duration::from_secs(3));
     pair.assert_delivered_payloads_are_byte_identical();
     // Media before the receiver confirmed the sender's session (about one feedback round trip,
     // here 20 ms plus a frame's spread) is authenticated but not used.
@@ -79,18 +71,8 @@ fn a_protected_stream_arrives_byte_identical_once_both_sessions_are_confirmed() 
 #[test]
 fn forged_replayed_and_injected_packets_reach_nothing_and_are_counted() {
     let (recorder, recorded) = recording_link();
-    let mut pair = Pair::new(
-        protected(false),
-        recorder,
-        LossModel::None,
-        Duration::from_millis(10),
-        12,
-    );
-    pair.frames_left = 30;
-    pair.run_until(
-        Duration::from_secs(1),
-        TransportConfig::default().frame_interval,
-    );
+    let mut pair = protected_pair(false, recorder, 12);
+    pair.run_frames(30, Duration::from_secs(1));
     let ssrc = pair.receiver.sender_stream().expect("locked on").media_ssrc;
     let delivered_before = pair.delivered.len();
     let stats_before = pair.receiver.stats(pair.now);
@@ -105,19 +87,13 @@ fn forged_replayed_and_injected_packets_reach_nothing_and_are_counted() {
     }
     // (b) Valid-looking RTP with the live SSRC and a payload of our own, 5000 and 32768 ahead,
     // unsealed and sealed under another key.
-    let mut other = Endpoint::new(
-        key(8),
-        Direction::SenderToReceiver,
-        SessionSalt::new([9; 8]),
-    );
+    let mut other = endpoint(8, Direction::SenderToReceiver, [9; 8]);
     for ahead in [1u16, 5000, 32768] {
         let seq = (ahead as u64) + 0x1_0000;
         let header = RtpHeader {
-            payload_type: PayloadType::DYNAMIC_VIDEO,
             marker: true,
-            seq: seq as u16,
             timestamp: 1,
-            ssrc,
+            ..video_header(seq as u16, ssrc)
         };
         let plain = header.to_packet(b"SPOOFED picture payload");
         let mut sealed = plain.clone();
@@ -137,11 +113,7 @@ fn forged_replayed_and_injected_packets_reach_nothing_and_are_counted() {
     swapped[20] ^= 0xFF;
     pair.inject.push((t + Duration::from_millis(3), swapped));
     replayed += 1;
-    pair.frames_left = 30;
-    pair.run_until(
-        Duration::from_secs(2),
-        TransportConfig::default().frame_interval,
-    );
+    pair.run_frames(30, Duration::from_secs(2));
 
     pair.assert_delivered_payloads_are_byte_identical();
     let seqs: Vec<u64> = pair.delivered.iter().map(|(_, p)| p.seq.get()).collect();
@@ -177,20 +149,10 @@ fn forged_replayed_and_injected_packets_reach_nothing_and_are_counted() {
 
 #[test]
 fn forged_feedback_changes_no_quality_and_forged_nacks_resend_nothing() {
-    let mut pair = Pair::new(
-        protected(true),
-        LossModel::None,
-        LossModel::None,
-        Duration::from_millis(10),
-        13,
-    );
+    let mut pair = protected_pair(true, LossModel::None, 13);
     pair.receiver
         .set_feedback(Quality::new(20).unwrap(), MashLevel::IDLE);
-    pair.frames_left = 30;
-    pair.run_until(
-        Duration::from_secs(1),
-        TransportConfig::default().frame_interval,
-    );
+    pair.run_frames(30, Duration::from_secs(1));
     assert_eq!(pair.sender.requested_quality(pair.now).get(), 20);
     let media_ssrc = pair.sender.stream_ids().media_ssrc;
     let first = pair.sender.stats().clone();
@@ -198,15 +160,10 @@ fn forged_feedback_changes_no_quality_and_forged_nacks_resend_nothing() {
 
     // An RTCP APP asking for quality 100, and a NACK for 8,000 packets, unsealed and sealed
     // under another key.
-    let mut other = Endpoint::new(
-        key(8),
-        Direction::ReceiverToSender,
-        SessionSalt::new([5; 8]),
-    );
+    let mut other = endpoint(8, Direction::ReceiverToSender, [5; 8]);
     let mut sent = 0;
     for sealed in [false, true] {
-        let mut app = Vec::new();
-        rtcp::rr::write(Ssrc(1), &[], &mut app).unwrap();
+        let mut app = receiver_report(Ssrc(1));
         rtcp::app::write(
             Ssrc(1),
             &KeymashApp {
@@ -216,16 +173,8 @@ fn forged_feedback_changes_no_quality_and_forged_nacks_resend_nothing() {
             &mut app,
         )
         .unwrap();
-        let mut nack = Vec::new();
-        rtcp::rr::write(Ssrc(1), &[], &mut nack).unwrap();
         let newest = pair.sender.stats().media_sent as u16;
-        rtcp::nack::write(
-            Ssrc(1),
-            media_ssrc,
-            &rtcp::nack::entries_for((0..8000u16).map(|i| newest.wrapping_sub(i))),
-            &mut nack,
-        )
-        .unwrap();
+        let nack = nack_for_newest(media_ssrc, newest, 8000);
         for mut d in [app, nack] {
             if sealed {
                 other.seal_rtcp(&mut d).unwrap();
@@ -262,11 +211,7 @@ fn authenticated_nack_floods_are_bounded_per_packet_per_rtt_and_by_rate() {
     let config = protected(true);
     let t0 = Instant::now();
     let mut sender = Sender::new(config.clone(), 21, t0).unwrap();
-    let mut evil = Endpoint::new(
-        key(7),
-        Direction::ReceiverToSender,
-        SessionSalt::new([4; 8]),
-    );
+    let mut evil = endpoint(7, Direction::ReceiverToSender, [4; 8]);
     let media_ssrc = sender.stream_ids().media_ssrc;
     let ms = Duration::from_millis;
     let mut now = t0;
@@ -288,15 +233,7 @@ fn authenticated_nack_floods_are_bounded_per_packet_per_rtt_and_by_rate() {
         }
         // Every 10 ms, an authenticated NACK for the newest 4,000 packets.
         if (now - t0).as_millis() % 10 == 5 {
-            let mut nack = Vec::new();
-            rtcp::rr::write(Ssrc(1), &[], &mut nack).unwrap();
-            rtcp::nack::write(
-                Ssrc(1),
-                media_ssrc,
-                &rtcp::nack::entries_for((0..4000u16).map(|i| newest.wrapping_sub(i))),
-                &mut nack,
-            )
-            .unwrap();
+            let mut nack = nack_for_newest(media_ssrc, newest, 4000);
             evil.seal_rtcp(&mut nack).unwrap();
             sender.handle_datagram(now, &nack);
         }
@@ -367,38 +304,27 @@ fn authenticated_nack_floods_are_bounded_per_packet_per_rtt_and_by_rate() {
 #[test]
 fn random_mutations_of_sealed_packets_never_authenticate() {
     let t0 = Instant::now();
-    let mut tx = Endpoint::new(
-        key(3),
-        Direction::SenderToReceiver,
-        SessionSalt::new([1; 8]),
-    );
+    let mut tx = endpoint(3, Direction::SenderToReceiver, [1; 8]);
     let mut rng = SplitMix64::new(0x5EA1);
     let mut sealed = Vec::new();
     for i in 0..64u64 {
         let len = rng.below(1188);
         let payload: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
         let header = RtpHeader {
-            payload_type: PayloadType::DYNAMIC_VIDEO,
             marker: i % 7 == 0,
-            seq: i as u16,
             timestamp: 9,
-            ssrc: Ssrc(2 | (i as u32 & 1)),
+            ..video_header(i as u16, Ssrc(2 | (i as u32 & 1)))
         };
         let mut p = header.to_packet(&payload);
         tx.seal_rtp(&mut p, 0x1_0000 + i).unwrap();
         sealed.push(p);
-        let mut r = Vec::new();
-        rtcp::rr::write(Ssrc(2), &[], &mut r).unwrap();
+        let mut r = receiver_report(Ssrc(2));
         tx.seal_rtcp(&mut r).unwrap();
         sealed.push(r);
     }
     let originals: HashSet<Vec<u8>> = sealed.iter().cloned().collect();
     let cases = 200_000;
-    let mut rx = Endpoint::new(
-        key(3),
-        Direction::ReceiverToSender,
-        SessionSalt::new([2; 8]),
-    );
+    let mut rx = endpoint(3, Direction::ReceiverToSender, [2; 8]);
     let mut tried = 0;
     for _ in 0..cases {
         let base = &sealed[rng.below(sealed.len())];

@@ -43,7 +43,7 @@ struct Open {
 }
 
 /// A camera that may come and go.
-pub struct Camera {
+pub(crate) struct Camera {
     configured_device: String,
     mode: CameraMode,
     geometry: FrameGeometry,
@@ -64,7 +64,7 @@ impl std::fmt::Debug for Camera {
 }
 
 /// What one call of [`Camera::poll`] produced.
-pub enum CameraEvent {
+pub(crate) enum CameraEvent {
     /// A frame was converted into the caller's buffer, captured at `capture_ns`.
     Frame { capture_ns: u64 },
     /// Nothing within the poll timeout (or waiting to retry).
@@ -72,7 +72,7 @@ pub enum CameraEvent {
 }
 
 impl Camera {
-    pub fn new(configured_device: &str, mode: CameraMode, geometry: FrameGeometry) -> Self {
+    pub(crate) fn new(configured_device: &str, mode: CameraMode, geometry: FrameGeometry) -> Self {
         Camera {
             configured_device: configured_device.to_owned(),
             mode,
@@ -86,7 +86,7 @@ impl Camera {
     }
 
     /// One line for STATUS: what is negotiated, or why there is no camera and when the retry is.
-    pub fn status(&self, now_ns: u64) -> String {
+    pub(crate) fn status(&self, now_ns: u64) -> String {
         match &self.open {
             Some(open) => format!("{} {}", open.path.display(), open.negotiated),
             None => format!(
@@ -98,18 +98,18 @@ impl Camera {
         }
     }
 
-    pub fn reconnects(&self) -> u64 {
+    pub(crate) fn reconnects(&self) -> u64 {
         self.reconnects
     }
 
-    pub fn is_open(&self) -> bool {
+    pub(crate) fn is_open(&self) -> bool {
         self.open.is_some()
     }
 
     /// Waits up to the poll timeout for a frame and converts it into `out`; (re)opens the
     /// device when a retry is due; closes it on errors or a stall. Never fails: a missing camera
     /// is a state the service reports, not a reason to exit.
-    pub fn poll(&mut self, now_ns: impl Fn() -> u64, out: &mut I420Frame) -> CameraEvent {
+    pub(crate) fn poll(&mut self, now_ns: impl Fn() -> u64, out: &mut I420Frame) -> CameraEvent {
         if self.open.is_none() {
             if now_ns() < self.retry_at_ns {
                 std::thread::sleep(

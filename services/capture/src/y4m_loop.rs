@@ -9,7 +9,7 @@ use keymash_codec::y4m::Y4mReader;
 use keymash_codec::{FrameGeometry, I420Frame};
 
 #[derive(Debug)]
-pub struct Y4mLoop {
+pub(crate) struct Y4mLoop {
     path: PathBuf,
     reader: Y4mReader<BufReader<File>>,
     loops: u64,
@@ -17,7 +17,7 @@ pub struct Y4mLoop {
 
 impl Y4mLoop {
     /// Opens `path` and checks it has the configured size (the pipeline does not scale).
-    pub fn open(path: &Path, geometry: FrameGeometry) -> anyhow::Result<Self> {
+    pub(crate) fn open(path: &Path, geometry: FrameGeometry) -> anyhow::Result<Self> {
         let reader = open_reader(path)?;
         let found = reader.header().geometry;
         if found != geometry {
@@ -34,7 +34,7 @@ impl Y4mLoop {
     }
 
     /// The next frame, starting over at the end of the file.
-    pub fn next_frame(&mut self, out: &mut I420Frame) -> anyhow::Result<()> {
+    pub(crate) fn next_frame(&mut self, out: &mut I420Frame) -> anyhow::Result<()> {
         if self
             .reader
             .read_frame(out)
@@ -55,7 +55,7 @@ impl Y4mLoop {
     }
 
     /// How many times the file has been played through.
-    pub fn loops(&self) -> u64 {
+    pub(crate) fn loops(&self) -> u64 {
         self.loops
     }
 }

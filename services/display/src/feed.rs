@@ -13,7 +13,7 @@ const DRAIN_BATCH: usize = 256;
 
 /// The received ring and what came out of it.
 #[derive(Debug)]
-pub struct Feed {
+pub(crate) struct Feed {
     ring: Follow<RingReader>,
     /// A display that (re)opens the ring joins the payloads part-way through a frame: it starts
     /// on the next whole frame instead of showing that frame's tail over a grey picture. Each
@@ -27,7 +27,7 @@ pub struct Feed {
 }
 
 impl Feed {
-    pub fn new(ring: Follow<RingReader>) -> Self {
+    pub(crate) fn new(ring: Follow<RingReader>) -> Self {
         Feed {
             ring,
             join: FrameJoin::new(),
@@ -40,7 +40,7 @@ impl Feed {
     /// Moves what the ring holds into `queue`, waiting at most `wait` for the first payload (or
     /// sleeping that long while there is no ring). A turn that hears nothing makes the follower
     /// check at once whether net-rx replaced the ring, so a new one is followed promptly.
-    pub fn drain(&mut self, wait: Duration, queue: &mut PlayoutQueue) {
+    pub(crate) fn drain(&mut self, wait: Duration, queue: &mut PlayoutQueue) {
         if self.ring.reader().is_none() {
             std::thread::sleep(wait);
             return;
@@ -83,19 +83,19 @@ impl Feed {
     }
 
     /// Why there is no ring to read, for the status line.
-    pub fn waiting(&self) -> Option<&str> {
+    pub(crate) fn waiting(&self) -> Option<&str> {
         self.ring.waiting()
     }
 
-    pub fn joined_mid_frame(&self) -> u64 {
+    pub(crate) fn joined_mid_frame(&self) -> u64 {
         self.join.skipped()
     }
 
-    pub fn missed(&self) -> u64 {
+    pub(crate) fn missed(&self) -> u64 {
         self.missed
     }
 
-    pub fn refused(&self) -> u64 {
+    pub(crate) fn refused(&self) -> u64 {
         self.refused
     }
 }

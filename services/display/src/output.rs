@@ -12,7 +12,7 @@ use keymash_present::{compose_headless, headless_canvas, i420_to_rgb, write_ppm,
 
 /// One presentation.
 #[derive(Debug, Clone, Copy)]
-pub struct Presentation<'a> {
+pub(crate) struct Presentation<'a> {
     pub picture: &'a I420Frame,
     /// The newest stream frame applied to the picture.
     pub frame: FrameNo,
@@ -23,7 +23,7 @@ pub struct Presentation<'a> {
     pub hud: Option<&'a str>,
 }
 
-pub trait Output {
+pub(crate) trait Output {
     fn present(&mut self, p: &Presentation<'_>) -> anyhow::Result<()>;
     /// Handle window-system events; true if the user asked to quit (never for files).
     fn pump_events(&mut self) -> bool {
@@ -69,14 +69,14 @@ impl Composer {
 /// `frames:DIR`: one binary PPM per new frame, named by its stream frame number
 /// (`frame-00000123.ppm`), so a test can match each with the frame that was sent.
 #[derive(Debug)]
-pub struct FramesOutput {
+pub(crate) struct FramesOutput {
     dir: PathBuf,
     composer: Composer,
     rgb: Vec<u8>,
 }
 
 impl FramesOutput {
-    pub fn new(dir: &Path, picture: FrameGeometry, border_px: u32) -> anyhow::Result<Self> {
+    pub(crate) fn new(dir: &Path, picture: FrameGeometry, border_px: u32) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         Ok(FramesOutput {
             dir: dir.to_owned(),
@@ -109,13 +109,13 @@ impl Output for FramesOutput {
 
 /// `y4m:PATH`: the composed pictures as one YUV4MPEG2 stream, one picture per new frame.
 #[derive(Debug)]
-pub struct Y4mOutput {
+pub(crate) struct Y4mOutput {
     stream: Y4mStream<BufWriter<File>>,
     composer: Composer,
 }
 
 impl Y4mOutput {
-    pub fn new(
+    pub(crate) fn new(
         path: &Path,
         picture: FrameGeometry,
         border_px: u32,

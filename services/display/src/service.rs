@@ -29,7 +29,7 @@ const PUBLISH_INTERVAL: Duration = Duration::from_millis(500);
 /// A net-rx statistics cell older than this is not shown in the HUD (net-rx is down).
 const NET_RX_STALE_NS: u64 = 2_000_000_000;
 
-pub fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
+pub(crate) fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
     let geometry = FrameGeometry::new(config.video.width as usize, config.video.height as usize)
         .context("video.width/video.height")?;
     let d = &config.display;

@@ -25,7 +25,7 @@ fn windowed_size(picture: FrameGeometry, border: u32) -> (u32, u32) {
 
 /// SDL's context, window and renderer. Textures borrow the [`TextureCreator`], so it is made
 /// separately ([`Screen::texture_creator`]) and the [`WindowOutput`] borrows it.
-pub struct Screen {
+pub(crate) struct Screen {
     canvas: WindowCanvas,
     events: EventPump,
     // Kept alive for as long as the window exists.
@@ -40,7 +40,11 @@ impl std::fmt::Debug for Screen {
 }
 
 impl Screen {
-    pub fn open(picture: FrameGeometry, border: u32, fullscreen: bool) -> anyhow::Result<Screen> {
+    pub(crate) fn open(
+        picture: FrameGeometry,
+        border: u32,
+        fullscreen: bool,
+    ) -> anyhow::Result<Screen> {
         // SIGTERM and SIGINT belong to the service lifecycle (signal-hook), not to SDL.
         sdl2::hint::set("SDL_NO_SIGNAL_HANDLERS", "1");
         // Linear filtering when the GPU scales the picture up to the screen.
@@ -89,13 +93,13 @@ impl Screen {
         })
     }
 
-    pub fn texture_creator(&self) -> TextureCreator<WindowContext> {
+    pub(crate) fn texture_creator(&self) -> TextureCreator<WindowContext> {
         self.canvas.texture_creator()
     }
 }
 
 /// The window output; `'t` is the texture creator's lifetime.
-pub struct WindowOutput<'t> {
+pub(crate) struct WindowOutput<'t> {
     screen: Screen,
     texture: Texture<'t>,
     picture: FrameGeometry,
@@ -116,7 +120,7 @@ impl std::fmt::Debug for WindowOutput<'_> {
 }
 
 impl<'t> WindowOutput<'t> {
-    pub fn new(
+    pub(crate) fn new(
         screen: Screen,
         creator: &'t TextureCreator<WindowContext>,
         picture: FrameGeometry,

@@ -1,6 +1,7 @@
 //! The sender pipeline as it runs on the exhibit: the four release binaries (capture with the
 //! synthetic source, delay buffer, encoder, net-tx) at 640x480 and 30 fps, sending to a UDP sink
-//! on loopback. Measured per quality (50 and 90):
+//! on loopback, protected as on the exhibit (`security.mode = "psk"`, a key file of its own; see
+//! `link_protection` for what protection costs). Measured per quality (50 and 90):
 //!
 //! - CPU per service: utime + stime from /proc/<pid>/stat over a fixed window, as % of one core;
 //! - encode milliseconds per frame, p50/p99/max (the encoder's own statistics cell);
@@ -12,6 +13,8 @@
 //! services of the current source tree (`cargo build --profile release -p keymash-capture ...`,
 //! a no-op when they are up to date). `SENDER_BENCH_SECONDS` sets the window (default 15).
 
+mod support;
+
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -20,85 +23,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use keymash_pipeline::Service;
-use keymash_shm::{remove_segments, CellReader, Prefix, SegmentId, SegmentName, ServiceStats};
+use keymash_shm::{remove_segments, Prefix, ServiceStats};
+use support::{build_services, cpu_model, cpu_ticks, protected_link, stats_of, ticks_per_second};
 
 const SERVICES: [&str; 4] = ["capture", "delay-buffer", "encoder", "net-tx"];
 const WARM_UP: Duration = Duration::from_secs(4);
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown".to_owned())
-}
-
-/// utime + stime of `pid` in clock ticks.
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
-    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let field = |i: usize| {
-        fields
-            .get(i - 3)
-            .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    field(14) + field(15)
-}
-
-fn ticks_per_second() -> f64 {
-    let out = Command::new("getconf").arg("CLK_TCK").output().ok();
-    out.and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100.0)
-}
-
-/// Builds the four services from the current source tree, for this bench's profile and target
-/// directory (`target/release` under `cargo bench`), and returns where they are: a bench that
-/// ran whatever an earlier build left there would measure stale code. cargo has released its
-/// build lock by the time it runs a bench, and its fingerprints make this a no-op when nothing
-/// changed.
-fn build_services() -> PathBuf {
-    let exe = std::env::current_exe().expect("bench executable");
-    let Some(profile_dir) = exe.parent().and_then(Path::parent).map(Path::to_path_buf) else {
-        eprintln!("error: {} is not in target/<profile>/deps", exe.display());
-        std::process::exit(1);
-    };
-    let target_dir = profile_dir.parent().unwrap_or(Path::new("/")).to_path_buf();
-    let profile = profile_dir
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("release")
-        .to_owned();
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../Cargo.toml");
-    let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    command.args([
-        "build",
-        "--locked",
-        "--profile",
-        if profile == "debug" { "dev" } else { &profile },
-    ]);
-    for service in SERVICES {
-        command.args(["-p", &format!("keymash-{service}")]);
-    }
-    command
-        .arg("--manifest-path")
-        .arg(&workspace)
-        .arg("--target-dir")
-        .arg(&target_dir);
-    match command.status() {
-        Ok(status) if status.success() => profile_dir,
-        outcome => {
-            eprintln!("error: building the sender services failed ({outcome:?}): {command:?}");
-            std::process::exit(1);
-        }
-    }
-}
 
 fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1]
@@ -138,14 +67,6 @@ impl Drop for Run {
     }
 }
 
-fn stats_of(prefix: &str, service: Service) -> Option<ServiceStats> {
-    let id = SegmentId::new(
-        Prefix::new(prefix).ok()?,
-        SegmentName::new(&service.stats_cell()).ok()?,
-    );
-    CellReader::<ServiceStats>::open(&id).ok()?.load().ok()
-}
-
 fn measure(bin_dir: &Path, quality: u8, window: Duration, tick_hz: f64) {
     let sink = UdpSocket::bind("127.0.0.1:0").expect("sink");
     sink.set_read_timeout(Some(Duration::from_millis(100)))
@@ -178,7 +99,8 @@ fn measure(bin_dir: &Path, quality: u8, window: Duration, tick_hz: f64) {
             "[shm]\nprefix = \"{prefix}\"\n[video]\nwidth = 640\nheight = 480\nfps = 30\n\
              [codec]\nquality = {quality}\n[capture]\nsource = \"synthetic\"\n[delay]\nseconds = 0.0\n\
              [network]\nsender_address = \"127.0.0.1\"\nreceiver_address = \"127.0.0.1\"\n\
-             sender_port = {sender_port}\nvideo_port = {video_port}\n"
+             sender_port = {sender_port}\nvideo_port = {video_port}\n{}",
+            protected_link(&dir)
         ),
     )
     .expect("config");
@@ -269,7 +191,7 @@ fn main() {
             .unwrap_or(15),
     );
     let tick_hz = ticks_per_second();
-    let bin_dir = build_services();
+    let bin_dir = build_services(&SERVICES);
     println!(
         "sender pipeline benchmark on {} ({} cores)",
         cpu_model(),

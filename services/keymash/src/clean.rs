@@ -13,14 +13,14 @@ use keymash_pipeline::{Role, Segments, Service};
 use keymash_shm::{list_segments, remove_segment, OpenError, Prefix};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum RoleArg {
+pub(crate) enum RoleArg {
     Sender,
     Receiver,
     All,
 }
 
 #[derive(Debug, clap::Args)]
-pub struct CleanArgs {
+pub(crate) struct CleanArgs {
     /// Whose segments: the sender's, the receiver's, or both.
     #[arg(long, value_enum)]
     role: RoleArg,
@@ -37,7 +37,7 @@ pub struct CleanArgs {
 }
 
 /// The segment names of every service of `role`: what they write, and their statistics cells.
-pub fn role_segments(role: RoleArg) -> Vec<String> {
+pub(crate) fn role_segments(role: RoleArg) -> Vec<String> {
     Service::ALL
         .into_iter()
         .filter(|s| match role {
@@ -54,7 +54,7 @@ pub fn role_segments(role: RoleArg) -> Vec<String> {
         .collect()
 }
 
-pub fn run(args: &CleanArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: &CleanArgs) -> anyhow::Result<ExitCode> {
     let prefix_name = match &args.prefix {
         Some(p) => p.clone(),
         None if args.config.as_path() == std::path::Path::new(DEFAULT_CONFIG_PATH)

@@ -12,13 +12,13 @@ use std::path::PathBuf;
 
 /// Codec tools.
 #[derive(Debug, Args)]
-pub struct CodecArgs {
+pub(crate) struct CodecArgs {
     #[command(subcommand)]
     pub command: CodecCommand,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum CodecCommand {
+pub(crate) enum CodecCommand {
     /// Encode and decode every frame of a 4:2:0 Y4M video, write the decoded video, and print
     /// bytes per frame and PSNR.
     Roundtrip {
@@ -61,7 +61,7 @@ impl From<LayoutArg> for Layout {
     }
 }
 
-pub fn run(args: CodecArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: CodecArgs) -> anyhow::Result<()> {
     match args.command {
         CodecCommand::Roundtrip {
             quality,

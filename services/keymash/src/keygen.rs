@@ -18,7 +18,7 @@ use keymash_core::key::PreSharedKey;
 const KEY_GROUP: &str = "keymash";
 
 #[derive(Debug, clap::Args)]
-pub struct KeygenArgs {
+pub(crate) struct KeygenArgs {
     /// Where to write the key (the configuration's `security.key_file`).
     #[arg(long, short, value_name = "FILE", default_value = DEFAULT_KEY_PATH)]
     output: PathBuf,
@@ -27,7 +27,7 @@ pub struct KeygenArgs {
     force: bool,
 }
 
-pub fn run(args: &KeygenArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: &KeygenArgs) -> anyhow::Result<ExitCode> {
     let path = &args.output;
     if path.exists() && !args.force {
         bail!(

@@ -22,7 +22,7 @@ use serde::Serialize;
 const STALE_AFTER: Duration = Duration::from_secs(5);
 
 #[derive(Debug, clap::Args)]
-pub struct StatusArgs {
+pub(crate) struct StatusArgs {
     /// The configuration file (for the shared-memory prefix).
     #[arg(long, value_name = "FILE", default_value = DEFAULT_CONFIG_PATH)]
     config: PathBuf,
@@ -39,14 +39,14 @@ pub struct StatusArgs {
 
 /// What `keymash status --json` prints.
 #[derive(Debug, Serialize)]
-pub struct StatusReport {
+pub(crate) struct StatusReport {
     pub prefix: String,
     pub stages: Vec<StageStatus>,
     pub segments: Vec<SegmentStatus>,
 }
 
 #[derive(Debug, Serialize)]
-pub struct StageStatus {
+pub(crate) struct StageStatus {
     pub name: &'static str,
     pub role: String,
     /// up, starting, stopping, failed, stale, dead, absent or unreadable.
@@ -63,7 +63,7 @@ pub struct StageStatus {
 }
 
 #[derive(Debug, Serialize)]
-pub struct SegmentStatus {
+pub(crate) struct SegmentStatus {
     pub name: String,
     pub kind: Option<&'static str>,
     pub slots: Option<usize>,
@@ -75,7 +75,7 @@ pub struct SegmentStatus {
     pub error: Option<String>,
 }
 
-pub fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
     let prefix_name = match &args.prefix {
         Some(p) => p.clone(),
         None => load_config(&args.config)?.shm.prefix,
@@ -117,7 +117,7 @@ fn print_report(report: &StatusReport, json: bool) -> anyhow::Result<()> {
 }
 
 /// Read every stage's statistics and every segment header under `prefix`.
-pub fn gather(prefix: &Prefix) -> anyhow::Result<StatusReport> {
+pub(crate) fn gather(prefix: &Prefix) -> anyhow::Result<StatusReport> {
     let mut config = Config::default();
     config.shm.prefix = prefix.as_str().to_owned();
     let segments = Segments::new(&config)?;
@@ -244,7 +244,7 @@ fn age(seconds: Option<f64>) -> String {
 }
 
 /// The human table: stages, then segments.
-pub fn render_table(report: &StatusReport) -> String {
+pub(crate) fn render_table(report: &StatusReport) -> String {
     use std::fmt::Write;
     let mut out = String::new();
     let _ = writeln!(out, "keymash status (shm prefix {:?})", report.prefix);

@@ -20,13 +20,13 @@ const SYSFS_INPUT: &str = "/sys/class/input";
 const DEV_INPUT: &str = "/dev/input";
 /// How often /sys/class/input is rescanned for keyboards plugged in since: a visitor who pulls
 /// the keyboard out and plugs it back in sees it work again within this time.
-pub const RESCAN_INTERVAL: Duration = Duration::from_secs(1);
+pub(crate) const RESCAN_INTERVAL: Duration = Duration::from_secs(1);
 /// Bytes read per read(2): 64 events, more than a keyboard sends between two polls.
 const READ_CHUNK: usize = 64 * keymash_input::EVENT_SIZE;
 
 /// Why a key source could not be set up.
 #[derive(Debug, thiserror::Error)]
-pub enum SourceError {
+pub(crate) enum SourceError {
     #[error("cannot create the FIFO {path}: {source}")]
     CreateFifo { path: PathBuf, source: nix::Error },
     #[error("{path} exists and is not a FIFO")]
@@ -46,7 +46,7 @@ struct Keyboard {
 
 /// Every keyboard on the machine, followed through hot-plug.
 #[derive(Debug)]
-pub struct Keyboards {
+pub(crate) struct Keyboards {
     sysfs_input: PathBuf,
     dev_input: PathBuf,
     open: BTreeMap<String, Keyboard>,
@@ -62,7 +62,7 @@ impl Default for Keyboards {
 impl Keyboards {
     /// Keyboards listed under `sysfs_input` with device nodes in `dev_input` (tests use a
     /// fake tree; the service uses /sys/class/input and /dev/input).
-    pub fn at(sysfs_input: &Path, dev_input: &Path) -> Self {
+    pub(crate) fn at(sysfs_input: &Path, dev_input: &Path) -> Self {
         Keyboards {
             sysfs_input: sysfs_input.to_owned(),
             dev_input: dev_input.to_owned(),
@@ -72,7 +72,7 @@ impl Keyboards {
     }
 
     /// Keyboards open right now.
-    pub fn count(&self) -> usize {
+    pub(crate) fn count(&self) -> usize {
         self.open.len()
     }
 
@@ -175,7 +175,7 @@ fn open_nonblocking(path: &Path, write_too: bool) -> io::Result<File> {
 /// A named pipe of raw `input_event` records. Opened read-write so that it never reads as
 /// end-of-file between writers: test scripts can connect and go away as they like.
 #[derive(Debug)]
-pub struct Fifo {
+pub(crate) struct Fifo {
     path: PathBuf,
     file: File,
     parser: EventParser,
@@ -183,7 +183,7 @@ pub struct Fifo {
 
 impl Fifo {
     /// Opens `path`, creating the FIFO (mode 0660) if it does not exist.
-    pub fn open(path: &Path) -> Result<Fifo, SourceError> {
+    pub(crate) fn open(path: &Path) -> Result<Fifo, SourceError> {
         match std::fs::metadata(path) {
             Ok(meta) if meta.file_type().is_fifo() => {}
             Ok(_) => {
@@ -228,7 +228,7 @@ impl Fifo {
 
 /// The configured source of key presses.
 #[derive(Debug)]
-pub enum KeySource {
+pub(crate) enum KeySource {
     Evdev(Keyboards),
     Fifo(Fifo),
     Script(ScriptPlayer),
@@ -237,7 +237,7 @@ pub enum KeySource {
 impl KeySource {
     /// Waits until `deadline` at most (returning early when a key arrives) and appends the key
     /// presses that came in.
-    pub fn wait_for_presses(
+    pub(crate) fn wait_for_presses(
         &mut self,
         deadline: Instant,
         presses: &mut Vec<KeyCode>,
@@ -270,7 +270,7 @@ impl KeySource {
     }
 
     /// Keyboards open (evdev), 1 for a FIFO or script.
-    pub fn devices(&self) -> usize {
+    pub(crate) fn devices(&self) -> usize {
         match self {
             KeySource::Evdev(k) => k.count(),
             KeySource::Fifo(_) | KeySource::Script(_) => 1,

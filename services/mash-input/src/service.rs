@@ -19,7 +19,7 @@ const STATS_EVERY: u32 = 10;
 /// far above what the saturation rate puts in a window.
 const MAX_COUNTED_PRESSES: usize = 4096;
 
-pub fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
+pub(crate) fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
     let mut source = open_source(&config.input.source)?;
     let mut cell = Segments::new(&config)?.mash_cell()?.create()?;
     let mut stats = StatsPublisher::open(&config, Service::MashInput, "keys", monotonic_now_ns())?;

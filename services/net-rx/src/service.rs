@@ -33,7 +33,7 @@ const REFRESH_INTERVAL: Duration = Duration::from_millis(100);
 /// latency is this plus the RTCP feedback interval.
 const MASH_READ_INTERVAL: Duration = Duration::from_millis(10);
 
-pub fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
+pub(crate) fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
     let (mut rx, ready) = NetRx::open(&config)?;
     lifecycle.ready(&ready);
     rx.stats.set_state(ServiceState::Running);

@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use keymash_core::config::Config;
 
 /// Where net-rx listens: the video port on every address of the sender's family.
-pub fn local_address(config: &Config) -> SocketAddr {
+pub(crate) fn local_address(config: &Config) -> SocketAddr {
     let any = match config.network.sender_address {
         IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
@@ -17,6 +17,6 @@ pub fn local_address(config: &Config) -> SocketAddr {
 }
 
 /// The only source video is accepted from: net-tx's socket on the sender PC.
-pub fn sender_address(config: &Config) -> SocketAddr {
+pub(crate) fn sender_address(config: &Config) -> SocketAddr {
     SocketAddr::new(config.network.sender_address, config.network.sender_port)
 }

@@ -9,7 +9,8 @@ use std::process::Command;
 use std::time::Duration;
 
 /// The test images every codec bench expects, `<name>_<W>x<H>.y4m` at 640x480 and 1280x720.
-pub const IMAGE_NAMES: [&str; 5] = ["astronaut", "camera", "chelsea", "coffee", "testsrc2noise"];
+pub(crate) const IMAGE_NAMES: [&str; 5] =
+    ["astronaut", "camera", "chelsea", "coffee", "testsrc2noise"];
 
 /// The checkout this bench was built from (`common/codec` is two levels down).
 fn checkout() -> PathBuf {
@@ -23,14 +24,14 @@ fn checkout() -> PathBuf {
 
 /// Where `benches/fetch-images.sh` puts the photographs: `KEYMASH_CODEC_IMAGES` if set, else
 /// `<checkout>/target/codec-data` (the script's own default).
-pub fn image_dir() -> PathBuf {
+pub(crate) fn image_dir() -> PathBuf {
     std::env::var_os("KEYMASH_CODEC_IMAGES")
         .map(PathBuf::from)
         .unwrap_or_else(|| checkout().join("target").join("codec-data"))
 }
 
 /// The command that fetches the images into [`image_dir`].
-pub fn fetch_command() -> String {
+pub(crate) fn fetch_command() -> String {
     let script = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("benches")
         .join("fetch-images.sh");
@@ -39,13 +40,13 @@ pub fn fetch_command() -> String {
 
 /// Prints why the bench cannot measure and exits non-zero: a bench that lacks its input must
 /// not look like a passing run.
-pub fn fail(why: &str) -> ! {
+pub(crate) fn fail(why: &str) -> ! {
     eprintln!("error: {why}");
     std::process::exit(1);
 }
 
 /// The compiled libjpeg-turbo helper, or exit non-zero saying how to install the library.
-pub fn require_baseline_helper() -> PathBuf {
+pub(crate) fn require_baseline_helper() -> PathBuf {
     baseline_helper().unwrap_or_else(|e| {
         fail(&format!(
             "libjpeg-turbo baseline unavailable: {e}\n  install it with: sudo {}/deploy/install-deps.sh test   (or: sudo apt-get install libturbojpeg0-dev)",
@@ -56,7 +57,7 @@ pub fn require_baseline_helper() -> PathBuf {
 
 /// Every image of [`IMAGE_NAMES`] at this size, or exit non-zero with the command that fetches
 /// them.
-pub fn require_images(geometry: FrameGeometry) -> Vec<(String, I420Frame)> {
+pub(crate) fn require_images(geometry: FrameGeometry) -> Vec<(String, I420Frame)> {
     IMAGE_NAMES
         .iter()
         .map(|name| ((*name).to_owned(), require_image(geometry, name)))
@@ -64,7 +65,7 @@ pub fn require_images(geometry: FrameGeometry) -> Vec<(String, I420Frame)> {
 }
 
 /// One test image, or exit non-zero with the command that fetches it.
-pub fn require_image(geometry: FrameGeometry, name: &str) -> I420Frame {
+pub(crate) fn require_image(geometry: FrameGeometry, name: &str) -> I420Frame {
     let path = image_dir().join(format!(
         "{name}_{}x{}.y4m",
         geometry.width(),
@@ -95,7 +96,7 @@ pub fn require_image(geometry: FrameGeometry, name: &str) -> I420Frame {
 }
 
 /// The CPU model line from /proc/cpuinfo, and the core count.
-pub fn machine() -> String {
+pub(crate) fn machine() -> String {
     let model = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {
@@ -112,7 +113,7 @@ pub fn machine() -> String {
 }
 
 /// The first frame of a Y4M file.
-pub fn load_y4m(path: &Path) -> Result<I420Frame, String> {
+pub(crate) fn load_y4m(path: &Path) -> Result<I420Frame, String> {
     let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut reader = Y4mReader::new(std::io::BufReader::new(file))
         .map_err(|e| format!("{}: {e}", path.display()))?;
@@ -125,7 +126,7 @@ pub fn load_y4m(path: &Path) -> Result<I420Frame, String> {
 }
 
 /// Compiles `tj_baseline.c` against the system libturbojpeg (once per bench run).
-pub fn baseline_helper() -> Result<PathBuf, String> {
+pub(crate) fn baseline_helper() -> Result<PathBuf, String> {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/tj_baseline.c");
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("tj_baseline");
     let status = Command::new("cc")
@@ -146,7 +147,7 @@ pub fn baseline_helper() -> Result<PathBuf, String> {
 
 /// One libjpeg-turbo measurement at one quality.
 #[derive(Debug, Clone)]
-pub struct Baseline {
+pub(crate) struct Baseline {
     pub quality: u8,
     pub bytes: usize,
     /// p50, p99, max.
@@ -156,7 +157,7 @@ pub struct Baseline {
 }
 
 /// Runs the helper on `frame` for each quality.
-pub fn run_baseline(
+pub(crate) fn run_baseline(
     helper: &Path,
     frame: &I420Frame,
     qualities: &[u8],
@@ -228,7 +229,7 @@ pub fn run_baseline(
 }
 
 /// p50, p99 and max of a set of durations.
-pub fn percentiles(times: &mut [Duration]) -> [Duration; 3] {
+pub(crate) fn percentiles(times: &mut [Duration]) -> [Duration; 3] {
     times.sort();
     let n = times.len();
     if n == 0 {
@@ -237,11 +238,11 @@ pub fn percentiles(times: &mut [Duration]) -> [Duration; 3] {
     [times[n / 2], times[(n * 99 / 100).min(n - 1)], times[n - 1]]
 }
 
-pub fn ms(d: Duration) -> f64 {
+pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-pub fn psnr(a: &[u8], b: &[u8]) -> f64 {
+pub(crate) fn psnr(a: &[u8], b: &[u8]) -> f64 {
     keymash_codec::frame::psnr_from_squared_error(
         keymash_codec::frame::squared_error(a, b),
         a.len() as u64,
@@ -249,7 +250,7 @@ pub fn psnr(a: &[u8], b: &[u8]) -> f64 {
 }
 
 /// PSNR over all three planes (sample-weighted, as ffmpeg's "average").
-pub fn psnr_yuv(a: &I420Frame, b: &I420Frame) -> f64 {
+pub(crate) fn psnr_yuv(a: &I420Frame, b: &I420Frame) -> f64 {
     use keymash_codec::frame::squared_error;
     let se =
         squared_error(a.y(), b.y()) + squared_error(a.u(), b.u()) + squared_error(a.v(), b.v());

@@ -6,7 +6,7 @@ use keymash_codec::{FrameGeometry, I420Frame};
 
 /// A camera-like test picture: smooth shading, hard edges, fine texture and sensor noise, so
 /// that every frequency band carries energy as in real footage.
-pub fn camera_like(geometry: FrameGeometry, seed: u64) -> I420Frame {
+pub(crate) fn camera_like(geometry: FrameGeometry, seed: u64) -> I420Frame {
     let mut rng = SplitMix64::new(seed);
     let mut frame = I420Frame::grey(geometry);
     let (w, h) = (geometry.width() as f64, geometry.height() as f64);
@@ -34,7 +34,7 @@ pub fn camera_like(geometry: FrameGeometry, seed: u64) -> I420Frame {
 }
 
 /// Uniform random noise in every plane: the worst case for any DCT codec.
-pub fn noise(geometry: FrameGeometry, seed: u64) -> I420Frame {
+pub(crate) fn noise(geometry: FrameGeometry, seed: u64) -> I420Frame {
     let mut rng = SplitMix64::new(seed);
     let mut frame = I420Frame::grey(geometry);
     let (y, u, v) = frame.planes_mut();
@@ -44,7 +44,7 @@ pub fn noise(geometry: FrameGeometry, seed: u64) -> I420Frame {
     frame
 }
 
-pub fn psnr(a: &[u8], b: &[u8]) -> f64 {
+pub(crate) fn psnr(a: &[u8], b: &[u8]) -> f64 {
     let se = keymash_codec::frame::squared_error(a, b);
     keymash_codec::frame::psnr_from_squared_error(se, a.len() as u64)
 }

@@ -14,12 +14,12 @@ use std::time::{Duration, Instant};
 use keymash_shm::{remove_segments, Prefix, SegmentId, SegmentName};
 
 /// A prefix no other test (in this or another process) uses; its segments are removed on drop.
-pub struct ShmScope {
+pub(crate) struct ShmScope {
     pub prefix: Prefix,
 }
 
 impl ShmScope {
-    pub fn new(tag: &str) -> ShmScope {
+    pub(crate) fn new(tag: &str) -> ShmScope {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let tag: String = tag
             .chars()
@@ -40,7 +40,7 @@ impl ShmScope {
         scope
     }
 
-    pub fn id(&self, name: &str) -> SegmentId {
+    pub(crate) fn id(&self, name: &str) -> SegmentId {
         SegmentId::new(self.prefix.clone(), SegmentName::new(name).unwrap())
     }
 }
@@ -53,19 +53,19 @@ impl Drop for ShmScope {
 
 /// One `WORD key=value ...` line from a peer.
 #[derive(Debug, Clone)]
-pub struct Fields {
+pub(crate) struct Fields {
     pub line: String,
     values: HashMap<String, String>,
 }
 
 impl Fields {
-    pub fn get(&self, key: &str) -> &str {
+    pub(crate) fn get(&self, key: &str) -> &str {
         self.values
             .get(key)
             .unwrap_or_else(|| panic!("no {key}= in {:?}", self.line))
     }
 
-    pub fn u64(&self, key: &str) -> u64 {
+    pub(crate) fn u64(&self, key: &str) -> u64 {
         self.get(key)
             .parse()
             .unwrap_or_else(|e| panic!("{key}= in {:?}: {e}", self.line))
@@ -73,14 +73,14 @@ impl Fields {
 }
 
 /// A running `shm-test-peer` process; killed (SIGKILL) and reaped on drop.
-pub struct Peer {
+pub(crate) struct Peer {
     child: Child,
     lines: Receiver<String>,
     seen: Vec<String>,
 }
 
 impl Peer {
-    pub fn spawn(args: &[&str]) -> Peer {
+    pub(crate) fn spawn(args: &[&str]) -> Peer {
         let mut child = Command::new(env!("CARGO_BIN_EXE_shm-test-peer"))
             .args(args)
             .stdout(Stdio::piped())
@@ -104,7 +104,7 @@ impl Peer {
     }
 
     /// Waits for the next line starting with `word`; fails the test on `ERROR`, exit or timeout.
-    pub fn expect(&mut self, word: &str, timeout: Duration) -> Fields {
+    pub(crate) fn expect(&mut self, word: &str, timeout: Duration) -> Fields {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -139,17 +139,17 @@ impl Peer {
     }
 
     /// SIGKILL, as a crash or `systemctl kill -s KILL` would.
-    pub fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// Waits for a clean exit.
-    pub fn wait_success(&mut self, timeout: Duration) {
+    pub(crate) fn wait_success(&mut self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -177,10 +177,10 @@ impl Drop for Peer {
 }
 
 /// Generous bound for anything a helper process should manage on a loaded 2-core CI machine.
-pub const PATIENCE: Duration = Duration::from_secs(60);
+pub(crate) const PATIENCE: Duration = Duration::from_secs(60);
 
 /// Starts `shm-test-peer <command> --prefix <scope> --name <name> <extra...>`.
-pub fn peer(scope: &ShmScope, command: &str, name: &str, extra: &[&str]) -> Peer {
+pub(crate) fn peer(scope: &ShmScope, command: &str, name: &str, extra: &[&str]) -> Peer {
     let prefix = scope.prefix.to_string();
     let mut args = vec![command, "--prefix", prefix.as_str(), "--name", name];
     args.extend_from_slice(extra);

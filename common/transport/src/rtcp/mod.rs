@@ -39,7 +39,7 @@ pub(crate) const COMMON_HEADER_LEN: usize = 4;
 const _: () = assert!(std::mem::size_of::<CommonHeader>() == COMMON_HEADER_LEN);
 
 impl CommonHeader {
-    pub fn new(count: u8, packet_type: u8, body_len: usize) -> Result<Self, RtcpWriteError> {
+    pub(crate) fn new(count: u8, packet_type: u8, body_len: usize) -> Result<Self, RtcpWriteError> {
         if body_len % 4 != 0 {
             return Err(RtcpWriteError::NotWordAligned(body_len));
         }

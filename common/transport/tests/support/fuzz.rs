@@ -15,7 +15,7 @@ use keymash_transport::rtp::{PayloadType, RtpHeader, RtpPacket, Ssrc};
 use keymash_transport::{Receiver, Sender, TransportConfig};
 
 /// Valid datagrams of every kind keymash sends.
-pub fn corpus() -> Vec<Vec<u8>> {
+pub(crate) fn corpus() -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     let media = Ssrc(0x1000);
     for (i, len) in [0usize, 1, 100, 1188].into_iter().enumerate() {
@@ -87,7 +87,7 @@ pub fn corpus() -> Vec<Vec<u8>> {
 }
 
 /// Mutate `input` with 1..=4 random operations.
-pub fn mutate(rng: &mut SplitMix64, input: &[u8], corpus: &[Vec<u8>]) -> Vec<u8> {
+pub(crate) fn mutate(rng: &mut SplitMix64, input: &[u8], corpus: &[Vec<u8>]) -> Vec<u8> {
     let mut d = input.to_vec();
     for _ in 0..=rng.below(4) {
         match rng.below(9) {
@@ -141,7 +141,7 @@ pub fn mutate(rng: &mut SplitMix64, input: &[u8], corpus: &[Vec<u8>]) -> Vec<u8>
 }
 
 /// Checks one datagram against every standalone parser and its invariants.
-pub fn check_parsers(d: &[u8]) {
+pub(crate) fn check_parsers(d: &[u8]) {
     if let Ok(p) = RtpPacket::parse(d) {
         assert!(
             p.payload.len() + 12 <= d.len(),
@@ -183,7 +183,7 @@ pub fn check_parsers(d: &[u8]) {
 
 /// Counts from a fuzz run, so the caller can see the parsers were really exercised.
 #[derive(Debug, Default, Clone)]
-pub struct FuzzReport {
+pub(crate) struct FuzzReport {
     pub cases: u64,
     pub rtp_ok: u64,
     pub rtcp_ok: u64,
@@ -193,7 +193,7 @@ pub struct FuzzReport {
 }
 
 /// Run `cases` mutated datagrams through every parser and both endpoints.
-pub fn run(cases: u64, seed: u64) -> FuzzReport {
+pub(crate) fn run(cases: u64, seed: u64) -> FuzzReport {
     let corpus = corpus();
     let mut rng = SplitMix64::new(seed);
     let start = Instant::now();

@@ -12,10 +12,10 @@ use keymash_transport::rtp::{RtpPacket, RTP_HEADER_LEN};
 use keymash_transport::{ReceivedPayload, Receiver, Sender, TransmitKind, TransportConfig};
 
 /// Decides from (index on the link, datagram) whether to drop it.
-pub type DropChooser = Box<dyn FnMut(u64, &[u8]) -> bool>;
+pub(crate) type DropChooser = Box<dyn FnMut(u64, &[u8]) -> bool>;
 
 /// Which packets a link drops.
-pub enum LossModel {
+pub(crate) enum LossModel {
     None,
     /// Each packet independently with this probability.
     Bernoulli(f64),
@@ -34,7 +34,7 @@ pub enum LossModel {
 }
 
 impl LossModel {
-    pub fn gilbert_elliott(to_bad: f64, to_good: f64) -> Self {
+    pub(crate) fn gilbert_elliott(to_bad: f64, to_good: f64) -> Self {
         LossModel::GilbertElliott {
             to_bad,
             to_good,
@@ -70,7 +70,7 @@ impl LossModel {
 }
 
 /// One direction of the network: loss, fixed latency plus seeded extra delay (which reorders).
-pub struct Link {
+pub(crate) struct Link {
     pub loss: LossModel,
     pub latency: Duration,
     /// Extra delay drawn uniformly in 0..reorder_jitter per packet.
@@ -82,7 +82,7 @@ pub struct Link {
 }
 
 impl Link {
-    pub fn new(loss: LossModel, latency: Duration, seed: u64) -> Self {
+    pub(crate) fn new(loss: LossModel, latency: Duration, seed: u64) -> Self {
         Link {
             loss,
             latency,
@@ -94,7 +94,7 @@ impl Link {
         }
     }
 
-    pub fn send(&mut self, now: Instant, datagram: Vec<u8>) {
+    pub(crate) fn send(&mut self, now: Instant, datagram: Vec<u8>) {
         let index = self.sent;
         self.sent += 1;
         if self.loss.drops(&mut self.rng, index, &datagram) {
@@ -111,11 +111,11 @@ impl Link {
             .push(Reverse((now + self.latency + extra, index, datagram)));
     }
 
-    pub fn next_arrival(&self) -> Option<Instant> {
+    pub(crate) fn next_arrival(&self) -> Option<Instant> {
         self.in_flight.peek().map(|Reverse((t, _, _))| *t)
     }
 
-    pub fn pop_due(&mut self, now: Instant) -> Option<Vec<u8>> {
+    pub(crate) fn pop_due(&mut self, now: Instant) -> Option<Vec<u8>> {
         if self.next_arrival()? <= now {
             self.in_flight.pop().map(|Reverse((_, _, d))| d)
         } else {
@@ -126,13 +126,13 @@ impl Link {
 
 /// A payload as the sender sent it.
 #[derive(Debug, Clone)]
-pub struct SentPayload {
+pub(crate) struct SentPayload {
     pub bytes: Vec<u8>,
     pub sent_at: Option<Instant>,
 }
 
 /// A sender and a receiver joined by two links, on a virtual clock.
-pub struct Pair {
+pub(crate) struct Pair {
     pub start: Instant,
     pub now: Instant,
     pub sender: Sender,
@@ -155,7 +155,7 @@ pub struct Pair {
 }
 
 impl Pair {
-    pub fn new(
+    pub(crate) fn new(
         config: TransportConfig,
         forward: LossModel,
         back: LossModel,
@@ -212,7 +212,7 @@ impl Pair {
     }
 
     /// Run until `duration` of virtual time has passed since the start.
-    pub fn run_until(&mut self, duration: Duration, frame_interval: Duration) {
+    pub(crate) fn run_until(&mut self, duration: Duration, frame_interval: Duration) {
         let end = self.start + duration;
         loop {
             if self.frames_left > 0 && self.now >= self.next_frame {
@@ -276,8 +276,15 @@ impl Pair {
         }
     }
 
+    /// Sends `frames` more frames, one per default frame interval, running until `duration` of
+    /// virtual time has passed since the start.
+    pub(crate) fn run_frames(&mut self, frames: u64, duration: Duration) {
+        self.frames_left = frames;
+        self.run_until(duration, TransportConfig::default().frame_interval);
+    }
+
     /// Every delivered payload must equal what was sent under its sequence number.
-    pub fn assert_delivered_payloads_are_byte_identical(&self) {
+    pub(crate) fn assert_delivered_payloads_are_byte_identical(&self) {
         for (_, d) in &self.delivered {
             let sent = self
                 .sent
@@ -291,7 +298,7 @@ impl Pair {
         }
     }
 
-    pub fn media_sent(&self) -> usize {
+    pub(crate) fn media_sent(&self) -> usize {
         self.sender_log
             .iter()
             .filter(|(_, k, _)| *k == TransmitKind::Media)
@@ -300,9 +307,9 @@ impl Pair {
 }
 
 /// The wire sequence number of a media datagram, if it is one.
-pub fn media_seq(datagram: &[u8]) -> Option<u16> {
+pub(crate) fn media_seq(datagram: &[u8]) -> Option<u16> {
     let p = RtpPacket::parse(datagram).ok()?;
     (p.payload_type == 96).then_some(p.seq)
 }
 
-pub const RTP_HEADER: usize = RTP_HEADER_LEN;
+pub(crate) const RTP_HEADER: usize = RTP_HEADER_LEN;

@@ -6,13 +6,13 @@
 use std::io::Write;
 
 /// True when the environment says this is a CI run (`CI` set to anything but "", "0" or "false").
-pub fn in_ci() -> bool {
+pub(crate) fn in_ci() -> bool {
     std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "0" && v != "false")
 }
 
 /// The calling test cannot run its check because of `reason`: panics under CI; otherwise writes
 /// a SKIPPED line the test output shows, and returns for the caller to `return`.
-pub fn skip_or_fail(reason: &str) {
+pub(crate) fn skip_or_fail(reason: &str) {
     let test = std::thread::current()
         .name()
         .unwrap_or("this test")

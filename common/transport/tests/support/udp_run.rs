@@ -10,14 +10,14 @@ use keymash_transport::{
     ReceivedPayload, Receiver, ReceiverStats, Sender, SenderStats, TransportConfig,
 };
 
-pub struct UdpPair {
+pub(crate) struct UdpPair {
     pub tx: PeerSocket,
     pub rx: PeerSocket,
 }
 
 impl UdpPair {
     /// Both sockets bound on `ip` with free ports, each knowing the other as its peer.
-    pub fn bind(ip: IpAddr) -> Result<Self, keymash_transport::udp::UdpError> {
+    pub(crate) fn bind(ip: IpAddr) -> Result<Self, keymash_transport::udp::UdpError> {
         let any = SocketAddr::new(ip, 0);
         let mut tx = PeerSocket::bind(any, any, SocketBuffers::default())?;
         let rx = PeerSocket::bind(any, tx.local_addr()?, SocketBuffers::default())?;
@@ -26,7 +26,7 @@ impl UdpPair {
     }
 }
 
-pub struct UdpRun {
+pub(crate) struct UdpRun {
     pub sent: Vec<Vec<u8>>,
     pub delivered: Vec<ReceivedPayload>,
     pub sender: SenderStats,
@@ -37,7 +37,7 @@ pub struct UdpRun {
 
 /// Stream `frames` frames of `per_frame` payloads, one every `interval`, then linger for the
 /// last feedback.
-pub fn stream(
+pub(crate) fn stream(
     pair: &mut UdpPair,
     config: TransportConfig,
     frames: u64,

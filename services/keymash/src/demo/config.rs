@@ -6,15 +6,15 @@ use std::path::Path;
 
 /// Picture size of the demo stream: small enough that two cores run all eight services, the
 /// demo's own PSNR measurement and the contact sheet comfortably.
-pub const WIDTH: usize = 320;
-pub const HEIGHT: usize = 240;
+pub(super) const WIDTH: usize = 320;
+pub(super) const HEIGHT: usize = 240;
 /// Width of the glow border the headless display draws around the picture (a multiple of 8,
 /// so it is the border the canvas really gets).
-pub const GLOW_BORDER_PX: u32 = 16;
+pub(super) const GLOW_BORDER_PX: u32 = 16;
 
 /// Where the two halves of the pipeline talk: the veth pair of the two namespaces, or loopback.
 #[derive(Debug, Clone, Copy)]
-pub struct Network {
+pub(super) struct Network {
     pub sender: Ipv4Addr,
     pub sender_port: u16,
     pub receiver: Ipv4Addr,
@@ -26,7 +26,7 @@ pub struct Network {
 /// The scripted visitor for a run of `seconds`: nobody for the first 30%, a ramp (5 then 10
 /// varied keys a second), 14 keys a second until 80% of the run (above the level where the
 /// default curve switches loss off), then nobody again. The pattern's period is the run.
-pub fn mash_script(seconds: u32) -> String {
+pub(super) fn mash_script(seconds: u32) -> String {
     let n = f64::from(seconds);
     let at = |fraction: f64| (n * fraction * 10.0).round() / 10.0;
     let segments = [
@@ -46,7 +46,7 @@ pub fn mash_script(seconds: u32) -> String {
 
 /// The configuration text: every service of the demo reads it. `output` is the display's
 /// output (`y4m:PATH` for the measured instance, `window` for the one on screen).
-pub fn config_text(
+pub(super) fn config_text(
     prefix: &str,
     network: &Network,
     delay: f64,
@@ -75,7 +75,7 @@ pub fn config_text(
 }
 
 /// `y4m:PATH` with the path as the configuration file needs it.
-pub fn y4m_output(path: &Path) -> String {
+pub(super) fn y4m_output(path: &Path) -> String {
     format!("y4m:{}", path.display())
 }
 

@@ -39,7 +39,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(15);
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, clap::Args)]
-pub struct DemoArgs {
+pub(crate) struct DemoArgs {
     /// How long the pipeline runs once every service is up, in seconds (at least 10).
     #[arg(long, default_value_t = 40)]
     seconds: u32,
@@ -227,7 +227,7 @@ struct Row {
     psnr: Option<f64>,
 }
 
-pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(
         args.seconds >= 10,
         "--seconds {} is too short: the scripted visitor needs at least 10",

@@ -9,7 +9,7 @@ use keymash_core::font::{for_each_lit_pixel, text_width, GLYPH_HEIGHT};
 use super::watch::Shown;
 
 /// Pictures per column.
-pub const ROWS: usize = 3;
+pub(super) const ROWS: usize = 3;
 const PAD: usize = 8;
 const TITLE_SCALE: usize = 2;
 const TITLE_HEIGHT: usize = GLYPH_HEIGHT * TITLE_SCALE + PAD;
@@ -18,7 +18,7 @@ const BACKGROUND: [u8; 3] = [24, 24, 24];
 const INK: [u8; 3] = [235, 235, 235];
 
 /// The sheet's size for pictures of `width` x `height`.
-pub fn size(width: usize, height: usize) -> (usize, usize) {
+pub(super) fn size(width: usize, height: usize) -> (usize, usize) {
     (
         PAD + 2 * (width + PAD),
         PAD + TITLE_HEIGHT + ROWS * (height + CAPTION_HEIGHT + PAD),
@@ -91,7 +91,7 @@ impl Canvas {
 }
 
 /// Draws the sheet for pictures of `width` x `height` and writes it to `path` as PNG.
-pub fn write(
+pub(super) fn write(
     path: &Path,
     width: usize,
     height: usize,

@@ -30,13 +30,13 @@ const SOURCE_FRAMES_KEPT: usize = 120;
 const SHEET_CANDIDATES: usize = 48;
 const SHEET_SPACING: Duration = Duration::from_millis(500);
 /// Mash levels counted as "low" and "high" for the contact sheet and the summary.
-pub const LOW_MASH: f32 = 0.1;
-pub const HIGH_MASH: f32 = 0.8;
+pub(super) const LOW_MASH: f32 = 0.1;
+pub(super) const HIGH_MASH: f32 = 0.8;
 
 /// From when on in the run the displayed pictures show the scene at the idle figures: the
 /// delay buffer shows its countdown card for the first `delay.seconds`, and the loss filter
 /// measures its first whole second after that.
-pub fn settled_after(config: &Config) -> Duration {
+pub(super) fn settled_after(config: &Config) -> Duration {
     Duration::from_secs_f64(config.delay.seconds.max(0.0) + 1.0).max(Duration::from_secs(2))
 }
 
@@ -71,7 +71,7 @@ impl<T: CellValue> LazyCell<T> {
 
 /// The live figures of the pipeline, read from its cells.
 #[derive(Debug)]
-pub struct Probe {
+pub(super) struct Probe {
     mash: LazyCell<MashRecord>,
     quality: LazyCell<QualityRecord>,
     stats: Vec<(Service, LazyCell<ServiceStats>)>,
@@ -79,7 +79,7 @@ pub struct Probe {
 
 /// One reading of [`Probe`].
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Figures {
+pub(super) struct Figures {
     pub mash: Option<f32>,
     /// Percent of video packets the eBPF filter dropped over its last second (kernel counters).
     pub drop_percent: Option<f64>,
@@ -89,7 +89,7 @@ pub struct Figures {
 }
 
 impl Probe {
-    pub fn new(config: &Config) -> anyhow::Result<Self> {
+    pub(super) fn new(config: &Config) -> anyhow::Result<Self> {
         let segments = Segments::new(config)?;
         let stats = Service::ALL
             .into_iter()
@@ -103,11 +103,11 @@ impl Probe {
     }
 
     /// `service`'s statistics, if it has published any.
-    pub fn stats(&mut self, service: Service) -> Option<ServiceStats> {
+    pub(super) fn stats(&mut self, service: Service) -> Option<ServiceStats> {
         self.stats.iter_mut().find(|(s, _)| *s == service)?.1.load()
     }
 
-    pub fn read(&mut self) -> Figures {
+    pub(super) fn read(&mut self) -> Figures {
         let gauge =
             |probe: &mut Probe, service, name| probe.stats(service).and_then(|s| s.gauge(name));
         Figures {
@@ -146,7 +146,7 @@ impl SourceStore {
 
 /// A displayed picture kept for the contact sheet, with the figures at the time it was shown.
 #[derive(Debug, Clone)]
-pub struct Shown {
+pub(super) struct Shown {
     pub at: Duration,
     pub picture: I420Frame,
     pub figures: Figures,
@@ -155,7 +155,7 @@ pub struct Shown {
 
 /// What the watcher threads hand to the demo.
 #[derive(Debug, Default)]
-pub struct Observations {
+pub(super) struct Observations {
     /// PSNR of each picture displayed since the last [`Watcher::take_psnr`] (None: no source).
     psnr: Vec<Option<f64>>,
     pub low: Vec<Shown>,
@@ -166,7 +166,7 @@ pub struct Observations {
 
 /// The two threads: one keeps the source pictures, one reads the displayed ones.
 #[derive(Debug)]
-pub struct Watcher {
+pub(super) struct Watcher {
     stop: Arc<AtomicBool>,
     threads: Vec<std::thread::JoinHandle<()>>,
     observations: Arc<Mutex<Observations>>,
@@ -178,7 +178,11 @@ impl Watcher {
     /// Starts reading the display's Y4M stream from `fifo` (opened at once, without waiting for
     /// the display) and, once delay-buffer has created it, the delayed-frame ring. With `keep`,
     /// the displayed stream is also written to that file.
-    pub fn start(config: &Config, fifo: &Path, keep: Option<&Path>) -> anyhow::Result<Watcher> {
+    pub(super) fn start(
+        config: &Config,
+        fifo: &Path,
+        keep: Option<&Path>,
+    ) -> anyhow::Result<Watcher> {
         use std::os::unix::fs::OpenOptionsExt as _;
         let stop = Arc::new(AtomicBool::new(false));
         let observations = Arc::new(Mutex::new(Observations::default()));
@@ -234,12 +238,12 @@ impl Watcher {
         })
     }
 
-    pub fn begin_run(&self, now: Instant) {
+    pub(super) fn begin_run(&self, now: Instant) {
         *self.run_start.lock().unwrap_or_else(|p| p.into_inner()) = Some(now);
     }
 
     /// PSNR of the pictures displayed since the last call, and how many had no source.
-    pub fn take_psnr(&self) -> Vec<Option<f64>> {
+    pub(super) fn take_psnr(&self) -> Vec<Option<f64>> {
         std::mem::take(
             &mut self
                 .observations
@@ -250,7 +254,7 @@ impl Watcher {
     }
 
     /// Stops both threads and returns what they saw.
-    pub fn finish(mut self) -> Observations {
+    pub(super) fn finish(mut self) -> Observations {
         self.stop.store(true, Ordering::Relaxed);
         for thread in self.threads.drain(..) {
             let _ = thread.join();

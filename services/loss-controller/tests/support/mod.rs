@@ -19,17 +19,17 @@ use keymash_loss_controller::layout::LossCounters;
 use keymash_tests::{ChildGuard, Netns, NetnsPair, NotifySocket};
 
 /// The video port the tests filter, and another port that must never be touched.
-pub const VIDEO_PORT: u16 = 5004;
-pub const OTHER_PORT: u16 = 5005;
+pub(crate) const VIDEO_PORT: u16 = 5004;
+pub(crate) const OTHER_PORT: u16 = 5005;
 
 /// The controller's fail-safe window with the default config (loss.failsafe_ms).
-pub const FAILSAFE: Duration = Duration::from_millis(250);
+pub(crate) const FAILSAFE: Duration = Duration::from_millis(250);
 
 /// Traffic phases of different tests must not compete for the 2 CPUs, or the receiver's socket
 /// buffer, not the filter, would drop packets.
-pub static TRAFFIC: Mutex<()> = Mutex::new(());
+pub(crate) static TRAFFIC: Mutex<()> = Mutex::new(());
 
-pub fn traffic_lock() -> std::sync::MutexGuard<'static, ()> {
+pub(crate) fn traffic_lock() -> std::sync::MutexGuard<'static, ()> {
     TRAFFIC
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -38,13 +38,13 @@ pub fn traffic_lock() -> std::sync::MutexGuard<'static, ()> {
 /// A config file with every key at its default except a shared-memory prefix of its own, so
 /// parallel tests (and a real installation on the same machine) never share segments; the
 /// segments are removed with the file.
-pub struct TestConfig {
+pub(crate) struct TestConfig {
     pub path: PathBuf,
     pub prefix: String,
 }
 
 impl TestConfig {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let prefix = keymash_tests::unique_name("kmlt");
         let path = std::env::temp_dir().join(format!("{prefix}.toml"));
         let mut file = std::fs::File::create(&path).unwrap();
@@ -54,7 +54,7 @@ impl TestConfig {
         TestConfig { path, prefix }
     }
 
-    pub fn shm_prefix(&self) -> keymash_shm::Prefix {
+    pub(crate) fn shm_prefix(&self) -> keymash_shm::Prefix {
         keymash_shm::Prefix::new(&self.prefix).unwrap()
     }
 }
@@ -69,7 +69,7 @@ impl Drop for TestConfig {
 }
 
 /// A loss-controller running in `netns`, attached to `interface`, ready when constructed.
-pub struct Controller {
+pub(crate) struct Controller {
     pub child: ChildGuard,
     _notify: NotifySocket,
     pub config: TestConfig,
@@ -77,23 +77,23 @@ pub struct Controller {
 
 impl Controller {
     /// The binary of this crate.
-    pub fn binary() -> &'static str {
+    pub(crate) fn binary() -> &'static str {
         env!("CARGO_BIN_EXE_keymash-loss-controller")
     }
 
     /// Starts `keymash-loss-controller --interface IFACE --port VIDEO_PORT <extra>` in `netns`
     /// and waits for READY=1.
-    pub fn start(netns: &Netns, interface: &str, extra: &[&str]) -> Controller {
+    pub(crate) fn start(netns: &Netns, interface: &str, extra: &[&str]) -> Controller {
         Self::start_with(netns.command(Self::binary()), interface, extra)
     }
 
     /// Like [`Controller::start`] with a prepared command (e.g. wrapped in setpriv).
-    pub fn start_with(command: Command, interface: &str, extra: &[&str]) -> Controller {
+    pub(crate) fn start_with(command: Command, interface: &str, extra: &[&str]) -> Controller {
         Self::start_configured(command, TestConfig::new(), interface, extra)
     }
 
     /// Like [`Controller::start_with`] with a prepared config.
-    pub fn start_configured(
+    pub(crate) fn start_configured(
         mut command: Command,
         config: TestConfig,
         interface: &str,
@@ -124,7 +124,7 @@ impl Controller {
 }
 
 /// `tc filter show dev IFACE ingress` inside `netns`.
-pub fn ingress_filters(netns: &Netns, interface: &str) -> String {
+pub(crate) fn ingress_filters(netns: &Netns, interface: &str) -> String {
     netns
         .run("tc", ["filter", "show", "dev", interface, "ingress"])
         .unwrap_or_default()
@@ -132,7 +132,7 @@ pub fn ingress_filters(netns: &Netns, interface: &str) -> String {
 
 /// Kernel ids of the BPF programs attached at `interface`'s ingress. (By id, not by name: a
 /// controller without CAP_PERFMON loads its program nameless, see filter::FILTER_PRIORITY.)
-pub fn attached_program_ids(netns: &Netns, interface: &str) -> Vec<u32> {
+pub(crate) fn attached_program_ids(netns: &Netns, interface: &str) -> Vec<u32> {
     let text = ingress_filters(netns, interface);
     text.lines()
         .filter(|line| line.contains(" bpf ") || line.contains("direct-action"))
@@ -145,7 +145,7 @@ pub fn attached_program_ids(netns: &Netns, interface: &str) -> Vec<u32> {
 }
 
 /// The kernel counters of the one filter attached at `interface`.
-pub fn kernel_counters(netns: &Netns, interface: &str) -> LossCounters {
+pub(crate) fn kernel_counters(netns: &Netns, interface: &str) -> LossCounters {
     let ids = attached_program_ids(netns, interface);
     assert_eq!(
         ids.len(),
@@ -158,7 +158,7 @@ pub fn kernel_counters(netns: &Netns, interface: &str) -> LossCounters {
 
 /// A UDP socket bound inside `netns` at `addr`, with a receive buffer big enough for the test's
 /// bursts.
-pub fn bind_in(netns: &Netns, addr: SocketAddr) -> UdpSocket {
+pub(crate) fn bind_in(netns: &Netns, addr: SocketAddr) -> UdpSocket {
     netns
         .enter(move || {
             let socket = UdpSocket::bind(addr).unwrap();
@@ -180,7 +180,7 @@ pub fn bind_in(netns: &Netns, addr: SocketAddr) -> UdpSocket {
 
 /// What a receiver got: the sequence numbers seen.
 #[derive(Debug, Default)]
-pub struct Received {
+pub(crate) struct Received {
     pub sequence: BTreeSet<u64>,
 }
 
@@ -188,7 +188,7 @@ pub struct Received {
 /// receiving threads stop on: a panic in a scope waits for every thread of the scope before it
 /// propagates, so a sender that panics (a failed send) must still tell the receivers to stop,
 /// or the test would hang instead of failing.
-pub struct SetOnDrop<'a>(pub &'a std::sync::atomic::AtomicBool);
+pub(crate) struct SetOnDrop<'a>(pub &'a std::sync::atomic::AtomicBool);
 
 impl Drop for SetOnDrop<'_> {
     fn drop(&mut self) {
@@ -199,11 +199,11 @@ impl Drop for SetOnDrop<'_> {
 /// The longest [`receive_until`] waits for its stop flag: far beyond any sending phase of
 /// these tests (the longest sends 48,000 packets at 40,000 a second), so reaching it means the
 /// sending side never finished.
-pub const RECEIVE_LIMIT: Duration = Duration::from_secs(120);
+pub(crate) const RECEIVE_LIMIT: Duration = Duration::from_secs(120);
 
 /// Receives on `socket` until `stop` is set and the socket has been quiet for 200 ms; fails
 /// (panics, which the scope's join reports) if `stop` is not set within [`RECEIVE_LIMIT`].
-pub fn receive_until(socket: &UdpSocket, stop: &std::sync::atomic::AtomicBool) -> Received {
+pub(crate) fn receive_until(socket: &UdpSocket, stop: &std::sync::atomic::AtomicBool) -> Received {
     use std::sync::atomic::Ordering;
     let mut received = Received::default();
     let mut buf = [0u8; 2048];
@@ -239,7 +239,7 @@ pub fn receive_until(socket: &UdpSocket, stop: &std::sync::atomic::AtomicBool) -
 
 /// Sends `count` datagrams (8-byte big-endian sequence number + padding to `size`) from
 /// `socket` to `to`, paced at about `rate` packets per second in small bursts.
-pub fn send_paced(socket: &UdpSocket, to: SocketAddr, count: u64, size: usize, rate: u64) {
+pub(crate) fn send_paced(socket: &UdpSocket, to: SocketAddr, count: u64, size: usize, rate: u64) {
     let mut payload = vec![0u8; size.max(8)];
     let started = Instant::now();
     const BURST: u64 = 32;
@@ -257,7 +257,7 @@ pub fn send_paced(socket: &UdpSocket, to: SocketAddr, count: u64, size: usize, r
 }
 
 /// Sender and receiver sockets for one flow from `pair.left` to `pair.right` at `port`.
-pub fn flow(pair: &NetnsPair, port: u16, v6: bool) -> (UdpSocket, UdpSocket, SocketAddr) {
+pub(crate) fn flow(pair: &NetnsPair, port: u16, v6: bool) -> (UdpSocket, UdpSocket, SocketAddr) {
     let (from, to): (IpAddr, IpAddr) = if v6 {
         (NetnsPair::LEFT_V6.into(), NetnsPair::RIGHT_V6.into())
     } else {
@@ -271,7 +271,7 @@ pub fn flow(pair: &NetnsPair, port: u16, v6: bool) -> (UdpSocket, UdpSocket, Soc
 
 /// Runs `command` to completion like `Command::output`, but kills it and fails the test,
 /// saying so, if it has not exited within `timeout`. Its stdout is discarded.
-pub fn output_within(command: &mut Command, timeout: Duration) -> std::process::Output {
+pub(crate) fn output_within(command: &mut Command, timeout: Duration) -> std::process::Output {
     use std::io::Read as _;
     let mut child = command
         .stdout(Stdio::null())
