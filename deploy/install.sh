@@ -128,9 +128,10 @@ for b in "${binaries[@]}"; do
   [ -x "$release/$b" ] || { echo "install.sh: $release/$b is missing; build first" >&2; exit 1; }
 done
 
-# Refuse a configuration before installing anything that would start with it.
+# Refuse a configuration before installing anything that would start with it. Its key file is
+# checked once the key is in place (below): on the first PC this script creates it.
 new_config="${config:-$repo/deploy/keymash.toml}"
-"$release/keymash" check-config "$new_config" >/dev/null
+"$release/keymash" check-config --no-key "$new_config" >/dev/null
 
 for b in "${binaries[@]}"; do put "$release/$b" "$bin_dir/$b" 0755; done
 for unit in "$repo"/systemd/keymash-*.service "$repo"/systemd/keymash-*.target; do
@@ -169,6 +170,10 @@ chmod 0640 "$etc_dir/keymash.key"
 if getent group keymash >/dev/null 2>&1 || [ "$staged" = 1 ]; then
   chgrp keymash "$etc_dir/keymash.key" 2>/dev/null || true
 fi
+# The installed configuration with its key (security.key_file may name another file): the
+# services would refuse to start without it. A staged root's configuration names paths of the
+# real root, so only a real install can check them.
+if [ "$staged" = 0 ]; then "$release/keymash" check-config "$etc_dir/keymash.toml" >/dev/null; fi
 
 if [ "$staged" = 0 ]; then systemctl daemon-reload; fi
 target="keymash-$role.target"

@@ -6,6 +6,9 @@
 //!   inside one (from keymash-testbed, which `keymash demo` uses too).
 //! - [`process`]: [`ChildGuard`], a child process that is killed and reaped when the guard drops
 //!   (also from keymash-testbed).
+//! - [`forge`]: a third party on the exhibit's network: [`forge::Lan`] (the two PCs and an
+//!   attacker on a hub), [`forge::Tap`] (records every frame), [`forge::Forger`] (sends with
+//!   someone else's address and port) and forged keymash RTP and RTCP.
 //! - [`notify`]: [`NotifySocket`], a stand-in for systemd's notify socket, to wait until a
 //!   service under test says `READY=1`.
 //! - [`json`]: [`json::Json`], a small reader for what `keymash status --json` prints.
@@ -15,6 +18,7 @@
 //! build the workspace's binaries first, so a test never runs stale ones.
 #![forbid(unsafe_code)]
 
+pub mod forge;
 pub mod json;
 pub mod notify;
 pub mod receiver;
