@@ -197,7 +197,9 @@ impl NetRx {
         stats.set_count("recovered_nack", s.recovered_nack);
         stats.set_count("late", s.late);
         stats.set_count("duplicate", s.duplicate);
-        stats.set_count("malformed", s.malformed);
+        // A datagram too large for any keymash packet is malformed too (the cell's 16 counters
+        // are all in use, and a forged oversized datagram must still be counted somewhere).
+        stats.set_count("malformed", s.malformed + self.socket.oversized_datagrams());
         stats.set_count("foreign", s.foreign + self.socket.foreign_datagrams());
         stats.set_count("delivered", s.delivered);
         stats.set_count("unparseable_payloads", self.unparseable);

@@ -172,6 +172,10 @@ fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
         if now.duration_since(last_publish) >= PUBLISH_INTERVAL {
             last_publish = now;
             stats.set_count("send_errors", send_errors);
+            // Datagrams the socket dropped before the transport saw them: from another address,
+            // or too large for any keymash packet. Forged feedback is counted either way.
+            stats.set_count("foreign", socket.foreign_datagrams());
+            stats.set_count("oversized", socket.oversized_datagrams());
             let line = publish(
                 &mut stats,
                 &sender,
