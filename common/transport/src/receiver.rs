@@ -117,11 +117,7 @@ impl Receiver {
     /// With protection on, the session salt is drawn from `seed` too; services use
     /// [`Receiver::with_salt`] and a salt from the OS's random source instead.
     pub fn new(config: TransportConfig, seed: u64, now: Instant) -> Result<Self, ConfigError> {
-        let salt = SessionSalt::new(
-            crate::fec::SplitMix64::new(seed ^ 0x005A_170F_5A17)
-                .next_u64()
-                .to_le_bytes(),
-        );
+        let salt = SessionSalt::from_seed(seed, 0x005A_170F_5A17);
         Self::with_salt(config, seed, salt, now)
     }
 

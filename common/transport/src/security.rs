@@ -114,6 +114,17 @@ impl SessionSalt {
         SessionSalt(bytes)
     }
 
+    /// A salt drawn from a caller's `seed` for the seeded constructors (`Sender::new`,
+    /// `Receiver::new`; tests and simulations). `domain` keeps a sender's and a receiver's salt
+    /// apart when both get the same seed. Services draw salts from the OS's random source.
+    pub(crate) fn from_seed(seed: u64, domain: u64) -> Self {
+        Self::new(
+            crate::fec::SplitMix64::new(seed ^ domain)
+                .next_u64()
+                .to_le_bytes(),
+        )
+    }
+
     fn is_none(self) -> bool {
         self == Self::NONE
     }

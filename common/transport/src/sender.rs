@@ -103,11 +103,7 @@ impl Sender {
     /// With protection on, the session salt is drawn from `seed` too; services use
     /// [`Sender::with_salt`] and a salt from the OS's random source instead.
     pub fn new(config: TransportConfig, seed: u64, now: Instant) -> Result<Self, ConfigError> {
-        let salt = SessionSalt::new(
-            SplitMix64::new(seed ^ 0x5A17_5A17_5A17_5A17)
-                .next_u64()
-                .to_le_bytes(),
-        );
+        let salt = SessionSalt::from_seed(seed, 0x5A17_5A17_5A17_5A17);
         Self::with_salt(config, seed, salt, now)
     }
 
