@@ -58,6 +58,15 @@ etc_dir="$root/etc/keymash"
 systemctl_() { if [ "$staged" = 1 ]; then systemctl --root="${root:-/}" "$@"; else systemctl "$@"; fi; }
 changed=0
 say() { echo "install.sh: $*"; }
+# Run a command without its chatter ("Created symlink ..."), but stop with its messages if it fails.
+quietly() {
+  local out
+  if ! out="$("$@" 2>&1)"; then
+    echo "$out" >&2
+    echo "install.sh: failed: $*" >&2
+    exit 1
+  fi
+}
 
 # Copy $1 to $2 with mode $3 unless $2 already has exactly that content and mode.
 put() {
@@ -82,10 +91,13 @@ if [ "$uninstall" = 1 ]; then
   done
   if [ "$staged" = 0 ] && [ -x "$bin_dir/keymash" ]; then
     # The rings (and the delay buffer's video) live in /dev/shm under the configured prefix.
+    # Uninstalling goes on either way, but a segment left behind is said, not swallowed.
     if [ -f "$etc_dir/keymash.toml" ]; then
-      "$bin_dir/keymash" clean --role all --force --config "$etc_dir/keymash.toml" >/dev/null || true
+      "$bin_dir/keymash" clean --role all --force --config "$etc_dir/keymash.toml" >/dev/null \
+        || say "warning: keymash clean failed (above); remove what is left with: ls /dev/shm"
     else
-      "$bin_dir/keymash" clean --role all --force >/dev/null || true
+      "$bin_dir/keymash" clean --role all --force >/dev/null \
+        || say "warning: keymash clean failed (above); remove what is left with: ls /dev/shm"
     fi
   fi
   for unit in "$repo"/systemd/keymash-*; do remove "$unit_dir/$(basename "$unit")"; done
@@ -99,7 +111,9 @@ if [ "$uninstall" = 1 ]; then
     say "kept $etc_dir/keymash.toml and the key (--purge-config removes them)"
   fi
   if [ "$staged" = 0 ]; then
-    if id keymash >/dev/null 2>&1; then userdel keymash 2>/dev/null && say "removed user keymash" || true; fi
+    if id keymash >/dev/null 2>&1; then
+      if userdel keymash; then say "removed user keymash"; else say "warning: could not remove user keymash (above)"; fi
+    fi
     systemctl daemon-reload
   elif grep -q '^keymash:' "$root/etc/passwd" 2>/dev/null; then
     userdel --prefix "${root:-/}" keymash && say "removed user keymash"
@@ -128,8 +142,11 @@ for b in "${binaries[@]}"; do
   [ -x "$release/$b" ] || { echo "install.sh: $release/$b is missing; build first" >&2; exit 1; }
 done
 
-# Refuse a configuration before installing anything that would start with it. Its key file is
-# checked once the key is in place (below): on the first PC this script creates it.
+# Refuse a configuration before installing anything that would start with it: check-config runs
+# the check every service runs at start, so what passes here no service refuses (a delay beyond
+# delay.max_memory_mib, a frame size the codec cannot code, a pacing the transport cannot use, a
+# mash script...). Its key file is checked once the key is in place (below): on the first PC
+# this script creates it.
 new_config="${config:-$repo/deploy/keymash.toml}"
 "$release/keymash" check-config --no-key "$new_config" >/dev/null
 
@@ -148,6 +165,34 @@ else
   systemd-sysusers "$sysusers_dir/keymash.conf"
 fi
 
+# Give $1 to group keymash, which the services read it as. A failure stops the install: a file
+# the services cannot read would stop them at start, long after this script said "done". In a
+# staged root the group is the root's own (systemd-sysusers --root wrote it there; the host may
+# have no such group), so it is looked up there and given by number.
+give_to_keymash() {
+  local file="$1" gid
+  if [ "$staged" = 1 ]; then
+    gid="$(awk -F: '$1 == "keymash" { print $3 }' "$root/etc/group")" || gid=""
+    if [ -z "$gid" ]; then
+      echo "install.sh: $root/etc/group has no group keymash after systemd-sysusers; cannot give it $file" >&2
+      exit 1
+    fi
+    if [ "$(id -u)" != 0 ]; then
+      # Only root can give a file to a group it is not in; a staging run as a user (packaging)
+      # leaves the group to whoever installs the tree, and says so.
+      say "not root: $file keeps group $(stat -c %G "$file"); it must belong to group keymash ($gid)"
+      return 0
+    fi
+  else
+    gid="$(getent group keymash | cut -d: -f3)" || gid=""
+    if [ -z "$gid" ]; then
+      echo "install.sh: no group keymash after systemd-sysusers ($sysusers_dir/keymash.conf); cannot give it $file" >&2
+      exit 1
+    fi
+  fi
+  chgrp "$gid" "$file"
+}
+
 if [ -f "$etc_dir/keymash.toml" ]; then
   [ -z "$config" ] || say "kept the existing $etc_dir/keymash.toml; --config $config was not installed"
 else
@@ -156,9 +201,7 @@ else
   changed=1
 fi
 # Services read the config as the keymash user; root owns it.
-if getent group keymash >/dev/null 2>&1 || [ "$staged" = 1 ]; then
-  chgrp keymash "$etc_dir/keymash.toml" 2>/dev/null || true
-fi
+give_to_keymash "$etc_dir/keymash.toml"
 
 # The pre-shared key of the link (security.key_file): created on the first PC, copied to the other.
 if [ ! -f "$etc_dir/keymash.key" ]; then
@@ -167,9 +210,7 @@ if [ ! -f "$etc_dir/keymash.key" ]; then
   changed=1
 fi
 chmod 0640 "$etc_dir/keymash.key"
-if getent group keymash >/dev/null 2>&1 || [ "$staged" = 1 ]; then
-  chgrp keymash "$etc_dir/keymash.key" 2>/dev/null || true
-fi
+give_to_keymash "$etc_dir/keymash.key"
 # The installed configuration with its key (security.key_file may name another file): the
 # services would refuse to start without it. A staged root's configuration names paths of the
 # real root, so only a real install can check them.
@@ -179,11 +220,12 @@ if [ "$staged" = 0 ]; then systemctl daemon-reload; fi
 target="keymash-$role.target"
 other="keymash-$([ "$role" = sender ] && echo receiver || echo sender).target"
 if systemctl_ is-enabled "$other" >/dev/null 2>&1; then
-  systemctl_ disable "$other" >/dev/null 2>&1 && say "disabled $other (this PC is now the $role)"
+  quietly systemctl_ disable "$other"
+  say "disabled $other (this PC is now the $role)"
   changed=1
 fi
 if ! systemctl_ is-enabled "$target" >/dev/null 2>&1; then
-  systemctl_ enable "$target" >/dev/null 2>&1
+  quietly systemctl_ enable "$target"
   say "enabled $target"
   changed=1
 fi

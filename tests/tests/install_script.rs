@@ -122,6 +122,24 @@ fn install_is_complete_idempotent_and_fully_reversible() {
     assert!(std::fs::read_to_string(r.join("etc/passwd"))
         .unwrap()
         .contains("keymash:"));
+    // Both belong to the root's own group keymash, which the services read them as (the host
+    // running this test has no such group: chgrp by name failed here, silently, before).
+    let gid: u32 = std::fs::read_to_string(r.join("etc/group"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("keymash:x:"))
+        .and_then(|rest| rest.split(':').next())
+        .expect("group keymash in the staged root")
+        .parse()
+        .unwrap();
+    for file in [&config, &key] {
+        assert_eq!(
+            std::fs::metadata(file).unwrap().gid(),
+            gid,
+            "{} is not group keymash",
+            file.display()
+        );
+    }
     let wants = r.join("etc/systemd/system/multi-user.target.wants");
     assert!(link_exists(&wants.join("keymash-sender.target")));
 
@@ -184,24 +202,32 @@ fn a_bad_configuration_is_refused_before_anything_is_installed() {
     let root =
         TempRoot(std::env::temp_dir().join(format!("keymash-install-bad-{}", std::process::id())));
     let bad = std::env::temp_dir().join(format!("keymash-install-bad-{}.toml", std::process::id()));
-    std::fs::write(&bad, "[codec]\nquality = 0\n").unwrap();
-    let out = Command::new("bash")
-        .arg(repo().join("deploy/install.sh"))
-        .arg("--root")
-        .arg(&root.0)
-        .args(["--no-deps", "--binaries"])
-        .arg(keymash_tests::binary_dir())
-        .args(["--role", "receiver", "--config"])
-        .arg(&bad)
-        .output()
-        .unwrap();
+    // An out-of-range value, and one only the delay buffer met at start before check-config ran
+    // the services' own check: both stop the install before it installs anything.
+    for (text, key) in [
+        ("[codec]\nquality = 0\n", "codec.quality"),
+        ("[delay]\nseconds = 600.0\n", "delay.seconds"),
+    ] {
+        std::fs::write(&bad, text).unwrap();
+        let out = Command::new("bash")
+            .arg(repo().join("deploy/install.sh"))
+            .arg("--root")
+            .arg(&root.0)
+            .args(["--no-deps", "--binaries"])
+            .arg(keymash_tests::binary_dir())
+            .args(["--role", "receiver", "--config"])
+            .arg(&bad)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{text:?} was installed");
+        assert!(stderr.contains(key), "{text:?}: {stderr}");
+        assert!(
+            !root.0.join("usr").exists(),
+            "installed files despite a bad configuration {text:?}"
+        );
+    }
     let _ = std::fs::remove_file(&bad);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("codec.quality"));
-    assert!(
-        !root.0.join("usr").exists(),
-        "installed files despite a bad configuration"
-    );
 }
 
 #[test]

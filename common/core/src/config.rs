@@ -31,6 +31,36 @@ pub mod loss_defaults {
 /// Where services look for the configuration unless given `--config`.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/keymash/keymash.toml";
 
+/// Largest `codec.max_payload_bytes`: 1188 bytes of codec payload fill a 1200-byte RTP packet,
+/// the most the transport sends in one datagram (keymash-transport's `MAX_PAYLOAD_LEN`, which
+/// it asserts equal to this at compile time).
+pub const MAX_PAYLOAD_BYTES: u32 = 1188;
+
+/// Smallest `codec.max_payload_bytes`: below ~200 bytes a payload cannot hold a useful
+/// macroblock plus headers.
+pub const MIN_PAYLOAD_BYTES: u32 = 200;
+
+/// Why `name` cannot be a Linux network interface name, or `Ok`. The kernel's own rule
+/// (`dev_valid_name`: 1 to 15 bytes, not `.` or `..`, no `/`, `:` or whitespace), narrowed to
+/// printable ASCII: a NUL byte or a control character could never reach the kernel intact
+/// (aya refused a NUL with an error only when loss-controller attached the filter). Shared by
+/// the configuration (`loss.interface`) and loss-controller's `--interface`.
+pub fn check_interface_name(name: &str) -> Result<(), String> {
+    let allowed = |c: char| c.is_ascii_graphic() && c != '/' && c != ':';
+    if name.is_empty()
+        || name.len() > 15
+        || name == "."
+        || name == ".."
+        || !name.chars().all(allowed)
+    {
+        return Err(format!(
+            "must be a network interface name as `ip link` shows it: 1 to 15 printable ASCII characters \
+             without '/', ':' or spaces, got {name:?}"
+        ));
+    }
+    Ok(())
+}
+
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -66,8 +96,9 @@ impl ConfigError {
         }
     }
 
-    /// Say which file the error is in.
-    fn in_file(self, path: &Path) -> ConfigError {
+    /// Say which file the error is in (a check run after [`Config::load`], such as
+    /// `keymash_service::preflight`, names the file the same way `load` does).
+    pub fn in_file(self, path: &Path) -> ConfigError {
         match self {
             ConfigError::Parse {
                 location,
@@ -621,16 +652,21 @@ impl Config {
             })
         };
 
+        // The shared-memory layer's rule for a prefix (keymash-shm's `Prefix`, which refused a
+        // leading '-' only when a service named its first segment).
         let prefix = &self.shm.prefix;
         if prefix.is_empty()
             || prefix.len() > 32
+            || prefix.starts_with('-')
             || !prefix
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         {
             return invalid(
                 "shm.prefix",
-                format!("must be 1 to 32 characters of a-z, 0-9, '-' or '_', got {prefix:?}"),
+                format!(
+                    "must be 1 to 32 characters of a-z, 0-9, '-' or '_', not starting with '-', got {prefix:?}"
+                ),
             );
         }
 
@@ -652,13 +688,15 @@ impl Config {
             );
         }
 
-        // Below ~200 bytes a payload cannot hold a useful macroblock plus headers; above 1460
-        // the RTP packet would not fit a 1500-byte Ethernet MTU.
-        if !(200..=1460).contains(&self.codec.max_payload_bytes) {
+        // The transport sends at most MAX_PAYLOAD_BYTES in one packet (sealed and in IPv6 it
+        // still fits the minimum MTU); a larger payload was accepted here once and then every
+        // frame was refused by net-tx, one warning a frame, with nothing on screen.
+        if !(MIN_PAYLOAD_BYTES..=MAX_PAYLOAD_BYTES).contains(&self.codec.max_payload_bytes) {
             return invalid(
                 "codec.max_payload_bytes",
                 format!(
-                    "must be in 200..=1460, got {}",
+                    "must be in {MIN_PAYLOAD_BYTES}..={MAX_PAYLOAD_BYTES} (the most the transport sends in \
+                     one packet), got {}",
                     self.codec.max_payload_bytes
                 ),
             );
@@ -717,6 +755,7 @@ impl Config {
                 format!("must be in 0..=100, got {}", t.fec_overhead_percent),
             );
         }
+        usable_number("transport.pacing_fraction", t.pacing_fraction)?;
         if !(t.pacing_fraction > 0.0 && t.pacing_fraction <= 1.0) {
             return invalid(
                 "transport.pacing_fraction",
@@ -750,15 +789,10 @@ impl Config {
         }
 
         let l = &self.loss;
-        if l.interface.is_empty() || l.interface.len() > 15 || l.interface.contains(['/', ' ']) {
-            return invalid(
-                "loss.interface",
-                format!(
-                    "must be a network interface name (1 to 15 characters), got {:?}",
-                    l.interface
-                ),
-            );
+        if let Err(message) = check_interface_name(&l.interface) {
+            return invalid("loss.interface", message);
         }
+        usable_number("loss.exponent", l.exponent)?;
         if !(l.exponent > 0.0 && l.exponent <= 10.0) {
             return invalid(
                 "loss.exponent",
@@ -789,14 +823,23 @@ impl Config {
                 ),
             );
         }
-        if l.model == LossModelKind::GilbertElliott && l.ge_r.get() == 0.0 {
+        // The filter holds probabilities as fractions of 2^32: anything below half of one part
+        // in 2^32 is 0 there, and the first burst would never end.
+        if l.model == LossModelKind::GilbertElliott && l.ge_r.as_u32_fraction() == 0 {
             return invalid(
                 "loss.ge_r",
-                "must be > 0 with loss.model = \"gilbert-elliott\" (at 0 the first burst never ends)".to_owned(),
+                format!(
+                    "must be at least {:.1e} (one in 2^32, the loss filter's resolution) with loss.model = \
+                     \"gilbert-elliott\" (at 0 the first burst never ends), got {}",
+                    1.0 / 4_294_967_296.0,
+                    l.ge_r.get()
+                ),
             );
         }
 
         let m = &self.mash;
+        usable_number("mash.saturation_score", m.saturation_score)?;
+        usable_number("mash.repeat_penalty", m.repeat_penalty)?;
         if !(100..=60_000).contains(&m.window_ms) {
             return invalid(
                 "mash.window_ms",
@@ -827,6 +870,7 @@ impl Config {
                 ),
             );
         }
+        usable_number("quality.exponent", q.exponent)?;
         if !(q.exponent > 0.0 && q.exponent <= 10.0) {
             return invalid(
                 "quality.exponent",
@@ -835,6 +879,7 @@ impl Config {
         }
 
         let d = &self.delay;
+        usable_number("delay.seconds", d.seconds)?;
         if !(0.0..=600.0).contains(&d.seconds) {
             return invalid(
                 "delay.seconds",
@@ -870,6 +915,43 @@ impl Config {
             );
         }
 
+        // A NUL byte can be written in TOML ("\u0000") but no path can hold one: capture's V4L2
+        // crate panicked on it and the other sources failed only when opened.
+        let paths: [(&'static str, &Path); 5] = [
+            ("capture.device", Path::new(&self.capture.device)),
+            (
+                "capture.source",
+                match &self.capture.source {
+                    CaptureSource::Y4m(path) => path,
+                    CaptureSource::V4l2 | CaptureSource::Synthetic => Path::new(""),
+                },
+            ),
+            (
+                "display.output",
+                match &self.display.output {
+                    DisplayOutput::Frames(path) | DisplayOutput::Y4m(path) => path,
+                    DisplayOutput::Window => Path::new(""),
+                },
+            ),
+            (
+                "input.source",
+                match &self.input.source {
+                    InputSource::Fifo(path) => path,
+                    // A pattern is mash-input's to parse (and it refuses a NUL as it is).
+                    InputSource::Script(_) | InputSource::Evdev => Path::new(""),
+                },
+            ),
+            ("security.key_file", &self.security.key_file),
+        ];
+        for (key, path) in paths {
+            if path.as_os_str().as_encoded_bytes().contains(&0) {
+                return invalid(
+                    key,
+                    format!("contains a NUL byte, which no file name can hold: {path:?}"),
+                );
+            }
+        }
+
         if !(50..=1000).contains(&self.input.publish_hz) {
             return invalid(
                 "input.publish_hz",
@@ -878,6 +960,29 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// Refuses what no setting means and the arithmetic downstream cannot take: NaN, the
+/// infinities (TOML writes them `nan` and `inf`) and subnormal numbers, which are below
+/// `f64::MIN_POSITIVE` (2.2e-308) and turn into zero or infinity in the first division
+/// (`transport.pacing_fraction = 5e-324` gave net-tx a zero pacing spread). Ranges are each
+/// key's own check.
+fn usable_number(key: &'static str, value: f64) -> Result<(), ConfigError> {
+    let message = if !value.is_finite() {
+        format!("must be a finite number, got {value}")
+    } else if value != 0.0 && !value.is_normal() {
+        format!(
+            "{value:e} is too small to mean anything (below {:.1e}); write 0 or a larger number",
+            f64::MIN_POSITIVE
+        )
+    } else {
+        return Ok(());
+    };
+    Err(ConfigError::Invalid {
+        location: "config".to_owned(),
+        key,
+        message,
+    })
 }
 
 /// Turn a toml/serde error into one that names the key and the line.

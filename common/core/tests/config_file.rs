@@ -206,6 +206,117 @@ fn range_checks_cover_every_bounded_key() {
     }
 }
 
+/// Values a service refused at start (or panicked on) although every key was in range: the
+/// same rule now holds in the configuration.
+#[test]
+fn what_a_service_would_choke_on_is_refused_by_key() {
+    let table = [
+        // keymash-shm's segment prefix may not start with '-'.
+        ("[shm]\nprefix = \"-x\"\n", "shm.prefix"),
+        // The transport sends at most 1188 bytes of payload in a packet.
+        (
+            "[codec]\nmax_payload_bytes = 1189\n",
+            "codec.max_payload_bytes",
+        ),
+        (
+            "[codec]\nmax_payload_bytes = 1460\n",
+            "codec.max_payload_bytes",
+        ),
+        // Interface names as the kernel takes them (loss-controller's rule).
+        ("[loss]\ninterface = \"eth\\u0000\"\n", "loss.interface"),
+        ("[loss]\ninterface = \"a\\tb\"\n", "loss.interface"),
+        ("[loss]\ninterface = \"a:b\"\n", "loss.interface"),
+        ("[loss]\ninterface = \"..\"\n", "loss.interface"),
+        (
+            "[loss]\ninterface = \"sixteen-chars-xx\"\n",
+            "loss.interface",
+        ),
+        // NaN, the infinities and subnormal numbers in every plain float key.
+        (
+            "[transport]\npacing_fraction = 5e-324\n",
+            "transport.pacing_fraction",
+        ),
+        (
+            "[transport]\npacing_fraction = nan\n",
+            "transport.pacing_fraction",
+        ),
+        ("[loss]\nexponent = inf\n", "loss.exponent"),
+        ("[loss]\nexponent = 1e-310\n", "loss.exponent"),
+        ("[quality]\nexponent = -nan\n", "quality.exponent"),
+        ("[quality]\nexponent = 4e-320\n", "quality.exponent"),
+        ("[mash]\nsaturation_score = inf\n", "mash.saturation_score"),
+        ("[mash]\nrepeat_penalty = 5e-324\n", "mash.repeat_penalty"),
+        ("[delay]\nseconds = nan\n", "delay.seconds"),
+        ("[delay]\nseconds = 5e-324\n", "delay.seconds"),
+        // The loss filter holds a probability in 1/2^32 steps: 1e-12 is 0 there.
+        (
+            "[loss]\nmodel = \"gilbert-elliott\"\nge_r = 1e-12\n",
+            "loss.ge_r",
+        ),
+        // No path holds a NUL byte (capture's V4L2 crate panicked on one).
+        (
+            "[capture]\ndevice = \"/dev/video\\u0000\"\n",
+            "capture.device",
+        ),
+        ("[capture]\nsource = \"y4m:/a\\u0000b\"\n", "capture.source"),
+        (
+            "[display]\noutput = \"frames:/a\\u0000b\"\n",
+            "display.output",
+        ),
+        ("[input]\nsource = \"fifo:/a\\u0000b\"\n", "input.source"),
+        (
+            "[security]\nkey_file = \"/a\\u0000b\"\n",
+            "security.key_file",
+        ),
+    ];
+    for (text, key) in table {
+        assert_names_key(text, key);
+    }
+    // What each refusal stops short of is still accepted.
+    for text in [
+        "[codec]\nmax_payload_bytes = 1188\n",
+        "[loss]\ninterface = \"enp0s25\"\n",
+        "[loss]\ninterface = \"veth-ab_1.2\"\n",
+        "[transport]\npacing_fraction = 1e-300\n",
+        "[delay]\nseconds = 0.0\n",
+        "[mash]\nrepeat_penalty = 0.0\n",
+        "[loss]\nmodel = \"gilbert-elliott\"\nge_r = 1e-9\n",
+        "[shm]\nprefix = \"a-\"\n",
+    ] {
+        Config::from_toml_str(text).unwrap_or_else(|e| panic!("{text:?}: {e}"));
+    }
+}
+
+#[test]
+fn interface_names_follow_the_kernels_rule() {
+    use keymash_core::config::check_interface_name;
+    for good in [
+        "eth0",
+        "lo",
+        "enp0s31f6",
+        "wlan0.100",
+        "br-1_2",
+        "123456789012345",
+    ] {
+        assert_eq!(check_interface_name(good), Ok(()), "{good}");
+    }
+    for bad in [
+        "",
+        ".",
+        "..",
+        "a/b",
+        "a:b",
+        "a b",
+        "a\tb",
+        "a\0",
+        "1234567890123456",
+        "ä",
+    ] {
+        let reason = check_interface_name(bad).unwrap_err();
+        assert!(reason.contains(&format!("{bad:?}")), "{bad:?}: {reason}");
+    }
+}
+
 #[test]
 fn a_syntax_error_is_refused_with_its_line() {
     let e = refused("[video]\nwidth = 640\nheight = = 480\n");

@@ -29,6 +29,11 @@ use keymash_core::mash::KeyCode;
 /// Faster than this no group of visitors can press keys; a higher rate is a typo.
 pub const MAX_RATE_PER_SECOND: f64 = 200.0;
 
+/// The shortest segment: a millisecond, the resolution a script is played at. A segment of
+/// 5e-324 s once parsed, and the player divided the time by it into infinitely many presses
+/// (mash-input died allocating them, and systemd restarted it into the same death).
+pub const MIN_SEGMENT_SECONDS: f64 = 0.001;
+
 /// Evdev codes of the letter keys (`KEY_Q`..`KEY_P`, `KEY_A`..`KEY_L`, `KEY_Z`..`KEY_M`), the keys
 /// a scripted visitor presses in turn.
 const LETTER_KEYS: [KeyCode; 26] = [
@@ -71,6 +76,14 @@ pub enum ScriptError {
     },
     #[error("segment {segment}: {rate}/s is faster than the {MAX_RATE_PER_SECOND}/s anyone can press keys")]
     RateTooHigh { segment: usize, rate: f64 },
+    #[error(
+        "segment {segment}: {start:?}s-{end:?}s is shorter than {MIN_SEGMENT_SECONDS}s, the shortest a script plays"
+    )]
+    TooShort {
+        segment: usize,
+        start: f64,
+        end: f64,
+    },
 }
 
 /// One stretch of constant mashing.
@@ -179,6 +192,15 @@ impl FromStr for MashScript {
             let presses_per_second = number(segment, "rate", rate)?;
             if end_seconds <= start_seconds {
                 return Err(ScriptError::EndNotAfterStart {
+                    segment,
+                    start: start_seconds,
+                    end: end_seconds,
+                });
+            }
+            // The tolerance keeps "1000.001-1000.002s", a millisecond, from being refused for
+            // its rounding.
+            if end_seconds - start_seconds < MIN_SEGMENT_SECONDS * 0.999 {
+                return Err(ScriptError::TooShort {
                     segment,
                     start: start_seconds,
                     end: end_seconds,
@@ -335,9 +357,29 @@ mod tests {
                     rate: 500.0,
                 },
             ),
+            (
+                "0-5e-324s:200/s",
+                ScriptError::TooShort {
+                    segment: 1,
+                    start: 0.0,
+                    end: 5e-324,
+                },
+            ),
+            (
+                "0-1s:1/s,2-2.0005s:1/s",
+                ScriptError::TooShort {
+                    segment: 2,
+                    start: 2.0,
+                    end: 2.0005,
+                },
+            ),
         ];
         for (pattern, want) in table {
             assert_eq!(pattern.parse::<MashScript>(), Err(want), "{pattern}");
+        }
+        // A millisecond is the shortest segment, wherever it lies.
+        for pattern in ["0-0.001s:200/s", "1000.001-1000.002s:200/s"] {
+            assert!(pattern.parse::<MashScript>().is_ok(), "{pattern}");
         }
         // f64 parses "nan" and "inf": refused as not finite numbers.
         for pattern in ["0-1s:nan/s", "0-infs:1/s"] {

@@ -7,7 +7,7 @@
 //! a little fast or slow) plus [`HEADROOM_SECONDS`] of frames, so the frame due now is never the
 //! one being overwritten.
 
-use keymash_core::config::{DelayConfig, VideoConfig};
+use keymash_core::config::{ConfigError, DelayConfig, VideoConfig};
 use keymash_shm::layout::{HEADER_SIZE, SLOT_ALIGN, SLOT_HEADER_SIZE};
 use keymash_shm::RingGeometry;
 
@@ -21,17 +21,16 @@ pub const HEADROOM_SECONDS: f64 = 1.0;
 pub const PASS_THROUGH_SLOTS: usize = 8;
 const MIB: u64 = 1 << 20;
 
-/// Why a delay configuration was refused. Messages name the keys to change.
+/// Why a delay configuration was refused. Each names the configuration key to change
+/// ([`DelayMemoryError::key`]); as a [`ConfigError`] it is the refusal `keymash check-config`
+/// and every service report, word for word.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum DelayMemoryError {
-    #[error("`delay.seconds` must be a finite number >= 0, got {0}")]
+    #[error("`{}`: {}", self.key(), self.message())]
     InvalidDelay(f64),
-    #[error("`video.fps` must be at least 1")]
+    #[error("`{}`: {}", self.key(), self.message())]
     ZeroFrameRate,
-    #[error(
-        "`delay.seconds` = {seconds} at {width}x{height} and {fps} fps needs {needed_mib} MiB of shared memory, \
-         more than `delay.max_memory_mib` = {max_mib}: shorten the delay, lower the resolution or raise the limit"
-    )]
+    #[error("`{}`: {}", self.key(), self.message())]
     TooMuchMemory {
         seconds: f64,
         width: u32,
@@ -40,8 +39,55 @@ pub enum DelayMemoryError {
         needed_mib: u64,
         max_mib: u32,
     },
-    #[error("`delay.seconds` = {seconds} gives a ring the shared-memory layer refuses: {reason}")]
+    #[error("`{}`: {}", self.key(), self.message())]
     Unbuildable { seconds: f64, reason: String },
+}
+
+impl DelayMemoryError {
+    /// The configuration key to change.
+    pub fn key(&self) -> &'static str {
+        match self {
+            DelayMemoryError::ZeroFrameRate => "video.fps",
+            DelayMemoryError::InvalidDelay(_)
+            | DelayMemoryError::TooMuchMemory { .. }
+            | DelayMemoryError::Unbuildable { .. } => "delay.seconds",
+        }
+    }
+
+    /// What is wrong and what to do, without the key.
+    pub fn message(&self) -> String {
+        match self {
+            DelayMemoryError::InvalidDelay(seconds) => {
+                format!("must be a finite number >= 0, got {seconds}")
+            }
+            DelayMemoryError::ZeroFrameRate => "must be at least 1".to_owned(),
+            DelayMemoryError::TooMuchMemory {
+                seconds,
+                width,
+                height,
+                fps,
+                needed_mib,
+                max_mib,
+            } => format!(
+                "{seconds} s at {width}x{height} and {fps} fps needs {needed_mib} MiB of shared memory, more \
+                 than `delay.max_memory_mib` = {max_mib}: shorten the delay, lower the resolution or raise \
+                 `delay.max_memory_mib`"
+            ),
+            DelayMemoryError::Unbuildable { seconds, reason } => {
+                format!("{seconds} s gives a ring the shared-memory layer refuses: {reason}")
+            }
+        }
+    }
+}
+
+impl From<DelayMemoryError> for ConfigError {
+    fn from(e: DelayMemoryError) -> ConfigError {
+        ConfigError::Invalid {
+            location: "config".to_owned(),
+            key: e.key(),
+            message: e.message(),
+        }
+    }
 }
 
 /// The delay ring's shape and size.

@@ -3,6 +3,8 @@
 //! - [`lifecycle`]: sd-notify READY/WATCHDOG/STATUS and clean exit on SIGTERM/SIGINT.
 //! - [`logging`]: log lines on stderr that journald files under the right priority.
 //! - [`args`]: the `--config FILE` argument every service takes.
+//! - [`preflight`]: the one check of a configuration that `keymash check-config` and every
+//!   service's start share.
 //! - [`run`]: start-up, configuration and exit handling shared by every service `main`.
 //! - [`stats`]: publishing the service's statistics cell for `keymash status`.
 //!
@@ -13,6 +15,7 @@
 pub mod args;
 pub mod lifecycle;
 pub mod logging;
+pub mod preflight;
 pub mod random;
 pub mod run;
 pub mod stats;

@@ -41,7 +41,7 @@ pub use rtp::{PayloadType, Ssrc};
 pub use security::{Protection, SessionSalt};
 pub use sender::{FrameQueued, SendError, Sender, StreamIds};
 pub use seq::SeqNo;
-pub use settings::{transport_settings, TransportSettingsError};
+pub use settings::{check_settings, transport_settings};
 pub use stats::{ReceiverStats, SenderStats};
 
 /// A datagram the caller should send to the peer.

@@ -3,31 +3,33 @@
 //! Both ends derive them the same way, so they agree on payload types and FEC. `[security]`
 //! adds the protection: the pre-shared key is read from `security.key_file` here (the one file
 //! this reads), so no service can build a transport and forget its key.
+//!
+//! Every refusal is a [`ConfigError::Invalid`] naming the configuration key to change, so a
+//! service that meets one exits as for any refused configuration (78, no restart loop), and
+//! [`check_settings`] lets `keymash check-config` refuse exactly the same without the key file.
 
 use std::time::Duration;
 
+use crate::rtp::MAX_PAYLOAD_LEN;
 use crate::{FecOverhead, PayloadType, Protection, TransportConfig};
-use keymash_core::config::{Config, ConfigError};
+use keymash_core::config::{Config, ConfigError, MAX_PAYLOAD_BYTES};
 
-/// A `[transport]` value the transport cannot use, named by its key.
-#[derive(Debug, thiserror::Error)]
-pub enum TransportSettingsError {
-    #[error("`{key}`: {message}")]
-    Invalid { key: &'static str, message: String },
-    /// The key file named by `security.key_file` is missing or damaged.
-    #[error("security")]
-    Key(#[source] ConfigError),
-}
+// The configuration's limit on `codec.max_payload_bytes` is the transport's packet limit: one
+// number, owned here, so a payload the configuration accepts is one the sender sends.
+const _: () = assert!(MAX_PAYLOAD_LEN == MAX_PAYLOAD_BYTES as usize);
 
-fn invalid(key: &'static str, message: impl ToString) -> TransportSettingsError {
-    TransportSettingsError::Invalid {
+fn invalid(key: &'static str, message: impl ToString) -> ConfigError {
+    ConfigError::Invalid {
+        location: "config".to_owned(),
         key,
         message: message.to_string(),
     }
 }
 
-/// Builds and validates the transport settings for `config`.
-pub fn transport_settings(config: &Config) -> Result<TransportConfig, TransportSettingsError> {
+/// The transport settings for `config` without its key file ([`Protection::Unprotected`]),
+/// checked as the sender and receiver check them: everything the configuration alone decides.
+/// `keymash check-config --no-key` and every service's start run this.
+pub fn check_settings(config: &Config) -> Result<TransportConfig, ConfigError> {
     let t = &config.transport;
     let fps = config.video.fps;
     if fps == 0 {
@@ -37,6 +39,15 @@ pub fn transport_settings(config: &Config) -> Result<TransportConfig, TransportS
         return Err(invalid(
             "transport.pacing_fraction",
             format!("must be in (0, 1], got {}", t.pacing_fraction),
+        ));
+    }
+    if config.codec.max_payload_bytes as usize > MAX_PAYLOAD_LEN {
+        return Err(invalid(
+            "codec.max_payload_bytes",
+            format!(
+                "must be at most {MAX_PAYLOAD_LEN}, the most the transport sends in one packet, got {}",
+                config.codec.max_payload_bytes
+            ),
         ));
     }
     let frame_interval = Duration::from_nanos(1_000_000_000 / u64::from(fps));
@@ -62,14 +73,53 @@ pub fn transport_settings(config: &Config) -> Result<TransportConfig, TransportS
         keepalive_interval: ms(t.keepalive_interval_ms),
         peer_timeout: ms(t.peer_timeout_ms),
         max_queue_delay: frame_interval * 3,
-        security: match config.load_key().map_err(TransportSettingsError::Key)? {
-            Some(key) => Protection::PreShared(key),
-            None => Protection::Unprotected,
-        },
+        security: Protection::Unprotected,
         ..TransportConfig::default()
     };
-    settings.validate().map_err(|e| invalid("transport", e))?;
+    settings
+        .validate()
+        .map_err(|e| refused_settings(&e, t.pacing_fraction, fps))?;
     Ok(settings)
+}
+
+/// Builds and validates the transport settings for `config`, with its key
+/// ([`check_settings`] plus `security.key_file`).
+pub fn transport_settings(config: &Config) -> Result<TransportConfig, ConfigError> {
+    let mut settings = check_settings(config)?;
+    settings.security = match config.load_key()? {
+        Some(key) => Protection::PreShared(key),
+        None => Protection::Unprotected,
+    };
+    Ok(settings)
+}
+
+/// A refusal of [`TransportConfig::validate`], named by the key that caused it.
+fn refused_settings(e: &crate::ConfigError, pacing_fraction: f64, fps: u32) -> ConfigError {
+    use crate::ConfigError as Refused;
+    match e {
+        // The spread is the frame interval times the fraction, in whole nanoseconds: a tiny
+        // fraction (5e-324 passed the range check) rounds to no time at all.
+        Refused::ZeroDuration("frame_spread") => invalid(
+            "transport.pacing_fraction",
+            format!(
+                "{pacing_fraction:e} of the frame interval at video.fps = {fps} spreads a frame's packets over \
+                 no time at all (under 1 ns); use at least 0.001"
+            ),
+        ),
+        Refused::SpreadLongerThanFrame { .. } => invalid("transport.pacing_fraction", e),
+        Refused::SamePayloadTypes(_) => invalid("transport.fec_payload_type", e),
+        Refused::ZeroDuration("feedback_interval") => {
+            invalid("transport.feedback_interval_ms", e)
+        }
+        Refused::ZeroDuration("quality_fallback_timeout") => {
+            invalid("transport.quality_fallback_ms", e)
+        }
+        Refused::ZeroDuration("keepalive_interval") => {
+            invalid("transport.keepalive_interval_ms", e)
+        }
+        Refused::ZeroDuration("peer_timeout") => invalid("transport.peer_timeout_ms", e),
+        _ => invalid("transport", e),
+    }
 }
 
 #[cfg(test)]
@@ -90,10 +140,9 @@ mod tests {
         let mut config = Config::default();
         config.security.key_file = "/nonexistent/keymash.key".into();
         let err = transport_settings(&config).unwrap_err();
-        assert!(
-            matches!(&err, TransportSettingsError::Key(e) if e.key() == Some("security.key_file")),
-            "{err:?}"
-        );
+        assert_eq!(err.key(), Some("security.key_file"), "{err:?}");
+        // Everything but the key is fine.
+        assert!(check_settings(&config).is_ok());
         assert_eq!(
             transport_settings(&unprotected()).unwrap().security,
             Protection::Unprotected
@@ -130,7 +179,7 @@ mod tests {
     #[test]
     fn unusable_values_are_refused_naming_the_key() {
         type Spoil = fn(&mut Config);
-        let cases: [(&str, Spoil); 4] = [
+        let cases: [(&str, Spoil); 9] = [
             ("transport.fec_overhead_percent", |c| {
                 c.transport.fec_overhead_percent = 150
             }),
@@ -138,18 +187,45 @@ mod tests {
             ("transport.pacing_fraction", |c| {
                 c.transport.pacing_fraction = 0.0
             }),
-            ("transport", |c| {
+            // In range, but a frame interval times it is less than a nanosecond.
+            ("transport.pacing_fraction", |c| {
+                c.transport.pacing_fraction = 5e-324
+            }),
+            ("transport.pacing_fraction", |c| {
+                c.video.fps = 120;
+                c.transport.pacing_fraction = 5e-11
+            }),
+            ("transport.fec_payload_type", |c| {
                 c.transport.fec_payload_type = c.transport.payload_type
             }),
+            ("transport.feedback_interval_ms", |c| {
+                c.transport.feedback_interval_ms = 0
+            }),
+            ("codec.max_payload_bytes", |c| {
+                c.codec.max_payload_bytes = MAX_PAYLOAD_LEN as u32 + 1
+            }),
+            ("video.fps", |c| c.video.fps = 0),
         ];
         for (key, spoil) in cases {
             let mut config = unprotected();
             spoil(&mut config);
             let err = transport_settings(&config).unwrap_err();
-            assert!(
-                err.to_string().starts_with(&format!("`{key}`")),
-                "{key}: {err}"
+            assert_eq!(err.key(), Some(key), "{err}");
+            assert_eq!(
+                check_settings(&config).unwrap_err().to_string(),
+                err.to_string(),
+                "the check without the key refuses the same"
             );
         }
+        // The smallest fraction the message suggests works at every frame rate.
+        for fps in [1, 30, 120] {
+            let mut config = unprotected();
+            config.video.fps = fps;
+            config.transport.pacing_fraction = 0.001;
+            assert!(check_settings(&config).is_ok(), "{fps} fps");
+        }
+        let mut config = unprotected();
+        config.codec.max_payload_bytes = MAX_PAYLOAD_LEN as u32;
+        assert!(check_settings(&config).is_ok());
     }
 }

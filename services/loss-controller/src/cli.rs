@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use keymash_core::config::{Config, LossModelKind};
+use keymash_core::config::{check_interface_name, Config, LossModelKind};
 use keymash_core::curves::{LossCurve, LossCurveError};
 use keymash_core::DropProbability;
 use keymash_service::ServiceArgs;
@@ -79,7 +79,8 @@ pub enum SettingsError {
     GilbertElliottNeverRecovers,
     #[error("the video port must be 1..=65535, got 0")]
     PortZero,
-    #[error("interface name must be 1 to 15 characters without '/' or whitespace, got {0:?}")]
+    /// The rule is the configuration's (`loss.interface`), so `--interface` and the file agree.
+    #[error("interface name: {0}")]
     BadInterface(String),
     #[error("loss curve from the config: {0}")]
     Curve(#[from] LossCurveError),
@@ -101,12 +102,7 @@ impl Args {
             .interface
             .clone()
             .unwrap_or_else(|| config.loss.interface.clone());
-        if interface.is_empty()
-            || interface.len() > 15
-            || interface.contains(|c: char| c == '/' || c.is_whitespace())
-        {
-            return Err(SettingsError::BadInterface(interface));
-        }
+        check_interface_name(&interface).map_err(SettingsError::BadInterface)?;
         let port = self.port.unwrap_or(config.network.video_port);
         if port == 0 {
             return Err(SettingsError::PortZero);
@@ -270,7 +266,7 @@ mod tests {
 
     #[test]
     fn invalid_command_lines_are_refused_with_a_reason() {
-        let cases: [(&[&str], &str); 9] = [
+        let cases: [(&[&str], &str); 11] = [
             (&["--fixed-drop", "1.5"], "drop probability must be in"),
             (&["--fixed-drop", "abc"], "is not a number"),
             (&["--fixed-drop", "-0.1"], "drop probability must be in"),
@@ -280,6 +276,9 @@ mod tests {
                 "interface name",
             ),
             (&["--interface", "a/b"], "interface name"),
+            // aya refused a NUL only when attaching, after the service said it was starting.
+            (&["--interface", "eth\u{0}"], "interface name"),
+            (&["--interface", "a\tb"], "interface name"),
             (
                 &["--model", "gilbert-elliott", "--ge-p", "0.1"],
                 "--ge-p and --ge-r are required",
