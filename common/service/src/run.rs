@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use keymash_core::config::Config;
+use keymash_pipeline::PipelineError;
 
 use crate::{Lifecycle, ServiceArgs};
 
@@ -15,7 +16,8 @@ pub const EXIT_BAD_CONFIG: u8 = 78;
 /// Start the lifecycle, load the configuration and run `body`, which must call
 /// [`Lifecycle::ready`] once initialised and return when [`Lifecycle::stop_requested`] is set.
 /// Errors are logged with their whole chain of causes; the process exits 0 after a clean stop,
-/// [`EXIT_BAD_CONFIG`] for a refused configuration and 1 for any other failure.
+/// [`EXIT_BAD_CONFIG`] for a refused configuration or segment (see [`is_refusal`]) and 1 for any
+/// other failure.
 pub fn run<F>(name: &'static str, args: &ServiceArgs, body: F) -> ExitCode
 where
     F: FnOnce(&mut Lifecycle, Config) -> anyhow::Result<()>,
@@ -41,15 +43,62 @@ where
         }
         Err(e) => {
             log::error!("{e:#}");
-            // A refusal found while starting (the key file named by security.key_file) is a
-            // configuration error too: no restart loop, the same exit status.
-            if e.chain()
-                .any(|c| c.is::<keymash_core::config::ConfigError>())
-            {
+            if is_refusal(&e) {
                 ExitCode::from(EXIT_BAD_CONFIG)
             } else {
                 ExitCode::FAILURE
             }
         }
+    }
+}
+
+/// Whether `error` is one a restart cannot fix, so the service exits [`EXIT_BAD_CONFIG`] and
+/// systemd leaves it stopped with its message rather than restarting it into the same refusal.
+///
+/// - A [`ConfigError`](keymash_core::config::ConfigError) anywhere in the chain: also one found
+///   while starting (the key file named by `security.key_file`).
+/// - A [`PipelineError`] that [`PipelineError::is_permanent`] calls so: a refused delay or ring
+///   geometry, `/dev/shm` too full for a segment, a segment that cannot be replaced. Transient
+///   ones (another writer still holding a segment, a failed system call) stay at exit 1.
+pub fn is_refusal(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause.is::<keymash_core::config::ConfigError>()
+            || cause
+                .downcast_ref::<PipelineError>()
+                .is_some_and(PipelineError::is_permanent)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use keymash_shm::OpenError;
+
+    use super::*;
+
+    #[test]
+    fn refused_segments_and_configurations_exit_78_and_transient_failures_do_not() {
+        let no_space = PipelineError::NoSpace {
+            segment: "/dev/shm/keymash.delay-hold".to_owned(),
+            needed: 2 << 20,
+            available: 1 << 20,
+        };
+        assert!(is_refusal(&anyhow::Error::from(no_space)));
+        // Wrapped, as the statistics publisher and `.context()` wrap it.
+        let wrapped = anyhow::Error::from(PipelineError::Create {
+            segment: "/dev/shm/keymash.raw-frames".to_owned(),
+            source: OpenError::InsufficientPermissions {
+                segment: "/dev/shm/keymash.raw-frames".to_owned(),
+            },
+        })
+        .context("starting capture");
+        assert!(is_refusal(&wrapped));
+        let busy = anyhow::Error::from(PipelineError::Create {
+            segment: "/dev/shm/keymash.raw-frames".to_owned(),
+            source: OpenError::WriterActive {
+                segment: "/dev/shm/keymash.raw-frames".to_owned(),
+            },
+        });
+        assert!(!is_refusal(&busy));
+        assert!(!is_refusal(&anyhow::anyhow!("camera unplugged")));
     }
 }

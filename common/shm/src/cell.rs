@@ -55,6 +55,15 @@ impl<T: CellValue> CellWriter<T> {
         ))
     }
 
+    /// The length of the segment file [`CellWriter::open`] creates (and reserves) for a `T`, in
+    /// bytes: the header and the value.
+    pub fn segment_bytes() -> u64 {
+        // A value too large for a segment is refused by `open`; 0 says "no such segment" here.
+        Shape::cell(size_of::<T>())
+            .segment_len()
+            .map_or(0, |len| len as u64)
+    }
+
     /// Publishes `value`, bumps the heartbeat and wakes readers waiting for a change.
     pub fn store(&mut self, value: &T) {
         let header = self.segment.header();

@@ -286,6 +286,11 @@ impl RingGeometry {
         HEADER_SIZE + self.slot_stride() * self.slot_count
     }
 
+    /// The length of the segment file a writer of this ring creates (and reserves), in bytes.
+    pub fn segment_bytes(&self) -> u64 {
+        self.segment_len() as u64
+    }
+
     /// Offset of slot `index`'s [`SlotHeader`] from the segment start.
     pub(crate) fn slot_offset(&self, index: usize) -> usize {
         HEADER_SIZE + self.slot_stride() * index

@@ -6,7 +6,11 @@
 //!   handed out torn; readers sleep on a futex.
 //! * [`CellWriter`] / [`CellReader`]: one value (mash level, quality, [`ServiceStats`]) with the
 //!   same torn-read protection.
-//! * [`list_segments`]: what `keymash status` shows.
+//! * [`list_segments`]: what `keymash status` shows; [`ShmSpace`]: how full `/dev/shm` is.
+//!
+//! A writer reserves every page of a segment it creates (`posix_fallocate`) after checking it
+//! fits the free space of `/dev/shm` ([`OpenError::NoSpace`] otherwise, with nothing left
+//! behind): a full tmpfs is an error at creation, never a SIGBUS at a later write.
 //!
 //! Every segment starts with a versioned [`layout::SegmentHeader`] published last, so an opener
 //! gets a typed [`OpenError`] (`NotReady`, `VersionMismatch`, `BadMagic`, `GeometryMismatch`...),
@@ -49,6 +53,7 @@ pub mod name;
 mod os;
 pub mod ring;
 mod segment;
+pub mod space;
 pub mod stats;
 // Test support (frames with a checkable pattern), not production API: the crate's own tests, its
 // test peer and its bench turn it on through their dev-dependency on this crate.
@@ -67,4 +72,5 @@ pub use ring::{
     SlotWrite, WriterAttach,
 };
 pub use segment::{remove_segment, Attach, OpenError};
+pub use space::{prefix_usage, NoSpace, PrefixUsage, ShmSpace};
 pub use stats::{NamedCounter, NamedGauge, ServiceState, ServiceStats, StatsFull};

@@ -65,6 +65,9 @@ pub(crate) fn unlink(shm_name: &str) -> Result<(), Errno> {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct FileFacts {
     pub len: u64,
+    /// Bytes the filesystem has actually allocated to the file (`st_blocks` x 512): less than
+    /// `len` means holes, pages a later write would have to find room for.
+    pub allocated: u64,
     pub mode: u32,
     /// Device and inode: which segment a name referred to when it was opened.
     pub identity: (u64, u64),
@@ -74,6 +77,9 @@ pub(crate) fn file_facts(fd: &impl AsFd) -> Result<FileFacts, Errno> {
     let stat = nix::sys::stat::fstat(fd)?;
     Ok(FileFacts {
         len: u64::try_from(stat.st_size).unwrap_or(0),
+        allocated: u64::try_from(stat.st_blocks)
+            .unwrap_or(0)
+            .saturating_mul(512),
         mode: stat.st_mode & 0o7777,
         identity: (stat.st_dev, stat.st_ino),
     })
@@ -89,6 +95,61 @@ pub(crate) fn path_identity(path: &str) -> Option<(u64, u64)> {
 pub(crate) fn set_len(fd: &impl AsFd, len: usize) -> Result<(), Errno> {
     let len = nix::libc::off_t::try_from(len).map_err(|_| Errno::EFBIG)?;
     nix::unistd::ftruncate(fd, len)
+}
+
+/// Allocates every page of the first `len` bytes of `fd` now (posix_fallocate).
+///
+/// `ftruncate` alone makes a sparse file: tmpfs finds a page only when the mapping first touches
+/// it, and when the tmpfs is full that touch is answered with SIGBUS, which kills the writer in
+/// the middle of a frame (and its restart, into the same fault). Reserved up front, running out
+/// is an `ENOSPC` here, at creation, where it can be reported. tmpfs implements fallocate; on a
+/// filesystem that does not, glibc writes the blocks instead, with the same result.
+pub(crate) fn reserve(fd: &impl AsFd, len: usize) -> Result<(), Errno> {
+    let len = nix::libc::off_t::try_from(len).map_err(|_| Errno::EFBIG)?;
+    #[cfg(test)]
+    if fault::take_reserve_failure() {
+        return Err(Errno::ENOSPC);
+    }
+    nix::fcntl::posix_fallocate(fd, 0, len)
+}
+
+/// The filesystem holding `path`, as statvfs(3) sees it.
+// `c_ulong` and `fsblkcnt_t` are u64 on 64-bit Linux but may be u32 elsewhere: the conversions
+// are the portable spelling, not useless ones.
+#[allow(clippy::useless_conversion)]
+pub(crate) fn filesystem_space(path: &str) -> Result<crate::space::ShmSpace, Errno> {
+    let vfs = nix::sys::statvfs::statvfs(path)?;
+    // f_frsize is the unit of the block counts (on tmpfs: the page size).
+    let block = u64::from(vfs.fragment_size()).max(1);
+    let blocks = u64::from(vfs.blocks());
+    let free = u64::from(vfs.blocks_free());
+    let available = u64::from(vfs.blocks_available());
+    Ok(crate::space::ShmSpace {
+        block_size: block,
+        total_bytes: blocks.saturating_mul(block),
+        used_bytes: blocks.saturating_sub(free).saturating_mul(block),
+        available_bytes: available.saturating_mul(block),
+    })
+}
+
+/// Fault injection for the crate's unit tests: the cleanup after a failed reservation cannot be
+/// reached on a roomy /dev/shm otherwise (the free-space check stops a create that would fail).
+#[cfg(test)]
+pub(crate) mod fault {
+    use std::cell::Cell;
+
+    thread_local! {
+        static FAIL_NEXT_RESERVE: Cell<bool> = const { Cell::new(false) };
+    }
+
+    /// The next [`super::reserve`] on this thread fails with ENOSPC.
+    pub(crate) fn fail_next_reserve() {
+        FAIL_NEXT_RESERVE.with(|f| f.set(true));
+    }
+
+    pub(super) fn take_reserve_failure() -> bool {
+        FAIL_NEXT_RESERVE.with(|f| f.replace(false))
+    }
 }
 
 /// The single-writer lock: an exclusive `flock` on the segment, held for the writer's lifetime.

@@ -7,6 +7,7 @@ use nix::errno::Errno;
 use crate::layout::{RingGeometry, SegmentHeader, SegmentKind, HEADER_SIZE, LAYOUT_VERSION, MAGIC};
 use crate::name::SegmentId;
 use crate::os::{self, Mapping, Permissions, WriterLock};
+use crate::space::{NoSpace, ShmSpace};
 
 /// Why a segment could not be created, attached to or opened.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -57,6 +58,16 @@ pub enum OpenError {
         slot_size: u64,
         slot_count: u64,
     },
+    #[error(
+        "{segment} needs {needed} bytes in /dev/shm but only {available} bytes are free there: \
+         free space in /dev/shm or enlarge the tmpfs"
+    )]
+    NoSpace {
+        segment: String,
+        /// Whole pages, as the filesystem counts them.
+        needed: u64,
+        available: u64,
+    },
     #[error("{segment} already has a live writer")]
     WriterActive { segment: String },
     #[error("{segment} has mode {mode:#o}, which lets other users in; refusing to write to it")]
@@ -67,6 +78,16 @@ pub enum OpenError {
         operation: &'static str,
         errno: Errno,
     },
+}
+
+impl From<NoSpace> for OpenError {
+    fn from(no_space: NoSpace) -> Self {
+        OpenError::NoSpace {
+            segment: no_space.segment,
+            needed: no_space.needed,
+            available: no_space.available,
+        }
+    }
 }
 
 impl OpenError {
@@ -164,6 +185,12 @@ impl Segment {
     }
 
     /// Creates the segment, or attaches to an existing one of the same shape, as its one writer.
+    ///
+    /// Every page of a segment this builds is reserved before it is used, and its size is
+    /// checked against the free space of `/dev/shm` first: running out is
+    /// [`OpenError::NoSpace`], with nothing left behind, never a SIGBUS at a later write. An
+    /// existing segment shorter than its header says is refused with [`OpenError::Truncated`]
+    /// (mapping past its end would fault), for the caller to replace.
     pub(crate) fn open_writer(
         id: &SegmentId,
         shape: Shape,
@@ -178,6 +205,12 @@ impl Segment {
                 slot_count: shape.slot_count as u64,
             })?;
         let shm_name = id.shm_name();
+        // Before creating anything: a segment that cannot fit is refused without so much as an
+        // empty file. (If the name exists this is a re-attach, which needs no new space, or a
+        // rebuild, checked below once the old pages are released.)
+        if os::path_identity(&id.path()).is_none() {
+            check_space(id, needed)?;
+        }
         let (fd, created) = match os::create_exclusive(&shm_name, permissions) {
             Ok(fd) => (fd, true),
             Err(Errno::EEXIST) => (
@@ -194,6 +227,12 @@ impl Segment {
             errno => OpenError::from_errno(id, "flock", errno),
         })?;
         let facts = os::file_facts(&*lock).map_err(|e| OpenError::from_errno(id, "fstat", e))?;
+        // A file we created (and hold the lock of, so nobody else is building it) is ours to
+        // remove again if any step below fails.
+        let mut unfinished = Unfinished {
+            id,
+            identity: created.then_some(facts.identity),
+        };
         if !created && facts.mode & 0o007 != 0 {
             return Err(OpenError::InsecurePermissions {
                 segment,
@@ -211,6 +250,8 @@ impl Segment {
             });
         }
         if !created && facts.len >= HEADER_SIZE as u64 {
+            // Only the file's current length is mapped, so a short file cannot fault here; the
+            // header check below compares that length with what the header describes.
             let map = Mapping::map(&*lock, to_usize(facts.len), true)
                 .map_err(|e| OpenError::from_errno(id, "mmap", e))?;
             let existing = Segment {
@@ -222,6 +263,12 @@ impl Segment {
             };
             if existing.header().version.load(Ordering::SeqCst) != 0 {
                 let found = existing.validate(Some(shape), facts.len)?;
+                // A segment made sparse (by an older build that only truncated, or anything
+                // else) gets its missing pages now, so no later write can fault. A segment of
+                // ours is whole already and this costs nothing.
+                if facts.allocated < needed as u64 {
+                    reserve(id, &*lock, needed, facts.allocated)?;
+                }
                 let Segment { map, .. } = existing;
                 let segment = Segment {
                     id: id.clone(),
@@ -234,9 +281,17 @@ impl Segment {
             }
         }
 
-        // Fresh (or abandoned half-built) segment: zero it, fill the header, publish the version.
+        // Fresh (or abandoned half-built) segment: zero it, reserve it, fill the header, publish
+        // the version. From here on an abandoned segment's content is gone, so a failure removes
+        // it as it would a fresh one: nothing half-built is left for the next writer.
+        unfinished.identity = Some(facts.identity);
         os::set_len(&*lock, 0).map_err(|e| OpenError::from_errno(id, "ftruncate", e))?;
+        if !created {
+            // Checked now that the old pages are released: they were this segment's own.
+            check_space(id, needed)?;
+        }
         os::set_len(&*lock, needed).map_err(|e| OpenError::from_errno(id, "ftruncate", e))?;
+        reserve(id, &*lock, needed, 0)?;
         let map =
             Mapping::map(&*lock, needed, true).map_err(|e| OpenError::from_errno(id, "mmap", e))?;
         let segment = Segment {
@@ -262,6 +317,7 @@ impl Segment {
         header.producer_heartbeat_ns.store(now, Ordering::Relaxed);
         header.created_ns.store(now, Ordering::Relaxed);
         header.version.store(LAYOUT_VERSION, Ordering::SeqCst);
+        unfinished.identity = None;
         // A rebuilt abandoned segment is as new as a created one: nothing of it survives.
         Ok((segment, Attach::Created))
     }
@@ -414,6 +470,60 @@ impl Segment {
     }
 }
 
+/// Refuses a segment of `len` bytes that the free space of `/dev/shm` cannot hold.
+fn check_space(id: &SegmentId, len: usize) -> Result<(), OpenError> {
+    // No figure to check against (statvfs failed): the reservation still refuses what does not
+    // fit, only with a less specific message.
+    match ShmSpace::now() {
+        Ok(space) => space.check(id, len as u64).map_err(OpenError::from),
+        Err(_) => Ok(()),
+    }
+}
+
+/// Reserves the first `len` bytes of the segment (`allocated` of them are already), naming the
+/// figures if `/dev/shm` cannot hold them.
+fn reserve(
+    id: &SegmentId,
+    fd: &impl std::os::fd::AsFd,
+    len: usize,
+    allocated: u64,
+) -> Result<(), OpenError> {
+    match os::reserve(fd, len) {
+        Ok(()) => Ok(()),
+        Err(Errno::ENOSPC) => {
+            let space = ShmSpace::now().ok();
+            let needed = space.map_or(len as u64, |s| s.occupied_by(len as u64));
+            Err(NoSpace {
+                segment: id.to_string(),
+                needed: needed.saturating_sub(allocated),
+                available: space.map_or(0, |s| s.available_bytes),
+            }
+            .into())
+        }
+        Err(errno) => Err(OpenError::from_errno(id, "posix_fallocate", errno)),
+    }
+}
+
+/// A segment this writer created (or started rebuilding) and has not finished: removed on drop
+/// unless [`Segment::open_writer`] got to the end. Only if the name still refers to that very
+/// file, so a failure never removes a segment someone else made in the meantime.
+struct Unfinished<'a> {
+    id: &'a SegmentId,
+    identity: Option<(u64, u64)>,
+}
+
+impl Drop for Unfinished<'_> {
+    fn drop(&mut self) {
+        let Some(identity) = self.identity else {
+            return;
+        };
+        if os::path_identity(&self.id.path()) == Some(identity) {
+            // Nothing more to do if this fails: the caller already reports the first error.
+            let _ = os::unlink(&self.id.shm_name());
+        }
+    }
+}
+
 /// Removes a segment's name from `/dev/shm`. Processes that have it mapped keep their mapping.
 pub fn remove_segment(id: &SegmentId) -> Result<(), OpenError> {
     os::unlink(&id.shm_name()).map_err(|e| OpenError::from_errno(id, "shm_unlink", e))
@@ -429,4 +539,147 @@ fn unreachable_header() -> &'static SegmentHeader {
     // Only reachable if a Segment were built around a mapping shorter than a header, which the
     // constructors above rule out. Aborting is the honest answer to a broken invariant here.
     std::process::abort()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::{FileExt, MetadataExt};
+
+    use super::*;
+    use crate::name::{Prefix, SegmentName};
+    use crate::os::fault;
+
+    /// A segment id no other test uses, removed on drop.
+    struct Scratch(SegmentId);
+
+    impl Scratch {
+        fn new(tag: &str) -> Scratch {
+            let prefix = format!("kmtunit{tag}{}", std::process::id());
+            let id = SegmentId::new(
+                Prefix::new(&prefix).expect("prefix"),
+                SegmentName::new("ring").expect("name"),
+            );
+            let _ = remove_segment(&id);
+            Scratch(id)
+        }
+
+        fn exists(&self) -> bool {
+            std::path::Path::new(&self.0.path()).exists()
+        }
+
+        fn allocated(&self) -> u64 {
+            let meta = std::fs::metadata(self.0.path()).expect("segment file");
+            meta.blocks() * 512
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = remove_segment(&self.0);
+        }
+    }
+
+    fn perms_0600() -> std::fs::Permissions {
+        std::os::unix::fs::PermissionsExt::from_mode(0o600)
+    }
+
+    fn shape() -> Shape {
+        Shape::ring(RingGeometry::new(100_000, 8).expect("geometry"))
+    }
+
+    fn needed() -> u64 {
+        shape().segment_len().expect("len") as u64
+    }
+
+    #[test]
+    fn a_created_segment_has_every_page_reserved() {
+        let scratch = Scratch::new("whole");
+        let (segment, attach) =
+            Segment::open_writer(&scratch.0, shape(), Permissions::OwnerOnly).expect("create");
+        assert_eq!(attach, Attach::Created);
+        assert!(
+            scratch.allocated() >= needed(),
+            "{} of {} bytes allocated",
+            scratch.allocated(),
+            needed()
+        );
+        drop(segment);
+    }
+
+    #[test]
+    fn a_failed_reservation_leaves_nothing_behind() {
+        let scratch = Scratch::new("nospace");
+        fault::fail_next_reserve();
+        let err = Segment::open_writer(&scratch.0, shape(), Permissions::OwnerOnly)
+            .expect_err("the reservation fails");
+        assert!(matches!(err, OpenError::NoSpace { .. }), "{err}");
+        assert!(!scratch.exists(), "the half-created segment was removed");
+        // And the next attempt, with room, creates it whole.
+        let (_segment, attach) =
+            Segment::open_writer(&scratch.0, shape(), Permissions::OwnerOnly).expect("create");
+        assert_eq!(attach, Attach::Created);
+    }
+
+    #[test]
+    fn a_failed_rebuild_of_an_abandoned_segment_removes_it() {
+        let scratch = Scratch::new("abandoned");
+        // A creator that died after sizing the file, before publishing the header.
+        let file = std::fs::File::create(scratch.0.path()).expect("create file");
+        file.set_permissions(perms_0600()).expect("mode 0600");
+        file.set_len(needed()).expect("size it");
+        drop(file);
+        fault::fail_next_reserve();
+        let err = Segment::open_writer(&scratch.0, shape(), Permissions::OwnerOnly)
+            .expect_err("the reservation fails");
+        assert!(matches!(err, OpenError::NoSpace { .. }), "{err}");
+        assert!(!scratch.exists());
+    }
+
+    #[test]
+    fn a_sparse_segment_is_completed_when_its_writer_reattaches() {
+        let scratch = Scratch::new("sparse");
+        let (segment, _) =
+            Segment::open_writer(&scratch.0, shape(), Permissions::OwnerOnly).expect("create");
+        drop(segment);
+        // What an older build left: the same header, every slot a hole (ftruncate only).
+        let mut header = vec![0u8; HEADER_SIZE];
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(scratch.0.path())
+            .expect("open");
+        file.read_exact_at(&mut header, 0).expect("read header");
+        file.set_len(0).expect("empty");
+        file.set_len(needed()).expect("sparse");
+        file.write_all_at(&header, 0).expect("header back");
+        assert!(scratch.allocated() < needed());
+        let (_segment, attach) =
+            Segment::open_writer(&scratch.0, shape(), Permissions::OwnerOnly).expect("reattach");
+        assert_eq!(attach, Attach::Reattached);
+        assert!(scratch.allocated() >= needed());
+    }
+
+    #[test]
+    fn a_truncated_segment_is_refused_by_its_writer_and_its_readers() {
+        let scratch = Scratch::new("truncated");
+        let (segment, _) =
+            Segment::open_writer(&scratch.0, shape(), Permissions::OwnerOnly).expect("create");
+        drop(segment);
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(scratch.0.path())
+            .expect("open");
+        file.set_len(needed() / 2).expect("truncate");
+        for result in [
+            Segment::open_writer(&scratch.0, shape(), Permissions::OwnerOnly).map(|_| ()),
+            Segment::open_reader(&scratch.0, Some(shape())).map(|_| ()),
+            Segment::open_reader(&scratch.0, None).map(|_| ()),
+        ] {
+            assert!(
+                matches!(result, Err(OpenError::Truncated { file_len, needed: n, .. })
+                    if file_len == needed() / 2 && n == needed()),
+                "{result:?}"
+            );
+        }
+    }
 }

@@ -1,7 +1,8 @@
 //! keymash: the operator's tool for a keymash installation.
 //!
 //! - `keymash status`: every stage and segment on this machine (`--json`, `--watch`).
-//! - `keymash check-config [FILE]`: validate a configuration file.
+//! - `keymash check-config [FILE]`: validate a configuration file (`--memory`: the shared memory
+//!   it takes, per PC).
 //! - `keymash codec roundtrip`: preview a codec quality on a Y4M video.
 //! - `keymash clean --role ...`: remove a role's shared-memory segments.
 //! - `keymash keygen`: write a new pre-shared key file for the link between the PCs.
@@ -12,6 +13,7 @@ mod clean;
 mod codec_cmd;
 mod demo;
 mod keygen;
+mod memory;
 mod status;
 
 use std::process::ExitCode;

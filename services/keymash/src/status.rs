@@ -14,7 +14,9 @@ use std::time::Duration;
 use anyhow::Context;
 use keymash_core::config::{Config, DEFAULT_CONFIG_PATH};
 use keymash_pipeline::{stat, Segments, Service};
-use keymash_shm::{list_segments, CellReader, OpenError, Prefix, SegmentKind, ServiceStats};
+use keymash_shm::{
+    list_segments, prefix_usage, CellReader, OpenError, Prefix, SegmentKind, ServiceStats, ShmSpace,
+};
 use serde::Serialize;
 
 /// A heartbeat older than this means the stage is hung. Services publish several times a
@@ -43,6 +45,21 @@ pub(crate) struct StatusReport {
     pub prefix: String,
     pub stages: Vec<StageStatus>,
     pub segments: Vec<SegmentStatus>,
+    /// Use of the tmpfs holding /dev/shm; `None` if it could not be read.
+    pub shm: Option<ShmStatus>,
+}
+
+/// How full /dev/shm is, and how much of it this prefix's segments take: a writer that finds
+/// too little room refuses to start (exit 78), so this is the figure to watch.
+#[derive(Debug, Serialize)]
+pub(crate) struct ShmStatus {
+    /// Capacity of the tmpfs; 0 when it has no size limit.
+    pub total_bytes: u64,
+    pub used_bytes: u64,
+    pub free_bytes: u64,
+    /// Segments under this prefix and the bytes the tmpfs allocated to them.
+    pub prefix_segments: usize,
+    pub prefix_bytes: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -160,7 +177,24 @@ pub(crate) fn gather(prefix: &Prefix) -> anyhow::Result<StatusReport> {
         prefix: prefix.as_str().to_owned(),
         stages,
         segments,
+        shm: shm_status(prefix),
     })
+}
+
+fn shm_status(prefix: &Prefix) -> Option<ShmStatus> {
+    let space = ShmSpace::now().ok()?;
+    let usage = prefix_usage(prefix).unwrap_or_default();
+    Some(ShmStatus {
+        total_bytes: space.total_bytes,
+        used_bytes: space.used_bytes,
+        free_bytes: space.available_bytes,
+        prefix_segments: usage.segments,
+        prefix_bytes: usage.allocated_bytes,
+    })
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / f64::from(1u32 << 20))
 }
 
 fn stage_status(segments: &Segments, service: Service) -> StageStatus {
@@ -281,6 +315,33 @@ pub(crate) fn render_table(report: &StatusReport) -> String {
         );
     }
     let _ = writeln!(out);
+    match &report.shm {
+        Some(shm) if shm.total_bytes == 0 => {
+            let _ = writeln!(
+                out,
+                "/dev/shm: {} used, no size limit; {} in {} segment(s) of {:?}",
+                mib(shm.used_bytes),
+                mib(shm.prefix_bytes),
+                shm.prefix_segments,
+                report.prefix
+            );
+        }
+        Some(shm) => {
+            let _ = writeln!(
+                out,
+                "/dev/shm: {} used of {} ({} free); {} in {} segment(s) of {:?}",
+                mib(shm.used_bytes),
+                mib(shm.total_bytes),
+                mib(shm.free_bytes),
+                mib(shm.prefix_bytes),
+                shm.prefix_segments,
+                report.prefix
+            );
+        }
+        None => {
+            let _ = writeln!(out, "/dev/shm: cannot read its size");
+        }
+    }
     let _ = writeln!(
         out,
         "{:<24} {:<5} {:>16} {:>12} {:>12} {:>8}",
