@@ -12,13 +12,17 @@
 //! - [`notify`]: [`NotifySocket`], a stand-in for systemd's notify socket, to wait until a
 //!   service under test says `READY=1`.
 //! - [`json`]: [`json::Json`], a small reader for what `keymash status --json` prints.
+//! - [`systemd`]: systemd booted as PID 1 in private namespaces; [`installed`]: keymash
+//!   installed into it as an installer does, with readers of its statistics and delayed frames.
 //!
 //! Namespaces need root (CI runs the tests as root); [`require_root`] fails a test early with a
 //! message that says so instead of an obscure `ip` error. [`service_binary`] and [`binary_dir`]
 //! build the workspace's binaries first, so a test never runs stale ones.
 #![forbid(unsafe_code)]
 
+pub mod accounts;
 pub mod forge;
+pub mod installed;
 pub mod json;
 pub mod notify;
 pub mod receiver;

@@ -156,13 +156,35 @@ impl ReceiverSetup {
         self.start_command(binary, command, &[])
     }
 
+    /// [`ReceiverSetup::start`] of a command the test prepared (wrapped in `setpriv` to run as
+    /// another user, its stderr sent to a file); `any_user` lets a process of any user send to
+    /// the notify socket.
+    pub fn start_prepared(&self, binary: &str, command: Command, any_user: bool) -> RunningService {
+        self.start_command_as(binary, command, &[], any_user)
+    }
+
     fn start_command(
+        &self,
+        binary: &str,
+        command: Command,
+        env: &[(&str, &str)],
+    ) -> RunningService {
+        self.start_command_as(binary, command, env, false)
+    }
+
+    fn start_command_as(
         &self,
         binary: &str,
         mut command: Command,
         env: &[(&str, &str)],
+        any_user: bool,
     ) -> RunningService {
         let notify = NotifySocket::bind().expect("bind a notify socket");
+        if any_user {
+            notify
+                .allow_any_user()
+                .expect("open the notify socket to any user");
+        }
         let (key, path) = notify.env();
         command
             .arg("--config")

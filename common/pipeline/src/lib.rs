@@ -8,6 +8,10 @@
 //! - [`frames`], [`hold`], [`payloads`], [`received`]: what each ring's slots hold, as typed
 //!   descriptions ([`FrameSlot`], [`PayloadSlot`], [`ReceivedSlot`]) instead of positional words.
 //! - [`cells`]: the mash and quality cells' values.
+//! - [`memory`]: the shared memory every segment takes ([`MemoryPlan`]), per PC.
+//! - [`access`]: what to tell the operator when a segment or device may not be opened.
+//! - [`check`]: every segment built from a configuration without creating one: the refusals
+//!   `keymash check-config` shares with the services ([`check_config`]).
 //!
 //! A service opens a segment only through this crate:
 //!
@@ -26,19 +30,24 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod cells;
+pub mod check;
 pub mod follow;
 pub mod frames;
 pub mod hold;
+pub mod memory;
 pub mod payloads;
 pub mod received;
 pub mod segments;
 pub mod topology;
 
 pub use cells::{MashRecord, QualityRecord, MASH_STALE_AFTER};
+pub use check::check_config;
 pub use follow::Follow;
 pub use frames::{FrameKind, FrameSlot, FrameSlotError};
 pub use hold::{DelayBudget, DelayMemoryError};
+pub use memory::{MemoryPlan, PlannedSegment};
 pub use payloads::{pack_payloads, FramingError, PackedPayloads, PayloadSlot};
 pub use received::{Arrived, ReceivedSlot};
 pub use segments::{CellSpec, PipelineError, RingSpec, Segments};

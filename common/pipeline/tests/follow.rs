@@ -97,6 +97,12 @@ fn every_ring_writer_replaces_a_ring_of_another_shape_and_its_followers_move_on(
             "{what}: {:?}",
             follow.waiting()
         );
+        // It names the writer to restart (the one that replaces a ring of another shape).
+        let waiting = follow.waiting().unwrap();
+        assert!(
+            waiting.contains("restart keymash-") && waiting.len() <= 128,
+            "{what}: {waiting}"
+        );
 
         let (mut writer, _) = spec.create().expect("replace the stale ring");
         assert_eq!(writer.geometry(), spec.geometry(), "{what}");
@@ -181,4 +187,38 @@ fn a_frame_of_another_size_is_refused_by_name() {
     other.width = 640;
     let err = FrameSlot::read(&meta, &other, 640 * 240 * 3 / 2).unwrap_err();
     assert!(err.to_string().contains("320x240"), "{err}");
+}
+
+/// A ring cut short (a writer that died mid-resize, a full `/dev/shm`): the follower refuses it
+/// and says what to do, in a status line's 128 bytes, and follows the ring once it is rebuilt.
+#[test]
+fn a_follower_of_a_truncated_ring_says_which_writer_to_restart() {
+    let (config, _cleanup) = config("short", 320);
+    let spec = Segments::new(&config).unwrap().received().unwrap();
+    let (writer, _) = spec.create().unwrap();
+    drop(writer);
+    let len = std::fs::metadata(spec.id().path()).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(spec.id().path())
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
+
+    let mut follow = spec.follow();
+    assert!(follow.reader().is_none());
+    let waiting = follow.waiting().unwrap().to_owned();
+    assert!(
+        waiting.contains(&spec.id().to_string())
+            && waiting.contains("damaged")
+            && waiting.contains("restart keymash-net-rx")
+            && waiting.len() <= 128,
+        "{waiting}"
+    );
+
+    // What the message says to do: remove it and restart the writer.
+    keymash_shm::remove_segment(spec.id()).unwrap();
+    let (_writer, _) = spec.create().unwrap();
+    until_following(&mut follow);
+    assert_eq!(follow.waiting(), None);
 }

@@ -18,6 +18,14 @@ pub enum StatsError {
 #[derive(Debug)]
 pub struct StatsPublisher {
     writer: CellWriter<ServiceStats>,
+    /// Where the cell is and which file it was (device, inode): if the segments are removed
+    /// under a running service (by hand, or a cleanup run too early), the cell is created again
+    /// instead of the stage vanishing from `keymash status` while it runs.
+    segments: Segments,
+    service: Service,
+    identity: Option<(u64, u64)>,
+    next_check_ns: u64,
+    recreate_failed: bool,
     stats: ServiceStats,
     /// The counter whose per-second rate is published as the [`stat::RATE`] gauge.
     rate_counter: &'static str,
@@ -28,6 +36,8 @@ pub struct StatsPublisher {
 impl StatsPublisher {
     /// The rate gauge is recomputed over windows of at least this long.
     const RATE_WINDOW_NS: u64 = 1_000_000_000;
+    /// How often the cell's file is checked for removal (one `stat`).
+    const REPLACED_CHECK_NS: u64 = 1_000_000_000;
 
     /// Open (or re-attach to) `service`'s statistics cell. `rate_counter` names the counter
     /// whose rate is the stage's main figure (frames, packets, keys). `now_ns` is
@@ -38,10 +48,18 @@ impl StatsPublisher {
         rate_counter: &'static str,
         now_ns: u64,
     ) -> Result<Self, StatsError> {
-        let writer = Segments::new(config)?.stats_cell(service)?.create()?;
+        let segments = Segments::new(config)?;
+        let spec = segments.stats_cell(service)?;
+        let writer = spec.create()?;
+        let identity = file_identity(&spec.id().path());
         let stats = ServiceStats::new(std::process::id(), now_ns);
         let mut publisher = StatsPublisher {
             writer,
+            segments,
+            service,
+            identity,
+            next_check_ns: now_ns.saturating_add(Self::REPLACED_CHECK_NS),
+            recreate_failed: false,
             stats,
             rate_counter,
             rate_sample: None,
@@ -90,6 +108,12 @@ impl StatsPublisher {
 
     /// Recompute the rate gauge if a window has passed, stamp the heartbeat and store.
     pub fn publish(&mut self, now_ns: u64) {
+        self.store(now_ns, true);
+    }
+
+    /// [`StatsPublisher::publish`]; `recreate` allows creating a removed cell again (not when
+    /// stopping: a cleanup that removes the segments of stopping stages means it).
+    fn store(&mut self, now_ns: u64, recreate: bool) {
         let total = self.stats.counter(self.rate_counter).unwrap_or(0);
         match self.rate_sample {
             None => self.rate_sample = Some((now_ns, total)),
@@ -103,7 +127,36 @@ impl StatsPublisher {
             Some(_) => {}
         }
         self.stats.set_heartbeat_ns(now_ns);
+        if recreate && now_ns >= self.next_check_ns {
+            self.next_check_ns = now_ns.saturating_add(Self::REPLACED_CHECK_NS);
+            self.recreate_if_removed();
+        }
         self.writer.store(&self.stats);
+    }
+
+    /// Creates the cell again if its file was removed or replaced since it was opened.
+    fn recreate_if_removed(&mut self) {
+        let Ok(spec) = self.segments.stats_cell(self.service) else {
+            return;
+        };
+        let path = spec.id().path();
+        if file_identity(&path) == self.identity {
+            return;
+        }
+        match spec.create() {
+            Ok(writer) => {
+                log::warn!("{path} was removed under this running service; created it again");
+                self.writer = writer;
+                self.identity = file_identity(&path);
+                self.recreate_failed = false;
+            }
+            // Said once; the next check tries again.
+            Err(e) if !self.recreate_failed => {
+                log::warn!("{path} was removed and cannot be created again: {e}");
+                self.recreate_failed = true;
+            }
+            Err(_) => {}
+        }
     }
 
     fn note_full<E: std::fmt::Display>(&mut self, result: Result<(), E>) {
@@ -116,12 +169,18 @@ impl StatsPublisher {
     }
 }
 
+/// Device and inode of the file at `path`, if there is one.
+fn file_identity(path: &str) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
 /// A service's statistics say `stopping` once it returns from its loop, whichever way it
 /// returns (a clean stop or an error), so `keymash status` never shows a stage that has exited
 /// as up. A crash (panic = abort, SIGKILL) leaves the heartbeat to go stale instead.
 impl Drop for StatsPublisher {
     fn drop(&mut self) {
         self.stats.set_state(ServiceState::Stopping);
-        self.publish(keymash_shm::monotonic_now_ns());
+        self.store(keymash_shm::monotonic_now_ns(), false);
     }
 }

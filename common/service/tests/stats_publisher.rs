@@ -70,3 +70,36 @@ fn a_service_that_returns_from_its_loop_shows_stopping_whatever_it_forgot() {
     drop(publisher);
     assert_eq!(reader.load().unwrap().state(), Some(ServiceState::Stopping));
 }
+
+/// Segments removed under a running service (`rm /dev/shm/keymash.*`): its statistics cell is
+/// created again at a publish a second or more later, so `keymash status` keeps showing the
+/// stage, with its counters; a stopping service does not create it again.
+#[test]
+fn a_removed_statistics_cell_is_created_again_while_the_service_runs() {
+    let mut config = Config::default();
+    config.shm.prefix = format!("kmtest-gone-{}", std::process::id());
+    let _cleanup = RemoveSegmentsOnDrop(Prefix::new(&config.shm.prefix).unwrap());
+    let segments = Segments::new(&config).unwrap();
+    let spec = segments.stats_cell(Service::Display).unwrap();
+    let t0 = 1_000_000_000_000u64;
+    let mut publisher = StatsPublisher::open(&config, Service::Display, "frames", t0).unwrap();
+    publisher.count("frames", 7);
+
+    keymash_shm::remove_segment(spec.id()).unwrap();
+    // Within the check interval: not looked at yet.
+    publisher.publish(t0 + 500_000_000);
+    assert!(CellReader::<ServiceStats>::open(spec.id()).is_err());
+    publisher.publish(t0 + 1_500_000_000);
+    let stats = CellReader::<ServiceStats>::open(spec.id())
+        .expect("the cell was created again")
+        .load()
+        .unwrap();
+    assert_eq!(stats.counter("frames"), Some(7));
+
+    keymash_shm::remove_segment(spec.id()).unwrap();
+    drop(publisher);
+    assert!(
+        CellReader::<ServiceStats>::open(spec.id()).is_err(),
+        "a stopping service created its removed cell again"
+    );
+}

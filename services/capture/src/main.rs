@@ -152,7 +152,13 @@ fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
             };
             let rate = frames_since_publish as f64 / elapsed.as_secs_f64();
             frames_since_publish = 0;
-            let line = format!("{rate:.1} fps, frame #{}; {detail}", ring.next_seq());
+            // Without a camera, why leads the line (a status line is cut at 128 bytes).
+            let camera_missing = matches!(&source, Source::Camera(c) if !c.is_open());
+            let line = if camera_missing {
+                format!("{detail}; {rate:.1} fps, frame #{}", ring.next_seq())
+            } else {
+                format!("{rate:.1} fps, frame #{}; {detail}", ring.next_seq())
+            };
             stats.set_status_line(&line);
             stats.publish(now_ns);
             lifecycle.status(now, &line);

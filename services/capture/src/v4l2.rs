@@ -190,8 +190,15 @@ impl Camera {
 
     fn try_open(&self, now_ns: u64) -> anyhow::Result<Open> {
         let path = self.device_path()?;
-        let device =
-            Device::with_path(&path).with_context(|| format!("cannot open {}", path.display()))?;
+        let device = match Device::with_path(&path) {
+            Ok(device) => device,
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                bail!("{}", camera_denied(&path, &e))
+            }
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot open {}", path.display()));
+            }
+        };
         let offered = offered_formats(&device)
             .with_context(|| format!("cannot list formats of {}", path.display()))?;
         let negotiated = negotiate_yuyv(&offered, self.mode)?;
@@ -231,9 +238,18 @@ impl Camera {
         }
         let mut nodes = v4l::context::enum_devices();
         nodes.sort_by_key(|n| n.index());
+        // A node this user may not open is not skipped in silence: with none usable, the
+        // error says which one was refused and which group to join.
+        let mut denied = None;
         for node in nodes {
-            let Ok(device) = Device::with_path(node.path()) else {
-                continue;
+            let device = match Device::with_path(node.path()) {
+                Ok(device) => device,
+                Err(e) => {
+                    if e.kind() == std::io::ErrorKind::PermissionDenied && denied.is_none() {
+                        denied = Some(camera_denied(node.path(), &e));
+                    }
+                    continue;
+                }
             };
             if let Ok(caps) = device.query_caps() {
                 if caps
@@ -244,8 +260,22 @@ impl Camera {
                 }
             }
         }
-        bail!("no video capture device found (set `capture.device`)")
+        if let Some(denied) = denied {
+            bail!("no video capture device this user may open: {denied}");
+        }
+        bail!("no video capture device found (plug a camera in, or set `capture.device`)")
     }
+}
+
+/// The group that owns video device nodes on Debian and Ubuntu (udev's rules).
+const VIDEO_GROUP: &str = "video";
+
+/// Permission denied on the camera `path`: its owner, group and mode, and the group to join.
+fn camera_denied(path: &std::path::Path, e: &std::io::Error) -> String {
+    format!(
+        "{} [{e}]",
+        keymash_pipeline::access::denied_advice_now("camera", path, VIDEO_GROUP)
+    )
 }
 
 /// What the device offers, in the pure negotiation's terms.

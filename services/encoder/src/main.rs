@@ -95,7 +95,15 @@ fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
         lifecycle.progress(now);
         if now.duration_since(last_publish) >= PUBLISH_INTERVAL {
             last_publish = now;
-            let line = figures.publish(&mut stats, geometry, delayed.waiting());
+            // Without the quality cell (net-tx not running) the encoder codes at its configured
+            // quality: said after the frames it waits for, which matter more.
+            quality_cell.reader();
+            let waiting: Vec<&str> = [delayed.waiting(), quality_cell.waiting()]
+                .into_iter()
+                .flatten()
+                .collect();
+            let waiting = (!waiting.is_empty()).then(|| waiting.join("; "));
+            let line = figures.publish(&mut stats, geometry, waiting.as_deref());
             lifecycle.status(now, &line);
         }
         let Some(meta) = next_newest_frame(&mut delayed, &payloads, &mut stats, &mut frame) else {

@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 
 use keymash_core::mash::KeyCode;
 use keymash_input::{is_keyboard, key_press, parse_bitmap, EventParser, ScriptPlayer};
+use keymash_pipeline::access::{
+    denied_advice_now, denied_short, FileAccess, OpenProblems, ProcessUser,
+};
 use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 
@@ -23,6 +26,11 @@ const DEV_INPUT: &str = "/dev/input";
 pub(crate) const RESCAN_INTERVAL: Duration = Duration::from_secs(1);
 /// Bytes read per read(2): 64 events, more than a keyboard sends between two polls.
 const READ_CHUNK: usize = 64 * keymash_input::EVENT_SIZE;
+/// How long mash-input runs without a keyboard before it warns (once) that there is none: a
+/// keyboard is found by the first scan, so this is only time for a slow USB enumeration.
+pub(crate) const NO_KEYBOARD_WARN_AFTER: Duration = Duration::from_secs(5);
+/// The group that owns keyboard device nodes on Debian and Ubuntu (udev's rules).
+const INPUT_GROUP: &str = "input";
 
 /// Why a key source could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +59,13 @@ pub(crate) struct Keyboards {
     dev_input: PathBuf,
     open: BTreeMap<String, Keyboard>,
     last_scan: Option<Instant>,
+    /// Keyboards listed by the kernel that could not be opened, and why.
+    problems: OpenProblems,
+    /// Since when no keyboard has been open, and whether that was warned about.
+    none_since: Option<Instant>,
+    none_warned: bool,
+    /// Why the kernel's list of input devices could not be read, as last logged.
+    scan_failure: Option<String>,
 }
 
 impl Default for Keyboards {
@@ -68,6 +83,10 @@ impl Keyboards {
             dev_input: dev_input.to_owned(),
             open: BTreeMap::new(),
             last_scan: None,
+            problems: OpenProblems::default(),
+            none_since: None,
+            none_warned: false,
+            scan_failure: None,
         }
     }
 
@@ -76,8 +95,27 @@ impl Keyboards {
         self.open.len()
     }
 
+    /// Why no keyboard reaches the mash level, for the status line: keyboards that cannot be
+    /// opened, or none found at all; `None` while one is open and none fails.
+    pub(crate) fn problem(&self) -> Option<String> {
+        if let Some(summary) = self.problems.summary() {
+            return Some(summary);
+        }
+        if let Some(failure) = &self.scan_failure {
+            return Some(failure.clone());
+        }
+        self.open.is_empty().then(|| {
+            format!(
+                "no keyboard found under {} (plug one in)",
+                self.dev_input.display()
+            )
+        })
+    }
+
     /// Opens keyboards that appeared since the last scan. Devices that disappeared are closed
-    /// when their read fails (ENODEV), which the kernel reports at once.
+    /// when their read fails (ENODEV), which the kernel reports at once. A keyboard that cannot
+    /// be opened is logged at warn once per distinct failure (the scan repeats every second)
+    /// and leads the status line until it opens or is unplugged.
     fn rescan(&mut self, now: Instant) {
         if self
             .last_scan
@@ -86,25 +124,46 @@ impl Keyboards {
             return;
         }
         self.last_scan = Some(now);
-        let Ok(entries) = std::fs::read_dir(&self.sysfs_input) else {
-            return;
+        self.scan(now);
+        self.warn_if_none(now);
+    }
+
+    fn scan(&mut self, now: Instant) {
+        let entries = match std::fs::read_dir(&self.sysfs_input) {
+            Ok(entries) => entries,
+            Err(e) => {
+                let why = format!(
+                    "cannot list input devices in {}: {e}",
+                    self.sysfs_input.display()
+                );
+                if self.scan_failure.as_ref() != Some(&why) {
+                    log::warn!("{why} (is /sys mounted?); no keyboard can be found");
+                    self.scan_failure = Some(why);
+                }
+                return;
+            }
         };
+        self.scan_failure = None;
+        let mut listed = std::collections::BTreeSet::new();
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if !name.starts_with("event") || self.open.contains_key(&name) {
-                continue;
-            }
-            if !sysfs_says_keyboard(&entry.path()) {
+            if !name.starts_with("event") || !sysfs_says_keyboard(&entry.path()) {
                 continue;
             }
             let node = self.dev_input.join(&name);
+            let shown = node.display().to_string();
+            listed.insert(shown.clone());
+            if self.open.contains_key(&name) {
+                continue;
+            }
             match open_nonblocking(&node, false) {
                 Ok(file) => {
-                    log::info!(
-                        "keyboard {} ({})",
-                        node.display(),
-                        device_name(&entry.path())
-                    );
+                    let device = device_name(&entry.path());
+                    if self.problems.cleared(&shown) {
+                        log::warn!("keyboard {shown} ({device}) opened at last");
+                    } else {
+                        log::info!("keyboard {shown} ({device})");
+                    }
                     self.open.insert(
                         name,
                         Keyboard {
@@ -112,12 +171,44 @@ impl Keyboards {
                             parser: EventParser::new(),
                         },
                     );
+                    self.none_since = None;
+                    self.none_warned = false;
                 }
-                // Typically EACCES (the service user is not in group `input`). The rescan would
-                // repeat this every second, so it is a debug line; the status shows 0 keyboards.
-                Err(e) => log::debug!("cannot open keyboard {}: {e}", node.display()),
+                Err(e) => {
+                    let (short, text) = keyboard_open_failure(&node, &e);
+                    if let Some(text) = self.problems.failed(&shown, short, text) {
+                        log::warn!("{text}");
+                    }
+                }
             }
         }
+        self.problems.retain(&listed);
+        if self.open.is_empty() && self.none_since.is_none() {
+            self.none_since = Some(now);
+        }
+    }
+
+    /// No keyboard at all for [`NO_KEYBOARD_WARN_AFTER`] (and none failing, which was logged
+    /// already): said once, as nobody can mash.
+    fn warn_if_none(&mut self, now: Instant) {
+        let Some(since) = self.none_since else {
+            return;
+        };
+        if self.none_warned
+            || self.problems.count() > 0
+            || self.scan_failure.is_some()
+            || now.saturating_duration_since(since) < NO_KEYBOARD_WARN_AFTER
+        {
+            return;
+        }
+        self.none_warned = true;
+        log::warn!(
+            "no keyboard found under {} for {} s: nobody can mash; plug a keyboard in (it is \
+             found within {} s)",
+            self.dev_input.display(),
+            NO_KEYBOARD_WARN_AFTER.as_secs(),
+            RESCAN_INTERVAL.as_secs()
+        );
     }
 
     fn read_presses(&mut self, presses: &mut Vec<KeyCode>) {
@@ -143,6 +234,32 @@ impl Keyboards {
         for name in gone {
             self.open.remove(&name);
         }
+    }
+}
+
+/// What to say about a keyboard `node` that cannot be opened: (short form for the status line,
+/// full text for the log with the errno and what to do).
+fn keyboard_open_failure(node: &Path, e: &io::Error) -> (String, String) {
+    if e.kind() == io::ErrorKind::PermissionDenied {
+        let shown = node.display().to_string();
+        let short = denied_short(
+            &format!("keyboard {shown}"),
+            FileAccess::of(node).as_ref(),
+            ProcessUser::current().as_ref(),
+            INPUT_GROUP,
+        );
+        let advice = denied_advice_now("keyboard", node, INPUT_GROUP);
+        (short, format!("{advice} [{e}]"))
+    } else {
+        (
+            format!("cannot open keyboard {}: {e}", node.display()),
+            format!(
+                "cannot open keyboard {}: {e}; its keys are not counted until it opens (retried \
+                 every {} s)",
+                node.display(),
+                RESCAN_INTERVAL.as_secs()
+            ),
+        )
     }
 }
 
@@ -269,6 +386,14 @@ impl KeySource {
         }
     }
 
+    /// Why the source gives no key presses, for the head of the status line.
+    pub(crate) fn problem(&self) -> Option<String> {
+        match self {
+            KeySource::Evdev(k) => k.problem(),
+            KeySource::Fifo(_) | KeySource::Script(_) => None,
+        }
+    }
+
     /// Keyboards open (evdev), 1 for a FIFO or script.
     pub(crate) fn devices(&self) -> usize {
         match self {
@@ -295,6 +420,7 @@ mod tests {
     use super::*;
     use keymash_input::InputEvent;
     use std::io::Write as _;
+    use std::os::unix::fs::PermissionsExt as _;
 
     /// A fake /sys/class/input entry and a FIFO standing in for its /dev/input node.
     fn plug(root: &Path, name: &str, ev: &str, key: &str) -> PathBuf {
@@ -348,6 +474,62 @@ mod tests {
         let mut presses = Vec::new();
         keyboards.read_presses(&mut presses);
         assert_eq!(presses, vec![30, 31]);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_keyboard_that_cannot_be_opened_leads_the_status_until_it_opens() {
+        let root = std::env::temp_dir().join(format!("keymash-evdev-fail-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("dev")).unwrap();
+        std::fs::create_dir_all(root.join("sys")).unwrap();
+        let mut keyboards = Keyboards::at(&root.join("sys"), &root.join("dev"));
+        let t0 = Instant::now();
+        keyboards.rescan(t0);
+        let none = keyboards.problem().unwrap();
+        assert!(none.contains("no keyboard found"), "{none}");
+
+        // Listed by the kernel, but its node cannot be opened (here: missing; as a service
+        // user outside group `input`: EACCES, which the root-run tests cannot provoke).
+        let node = plug(&root, "event7", "120013", "fffffffffffffffe");
+        std::fs::remove_file(&node).unwrap();
+        keyboards.rescan(t0 + RESCAN_INTERVAL);
+        let problem = keyboards.problem().unwrap();
+        assert!(
+            problem.contains(&node.display().to_string()) && problem.contains("No such file"),
+            "{problem}"
+        );
+        assert_eq!(keyboards.problems.count(), 1);
+
+        // Fine again: the node appears.
+        nix::unistd::mkfifo(&node, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        keyboards.rescan(t0 + RESCAN_INTERVAL * 2);
+        assert_eq!(keyboards.problem(), None);
+        assert_eq!(keyboards.count(), 1);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn permission_denied_on_a_keyboard_names_its_group_and_the_errno() {
+        let root = std::env::temp_dir().join(format!("keymash-evdev-acl-{}", std::process::id()));
+        std::fs::create_dir_all(&root).unwrap();
+        let node = root.join("event3");
+        std::fs::write(&node, b"").unwrap();
+        // A group this process is not in (as udev gives `input`); only root may hand it out.
+        let foreign_group = std::os::unix::fs::chown(&node, None, Some(65534)).is_ok();
+        std::fs::set_permissions(&node, std::fs::Permissions::from_mode(0o660)).unwrap();
+        let denied = io::Error::from_raw_os_error(13);
+        let (short, text) = keyboard_open_failure(&node, &denied);
+        assert!(short.contains("permission denied"), "{short}");
+        assert!(short.len() <= 128, "{short}");
+        assert!(
+            text.contains("os error 13") && text.contains("mode 0660"),
+            "{text}"
+        );
+        if foreign_group {
+            assert!(text.contains("usermod -aG"), "{text}");
+            assert!(short.contains("join group"), "{short}");
+        }
         std::fs::remove_dir_all(&root).unwrap();
     }
 }

@@ -57,12 +57,17 @@ pub(crate) fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<(
         publishes = publishes.wrapping_add(1);
         if publishes % STATS_EVERY == 0 {
             let level = record.level().get();
-            let line = format!(
+            let figures = format!(
                 "mash {level:.2}, {} keys in window, {} keys, {} device(s)",
                 record.presses_in_window(),
                 record.presses_total(),
                 source.devices()
             );
+            // What keeps keys from counting comes first: the status line is cut at 128 bytes.
+            let line = match source.problem() {
+                Some(problem) => format!("{problem}; {figures}"),
+                None => figures,
+            };
             stats.gauge("level", f64::from(level));
             stats.gauge("devices", source.devices() as f64);
             stats.set_status_line(&line);
