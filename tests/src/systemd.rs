@@ -8,6 +8,16 @@
 //!
 //! Dropping the guard powers the system off (and SIGKILLs it if it does not go): `unshare
 //! --kill-child` takes the whole PID namespace down with it.
+//!
+//! Each booted systemd gets a control group of its own (a child of the test's, in the
+//! `name=systemd` and cgroup v2 hierarchies) before it starts: systemd in a container manages
+//! the cgroup it finds itself in as its root, so two booted systems (two PCs in one test, or
+//! tests run side by side) would otherwise share `system.slice/<unit>` cgroups and see each
+//! other's processes as their units'. The guard removes those cgroups when it drops.
+//!
+//! [`BootedSystemd::boot`] starts nothing but what the test starts (`kmtest-boot.target`);
+//! [`BootedSystemd::boot_default`] boots to the default target, as a PC does, so what is
+//! enabled (`WantedBy=`) comes up on its own.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -18,7 +28,25 @@ use keymash_testbed::ChildGuard;
 /// Boots the private root, runs the setup script inside it (as `bash SETUP`), then execs systemd.
 const BOOT_SCRIPT: &str = r#"#!/bin/bash
 set -euo pipefail
-work="$1" setup="$2"
+work="$1" setup="$2" unit="${3:-}"
+# A control group of our own (see the module documentation), in each hierarchy systemd tracks
+# processes in; listed in $work/cgroups for the guard to remove. Best effort: without it the
+# boot still works, only not isolated from another booted system.
+: >"$work/cgroups"
+own="$(basename "$work")"
+while IFS=: read -r _ controllers path; do
+  dir=""
+  if [ "$controllers" = name=systemd ]; then dir="/sys/fs/cgroup/systemd$path"
+  elif [ -z "$controllers" ]; then
+    if [ "$(stat -fc %T /sys/fs/cgroup)" = cgroup2fs ]; then dir="/sys/fs/cgroup$path"
+    elif [ "$(stat -fc %T /sys/fs/cgroup/unified 2>/dev/null)" = cgroup2fs ]; then dir="/sys/fs/cgroup/unified$path"; fi
+  fi
+  [ -n "$dir" ] || continue
+  dir="${dir%/}/$own"
+  if mkdir "$dir" && echo "$dir" >>"$work/cgroups" && echo 0 >"$dir/cgroup.procs"; then :; else
+    echo "boot.sh: could not move into $dir; this boot is not isolated from others" >&2
+  fi
+done </proc/self/cgroup
 mount --make-rprivate /
 mkdir -p "$work/layers" "$work/root"
 mount -t tmpfs -o size=4g,mode=0755 keymash-test "$work/layers"
@@ -39,11 +67,19 @@ cd "$root"
 pivot_root . oldroot
 umount -l /oldroot
 cd /
-bash "$setup"
 mkdir -p /etc/systemd/system
+if [ -z "$unit" ]; then
+  # Booting the default target as a PC does: only what the setup enables may come up. The units
+  # this machine's image enables (a database, apt timers) are not the PC under test, and a getty
+  # would take over the host's console (/dev is the host's).
+  find /etc/systemd/system -mindepth 2 -maxdepth 2 \( -path '*.wants/*' -o -path '*.requires/*' \) -delete
+  ln -sfn /dev/null /etc/systemd/system/getty.target
+fi
+bash "$setup"
 printf '[Unit]\nDescription=keymash test boot: nothing but what the test starts\n' > /etc/systemd/system/kmtest-boot.target
 export container=keymash-test
-exec /lib/systemd/systemd --system --unit=kmtest-boot.target
+if [ -n "$unit" ]; then exec /lib/systemd/systemd --system --unit="$unit"; fi
+exec /lib/systemd/systemd --system
 "#;
 
 /// The longest a command run inside the booted system may take: beyond systemd's own job
@@ -62,8 +98,25 @@ pub struct BootedSystemd {
 
 impl BootedSystemd {
     /// Boot with `setup` (a bash script run inside the private root before systemd starts;
-    /// typically `install.sh --root /` plus the test's configuration and drop-ins).
+    /// typically `install.sh --root /` plus the test's configuration and drop-ins), to a target
+    /// that starts nothing: the test starts what it needs with `systemctl start`.
     pub fn boot(tag: &str, setup: &str) -> Result<Self, String> {
+        Self::boot_to(tag, setup, "kmtest-boot.target", Duration::from_secs(60))
+    }
+
+    /// Boot with `setup` to the default target, as a PC boots: whatever the setup enabled
+    /// (`systemctl enable`, that is `WantedBy=` of the default target's dependencies) starts
+    /// with no `systemctl start`. Units the host's image enables are disabled first and
+    /// `getty.target` is masked (it would run a getty on the host's console). Returns once the
+    /// boot has finished (`systemctl is-system-running` says running or degraded), so every
+    /// enabled Type=notify service has said READY=1 or failed by then.
+    pub fn boot_default(tag: &str, setup: &str) -> Result<Self, String> {
+        // A boot's start jobs include every enabled service's; under load that takes longer
+        // than the bare test boot, but far less than systemd's own 90 s job timeout.
+        Self::boot_to(tag, setup, "", Duration::from_secs(120))
+    }
+
+    fn boot_to(tag: &str, setup: &str, unit: &str, timeout: Duration) -> Result<Self, String> {
         let work = std::env::temp_dir().join(keymash_testbed::unique_name(&format!(
             "keymash-systemd-{tag}"
         )));
@@ -87,6 +140,7 @@ impl BootedSystemd {
                 .arg(&boot)
                 .arg(&work)
                 .arg(&setup_path)
+                .arg(unit)
                 .stdout(log.try_clone().map_err(|e| e.to_string())?)
                 .stderr(log),
         )
@@ -96,7 +150,7 @@ impl BootedSystemd {
             host_pid: 0,
             work,
         };
-        booted.host_pid = booted.wait_for_systemd(Duration::from_secs(60))?;
+        booted.host_pid = booted.wait_for_systemd(timeout)?;
         Ok(booted)
     }
 
@@ -135,8 +189,14 @@ impl BootedSystemd {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+        let jobs = if self.host_pid != 0 {
+            let out = self.systemctl(&["list-jobs", "--no-pager"]);
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        } else {
+            String::new()
+        };
         Err(format!(
-            "systemd did not come up within {timeout:?}:\n{}",
+            "systemd did not finish booting within {timeout:?}; jobs still queued:\n{jobs}\nboot log:\n{}",
             self.boot_log()
         ))
     }
@@ -204,7 +264,40 @@ impl Drop for BootedSystemd {
                 .args(["-s", "SIGRTMIN+4", &self.host_pid.to_string()])
                 .status();
             let _ = self.unshare.terminate(Duration::from_secs(15));
+        } else {
+            let _ = self.unshare.kill_hard();
         }
+        remove_cgroups(&self.work.join("cgroups"));
         let _ = std::fs::remove_dir_all(&self.work);
+    }
+}
+
+/// Removes the booted system's own control groups (listed in `list`, one per line) and
+/// everything systemd created below them. The PID namespace is gone by now, but the kernel
+/// frees a cgroup's last tasks asynchronously: a busy one is retried for up to 5 s.
+fn remove_cgroups(list: &Path) {
+    fn remove_tree(dir: &Path) -> bool {
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for entry in entries.flatten() {
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    remove_tree(&entry.path());
+                }
+            }
+        }
+        std::fs::remove_dir(dir).is_ok() || !dir.exists()
+    }
+    let text = std::fs::read_to_string(list).unwrap_or_default();
+    for dir in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let dir = Path::new(dir);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !remove_tree(dir) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if dir.exists() {
+            eprintln!(
+                "keymash-tests: could not remove the booted system's cgroup {}",
+                dir.display()
+            );
+        }
     }
 }

@@ -29,5 +29,5 @@ pub use departure::Departures;
 pub use negotiate::{negotiate_yuyv, CameraMode, Negotiated, NegotiationError, OfferedFormat};
 pub use newest::NewestFrame;
 pub use scene::SyntheticScene;
-pub use schedule::{DelaySchedule, HeldFrames, Release};
+pub use schedule::{DelaySchedule, HeldFrames, Release, GAP_TOLERANCE_NS};
 pub use stamp::{draw_stamp, read_stamp, Stamp};

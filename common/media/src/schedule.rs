@@ -18,6 +18,20 @@ pub trait HeldFrames {
     fn capture_ns(&self, seq: u64) -> Option<u64>;
 }
 
+/// How long the picture may stand still before the countdown card replaces it: the gap
+/// tolerance the delay buffer runs with.
+///
+/// The card is for video that is really missing (the camera away for a while, the delay just
+/// started); a hiccup must show the last frame instead. The longest hiccup the pipeline makes
+/// itself is a stage crashing and systemd restarting it: the units' `RestartSec=1s` plus the
+/// stage's start, a fraction of a second idle (about 1.1 s in all, measured under real systemd
+/// by `tests/tests/systemd_faults.rs`) and more on a loaded machine. A crashed capture or delay
+/// buffer leaves that gap in the held video itself, so it comes out of the delay
+/// `delay.seconds` later; at the former 1 s tolerance it showed the card there for a moment.
+/// Three seconds covers RestartSec with two seconds to spare for the start, and is still short
+/// enough that a visitor never faces a frozen picture for long when the camera is gone.
+pub const GAP_TOLERANCE_NS: u64 = 3_000_000_000;
+
 /// What the delay buffer should do now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Release {
@@ -40,7 +54,7 @@ pub struct DelaySchedule {
 
 impl DelaySchedule {
     /// A schedule holding frames back `delay_ns`; the countdown card replaces a picture that has
-    /// not changed for `gap_tolerance_ns` (a second is what a visitor tolerates as "live").
+    /// not changed for `gap_tolerance_ns` (the delay buffer uses [`GAP_TOLERANCE_NS`]).
     pub fn new(delay_ns: u64, gap_tolerance_ns: u64) -> Self {
         DelaySchedule {
             delay_ns,
@@ -250,6 +264,47 @@ mod tests {
             schedule.decide(8 * SECOND + SECOND / 2, &held, last),
             Release::Countdown { seconds_left: 4 }
         );
+    }
+
+    #[test]
+    fn a_gap_of_a_stage_restart_in_the_held_video_keeps_the_last_frame_until_video_resumes() {
+        // What a capture killed and restarted by systemd leaves in the held video: frames up to
+        // 100 s, then none for RestartSec (1 s) plus a slow start (1.8 s), then frames again.
+        let schedule = DelaySchedule::new(4 * SECOND, GAP_TOLERANCE_NS);
+        let resumed = 100 * SECOND + 2_800_000_000;
+        let mut held = camera(0, 97 * SECOND, 91, FRAME); // 97 s ..= 100 s
+        held.captures.extend((0..30).map(|i| resumed + i * FRAME));
+        let last = Some(100 * SECOND);
+        // Throughout the gap, as it comes out of the delay: nothing to release, no card; the
+        // screen keeps the frame captured at 100 s.
+        let mut now = 104 * SECOND + FRAME;
+        while now < resumed + 4 * SECOND {
+            assert_eq!(
+                schedule.decide(now, &held, last),
+                Release::Wait {
+                    until_ns: Some(resumed + 4 * SECOND)
+                },
+                "{} ms into the gap",
+                (now - 104 * SECOND) / 1_000_000
+            );
+            now += FRAME / 2;
+        }
+        // Then the first frame after the gap, on time.
+        assert_eq!(
+            schedule.decide(resumed + 4 * SECOND, &held, last),
+            Release::Frame {
+                seq: 91,
+                capture_ns: resumed
+            }
+        );
+        // A gap longer than the tolerance (the camera really away) still gets the card.
+        let away = 100 * SECOND + GAP_TOLERANCE_NS + SECOND;
+        let mut held = camera(0, 97 * SECOND, 91, FRAME);
+        held.captures.push(away);
+        assert!(matches!(
+            schedule.decide(104 * SECOND + GAP_TOLERANCE_NS + SECOND / 2, &held, last),
+            Release::Countdown { .. }
+        ));
     }
 
     #[test]

@@ -18,14 +18,10 @@ use clap::Parser;
 use keymash_codec::{FrameGeometry, I420Frame};
 use keymash_core::config::{Config, VideoConfig};
 use keymash_core::FrameNo;
-use keymash_media::{render_countdown, DelaySchedule, HeldFrames, Release};
-use keymash_pipeline::{stat, FrameKind, FrameSlot, PipelineError, Segments, Service};
-use keymash_service::{Lifecycle, ServiceArgs, StatsPublisher, EXIT_BAD_CONFIG};
+use keymash_media::{render_countdown, DelaySchedule, HeldFrames, Release, GAP_TOLERANCE_NS};
+use keymash_pipeline::{stat, FrameKind, FrameSlot, Segments, Service};
+use keymash_service::{Lifecycle, ServiceArgs, StatsPublisher};
 use keymash_shm::{monotonic_now_ns, RecvError, RingReader, RingWriter};
-
-/// The picture may stand still this long (a stalled camera, a restart) before the countdown card
-/// replaces it.
-const GAP_TOLERANCE_NS: u64 = 1_000_000_000;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -57,19 +53,15 @@ impl HeldFrames for Held<'_> {
 fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
     let video = &config.video;
     let segments = Segments::new(&config)?;
-    let (hold_spec, budget) = match segments.delay_hold() {
-        Ok(hold) => hold,
-        Err(PipelineError::Delay(e)) => {
-            // A delay that cannot fit is a configuration error: exit so systemd does not retry.
-            log::error!("configuration refused: {e}");
-            std::process::exit(i32::from(EXIT_BAD_CONFIG));
-        }
-        Err(e) => return Err(e.into()),
-    };
+    // A delay that cannot fit was refused with the configuration (preflight); should it still
+    // fail here, run() maps the delay error to exit 78 like any refused configuration.
+    let (hold_spec, budget) = segments.delay_hold()?;
     let geometry = FrameGeometry::new(video.width as usize, video.height as usize)
         .context("`video.width`/`video.height` do not give a frame the codec can code")?;
     let frame_len = geometry.luma_len() + 2 * geometry.chroma_len();
     let interval_ns = 1_000_000_000 / u64::from(video.fps.max(1));
+    // A stage's restart (RestartSec + start) in the held video shows the last frame, not the
+    // card (see GAP_TOLERANCE_NS).
     let schedule = DelaySchedule::new((config.delay.seconds * 1e9) as u64, GAP_TOLERANCE_NS);
 
     let (mut hold, hold_attach) = hold_spec.create()?;
