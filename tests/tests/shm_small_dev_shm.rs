@@ -16,7 +16,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use keymash_core::config::Config;
-use keymash_pipeline::Segments;
+use keymash_pipeline::{Segments, Service};
 use keymash_shm::ShmSpace;
 use keymash_tests::{require_root, service_binary, unique_name};
 
@@ -114,32 +114,38 @@ fn prefix_of(tag: &str) -> String {
     format!("kmt{}", unique_name(tag).replace('-', ""))
 }
 
-#[test]
-fn the_delay_buffer_refuses_a_dev_shm_too_small_for_its_hold_with_ex_config() {
-    require_root();
-    let prefix = prefix_of("smallhold");
-    let text = format!("[shm]\nprefix = \"{prefix}\"\n");
-    let mut config = Config::from_toml_str(&text).expect("config");
-    config.shm.prefix.clone_from(&prefix);
-    let (hold, budget) = Segments::new(&config)
+/// What the delay buffer's segments (hold, delayed frames, statistics) take in whole pages.
+fn delay_buffer_pages(config: &Config) -> u64 {
+    let page = ShmSpace::now().expect("statvfs").block_size;
+    Segments::new(config)
+        .expect("segments")
+        .memory_plan()
+        .expect("memory plan")
+        .segments
+        .iter()
+        .filter(|s| s.writer == Service::DelayBuffer)
+        .map(|s| s.bytes.div_ceil(page) * page)
+        .sum()
+}
+
+/// Runs the delay buffer over a `/dev/shm` of `size_kib` and checks it refused with the whole
+/// message and left nothing of its prefix behind.
+fn assert_delay_buffer_refuses(config_text: &str, prefix: &str, size_kib: u64) {
+    let mut config = Config::from_toml_str(config_text).expect("config");
+    config.shm.prefix = prefix.to_owned();
+    let (hold, _) = Segments::new(&config)
         .expect("segments")
         .delay_hold()
         .expect("the default delay fits its memory limit");
-    let size_kib = 16 * 1024;
-    assert!(
-        budget.segment_bytes > size_kib * 1024,
-        "the hold must not fit"
-    );
+    let needed = delay_buffer_pages(&config);
+    assert!(needed > size_kib * 1024, "its segments must not fit");
 
-    let outcome = run_over_small_dev_shm("delay-buffer", &text, size_kib);
+    let outcome = run_over_small_dev_shm("delay-buffer", config_text, size_kib);
 
     assert_eq!(outcome.code, 78, "exit status; log:\n{}", outcome.log);
-    let page = ShmSpace::now().expect("statvfs").block_size;
-    let needed = budget.segment_bytes.div_ceil(page) * page;
     for part in [
         hold.id().to_string(),
         format!("needs {needed} bytes"),
-        format!("{} bytes", size_kib * 1024),
         "delay.seconds".to_owned(),
         "enlarge the tmpfs".to_owned(),
     ] {
@@ -157,9 +163,36 @@ fn the_delay_buffer_refuses_a_dev_shm_too_small_for_its_hold_with_ex_config() {
     let leftovers: Vec<_> = outcome
         .left
         .iter()
-        .filter(|n| n.starts_with(&prefix))
+        .filter(|n| n.starts_with(prefix))
         .collect();
     assert!(leftovers.is_empty(), "left in /dev/shm: {leftovers:?}");
+}
+
+#[test]
+fn the_delay_buffer_refuses_a_dev_shm_too_small_for_its_hold_with_ex_config() {
+    require_root();
+    let prefix = prefix_of("smallhold");
+    let text = format!("[shm]\nprefix = \"{prefix}\"\n");
+    let size_kib = 16 * 1024;
+    assert_delay_buffer_refuses(&text, &prefix, size_kib);
+}
+
+#[test]
+fn a_dev_shm_with_room_for_the_hold_but_not_the_delayed_ring_is_refused_before_the_hold_is_made() {
+    // Checked one segment at a time, the delay buffer would reserve its whole hold, then find
+    // no room for its delayed-frame ring and exit with the hold left taking the memory.
+    require_root();
+    let prefix = prefix_of("holdonly");
+    let text = format!("[shm]\nprefix = \"{prefix}\"\n");
+    let mut config = Config::from_toml_str(&text).expect("config");
+    config.shm.prefix.clone_from(&prefix);
+    let (_, budget) = Segments::new(&config)
+        .expect("segments")
+        .delay_hold()
+        .expect("the default delay fits its memory limit");
+    // The hold and 1 MiB: less than the delayed-frame ring (several frames of 640x480).
+    let size_kib = budget.segment_bytes.div_ceil(1024) + 1024;
+    assert_delay_buffer_refuses(&text, &prefix, size_kib);
 }
 
 #[test]

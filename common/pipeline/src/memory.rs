@@ -2,6 +2,8 @@
 //! its writer gives the file, per PC. `keymash check-config --memory` prints it and the README's
 //! figure comes from it; a test creates the segments and checks their files add up to it.
 
+use std::os::unix::fs::MetadataExt;
+
 use keymash_shm::ShmSpace;
 
 use crate::segments::{PipelineError, Segments};
@@ -98,6 +100,38 @@ impl Segments {
         });
         Ok(MemoryPlan { segments })
     }
+
+    /// Refuses to start `service` when the segments it creates do not fit the free space of
+    /// `/dev/shm` together. Each writer's create checks its own segment too, but checked one at a
+    /// time the delay buffer would reserve its 428 MiB hold and only then find no room for its
+    /// delayed-frame ring: exit 78 with most of the memory taken. Pages a segment of that name
+    /// already holds (a restart re-attaches to them) count as room.
+    pub fn check_room_for(&self, service: Service, space: &ShmSpace) -> Result<(), PipelineError> {
+        if space.is_unlimited() {
+            return Ok(());
+        }
+        let plan = self.memory_plan()?;
+        let mut names = Vec::new();
+        let mut needed = 0u64;
+        for segment in plan.segments.iter().filter(|s| s.writer == service) {
+            let id = self.id(&segment.name)?;
+            let held = std::fs::metadata(id.to_string()).map_or(0, |m| m.blocks() * 512);
+            needed = needed.saturating_add(space.occupied_by(segment.bytes).saturating_sub(held));
+            names.push(id.to_string());
+        }
+        if needed <= space.available_bytes {
+            return Ok(());
+        }
+        Err(PipelineError::NoSpace {
+            segment: format!(
+                "the segments of keymash-{} ({})",
+                service.name(),
+                names.join(", ")
+            ),
+            needed,
+            available: space.available_bytes,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -178,5 +212,49 @@ mod tests {
             .expect_err("refused");
         assert!(matches!(err, PipelineError::Delay(_)), "{err}");
         assert!(err.is_permanent());
+    }
+
+    #[test]
+    fn a_service_is_refused_when_its_segments_together_do_not_fit() {
+        let mut config = Config::default();
+        // A prefix no segment exists under, so nothing counts as already held.
+        config.shm.prefix = "kmroomcheck".to_owned();
+        let segments = Segments::new(&config).expect("segments");
+        let plan = segments.memory_plan().expect("plan");
+        let page = 4096;
+        let needed: u64 = plan
+            .segments
+            .iter()
+            .filter(|s| s.writer == Service::DelayBuffer)
+            .map(|s| s.bytes.div_ceil(page) * page)
+            .sum();
+        let space = |available| ShmSpace {
+            block_size: page,
+            total_bytes: 1 << 40,
+            used_bytes: 0,
+            available_bytes: available,
+        };
+        assert!(segments
+            .check_room_for(Service::DelayBuffer, &space(needed))
+            .is_ok());
+        match segments.check_room_for(Service::DelayBuffer, &space(needed - 1)) {
+            Err(PipelineError::NoSpace {
+                segment,
+                needed: n,
+                available,
+            }) => {
+                assert_eq!((n, available), (needed, needed - 1));
+                assert!(segment.contains("delay-hold") && segment.contains("delayed-frames"));
+            }
+            other => panic!("expected NoSpace, got {other:?}"),
+        }
+        // A tmpfs without a size limit has no free-space figure to refuse by.
+        let unlimited = ShmSpace {
+            total_bytes: 0,
+            ..space(0)
+        };
+        assert!(segments
+            .check_room_for(Service::DelayBuffer, &unlimited)
+            .is_ok());
     }
 }

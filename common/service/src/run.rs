@@ -36,6 +36,10 @@ where
             return ExitCode::from(EXIT_BAD_CONFIG);
         }
     };
+    if let Err(e) = check_room(name, &config) {
+        log::error!("{e:#}");
+        return ExitCode::from(EXIT_BAD_CONFIG);
+    }
     match body(&mut lifecycle, config) {
         Ok(()) => {
             lifecycle.stopping();
@@ -48,6 +52,25 @@ where
             } else {
                 ExitCode::FAILURE
             }
+        }
+    }
+}
+
+/// Refuses a start whose segments cannot all fit `/dev/shm` before the service creates the
+/// first of them (see [`keymash_pipeline::Segments::check_room_for`]). A `/dev/shm` that cannot
+/// be measured is left to each segment's own check.
+fn check_room(name: &str, config: &Config) -> Result<(), PipelineError> {
+    let Some(service) = name
+        .strip_prefix("keymash-")
+        .and_then(keymash_pipeline::Service::from_name)
+    else {
+        return Ok(());
+    };
+    match keymash_shm::ShmSpace::now() {
+        Ok(space) => keymash_pipeline::Segments::new(config)?.check_room_for(service, &space),
+        Err(e) => {
+            log::warn!("cannot measure the free space of /dev/shm ({e}); each segment is checked as it is created");
+            Ok(())
         }
     }
 }
