@@ -27,6 +27,7 @@ pub mod json;
 pub mod notify;
 pub mod receiver;
 pub mod sender;
+pub mod soak;
 pub mod systemd;
 
 pub use keymash_testbed::{netns, process, unique_name};
