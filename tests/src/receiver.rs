@@ -462,10 +462,61 @@ impl TestSender {
     pub fn idle(&mut self, duration: Duration) {
         self.pump_until(Instant::now() + duration, |_| true);
     }
+
+    /// Keeps the control traffic going without media until net-rx's feedback asks for
+    /// `quality`; how long that took (checked after every datagram), or `None` after `timeout`.
+    pub fn idle_until_quality(&mut self, quality: Quality, timeout: Duration) -> Option<Duration> {
+        let start = Instant::now();
+        let deadline = start + timeout;
+        while Instant::now() < deadline {
+            if self.requested_quality() == quality {
+                return Some(start.elapsed());
+            }
+            let now = Instant::now();
+            while let Some(t) = self.sender.poll_transmit(now) {
+                let _ = self.socket.send(&t);
+            }
+            let wait = self
+                .sender
+                .poll_timeout()
+                .map_or(deadline, |t| t.min(deadline))
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_micros(200));
+            if let Ok(Some(len)) = self.socket.recv(&mut self.buf, wait) {
+                self.sender
+                    .handle_datagram(Instant::now(), &self.buf[..len]);
+            }
+        }
+        (self.requested_quality() == quality).then(|| start.elapsed())
+    }
 }
 
 /// Pictures of a Y4M stream written by the display, with the frame number each is tagged with.
+/// Cards (the signal-lost card, tagged with the last frame shown before it) are left out: they
+/// are not that frame; [`read_y4m_pictures`] has them.
 pub fn read_tagged_y4m(path: &Path) -> Vec<(FrameNo, I420Frame)> {
+    read_y4m_pictures(path)
+        .into_iter()
+        .filter(|p| p.card.is_none())
+        .map(|p| (p.frame, p.picture))
+        .collect()
+}
+
+/// One picture of the display's Y4M stream.
+#[derive(Debug, Clone)]
+pub struct Y4mPicture {
+    /// The frame it shows, or for a card the last frame shown before it.
+    pub frame: FrameNo,
+    /// The card's name (`signal-lost`) if the picture is a card.
+    pub card: Option<String>,
+    /// The whole headless canvas.
+    pub picture: I420Frame,
+    /// The file's length once this picture was written whole (to tell when it appeared).
+    pub end: u64,
+}
+
+/// Every complete picture of a Y4M stream written by the display, cards included.
+pub fn read_y4m_pictures(path: &Path) -> Vec<Y4mPicture> {
     let bytes = std::fs::read(path).expect("read the Y4M output");
     let header_end = bytes
         .iter()
@@ -498,7 +549,12 @@ pub fn read_tagged_y4m(path: &Path) -> Vec<(FrameNo, I420Frame)> {
             plane(data + luma + chroma, chroma),
         )
         .expect("Y4M picture");
-        pictures.push((frame, picture));
+        pictures.push(Y4mPicture {
+            frame,
+            card: keymash_present::is_card(&line).map(str::to_owned),
+            picture,
+            end: (data + luma + 2 * chroma) as u64,
+        });
         at = data + luma + 2 * chroma;
     }
     pictures

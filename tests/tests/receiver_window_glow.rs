@@ -127,9 +127,15 @@ fn mismatch(shot: &[u8], level: f32, green: u8) -> Option<String> {
 #[test]
 fn the_window_border_glows_green_in_proportion_to_the_mash_level() {
     let (_xvfb, display) = start_xvfb();
+    // No stream is sent: the signal-lost card ("no signal yet", the picture dimmed) would cover
+    // the grey picture this test expects inside the border after a second, so it is put off
+    // beyond the test's length (receiver_signal_lost tests the card).
     let setup = ReceiverSetup::new(
         "rx-window",
-        &format!("[display]\noutput = \"window\"\nfullscreen = true\nglow_border_px = {BORDER}\n"),
+        &format!(
+            "[display]\noutput = \"window\"\nfullscreen = true\nglow_border_px = {BORDER}\n\
+             signal_lost_ms = 60000\n"
+        ),
     );
     // The test plays mash-input: it owns the mash cell and keeps it fresh.
     let (mut cell, _) =

@@ -282,7 +282,8 @@ pub struct TransportSection {
     pub nack: bool,
     /// A frame's packets leave spread over this fraction of the frame interval, not in a burst.
     pub pacing_fraction: f64,
-    /// How often the receiver sends RTCP feedback.
+    /// How often the receiver sends RTCP feedback. A change of the requested quality goes at
+    /// once instead (at most one a frame interval); this is for the statistics and the fallback.
     pub feedback_interval_ms: u32,
     /// The sender falls back to `codec.quality` when it has heard no feedback for this long.
     pub quality_fallback_ms: u32,
@@ -518,6 +519,9 @@ pub struct DisplayConfig {
     pub glow_border_px: u32,
     /// A one-line overlay with loss %, quality and fps.
     pub hud: bool,
+    /// With no frame presented for this long, the screen shows the signal-lost card (the last
+    /// picture dimmed, "signal lost, reconnecting" and why) instead of a frozen picture.
+    pub signal_lost_ms: u32,
 }
 
 impl Default for DisplayConfig {
@@ -528,6 +532,7 @@ impl Default for DisplayConfig {
             playout_delay_ms: 100,
             glow_border_px: 32,
             hud: false,
+            signal_lost_ms: 1000,
         }
     }
 }
@@ -904,6 +909,14 @@ impl Config {
             return invalid(
                 "display.glow_border_px",
                 format!("must be in 0..=512, got {}", p.glow_border_px),
+            );
+        }
+        // Below a few frame intervals the card would flash at every hiccup of the network; above
+        // a minute a frozen screen would pass for live.
+        if !(100..=60_000).contains(&p.signal_lost_ms) {
+            return invalid(
+                "display.signal_lost_ms",
+                format!("must be in 100..=60000, got {}", p.signal_lost_ms),
             );
         }
 

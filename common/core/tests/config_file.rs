@@ -199,6 +199,11 @@ fn range_checks_cover_every_bounded_key() {
             "[display]\nglow_border_px = 1000\n",
             "display.glow_border_px",
         ),
+        ("[display]\nsignal_lost_ms = 50\n", "display.signal_lost_ms"),
+        (
+            "[display]\nsignal_lost_ms = 60001\n",
+            "display.signal_lost_ms",
+        ),
         ("[input]\npublish_hz = 10\n", "input.publish_hz"),
     ];
     for (text, key) in table {

@@ -9,21 +9,27 @@
 //! - [`hud`]: the HUD's text and a tiny built-in 5x7 bitmap font to draw it with.
 //! - [`rgb`]: I420 to RGB (BT.601, limited range) and binary PPM images for `frames:DIR`.
 //! - [`y4m`]: the `y4m:PATH` stream, each picture tagged with its frame number.
+//! - [`signal`]: [`SignalWatch`], live or signal lost (no frame for `display.signal_lost_ms`)
+//!   and why, told from the other receiver stages' counters; [`card`]: the signal-lost card.
 //!
 //! Time is always a parameter (`now`), as everywhere in keymash's `common/`.
 #![forbid(unsafe_code)]
 
+pub mod card;
 pub mod compose;
 pub mod hud;
 pub mod playout;
 pub mod rgb;
+pub mod signal;
 pub mod y4m;
 
+pub use card::{card_layout, compose_card, CARD_DIM_MAX_LUMA};
 pub use compose::{
     compose_headless, fit_inside, glow_rgb, headless_canvas, inside_border, picture_of_headless,
     rgb_to_ycbcr, stamp_hud, Rect,
 };
-pub use hud::{draw_text, HudFigures, GLYPH_HEIGHT, GLYPH_WIDTH};
+pub use hud::{draw_text, text_width, HudFigures, GLYPH_HEIGHT, GLYPH_WIDTH};
 pub use playout::{PlayoutQueue, PlayoutStats, PresentClock, PushError, ReleasedFrame};
 pub use rgb::{i420_to_rgb, write_ppm};
-pub use y4m::{frame_tag, Y4mStream};
+pub use signal::{Evidence, FilterCounters, LostReason, SignalState, SignalWatch};
+pub use y4m::{frame_tag, is_card, Y4mStream, CARD_TAG};

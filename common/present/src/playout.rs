@@ -97,6 +97,16 @@ impl PlayoutQueue {
         self.pending.len()
     }
 
+    /// Forgets which frame was shown last, so the next frame is taken whatever its number.
+    ///
+    /// For a signal lost: a sender that comes back may have started its frame numbers over (a
+    /// rebooted PC, its shared memory gone) less than [`RESTART_GAP_FRAMES`] below the last one
+    /// shown, and its frames would be refused as late until its numbers passed the old ones,
+    /// a stall of up to ten seconds after the silence.
+    pub fn forget_shown(&mut self) {
+        self.last_released = None;
+    }
+
     /// A payload arrived at `now`.
     pub fn push(&mut self, now: Instant, payload: Vec<u8>) -> Result<FrameNo, PushError> {
         let header = PayloadHeader::parse(&payload)?;
@@ -292,6 +302,29 @@ mod tests {
             assert!(!frame.is_complete());
             assert_eq!(q.stats().frames_incomplete, 1);
         }
+    }
+
+    #[test]
+    fn after_forget_shown_a_sender_numbering_from_a_little_lower_is_followed() {
+        let t0 = Instant::now();
+        let mut q = PlayoutQueue::new(DELAY, INTERVAL);
+        for p in payloads_of(100, 1) {
+            q.push(t0, p).expect("push");
+        }
+        assert!(q.pop_due(t0 + DELAY).is_some());
+        // A sender that started over at 20: within RESTART_GAP_FRAMES, so late...
+        let restarted = payloads_of(20, 1);
+        assert!(matches!(
+            q.push(t0 + DELAY, restarted[0].clone()),
+            Err(PushError::Late { .. })
+        ));
+        // ...until the display, having lost the signal, forgets what it showed.
+        q.forget_shown();
+        let t1 = t0 + 2 * DELAY;
+        for p in restarted {
+            q.push(t1, p).expect("push after forget");
+        }
+        assert_eq!(q.pop_due(t1 + DELAY).map(|f| f.frame), Some(FrameNo(20)));
     }
 
     #[test]

@@ -11,6 +11,11 @@ use keymash_core::FrameNo;
 
 /// The X-parameter carrying the frame number.
 pub const FRAME_TAG: &str = "Xkeymash-frame=";
+/// The X-parameter marking a picture that is a card, not a stream frame
+/// (`FRAME Xkeymash-frame=123 Xkeymash-card=signal-lost`): the frame number is then the last
+/// frame shown before it, so readers that only know [`FRAME_TAG`] still parse the line, and a
+/// reader that matches pictures with sent frames skips cards with [`is_card`].
+pub const CARD_TAG: &str = "Xkeymash-card=";
 
 /// A Y4M stream being written.
 #[derive(Debug)]
@@ -32,6 +37,25 @@ impl<W: Write> Y4mStream<W> {
 
     /// Appends one picture, which must have the header's size.
     pub fn write_picture(&mut self, picture: I420View<'_>, frame: FrameNo) -> io::Result<()> {
+        self.write_tagged(picture, frame, None)
+    }
+
+    /// Appends one card picture (see [`CARD_TAG`]), `card` naming it (`signal-lost`).
+    pub fn write_card(
+        &mut self,
+        picture: I420View<'_>,
+        frame: FrameNo,
+        card: &str,
+    ) -> io::Result<()> {
+        self.write_tagged(picture, frame, Some(card))
+    }
+
+    fn write_tagged(
+        &mut self,
+        picture: I420View<'_>,
+        frame: FrameNo,
+        card: Option<&str>,
+    ) -> io::Result<()> {
         let g = picture.geometry();
         if g.width() != self.width || g.height() != self.height {
             return Err(io::Error::new(
@@ -42,12 +66,22 @@ impl<W: Write> Y4mStream<W> {
                 ),
             ));
         }
-        writeln!(self.out, "FRAME {FRAME_TAG}{}", frame.0)?;
+        match card {
+            Some(card) => writeln!(self.out, "FRAME {FRAME_TAG}{} {CARD_TAG}{card}", frame.0)?,
+            None => writeln!(self.out, "FRAME {FRAME_TAG}{}", frame.0)?,
+        }
         self.out.write_all(picture.y())?;
         self.out.write_all(picture.u())?;
         self.out.write_all(picture.v())?;
         self.out.flush()
     }
+}
+
+/// The card a `FRAME` line written by [`Y4mStream`] names (`signal-lost`), if it is a card.
+pub fn is_card(frame_line: &str) -> Option<&str> {
+    frame_line
+        .split_whitespace()
+        .find_map(|p| p.strip_prefix(CARD_TAG))
 }
 
 /// The frame number in a `FRAME` line written by [`Y4mStream`], if it has one.
@@ -85,5 +119,26 @@ mod tests {
         let mut wrong = Y4mStream::new(Vec::new(), 32, 16, 30).unwrap();
         assert!(wrong.write_picture(picture.view(), FrameNo(1)).is_err());
         assert_eq!(frame_tag("FRAME"), None);
+    }
+
+    #[test]
+    fn cards_keep_the_last_frame_number_and_are_told_apart() {
+        let picture = I420Frame::grey(FrameGeometry::new(16, 16).unwrap());
+        let mut stream = Y4mStream::new(Vec::new(), 16, 16, 30).unwrap();
+        stream.write_picture(picture.view(), FrameNo(7)).unwrap();
+        stream
+            .write_card(picture.view(), FrameNo(7), "signal-lost")
+            .unwrap();
+        let text = String::from_utf8_lossy(&stream.out).into_owned();
+        let frames: Vec<&str> = text
+            .split('\n')
+            // A FRAME line follows the previous picture's samples directly.
+            .filter_map(|l| l.find("FRAME").map(|at| &l[at..]))
+            .collect();
+        assert_eq!(frames.len(), 2);
+        assert_eq!(frame_tag(frames[0]), Some(FrameNo(7)));
+        assert_eq!(is_card(frames[0]), None);
+        assert_eq!(frame_tag(frames[1]), Some(FrameNo(7)));
+        assert_eq!(is_card(frames[1]), Some("signal-lost"));
     }
 }

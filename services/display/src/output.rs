@@ -19,6 +19,11 @@ pub(crate) struct Presentation<'a> {
     /// False when no new frame arrived since the last presentation (the window still redraws
     /// to follow the glow; file outputs skip it).
     pub new_frame: bool,
+    /// `picture` is this card (`signal-lost`: the last picture dimmed, with why), not a frame.
+    pub card: Option<&'a str>,
+    /// The card first shows, or shows other text, in this presentation: the file outputs write
+    /// it once (tagged as a card), the window uploads it.
+    pub card_changed: bool,
     pub mash: MashLevel,
     pub hud: Option<&'a str>,
 }
@@ -67,12 +72,14 @@ impl Composer {
 }
 
 /// `frames:DIR`: one binary PPM per new frame, named by its stream frame number
-/// (`frame-00000123.ppm`), so a test can match each with the frame that was sent.
+/// (`frame-00000123.ppm`), so a test can match each with the frame that was sent; a card as
+/// `signal-lost-000001.ppm` (numbered in the order shown), which no frame's name can be.
 #[derive(Debug)]
 pub(crate) struct FramesOutput {
     dir: PathBuf,
     composer: Composer,
     rgb: Vec<u8>,
+    cards: u64,
 }
 
 impl FramesOutput {
@@ -82,19 +89,27 @@ impl FramesOutput {
             dir: dir.to_owned(),
             composer: Composer::new(picture, border_px)?,
             rgb: Vec::new(),
+            cards: 0,
         })
     }
 }
 
 impl Output for FramesOutput {
     fn present(&mut self, p: &Presentation<'_>) -> anyhow::Result<()> {
-        if !p.new_frame {
+        if !(p.new_frame || p.card_changed) {
             return Ok(());
         }
         let canvas = self.composer.compose(p)?;
         i420_to_rgb(canvas.view(), &mut self.rgb);
         let g = canvas.geometry();
-        let path = self.dir.join(format!("frame-{:08}.ppm", p.frame.0));
+        let name = match p.card {
+            Some(card) => {
+                self.cards += 1;
+                format!("{card}-{:06}.ppm", self.cards)
+            }
+            None => format!("frame-{:08}.ppm", p.frame.0),
+        };
+        let path = self.dir.join(name);
         // Written under a temporary name and renamed, so a reader never sees half a file.
         let partial = path.with_extension("ppm.partial");
         let file =
@@ -107,7 +122,8 @@ impl Output for FramesOutput {
     }
 }
 
-/// `y4m:PATH`: the composed pictures as one YUV4MPEG2 stream, one picture per new frame.
+/// `y4m:PATH`: the composed pictures as one YUV4MPEG2 stream, one picture per new frame and one
+/// per card shown (tagged as a card, see [`keymash_present::CARD_TAG`]).
 #[derive(Debug)]
 pub(crate) struct Y4mOutput {
     stream: Y4mStream<BufWriter<File>>,
@@ -133,13 +149,15 @@ impl Y4mOutput {
 
 impl Output for Y4mOutput {
     fn present(&mut self, p: &Presentation<'_>) -> anyhow::Result<()> {
-        if !p.new_frame {
+        if !(p.new_frame || p.card_changed) {
             return Ok(());
         }
         let canvas = self.composer.compose(p)?;
-        self.stream
-            .write_picture(canvas.view(), p.frame)
-            .context("writing the Y4M stream")?;
+        match p.card {
+            Some(card) => self.stream.write_card(canvas.view(), p.frame, card),
+            None => self.stream.write_picture(canvas.view(), p.frame),
+        }
+        .context("writing the Y4M stream")?;
         Ok(())
     }
 }

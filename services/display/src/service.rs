@@ -6,13 +6,16 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use keymash_codec::{Decoder, FrameGeometry};
+use keymash_codec::{Decoder, FrameGeometry, I420Frame};
 use keymash_core::config::{Config, DisplayOutput};
 use keymash_core::curves::QualityCurve;
 use keymash_core::{FrameNo, MashLevel, Percentiles};
 use keymash_pipeline::{stat, Follow, MashRecord, Segments, Service};
 use keymash_present::playout::frame_interval;
-use keymash_present::{HudFigures, PlayoutQueue, PresentClock};
+use keymash_present::{
+    compose_card, Evidence, FilterCounters, HudFigures, PlayoutQueue, PresentClock, SignalState,
+    SignalWatch,
+};
 use keymash_service::{Lifecycle, StatsPublisher};
 use keymash_shm::{monotonic_now_ns, CellReader, ServiceState, ServiceStats};
 
@@ -28,6 +31,10 @@ const LATENCY_WINDOW: usize = 300;
 const PUBLISH_INTERVAL: Duration = Duration::from_millis(500);
 /// A net-rx statistics cell older than this is not shown in the HUD (net-rx is down).
 const NET_RX_STALE_NS: u64 = 2_000_000_000;
+/// The same for loss-controller's cell, read for its kernel counters when the signal is lost.
+const LOSS_CONTROLLER_STALE_NS: u64 = 2_000_000_000;
+/// The card's name in the headless outputs (a Y4M tag, a file name).
+const SIGNAL_LOST_CARD: &str = "signal-lost";
 
 pub(crate) fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
     let geometry = FrameGeometry::new(config.video.width as usize, config.video.height as usize)
@@ -127,9 +134,10 @@ impl Picture {
         }
     }
 
-    /// Applies every frame that is due at `now`; true if there was one.
-    fn decode_due(&mut self, queue: &mut PlayoutQueue, now: Instant) -> bool {
-        let mut new_frame = false;
+    /// Applies every frame that is due at `now`; the first payload arrival of the first of them
+    /// if there was one (how long the picture took to come back after a loss counts from it).
+    fn decode_due(&mut self, queue: &mut PlayoutQueue, now: Instant) -> Option<Instant> {
+        let mut first_arrival = None;
         while let Some(frame) = queue.pop_due(now) {
             for payload in &frame.payloads {
                 if self.decoder.apply(payload).is_err() {
@@ -137,9 +145,9 @@ impl Picture {
                 }
             }
             self.shown = frame.frame;
-            new_frame = true;
+            first_arrival.get_or_insert(frame.first_arrival);
         }
-        new_frame
+        first_arrival
     }
 
     /// With the synthetic scene (or any source that stamps its pictures), the capture time is
@@ -158,12 +166,83 @@ impl Picture {
     }
 }
 
+/// The signal-lost card as shown: composed once when it first shows (and again if its reason
+/// changes), not every tick, since the picture under it no longer changes.
+struct Card {
+    picture: I420Frame,
+    /// The lines on the card while it shows.
+    lines: Option<[&'static str; 2]>,
+    /// First arrival of the frame that ended the last loss to its presentation.
+    last_return_ms: Option<f64>,
+}
+
+impl Card {
+    fn new(geometry: FrameGeometry) -> Self {
+        Card {
+            picture: I420Frame::grey(geometry),
+            lines: None,
+            last_return_ms: None,
+        }
+    }
+
+    /// Follows `signal`, composing the card over `last` (the last picture shown) when it first
+    /// shows or its text changes; true then, so the headless outputs write it.
+    fn update(&mut self, signal: &SignalState, last: &I420Frame) -> bool {
+        let (SignalState::Lost { why, .. }, Some(title)) = (signal, signal.card_title()) else {
+            self.lines = None;
+            return false;
+        };
+        let lines = [title, why.card_line()];
+        if self.lines == Some(lines) {
+            return false;
+        }
+        match self.lines {
+            None => log::warn!(
+                "{}: showing the signal-lost card ({why})",
+                title.to_lowercase()
+            ),
+            Some(_) => log::info!("signal still lost, now: {why}"),
+        }
+        if !compose_card(last.view(), &lines, &mut self.picture) {
+            // Both are the stream's geometry; should that ever differ, the plain dimmed grey
+            // card still says it.
+            log::error!(
+                "the card is {}, the picture {}",
+                self.picture.geometry(),
+                last.geometry()
+            );
+        }
+        self.lines = Some(lines);
+        true
+    }
+
+    fn showing(&self) -> Option<&I420Frame> {
+        self.lines.map(|_| &self.picture)
+    }
+
+    /// Frame `frame`, whose first payload arrived at `arrival`, ended a loss at `now`; the card
+    /// had shown for `card_shown`.
+    fn returned(&mut self, now: Instant, arrival: Instant, card_shown: Duration, frame: FrameNo) {
+        let ms = now.saturating_duration_since(arrival).as_secs_f64() * 1e3;
+        self.last_return_ms = Some(ms);
+        log::info!(
+            "signal back: frame {frame} on screen {ms:.1} ms after its first packet arrived, after {:.1} s of the card",
+            card_shown.as_secs_f64()
+        );
+    }
+}
+
 /// Everything the playback loop keeps between ticks, but the output.
 struct Player {
     feed: Feed,
     mash_cell: Follow<CellReader<MashRecord>>,
-    /// For the HUD's loss figure.
+    /// For the HUD's loss figure, and whether packets arrive while no frame does.
     net_rx_stats: Follow<CellReader<ServiceStats>>,
+    /// The loss filter's kernel counters: whether packets arrive only to be dropped.
+    loss_stats: Follow<CellReader<ServiceStats>>,
+    signal: SignalWatch,
+    /// The signal-lost card, composed when it first shows or its text changes.
+    card: Card,
     queue: PlayoutQueue,
     clock: PresentClock,
     picture: Picture,
@@ -183,6 +262,12 @@ impl Player {
             feed: Feed::new(segments.received()?.follow()),
             mash_cell: segments.mash_cell()?.follow(),
             net_rx_stats: segments.stats_cell(Service::NetRx)?.follow(),
+            loss_stats: segments.stats_cell(Service::LossController)?.follow(),
+            signal: SignalWatch::new(
+                Duration::from_millis(u64::from(config.display.signal_lost_ms)),
+                Instant::now(),
+            ),
+            card: Card::new(geometry),
             queue: PlayoutQueue::new(playout_delay, frame_interval(config.video.fps)),
             clock: PresentClock::new(config.video.fps, Instant::now()),
             picture: Picture::new(geometry, config.display.playout_delay_ms),
@@ -205,13 +290,30 @@ impl Player {
         self.feed.drain(wait, &mut self.queue);
     }
 
-    /// A tick: decodes the frames that are due and presents the picture with the glow and HUD.
+    /// A tick: decodes the frames that are due and presents the picture with the glow and HUD,
+    /// or the signal-lost card when no frame has come for `display.signal_lost_ms`.
     fn present(&mut self, now: Instant, output: &mut impl Output) -> anyhow::Result<()> {
         let decode_start = Instant::now();
-        let new_frame = self.picture.decode_due(&mut self.queue, now);
+        let first_arrival = self.picture.decode_due(&mut self.queue, now);
+        let new_frame = first_arrival.is_some();
         let decode_ms = ms_since(decode_start);
         if new_frame {
             self.picture.measure_latency();
+        }
+        let evidence = self.evidence();
+        self.signal.observe(now, evidence);
+        if let Some(arrival) = first_arrival {
+            if let Some(card_shown) = self.signal.frame_shown(now) {
+                self.card
+                    .returned(now, arrival, card_shown, self.picture.shown);
+            }
+        }
+        let signal = self.signal.update(now);
+        let card_changed = self.card.update(&signal, self.picture.decoder.frame());
+        if card_changed && signal.is_lost() {
+            // The sender that comes back may number its frames from lower down (a rebooted
+            // PC): take its first frame rather than refuse it as late.
+            self.queue.forget_shown();
         }
         self.mash = self
             .mash_cell
@@ -220,12 +322,17 @@ impl Player {
             .map_or(MashLevel::IDLE, |record| {
                 keymash_input::current_level(&record, monotonic_now_ns())
             });
-        let hud = self.hud.then(|| self.hud_line(now));
+        let hud = self.hud.then(|| self.hud_line(now, signal.is_lost()));
         let present_start = Instant::now();
         output.present(&Presentation {
-            picture: self.picture.decoder.frame(),
+            picture: match self.card.showing() {
+                Some(card) => card,
+                None => self.picture.decoder.frame(),
+            },
             frame: self.picture.shown,
             new_frame,
+            card: self.card.showing().map(|_| SIGNAL_LOST_CARD),
+            card_changed,
             mash: self.mash,
             hud: hud.as_deref(),
         })?;
@@ -236,13 +343,43 @@ impl Player {
         Ok(())
     }
 
-    fn hud_line(&mut self, now: Instant) -> String {
+    /// What net-rx and the loss filter count now, for the signal-lost decision. A stale cell
+    /// (its stage stopped) counts as none; the follower then looks for a replaced one.
+    fn evidence(&mut self) -> Evidence {
+        let now_ns = monotonic_now_ns();
+        let fresh = |follow: &mut Follow<CellReader<ServiceStats>>, stale_ns: u64| {
+            let stats = follow
+                .reader()
+                .and_then(|c| c.load().ok())
+                .filter(|s| now_ns.saturating_sub(s.heartbeat_ns()) < stale_ns);
+            if stats.is_none() {
+                follow.silent();
+            }
+            stats
+        };
+        let net_rx = fresh(&mut self.net_rx_stats, NET_RX_STALE_NS);
+        let filter = fresh(&mut self.loss_stats, LOSS_CONTROLLER_STALE_NS);
+        Evidence {
+            net_rx_packets: net_rx.and_then(|s| s.counter("packets")),
+            filter: filter.and_then(|s| {
+                Some(FilterCounters {
+                    seen: s.counter("seen")?,
+                    dropped: s.counter(stat::DROPPED)?,
+                })
+            }),
+        }
+    }
+
+    /// The HUD line; while the signal is lost the loss figure is left out (`loss -%`): net-rx's
+    /// 0.0% of no packets at all is not a live figure.
+    fn hud_line(&mut self, now: Instant, signal_lost: bool) -> String {
         let loss_percent = self
             .net_rx_stats
             .reader()
             .and_then(|c| c.load().ok())
             .filter(|s| monotonic_now_ns().saturating_sub(s.heartbeat_ns()) < NET_RX_STALE_NS)
-            .and_then(|s| s.gauge("loss_percent"));
+            .and_then(|s| s.gauge("loss_percent"))
+            .filter(|_| !signal_lost);
         HudFigures {
             loss_percent,
             quality: self.curve.quality(self.mash),
@@ -278,12 +415,41 @@ impl Player {
         stats.gauge("present_ms", Timings::mean(&timings.present_ms));
         stats.gauge("mash", f64::from(self.mash.get()));
         stats.gauge("frame", picture.shown.0 as f64);
+        let signal = self.signal.state(now);
+        stats.set_count("signal_lost", self.signal.losses());
+        stats.gauge(
+            "signal_lost_s",
+            match signal {
+                SignalState::Lost { silent_for, .. } => silent_for.as_secs_f64(),
+                SignalState::Live => 0.0,
+            },
+        );
+        if let Some(ms) = self.card.last_return_ms {
+            stats.gauge("signal_return_ms", ms);
+        }
         let latency = &mut picture.latency_ms;
         if let (Some(p50), Some(p99)) = (latency.quantile(0.5), latency.quantile(0.99)) {
             stats.gauge("capture_to_present_p50_ms", p50);
             stats.gauge("capture_to_present_p99_ms", p99);
         }
         let mut line = String::new();
+        // The screen's state leads: the 128 bytes of a status line may not hold the rest.
+        if let SignalState::Lost {
+            silent_for,
+            why,
+            ever_live,
+        } = signal
+        {
+            let what = if ever_live {
+                "signal lost"
+            } else {
+                "no signal yet"
+            };
+            line.push_str(&format!(
+                "{what} {:.1} s: {why}; ",
+                silent_for.as_secs_f64()
+            ));
+        }
         for why in [feed.waiting(), self.mash_cell.waiting()]
             .into_iter()
             .flatten()
@@ -291,7 +457,13 @@ impl Player {
             line.push_str(why);
             line.push_str("; ");
         }
-        if timings.frames == 0 {
+        if signal.is_lost() && timings.frames > 0 {
+            line.push_str(&format!(
+                "showing the card since frame {}, mash {:.2}",
+                picture.shown,
+                self.mash.get()
+            ));
+        } else if timings.frames == 0 {
             line.push_str(&format!(
                 "waiting for the stream (mash {:.2})",
                 self.mash.get()

@@ -157,7 +157,7 @@ impl Output for WindowOutput<'_> {
             }
             None => frame.y(),
         };
-        if p.new_frame || p.hud.is_some() || !self.uploaded {
+        if p.new_frame || p.card_changed || p.hud.is_some() || !self.uploaded {
             self.uploaded = true;
             self.texture
                 .update_yuv(

@@ -364,6 +364,11 @@ impl DisplayReader {
                 if pending.len() < line_end + 1 + frame_len {
                     break;
                 }
+                // The signal-lost card is no frame of the stream: nothing to compare it with.
+                if keymash_present::is_card(&line).is_some() {
+                    pending.drain(..line_end + 1 + frame_len);
+                    continue;
+                }
                 let frame = keymash_present::frame_tag(&line).ok_or_else(|| {
                     anyhow::anyhow!("untagged picture in the display's stream: {line:?}")
                 })?;
