@@ -5,9 +5,9 @@
 //! second.
 //!
 //! The second is the installation's promise that mashing changes the picture at once, as a
-//! visitor sees it: the product takes 100 to 250 ms here (the mash cell is read every 10 ms,
-//! the quality goes back in RTCP feedback every 100 ms, a frame at 30 fps, the 50 ms playout
-//! delay). Both ends are the events' own times: the burst's entry into the FIFO (taken after
+//! visitor sees it: the product takes about 100 ms here (the mash cell is read every 2 ms and
+//! a change of quality goes back in RTCP feedback at once, then a frame at 30 fps and the 50 ms
+//! playout delay; before issue 16 the feedback waited for its 100 ms tick: 100 to 250 ms). Both ends are the events' own times: the burst's entry into the FIFO (taken after
 //! the write, so a preempted test thread makes the product look faster, never slower) and
 //! the time display wrote the frame's file.
 

@@ -88,7 +88,7 @@ fn a_quality_request_changes_the_bytes_per_frame_within_two_frame_intervals() {
         );
         eprintln!("{table}");
 
-        // net-tx reads feedback at least every 5 ms (FEEDBACK_POLL) and stores a new quality at
+        // net-tx reads feedback at least every 2 ms (FEEDBACK_POLL) and stores a new quality at
         // once. Of the two frame intervals promised, one is left for this hop (the other for
         // the next capture): later, and the encoder could code a second frame at the old quality.
         assert!(

@@ -19,5 +19,5 @@ pub mod script;
 
 pub use caps::{is_keyboard, parse_bitmap, CapsError};
 pub use event::{key_press, EventParser, InputEvent, EVENT_SIZE};
-pub use reading::{current_level, MASH_STALE_AFTER};
+pub use reading::{current_level, MASH_READ_INTERVAL, MASH_STALE_AFTER};
 pub use script::{MashScript, ScriptError, ScriptPlayer, Segment};

@@ -3,6 +3,13 @@
 use keymash_core::MashLevel;
 use keymash_pipeline::MashRecord;
 pub use keymash_pipeline::MASH_STALE_AFTER;
+use std::time::Duration;
+
+/// How often net-rx reads the mash cell. Its loop sleeps on the socket, not on the cell's futex,
+/// so this is a wait added to every change of the requested quality (which goes to the sender
+/// at once, see `keymash_transport::QualityPush`): a small fraction of a frame interval at any
+/// frame rate. A load is a copy of a few dozen bytes.
+pub const MASH_READ_INTERVAL: Duration = Duration::from_millis(2);
 
 /// The level to act on at `now_ns` (CLOCK_MONOTONIC): the record's, or idle once it is older
 /// than [`MASH_STALE_AFTER`].

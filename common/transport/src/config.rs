@@ -33,6 +33,10 @@ pub struct TransportConfig {
     pub max_rate_bytes_per_sec: Option<u64>,
     /// How often the receiver sends RTCP feedback.
     pub feedback_interval: Duration,
+    /// The receiver sends a change of the requested quality at once (at most one per frame
+    /// interval, see [`crate::quality_push`]) instead of at the next periodic feedback. On by
+    /// default; off only to measure what it is worth.
+    pub push_quality_changes: bool,
     /// How often the sender sends a sender report (for RTT), also its keepalive when idle.
     pub sender_report_interval: Duration,
     /// The sender falls back to `fallback_quality` when no feedback came for this long.
@@ -112,6 +116,7 @@ impl Default for TransportConfig {
             frame_spread: frame_interval / 3,
             max_rate_bytes_per_sec: None,
             feedback_interval: Duration::from_millis(100),
+            push_quality_changes: true,
             sender_report_interval: Duration::from_millis(500),
             quality_fallback_timeout: Duration::from_secs(2),
             fallback_quality: Quality::saturating(50),

@@ -9,7 +9,8 @@
 //!   quality for the encoder (with fallback after silence).
 //! - [`Receiver`] (net-rx): `handle_datagram(now, bytes)` feeds it; `poll_payload(now)` yields
 //!   payloads in sequence order; `poll_transmit(now)` drains RTCP feedback; `set_feedback`
-//!   sets the quality and mash level it reports.
+//!   sets the quality and mash level it reports (a change of quality goes at once, at most once
+//!   a frame interval: [`QualityPush`]).
 //!
 //! Layers, bottom up: [`seq`] (16-bit wire -> 64-bit [`SeqNo`], the only place wraparound is
 //! handled), [`rtp`], [`rtcp`], [`window`], [`pacer`], [`fec`], [`nack`], [`keepalive`],
@@ -23,6 +24,7 @@ pub mod fec;
 pub mod keepalive;
 pub mod nack;
 pub mod pacer;
+pub mod quality_push;
 pub mod receiver;
 pub mod rtcp;
 pub mod rtp;
@@ -36,6 +38,7 @@ pub mod window;
 
 pub use config::{ConfigError, TransportConfig};
 pub use fec::FecOverhead;
+pub use quality_push::QualityPush;
 pub use receiver::{ReceivedPayload, Receiver, Recovery};
 pub use rtp::{PayloadType, Ssrc};
 pub use security::{Protection, SessionSalt};

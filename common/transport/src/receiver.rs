@@ -20,6 +20,7 @@ use crate::config::{ConfigError, TransportConfig};
 use crate::fec::{FecDecoder, RecoveredPacket, RepairPacket};
 use crate::keepalive::Liveness;
 use crate::nack::{Arrival, NackTracker};
+use crate::quality_push::QualityPush;
 use crate::rtcp::nack::entries_for;
 use crate::rtcp::sr::ntp_from_duration;
 use crate::rtcp::{self, parse_compound, KeymashApp, ReportBlockFields, RtcpPacket};
@@ -100,6 +101,8 @@ pub struct Receiver {
     quality: Quality,
     mash: MashLevel,
     next_feedback: Instant,
+    /// Whether a change of `quality` goes before `next_feedback`.
+    push: QualityPush,
     liveness: Liveness,
     stats: ReceiverStats,
     loss_window: LossWindow,
@@ -147,6 +150,7 @@ impl Receiver {
             ),
             liveness: Liveness::new(config.keepalive_interval, config.peer_timeout),
             quality: config.fallback_quality,
+            push: QualityPush::new(config.frame_interval, config.push_quality_changes, now),
             config,
             ssrc,
             started: now,
@@ -164,7 +168,9 @@ impl Receiver {
         })
     }
 
-    /// What the next feedback asks the sender for.
+    /// What the next feedback asks the sender for. A quality different from the one last sent
+    /// goes at once, or a frame interval after the last change sent ([`QualityPush`]); the
+    /// mash level alone waits for the periodic feedback (the sender only shows it).
     pub fn set_feedback(&mut self, quality: Quality, mash: MashLevel) {
         self.quality = quality;
         self.mash = mash;
@@ -522,8 +528,9 @@ impl Receiver {
         }
     }
 
-    /// Feedback due: NACKs as soon as they are due (RFC 4585 early feedback), the regular
-    /// report every feedback interval. Each goes as one compound: RR, NACK (when any is due), APP.
+    /// Feedback due: NACKs as soon as they are due (RFC 4585 early feedback), a change of the
+    /// requested quality when [`QualityPush`] lets it go, the regular report every feedback
+    /// interval. Each goes as one compound: RR, NACK (when any is due), APP.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.note_gap(now);
         let nacks = if self.config.nack && self.media.is_some() {
@@ -531,7 +538,8 @@ impl Receiver {
         } else {
             Vec::new()
         };
-        if nacks.is_empty() && now < self.next_feedback {
+        let push = self.push.due(self.quality).is_some_and(|at| now >= at);
+        if nacks.is_empty() && now < self.next_feedback && !push {
             return;
         }
         let mut contents = Vec::with_capacity(128);
@@ -559,6 +567,7 @@ impl Receiver {
             }
         }
         self.stats.feedback_sent += 1;
+        self.push.sent(now, self.quality);
         self.out.push_back(Transmit {
             contents,
             kind: TransmitKind::Rtcp,
@@ -622,7 +631,8 @@ impl Receiver {
             None
         };
         let gap = self.gap_since.map(|(_, t)| t + self.config.gap_hold());
-        [Some(self.next_feedback), nack, gap]
+        let push = self.push.due(self.quality);
+        [Some(self.next_feedback), nack, gap, push]
             .into_iter()
             .flatten()
             .min()

@@ -10,11 +10,21 @@
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
+use nix::errno::Errno;
+use nix::poll::{ppoll, PollFd, PollFlags};
+use nix::sys::time::TimeSpec;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::Transmit;
+
+/// Longest a service loop that sleeps on something else (net-tx: the payload ring's futex)
+/// leaves the peer's feedback unread. A quality change waits this long at most before net-tx
+/// stores it for the encoder, so it is a small fraction of a frame interval; each check is one
+/// non-blocking `recvfrom`.
+pub const FEEDBACK_POLL: Duration = Duration::from_millis(2);
 
 /// Largest datagram keymash expects, with room to spot (and count) oversized ones.
 pub const RECV_BUFFER_LEN: usize = 2048;
@@ -65,8 +75,6 @@ pub struct PeerSocket {
     foreign: u64,
     /// Datagrams larger than the receive buffer (dropped: none of ours is).
     oversized: u64,
-    /// The wait the socket is currently set up for, to skip redundant syscalls.
-    current_wait: Option<Duration>,
 }
 
 fn canonical(addr: SocketAddr) -> SocketAddr {
@@ -105,12 +113,14 @@ impl PeerSocket {
                 addr: local,
                 source,
             })?;
+        // Receives wait in `ppoll` (see `wait_readable`); a send never stalls a service loop
+        // (a full send buffer is a send error, counted by the caller, as a lost datagram).
+        socket.set_nonblocking(true).map_err(opt("O_NONBLOCK"))?;
         Ok(PeerSocket {
             socket: socket.into(),
             peer,
             foreign: 0,
             oversized: 0,
-            current_wait: None,
         })
     }
 
@@ -161,25 +171,17 @@ impl PeerSocket {
             })
     }
 
-    fn set_wait(&mut self, wait: Duration) -> Result<(), UdpError> {
-        if self.current_wait == Some(wait) {
-            return Ok(());
+    /// Sleeps until a datagram can be read or `timeout` passed. `ppoll` sleeps on a
+    /// high-resolution timer: a socket timeout (`SO_RCVTIMEO`) counts in scheduler ticks, which
+    /// turned net-rx's 2 ms wait for its next timer into 4 to 8 ms at `CONFIG_HZ=250`.
+    fn wait_readable(&self, timeout: Duration) -> Result<(), UdpError> {
+        let mut fds = [PollFd::new(self.socket.as_fd(), PollFlags::POLLIN)];
+        match ppoll(&mut fds, Some(TimeSpec::from_duration(timeout)), None) {
+            Ok(_) | Err(Errno::EINTR) => Ok(()),
+            Err(errno) => Err(UdpError::Recv {
+                source: io::Error::from(errno),
+            }),
         }
-        let opt = |option: &'static str| move |source| UdpError::SetOption { option, source };
-        if wait.is_zero() {
-            self.socket
-                .set_nonblocking(true)
-                .map_err(opt("O_NONBLOCK"))?;
-        } else {
-            self.socket
-                .set_nonblocking(false)
-                .map_err(opt("O_NONBLOCK"))?;
-            self.socket
-                .set_read_timeout(Some(wait))
-                .map_err(opt("SO_RCVTIMEO"))?;
-        }
-        self.current_wait = Some(wait);
-        Ok(())
     }
 
     /// Wait up to `timeout` (zero: do not wait) for a datagram from the peer and copy it into
@@ -189,22 +191,16 @@ impl PeerSocket {
         let deadline = Instant::now() + timeout;
         let peer = canonical(self.peer);
         loop {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            // A zero SO_RCVTIMEO means "forever", so a spent budget becomes a non-blocking try.
-            self.set_wait(if timeout.is_zero() {
-                Duration::ZERO
-            } else {
-                remaining.max(Duration::from_micros(1))
-            })?;
+            // The socket never blocks: the wait is `ppoll`'s, to the microsecond.
             let (len, from) = match self.socket.recv_from(buf) {
                 Ok(r) => r,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    return Ok(None)
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let remaining = deadline.saturating_duration_since(Instant::now());
+                    if remaining.is_zero() {
+                        return Ok(None);
+                    }
+                    self.wait_readable(remaining)?;
+                    continue;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 // An ICMP error from an earlier send (port unreachable while the peer restarts)

@@ -137,3 +137,103 @@ fn an_idle_path_still_carries_keepalives_both_ways_and_each_side_sees_the_other(
     assert!(!pair.sender.peer_alive(pair.now));
     assert!(!pair.receiver.peer_alive(pair.now));
 }
+
+/// The receiver's quality after a change at `change`, as the sender sees it over a 1 ms link:
+/// `(time after the change, quality)` at each 1 ms step up to `until`.
+fn sender_quality_steps(
+    pair: &mut Pair,
+    change: Duration,
+    until: Duration,
+) -> Vec<(Duration, Quality)> {
+    let interval = TransportConfig::default().frame_interval;
+    let mut seen = Vec::new();
+    let mut t = change;
+    while t <= until {
+        pair.run_until(t, interval);
+        seen.push((t - change, pair.sender.requested_quality(pair.now)));
+        t += Duration::from_millis(1);
+    }
+    seen
+}
+
+/// When the sender first asked for `q`, after the change.
+fn first_at(steps: &[(Duration, Quality)], q: Quality) -> Option<Duration> {
+    steps.iter().find(|(_, s)| *s == q).map(|(t, _)| *t)
+}
+
+#[test]
+fn a_quality_change_reaches_the_sender_at_once_and_at_most_one_change_a_frame_interval() {
+    let latency = Duration::from_millis(1);
+    let q = |v| Quality::new(v).unwrap();
+    for push in [true, false] {
+        let config = TransportConfig {
+            push_quality_changes: push,
+            ..TransportConfig::default()
+        };
+        let interval = config.frame_interval;
+        let mut pair = Pair::new(
+            config.clone(),
+            LossModel::None,
+            LossModel::None,
+            latency,
+            53,
+        );
+        pair.frames_left = 100;
+        pair.receiver.set_feedback(q(20), MashLevel::IDLE);
+        // Just after a periodic report (one at the start, then every 100 ms): the worst phase
+        // for the periodic feedback.
+        let change = Duration::from_millis(1001);
+        pair.run_until(change, interval);
+        assert_eq!(pair.sender.requested_quality(pair.now), q(20));
+        let reports = pair.receiver.stats(pair.now).feedback_sent;
+        pair.receiver
+            .set_feedback(q(40), MashLevel::new(0.4).unwrap());
+        let first = sender_quality_steps(&mut pair, change, change + Duration::from_millis(5));
+        // A second change 5 ms later (the mash level rose again).
+        let second_at = change + Duration::from_millis(5);
+        pair.receiver
+            .set_feedback(q(60), MashLevel::new(0.6).unwrap());
+        let second = sender_quality_steps(&mut pair, second_at, change + config.feedback_interval);
+        let (first_lag, second_lag) = (first_at(&first, q(40)), first_at(&second, q(60)));
+        eprintln!(
+            "push {push}: first change at the sender after {first_lag:?}, a second 5 ms later \
+             after {second_lag:?} ({latency:?} link, frame interval {interval:?})"
+        );
+        let second_lag = second_lag.expect("the second change arrived");
+        if push {
+            assert_eq!(first_lag, Some(latency), "the first change goes at once");
+            // Held until a frame interval after the first went, then one link latency.
+            let held = (interval - Duration::from_millis(5) + latency).as_millis();
+            assert!(
+                (held..=held + 1).contains(&second_lag.as_millis()),
+                "second change after {second_lag:?}, want {held} ms"
+            );
+            // One report for each change, beside the periodic ones (none fell due here).
+            assert_eq!(pair.receiver.stats(pair.now).feedback_sent, reports + 2);
+        } else {
+            assert_eq!(first_lag, None, "without the push the change waits");
+            assert!(second_lag + Duration::from_millis(5) >= Duration::from_millis(95));
+        }
+    }
+}
+
+#[test]
+fn a_mash_level_change_alone_waits_for_the_periodic_feedback() {
+    let config = TransportConfig::default();
+    let mut pair = Pair::new(
+        config.clone(),
+        LossModel::None,
+        LossModel::None,
+        Duration::from_millis(1),
+        54,
+    );
+    let q = Quality::new(30).unwrap();
+    pair.receiver.set_feedback(q, MashLevel::new(0.2).unwrap());
+    pair.run_until(Duration::from_millis(1001), config.frame_interval);
+    let reports = pair.receiver.stats(pair.now).feedback_sent;
+    pair.receiver.set_feedback(q, MashLevel::new(0.25).unwrap());
+    pair.run_until(Duration::from_millis(1090), config.frame_interval);
+    assert_eq!(pair.receiver.stats(pair.now).feedback_sent, reports);
+    let mash = pair.sender.remote_mash(pair.now).expect("mash reported");
+    assert!((mash.get() - 0.2).abs() < 1e-3, "{mash:?}");
+}

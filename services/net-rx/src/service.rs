@@ -12,6 +12,7 @@ use keymash_codec::{FrameJoin, PayloadHeader};
 use keymash_core::config::Config;
 use keymash_core::curves::QualityCurve;
 use keymash_core::{FrameNo, MashLevel, Quality};
+use keymash_input::MASH_READ_INTERVAL;
 use keymash_pipeline::{stat, Arrived, Follow, MashRecord, ReceivedSlot, Segments, Service};
 use keymash_service::{Lifecycle, StatsPublisher};
 use keymash_shm::{monotonic_now_ns, CellReader, RingWriter, ServiceState};
@@ -29,9 +30,6 @@ const _: () = assert!(
 const RECV_BATCH: usize = 64;
 /// Statistics are refreshed this often.
 const REFRESH_INTERVAL: Duration = Duration::from_millis(100);
-/// The mash level is read this often (a cell load is a small copy): keypress-to-quality
-/// latency is this plus the RTCP feedback interval.
-const MASH_READ_INTERVAL: Duration = Duration::from_millis(10);
 
 pub(crate) fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
     let (mut rx, ready) = NetRx::open(&config)?;
@@ -165,7 +163,9 @@ impl NetRx {
         }
     }
 
-    /// Reads the mash level when due and sends the feedback the protocol has ready.
+    /// Reads the mash level when due and sends the feedback the protocol has ready: a change of
+    /// the quality asked for goes at once (the transport limits it to one per frame interval),
+    /// so key-press-to-sender is [`MASH_READ_INTERVAL`] at most, not the feedback interval.
     fn feedback(&mut self, now: Instant) {
         if now >= self.next_mash_read {
             self.next_mash_read = now + MASH_READ_INTERVAL;

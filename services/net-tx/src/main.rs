@@ -22,11 +22,9 @@ use keymash_pipeline::{
 };
 use keymash_service::{Lifecycle, ServiceArgs, StatsPublisher};
 use keymash_shm::{monotonic_now_ns, RecvError, RingReader};
-use keymash_transport::udp::{PeerSocket, SocketBuffers, RECV_BUFFER_LEN};
+use keymash_transport::udp::{PeerSocket, SocketBuffers, FEEDBACK_POLL, RECV_BUFFER_LEN};
 use keymash_transport::{transport_settings, Sender, SessionSalt, TransmitKind};
 
-/// Longest sleep between checks for receiver feedback.
-const FEEDBACK_POLL: Duration = Duration::from_millis(5);
 /// The quality cell is rewritten at least this often, so its heartbeat shows net-tx alive.
 const QUALITY_REFRESH: Duration = Duration::from_millis(100);
 /// Capture-to-send latencies kept for the p50/p99 gauges.
