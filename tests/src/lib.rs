@@ -29,6 +29,7 @@ pub mod receiver;
 pub mod sender;
 pub mod soak;
 pub mod systemd;
+pub mod xvfb;
 
 pub use keymash_testbed::{netns, process, unique_name};
 pub use keymash_testbed::{ChildGuard, Netns, NetnsError, NetnsPair, ProcessError};

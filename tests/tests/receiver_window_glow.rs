@@ -3,8 +3,6 @@
 //!
 //! Needs `Xvfb` (apt xvfb) and `ffmpeg` with x11grab (apt ffmpeg) for the screenshot.
 
-use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -12,7 +10,7 @@ use keymash_core::MashLevel;
 use keymash_pipeline::{MashRecord, MASH_CELL};
 use keymash_shm::{monotonic_now_ns, CellWriter, Permissions};
 use keymash_tests::receiver::ReceiverSetup;
-use keymash_tests::ChildGuard;
+use keymash_tests::xvfb::VirtualScreen;
 
 const SCREEN: (usize, usize) = (640, 480);
 
@@ -25,72 +23,6 @@ impl Drop for StopOnDrop<'_> {
     }
 }
 const BORDER: usize = 32;
-
-/// A virtual X server on a display number derived from the pid (no clash with parallel runs).
-fn start_xvfb() -> (ChildGuard, String) {
-    let number = 100 + std::process::id() % 800;
-    let display = format!(":{number}");
-    let guard = ChildGuard::spawn(
-        "Xvfb",
-        Command::new("Xvfb")
-            .arg(&display)
-            .args([
-                "-screen",
-                "0",
-                &format!("{}x{}x24", SCREEN.0, SCREEN.1),
-                "-nolisten",
-                "tcp",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-    )
-    .expect("start Xvfb (apt install xvfb)");
-    let socket = format!("/tmp/.X11-unix/X{number}");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !Path::new(&socket).exists() {
-        assert!(
-            Instant::now() < deadline,
-            "Xvfb did not come up on {display}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (guard, display)
-}
-
-/// The whole screen as packed RGB, through ffmpeg's x11grab (given 30 s: it takes well under
-/// one; only a wedged X server takes longer).
-fn screenshot(display: &str) -> Vec<u8> {
-    let out = Command::new("timeout")
-        .args(["--kill-after=5", "30", "ffmpeg"])
-        .args([
-            "-loglevel",
-            "error",
-            "-f",
-            "x11grab",
-            "-video_size",
-            &format!("{}x{}", SCREEN.0, SCREEN.1),
-        ])
-        .args([
-            "-i",
-            display,
-            "-frames:v",
-            "1",
-            "-f",
-            "rawvideo",
-            "-pix_fmt",
-            "rgb24",
-            "-",
-        ])
-        .output()
-        .expect("run ffmpeg (apt install ffmpeg)");
-    assert!(
-        out.status.success(),
-        "ffmpeg x11grab failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(out.stdout.len(), SCREEN.0 * SCREEN.1 * 3);
-    out.stdout
-}
 
 fn pixel(shot: &[u8], x: usize, y: usize) -> [u8; 3] {
     let at = (y * SCREEN.0 + x) * 3;
@@ -126,7 +58,9 @@ fn mismatch(shot: &[u8], level: f32, green: u8) -> Option<String> {
 
 #[test]
 fn the_window_border_glows_green_in_proportion_to_the_mash_level() {
-    let (_xvfb, display) = start_xvfb();
+    // A display number of its own: no clash with the other window test running beside it.
+    let screen = VirtualScreen::start(SCREEN.0, SCREEN.1, 100);
+    let display = screen.display.clone();
     // No stream is sent: the signal-lost card ("no signal yet", the picture dimmed) would cover
     // the grey picture this test expects inside the border after a second, so it is put off
     // beyond the test's length (receiver_signal_lost tests the card).
@@ -165,7 +99,7 @@ fn the_window_border_glows_green_in_proportion_to_the_mash_level() {
             let _stop_keeper = StopOnDrop(&keeper_stop);
             loop {
                 std::thread::sleep(Duration::from_millis(100));
-                let problem = mismatch(&screenshot(&display), level, green);
+                let problem = mismatch(&screen.screenshot().rgb, level, green);
                 if problem.is_none() || start.elapsed() > Duration::from_secs(10) {
                     break problem;
                 }

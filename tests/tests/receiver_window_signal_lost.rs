@@ -5,81 +5,13 @@
 //! Needs `Xvfb` (apt xvfb) and `ffmpeg` with x11grab (apt ffmpeg) for the screenshot, as
 //! receiver_window_glow does.
 
-use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use keymash_tests::receiver::ReceiverSetup;
-use keymash_tests::ChildGuard;
+use keymash_tests::xvfb::VirtualScreen;
 
 const SCREEN: (usize, usize) = (640, 480);
 const BORDER: usize = 32;
-
-/// A virtual X server on a display number derived from the pid (no clash with parallel runs,
-/// nor with receiver_window_glow's, which starts at 100).
-fn start_xvfb() -> (ChildGuard, String) {
-    let number = 1000 + std::process::id() % 800;
-    let display = format!(":{number}");
-    let guard = ChildGuard::spawn(
-        "Xvfb",
-        Command::new("Xvfb")
-            .arg(&display)
-            .args([
-                "-screen",
-                "0",
-                &format!("{}x{}x24", SCREEN.0, SCREEN.1),
-                "-nolisten",
-                "tcp",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-    )
-    .expect("start Xvfb (apt install xvfb)");
-    let socket = format!("/tmp/.X11-unix/X{number}");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !Path::new(&socket).exists() {
-        assert!(
-            Instant::now() < deadline,
-            "Xvfb did not come up on {display}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (guard, display)
-}
-
-/// The whole screen as packed RGB, through ffmpeg's x11grab (bounded by `timeout`).
-fn screenshot(display: &str) -> Vec<u8> {
-    let out = Command::new("timeout")
-        .args(["--kill-after=5", "30", "ffmpeg"])
-        .args([
-            "-loglevel",
-            "error",
-            "-f",
-            "x11grab",
-            "-video_size",
-            &format!("{}x{}", SCREEN.0, SCREEN.1),
-        ])
-        .args([
-            "-i",
-            display,
-            "-frames:v",
-            "1",
-            "-f",
-            "rawvideo",
-            "-pix_fmt",
-            "rgb24",
-            "-",
-        ])
-        .output()
-        .expect("run ffmpeg (apt install ffmpeg)");
-    assert!(
-        out.status.success(),
-        "ffmpeg x11grab failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(out.stdout.len(), SCREEN.0 * SCREEN.1 * 3);
-    out.stdout
-}
 
 fn pixel(shot: &[u8], x: usize, y: usize) -> [u8; 3] {
     let at = (y * SCREEN.0 + x) * 3;
@@ -121,7 +53,9 @@ fn not_the_card(shot: &[u8]) -> Option<String> {
 
 #[test]
 fn the_window_shows_the_signal_lost_card_when_no_video_comes() {
-    let (_xvfb, display) = start_xvfb();
+    // A display number of its own: no clash with the other window test running beside it.
+    let screen = VirtualScreen::start(SCREEN.0, SCREEN.1, 1000);
+    let display = screen.display.clone();
     let setup = ReceiverSetup::new(
         "rx-window-card",
         &format!(
@@ -137,7 +71,7 @@ fn the_window_shows_the_signal_lost_card_when_no_video_comes() {
     let start = Instant::now();
     let problem = loop {
         std::thread::sleep(Duration::from_millis(100));
-        let problem = not_the_card(&screenshot(&display));
+        let problem = not_the_card(&screen.screenshot().rgb);
         if problem.is_none() || start.elapsed() > Duration::from_secs(10) {
             break problem;
         }
