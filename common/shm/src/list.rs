@@ -104,7 +104,9 @@ impl Drop for RemoveSegmentsOnDrop {
     }
 }
 
-fn segment_ids(prefix: &Prefix) -> std::io::Result<Vec<SegmentId>> {
+/// The segments under `prefix` in `/dev/shm` now (names of other prefixes and files that are no
+/// segment name are skipped).
+pub(crate) fn segment_ids(prefix: &Prefix) -> std::io::Result<Vec<SegmentId>> {
     let mut ids = Vec::new();
     for entry in std::fs::read_dir(SHM_DIR)? {
         let entry = entry?;

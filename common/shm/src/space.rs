@@ -87,18 +87,8 @@ pub struct PrefixUsage {
 /// Adds up `/dev/shm/<prefix>.*`. A file removed while it is being looked at is skipped.
 pub fn prefix_usage(prefix: &Prefix) -> std::io::Result<PrefixUsage> {
     let mut usage = PrefixUsage::default();
-    for entry in std::fs::read_dir(SHM_DIR)? {
-        let entry = entry?;
-        let Some(file_name) = entry.file_name().to_str().map(str::to_owned) else {
-            continue;
-        };
-        let Ok(id) = SegmentId::parse_file_name(&file_name) else {
-            continue;
-        };
-        if id.prefix != *prefix {
-            continue;
-        }
-        let Ok(meta) = entry.metadata() else {
+    for id in crate::list::segment_ids(prefix)? {
+        let Ok(meta) = std::fs::metadata(id.path()) else {
             continue;
         };
         usage.segments += 1;
