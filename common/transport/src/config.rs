@@ -73,6 +73,10 @@ pub struct TransportConfig {
     /// A packet still waiting in the pacer this long after its slot is dropped (and counted):
     /// when the link cannot keep up, sending stale video only delays the fresh.
     pub max_queue_delay: Duration,
+    /// Give up missing packets the old way, one [`TransportConfig::gap_hold`] each, timed from
+    /// when the consumer reaches it (so they are given up in series and latency builds under
+    /// heavy loss). Off by default; only for tests and benches that measure the difference.
+    pub serial_gap_hold: bool,
 }
 
 /// Retransmission budget a sender may spend at once beyond its share of the media rate: about
@@ -133,6 +137,7 @@ impl Default for TransportConfig {
             window_packets: 1024,
             retransmit_history_packets: 2048,
             max_queue_delay: frame_interval * 3,
+            serial_gap_hold: false,
         }
     }
 }
@@ -183,9 +188,10 @@ impl TransportConfig {
         Ok(())
     }
 
-    /// How long the receiver holds back later packets while waiting for a missing one: the
-    /// reorder tolerance, plus a frame's spread when FEC may repair it (repair packets come
-    /// after the frame), plus the retransmit deadline when NACK may bring it back.
+    /// The old, fixed hold per missing packet (used only with `serial_gap_hold`): the reorder
+    /// tolerance, plus a frame's spread when FEC may repair it (repair packets come after the
+    /// frame), plus the retransmit deadline when NACK may bring it back. The receiver now
+    /// waits [`crate::gap::loss_wait`] from the first later arrival instead.
     pub fn gap_hold(&self) -> Duration {
         let mut hold = self.reorder_tolerance;
         if self.fec {

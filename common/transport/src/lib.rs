@@ -21,6 +21,7 @@
 
 pub mod config;
 pub mod fec;
+pub mod gap;
 pub mod keepalive;
 pub mod nack;
 pub mod pacer;

@@ -7,9 +7,10 @@
 //! datagram) and call [`Receiver::handle_timeout`]. Tell it what to ask the sender for with
 //! [`Receiver::set_feedback`]. Time is always passed in.
 //!
-//! A gap at the consumer cursor holds later payloads back for [`TransportConfig::gap_hold`]
-//! (reorder tolerance, plus time for FEC and NACK when those are on), then the missing packet
-//! is given up and counted lost.
+//! A gap at the consumer cursor holds later payloads back until the missing packet has waited
+//! [`crate::gap::loss_wait`] (reorder tolerance, plus what FEC and NACK can still recover when
+//! those are on) since the first packet after it arrived; then it is given up and counted lost.
+//! Many losses thus wait in parallel, and loss never builds latency (see [`crate::gap`]).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -18,6 +19,7 @@ use keymash_core::{MashLevel, Quality};
 
 use crate::config::{ConfigError, TransportConfig};
 use crate::fec::{FecDecoder, RecoveredPacket, RepairPacket};
+use crate::gap::{loss_wait, GapClock};
 use crate::keepalive::Liveness;
 use crate::nack::{Arrival, NackTracker};
 use crate::quality_push::QualityPush;
@@ -97,7 +99,8 @@ pub struct Receiver {
     window: ReceiveWindow<Held>,
     fec: FecDecoder,
     nack: NackTracker,
-    gap_since: Option<(SeqNo, Instant)>,
+    /// When each missing packet is given up.
+    gap: GapClock,
     quality: Quality,
     mash: MashLevel,
     next_feedback: Instant,
@@ -156,7 +159,7 @@ impl Receiver {
             started: now,
             media: None,
             fec: FecDecoder::new(),
-            gap_since: None,
+            gap: GapClock::new(),
             mash: MashLevel::IDLE,
             next_feedback: now,
             stats: ReceiverStats::default(),
@@ -355,7 +358,7 @@ impl Receiver {
             self.config.retransmit_deadline,
             self.config.max_nack_tries,
         );
-        self.gap_since = None;
+        self.gap.clear();
     }
 
     fn arrival_ticks(&self, now: Instant) -> u32 {
@@ -404,6 +407,7 @@ impl Receiver {
             payload: packet.payload.to_vec(),
         };
         let outcome = self.window.insert(seq, held);
+        self.gap.stored(self.window.newest(), now);
         match outcome {
             Insert::Stored | Insert::Jumped { .. } => {
                 m.received += 1;
@@ -432,7 +436,6 @@ impl Receiver {
             self.stats.jumped += missing + discarded;
             self.stats.lost += missing;
             self.loss_window.lost(now, missing);
-            self.gap_since = None;
             if let Some(c) = self.window.cursor() {
                 self.nack.forget_before(c);
             }
@@ -452,8 +455,22 @@ impl Receiver {
             }
         };
         let Some(m) = &self.media else { return };
+        // The sender sends a frame's repair packets after its sources, block by block in index
+        // order: with this one, every repair packet of earlier blocks has come (or is lost), and
+        // with the last of its block, every one of this block. What FEC has not recovered
+        // there, it will not.
+        let base = m.seqs.peek(repair.base_seq);
+        let decided = if usize::from(repair.repair_index) + 1 == repair.repair_count {
+            SeqNo::new(base.get() + repair.source_count as u64)
+        } else {
+            base
+        };
         for r in self.fec.add_repair(&repair, packet.timestamp, &m.seqs) {
             self.insert_recovered(now, r);
+        }
+        // With NACK on, a retransmission may still bring it: the NACK wait stands.
+        if !self.config.nack {
+            self.gap.fec_decided(decided, now);
         }
     }
 
@@ -472,6 +489,7 @@ impl Receiver {
             payload: r.payload,
         };
         let outcome = self.window.insert(r.seq, held);
+        self.gap.stored(self.window.newest(), now);
         if matches!(outcome, Insert::Stored | Insert::Jumped { .. }) {
             self.stats.recovered_fec += 1;
             self.nack.forget(r.seq);
@@ -479,20 +497,30 @@ impl Receiver {
         }
     }
 
-    /// Start the hold timer when the cursor starts waiting on a missing packet.
-    fn note_gap(&mut self, now: Instant) {
-        if self.window.gap_at_cursor() {
-            let cursor = self.window.cursor();
-            if self.gap_since.map(|(s, _)| Some(s)) != Some(cursor) {
-                self.gap_since = cursor.map(|c| (c, now));
-            }
+    /// When the missing packet at the cursor is given up (`None`: no gap at the cursor); also
+    /// forgets the arrival times the cursor has passed.
+    fn note_gap(&mut self, now: Instant) -> Option<Instant> {
+        self.gap.deadline(
+            self.window.cursor(),
+            self.window.gap_at_cursor(),
+            self.loss_hold(),
+            self.config.reorder_tolerance,
+            self.config.serial_gap_hold,
+            now,
+        )
+    }
+
+    /// How long a missing packet holds the later ones back.
+    fn loss_hold(&self) -> Duration {
+        if self.config.serial_gap_hold {
+            self.config.gap_hold()
         } else {
-            self.gap_since = None;
+            loss_wait(&self.config, self.rtt)
         }
     }
 
     /// The next payload in sequence order, if it is here; a missing one is given up (counted
-    /// lost) once it has held the others back for the gap hold time.
+    /// lost) once it has waited [`crate::gap::loss_wait`] since the first later packet arrived.
     pub fn poll_payload(&mut self, now: Instant) -> Option<ReceivedPayload> {
         loop {
             if let Some((seq, held)) = self.window.pop() {
@@ -511,17 +539,13 @@ impl Receiver {
                     payload: held.payload,
                 });
             }
-            self.note_gap(now);
-            match self.gap_since {
-                Some((_, since))
-                    if now.saturating_duration_since(since) >= self.config.gap_hold() =>
-                {
+            match self.note_gap(now) {
+                Some(deadline) if now >= deadline => {
                     if let Some(skipped) = self.window.skip_missing() {
                         self.stats.lost += 1;
                         self.loss_window.lost(now, 1);
                         self.nack.forget_before(skipped.next());
                     }
-                    self.gap_since = None;
                 }
                 _ => return None,
             }
@@ -630,7 +654,13 @@ impl Receiver {
         } else {
             None
         };
-        let gap = self.gap_since.map(|(_, t)| t + self.config.gap_hold());
+        let gap = self.gap.peek_deadline(
+            self.window.cursor(),
+            self.window.gap_at_cursor(),
+            self.loss_hold(),
+            self.config.reorder_tolerance,
+            self.config.serial_gap_hold,
+        );
         let push = self.push.due(self.quality);
         [Some(self.next_feedback), nack, gap, push]
             .into_iter()
