@@ -4,7 +4,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::layout::SegmentKind;
-use crate::name::{Prefix, SegmentId, SHM_DIR};
+use crate::name::{segment_ids, Prefix, SegmentId};
 use crate::os;
 use crate::segment::{remove_segment, OpenError, Segment};
 
@@ -102,23 +102,4 @@ impl Drop for RemoveSegmentsOnDrop {
     fn drop(&mut self) {
         let _ = remove_segments(&self.0);
     }
-}
-
-/// The segments under `prefix` in `/dev/shm` now (names of other prefixes and files that are no
-/// segment name are skipped).
-pub(crate) fn segment_ids(prefix: &Prefix) -> std::io::Result<Vec<SegmentId>> {
-    let mut ids = Vec::new();
-    for entry in std::fs::read_dir(SHM_DIR)? {
-        let entry = entry?;
-        let Some(file_name) = entry.file_name().to_str().map(str::to_owned) else {
-            continue;
-        };
-        let Ok(id) = SegmentId::parse_file_name(&file_name) else {
-            continue;
-        };
-        if id.prefix == *prefix {
-            ids.push(id);
-        }
-    }
-    Ok(ids)
 }

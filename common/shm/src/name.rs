@@ -173,6 +173,25 @@ impl fmt::Display for SegmentId {
     }
 }
 
+/// The segments under `prefix` in `/dev/shm` now (names of other prefixes and files that are no
+/// segment name are skipped).
+pub(crate) fn segment_ids(prefix: &Prefix) -> std::io::Result<Vec<SegmentId>> {
+    let mut ids = Vec::new();
+    for entry in std::fs::read_dir(SHM_DIR)? {
+        let entry = entry?;
+        let Some(file_name) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        let Ok(id) = SegmentId::parse_file_name(&file_name) else {
+            continue;
+        };
+        if id.prefix == *prefix {
+            ids.push(id);
+        }
+    }
+    Ok(ids)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

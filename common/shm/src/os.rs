@@ -113,22 +113,28 @@ pub(crate) fn reserve(fd: &impl AsFd, len: usize) -> Result<(), Errno> {
     nix::fcntl::posix_fallocate(fd, 0, len)
 }
 
+/// A filesystem's size in blocks, as statvfs(3) reports it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FilesystemBlocks {
+    /// `f_frsize`, the unit of the counts (on tmpfs: the page size); at least 1.
+    pub(crate) block_size: u64,
+    pub(crate) blocks: u64,
+    pub(crate) free: u64,
+    /// Free to an unprivileged writer (`f_bavail`).
+    pub(crate) available: u64,
+}
+
 /// The filesystem holding `path`, as statvfs(3) sees it.
 // `c_ulong` and `fsblkcnt_t` are u64 on 64-bit Linux but may be u32 elsewhere: the conversions
 // are the portable spelling, not useless ones.
 #[allow(clippy::useless_conversion)]
-pub(crate) fn filesystem_space(path: &str) -> Result<crate::space::ShmSpace, Errno> {
+pub(crate) fn filesystem_blocks(path: &str) -> Result<FilesystemBlocks, Errno> {
     let vfs = nix::sys::statvfs::statvfs(path)?;
-    // f_frsize is the unit of the block counts (on tmpfs: the page size).
-    let block = u64::from(vfs.fragment_size()).max(1);
-    let blocks = u64::from(vfs.blocks());
-    let free = u64::from(vfs.blocks_free());
-    let available = u64::from(vfs.blocks_available());
-    Ok(crate::space::ShmSpace {
-        block_size: block,
-        total_bytes: blocks.saturating_mul(block),
-        used_bytes: blocks.saturating_sub(free).saturating_mul(block),
-        available_bytes: available.saturating_mul(block),
+    Ok(FilesystemBlocks {
+        block_size: u64::from(vfs.fragment_size()).max(1),
+        blocks: u64::from(vfs.blocks()),
+        free: u64::from(vfs.blocks_free()),
+        available: u64::from(vfs.blocks_available()),
     })
 }
 

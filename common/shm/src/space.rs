@@ -30,7 +30,14 @@ impl ShmSpace {
 
     /// The filesystem holding `path` now.
     pub fn of(path: &str) -> std::io::Result<ShmSpace> {
-        crate::os::filesystem_space(path).map_err(std::io::Error::from)
+        let fs = crate::os::filesystem_blocks(path).map_err(std::io::Error::from)?;
+        let block = fs.block_size;
+        Ok(ShmSpace {
+            block_size: block,
+            total_bytes: fs.blocks.saturating_mul(block),
+            used_bytes: fs.blocks.saturating_sub(fs.free).saturating_mul(block),
+            available_bytes: fs.available.saturating_mul(block),
+        })
     }
 
     /// Whether the filesystem reports no capacity at all (tmpfs `size=0`: bounded only by memory),
@@ -87,7 +94,7 @@ pub struct PrefixUsage {
 /// Adds up `/dev/shm/<prefix>.*`. A file removed while it is being looked at is skipped.
 pub fn prefix_usage(prefix: &Prefix) -> std::io::Result<PrefixUsage> {
     let mut usage = PrefixUsage::default();
-    for id in crate::list::segment_ids(prefix)? {
+    for id in crate::name::segment_ids(prefix)? {
         let Ok(meta) = std::fs::metadata(id.path()) else {
             continue;
         };
