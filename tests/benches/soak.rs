@@ -340,8 +340,7 @@ fn run(settings: &Settings, stop: &AtomicBool) -> Result<Vec<soak::Finding>, Str
     let _segments = RemoveSegmentsOnDrop(prefix.clone());
     let setup = setup_script(settings, &binaries, &prefix_name, &pair);
     let sd = BootedSystemd::boot("soak", &setup)?;
-    let systemd_pid = soak::booted_systemd_pid(sd.work_dir())
-        .ok_or("cannot find the booted systemd's process")?;
+    let systemd_pid = sd.host_pid();
     let namespace =
         soak::pid_namespace(systemd_pid).ok_or("cannot read the booted systemd's PID namespace")?;
 

@@ -230,35 +230,6 @@ pub fn host_pid(namespace: &str, ns_pid: u32) -> Option<u32> {
     None
 }
 
-/// The host pid of the systemd booted from `work_dir` (the child of the `unshare` whose
-/// command line names that directory).
-pub fn booted_systemd_pid(work_dir: &std::path::Path) -> Option<u32> {
-    let needle = work_dir.to_string_lossy().into_owned();
-    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-            continue;
-        };
-        let args: Vec<String> = cmdline
-            .split(|b| *b == 0)
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect();
-        let is_unshare = args.first().is_some_and(|a| a.ends_with("unshare"));
-        if is_unshare && args.iter().any(|a| a.contains(&needle)) {
-            let children =
-                std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
-            return children.split_whitespace().next()?.parse().ok();
-        }
-    }
-    None
-}
-
 /// This run's shared memory and the tmpfs it lives on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ShmFigures {

@@ -254,6 +254,11 @@ impl BootedSystemd {
     pub fn work_dir(&self) -> &Path {
         &self.work
     }
+
+    /// The booted systemd's pid in the host's PID namespace (its units' pids are of its own).
+    pub fn host_pid(&self) -> u32 {
+        self.host_pid
+    }
 }
 
 impl Drop for BootedSystemd {
