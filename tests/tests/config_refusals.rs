@@ -316,8 +316,8 @@ fn what_the_display_refuses_is_refused_by_check_config_and_every_service() {
             },
             Case {
                 what: "a playout delay beyond 5 s",
-                set: &[("display", "playout_delay_ms", "60000")],
-                key: "display.playout_delay_ms",
+                set: &[("display", "playout_max_ms", "60000")],
+                key: "display.playout_max_ms",
             },
         ],
     );

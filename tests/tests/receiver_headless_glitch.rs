@@ -31,7 +31,7 @@ fn run(
 ) -> (ReceiverSetup, Vec<SentFrame>, Vec<(FrameNo, I420Frame)>) {
     let setup = ReceiverSetup::new(
         tag,
-        &format!("[display]\noutput = \"y4m:{{dir}}/shown.y4m\"\nglow_border_px = {BORDER}\nplayout_delay_ms = 50\n"),
+        &format!("[display]\noutput = \"y4m:{{dir}}/shown.y4m\"\nglow_border_px = {BORDER}\nplayout_max_ms = 50\n"),
     );
     let _net_rx = setup.start("keymash-net-rx");
     let mut display = setup.start("keymash-display");

@@ -61,7 +61,7 @@ fn restarted_net_rx_and_display_start_on_a_whole_frame() {
         "rx-whole",
         // At rest quality 90, a frame is several payloads, so a join can fall inside one.
         &format!(
-            "[display]\noutput = \"y4m:{{dir}}/shown.y4m\"\nglow_border_px = {BORDER}\nplayout_delay_ms = 30\n\
+            "[display]\noutput = \"y4m:{{dir}}/shown.y4m\"\nglow_border_px = {BORDER}\nplayout_max_ms = 30\n\
              [quality]\nat_rest = 90\n"
         ),
     );

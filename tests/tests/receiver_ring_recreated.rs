@@ -63,7 +63,7 @@ fn wait_for_frames(setup: &ReceiverSetup, wanted: u64, deadline: Instant) -> Opt
 fn a_running_display_follows_a_received_ring_that_was_removed_and_recreated() {
     let setup = ReceiverSetup::new(
         "rx-recreate",
-        "[display]\noutput = \"y4m:{dir}/shown.y4m\"\nplayout_delay_ms = 30\n",
+        "[display]\noutput = \"y4m:{dir}/shown.y4m\"\nplayout_max_ms = 30\n",
     );
     let (net_rx_log, display_log) = (setup.dir.join("net-rx.log"), setup.dir.join("display.log"));
     let mut net_rx = start_logged(&setup, "keymash-net-rx", &net_rx_log);

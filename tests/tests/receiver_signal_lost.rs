@@ -35,7 +35,7 @@ const SIGNAL_LOST_MS: u64 = 1000;
 /// The issue's bound: the card within 1.2 s of the last live picture.
 const CARD_WITHIN: Duration = Duration::from_millis(1200);
 const SILENCE: Duration = Duration::from_secs(3);
-const PLAYOUT_DELAY_MS: u64 = 30;
+const PLAYOUT_MAX_MS: u64 = 30;
 const FPS: u64 = 30;
 const BORDER: usize = 16;
 /// What a loaded machine (two cores, `stress-ng --cpu 2` beside a debug build) may add to the
@@ -126,7 +126,7 @@ impl Installation {
             tag,
             &format!(
                 "{loss}\n[display]\noutput = \"y4m:{{dir}}/shown.y4m\"\nglow_border_px = {BORDER}\n\
-                 playout_delay_ms = {PLAYOUT_DELAY_MS}\nsignal_lost_ms = {SIGNAL_LOST_MS}\n"
+                 playout_max_ms = {PLAYOUT_MAX_MS}\nsignal_lost_ms = {SIGNAL_LOST_MS}\n"
             ),
         );
         let mut installation = Installation {
@@ -405,14 +405,14 @@ fn check_silence(
     let returned = Duration::from_secs_f64(return_ms / 1e3);
     eprintln!(
         "{what}: card {:.0} ms after the last live picture (configured {SIGNAL_LOST_MS} ms); live again {return_ms:.1} ms \
-         after the first packet arrived (playout hold {PLAYOUT_DELAY_MS} ms + at most one {:.1} ms frame interval), \
+         after the first packet arrived (playout hold {PLAYOUT_MAX_MS} ms + at most one {:.1} ms frame interval), \
          {:.0} ms after net-tx was back; {} card pictures",
         to_card.as_secs_f64() * 1e3,
         frame_interval().as_secs_f64() * 1e3,
         shown_after_resume.as_secs_f64() * 1e3,
         back - first_card
     );
-    let bound = Duration::from_millis(PLAYOUT_DELAY_MS) + frame_interval() + LOADED_MARGIN;
+    let bound = Duration::from_millis(PLAYOUT_MAX_MS) + frame_interval() + LOADED_MARGIN;
     assert!(
         returned <= bound,
         "{what}: the live picture came back {returned:?} after the first packet arrived (at most {bound:?})"

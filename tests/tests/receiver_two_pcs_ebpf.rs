@@ -74,7 +74,7 @@ fn mashing_brings_the_filtered_loss_from_forty_percent_to_zero_and_raises_the_by
     let pair = NetnsPair::create("rx2pc").expect("network namespaces");
     let setup = ReceiverSetup::two_pcs(
         "rx-2pc",
-        "[display]\noutput = \"frames:{dir}/shown\"\nplayout_delay_ms = 50\n[input]\nsource = \"fifo:{dir}/keys\"\n",
+        "[display]\noutput = \"frames:{dir}/shown\"\nplayout_max_ms = 50\n[input]\nsource = \"fifo:{dir}/keys\"\n",
     );
     let (left, right) = (&pair.left, &pair.right);
     let _mash_input = setup.start_in(right, "keymash-mash-input", &[]);

@@ -289,7 +289,7 @@ fn a_third_party_forging_either_pc_gets_nothing_on_screen_no_quality_and_no_retr
         "forgery",
         &format!(
             "[transport]\nnack = true\n[display]\noutput = \"y4m:{{dir}}/shown.y4m\"\n\
-             glow_border_px = {BORDER}\nplayout_delay_ms = 50\n"
+             glow_border_px = {BORDER}\nplayout_max_ms = 50\n"
         ),
     );
     let geometry = setup.geometry();

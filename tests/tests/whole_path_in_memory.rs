@@ -42,11 +42,11 @@ use keymash_core::key::PreSharedKey;
 use keymash_core::rng::SplitMix64;
 use keymash_core::{FrameNo, MashLevel, Quality};
 use keymash_media::stamp::{read_stamp, Stamp};
-use keymash_media::{Departures, NewestFrame, SyntheticScene};
+use keymash_media::{Departed, Departures, NewestFrame, SyntheticScene};
 use keymash_pipeline::{
     pack_payloads, Arrived, FrameKind, PackedPayloads, PayloadSlot, QualityRecord, ReceivedSlot,
 };
-use keymash_present::PlayoutQueue;
+use keymash_present::{PayloadTiming, PlayoutBounds, PlayoutQueue};
 use keymash_transport::rtp::{classify, DatagramKind, RtpPacket};
 use keymash_transport::{Protection, Receiver, Recovery, Sender, TransmitKind, TransportConfig};
 
@@ -80,8 +80,11 @@ const CHANGE_BEFORE_FRAME: u64 = 30;
 /// A mash change sent at once reaches the encoder within this many frame intervals (one
 /// feedback trip of [`LATENCY`], then the next frame).
 const MAX_QUALITY_LAG_FRAMES: u32 = 2;
-/// The display's playout delay: `display.playout_delay_ms`'s default.
-const PLAYOUT_DELAY: Duration = Duration::from_millis(100);
+/// The display's playout bounds: `display.playout_min_ms` and `playout_max_ms`'s defaults.
+fn playout_bounds() -> PlayoutBounds {
+    let display = keymash_core::config::DisplayConfig::default();
+    PlayoutBounds::from_ms(display.playout_min_ms, display.playout_max_ms)
+}
 /// Virtual CLOCK_MONOTONIC at the start of a run, so capture times look like a real clock's.
 const CLOCK_BASE_NS: u64 = 7_000_000_000_000;
 /// The pre-shared key both ends were given.
@@ -280,7 +283,7 @@ fn run(repair: Repair, seed: u64) -> Outcome {
     let tables = QuantTables::new();
     let mut changed = false;
     // display.
-    let mut playout = PlayoutQueue::new(PLAYOUT_DELAY, interval);
+    let mut playout = PlayoutQueue::new(playout_bounds(), interval);
     let mut screen = Decoder::new(geometry);
 
     let mut out = Outcome {
@@ -389,7 +392,13 @@ fn run(repair: Repair, seed: u64) -> Outcome {
                     &packed.payloads,
                 )
                 .expect("frame queued");
-            departures.queued(queued.last_seq.wire(), desc.capture_ns);
+            departures.queued(
+                queued.last_seq.wire(),
+                Departed {
+                    capture_ns: desc.capture_ns,
+                    queued_ns: clock_ns(now),
+                },
+            );
             for seq in queued.first_seq.get()..=queued.last_seq.get() {
                 assert!(wire_to_seq.insert(seq as u16, seq).is_none(), "no wrap");
             }
@@ -400,11 +409,11 @@ fn run(repair: Repair, seed: u64) -> Outcome {
             let seq = matches!(t.kind, TransmitKind::Media | TransmitKind::Retransmission)
                 .then(|| media_seq(&t.contents, &wire_to_seq));
             if let (TransmitKind::Media, Some(seq)) = (t.kind, seq) {
-                if let Some(capture_ns) = departures.sent(seq as u16) {
+                if let Some(departed) = departures.sent(seq as u16) {
                     let frame = out
                         .sent
                         .values_mut()
-                        .find(|f| f.capture_ns == capture_ns)
+                        .find(|f| f.capture_ns == departed.capture_ns)
                         .expect("a frame departs once it was queued");
                     assert_eq!(frame.departed_at, None, "a frame departs once");
                     frame.departed_at = Some(now - start);
@@ -443,6 +452,7 @@ fn run(repair: Repair, seed: u64) -> Outcome {
                     Recovery::Fec => Arrived::Fec,
                     Recovery::Nack => Arrived::Nack,
                 },
+                rtp_timestamp: Some(p.rtp_timestamp),
             };
             // display's side of the received ring.
             let slot = ReceivedSlot::read(&slot.meta());
@@ -450,7 +460,11 @@ fn run(repair: Repair, seed: u64) -> Outcome {
             entry.0.insert(wire_quality(&tables, &p.payload));
             entry.1 += usize::from(slot.arrived == Arrived::Nack);
             // Late payloads are refused and counted in the playout statistics.
-            let _ = playout.push(instant_of(slot.arrival_ns), p.payload);
+            let timing = PayloadTiming {
+                rtp_timestamp: slot.rtp_timestamp,
+                recovered: slot.arrived != Arrived::Direct,
+            };
+            let _ = playout.push_timed(instant_of(slot.arrival_ns), p.payload, timing);
         }
         if !changed && now >= change_at {
             changed = true;

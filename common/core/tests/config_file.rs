@@ -192,8 +192,12 @@ fn range_checks_cover_every_bounded_key() {
         ("[delay]\nseconds = -1.0\n", "delay.seconds"),
         ("[delay]\nmax_memory_mib = 0\n", "delay.max_memory_mib"),
         (
-            "[display]\nplayout_delay_ms = 10000\n",
-            "display.playout_delay_ms",
+            "[display]\nplayout_max_ms = 10000\n",
+            "display.playout_max_ms",
+        ),
+        (
+            "[display]\nplayout_min_ms = 50\nplayout_max_ms = 40\n",
+            "display.playout_min_ms",
         ),
         (
             "[display]\nglow_border_px = 1000\n",

@@ -25,7 +25,7 @@ pub mod stamp;
 
 pub use backoff::Backoff;
 pub use card::render_countdown;
-pub use departure::Departures;
+pub use departure::{Departed, Departures};
 pub use negotiate::{negotiate_yuyv, CameraMode, Negotiated, NegotiationError, OfferedFormat};
 pub use newest::NewestFrame;
 pub use scene::SyntheticScene;

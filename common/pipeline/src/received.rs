@@ -39,7 +39,14 @@ pub struct ReceivedSlot {
     /// CLOCK_MONOTONIC nanoseconds when net-rx received it: display's playout counts from here.
     pub arrival_ns: u64,
     pub arrived: Arrived,
+    /// The packet's 90 kHz RTP timestamp, the sender's capture time of the frame: display's
+    /// playout measures the network's jitter against it. `None` from a writer that had none.
+    pub rtp_timestamp: Option<u32>,
 }
+
+/// The metadata words a [`ReceivedSlot`] uses: the RTP timestamp, and whether it is set.
+const RTP_TIMESTAMP_WORD: usize = 2;
+const RTP_TIMESTAMP_SET_WORD: usize = 3;
 
 impl ReceivedSlot {
     pub fn meta(&self) -> FrameMeta {
@@ -48,7 +55,14 @@ impl ReceivedSlot {
             Arrived::Fec => 1,
             Arrived::Nack => 2,
         };
-        FrameMeta::new(self.frame, self.arrival_ns).with_flags(flags)
+        let mut words = [0; FrameMeta::WORDS];
+        if let Some(ts) = self.rtp_timestamp {
+            words[RTP_TIMESTAMP_WORD] = ts;
+            words[RTP_TIMESTAMP_SET_WORD] = 1;
+        }
+        FrameMeta::new(self.frame, self.arrival_ns)
+            .with_flags(flags)
+            .with_words(words)
     }
 
     pub fn read(meta: &FrameMeta) -> Self {
@@ -60,6 +74,8 @@ impl ReceivedSlot {
                 2 => Arrived::Nack,
                 _ => Arrived::Direct,
             },
+            rtp_timestamp: (meta.words()[RTP_TIMESTAMP_SET_WORD] == 1)
+                .then(|| meta.words()[RTP_TIMESTAMP_WORD]),
         }
     }
 }
@@ -71,12 +87,15 @@ mod tests {
     #[test]
     fn a_received_slot_round_trips_through_the_ring_metadata() {
         for arrived in [Arrived::Direct, Arrived::Fec, Arrived::Nack] {
-            let slot = ReceivedSlot {
-                frame: FrameNo(3),
-                arrival_ns: 99,
-                arrived,
-            };
-            assert_eq!(ReceivedSlot::read(&slot.meta()), slot);
+            for rtp_timestamp in [None, Some(0), Some(u32::MAX)] {
+                let slot = ReceivedSlot {
+                    frame: FrameNo(3),
+                    arrival_ns: 99,
+                    arrived,
+                    rtp_timestamp,
+                };
+                assert_eq!(ReceivedSlot::read(&slot.meta()), slot);
+            }
         }
     }
 

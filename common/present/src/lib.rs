@@ -1,8 +1,9 @@
 //! keymash-present: the pure logic of `keymash-display`, with no window, files or clocks.
 //!
 //! - [`playout`]: the playback cursor's timing. [`PlayoutQueue`] gathers received payloads by
-//!   frame and releases each frame whole, `playout_delay` after its first payload arrived (so
-//!   network jitter does not show); [`PresentClock`] ticks at the stream's frame rate.
+//!   frame and releases each frame whole at its play time: its RTP timestamp plus a hold that
+//!   follows the measured jitter (so network jitter does not show, at the least wait it
+//!   allows); [`PresentClock`] says when to present again while no frame comes.
 //! - [`compose`]: the picture as the exhibit shows it: the decoded frame fitted into the screen
 //!   with its aspect kept, inside a border that glows green in proportion to the mash level
 //!   (the original's cue that visitors are near the peak), and the optional one-line HUD.
@@ -29,7 +30,10 @@ pub use compose::{
     rgb_to_ycbcr, stamp_hud, Rect,
 };
 pub use hud::{draw_text, text_width, HudFigures, GLYPH_HEIGHT, GLYPH_WIDTH};
-pub use playout::{PlayoutQueue, PlayoutStats, PresentClock, PushError, ReleasedFrame};
+pub use playout::{
+    PayloadTiming, PlayoutBounds, PlayoutQueue, PlayoutStats, PresentClock, PushError,
+    ReleasedFrame,
+};
 pub use rgb::{i420_to_rgb, write_ppm};
 pub use signal::{Evidence, FilterCounters, LostReason, SignalState, SignalWatch};
 pub use y4m::{frame_tag, is_card, Y4mStream, CARD_TAG};

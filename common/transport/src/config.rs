@@ -27,8 +27,12 @@ pub struct TransportConfig {
     pub reorder_tolerance: Duration,
     /// The camera's frame interval.
     pub frame_interval: Duration,
-    /// A frame's packets leave spread over this time (default a third of the frame interval).
+    /// A frame's packets leave spread over this time at most (default a third of the frame
+    /// interval); at [`TransportConfig::pacing_rate_bytes_per_sec`] a small frame takes less.
     pub frame_spread: Duration,
+    /// A frame's packets leave at this rate (bytes per second), and never take longer than
+    /// `frame_spread`; `None`: every frame is spread over the whole `frame_spread`.
+    pub pacing_rate_bytes_per_sec: Option<u64>,
     /// Upper bound on the sending rate in bytes per second; `None`: only frame spreading.
     pub max_rate_bytes_per_sec: Option<u64>,
     /// How often the receiver sends RTCP feedback.
@@ -119,6 +123,7 @@ impl Default for TransportConfig {
             frame_interval,
             frame_spread: frame_interval / 3,
             max_rate_bytes_per_sec: None,
+            pacing_rate_bytes_per_sec: None,
             feedback_interval: Duration::from_millis(100),
             push_quality_changes: true,
             sender_report_interval: Duration::from_millis(500),
@@ -188,6 +193,19 @@ impl TransportConfig {
         Ok(())
     }
 
+    /// How long a frame of `bytes` (its packets, repair included) takes to leave: at the pacing
+    /// rate, but never longer than `frame_spread`.
+    pub fn spread_for(&self, bytes: usize) -> Duration {
+        match self.pacing_rate_bytes_per_sec.filter(|&r| r > 0) {
+            Some(rate) => {
+                let nanos = (bytes as u128 * 1_000_000_000 / u128::from(rate))
+                    .min(self.frame_spread.as_nanos());
+                Duration::from_nanos(nanos as u64)
+            }
+            None => self.frame_spread,
+        }
+    }
+
     /// The old, fixed hold per missing packet (used only with `serial_gap_hold`): the reorder
     /// tolerance, plus a frame's spread when FEC may repair it (repair packets come after the
     /// frame), plus the retransmit deadline when NACK may bring it back. The receiver now
@@ -217,6 +235,22 @@ mod tests {
         assert_eq!(c.fec_overhead, FecOverhead::DEFAULT);
         assert_eq!(c.feedback_interval, Duration::from_millis(100));
         assert!(c.frame_spread * 3 <= c.frame_interval);
+    }
+
+    #[test]
+    fn a_frame_leaves_at_the_pacing_rate_but_never_slower_than_its_spread() {
+        let mut c = TransportConfig {
+            frame_spread: Duration::from_millis(11),
+            pacing_rate_bytes_per_sec: Some(25_000_000),
+            ..TransportConfig::default()
+        };
+        // 60 KB at 200 Mbit/s: 2.4 ms, not the 11 ms spread.
+        assert_eq!(c.spread_for(60_000), Duration::from_micros(2_400));
+        assert_eq!(c.spread_for(0), Duration::ZERO);
+        // 1 MB would take 40 ms at the rate: capped at the spread, so frames do not queue up.
+        assert_eq!(c.spread_for(1_000_000), Duration::from_millis(11));
+        c.pacing_rate_bytes_per_sec = None;
+        assert_eq!(c.spread_for(60_000), Duration::from_millis(11));
     }
 
     #[test]

@@ -246,8 +246,9 @@ impl Sender {
         }
         self.last_timestamp = timestamp;
         self.stats.frames += 1;
+        let bytes = packets.iter().map(|p| p.contents.len()).sum();
         self.pacer
-            .enqueue_frame(now, self.config.frame_spread, packets);
+            .enqueue_frame(now, self.config.spread_for(bytes), packets);
         Ok(FrameQueued {
             frame,
             first_seq,

@@ -67,6 +67,9 @@ pub fn check_settings(config: &Config) -> Result<TransportConfig, ConfigError> {
         nack: t.nack,
         frame_interval,
         frame_spread: frame_interval.mul_f64(t.pacing_fraction),
+        // Megabits to bytes a second.
+        pacing_rate_bytes_per_sec: (t.pacing_rate_mbit > 0)
+            .then(|| u64::from(t.pacing_rate_mbit) * 1_000_000 / 8),
         feedback_interval: ms(t.feedback_interval_ms),
         quality_fallback_timeout: ms(t.quality_fallback_ms),
         fallback_quality: config.codec.quality,
@@ -158,6 +161,9 @@ mod tests {
             settings.frame_spread,
             Duration::from_nanos(33_333_333).mul_f64(1.0 / 3.0)
         );
+        // 200 Mbit/s: a 60 KB frame leaves in 2.4 ms, well inside the spread.
+        assert_eq!(settings.pacing_rate_bytes_per_sec, Some(25_000_000));
+        assert_eq!(settings.spread_for(60_000), Duration::from_micros(2_400));
         assert_eq!(settings.quality_fallback_timeout, Duration::from_secs(2));
         assert_eq!(settings.fallback_quality, Quality::new(50).unwrap());
     }
@@ -174,6 +180,9 @@ mod tests {
         assert_eq!(settings.fec_overhead.get(), 0.5);
         assert_eq!(settings.frame_interval, Duration::from_millis(50));
         assert_eq!(settings.fallback_quality.get(), 70);
+        config.transport.pacing_rate_mbit = 0;
+        let settings = transport_settings(&config).unwrap();
+        assert_eq!(settings.pacing_rate_bytes_per_sec, None, "0: spread only");
     }
 
     #[test]

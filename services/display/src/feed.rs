@@ -4,8 +4,8 @@
 use std::time::{Duration, Instant};
 
 use keymash_codec::{FrameJoin, PayloadHeader};
-use keymash_pipeline::{Follow, ReceivedSlot};
-use keymash_present::PlayoutQueue;
+use keymash_pipeline::{Arrived, Follow, ReceivedSlot};
+use keymash_present::{PayloadTiming, PlayoutQueue};
 use keymash_shm::{monotonic_now_ns, FrameMeta, RecvError, RingReader};
 
 /// Payloads taken from the ring per loop turn at most, so presentation is never starved.
@@ -115,5 +115,12 @@ fn admit(
     let arrival = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
     let header = PayloadHeader::parse(buf).ok();
     let joined = header.is_none_or(|h| join.admit(source, &h));
-    !joined || queue.push(arrival, std::mem::take(buf)).is_ok()
+    let timing = PayloadTiming {
+        rtp_timestamp: slot.rtp_timestamp,
+        recovered: slot.arrived != Arrived::Direct,
+    };
+    !joined
+        || queue
+            .push_timed(arrival, std::mem::take(buf), timing)
+            .is_ok()
 }

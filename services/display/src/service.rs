@@ -1,6 +1,8 @@
-//! The playback loop: payloads from the received ring into the playout queue; at each tick of
-//! the stream's frame rate, the frames that are due are decoded into the persistent picture,
-//! which is then presented with the mash glow and the HUD.
+//! The playback loop: payloads from the received ring into the playout queue; as soon as a
+//! frame is due (its play time, which follows the network's jitter) it is decoded into the
+//! persistent picture, which is then presented with the mash glow and the HUD. With no frame
+//! due the picture is presented again once a frame interval (the glow follows the mash level,
+//! the signal-lost card shows); a window output presents on the screen's vsync.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -13,8 +15,8 @@ use keymash_core::{FrameNo, MashLevel, Percentiles};
 use keymash_pipeline::{stat, Follow, MashRecord, Segments, Service};
 use keymash_present::playout::frame_interval;
 use keymash_present::{
-    compose_card, Evidence, FilterCounters, HudFigures, PlayoutQueue, PresentClock, SignalState,
-    SignalWatch,
+    compose_card, Evidence, FilterCounters, HudFigures, PlayoutBounds, PlayoutQueue, PresentClock,
+    SignalState, SignalWatch,
 };
 use keymash_service::{Lifecycle, StatsPublisher};
 use keymash_shm::{monotonic_now_ns, CellReader, ServiceState, ServiceStats};
@@ -109,6 +111,18 @@ fn ms_since(start: Instant) -> f64 {
     start.elapsed().as_secs_f64() * 1e3
 }
 
+/// The frames one presentation applied.
+#[derive(Debug, Clone, Copy)]
+struct Applied {
+    /// The first payload arrival of the first of them (how long the picture took to come back
+    /// after a loss counts from it).
+    first_arrival: Instant,
+    /// The last payload arrival of the newest of them (its playout hold counts from it).
+    last_arrival: Instant,
+    /// When they were taken from the playout queue.
+    released: Instant,
+}
+
 /// The persistent picture: due frames decoded into it (blocks of lost packets keep their old
 /// content), and how old the frames it shows were.
 struct Picture {
@@ -116,28 +130,31 @@ struct Picture {
     /// The newest frame applied.
     shown: FrameNo,
     undecodable: u64,
-    /// Capture to presentation, the playout delay left out.
+    /// Capture to presentation, everything included (the playout hold too).
     latency_ms: Percentiles,
+    /// Capture to the frame's last payload arriving at net-rx.
+    to_arrival_ms: Percentiles,
+    /// The frame's last payload arriving to its release from the playout queue.
+    hold_ms: Percentiles,
     last_stamp: Option<u32>,
-    playout_delay_ms: f64,
 }
 
 impl Picture {
-    fn new(geometry: FrameGeometry, playout_delay_ms: u32) -> Self {
+    fn new(geometry: FrameGeometry) -> Self {
         Picture {
             decoder: Decoder::new(geometry),
             shown: FrameNo(0),
             undecodable: 0,
             latency_ms: Percentiles::new(LATENCY_WINDOW),
+            to_arrival_ms: Percentiles::new(LATENCY_WINDOW),
+            hold_ms: Percentiles::new(LATENCY_WINDOW),
             last_stamp: None,
-            playout_delay_ms: f64::from(playout_delay_ms),
         }
     }
 
-    /// Applies every frame that is due at `now`; the first payload arrival of the first of them
-    /// if there was one (how long the picture took to come back after a loss counts from it).
-    fn decode_due(&mut self, queue: &mut PlayoutQueue, now: Instant) -> Option<Instant> {
-        let mut first_arrival = None;
+    /// Applies every frame that is due at `now`.
+    fn decode_due(&mut self, queue: &mut PlayoutQueue, now: Instant) -> Option<Applied> {
+        let mut applied: Option<Applied> = None;
         while let Some(frame) = queue.pop_due(now) {
             for payload in &frame.payloads {
                 if self.decoder.apply(payload).is_err() {
@@ -145,23 +162,33 @@ impl Picture {
                 }
             }
             self.shown = frame.frame;
-            first_arrival.get_or_insert(frame.first_arrival);
+            applied = Some(Applied {
+                first_arrival: applied.map_or(frame.first_arrival, |a| a.first_arrival),
+                last_arrival: frame.last_arrival,
+                released: now,
+            });
         }
-        first_arrival
+        if let Some(a) = applied {
+            let held = a.released.saturating_duration_since(a.last_arrival);
+            self.hold_ms.record(held.as_secs_f64() * 1e3);
+        }
+        applied
     }
 
     /// With the synthetic scene (or any source that stamps its pictures), the capture time is
-    /// in the pixels: records capture to presentation, the playout delay left out. The stamp
-    /// carries the capture frame number (the delay buffer renumbers frames, so it is not
-    /// `shown`). The same stamp again is stale blocks left by a lost packet, not this frame's
-    /// age.
-    fn measure_latency(&mut self) {
+    /// in the pixels: records capture to presentation (called just after presenting) and
+    /// capture to arrival. The stamp carries the capture frame number (the delay buffer
+    /// renumbers frames, so it is not `shown`). The same stamp again is stale blocks left by a
+    /// lost packet, not this frame's age.
+    fn measure_latency(&mut self, applied: &Applied) {
         let stamp = keymash_media::stamp::read_stamp(self.decoder.frame())
             .filter(|s| self.last_stamp != Some(s.frame));
         if let Some(stamp) = stamp {
             self.last_stamp = Some(stamp.frame);
             let age_ms = stamp.age_ms(monotonic_now_ns()) as f64;
-            self.latency_ms.record(age_ms - self.playout_delay_ms);
+            let since_arrival_ms = applied.last_arrival.elapsed().as_secs_f64() * 1e3;
+            self.latency_ms.record(age_ms);
+            self.to_arrival_ms.record(age_ms - since_arrival_ms);
         }
     }
 }
@@ -257,7 +284,8 @@ struct Player {
 impl Player {
     fn open(config: &Config, geometry: FrameGeometry) -> anyhow::Result<Self> {
         let segments = Segments::new(config)?;
-        let playout_delay = Duration::from_millis(u64::from(config.display.playout_delay_ms));
+        let playout =
+            PlayoutBounds::from_ms(config.display.playout_min_ms, config.display.playout_max_ms);
         Ok(Player {
             feed: Feed::new(segments.received()?.follow()),
             mash_cell: segments.mash_cell()?.follow(),
@@ -268,9 +296,9 @@ impl Player {
                 Instant::now(),
             ),
             card: Card::new(geometry),
-            queue: PlayoutQueue::new(playout_delay, frame_interval(config.video.fps)),
+            queue: PlayoutQueue::new(playout, frame_interval(config.video.fps)),
             clock: PresentClock::new(config.video.fps, Instant::now()),
-            picture: Picture::new(geometry, config.display.playout_delay_ms),
+            picture: Picture::new(geometry),
             timings: Timings::default(),
             stats: StatsPublisher::open(config, Service::Display, "frames", monotonic_now_ns())?,
             curve: QualityCurve::from_config(&config.quality),
@@ -280,32 +308,39 @@ impl Player {
         })
     }
 
-    /// Takes in payloads until the next tick of the frame rate (or [`Lifecycle::MAX_WAIT`]).
+    /// Takes in payloads until the next frame is due or the picture is to be presented again
+    /// (or [`Lifecycle::MAX_WAIT`]); returns at the first payloads that come.
     fn receive(&mut self) {
-        let wait = self
-            .clock
-            .next_tick()
+        let until = match self.queue.next_due() {
+            Some(due) => due.min(self.clock.next_tick()),
+            None => self.clock.next_tick(),
+        };
+        let wait = until
             .saturating_duration_since(Instant::now())
             .min(Lifecycle::MAX_WAIT);
         self.feed.drain(wait, &mut self.queue);
     }
 
-    /// A tick: decodes the frames that are due and presents the picture with the glow and HUD,
-    /// or the signal-lost card when no frame has come for `display.signal_lost_ms`.
+    /// Whether to present at `now`: a frame is due, or no presentation for a frame interval.
+    fn due(&mut self, now: Instant) -> bool {
+        let frame_due = self.queue.next_due().is_some_and(|due| due <= now);
+        // `tick` moves the refresh clock on; a frame due presents whatever the clock says.
+        self.clock.tick(now) || frame_due
+    }
+
+    /// Decodes the frames that are due and presents the picture with the glow and HUD, or the
+    /// signal-lost card when no frame has come for `display.signal_lost_ms`.
     fn present(&mut self, now: Instant, output: &mut impl Output) -> anyhow::Result<()> {
         let decode_start = Instant::now();
-        let first_arrival = self.picture.decode_due(&mut self.queue, now);
-        let new_frame = first_arrival.is_some();
+        let applied = self.picture.decode_due(&mut self.queue, now);
+        let new_frame = applied.is_some();
         let decode_ms = ms_since(decode_start);
-        if new_frame {
-            self.picture.measure_latency();
-        }
         let evidence = self.evidence();
         self.signal.observe(now, evidence);
-        if let Some(arrival) = first_arrival {
+        if let Some(applied) = &applied {
             if let Some(card_shown) = self.signal.frame_shown(now) {
                 self.card
-                    .returned(now, arrival, card_shown, self.picture.shown);
+                    .returned(now, applied.first_arrival, card_shown, self.picture.shown);
             }
         }
         let signal = self.signal.update(now);
@@ -336,9 +371,13 @@ impl Player {
             mash: self.mash,
             hud: hud.as_deref(),
         })?;
-        if new_frame {
+        if let Some(applied) = &applied {
+            self.picture.measure_latency(applied);
             self.stats.count("frames", 1);
             self.timings.record(now, decode_ms, ms_since(present_start));
+            // The next refresh is a frame interval after this presentation, not after the
+            // last refresh.
+            self.clock.presented(Instant::now());
         }
         Ok(())
     }
@@ -432,6 +471,13 @@ impl Player {
             stats.gauge("capture_to_present_p50_ms", p50);
             stats.gauge("capture_to_present_p99_ms", p99);
         }
+        if let Some(p50) = picture.to_arrival_ms.quantile(0.5) {
+            stats.gauge("capture_to_arrival_p50_ms", p50);
+        }
+        if let Some(p50) = picture.hold_ms.quantile(0.5) {
+            stats.gauge("playout_hold_p50_ms", p50);
+        }
+        stats.gauge("playout_target_ms", self.queue.hold().as_secs_f64() * 1e3);
         let mut line = String::new();
         // The screen's state leads: the 128 bytes of a status line may not hold the rest.
         if let SignalState::Lost {
@@ -470,8 +516,9 @@ impl Player {
             ));
         } else {
             line.push_str(&format!(
-                "frame {}, {fps:.1} fps, decode {:.2} ms, present {:.2} ms, {} incomplete frames, mash {:.2}",
+                "frame {}, {fps:.1} fps, hold {:.1} ms, decode {:.2} ms, present {:.2} ms, {} incomplete frames, mash {:.2}",
                 picture.shown,
+                self.queue.hold().as_secs_f64() * 1e3,
                 Timings::mean(&timings.decode_ms),
                 Timings::mean(&timings.present_ms),
                 q.frames_incomplete,
@@ -505,7 +552,7 @@ fn play(
             log::info!("window closed");
             break;
         }
-        if !player.clock.tick(now) {
+        if !player.due(now) {
             continue;
         }
         player.present(now, &mut output)?;

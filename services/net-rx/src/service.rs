@@ -273,6 +273,7 @@ fn write_payload(ring: &mut RingWriter, payload: &ReceivedPayload, header: Optio
             Recovery::Fec => Arrived::Fec,
             Recovery::Nack => Arrived::Nack,
         },
+        rtp_timestamp: Some(payload.rtp_timestamp),
     };
     if let Err(e) = ring.write(&payload.payload, &slot.meta()) {
         log::warn!("payload {} not stored: {e}", payload.seq.get());

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use keymash_core::config::Config;
 use keymash_core::{Percentiles, Quality};
-use keymash_media::Departures;
+use keymash_media::{Departed, Departures};
 use keymash_pipeline::{
     stat, Follow, PackedPayloads, PayloadSlot, QualityRecord, Segments, Service,
 };
@@ -90,7 +90,7 @@ fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
     let mut payloads = segments.payloads()?.follow();
     let mut stats = StatsPublisher::open(&config, Service::NetTx, "packets", monotonic_now_ns())?;
     lifecycle.ready(&format!(
-        "sending to {peer} from {}, {protection}, FEC {}, NACK {}, pacing over {:.1} ms",
+        "sending to {peer} from {}, {protection}, FEC {}, NACK {}, pacing {}",
         socket.local_addr()?,
         if settings.fec {
             format!("{:.0}%", settings.fec_overhead.get() * 100.0)
@@ -98,13 +98,25 @@ fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
             "off".to_owned()
         },
         if settings.nack { "on" } else { "off" },
-        settings.frame_spread.as_secs_f64() * 1e3
+        match settings.pacing_rate_bytes_per_sec {
+            Some(rate) => format!(
+                "at {} Mbit/s, a frame over {:.1} ms at most",
+                rate * 8 / 1_000_000,
+                settings.frame_spread.as_secs_f64() * 1e3
+            ),
+            None => format!(
+                "every frame over {:.1} ms",
+                settings.frame_spread.as_secs_f64() * 1e3
+            ),
+        }
     ));
     stats.set_state(keymash_shm::ServiceState::Running);
 
     let mut datagram = vec![0u8; RECV_BUFFER_LEN];
     let mut frame = Vec::new();
     let mut latency_ms = Percentiles::new(LATENCY_WINDOW);
+    // Queueing with the pacer to the frame's last packet leaving.
+    let mut pacing_ms = Percentiles::new(LATENCY_WINDOW);
     let mut departures = Departures::new();
     let mut last_quality: Option<(Quality, bool)> = None;
     let mut last_quality_write = Instant::now();
@@ -143,10 +155,10 @@ fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
             }
             stats.count("packets", 1);
             if transmit.kind == TransmitKind::Media {
-                if let Some(capture_ns) =
-                    rtp_seq(&transmit.contents).and_then(|s| departures.sent(s))
-                {
-                    latency_ms.record(monotonic_now_ns().saturating_sub(capture_ns) as f64 / 1e6);
+                if let Some(frame) = rtp_seq(&transmit.contents).and_then(|s| departures.sent(s)) {
+                    let now_ns = monotonic_now_ns();
+                    latency_ms.record(now_ns.saturating_sub(frame.capture_ns) as f64 / 1e6);
+                    pacing_ms.record(now_ns.saturating_sub(frame.queued_ns) as f64 / 1e6);
                 }
             }
         }
@@ -178,6 +190,7 @@ fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
                 &mut stats,
                 &sender,
                 &mut latency_ms,
+                &mut pacing_ms,
                 peer,
                 payloads.waiting(),
                 now,
@@ -234,7 +247,13 @@ fn take_frame(
     match sender.push_frame(now, slot.frame, capture_time, &packed.payloads) {
         Ok(queued) => {
             stats.count("frames", 1);
-            departures.queued(queued.last_seq.wire(), slot.capture_ns);
+            departures.queued(
+                queued.last_seq.wire(),
+                Departed {
+                    capture_ns: slot.capture_ns,
+                    queued_ns: monotonic_now_ns(),
+                },
+            );
         }
         Err(e) => {
             log::warn!("frame {} not sent: {e}", slot.frame);
@@ -248,6 +267,7 @@ fn publish(
     stats: &mut StatsPublisher,
     sender: &Sender,
     latency_ms: &mut Percentiles,
+    pacing_ms: &mut Percentiles,
     peer: SocketAddr,
     waiting: Option<&str>,
     now: Instant,
@@ -272,6 +292,8 @@ fn publish(
     stats.gauge("peer_alive", if sender.peer_alive(now) { 1.0 } else { 0.0 });
     stats.gauge("latency_ms_p50", latency_ms.quantile(0.5).unwrap_or(0.0));
     stats.gauge("latency_ms_p99", latency_ms.quantile(0.99).unwrap_or(0.0));
+    stats.gauge("pacing_ms_p50", pacing_ms.quantile(0.5).unwrap_or(0.0));
+    stats.gauge("pacing_ms_p99", pacing_ms.quantile(0.99).unwrap_or(0.0));
     let alarm = sender.security_alarm(now);
     if let Some(alarm) = &alarm {
         stats.set_last_error(&alarm.to_string());
