@@ -195,7 +195,11 @@ impl Installation {
     }
 
     fn display_stats(&self) -> Option<ServiceStats> {
-        CellReader::<ServiceStats>::open(&self.setup.segment(&Service::Display.stats_cell()))
+        self.stats(Service::Display)
+    }
+
+    fn stats(&self, service: Service) -> Option<ServiceStats> {
+        CellReader::<ServiceStats>::open(&self.setup.segment(&service.stats_cell()))
             .ok()?
             .load()
             .ok()
@@ -242,10 +246,14 @@ impl Installation {
     /// The display's status line once it says `what` (waited for, bounded), else the panic says
     /// what it said instead.
     fn status_saying(&self, what: &[&str], within: Duration) -> String {
+        self.status_of_saying(Service::Display, what, within)
+    }
+
+    fn status_of_saying(&self, service: Service, what: &[&str], within: Duration) -> String {
         let deadline = Instant::now() + within;
         loop {
             let line = self
-                .display_stats()
+                .stats(service)
                 .map(|s| s.status_line().to_owned())
                 .unwrap_or_default();
             if what.iter().all(|w| line.contains(w)) {
@@ -253,7 +261,7 @@ impl Installation {
             }
             assert!(
                 Instant::now() < deadline,
-                "the display's status did not say {what:?} within {within:?}: {line:?}"
+                "{service}'s status did not say {what:?} within {within:?}: {line:?}"
             );
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -442,6 +450,13 @@ fn a_stopped_or_restarted_sender_shows_the_signal_lost_card_and_the_picture_come
     assert!(
         !status.contains("loss 0.0%"),
         "the status shows a live loss figure while the signal is lost: {status:?}"
+    );
+    // net-rx's own line says there is no video, not "loss 0.0%" of nothing.
+    let net_rx_status =
+        installation.status_of_saying(Service::NetRx, &["no video", "sender silent"], SILENCE);
+    assert!(
+        !net_rx_status.contains("loss 0.0%"),
+        "net-rx shows a loss figure while no video arrives: {net_rx_status:?}"
     );
     if let Some(wait) = (stopped + SILENCE).checked_duration_since(Instant::now()) {
         std::thread::sleep(wait);

@@ -46,7 +46,7 @@ pub use security::{Protection, SessionSalt};
 pub use sender::{FrameQueued, SendError, Sender, StreamIds};
 pub use seq::SeqNo;
 pub use settings::{check_settings, transport_settings};
-pub use stats::{ReceiverStats, SenderStats};
+pub use stats::{MediaSilence, ReceiverStats, SenderStats};
 
 /// A datagram the caller should send to the peer.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -152,9 +152,47 @@ impl LossWindow {
     }
 }
 
+/// How long no media packet has arrived, from the count of received packets sampled now and
+/// then: the loss over the last second says 0% when nothing came at all, which is not "no loss".
+#[derive(Debug, Clone, Copy)]
+pub struct MediaSilence {
+    received: u64,
+    since: Instant,
+}
+
+impl MediaSilence {
+    /// From `now`, with nothing received yet.
+    pub fn new(now: Instant) -> Self {
+        MediaSilence {
+            received: 0,
+            since: now,
+        }
+    }
+
+    /// `received` media packets so far at `now`; returns how long the count has not moved.
+    pub fn observe(&mut self, now: Instant, received: u64) -> Duration {
+        if received != self.received {
+            self.received = received;
+            self.since = now;
+        }
+        now.saturating_duration_since(self.since)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn silence_counts_from_the_last_change_of_the_received_count() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut silence = MediaSilence::new(t0);
+        assert_eq!(silence.observe(t0 + ms(700), 0), ms(700), "nothing yet");
+        assert_eq!(silence.observe(t0 + ms(800), 30), Duration::ZERO);
+        assert_eq!(silence.observe(t0 + ms(900), 60), Duration::ZERO);
+        assert_eq!(silence.observe(t0 + ms(2_900), 60), ms(2_000));
+    }
 
     #[test]
     fn windowed_loss_forgets_what_is_older_than_a_second() {

@@ -17,7 +17,7 @@ use keymash_pipeline::{stat, Arrived, Follow, MashRecord, ReceivedSlot, Segments
 use keymash_service::{Lifecycle, StatsPublisher};
 use keymash_shm::{monotonic_now_ns, CellReader, RingWriter, ServiceState};
 use keymash_transport::udp::{PeerSocket, SocketBuffers, RECV_BUFFER_LEN};
-use keymash_transport::{ReceivedPayload, Receiver, Recovery, SessionSalt};
+use keymash_transport::{MediaSilence, ReceivedPayload, Receiver, Recovery, SessionSalt};
 
 use crate::settings::{local_address, sender_address};
 
@@ -30,6 +30,9 @@ const _: () = assert!(
 const RECV_BATCH: usize = 64;
 /// Statistics are refreshed this often.
 const REFRESH_INTERVAL: Duration = Duration::from_millis(100);
+/// With no video packet for this long the status says so instead of a loss figure (which is
+/// 0% of nothing).
+const NO_VIDEO_AFTER: Duration = Duration::from_secs(1);
 
 pub(crate) fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
     let (mut rx, ready) = NetRx::open(&config)?;
@@ -66,6 +69,7 @@ struct NetRx {
     quality: Quality,
     next_refresh: Instant,
     next_mash_read: Instant,
+    silence: MediaSilence,
 }
 
 impl NetRx {
@@ -119,6 +123,7 @@ impl NetRx {
             level: MashLevel::IDLE,
             next_refresh: now,
             next_mash_read: now,
+            silence: MediaSilence::new(now),
         };
         Ok((
             rx,
@@ -216,17 +221,31 @@ impl NetRx {
         stats.gauge("jitter_ms", s.jitter.as_secs_f64() * 1e3);
         stats.gauge("quality", f64::from(self.quality.get()));
         stats.gauge("mash", f64::from(self.level.get()));
-        let line =
+        let silent_for = self.silence.observe(now, s.received);
+        let alive = self.receiver.peer_alive(now);
+        let flow = if silent_for < NO_VIDEO_AFTER {
+            format!("loss {:.1}%", s.loss_percent_1s)
+        } else if alive {
+            // The sender's reports still come: it has no frames to send, or every video packet
+            // is dropped before net-rx (the loss filter's counters tell which).
             format!(
-            "{} received, loss {:.1}%, {} lost, {} recovered, {} late; asking {} at mash {:.2}{}",
+                "no video for {:.1} s, sender alive",
+                silent_for.as_secs_f64()
+            )
+        } else {
+            format!(
+                "no video for {:.1} s, sender silent",
+                silent_for.as_secs_f64()
+            )
+        };
+        let line = format!(
+            "{flow}; {} received, {} lost, {} recovered, {} late; asking {} at mash {:.2}",
             s.received,
-            s.loss_percent_1s,
             s.lost,
             s.recovered_fec + s.recovered_nack,
             s.late,
             self.quality,
             self.level.get(),
-            if self.receiver.peer_alive(now) { "" } else { "; sender silent" },
         );
         // A missing mash cell (mash-input not running; the quality asked is the idle one) leads
         // the line. Only a security alarm goes before it: no picture at all is the graver
