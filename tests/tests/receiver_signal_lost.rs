@@ -7,8 +7,9 @@
 //!   (the last picture dimmed, "SIGNAL LOST - RECONNECTING" and "SENDER SILENT - NO PACKETS
 //!   ARRIVE", checked pixel by pixel) within 1.2 s of the last live picture and not before the
 //!   configured second; the status line says "signal lost" and why; and live pictures come back
-//!   by themselves, within the playout hold and one frame interval of the first packet arriving
-//!   (the display's own figure, `signal_return_ms`, with a margin for a loaded machine).
+//!   by themselves, within one frame interval of the first packet arriving (the display's own
+//!   figure, `signal_return_ms`, with a margin for a loaded machine): the playout starts its
+//!   jitter measurement over at the least hold.
 //! - A filter that drops every video packet: the card says so ("ALL PACKETS DROPPED BY THE LOSS
 //!   FILTER"), told from the kernel's counters, and so does the status line.
 //!
@@ -39,8 +40,8 @@ const PLAYOUT_MAX_MS: u64 = 30;
 const FPS: u64 = 30;
 const BORDER: usize = 16;
 /// What a loaded machine (two cores, `stress-ng --cpu 2` beside a debug build) may add to the
-/// product's own return time: a late wake-up of the display, a late tick.
-const LOADED_MARGIN: Duration = Duration::from_millis(250);
+/// product's own return time: a late wake-up of the display (the least hold, 2 ms, is in it).
+const LOADED_MARGIN: Duration = Duration::from_millis(50);
 /// Bounds on every wait, so a broken product fails the test instead of hanging it.
 const STREAM_WITHIN: Duration = Duration::from_secs(30);
 const RETURN_WITHIN: Duration = Duration::from_secs(10);
@@ -413,14 +414,15 @@ fn check_silence(
     let returned = Duration::from_secs_f64(return_ms / 1e3);
     eprintln!(
         "{what}: card {:.0} ms after the last live picture (configured {SIGNAL_LOST_MS} ms); live again {return_ms:.1} ms \
-         after the first packet arrived (playout hold {PLAYOUT_MAX_MS} ms + at most one {:.1} ms frame interval), \
+         after the first packet arrived (bound: one {:.1} ms frame interval + {} ms for a loaded machine), \
          {:.0} ms after net-tx was back; {} card pictures",
         to_card.as_secs_f64() * 1e3,
         frame_interval().as_secs_f64() * 1e3,
+        LOADED_MARGIN.as_millis(),
         shown_after_resume.as_secs_f64() * 1e3,
         back - first_card
     );
-    let bound = Duration::from_millis(PLAYOUT_MAX_MS) + frame_interval() + LOADED_MARGIN;
+    let bound = frame_interval() + LOADED_MARGIN;
     assert!(
         returned <= bound,
         "{what}: the live picture came back {returned:?} after the first packet arrived (at most {bound:?})"

@@ -221,11 +221,13 @@ impl Transits {
         Some(self.local_instant(sender_ns.saturating_add(base).saturating_add(hold)))
     }
 
-    /// Forgets the time line (a new stream).
-    fn restart(&mut self) {
+    /// Forgets the time line (a new stream, or the same after a silence): the hold starts over
+    /// at the least.
+    fn restart(&mut self, bounds: PlayoutBounds) {
         self.last = None;
         self.window.clear();
         self.base = None;
+        self.hold = bounds.min;
     }
 }
 
@@ -313,7 +315,7 @@ impl PlayoutQueue {
     /// a stall of up to ten seconds after the silence. Its timestamps start over too.
     pub fn forget_shown(&mut self) {
         self.last_released = None;
-        self.transits.restart();
+        self.transits.restart(self.bounds);
     }
 
     /// A payload with no RTP timestamp arrived at `now`: its frame plays the least hold after
@@ -337,7 +339,7 @@ impl PlayoutQueue {
                 self.stats.stream_restarts += 1;
                 self.pending.clear();
                 self.last_released = None;
-                self.transits.restart();
+                self.transits.restart(self.bounds);
             } else if frame <= shown {
                 self.stats.payloads_late += 1;
                 return Err(PushError::Late { frame, shown });
@@ -787,6 +789,16 @@ mod tests {
             }
             while q.pop_due(whole + Duration::from_millis(50)).is_some() {}
         }
+        assert_eq!(q.hold(), Duration::from_millis(2));
+    }
+
+    #[test]
+    fn after_a_signal_loss_the_hold_starts_over_at_the_least() {
+        let mut q = PlayoutQueue::new(PlayoutBounds::from_ms(2, 100), INTERVAL);
+        let jitter = |i: u64| Duration::from_millis(if i % 4 == 3 { 25 } else { 5 });
+        play(&mut q, 90, 0, jitter);
+        assert!(q.hold() > Duration::from_millis(15));
+        q.forget_shown();
         assert_eq!(q.hold(), Duration::from_millis(2));
     }
 
