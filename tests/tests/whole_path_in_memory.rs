@@ -453,6 +453,7 @@ fn run(repair: Repair, seed: u64) -> Outcome {
                     Recovery::Nack => Arrived::Nack,
                 },
                 rtp_timestamp: Some(p.rtp_timestamp),
+                camera: None,
             };
             // display's side of the received ring.
             let slot = ReceivedSlot::read(&slot.meta());
@@ -462,7 +463,7 @@ fn run(repair: Repair, seed: u64) -> Outcome {
             // Late payloads are refused and counted in the playout statistics.
             let timing = PayloadTiming {
                 rtp_timestamp: slot.rtp_timestamp,
-                recovered: slot.arrived != Arrived::Direct,
+                age: None,
             };
             let _ = playout.push_timed(instant_of(slot.arrival_ns), p.payload, timing);
         }

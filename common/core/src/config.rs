@@ -31,9 +31,9 @@ pub mod loss_defaults {
 /// Where services look for the configuration unless given `--config`.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/keymash/keymash.toml";
 
-/// Largest `codec.max_payload_bytes`: 1188 bytes of codec payload fill a 1200-byte RTP packet,
-/// the most the transport sends in one datagram (keymash-transport's `MAX_PAYLOAD_LEN`, which
-/// it asserts equal to this at compile time).
+/// Largest `codec.max_payload_bytes`: 1188 bytes of codec payload fill a 1208-byte RTP packet
+/// (12-byte header, 8-byte capture-age extension), the most the transport sends in one datagram
+/// (keymash-transport's `MAX_PAYLOAD_LEN`, which it asserts equal to this at compile time).
 pub const MAX_PAYLOAD_BYTES: u32 = 1188;
 
 /// `transport.pacing_rate_mbit`'s default: a fifth of the gigabit port of the PCs it runs on, so a
@@ -231,7 +231,8 @@ pub struct CodecConfig {
     /// Quality used until the receiver asks for another, and when its feedback falls silent.
     pub quality: Quality,
     pub layout: PayloadLayout,
-    /// Largest codec payload; 1188 fills a 1200-byte UDP payload after the 12-byte RTP header.
+    /// Largest codec payload; 1188 fills a 1208-byte RTP packet after the 12-byte RTP header and
+    /// the 8-byte capture-age extension.
     pub max_payload_bytes: u32,
     /// Encoder threads; 0 means one per core.
     pub threads: u32,

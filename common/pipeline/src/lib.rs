@@ -49,7 +49,7 @@ pub use frames::{FrameKind, FrameSlot, FrameSlotError};
 pub use hold::{DelayBudget, DelayMemoryError};
 pub use memory::{MemoryPlan, PlannedSegment};
 pub use payloads::{pack_payloads, FramingError, PackedPayloads, PayloadSlot};
-pub use received::{Arrived, ReceivedSlot};
+pub use received::{Arrived, CameraTiming, ReceivedSlot};
 pub use segments::{CellSpec, PipelineError, RingSpec, Segments};
 pub use topology::{
     stat, Role, Service, DELAYED_FRAMES, DELAY_HOLD, MASH_CELL, PAYLOADS, QUALITY_CELL, RAW_FRAMES,

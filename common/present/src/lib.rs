@@ -12,23 +12,30 @@
 //! - [`y4m`]: the `y4m:PATH` stream, each picture tagged with its frame number.
 //! - [`signal`]: [`SignalWatch`], live or signal lost (no frame for `display.signal_lost_ms`)
 //!   and why, told from the other receiver stages' counters; [`card`]: the signal-lost card.
+//! - [`camera_latency`]: [`CameraLatency`], camera-to-screen time for any camera from the
+//!   sender's capture-age RTP header extension; [`delay_watch`]: [`DelayWatch`], whether the
+//!   delay measured from it has strayed from `delay.seconds` for more than a few seconds.
 //!
 //! Time is always a parameter (`now`), as everywhere in keymash's `common/`.
 #![forbid(unsafe_code)]
 
+pub mod camera_latency;
 pub mod card;
 pub mod compose;
+pub mod delay_watch;
 pub mod hud;
 pub mod playout;
 pub mod rgb;
 pub mod signal;
 pub mod y4m;
 
+pub use camera_latency::{CameraLatency, FrameAge};
 pub use card::{card_layout, compose_card, CARD_DIM_MAX_LUMA};
 pub use compose::{
     compose_headless, fit_inside, glow_rgb, headless_canvas, inside_border, picture_of_headless,
     rgb_to_ycbcr, stamp_hud, Rect,
 };
+pub use delay_watch::{DelayChange, DelayWatch, DELAY_OFF_PATIENCE};
 pub use hud::{draw_text, text_width, HudFigures, GLYPH_HEIGHT, GLYPH_WIDTH};
 pub use playout::{
     PayloadTiming, PlayoutBounds, PlayoutQueue, PlayoutStats, PresentClock, PushError,

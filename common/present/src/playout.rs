@@ -15,10 +15,11 @@
 //! allows: a few milliseconds on a quiet LAN. A frame that becomes whole after its play time
 //! is shown at once.
 //!
-//! Only frames whose every payload came in its own packet are measured: a frame rebuilt by FEC
-//! or completed by a retransmission became whole when recovery finished, which net-rx already
-//! bounds by what recovery can achieve in time; holding every frame for it would add the
-//! recovery time to the whole stream, for no smoother a picture under loss.
+//! Arrival times are the kernel's receive timestamps (net-rx passes them on), so a frame held
+//! in net-rx behind an earlier frame's lost packet does not count as late; a frame completed by
+//! FEC or a retransmission counts as whole when its recovered payload arrived, so with NACK on
+//! the hold grows to cover a retransmission's round trip (within the maximum) and frames are
+//! shown whole.
 //!
 //! A frame whose remaining payloads were lost is released once a newer frame has started (net-rx
 //! delivers in sequence order, so none of its payloads can still come) at its play time, or a
@@ -31,6 +32,8 @@ use std::time::{Duration, Instant};
 use keymash_codec::payload::HeaderError;
 use keymash_codec::PayloadHeader;
 use keymash_core::FrameNo;
+
+use crate::camera_latency::FrameAge;
 
 /// Frames held at most; more means the display is not keeping up, and the oldest are dropped.
 pub const MAX_PENDING_FRAMES: usize = 64;
@@ -86,8 +89,10 @@ impl PlayoutBounds {
 pub struct PayloadTiming {
     /// The packet's 90 kHz RTP timestamp (the sender's capture time of the frame).
     pub rtp_timestamp: Option<u32>,
-    /// Rebuilt by FEC or resent after a NACK, not received in its own first packet.
-    pub recovered: bool,
+    /// The sender's account of the frame's age (its RTP header extension), if it came
+    /// directly; of a frame's payloads the earliest capture estimate is kept
+    /// ([`FrameAge::or_earlier`]).
+    pub age: Option<FrameAge>,
 }
 
 /// A payload the queue could not use.
@@ -237,8 +242,8 @@ struct PendingFrame {
     last_arrival: Instant,
     /// The sender's capture time, from the RTP timestamp (see [`Transits`]).
     sender_ns: Option<i64>,
-    /// A payload of it was recovered (FEC, NACK): its completion is not a jitter measurement.
-    recovered: bool,
+    /// The sender's account of its age, the earliest any payload gave.
+    age: Option<FrameAge>,
     payload_count: u16,
     payloads: Vec<Vec<u8>>,
 }
@@ -256,6 +261,8 @@ pub struct ReleasedFrame {
     pub first_arrival: Instant,
     /// When its last payload (of those that came) arrived: the hold counts from here.
     pub last_arrival: Instant,
+    /// The sender's account of its age, if any of its payloads carried one.
+    pub age: Option<FrameAge>,
     /// The payloads that arrived, in arrival order.
     pub payloads: Vec<Vec<u8>>,
     /// How many the frame was sent as.
@@ -325,7 +332,7 @@ impl PlayoutQueue {
     }
 
     /// A payload arrived at `now`, with its packet's RTP timestamp (the same for every payload
-    /// of a frame) if net-rx passed it on, and whether it was recovered.
+    /// of a frame) if net-rx passed it on, and the sender's account of its age.
     pub fn push_timed(
         &mut self,
         now: Instant,
@@ -351,18 +358,20 @@ impl PlayoutQueue {
             first_arrival: now,
             last_arrival: now,
             sender_ns: timing.rtp_timestamp.map(|ts| transits.sender_ns(ts)),
-            recovered: false,
+            age: None,
             payload_count: header.payload_count,
             payloads: Vec::with_capacity(usize::from(header.payload_count)),
         });
         let was_complete = entry.is_complete();
         entry.payloads.push(payload);
         entry.last_arrival = now;
-        entry.recovered |= timing.recovered;
-        if !was_complete && entry.is_complete() && !entry.recovered {
+        if !was_complete && entry.is_complete() {
             if let Some(sender_ns) = entry.sender_ns {
                 self.transits.record(sender_ns, now, self.bounds);
             }
+        }
+        if let Some(age) = timing.age {
+            entry.age = Some(age.or_earlier(entry.age));
         }
         while self.pending.len() > MAX_PENDING_FRAMES {
             if let Some((oldest, _)) = self.pending.pop_first() {
@@ -416,6 +425,7 @@ impl PlayoutQueue {
             frame,
             first_arrival: pending.first_arrival,
             last_arrival: pending.last_arrival,
+            age: pending.age,
             payloads: pending.payloads,
             payload_count: pending.payload_count,
         })
@@ -538,6 +548,35 @@ mod tests {
     }
 
     #[test]
+    fn a_released_frame_keeps_its_earliest_capture_estimate() {
+        let t0 = Instant::now() + Duration::from_secs(60);
+        let mut q = PlayoutQueue::new(PlayoutBounds::fixed(DELAY), INTERVAL);
+        let payloads = payloads_of(1, 3);
+        let age = |ms: u64| FrameAge {
+            captured: t0 - Duration::from_millis(ms),
+            age_at_send: Duration::from_millis(ms),
+        };
+        // Unaged (FEC-rebuilt), then two aged, the second estimate earlier than the first.
+        q.push(t0, payloads[0].clone()).unwrap();
+        let aged = |ms| PayloadTiming {
+            age: Some(age(ms)),
+            ..PayloadTiming::default()
+        };
+        q.push_timed(t0, payloads[1].clone(), aged(30)).unwrap();
+        q.push_timed(t0, payloads[2].clone(), aged(31)).unwrap();
+        for p in &payloads[3..] {
+            q.push(t0, p.clone()).unwrap();
+        }
+        let released = q.pop_due(t0 + DELAY).unwrap();
+        assert_eq!(released.age, Some(age(31)));
+        // A frame none of whose payloads said its age has none.
+        for p in payloads_of(2, 1) {
+            q.push(t0, p).unwrap();
+        }
+        assert_eq!(q.pop_due(t0 + DELAY).unwrap().age, None);
+    }
+
+    #[test]
     fn an_incomplete_frame_waits_for_a_newer_frame_or_a_frame_interval() {
         let t0 = Instant::now();
         let table = [
@@ -631,7 +670,7 @@ mod tests {
     fn timed(rtp_timestamp: u32) -> PayloadTiming {
         PayloadTiming {
             rtp_timestamp: Some(rtp_timestamp),
-            recovered: false,
+            ..PayloadTiming::default()
         }
     }
 
@@ -767,29 +806,6 @@ mod tests {
             );
         }
         assert!(q.stats().frames_after_play_time > 0);
-    }
-
-    #[test]
-    fn frames_completed_by_recovery_do_not_raise_the_hold() {
-        let mut q = PlayoutQueue::new(PlayoutBounds::from_ms(2, 100), INTERVAL);
-        let t0 = Instant::now();
-        // Every other frame completed 40 ms late by a retransmission: without the flag the
-        // hold would rise to 40 ms for every frame.
-        for i in 0..60u32 {
-            let late = i % 2 == 1;
-            let payloads = payloads_of(u64::from(i) + 1, 2);
-            let n = payloads.len();
-            let whole = t0 + FRAME * i + Duration::from_millis(if late { 45 } else { 5 });
-            for (k, p) in payloads.into_iter().enumerate() {
-                let timing = PayloadTiming {
-                    rtp_timestamp: Some(TICKS_PER_FRAME * i),
-                    recovered: late && k + 1 == n,
-                };
-                q.push_timed(whole, p, timing).expect("push");
-            }
-            while q.pop_due(whole + Duration::from_millis(50)).is_some() {}
-        }
-        assert_eq!(q.hold(), Duration::from_millis(2));
     }
 
     #[test]

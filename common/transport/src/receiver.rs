@@ -24,9 +24,9 @@ use crate::keepalive::Liveness;
 use crate::nack::{Arrival, NackTracker};
 use crate::quality_push::QualityPush;
 use crate::rtcp::nack::entries_for;
-use crate::rtcp::sr::ntp_from_duration;
-use crate::rtcp::{self, parse_compound, KeymashApp, ReportBlockFields, RtcpPacket};
-use crate::rtp::{classify, DatagramKind, RtpPacket, Ssrc, VIDEO_CLOCK_RATE_HZ};
+use crate::rtcp::sr::{duration_from_compact_ntp, ntp_from_duration};
+use crate::rtcp::{self, parse_compound, DlrrItem, KeymashApp, ReportBlockFields, RtcpPacket};
+use crate::rtp::{classify, CaptureAge, DatagramKind, RtpPacket, Ssrc, VIDEO_CLOCK_RATE_HZ};
 use crate::security::{Direction, Endpoint, Protection, SecurityAlarm, SessionSalt};
 use crate::sender::StreamIds;
 use crate::seq::{SeqExtender, SeqNo};
@@ -57,6 +57,13 @@ pub struct ReceivedPayload {
     /// Set on a frame's last payload.
     pub marker: bool,
     pub recovery: Recovery,
+    /// The frame's age when this packet left the sender (its RFC 8285 extension); `None` for
+    /// a payload rebuilt by FEC, whose header was not sent, or a picture no camera took.
+    pub capture_age: Option<CaptureAge>,
+    /// When the datagram that brought it arrived: the `now` given to
+    /// [`Receiver::handle_datagram`] with it (for one rebuilt by FEC, with the packet that
+    /// completed it).
+    pub arrival: Instant,
     pub payload: Vec<u8>,
 }
 
@@ -65,6 +72,8 @@ struct Held {
     timestamp: u32,
     marker: bool,
     recovery: Recovery,
+    capture_age: Option<CaptureAge>,
+    arrival: Instant,
     payload: Vec<u8>,
 }
 
@@ -109,7 +118,10 @@ pub struct Receiver {
     liveness: Liveness,
     stats: ReceiverStats,
     loss_window: LossWindow,
+    /// From NACK round trips: what the loss wait and re-NACKs go by.
     rtt: Option<Duration>,
+    /// From RFC 3611 RRTR/DLRR, measured whether packets are lost or not.
+    xr_rtt: Option<Duration>,
     out: VecDeque<Transmit>,
     /// Sealing and opening; `None` when unprotected.
     security: Option<Endpoint>,
@@ -165,6 +177,7 @@ impl Receiver {
             stats: ReceiverStats::default(),
             loss_window: LossWindow::default(),
             rtt: None,
+            xr_rtt: None,
             out: VecDeque::new(),
             security,
             switch_now: false,
@@ -195,7 +208,7 @@ impl Receiver {
             s.jitter =
                 Duration::from_nanos((m.jitter_ticks * 1e9 / VIDEO_CLOCK_RATE_HZ as f64) as u64);
         }
-        s.rtt = self.rtt;
+        s.rtt = self.xr_rtt.or(self.rtt);
         s.loss_percent_1s = self.loss_window.percent(now);
         if let Some(sec) = &self.security {
             let x = sec.stats();
@@ -230,7 +243,10 @@ impl Receiver {
         self.window.early_latest_span()
     }
 
-    /// Anything that arrived on the socket from the sender.
+    /// Anything that arrived on the socket from the sender, at `now`: when it arrived, which is
+    /// the kernel's receive timestamp where the caller has one (see
+    /// [`crate::udp::PeerSocket::recv_at`]), so it may be a little earlier than the `now` of
+    /// calls made before this one; payloads carry it on as [`ReceivedPayload::arrival`].
     ///
     /// With protection on, a datagram is opened first: one that fails authentication, is a
     /// replay, or belongs to a sender session not yet confirmed live is counted and goes no
@@ -281,10 +297,43 @@ impl Receiver {
                     None => self.liveness.heard(now),
                     Some(_) => self.stats.foreign += 1,
                 },
+                Ok(RtcpPacket::ExtendedReport(xr))
+                    if self
+                        .media
+                        .as_ref()
+                        .is_some_and(|m| m.ids.media_ssrc == xr.sender_ssrc) =>
+                {
+                    if let Some(item) = xr.dlrr.iter().find(|i| i.ssrc() == self.ssrc) {
+                        self.xr_round_trip(now, item);
+                    }
+                }
                 Ok(_) => {}
                 Err(_) => self.stats.malformed += 1,
             }
         }
+    }
+
+    /// The sender's answer to one of our RRTRs arrived at `now`: a round trip sample (RFC 3611
+    /// 4.5), our clock now less the RRTR's time less the time the sender held it.
+    fn xr_round_trip(&mut self, now: Instant, item: &DlrrItem) {
+        // LRR 0 is "no RRTR received yet".
+        if item.last_rr() == 0 {
+            return;
+        }
+        let now_compact =
+            (ntp_from_duration(now.saturating_duration_since(self.started)) >> 16) as u32;
+        let rtt = now_compact
+            .wrapping_sub(item.last_rr())
+            .wrapping_sub(item.delay_since_last_rr());
+        // A wrapped (negative) result means a bogus answer: ignore it.
+        if rtt >= 0x8000_0000 {
+            return;
+        }
+        let sample = duration_from_compact_ntp(rtt);
+        self.xr_rtt = Some(match self.xr_rtt {
+            None => sample,
+            Some(r) => r.mul_f64(1.0 - RTT_GAIN) + sample.mul_f64(RTT_GAIN),
+        });
     }
 
     fn handle_rtp(&mut self, now: Instant, packet: &RtpPacket<'_>) {
@@ -404,6 +453,8 @@ impl Receiver {
             timestamp: packet.timestamp,
             marker: packet.marker,
             recovery,
+            capture_age: packet.capture_age,
+            arrival: now,
             payload: packet.payload.to_vec(),
         };
         let outcome = self.window.insert(seq, held);
@@ -486,6 +537,8 @@ impl Receiver {
             timestamp: r.timestamp,
             marker: r.marker,
             recovery: Recovery::Fec,
+            capture_age: None,
+            arrival: now,
             payload: r.payload,
         };
         let outcome = self.window.insert(r.seq, held);
@@ -536,6 +589,8 @@ impl Receiver {
                     rtp_timestamp: held.timestamp,
                     marker: held.marker,
                     recovery: held.recovery,
+                    capture_age: held.capture_age,
+                    arrival: held.arrival,
                     payload: held.payload,
                 });
             }
@@ -583,6 +638,11 @@ impl Receiver {
             mash: self.mash,
         };
         if rtcp::app::write(self.ssrc, &app, &mut contents).is_err() {
+            return;
+        }
+        // The sender answers with a DLRR block: the round trip with or without loss.
+        let ntp = ntp_from_duration(now.saturating_duration_since(self.started));
+        if rtcp::xr::write_rrtr(self.ssrc, ntp, &mut contents).is_err() {
             return;
         }
         if let Some(sec) = &mut self.security {

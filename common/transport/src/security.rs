@@ -779,6 +779,32 @@ mod tests {
     }
 
     #[test]
+    fn the_capture_age_extension_is_clear_and_authenticated() {
+        use crate::rtp::{CaptureAge, RtpPacket, CAPTURE_AGE_EXT_LEN};
+        let (mut tx, mut rx, t0) = pair();
+        let age = CaptureAge::new(std::time::Duration::from_millis(30_012));
+        let header = RtpHeader {
+            payload_type: PayloadType::DYNAMIC_VIDEO,
+            marker: true,
+            seq: 12,
+            timestamp: 3,
+            ssrc: Ssrc(0x0BAD_F00D),
+        };
+        let plain = header.to_packet_with(Some(age), b"secret picture");
+        let mut p = plain.clone();
+        tx.seal_rtp(&mut p, 0x1_000C).unwrap();
+        // In the clear for tshark: the header and its extension are as written.
+        let clear = RTP_HEADER_LEN + CAPTURE_AGE_EXT_LEN;
+        assert_eq!(p[..clear], plain[..clear]);
+        // Changing the age (the last byte of the element) breaks the tag.
+        let mut forged = p.clone();
+        forged[clear - 1] ^= 1;
+        assert!(rx.open(t0, &forged).is_err());
+        let o = rx.open(t0, &p).unwrap();
+        assert_eq!(RtpPacket::parse(&o.plain).unwrap().capture_age, Some(age));
+    }
+
+    #[test]
     fn replays_and_packets_too_far_behind_are_dropped() {
         let (mut tx, mut rx, t0) = pair();
         let mut sealed = Vec::new();

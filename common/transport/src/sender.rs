@@ -18,9 +18,15 @@ use crate::keepalive::Liveness;
 use crate::nack::RetransmitHistory;
 use crate::pacer::Pacer;
 use crate::rtcp::sr::{self, duration_from_compact_ntp, ntp_from_duration, SenderInfoFields};
-use crate::rtcp::{parse_compound, RtcpPacket};
-use crate::rtp::{classify, rtp_timestamp_90khz, DatagramKind, RtpHeader, Ssrc, MAX_PAYLOAD_LEN};
-use crate::security::{Direction, Endpoint, Protection, SealError, SecurityAlarm, SessionSalt};
+use crate::rtcp::{parse_compound, xr, DlrrItem, RtcpPacket};
+use crate::rtp::{
+    classify, rtp_timestamp_90khz, set_capture_age, CaptureAge, DatagramKind, RtpHeader, Ssrc,
+    MAX_PAYLOAD_LEN,
+};
+use crate::security::{
+    Direction, Endpoint, Protection, SealError, SecurityAlarm, SessionSalt, MAX_COUNTER,
+    RTP_OVERHEAD,
+};
 use crate::seq::SeqNo;
 use crate::stats::SenderStats;
 use crate::{Transmit, TransmitKind};
@@ -67,6 +73,14 @@ impl StreamIds {
     }
 }
 
+/// A frame whose media packets wait in the pacer: what they need when they leave.
+#[derive(Debug, Clone, Copy)]
+struct Unsent {
+    last_seq: SeqNo,
+    /// When the camera captured it; `None` for a picture no camera took (no extension).
+    capture_time: Option<Instant>,
+}
+
 /// The sending endpoint; see the module documentation for the calling order.
 #[derive(Debug)]
 pub struct Sender {
@@ -94,6 +108,11 @@ pub struct Sender {
     report_now: bool,
     /// Bytes of retransmission still allowed (see `TransportConfig::retransmit_share`).
     retransmit_budget: f64,
+    /// Frames with media packets still in the pacer, oldest first.
+    unsent: VecDeque<Unsent>,
+    /// The receiver's last RRTR (RFC 3611): its SSRC, the compact timestamp, when it came. The
+    /// next sender report answers it with a DLRR block, so the receiver knows the round trip.
+    last_rr: Option<(Ssrc, u32, Instant)>,
 }
 
 impl Sender {
@@ -141,6 +160,8 @@ impl Sender {
             security,
             report_now: false,
             retransmit_budget: 0.0,
+            unsent: VecDeque::new(),
+            last_rr: None,
             pacer: Pacer::new(config.max_rate_bytes_per_sec),
             liveness: Liveness::new(config.keepalive_interval, config.peer_timeout),
             config,
@@ -167,11 +188,37 @@ impl Sender {
 
     /// Queue one frame's payloads (in order; the last gets the RTP marker), captured at
     /// `capture_time`. They leave paced over the configured frame spread, then the repair packets.
+    /// Each media packet says the frame's age in an RFC 8285 header extension, taken as it
+    /// leaves ([`Sender::poll_transmit`]), so pacing and the caller's wake-up are counted.
     pub fn push_frame(
         &mut self,
         now: Instant,
         frame: FrameNo,
         capture_time: Instant,
+        payloads: &[&[u8]],
+    ) -> Result<FrameQueued, SendError> {
+        self.queue_frame(now, frame, capture_time, true, payloads)
+    }
+
+    /// [`Sender::push_frame`] for a picture no camera took (the delay buffer's countdown card,
+    /// stamped when it was drawn): without the capture-age extension, so the receiver does not
+    /// take its age for the camera's delay.
+    pub fn push_generated_frame(
+        &mut self,
+        now: Instant,
+        frame: FrameNo,
+        capture_time: Instant,
+        payloads: &[&[u8]],
+    ) -> Result<FrameQueued, SendError> {
+        self.queue_frame(now, frame, capture_time, false, payloads)
+    }
+
+    fn queue_frame(
+        &mut self,
+        now: Instant,
+        frame: FrameNo,
+        capture_time: Instant,
+        camera: bool,
         payloads: &[&[u8]],
     ) -> Result<FrameQueued, SendError> {
         if payloads.is_empty() {
@@ -199,6 +246,14 @@ impl Sender {
             }
         };
         let first_seq = self.next_seq;
+        // Media packets are sealed as they leave (see `depart`); refuse the frame now if they
+        // could not be.
+        let last_counter = first_seq.get() + payloads.len() as u64 - 1;
+        if self.security.is_some() && last_counter > MAX_COUNTER {
+            return Err(SealError::CounterExhausted(last_counter).into());
+        }
+        // The age is written in when the packet leaves; a placeholder until then.
+        let age = camera.then_some(CaptureAge::default());
         let mut packets = Vec::with_capacity(payloads.len());
         for (i, payload) in payloads.iter().enumerate() {
             let header = RtpHeader {
@@ -208,12 +263,10 @@ impl Sender {
                 timestamp,
                 ssrc: self.ids.media_ssrc,
             };
-            let mut bytes = header.to_packet(payload);
-            if let Some(sec) = &mut self.security {
-                sec.seal_rtp(&mut bytes, self.next_seq.get())?;
-            }
-            if let Some(h) = &mut self.history {
-                h.insert(self.next_seq, now, &bytes);
+            let mut bytes = header.to_packet_with(age, payload);
+            if self.security.is_some() {
+                // Room for the seal, so sealing as it leaves does not reallocate.
+                bytes.reserve_exact(RTP_OVERHEAD);
             }
             packets.push(Transmit {
                 contents: bytes,
@@ -222,6 +275,10 @@ impl Sender {
             self.next_seq = self.next_seq.next();
         }
         let last_seq = SeqNo::new(self.next_seq.get() - 1);
+        self.unsent.push_back(Unsent {
+            last_seq,
+            capture_time: camera.then_some(capture_time),
+        });
         let mut repair_packets = 0;
         if let Some(fec) = &mut self.fec {
             for repair in fec.encode_frame(first_seq.wire(), payloads) {
@@ -246,7 +303,12 @@ impl Sender {
         }
         self.last_timestamp = timestamp;
         self.stats.frames += 1;
-        let bytes = packets.iter().map(|p| p.contents.len()).sum();
+        // As they will be on the wire: media packets are sealed only as they leave.
+        let unsealed_media = match self.security {
+            Some(_) => payloads.len() * RTP_OVERHEAD,
+            None => 0,
+        };
+        let bytes = packets.iter().map(|p| p.contents.len()).sum::<usize>() + unsealed_media;
         self.pacer
             .enqueue_frame(now, self.config.spread_for(bytes), packets);
         Ok(FrameQueued {
@@ -383,6 +445,11 @@ impl Sender {
             }
             RtcpPacket::Nack(_) => self.stats.foreign += 1,
             RtcpPacket::App(app) => self.feedback = Some((app.quality, app.mash, now)),
+            RtcpPacket::ExtendedReport(report) => {
+                if let Some(lrr) = report.compact_rrtr() {
+                    self.last_rr = Some((report.sender_ssrc, lrr, now));
+                }
+            }
             RtcpPacket::SenderReport(_) | RtcpPacket::Other { .. } => {}
         }
     }
@@ -425,10 +492,23 @@ impl Sender {
         self.handle_timeout(now);
         self.stats.send_queue_dropped +=
             self.pacer.drop_stale(now, self.config.max_queue_delay) as u64;
-        let t = self
-            .rtcp_out
-            .pop_front()
-            .or_else(|| self.pacer.poll_transmit(now))?;
+        if self.pacer.is_empty() {
+            self.unsent.clear();
+        }
+        let t = loop {
+            let mut t = self
+                .rtcp_out
+                .pop_front()
+                .or_else(|| self.pacer.poll_transmit(now))?;
+            if t.kind != TransmitKind::Media {
+                break t;
+            }
+            match self.depart(now, &mut t.contents) {
+                Ok(()) => break t,
+                // Cannot happen (`queue_frame` checked the counter); dropped, not sent unsealed.
+                Err(_) => self.stats.send_queue_dropped += 1,
+            }
+        };
         match t.kind {
             TransmitKind::Media => {
                 self.retransmit_budget = (self.retransmit_budget
@@ -445,12 +525,48 @@ impl Sender {
         Some(t)
     }
 
+    /// A media packet leaves at `now`: its frame's age since capture goes into its extension,
+    /// then it is sealed (the extension is authenticated with the header) and kept for
+    /// retransmission, which resends these very bytes (the nonce is never reused).
+    fn depart(&mut self, now: Instant, packet: &mut Vec<u8>) -> Result<(), SealError> {
+        let wire = u16::from_be_bytes([
+            *packet.get(2).ok_or(SealError::Malformed(packet.len()))?,
+            *packet.get(3).ok_or(SealError::Malformed(packet.len()))?,
+        ]);
+        let newest = SeqNo::new(self.next_seq.get().saturating_sub(1));
+        let seq = newest
+            .nearest_to_wire(wire)
+            .ok_or(SealError::Malformed(packet.len()))?;
+        // Frames leave in order; those whose packets are all gone (sent or dropped stale) go.
+        while self.unsent.front().is_some_and(|u| u.last_seq < seq) {
+            self.unsent.pop_front();
+        }
+        if let Some(capture_time) = self.unsent.front().and_then(|u| u.capture_time) {
+            let age = CaptureAge::new(now.saturating_duration_since(capture_time));
+            set_capture_age(packet, age);
+        }
+        if let Some(sec) = &mut self.security {
+            sec.seal_rtp(packet, seq.get())?;
+        }
+        if let Some(h) = &mut self.history {
+            h.insert(seq, now, packet);
+        }
+        Ok(())
+    }
+
     fn count_sent(&mut self, t: &Transmit, f: impl FnOnce(&mut SenderStats)) {
         f(&mut self.stats);
         self.packet_count = self.packet_count.wrapping_add(1);
+        // RFC 3550 counts payload octets: the header and its capture-age extension are not.
+        let extension = if t.contents.first().is_some_and(|b| b & 0x10 != 0) {
+            crate::rtp::CAPTURE_AGE_EXT_LEN
+        } else {
+            0
+        };
+        let header = crate::rtp::RTP_HEADER_LEN + extension;
         self.octet_count = self
             .octet_count
-            .wrapping_add(t.contents.len().saturating_sub(crate::rtp::RTP_HEADER_LEN) as u32);
+            .wrapping_add(t.contents.len().saturating_sub(header) as u32);
     }
 
     /// The next time [`Sender::handle_timeout`] has work.
@@ -484,8 +600,15 @@ impl Sender {
                 packet_count: self.packet_count,
                 octet_count: self.octet_count,
             };
-            let mut contents = Vec::with_capacity(28);
+            let dlrr = self.last_rr.map(|(ssrc, lrr, at)| {
+                let held = ntp_from_duration(now.saturating_duration_since(at)) >> 16;
+                DlrrItem::new(ssrc, lrr, held as u32)
+            });
+            let mut contents = Vec::with_capacity(48);
             let written = sr::write(&info, &[], &mut contents).is_ok()
+                && dlrr.is_none_or(|item| {
+                    xr::write_dlrr(self.ids.media_ssrc, &[item], &mut contents).is_ok()
+                })
                 && match &mut self.security {
                     None => true,
                     Some(sec) => sec.seal_rtcp(&mut contents).is_ok(),

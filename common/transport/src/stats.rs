@@ -43,7 +43,8 @@ pub struct ReceiverStats {
     pub unconfirmed: u64,
     /// Interarrival jitter (RFC 3550 A.8).
     pub jitter: Duration,
-    /// Round trip time seen by NACK round trips, if measured.
+    /// Round trip time, if measured: from RFC 3611 RRTR/DLRR blocks (every sender report
+    /// answers the receiver's last RRTR), else from NACK round trips.
     pub rtt: Option<Duration>,
     /// Lost / (delivered + lost) over the last second, in percent.
     pub loss_percent_1s: f64,

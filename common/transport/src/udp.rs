@@ -4,17 +4,24 @@
 //! peer address (datagrams from anyone else are counted and dropped, never handed on).
 //!
 //! The socket is deliberately not `connect()`ed, so that foreign datagrams reach us and can be
-//! counted, rather than vanishing in the kernel. IPv4 and IPv6 both work; an IPv6 socket bound
+//! counted, rather than vanishing in the kernel.
+//!
+//! Every datagram is read with the kernel's receive timestamp (`SO_TIMESTAMPNS`): when it
+//! arrived, not when the service woke up to read it ([`PeerSocket::recv_at`]). The receiver's
+//! camera-to-screen figure counts from there, so a descheduled net-rx does not hide its own wait. IPv4 and IPv6 both work; an IPv6 socket bound
 //! to `[::]` also accepts IPv4 peers (as v4-mapped addresses), which compare equal to the plain
 //! IPv4 peer address.
 
-use std::io;
-use std::net::{SocketAddr, UdpSocket};
-use std::os::fd::AsFd;
-use std::time::{Duration, Instant};
+use std::io::{self, IoSliceMut};
+use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
+use std::os::fd::{AsFd, AsRawFd};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nix::errno::Errno;
 use nix::poll::{ppoll, PollFd, PollFlags};
+use nix::sys::socket::{
+    recvmsg, setsockopt, sockopt, ControlMessageOwned, MsgFlags, SockaddrStorage,
+};
 use nix::sys::time::TimeSpec;
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -28,6 +35,10 @@ pub const FEEDBACK_POLL: Duration = Duration::from_millis(2);
 
 /// Largest datagram keymash expects, with room to spot (and count) oversized ones.
 pub const RECV_BUFFER_LEN: usize = 2048;
+
+/// A kernel receive timestamp further back than this is not believed (the wall clock was
+/// stepped between the datagram's arrival and its reading): the read time stands instead.
+pub const MAX_STAMP_AGE: Duration = Duration::from_secs(10);
 
 /// Socket buffer sizes to ask the kernel for (it may cap them at net.core.rmem_max/wmem_max).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +86,8 @@ pub struct PeerSocket {
     foreign: u64,
     /// Datagrams larger than the receive buffer (dropped: none of ours is).
     oversized: u64,
+    /// Room for the `SCM_TIMESTAMPNS` control message.
+    cmsg: Vec<u8>,
 }
 
 fn canonical(addr: SocketAddr) -> SocketAddr {
@@ -107,6 +120,9 @@ impl PeerSocket {
         socket
             .set_send_buffer_size(buffers.send_bytes)
             .map_err(opt("SO_SNDBUF"))?;
+        // The kernel stamps each datagram as it arrives (CLOCK_REALTIME; see `recv_at`).
+        setsockopt(&socket, sockopt::ReceiveTimestampns, &true)
+            .map_err(|e| opt("SO_TIMESTAMPNS")(io::Error::from(e)))?;
         socket
             .bind(&local.into())
             .map_err(|source| UdpError::Bind {
@@ -121,6 +137,7 @@ impl PeerSocket {
             peer,
             foreign: 0,
             oversized: 0,
+            cmsg: nix::cmsg_space!(TimeSpec),
         })
     }
 
@@ -188,13 +205,24 @@ impl PeerSocket {
     /// `buf` (use [`RECV_BUFFER_LEN`]). `Ok(None)` when the time ran out; datagrams from
     /// anyone else are counted and skipped within the same time budget.
     pub fn recv(&mut self, buf: &mut [u8], timeout: Duration) -> Result<Option<usize>, UdpError> {
+        Ok(self.recv_at(buf, timeout)?.map(|(len, _)| len))
+    }
+
+    /// [`PeerSocket::recv`], with when the datagram arrived: the kernel's receive timestamp,
+    /// moved from the wall clock to [`Instant`]'s (see [`arrival_instant`]); the read time if
+    /// the kernel gave none.
+    pub fn recv_at(
+        &mut self,
+        buf: &mut [u8],
+        timeout: Duration,
+    ) -> Result<Option<(usize, Instant)>, UdpError> {
         let deadline = Instant::now() + timeout;
         let peer = canonical(self.peer);
         loop {
             // The socket never blocks: the wait is `ppoll`'s, to the microsecond.
-            let (len, from) = match self.socket.recv_from(buf) {
+            let (len, from, stamp) = match self.read_one(buf) {
                 Ok(r) => r,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                Err(Errno::EAGAIN) => {
                     let remaining = deadline.saturating_duration_since(Instant::now());
                     if remaining.is_zero() {
                         return Ok(None);
@@ -202,22 +230,105 @@ impl PeerSocket {
                     self.wait_readable(remaining)?;
                     continue;
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(Errno::EINTR) => continue,
                 // An ICMP error from an earlier send (port unreachable while the peer restarts)
                 // surfaces here on Linux; it is not a failure of this socket.
-                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => continue,
-                Err(source) => return Err(UdpError::Recv { source }),
+                Err(Errno::ECONNREFUSED) => continue,
+                Err(errno) => {
+                    return Err(UdpError::Recv {
+                        source: io::Error::from(errno),
+                    })
+                }
             };
-            if canonical(from) != peer {
+            let read_at = Instant::now();
+            let wall = SystemTime::now();
+            if from.map(canonical) != Some(peer) {
                 self.foreign += 1;
             } else if len >= buf.len() {
                 self.oversized += 1;
             } else {
-                return Ok(Some(len));
+                return Ok(Some((len, arrival_instant(stamp, read_at, wall))));
             }
-            if Instant::now() >= deadline {
+            if read_at >= deadline {
                 return Ok(None);
             }
+        }
+    }
+
+    /// One `recvmsg`: the length, the sender, the kernel's timestamp (wall clock) if any.
+    fn read_one(
+        &mut self,
+        buf: &mut [u8],
+    ) -> Result<(usize, Option<SocketAddr>, Option<Duration>), Errno> {
+        let mut iov = [IoSliceMut::new(buf)];
+        let msg = recvmsg::<SockaddrStorage>(
+            self.socket.as_raw_fd(),
+            &mut iov,
+            Some(&mut self.cmsg),
+            MsgFlags::empty(),
+        )?;
+        let stamp = msg.cmsgs().ok().and_then(|mut cmsgs| {
+            cmsgs.find_map(|c| match c {
+                ControlMessageOwned::ScmTimestampns(ts) => Some(Duration::from(ts)),
+                _ => None,
+            })
+        });
+        let from = msg.address.as_ref().and_then(socket_addr);
+        let len = if msg.flags.contains(MsgFlags::MSG_TRUNC) {
+            usize::MAX
+        } else {
+            msg.bytes
+        };
+        Ok((len, from, stamp))
+    }
+}
+
+/// The std address of a received datagram's sender.
+fn socket_addr(addr: &SockaddrStorage) -> Option<SocketAddr> {
+    if let Some(v4) = addr.as_sockaddr_in() {
+        return Some(SocketAddr::V4(SocketAddrV4::from(*v4)));
+    }
+    addr.as_sockaddr_in6()
+        .map(|v6| SocketAddr::V6(SocketAddrV6::from(*v6)))
+}
+
+/// When a datagram arrived, on [`Instant`]'s clock (CLOCK_MONOTONIC): the kernel stamps it on
+/// the wall clock (`stamp`, since the Unix epoch), so its age is taken on the wall clock
+/// (`wall`, read at `read_at`) and counted back from `read_at`. No stamp, one in the future or
+/// one older than [`MAX_STAMP_AGE`] (the wall clock was stepped): `read_at`.
+pub fn arrival_instant(stamp: Option<Duration>, read_at: Instant, wall: SystemTime) -> Instant {
+    let age = stamp.and_then(|stamp| {
+        wall.duration_since(UNIX_EPOCH)
+            .ok()?
+            .checked_sub(stamp)
+            .filter(|age| *age <= MAX_STAMP_AGE)
+    });
+    age.and_then(|age| read_at.checked_sub(age))
+        .unwrap_or(read_at)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_kernel_stamp_moves_to_the_monotonic_clock_and_a_stepped_wall_clock_is_not_believed() {
+        let read_at = Instant::now() + Duration::from_secs(1000);
+        let wall = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let since_epoch = Duration::from_secs(1_700_000_000);
+        let ms = Duration::from_millis;
+        let table = [
+            // (kernel stamp, arrival)
+            (Some(since_epoch - ms(3)), read_at - ms(3)),
+            (Some(since_epoch), read_at),
+            (None, read_at),
+            // In the future, or further back than MAX_STAMP_AGE: the wall clock was stepped.
+            (Some(since_epoch + ms(5)), read_at),
+            (Some(since_epoch - MAX_STAMP_AGE - ms(1)), read_at),
+            (Some(since_epoch - MAX_STAMP_AGE), read_at - MAX_STAMP_AGE),
+        ];
+        for (stamp, arrival) in table {
+            assert_eq!(arrival_instant(stamp, read_at, wall), arrival, "{stamp:?}");
         }
     }
 }

@@ -212,6 +212,32 @@ fn tshark_decodes_the_stream_as_rtp_and_rtcp_without_malformed_packets() {
         seqs, run.sent_seqs,
         "tshark's RTP sequence numbers differ from the ones sent"
     );
+    // Every media packet carries the capture age as an RFC 8285 one-byte element that Wireshark
+    // itself decodes: profile 0xBEDE, ID 1, 3 data bytes (its `len` field is the byte count).
+    let extensions = tshark_fields(
+        &file.0,
+        port,
+        "rtp.p_type == 96",
+        &[
+            "rtp.ext",
+            "rtp.ext.profile",
+            "rtp.ext.rfc5285.id",
+            "rtp.ext.rfc5285.len",
+        ],
+    );
+    assert_eq!(extensions.len(), run.sent_seqs.len());
+    for row in &extensions {
+        let ext = row.first().map(String::as_str);
+        assert!(
+            matches!(ext, Some("1" | "True" | "true")),
+            "no extension: {row:?}"
+        );
+        assert_eq!(
+            row[1..],
+            ["0xbede", "1", "3"],
+            "capture-age element: {row:?}"
+        );
+    }
     let markers = tshark_fields(
         &file.0,
         port,
@@ -240,6 +266,7 @@ fn tshark_decodes_the_stream_as_rtp_and_rtcp_without_malformed_packets() {
         ("201", "receiver report"),
         ("204", "APP"),
         ("205", "transport feedback"),
+        ("207", "extended report"),
     ] {
         assert!(
             joined.split(',').any(|t| t == pt),
@@ -271,6 +298,25 @@ fn tshark_decodes_the_stream_as_rtp_and_rtcp_without_malformed_packets() {
         nack_pids,
         vec![vec!["4000,4002,4017".to_owned()]],
         "generic NACK not decoded as sent"
+    );
+
+    // The round trip without loss (RFC 3611): the receiver's RRTR blocks (type 4), and the
+    // sender's DLRR blocks (type 5) echoing one of them.
+    let xr_blocks: Vec<String> = tshark_fields(&file.0, port, "rtcp.pt == 207", &["rtcp.xr.bt"])
+        .into_iter()
+        .flatten()
+        .flat_map(|r| r.split(',').map(str::to_owned).collect::<Vec<_>>())
+        .collect();
+    assert!(
+        xr_blocks.iter().any(|b| b == "4") && xr_blocks.iter().any(|b| b == "5"),
+        "no RRTR and DLRR blocks decoded: {xr_blocks:?}"
+    );
+    let rrtr: Vec<Vec<String>> =
+        tshark_fields(&file.0, port, "rtcp.xr.bt == 4", &["rtcp.xr.timestamp"]);
+    let lrr: Vec<Vec<String>> = tshark_fields(&file.0, port, "rtcp.xr.bt == 5", &["rtcp.xr.lrr"]);
+    assert!(
+        !rrtr.is_empty() && !lrr.is_empty() && lrr.iter().all(|r| r[0] != "0"),
+        "RRTR {rrtr:?}, DLRR LRR {lrr:?}"
     );
 
     let malformed = tshark_fields(

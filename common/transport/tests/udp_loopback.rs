@@ -7,7 +7,7 @@ mod skip;
 mod udp_run;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, UdpSocket};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use keymash_transport::TransportConfig;
 use udp_run::{stream, UdpPair};
@@ -108,4 +108,44 @@ fn a_dual_stack_socket_accepts_an_ipv4_peer() {
         dual.recv(&mut buf, Duration::from_millis(20)).unwrap(),
         None
     );
+}
+
+#[test]
+fn a_datagram_read_late_says_when_it_arrived() {
+    use keymash_transport::{Transmit, TransmitKind};
+    let mut pair = UdpPair::bind(IpAddr::V4(Ipv4Addr::LOCALHOST)).expect("bind loopback");
+    let mut buf = [0u8; 64];
+    for _ in 0..3 {
+        let sent = Instant::now();
+        pair.tx
+            .send(&Transmit {
+                contents: b"\x80\x60stamped".to_vec(),
+                kind: TransmitKind::Media,
+            })
+            .expect("send");
+        // The reader is busy for 30 ms: the kernel's timestamp still says when it came.
+        std::thread::sleep(Duration::from_millis(30));
+        let (len, arrival) = pair
+            .rx
+            .recv_at(&mut buf, Duration::from_secs(2))
+            .expect("recv")
+            .expect("a datagram");
+        let read = Instant::now();
+        assert_eq!(&buf[..len], b"\x80\x60stamped");
+        assert!(
+            arrival
+                >= sent
+                    .checked_sub(Duration::from_millis(1))
+                    .expect("after boot"),
+            "arrival {:?} before the send",
+            sent - arrival
+        );
+        assert!(
+            arrival < sent + Duration::from_millis(10)
+                && read - arrival >= Duration::from_millis(25),
+            "arrival {:?} after the send, read {:?} after the arrival",
+            arrival.saturating_duration_since(sent),
+            read - arrival
+        );
+    }
 }

@@ -4,8 +4,8 @@
 use std::time::{Duration, Instant};
 
 use keymash_codec::{FrameJoin, PayloadHeader};
-use keymash_pipeline::{Arrived, Follow, ReceivedSlot};
-use keymash_present::{PayloadTiming, PlayoutQueue};
+use keymash_pipeline::{Follow, ReceivedSlot};
+use keymash_present::{FrameAge, PayloadTiming, PlayoutQueue};
 use keymash_shm::{monotonic_now_ns, FrameMeta, RecvError, RingReader};
 
 /// Payloads taken from the ring per loop turn at most, so presentation is never starved.
@@ -113,11 +113,15 @@ fn admit(
     let slot = ReceivedSlot::read(meta);
     let age = Duration::from_nanos(monotonic_now_ns().saturating_sub(slot.arrival_ns));
     let arrival = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
+    // When the camera took the frame, on this clock, by the sender's account of its age.
+    let age = slot
+        .camera
+        .and_then(|c| FrameAge::from_arrival(arrival, c.age_at_send, c.rtt));
     let header = PayloadHeader::parse(buf).ok();
     let joined = header.is_none_or(|h| join.admit(source, &h));
     let timing = PayloadTiming {
         rtp_timestamp: slot.rtp_timestamp,
-        recovered: slot.arrived != Arrived::Direct,
+        age,
     };
     !joined
         || queue

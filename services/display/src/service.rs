@@ -15,8 +15,8 @@ use keymash_core::{FrameNo, MashLevel, Percentiles};
 use keymash_pipeline::{stat, Follow, MashRecord, Segments, Service};
 use keymash_present::playout::frame_interval;
 use keymash_present::{
-    compose_card, Evidence, FilterCounters, HudFigures, PlayoutBounds, PlayoutQueue, PresentClock,
-    SignalState, SignalWatch,
+    compose_card, CameraLatency, DelayWatch, Evidence, FilterCounters, FrameAge, HudFigures,
+    PlayoutBounds, PlayoutQueue, PresentClock, SignalState, SignalWatch, DELAY_OFF_PATIENCE,
 };
 use keymash_service::{Lifecycle, StatsPublisher};
 use keymash_shm::{monotonic_now_ns, CellReader, ServiceState, ServiceStats};
@@ -137,11 +137,18 @@ struct Picture {
     /// The frame's last payload arriving to its release from the playout queue.
     hold_ms: Percentiles,
     last_stamp: Option<u32>,
+    /// The newest frame applied, by the sender's account of its age (header extension).
+    age: Option<FrameAge>,
+    /// Camera to presentation from the header extension, everything included (the delay, the
+    /// playout hold), for any camera; and the measured delay against `delay.seconds`.
+    camera: CameraLatency,
 }
 
 impl Picture {
-    fn new(geometry: FrameGeometry) -> Self {
+    fn new(geometry: FrameGeometry, delay: DelayWatch) -> Self {
         Picture {
+            age: None,
+            camera: CameraLatency::new(LATENCY_WINDOW, delay),
             decoder: Decoder::new(geometry),
             shown: FrameNo(0),
             undecodable: 0,
@@ -162,6 +169,7 @@ impl Picture {
                 }
             }
             self.shown = frame.frame;
+            self.age = frame.age;
             applied = Some(Applied {
                 first_arrival: applied.map_or(frame.first_arrival, |a| a.first_arrival),
                 last_arrival: frame.last_arrival,
@@ -180,7 +188,20 @@ impl Picture {
     /// capture to arrival. The stamp carries the capture frame number (the delay buffer
     /// renumbers frames, so it is not `shown`). The same stamp again is stale blocks left by a
     /// lost packet, not this frame's age.
+    ///
+    /// With any camera, the sender's account of the frame's age (header extension) gives
+    /// camera to presentation too, and the delay it is shown with.
     fn measure_latency(&mut self, applied: &Applied) {
+        if let Some(change) = self
+            .age
+            .take()
+            .and_then(|age| self.camera.shown(Instant::now(), age))
+        {
+            match change.is_off() {
+                true => log::warn!("{change}"),
+                false => log::info!("{change}"),
+            }
+        }
         let stamp = keymash_media::stamp::read_stamp(self.decoder.frame())
             .filter(|s| self.last_stamp != Some(s.frame));
         if let Some(stamp) = stamp {
@@ -298,7 +319,14 @@ impl Player {
             card: Card::new(geometry),
             queue: PlayoutQueue::new(playout, frame_interval(config.video.fps)),
             clock: PresentClock::new(config.video.fps, Instant::now()),
-            picture: Picture::new(geometry),
+            picture: Picture::new(
+                geometry,
+                DelayWatch::new(
+                    Duration::from_secs_f64(config.delay.seconds),
+                    frame_interval(config.video.fps),
+                    DELAY_OFF_PATIENCE,
+                ),
+            ),
             timings: Timings::default(),
             stats: StatsPublisher::open(config, Service::Display, "frames", monotonic_now_ns())?,
             curve: QualityCurve::from_config(&config.quality),
@@ -453,7 +481,6 @@ impl Player {
         stats.gauge("decode_ms", Timings::mean(&timings.decode_ms));
         stats.gauge("present_ms", Timings::mean(&timings.present_ms));
         stats.gauge("mash", f64::from(self.mash.get()));
-        stats.gauge("frame", picture.shown.0 as f64);
         let signal = self.signal.state(now);
         stats.set_count("signal_lost", self.signal.losses());
         stats.gauge(
@@ -478,6 +505,9 @@ impl Player {
             stats.gauge("playout_hold_p50_ms", p50);
         }
         stats.gauge("playout_target_ms", self.queue.hold().as_secs_f64() * 1e3);
+        for (name, value) in picture.camera.gauges() {
+            stats.gauge(name, value);
+        }
         let mut line = String::new();
         // The screen's state leads: the 128 bytes of a status line may not hold the rest.
         if let SignalState::Lost {
@@ -495,6 +525,10 @@ impl Player {
                 "{what} {:.1} s: {why}; ",
                 silent_for.as_secs_f64()
             ));
+        }
+        if let Some(warning) = picture.camera.warning() {
+            line.push_str(&warning);
+            line.push_str("; ");
         }
         for why in [feed.waiting(), self.mash_cell.waiting()]
             .into_iter()
@@ -515,6 +549,11 @@ impl Player {
                 self.mash.get()
             ));
         } else {
+            // Camera to screen and the delay first: they are what the line is read for.
+            if let Some(figures) = picture.camera.figures() {
+                line.push_str(&figures);
+                line.push_str(", ");
+            }
             line.push_str(&format!(
                 "frame {}, {fps:.1} fps, hold {:.1} ms, decode {:.2} ms, present {:.2} ms, {} incomplete frames, mash {:.2}",
                 picture.shown,

@@ -2,8 +2,10 @@
 //!
 //! Each slot of the received-payload ring holds one codec payload, described by a
 //! [`ReceivedSlot`]: the payload header's frame number (0 if it does not parse: display refuses
-//! it), when net-rx received it (CLOCK_MONOTONIC; display's playout delay counts from here) and
-//! how it arrived (directly, rebuilt by FEC, resent after a NACK).
+//! it), when its datagram arrived (the kernel's receive timestamp, on CLOCK_MONOTONIC; display's
+//! playout delay counts from here), how it arrived (directly, rebuilt by FEC, resent after a
+//! NACK) and, for a direct arrival, the frame's age when the sender sent it (its RTP header
+//! extension) with the round trip time known then.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -13,7 +15,9 @@ use keymash_core::config::Config;
 use keymash_core::curves::QualityCurve;
 use keymash_core::{FrameNo, MashLevel, Quality};
 use keymash_input::MASH_READ_INTERVAL;
-use keymash_pipeline::{stat, Arrived, Follow, MashRecord, ReceivedSlot, Segments, Service};
+use keymash_pipeline::{
+    stat, Arrived, CameraTiming, Follow, MashRecord, ReceivedSlot, Segments, Service,
+};
 use keymash_service::{Lifecycle, StatsPublisher};
 use keymash_shm::{monotonic_now_ns, CellReader, RingWriter, ServiceState};
 use keymash_transport::udp::{PeerSocket, SocketBuffers, RECV_BUFFER_LEN};
@@ -143,10 +147,10 @@ impl NetRx {
             .min(self.next_refresh.saturating_duration_since(now))
             .min(self.next_mash_read.saturating_duration_since(now));
         for _ in 0..RECV_BATCH {
-            match self.socket.recv(&mut self.buf, wait)? {
-                Some(len) => self
-                    .receiver
-                    .handle_datagram(Instant::now(), &self.buf[..len]),
+            // The protocol's `now` for a datagram is when the kernel received it, not when
+            // this loop woke up to read it.
+            match self.socket.recv_at(&mut self.buf, wait)? {
+                Some((len, arrival)) => self.receiver.handle_datagram(arrival, &self.buf[..len]),
                 None => break,
             }
             wait = Duration::ZERO;
@@ -156,12 +160,13 @@ impl NetRx {
 
     /// Writes the payloads the protocol releases into the ring, from the first whole frame on.
     fn deliver(&mut self, now: Instant) {
+        let rtt = self.receiver.stats(now).rtt;
         while let Some(payload) = self.receiver.poll_payload(now) {
             let header = PayloadHeader::parse(&payload.payload).ok();
             if header.is_some_and(|h| !self.join.admit(u64::from(payload.ssrc.0), &h)) {
                 continue;
             }
-            write_payload(&mut self.ring, &payload, header);
+            write_payload(&mut self.ring, &payload, header, rtt);
             if header.is_none() {
                 self.unparseable += 1;
             }
@@ -219,6 +224,7 @@ impl NetRx {
         stats.gauge("unconfirmed", s.unconfirmed as f64);
         stats.gauge("loss_percent", s.loss_percent_1s);
         stats.gauge("jitter_ms", s.jitter.as_secs_f64() * 1e3);
+        stats.gauge("rtt_ms", s.rtt.map_or(-1.0, |d| d.as_secs_f64() * 1e3));
         stats.gauge("quality", f64::from(self.quality.get()));
         stats.gauge("mash", f64::from(self.level.get()));
         let silent_for = self.silence.observe(now, s.received);
@@ -283,16 +289,33 @@ fn mash_level(mash: &mut Follow<CellReader<MashRecord>>) -> MashLevel {
 
 /// Copies one payload into the ring. One whose codec `header` does not parse is still written,
 /// with frame number 0, so display counts and refuses it where it decodes.
-fn write_payload(ring: &mut RingWriter, payload: &ReceivedPayload, header: Option<PayloadHeader>) {
+fn write_payload(
+    ring: &mut RingWriter,
+    payload: &ReceivedPayload,
+    header: Option<PayloadHeader>,
+    rtt: Option<Duration>,
+) {
+    // On the ring's clock (CLOCK_MONOTONIC nanoseconds), counted back from now.
+    let now_ns = monotonic_now_ns();
+    let since_arrival = Instant::now().saturating_duration_since(payload.arrival);
     let slot = ReceivedSlot {
         frame: header.map_or(FrameNo(0), |h| h.frame_no),
-        arrival_ns: monotonic_now_ns(),
+        arrival_ns: now_ns.saturating_sub(since_arrival.as_nanos() as u64),
         arrived: match payload.recovery {
             Recovery::Direct => Arrived::Direct,
             Recovery::Fec => Arrived::Fec,
             Recovery::Nack => Arrived::Nack,
         },
         rtp_timestamp: Some(payload.rtp_timestamp),
+        // A resent packet's age was taken when it was first sent: only direct arrivals say how
+        // old their frame is now.
+        camera: payload
+            .capture_age
+            .filter(|_| payload.recovery == Recovery::Direct)
+            .map(|age| CameraTiming {
+                age_at_send: age.get(),
+                rtt,
+            }),
     };
     if let Err(e) = ring.write(&payload.payload, &slot.meta()) {
         log::warn!("payload {} not stored: {e}", payload.seq.get());

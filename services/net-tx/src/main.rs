@@ -18,7 +18,7 @@ use keymash_core::config::Config;
 use keymash_core::{Percentiles, Quality};
 use keymash_media::{Departed, Departures};
 use keymash_pipeline::{
-    stat, Follow, PackedPayloads, PayloadSlot, QualityRecord, Segments, Service,
+    stat, Follow, FrameKind, PackedPayloads, PayloadSlot, QualityRecord, Segments, Service,
 };
 use keymash_service::{Lifecycle, ServiceArgs, StatsPublisher};
 use keymash_shm::{monotonic_now_ns, RecvError, RingReader};
@@ -123,9 +123,10 @@ fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
     let mut last_publish = Instant::now();
     let mut send_errors = 0u64;
     while !lifecycle.stop_requested() {
-        // 1. Feedback from the receiver.
-        while let Some(len) = socket.recv(&mut datagram, Duration::ZERO)? {
-            sender.handle_datagram(Instant::now(), &datagram[..len]);
+        // 1. Feedback from the receiver, at the time it arrived (this loop reads it up to
+        // FEEDBACK_POLL later): the delay the sender reports holding an RRTR is then exact.
+        while let Some((len, arrival)) = socket.recv_at(&mut datagram, Duration::ZERO)? {
+            sender.handle_datagram(arrival, &datagram[..len]);
         }
         // 2. Tell the encoder the quality to use.
         let now = Instant::now();
@@ -244,7 +245,15 @@ fn take_frame(
     let now = Instant::now();
     let age = Duration::from_nanos(monotonic_now_ns().saturating_sub(slot.capture_ns));
     let capture_time = now.checked_sub(age).unwrap_or(now);
-    match sender.push_frame(now, slot.frame, capture_time, &packed.payloads) {
+    // Only camera video says its age: the countdown card's time is when it was drawn, and the
+    // receiver would take it for a delay of zero.
+    let queued = match slot.kind {
+        FrameKind::Video => sender.push_frame(now, slot.frame, capture_time, &packed.payloads),
+        FrameKind::Countdown => {
+            sender.push_generated_frame(now, slot.frame, capture_time, &packed.payloads)
+        }
+    };
+    match queued {
         Ok(queued) => {
             stats.count("frames", 1);
             departures.queued(

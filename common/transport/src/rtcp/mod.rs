@@ -1,4 +1,5 @@
-//! RTCP (RFC 3550 section 6, RFC 4585): one file per packet type, and compound packets here.
+//! RTCP (RFC 3550 section 6, RFC 4585, RFC 3611's RRTR/DLRR): one file per packet type, and
+//! compound packets here.
 //!
 //! Parsing borrows the received bytes: fixed parts are zerocopy views, lists (report blocks,
 //! NACK entries) are zerocopy slices. Every length field is checked against the bytes present;
@@ -8,6 +9,7 @@ pub mod app;
 pub mod nack;
 pub mod rr;
 pub mod sr;
+pub mod xr;
 
 use zerocopy::byteorder::network_endian::U16;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
@@ -16,6 +18,7 @@ pub use app::KeymashApp;
 pub use nack::{GenericNack, NackEntry};
 pub use rr::{ReceiverReport, ReportBlock, ReportBlockFields};
 pub use sr::SenderReport;
+pub use xr::{DlrrItem, ExtendedReport};
 
 /// RTCP packet types keymash understands.
 pub const PT_SR: u8 = 200;
@@ -23,6 +26,8 @@ pub const PT_RR: u8 = 201;
 pub const PT_APP: u8 = 204;
 /// Transport-layer feedback (RFC 4585); FMT 1 is generic NACK.
 pub const PT_RTPFB: u8 = 205;
+/// Extended report (RFC 3611).
+pub const PT_XR: u8 = 207;
 
 /// The 4-byte header every RTCP packet starts with.
 #[derive(Debug, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
@@ -97,6 +102,7 @@ pub enum RtcpPacket<'a> {
     ReceiverReport(ReceiverReport<'a>),
     Nack(GenericNack<'a>),
     App(KeymashApp),
+    ExtendedReport(ExtendedReport<'a>),
     /// A well-framed packet of a type keymash does not use (SDES, BYE, other feedback...).
     Other {
         packet_type: u8,
@@ -217,6 +223,7 @@ fn parse_body(count: u8, packet_type: u8, body: &[u8]) -> Result<RtcpPacket<'_>,
         PT_RR => RtcpPacket::ReceiverReport(ReceiverReport::parse(count, body)?),
         PT_RTPFB => RtcpPacket::Nack(GenericNack::parse(count, body)?),
         PT_APP => RtcpPacket::App(KeymashApp::parse(count, body)?),
+        PT_XR => RtcpPacket::ExtendedReport(ExtendedReport::parse(body)?),
         other => RtcpPacket::Other { packet_type: other },
     })
 }
