@@ -21,10 +21,11 @@
 //! the hold grows to cover a retransmission's round trip (within the maximum) and frames are
 //! shown whole.
 //!
-//! A frame whose remaining payloads were lost is released once a newer frame has started (net-rx
-//! delivers in sequence order, so none of its payloads can still come) at its play time, or a
-//! frame interval after it if nothing newer comes: the blocks it would have refreshed stay
-//! stale, which is the installation's glitch.
+//! A frame whose remaining payloads were lost is released at its play time once its last
+//! payload or a newer frame has come (net-rx delivers in sequence order, so none of its
+//! missing payloads can still come), or a frame interval after it if neither comes (its tail
+//! was lost: only the next frame tells): the blocks it would have refreshed stay stale, which
+//! is the installation's glitch.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -246,6 +247,9 @@ struct PendingFrame {
     age: Option<FrameAge>,
     payload_count: u16,
     payloads: Vec<Vec<u8>>,
+    /// Its last payload (index `payload_count - 1`) came: payloads come in order, so any still
+    /// missing were lost.
+    has_last: bool,
 }
 
 impl PendingFrame {
@@ -361,10 +365,12 @@ impl PlayoutQueue {
             age: None,
             payload_count: header.payload_count,
             payloads: Vec::with_capacity(usize::from(header.payload_count)),
+            has_last: false,
         });
         let was_complete = entry.is_complete();
         entry.payloads.push(payload);
         entry.last_arrival = now;
+        entry.has_last |= header.payload_index.saturating_add(1) >= header.payload_count;
         if !was_complete && entry.is_complete() {
             if let Some(sender_ns) = entry.sender_ns {
                 self.transits.record(sender_ns, now, self.bounds);
@@ -398,7 +404,7 @@ impl PlayoutQueue {
     fn oldest_due(&self) -> Option<Instant> {
         let (_, oldest) = self.pending.first_key_value()?;
         let play = self.play_time(oldest);
-        let final_ = oldest.is_complete() || self.pending.len() > 1;
+        let final_ = oldest.is_complete() || oldest.has_last || self.pending.len() > 1;
         Some(if final_ {
             play
         } else {
@@ -767,6 +773,29 @@ mod tests {
                 "frames released {step:?} apart"
             );
         }
+    }
+
+    #[test]
+    fn a_frame_missing_a_middle_payload_plays_on_time_once_its_last_has_come() {
+        let t0 = Instant::now();
+        let mut q = PlayoutQueue::new(PlayoutBounds::fixed(DELAY), INTERVAL);
+        let payloads = payloads_of(1, 3);
+        // The second payload lost: net-rx delivers in order, so once the last is here the
+        // frame can get nothing more and needs no grace.
+        for (i, p) in payloads.iter().enumerate().filter(|(i, _)| *i != 1) {
+            q.push(t0 + Duration::from_millis(i as u64), p.clone())
+                .expect("push");
+        }
+        let f = q.pop_due(t0 + DELAY).expect("due at its play time");
+        assert!(!f.is_complete());
+        // Its tail lost instead: only a newer frame, or the grace, ends it.
+        let payloads = payloads_of(2, 3);
+        let t1 = t0 + INTERVAL;
+        for p in &payloads[..payloads.len() - 1] {
+            q.push(t1, p.clone()).expect("push");
+        }
+        assert_eq!(q.pop_due(t1 + DELAY), None);
+        assert!(q.pop_due(t1 + DELAY + INTERVAL).is_some());
     }
 
     #[test]
