@@ -26,6 +26,7 @@ pub mod installed;
 pub mod json;
 pub mod notify;
 pub mod receiver;
+pub mod responsiveness;
 pub mod sender;
 pub mod soak;
 pub mod systemd;
