@@ -803,18 +803,12 @@ fn report(
             ));
         }
         match (p50, p99) {
-            (Some(p50), Some(p99)) => {
-                if p50 >= KEY_P50_TARGET_MS {
-                    failures.push(format!(
-                        "key press to better picture p50 {p50:.1} ms (target < {KEY_P50_TARGET_MS} ms)"
-                    ));
-                }
-                if p99 >= KEY_P99_TARGET_MS {
-                    failures.push(format!(
-                        "key press to better picture p99 {p99:.1} ms (target < {KEY_P99_TARGET_MS} ms)"
-                    ));
-                }
-            }
+            (Some(p50), Some(p99)) => check_targets(
+                "key press to better picture",
+                (p50, p99),
+                (KEY_P50_TARGET_MS, KEY_P99_TARGET_MS),
+                &mut failures,
+            ),
             _ => failures.push("key press: no press answered".into()),
         }
     }
@@ -963,18 +957,12 @@ fn report(
     {
         let r = &latency[after][0];
         match (quantile(&r.own_ms, 0.5), quantile(&r.own_ms, 0.99)) {
-            (Some(p50), Some(p99)) => {
-                if p50 >= C2P_P50_TARGET_MS {
-                    failures.push(format!(
-                        "capture to present at 0% loss p50 {p50:.1} ms (target < {C2P_P50_TARGET_MS} ms)"
-                    ));
-                }
-                if p99 >= C2P_P99_TARGET_MS {
-                    failures.push(format!(
-                        "capture to present at 0% loss p99 {p99:.1} ms (target < {C2P_P99_TARGET_MS} ms)"
-                    ));
-                }
-            }
+            (Some(p50), Some(p99)) => check_targets(
+                "capture to present at 0% loss",
+                (p50, p99),
+                (C2P_P50_TARGET_MS, C2P_P99_TARGET_MS),
+                &mut failures,
+            ),
             _ => failures.push("capture to present at 0% loss: no picture with a stamp".into()),
         }
     }
@@ -996,4 +984,13 @@ fn display_gauge(r: &LatencyResults) -> (Option<f64>, Option<f64>) {
         r.gauge(Service::Display, "capture_to_present_p99_ms")
             .map(|v| v + add),
     )
+}
+
+/// Notes in `failures` each of `measured` (p50, p99, ms) not below its `target`.
+fn check_targets(what: &str, measured: (f64, f64), target: (f64, f64), failures: &mut Vec<String>) {
+    for (name, value, bound) in [("p50", measured.0, target.0), ("p99", measured.1, target.1)] {
+        if value >= bound {
+            failures.push(format!("{what} {name} {value:.1} ms (target < {bound} ms)"));
+        }
+    }
 }

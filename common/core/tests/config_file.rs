@@ -200,6 +200,10 @@ fn range_checks_cover_every_bounded_key() {
             "display.playout_min_ms",
         ),
         (
+            "[transport]\npacing_rate_mbit = 100001\n",
+            "transport.pacing_rate_mbit",
+        ),
+        (
             "[display]\nglow_border_px = 1000\n",
             "display.glow_border_px",
         ),
