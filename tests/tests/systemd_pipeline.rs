@@ -12,12 +12,15 @@
 //! what the product takes (services ready in about a second, restarted after RestartSec = 1 s).
 //! Every command run inside the booted system is bounded too (BootedSystemd::exec).
 
-use std::path::Path;
+use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use keymash_pipeline::{stat, Service};
 use keymash_shm::{
     list_segments, CellReader, Prefix, RemoveSegmentsOnDrop, SegmentId, SegmentName, ServiceStats,
+};
+use keymash_tests::installed::{
+    exhibit_config, install_commands, netns_drop_in, unit, PrivateLink,
 };
 use keymash_tests::systemd::BootedSystemd;
 use keymash_tests::{require_root, NetnsPair};
@@ -41,54 +44,28 @@ fn stages() -> Vec<&'static str> {
     Service::ALL.iter().map(|s| s.name()).collect()
 }
 
-fn unit(stage: &str) -> String {
-    format!("keymash-{stage}.service")
-}
-
 #[test]
 fn the_real_units_run_supervise_and_clean_up_the_pipeline() {
     require_root();
-    let pair = NetnsPair::create("sd").unwrap();
+    // Addresses of a private range the shipped units' IPAddressAllow= lets through, so the
+    // units run as installed (only their network namespace is set).
+    let link = PrivateLink::create(
+        "sd",
+        Ipv4Addr::new(10, 213, 8, 1),
+        Ipv4Addr::new(10, 213, 8, 2),
+    );
     let prefix_name = format!("kmsd-{}", std::process::id());
     let prefix = Prefix::new(&prefix_name).unwrap();
     let _segments = RemoveSegmentsOnDrop(prefix.clone());
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-
-    let drop_in = |stage: &str, netns: &str| {
-        format!(
-            "mkdir -p /etc/systemd/system/{u}.d\nprintf '[Service]\\nNetworkNamespacePath=/run/netns/{netns}\\nIPAddressAllow=198.18.0.0/15\\n' > /etc/systemd/system/{u}.d/test.conf\n",
-            u = unit(stage)
-        )
-    };
+    let config = exhibit_config(&prefix_name, link.sender, link.receiver, 1.0);
+    // One booted system plays both PCs: install.sh for one role enables that role's target;
+    // the test starts both targets itself.
     let setup = format!(
-        r#"set -euo pipefail
-bash {repo}/deploy/install.sh --root / --no-deps --binaries {bin} --role receiver
-cat > /etc/keymash/keymash.toml <<'CONF'
-[shm]
-prefix = "{prefix_name}"
-[capture]
-source = "synthetic"
-[delay]
-seconds = 1.0
-[network]
-sender_address = "{left}"
-receiver_address = "{right}"
-[loss]
-interface = "{right_if}"
-[display]
-output = "y4m:/var/lib/keymash/display.y4m"
-[input]
-source = "script:0-600s:6/s"
-CONF
-{tx}{rx}{lc}"#,
-        repo = repo.display(),
-        bin = keymash_tests::binary_dir().display(),
-        left = NetnsPair::LEFT_V4,
-        right = NetnsPair::RIGHT_V4,
-        right_if = NetnsPair::RIGHT_INTERFACE,
-        tx = drop_in("net-tx", pair.left.name()),
-        rx = drop_in("net-rx", pair.right.name()),
-        lc = drop_in("loss-controller", pair.right.name()),
+        "{}{}{}{}",
+        install_commands("receiver", &config, None),
+        netns_drop_in(&unit("net-tx"), link.pair.left.name()),
+        netns_drop_in(&unit("net-rx"), link.pair.right.name()),
+        netns_drop_in(&unit("loss-controller"), link.pair.right.name()),
     );
     let sd = BootedSystemd::boot("pipeline", &setup).unwrap();
 
@@ -220,7 +197,8 @@ CONF
         String::from_utf8_lossy(&leftovers.stdout).trim().is_empty(),
         "processes left"
     );
-    let filters = pair
+    let filters = link
+        .pair
         .right
         .run(
             "tc",
