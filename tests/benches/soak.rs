@@ -23,6 +23,7 @@
 //! guards' drops still clean up what a panic leaves).
 
 use std::io::Write as _;
+use std::net::Ipv4Addr;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,9 +31,12 @@ use std::time::{Duration, Instant};
 
 use keymash_pipeline::{stat, Service};
 use keymash_shm::{CellReader, Prefix, RemoveSegmentsOnDrop, SegmentId, SegmentName, ServiceStats};
+use keymash_tests::installed::{
+    exhibit_config_with, install_commands_from, netns_drop_in, PrivateLink,
+};
+use keymash_tests::require_root;
 use keymash_tests::soak::{self, Bounds, Rng, Sample, Settings, StageSample};
 use keymash_tests::systemd::BootedSystemd;
-use keymash_tests::{require_root, NetnsPair};
 
 /// A sample taken this soon after a kill is shown but its flow and delay are not judged: the
 /// unit restarts after RestartSec = 1 s, starts within a second or two, and the display's and
@@ -174,53 +178,25 @@ fn source_state(repo: &Path) -> String {
     }
 }
 
-fn setup_script(settings: &Settings, binaries: &Path, prefix: &str, pair: &NetnsPair) -> String {
-    let drop_in = |service: Service, netns: &str| {
-        format!(
-            "mkdir -p /etc/systemd/system/{u}.d\nprintf '[Service]\\nNetworkNamespacePath=/run/netns/{netns}\\nIPAddressAllow=198.18.0.0/15\\n' > /etc/systemd/system/{u}.d/soak.conf\n",
-            u = unit(service)
-        )
-    };
+fn setup_script(settings: &Settings, binaries: &Path, prefix: &str, link: &PrivateLink) -> String {
     // Mashing in a 90 s cycle: nobody, a steady visitor, a crowd, a straggler; the loss filter
     // and the quality move all the time, as at the exhibit.
     let mash = "0-20s:0/s,20-50s:10/s,50-70s:30/s,70-90s:3/s";
+    let config = exhibit_config_with(
+        prefix,
+        (link.sender, link.receiver),
+        settings.delay_seconds,
+        (settings.width, settings.height, settings.fps),
+        mash,
+    );
+    // One booted system plays both PCs, with the units as installed: only the network stages'
+    // namespaces are set.
     format!(
-        r#"set -euo pipefail
-bash {repo}/deploy/install.sh --root / --no-deps --binaries {bin} --role receiver
-cat > /etc/keymash/keymash.toml <<'CONF'
-[shm]
-prefix = "{prefix}"
-[video]
-width = {width}
-height = {height}
-fps = {fps}
-[capture]
-source = "synthetic"
-[delay]
-seconds = {delay}
-[network]
-sender_address = "{left}"
-receiver_address = "{right}"
-[loss]
-interface = "{right_if}"
-[display]
-output = "y4m:/dev/null"
-[input]
-source = "script:{mash}"
-CONF
-{tx}{rx}{lc}"#,
-        repo = settings.repo.display(),
-        bin = binaries.display(),
-        width = settings.width,
-        height = settings.height,
-        fps = settings.fps,
-        delay = settings.delay_seconds,
-        left = NetnsPair::LEFT_V4,
-        right = NetnsPair::RIGHT_V4,
-        right_if = NetnsPair::RIGHT_INTERFACE,
-        tx = drop_in(Service::NetTx, pair.left.name()),
-        rx = drop_in(Service::NetRx, pair.right.name()),
-        lc = drop_in(Service::LossController, pair.right.name()),
+        "{}{}{}{}",
+        install_commands_from("receiver", &config, None, &settings.repo, binaries),
+        netns_drop_in(&unit(Service::NetTx), link.pair.left.name()),
+        netns_drop_in(&unit(Service::NetRx), link.pair.right.name()),
+        netns_drop_in(&unit(Service::LossController), link.pair.right.name()),
     )
 }
 
@@ -334,11 +310,16 @@ fn run(settings: &Settings, stop: &AtomicBool) -> Result<Vec<soak::Finding>, Str
 
     // Declared in this order so they drop in reverse: systemd first (its units hold the
     // namespaces and segments), then the segments, then the namespaces.
-    let pair = NetnsPair::create("soak").map_err(|e| format!("network namespaces: {e}"))?;
+    // A private range the shipped units' IPAddressAllow= admits.
+    let link = PrivateLink::create(
+        "soak",
+        Ipv4Addr::new(10, 213, 9, 1),
+        Ipv4Addr::new(10, 213, 9, 2),
+    );
     let prefix_name = format!("kmsoak-{}", std::process::id());
     let prefix = Prefix::new(&prefix_name).map_err(|e| e.to_string())?;
     let _segments = RemoveSegmentsOnDrop(prefix.clone());
-    let setup = setup_script(settings, &binaries, &prefix_name, &pair);
+    let setup = setup_script(settings, &binaries, &prefix_name, &link);
     let sd = BootedSystemd::boot("soak", &setup)?;
     let systemd_pid = sd.host_pid();
     let namespace =

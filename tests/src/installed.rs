@@ -86,17 +86,35 @@ pub fn exhibit_config(
     receiver: Ipv4Addr,
     delay_seconds: f64,
 ) -> String {
+    exhibit_config_with(
+        prefix,
+        (sender, receiver),
+        delay_seconds,
+        (320, 240, 20),
+        "0-600s:6/s",
+    )
+}
+
+/// [`exhibit_config`] with the video (`width`, `height`, `fps`) and the mash script
+/// (`input.source = "script:..."`) chosen (the soak bench runs the exhibit's 640x480).
+pub fn exhibit_config_with(
+    prefix: &str,
+    (sender, receiver): (Ipv4Addr, Ipv4Addr),
+    delay_seconds: f64,
+    (width, height, fps): (u32, u32, u32),
+    mash_script: &str,
+) -> String {
     format!(
         r#"[shm]
 prefix = "{prefix}"
 [video]
-width = 320
-height = 240
-fps = 20
+width = {width}
+height = {height}
+fps = {fps}
 [capture]
 source = "synthetic"
 [delay]
-seconds = {delay_seconds:.1}
+seconds = {delay_seconds:?}
 [network]
 sender_address = "{sender}"
 receiver_address = "{receiver}"
@@ -105,7 +123,7 @@ interface = "{interface}"
 [display]
 output = "y4m:/dev/null"
 [input]
-source = "script:0-600s:6/s"
+source = "script:{mash_script}"
 "#,
         interface = NetnsPair::RIGHT_INTERFACE,
     )
@@ -118,6 +136,19 @@ source = "script:0-600s:6/s"
 /// target.
 pub fn install_commands(role: &str, config: &str, key: Option<&Path>) -> String {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    install_commands_from(role, config, key, &repo, &crate::binary_dir())
+}
+
+/// [`install_commands`] with `deploy/install.sh` and the units from the checkout `repo` and the
+/// service binaries from `binaries` (the soak bench runs snapshots of both, so edits made
+/// while it runs do not reach it).
+pub fn install_commands_from(
+    role: &str,
+    config: &str,
+    key: Option<&Path>,
+    repo: &Path,
+    binaries: &Path,
+) -> String {
     let key = key.map_or(String::new(), |k| {
         format!(
             "install -D -m 0640 {} /etc/keymash/keymash.key\n",
@@ -128,7 +159,7 @@ pub fn install_commands(role: &str, config: &str, key: Option<&Path>) -> String 
         "set -euo pipefail\nmkdir -p /root\ncat > /root/keymash-test.toml <<'CONF'\n{config}CONF\n{key}\
          bash {repo}/deploy/install.sh --root / --no-deps --binaries {bin} --role {role} --config /root/keymash-test.toml\n",
         repo = repo.display(),
-        bin = crate::binary_dir().display(),
+        bin = binaries.display(),
     )
 }
 
