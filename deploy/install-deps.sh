@@ -27,8 +27,9 @@ build_packages=(build-essential pkg-config clang libclang-dev llvm libbpf-dev li
 # - util-linux: `unshare`, `nsenter`, `pivot_root` (booting systemd in a namespace) and `setpriv`
 #   (the loss controller's capability test); mount: `mount` (the same boot). Both are on any
 #   Debian; listed so that the list is whole.
-# - libturbojpeg0-dev: no test; the codec benches' baseline, a C helper they compile with `cc`
-#   (build-essential, above) against it when run (`cargo bench --no-run` does not need it).
+# - libturbojpeg0-dev: the codec benches' baseline: the speed bench links libturbojpeg into its
+#   own process (so `cargo bench --no-run`, which CI runs, needs it), and the quality bench
+#   compiles a C helper against it with `cc` (build-essential, above) when run.
 # - bpftool: no test; for looking at the loaded filter by hand (`bpftool prog`, `bpftool map
 #   dump`) when a loss test fails.
 # No test uses stress-ng (the issue's load runs bring their own), so it is not installed.

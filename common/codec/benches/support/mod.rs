@@ -1,5 +1,5 @@
-//! Shared by the codec benches: machine description, test images, the libjpeg-turbo baseline
-//! helper, percentiles.
+//! Shared by the codec benches: machine description, test images and clips, the libjpeg-turbo
+//! baseline helper (quality bench), percentiles.
 #![allow(dead_code)]
 
 use keymash_codec::y4m::Y4mReader;
@@ -93,6 +93,80 @@ pub(crate) fn require_image(geometry: FrameGeometry, name: &str) -> I420Frame {
         ));
     }
     frame
+}
+
+/// The clips the speed bench expects, `<name>_<W>x<H>_clip.y4m` at 640x480 and 1280x720: one
+/// per test image, and `coffeedim`, the coffee pan dark and noisy as a webcam at high gain.
+pub(crate) const CLIP_NAMES: [&str; 6] = [
+    "astronaut",
+    "camera",
+    "chelsea",
+    "coffee",
+    "testsrc2noise",
+    "coffeedim",
+];
+
+/// The path of one clip, `<name>_<W>x<H>_clip.y4m`.
+fn clip_path(geometry: FrameGeometry, name: &str) -> PathBuf {
+    image_dir().join(format!(
+        "{name}_{}x{}_clip.y4m",
+        geometry.width(),
+        geometry.height()
+    ))
+}
+
+/// Exits non-zero with the command that makes them unless every clip of [`CLIP_NAMES`] is
+/// there at each of these sizes: checked before anything is measured.
+pub(crate) fn require_clips_exist(geometries: &[FrameGeometry]) {
+    for &g in geometries {
+        for name in CLIP_NAMES {
+            let path = clip_path(g, name);
+            if !path.exists() {
+                fail(&format!(
+                    "test clip {} is missing; make the clips with:\n  {}\n  (needs pip, unzip and ffmpeg; set KEYMASH_CODEC_IMAGES=DIR to read them from DIR instead)",
+                    path.display(),
+                    fetch_command()
+                ));
+            }
+        }
+    }
+}
+
+/// Every frame of one clip, or exit non-zero with the command that makes it.
+pub(crate) fn require_clip(geometry: FrameGeometry, name: &str) -> Vec<I420Frame> {
+    require_clips_exist(&[geometry]);
+    let path = clip_path(geometry, name);
+    let again = || format!("make the clips again with:\n  {}", fetch_command());
+    let file = std::fs::File::open(&path)
+        .unwrap_or_else(|e| fail(&format!("{}: {e}; {}", path.display(), again())));
+    let mut reader = Y4mReader::new(std::io::BufReader::new(file))
+        .unwrap_or_else(|e| fail(&format!("{}: {e}; {}", path.display(), again())));
+    if reader.header().geometry != geometry {
+        fail(&format!(
+            "{} is {}, not {geometry}; {}",
+            path.display(),
+            reader.header().geometry,
+            again()
+        ));
+    }
+    let mut frames = Vec::new();
+    loop {
+        let mut frame = I420Frame::grey(geometry);
+        match reader.read_frame(&mut frame) {
+            Ok(true) => frames.push(frame),
+            Ok(false) => break,
+            Err(e) => fail(&format!("{}: {e}; {}", path.display(), again())),
+        }
+    }
+    if frames.len() < 2 {
+        fail(&format!(
+            "{} has {} frame(s), not a clip; {}",
+            path.display(),
+            frames.len(),
+            again()
+        ));
+    }
+    frames
 }
 
 /// The CPU model line from /proc/cpuinfo, and the core count.
