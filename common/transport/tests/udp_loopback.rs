@@ -115,6 +115,33 @@ fn a_datagram_read_late_says_when_it_arrived() {
     use keymash_transport::{Transmit, TransmitKind};
     let mut pair = UdpPair::bind(IpAddr::V4(Ipv4Addr::LOCALHOST)).expect("bind loopback");
     let mut buf = [0u8; 64];
+    // Linux turns receive timestamps on for the whole stack asynchronously (the first
+    // SO_TIMESTAMPNS socket flips a static key from a deferred work item): until that has run,
+    // a datagram is stamped when it is read. On a loaded machine that can take a while, so wait
+    // for a datagram stamped on arrival first (net-rx only reads its first packets' arrival a
+    // little late for it).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        pair.tx
+            .send(&Transmit {
+                contents: b"\x80\x60warm-up".to_vec(),
+                kind: TransmitKind::Media,
+            })
+            .expect("send");
+        std::thread::sleep(Duration::from_millis(10));
+        let (_, arrival) = pair
+            .rx
+            .recv_at(&mut buf, Duration::from_secs(2))
+            .expect("recv")
+            .expect("a datagram");
+        if arrival.elapsed() >= Duration::from_millis(5) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no datagram was stamped on arrival within 10 s"
+        );
+    }
     for _ in 0..3 {
         let sent = Instant::now();
         pair.tx
