@@ -531,6 +531,10 @@ pub struct DisplayConfig {
     /// The most a frame waits to smooth the network's jitter; a frame later than this is shown
     /// as soon as it is whole (a stutter, not a growing delay).
     pub playout_max_ms: u32,
+    /// The fixed playout delay of earlier versions, still in the configuration files of PCs
+    /// installed before: read only to be refused with what replaces it (never written).
+    #[serde(skip_serializing)]
+    pub playout_delay_ms: Option<u32>,
     /// Width of the border that glows green with the mash level, in pixels (0 = no glow).
     pub glow_border_px: u32,
     /// A one-line overlay with loss %, quality and fps.
@@ -547,6 +551,7 @@ impl Default for DisplayConfig {
             fullscreen: true,
             playout_min_ms: 2,
             playout_max_ms: 100,
+            playout_delay_ms: None,
             glow_border_px: 32,
             hud: false,
             signal_lost_ms: 1000,
@@ -925,6 +930,16 @@ impl Config {
         }
 
         let p = &self.display;
+        if let Some(old) = p.playout_delay_ms {
+            return invalid(
+                "display.playout_delay_ms",
+                format!(
+                    "was replaced by playout_min_ms and playout_max_ms (the wait now follows the \
+                     network's jitter between them): write playout_max_ms = {old} instead, or \
+                     remove the line for the defaults (2 and 100)"
+                ),
+            );
+        }
         if p.playout_max_ms > 5_000 {
             return invalid(
                 "display.playout_max_ms",

@@ -203,6 +203,11 @@ fn range_checks_cover_every_bounded_key() {
             "[transport]\npacing_rate_mbit = 100001\n",
             "transport.pacing_rate_mbit",
         ),
+        // A configuration from before the adaptive playout: refused, naming what replaces it.
+        (
+            "[display]\nplayout_delay_ms = 100\n",
+            "display.playout_delay_ms",
+        ),
         (
             "[display]\nglow_border_px = 1000\n",
             "display.glow_border_px",
