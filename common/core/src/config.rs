@@ -141,6 +141,8 @@ pub struct Config {
     pub display: DisplayConfig,
     pub input: InputConfig,
     pub security: SecurityConfig,
+    pub web: WebConfig,
+    pub archive: ArchiveConfig,
 }
 
 /// Where the key file is unless the configuration names another.
@@ -542,6 +544,9 @@ pub struct DisplayConfig {
     /// With no frame presented for this long, the screen shows the signal-lost card (the last
     /// picture dimmed, "signal lost, reconnecting" and why) instead of a frozen picture.
     pub signal_lost_ms: u32,
+    /// Publish each presented picture into the `screen` segment, for keymash-web and
+    /// keymash-archive (one copy of the picture per new frame).
+    pub publish_picture: bool,
 }
 
 impl Default for DisplayConfig {
@@ -555,6 +560,7 @@ impl Default for DisplayConfig {
             glow_border_px: 32,
             hud: false,
             signal_lost_ms: 1000,
+            publish_picture: true,
         }
     }
 }
@@ -609,6 +615,64 @@ impl Default for InputConfig {
         InputConfig {
             source: InputSource::Evdev,
             publish_hz: 100,
+        }
+    }
+}
+
+/// keymash-web, the read-only web service on each PC (optional: its unit is enabled only when
+/// `install.sh --web` asks for it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebConfig {
+    /// Address and port to listen on, e.g. "0.0.0.0:8088" (every interface) or "127.0.0.1:8088".
+    pub listen: String,
+    /// The most clients served at once; more are answered 503 at once.
+    pub max_clients: u32,
+    /// The most pictures a second the MJPEG stream sends each viewer.
+    pub stream_fps: u32,
+    /// JPEG quality of the stream and the snapshot (1-100).
+    pub jpeg_quality: u8,
+    /// A client that takes no data for this long (ms) is dropped.
+    pub stall_timeout_ms: u32,
+    /// Minutes of history the page plots.
+    pub history_minutes: u32,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig {
+            listen: "0.0.0.0:8088".to_owned(),
+            max_clients: 16,
+            stream_fps: 15,
+            jpeg_quality: 80,
+            stall_timeout_ms: 5000,
+            history_minutes: 10,
+        }
+    }
+}
+
+/// keymash-archive, the receiver's recording of what the screen shows (optional: its unit is
+/// enabled only when `install.sh --archive` asks for it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ArchiveConfig {
+    /// Where the hourly files go.
+    pub dir: PathBuf,
+    /// Pictures a second recorded (at most the stream's rate).
+    pub fps: u32,
+    /// JPEG quality of the recorded pictures (1-100).
+    pub jpeg_quality: u8,
+    /// When the archive's files together exceed this (GiB), the oldest are deleted.
+    pub max_gib: f64,
+}
+
+impl Default for ArchiveConfig {
+    fn default() -> Self {
+        ArchiveConfig {
+            dir: PathBuf::from("/var/lib/keymash/archive"),
+            fps: 5,
+            jpeg_quality: 70,
+            max_gib: 20.0,
         }
     }
 }
@@ -970,6 +1034,53 @@ impl Config {
             );
         }
 
+        let w = &self.web;
+        if let Err(e) = w.listen.parse::<std::net::SocketAddr>() {
+            return invalid(
+                "web.listen",
+                format!(
+                    "must be an address and port such as \"0.0.0.0:8088\" or \"[::]:8088\", got {:?} ({e})",
+                    w.listen
+                ),
+            );
+        }
+        for (key, value, lo, hi) in [
+            ("web.max_clients", w.max_clients, 1, 1024),
+            ("web.stream_fps", w.stream_fps, 1, 60),
+            ("web.stall_timeout_ms", w.stall_timeout_ms, 100, 600_000),
+            ("web.history_minutes", w.history_minutes, 1, 1440),
+            ("archive.fps", self.archive.fps, 1, 60),
+        ] {
+            if !(lo..=hi).contains(&value) {
+                return invalid(key, format!("must be in {lo}..={hi}, got {value}"));
+            }
+        }
+        for (key, quality) in [
+            ("web.jpeg_quality", w.jpeg_quality),
+            ("archive.jpeg_quality", self.archive.jpeg_quality),
+        ] {
+            if !(1..=100).contains(&quality) {
+                return invalid(key, format!("must be in 1..=100, got {quality}"));
+            }
+        }
+        let a = &self.archive;
+        usable_number("archive.max_gib", a.max_gib)?;
+        if !(a.max_gib >= 0.01 && a.max_gib <= 100_000.0) {
+            return invalid(
+                "archive.max_gib",
+                format!("must be in 0.01..=100000, got {}", a.max_gib),
+            );
+        }
+        if !a.dir.is_absolute() {
+            return invalid(
+                "archive.dir",
+                format!(
+                    "must be an absolute path, got {:?}",
+                    a.dir.display().to_string()
+                ),
+            );
+        }
+
         if self.security.mode == SecurityMode::Psk && self.security.key_file.as_os_str().is_empty()
         {
             return invalid(
@@ -980,7 +1091,7 @@ impl Config {
 
         // A NUL byte can be written in TOML ("\u0000") but no path can hold one: capture's V4L2
         // crate panicked on it and the other sources failed only when opened.
-        let paths: [(&'static str, &Path); 5] = [
+        let paths: [(&'static str, &Path); 6] = [
             ("capture.device", Path::new(&self.capture.device)),
             (
                 "capture.source",
@@ -1005,6 +1116,7 @@ impl Config {
                 },
             ),
             ("security.key_file", &self.security.key_file),
+            ("archive.dir", &self.archive.dir),
         ];
         for (key, path) in paths {
             if path.as_os_str().as_encoded_bytes().contains(&0) {
