@@ -38,6 +38,7 @@ fn create_every_segment(segments: &Segments) -> Vec<Box<dyn std::any::Any>> {
         segments.delayed_frames().expect("delayed-frames spec"),
         segments.payloads().expect("payloads spec"),
         segments.received().expect("received spec"),
+        segments.screen().expect("screen spec"),
     ] {
         held.push(Box::new(ring.create().expect("create ring")));
     }

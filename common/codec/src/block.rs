@@ -290,6 +290,13 @@ pub struct PredictionState {
     quality: Option<Quality>,
 }
 
+impl PredictionState {
+    /// The quality of the last macroblock read or written (`None` before the first).
+    pub fn quality(&self) -> Option<Quality> {
+        self.quality
+    }
+}
+
 /// Bits spent per syntax element, to see where the bytes go.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BitBreakdown {

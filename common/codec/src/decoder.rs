@@ -8,7 +8,7 @@ use crate::frame::I420Frame;
 use crate::geometry::position_of;
 use crate::geometry::FrameGeometry;
 use crate::payload::{HeaderError, PayloadHeader, HEADER_LEN};
-use keymash_core::FrameNo;
+use keymash_core::{FrameNo, Quality};
 
 /// Why a payload was refused. Payloads come from the network, so every cause is an input error,
 /// never a panic.
@@ -42,6 +42,8 @@ pub struct PayloadInfo {
     pub payload_count: u16,
     /// Macroblocks written to the frame.
     pub macroblocks: u16,
+    /// The quality its last macroblock was coded at (`None` for a payload of no macroblocks).
+    pub quality: Option<Quality>,
 }
 
 /// Decodes payloads into a persistent I420 frame: blocks no payload touched keep their old
@@ -131,6 +133,7 @@ impl Decoder {
             payload_index: header.payload_index,
             payload_count: header.payload_count,
             macroblocks: header.mb_count,
+            quality: state.quality(),
         })
     }
 }

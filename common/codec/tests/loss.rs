@@ -58,3 +58,26 @@ fn a_dropped_payload_leaves_exactly_its_macroblocks_stale() {
         }
     }
 }
+
+#[test]
+fn each_payload_tells_the_quality_it_was_coded_at() {
+    let geometry = FrameGeometry::new(64, 48).unwrap();
+    let picture = common::camera_like(geometry, 3);
+    let mut encoder = Encoder::new(EncoderConfig::new(geometry)).unwrap();
+    let mut decoder = Decoder::new(geometry);
+    let mut sink = PayloadSink::new();
+    for q in [1, 37, 100] {
+        let quality = Quality::new(q).unwrap();
+        encoder
+            .encode(
+                FrameNo(u64::from(q)),
+                picture.view(),
+                QualitySpec::Uniform(quality),
+                &mut sink,
+            )
+            .unwrap();
+        for p in sink.iter() {
+            assert_eq!(decoder.apply(p).unwrap().quality, Some(quality), "q{q}");
+        }
+    }
+}

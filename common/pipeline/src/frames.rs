@@ -122,34 +122,45 @@ impl FrameSlot {
 
     /// Reads a slot's metadata, checking it against `video` and the slot's length `len`.
     pub fn read(meta: &FrameMeta, video: &VideoConfig, len: usize) -> Result<Self, FrameSlotError> {
-        let [got_width, got_height, fourcc, ..] = meta.words();
-        if fourcc != FOURCC_I420 {
-            return Err(FrameSlotError::NotI420(fourcc));
-        }
-        let (width, height) = (video.width, video.height);
-        if (got_width, got_height) != (width, height) {
-            return Err(FrameSlotError::WrongSize {
-                width,
-                height,
-                got_width,
-                got_height,
-            });
-        }
-        let expected = i420_len(width, height);
-        if len != expected {
-            return Err(FrameSlotError::WrongLength {
-                width,
-                height,
-                expected,
-                got: len,
-            });
-        }
+        check_picture(meta, video, len)?;
         Ok(FrameSlot {
             frame: meta.frame(),
             capture_ns: meta.capture_ns(),
             kind: FrameKind::from_flags(meta.flags()),
         })
     }
+}
+
+/// Checks that a slot with metadata `meta` (words 0-2: width, height, FourCC) and length `len`
+/// holds a whole I420 picture of `video`'s size, before anyone reads its pixels.
+pub(crate) fn check_picture(
+    meta: &FrameMeta,
+    video: &VideoConfig,
+    len: usize,
+) -> Result<(), FrameSlotError> {
+    let [got_width, got_height, fourcc, ..] = meta.words();
+    if fourcc != FOURCC_I420 {
+        return Err(FrameSlotError::NotI420(fourcc));
+    }
+    let (width, height) = (video.width, video.height);
+    if (got_width, got_height) != (width, height) {
+        return Err(FrameSlotError::WrongSize {
+            width,
+            height,
+            got_width,
+            got_height,
+        });
+    }
+    let expected = i420_len(width, height);
+    if len != expected {
+        return Err(FrameSlotError::WrongLength {
+            width,
+            height,
+            expected,
+            got: len,
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -5,8 +5,9 @@
 //! - [`segments`]: every segment from the configuration ([`Segments`]): its id, its shape, the
 //!   one way to create a writer (create, re-attach, or replace a segment of stale shape) and the
 //!   one way to follow it ([`Follow`]).
-//! - [`frames`], [`hold`], [`payloads`], [`received`]: what each ring's slots hold, as typed
-//!   descriptions ([`FrameSlot`], [`PayloadSlot`], [`ReceivedSlot`]) instead of positional words.
+//! - [`frames`], [`hold`], [`payloads`], [`received`], [`screen`]: what each ring's slots hold,
+//!   as typed descriptions ([`FrameSlot`], [`PayloadSlot`], [`ReceivedSlot`], [`ScreenSlot`])
+//!   instead of positional words.
 //! - [`cells`]: the mash and quality cells' values.
 //! - [`memory`]: the shared memory every segment takes ([`MemoryPlan`]), per PC.
 //! - [`access`]: what to tell the operator when a segment or device may not be opened.
@@ -39,6 +40,7 @@ pub mod hold;
 pub mod memory;
 pub mod payloads;
 pub mod received;
+pub mod screen;
 pub mod segments;
 pub mod topology;
 
@@ -50,8 +52,9 @@ pub use hold::{DelayBudget, DelayMemoryError};
 pub use memory::{MemoryPlan, PlannedSegment};
 pub use payloads::{pack_payloads, FramingError, PackedPayloads, PayloadSlot};
 pub use received::{Arrived, CameraTiming, ReceivedSlot};
+pub use screen::ScreenSlot;
 pub use segments::{CellSpec, PipelineError, RingSpec, Segments};
 pub use topology::{
     stat, Role, Service, DELAYED_FRAMES, DELAY_HOLD, MASH_CELL, PAYLOADS, QUALITY_CELL, RAW_FRAMES,
-    RECEIVED_PAYLOADS,
+    RECEIVED_PAYLOADS, SCREEN,
 };

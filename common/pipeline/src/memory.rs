@@ -9,7 +9,7 @@ use keymash_shm::ShmSpace;
 use crate::segments::{PipelineError, Segments};
 use crate::topology::{
     Role, Service, DELAYED_FRAMES, DELAY_HOLD, MASH_CELL, PAYLOADS, QUALITY_CELL, RAW_FRAMES,
-    RECEIVED_PAYLOADS,
+    RECEIVED_PAYLOADS, SCREEN,
 };
 
 /// One segment as its writer creates it.
@@ -65,6 +65,7 @@ impl Segments {
             (DELAYED_FRAMES, self.delayed_frames()?.geometry()),
             (PAYLOADS, self.payloads()?.geometry()),
             (RECEIVED_PAYLOADS, self.received()?.geometry()),
+            (SCREEN, self.screen()?.geometry()),
         ]
         .map(|(name, geometry)| (name, geometry.segment_bytes()));
         let cells = [
@@ -198,7 +199,7 @@ mod tests {
             available_bytes: 1 << 30,
         };
         let occupied = plan.occupied_bytes(Role::Receiver, &space);
-        assert!(occupied >= receiver && occupied % 4096 == 0);
+        assert!(occupied >= receiver && occupied.is_multiple_of(4096));
     }
 
     #[test]

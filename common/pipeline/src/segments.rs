@@ -16,9 +16,9 @@ use crate::follow::Follow;
 use crate::hold::{DelayBudget, DelayMemoryError};
 use crate::topology::{
     Service, DELAYED_FRAMES, DELAY_HOLD, MASH_CELL, PAYLOADS, QUALITY_CELL, RAW_FRAMES,
-    RECEIVED_PAYLOADS,
+    RECEIVED_PAYLOADS, SCREEN,
 };
-use crate::{frames, payloads, received};
+use crate::{frames, payloads, received, screen};
 
 /// A segment could not be named, shaped or created.
 #[derive(Debug, thiserror::Error)]
@@ -217,6 +217,11 @@ impl Segments {
             RECEIVED_PAYLOADS,
             received::received_ring(self.config.codec.max_payload_bytes),
         )
+    }
+
+    /// The picture on the screen: display writes, keymash-web and keymash-archive read.
+    pub fn screen(&self) -> Result<RingSpec, PipelineError> {
+        self.ring(SCREEN, screen::screen_ring(&self.config.video))
     }
 
     /// The mash level: mash-input writes; loss-controller, display and net-rx read.

@@ -23,6 +23,9 @@ pub const QUALITY_CELL: &str = "quality";
 pub const RECEIVED_PAYLOADS: &str = "received";
 /// Cell with the mash level: mash-input writes; loss-controller, display and net-rx read.
 pub const MASH_CELL: &str = "mash";
+/// The picture on the screen: display writes (`display.publish_picture`), keymash-web and
+/// keymash-archive read. One whole I420 picture per slot (see [`crate::screen`]).
+pub const SCREEN: &str = "screen";
 
 /// Names of the statistics every service publishes in its `stats.<service>` cell, so
 /// `keymash status` can show any stage without knowing it.
@@ -136,7 +139,8 @@ impl Service {
             Service::NetTx => &[QUALITY_CELL],
             Service::NetRx => &[RECEIVED_PAYLOADS],
             Service::MashInput => &[MASH_CELL],
-            Service::Display | Service::LossController => &[],
+            Service::Display => &[SCREEN],
+            Service::LossController => &[],
         }
     }
 
@@ -182,6 +186,7 @@ mod tests {
             QUALITY_CELL,
             RECEIVED_PAYLOADS,
             MASH_CELL,
+            SCREEN,
         ];
         for name in all {
             let owners = Service::ALL

@@ -10,6 +10,7 @@
 
 mod feed;
 mod output;
+mod screen;
 mod service;
 mod window;
 

@@ -11,8 +11,8 @@ use anyhow::Context;
 use keymash_codec::{Decoder, FrameGeometry, I420Frame};
 use keymash_core::config::{Config, DisplayOutput};
 use keymash_core::curves::QualityCurve;
-use keymash_core::{FrameNo, MashLevel, Percentiles};
-use keymash_pipeline::{stat, Follow, MashRecord, Segments, Service};
+use keymash_core::{FrameNo, MashLevel, Percentiles, Quality};
+use keymash_pipeline::{stat, Follow, MashRecord, ScreenSlot, Segments, Service};
 use keymash_present::playout::frame_interval;
 use keymash_present::{
     compose_card, CameraLatency, DelayWatch, Evidence, FilterCounters, FrameAge, HudFigures,
@@ -23,6 +23,7 @@ use keymash_shm::{monotonic_now_ns, CellReader, ServiceState, ServiceStats};
 
 use crate::feed::Feed;
 use crate::output::{FramesOutput, Output, Presentation, Y4mOutput};
+use crate::screen::ScreenPublisher;
 use crate::window::{Screen, WindowOutput};
 
 /// Figures averaged over this many presentations for the status line and the gauges.
@@ -129,6 +130,10 @@ struct Picture {
     decoder: Decoder,
     /// The newest frame applied.
     shown: FrameNo,
+    /// The quality the newest frame was coded at, and how many of its payloads arrived of how
+    /// many it was sent as (for the screen segment).
+    shown_quality: Option<Quality>,
+    shown_payloads: (u16, u16),
     undecodable: u64,
     /// Capture to presentation, everything included (the playout hold too).
     latency_ms: Percentiles,
@@ -151,6 +156,8 @@ impl Picture {
             camera: CameraLatency::new(LATENCY_WINDOW, delay),
             decoder: Decoder::new(geometry),
             shown: FrameNo(0),
+            shown_quality: None,
+            shown_payloads: (0, 0),
             undecodable: 0,
             latency_ms: Percentiles::new(LATENCY_WINDOW),
             to_arrival_ms: Percentiles::new(LATENCY_WINDOW),
@@ -163,12 +170,17 @@ impl Picture {
     fn decode_due(&mut self, queue: &mut PlayoutQueue, now: Instant) -> Option<Applied> {
         let mut applied: Option<Applied> = None;
         while let Some(frame) = queue.pop_due(now) {
+            let mut quality = None;
             for payload in &frame.payloads {
-                if self.decoder.apply(payload).is_err() {
-                    self.undecodable += 1;
+                match self.decoder.apply(payload) {
+                    Ok(info) => quality = info.quality.or(quality),
+                    Err(_) => self.undecodable += 1,
                 }
             }
             self.shown = frame.frame;
+            self.shown_quality = quality;
+            let arrived = u16::try_from(frame.payloads.len()).unwrap_or(u16::MAX);
+            self.shown_payloads = (arrived, frame.payload_count);
             self.age = frame.age;
             applied = Some(Applied {
                 first_arrival: applied.map_or(frame.first_arrival, |a| a.first_arrival),
@@ -296,6 +308,8 @@ struct Player {
     picture: Picture,
     timings: Timings,
     stats: StatsPublisher,
+    /// The screen segment (`display.publish_picture`).
+    screen: Option<ScreenPublisher>,
     curve: QualityCurve,
     hud: bool,
     mash: MashLevel,
@@ -329,6 +343,10 @@ impl Player {
             ),
             timings: Timings::default(),
             stats: StatsPublisher::open(config, Service::Display, "frames", monotonic_now_ns())?,
+            screen: match config.display.publish_picture {
+                true => Some(ScreenPublisher::open(&segments, config.video.clone())?),
+                false => None,
+            },
             curve: QualityCurve::from_config(&config.quality),
             hud: config.display.hud,
             mash: MashLevel::IDLE,
@@ -399,6 +417,21 @@ impl Player {
             mash: self.mash,
             hud: hud.as_deref(),
         })?;
+        if let Some(screen) = self.screen.as_mut().filter(|_| new_frame || card_changed) {
+            let picture = &self.picture;
+            let card = self.card.showing();
+            screen.publish(
+                card.unwrap_or(picture.decoder.frame()),
+                &ScreenSlot {
+                    frame: picture.shown,
+                    presented_ns: monotonic_now_ns(),
+                    quality: picture.shown_quality.filter(|_| card.is_none()),
+                    payloads_arrived: picture.shown_payloads.0,
+                    payloads_total: picture.shown_payloads.1,
+                    card: card.is_some(),
+                },
+            );
+        }
         if let Some(applied) = &applied {
             self.picture.measure_latency(applied);
             self.stats.count("frames", 1);
@@ -473,6 +506,11 @@ impl Player {
         stats.set_count("undecodable_payloads", feed.refused() + picture.undecodable);
         stats.set_count("ring_missed_payloads", feed.missed());
         stats.set_count("skipped_ticks", self.clock.skipped());
+        if let Some(screen) = &self.screen {
+            screen.heartbeat();
+            stats.set_count("screen_published", screen.published());
+            stats.set_count("screen_publish_us", screen.spent_us());
+        }
         stats.set_count(
             stat::DROPPED,
             q.payloads_late + q.frames_overflowed + feed.missed(),
