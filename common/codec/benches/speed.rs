@@ -233,7 +233,7 @@ fn bench_clip(name: &str, frames: &[I420Frame], passes: usize) -> Summary {
     for pass in 0..passes {
         for (i, frame) in frames.iter().enumerate() {
             let n = (pass + 1) * frames.len() + i;
-            all.push(coders.frame(n as u64, frame, n % 2 == 0));
+            all.push(coders.frame(n as u64, frame, n.is_multiple_of(2)));
         }
     }
     let allocations = region.change().allocations;

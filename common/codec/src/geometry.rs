@@ -50,7 +50,7 @@ impl FrameGeometry {
         if width > MAX_DIMENSION || height > MAX_DIMENSION {
             return Err(GeometryError::TooLarge { width, height });
         }
-        if width % MACROBLOCK_SIZE != 0 || height % MACROBLOCK_SIZE != 0 {
+        if !width.is_multiple_of(MACROBLOCK_SIZE) || !height.is_multiple_of(MACROBLOCK_SIZE) {
             return Err(GeometryError::NotMacroblockAligned { width, height });
         }
         if (width / MACROBLOCK_SIZE) * (height / MACROBLOCK_SIZE) > MAX_MACROBLOCKS {

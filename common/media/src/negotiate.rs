@@ -165,7 +165,7 @@ pub fn negotiate_yuyv(
         }
         OfferedSizes::Stepwise { min, max, step } => {
             let on_grid = |v: u32, lo: u32, hi: u32, step: u32| {
-                (lo..=hi).contains(&v) && (step == 0 || (v - lo) % step == 0)
+                (lo..=hi).contains(&v) && (step == 0 || (v - lo).is_multiple_of(step))
             };
             if !(on_grid(size.0, min.0, max.0, step.0) && on_grid(size.1, min.1, max.1, step.1)) {
                 return Err(NegotiationError::SizeNotOffered {

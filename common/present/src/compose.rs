@@ -112,7 +112,7 @@ pub fn compose_headless(
     let cg = canvas.geometry();
     if cg.width() != pg.width() + 2 * border
         || cg.height() != pg.height() + 2 * border
-        || border % 2 != 0
+        || !border.is_multiple_of(2)
     {
         return false;
     }
@@ -160,7 +160,7 @@ pub fn picture_of_headless(
     let cg = canvas.geometry();
     if cg.width() != picture.width() + 2 * border
         || cg.height() != picture.height() + 2 * border
-        || border % 2 != 0
+        || !border.is_multiple_of(2)
     {
         return None;
     }

@@ -90,7 +90,7 @@ pub struct SegmentHeader {
 /// Size of [`SegmentHeader`]; the first slot or the cell value starts here.
 pub const HEADER_SIZE: usize = 128;
 const _: () = assert!(size_of::<SegmentHeader>() == HEADER_SIZE);
-const _: () = assert!(HEADER_SIZE % SLOT_ALIGN == 0);
+const _: () = assert!(HEADER_SIZE.is_multiple_of(SLOT_ALIGN));
 
 /// Application metadata carried with every ring frame.
 ///

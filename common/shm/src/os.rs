@@ -223,7 +223,7 @@ impl Mapping {
     /// Returns `None` if it would not fit or would be misaligned.
     pub(crate) fn atomics_at<T: AtomicsOnly>(&self, offset: usize) -> Option<&T> {
         let ptr = self.ptr_at(offset, size_of::<T>())?;
-        if (ptr as usize) % align_of::<T>() != 0 {
+        if !(ptr as usize).is_multiple_of(align_of::<T>()) {
             return None;
         }
         // SAFETY: `ptr` is in bounds and aligned (checked above) and lives as long as `&self`

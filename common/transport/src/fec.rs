@@ -210,7 +210,12 @@ fn all_sources(k: usize) -> u128 {
 
 /// Degree of row `row`: ceiling of k/2 on even rows, floor on odd rows, capped at [`MAX_DEGREE`].
 pub fn row_degree(k: usize, row: usize) -> usize {
-    if row % 2 == 0 { k.div_ceil(2) } else { k / 2 }.clamp(1, MAX_DEGREE)
+    if row.is_multiple_of(2) {
+        k.div_ceil(2)
+    } else {
+        k / 2
+    }
+    .clamp(1, MAX_DEGREE)
 }
 
 /// The member sets of all `r` repair packets of a block of `k` sources whose header carries
@@ -275,7 +280,7 @@ pub fn block_rows(seed: u32, k: usize, r: usize) -> Vec<u128> {
         w.min(d as usize - 1 - w)
     };
     let mut classes: Vec<(usize, u64, usize)> = (0..words >> 1)
-        .filter(|&x| spare % 2 == 0 || x != odd_class)
+        .filter(|&x| spare.is_multiple_of(2) || x != odd_class)
         .map(|x| (weight(x), rng.next_u64(), x))
         .collect();
     // Only which classes are taken matters (the words are shuffled below), not their order.

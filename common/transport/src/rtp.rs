@@ -325,7 +325,7 @@ impl RtpHeader {
         out.extend_from_slice(header.as_bytes());
         if let Some(age) = age {
             const WORDS: u16 = (CAPTURE_AGE_EXT_LEN as u16 - 4) / 4;
-            const _: () = assert!(CAPTURE_AGE_EXT_LEN % 4 == 0);
+            const _: () = assert!(CAPTURE_AGE_EXT_LEN.is_multiple_of(4));
             out.extend_from_slice(&ONE_BYTE_PROFILE.to_be_bytes());
             out.extend_from_slice(&WORDS.to_be_bytes());
             out.push((CAPTURE_AGE_EXT_ID << 4) | (CAPTURE_AGE_LEN as u8 - 1));

@@ -207,7 +207,7 @@ fn fec_still_recovers_the_first_packet_of_a_frame_whose_repair_comes_last() {
             let i = index;
             index += 1;
             // Not in the first frame: the receiver starts at the first packet it sees.
-            i % per_frame == 0 && i >= per_frame
+            i.is_multiple_of(per_frame) && i >= per_frame
         })),
         LossModel::None,
         LATENCY,

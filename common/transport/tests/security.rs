@@ -222,7 +222,7 @@ fn authenticated_nack_floods_are_bounded_per_packet_per_rtt_and_by_rate() {
     let mut max_queued = 0;
     let mut newest = 0u16;
     while now < t0 + Duration::from_secs(5) {
-        if (now - t0).as_millis() % 33 == 0 {
+        if (now - t0).as_millis().is_multiple_of(33) {
             let refs: Vec<&[u8]> = (0..20).map(|_| &payload[..]).collect();
             newest = sender
                 .push_frame(now, frame, now, &refs)
@@ -428,7 +428,7 @@ fn a_receiver_with_another_key_names_the_problem_and_delivers_nothing() {
     let payload = vec![7u8; 500];
     let mut now = t0;
     while now < t0 + Duration::from_millis(500) {
-        if (now - t0).as_millis() % 33 == 0 {
+        if (now - t0).as_millis().is_multiple_of(33) {
             sender
                 .push_frame(now, FrameNo(0), now, &[&payload[..]])
                 .unwrap();

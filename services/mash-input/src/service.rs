@@ -55,7 +55,7 @@ pub(crate) fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<(
         }
         lifecycle.progress(now);
         publishes = publishes.wrapping_add(1);
-        if publishes % STATS_EVERY == 0 {
+        if publishes.is_multiple_of(STATS_EVERY) {
             let level = record.level().get();
             let figures = format!(
                 "mash {level:.2}, {} keys in window, {} keys, {} device(s)",

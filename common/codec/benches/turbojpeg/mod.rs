@@ -90,7 +90,7 @@ impl Drop for Handle {
 fn dims(width: usize, height: usize) -> Result<(c_int, c_int, [c_int; 3]), String> {
     let w = c_int::try_from(width).map_err(|e| e.to_string())?;
     let h = c_int::try_from(height).map_err(|e| e.to_string())?;
-    if width % 2 != 0 || height % 2 != 0 {
+    if !width.is_multiple_of(2) || !height.is_multiple_of(2) {
         return Err(format!("{width}x{height} is not even"));
     }
     Ok((w, h, [w, w / 2, w / 2]))

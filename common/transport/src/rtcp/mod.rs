@@ -45,7 +45,7 @@ const _: () = assert!(std::mem::size_of::<CommonHeader>() == COMMON_HEADER_LEN);
 
 impl CommonHeader {
     pub(crate) fn new(count: u8, packet_type: u8, body_len: usize) -> Result<Self, RtcpWriteError> {
-        if body_len % 4 != 0 {
+        if !body_len.is_multiple_of(4) {
             return Err(RtcpWriteError::NotWordAligned(body_len));
         }
         let words = u16::try_from(body_len / 4).map_err(|_| RtcpWriteError::TooLong(body_len))?;
