@@ -60,6 +60,7 @@ pub struct ReceiverSetup {
     /// The pre-shared key in `dir/keymash.key` that the configuration names: the link is
     /// protected in these tests as on the exhibit.
     pub key: keymash_core::key::PreSharedKey,
+    pub geometry: FrameGeometry,
 }
 
 /// A new random pre-shared key written to `dir/keymash.key`, and the `[security]` section that
@@ -80,7 +81,13 @@ impl ReceiverSetup {
     /// Writes a configuration for a 320x240 30 fps stream on loopback with the given extra TOML
     /// (sections such as `[display]`, `[input]`); `{dir}` in it is replaced by the directory.
     pub fn new(tag: &str, extra: &str) -> ReceiverSetup {
-        Self::with_network(tag, "127.0.0.1", "127.0.0.1", extra)
+        Self::with_network(tag, "127.0.0.1", "127.0.0.1", (320, 240), extra)
+    }
+
+    /// [`ReceiverSetup::new`] for a `width` x `height` stream (benches measure the exhibit's
+    /// 640x480).
+    pub fn sized(tag: &str, width: u32, height: u32, extra: &str) -> ReceiverSetup {
+        Self::with_network(tag, "127.0.0.1", "127.0.0.1", (width, height), extra)
     }
 
     /// The two PCs of a [`NetnsPair`]: the sender in `left`, the receiver in `right`, the loss
@@ -94,6 +101,7 @@ impl ReceiverSetup {
             tag,
             &NetnsPair::LEFT_V4.to_string(),
             &NetnsPair::RIGHT_V4.to_string(),
+            (320, 240),
             &extra,
         )
     }
@@ -102,6 +110,7 @@ impl ReceiverSetup {
         tag: &str,
         sender_address: &str,
         receiver_address: &str,
+        (width, height): (u32, u32),
         extra: &str,
     ) -> ReceiverSetup {
         let name = unique_name(tag);
@@ -118,7 +127,7 @@ impl ReceiverSetup {
         let (sender_port, video_port) = (free_udp_port(), free_udp_port());
         let (key, security) = write_test_key(&dir);
         let text = format!(
-            "[shm]\nprefix = \"{prefix}\"\n[video]\nwidth = 320\nheight = 240\nfps = 30\n\
+            "[shm]\nprefix = \"{prefix}\"\n[video]\nwidth = {width}\nheight = {height}\nfps = 30\n\
              [network]\nsender_address = \"{sender_address}\"\nsender_port = {sender_port}\n\
              receiver_address = \"{receiver_address}\"\nvideo_port = {video_port}\n{security}{}",
             extra.replace("{dir}", &dir.display().to_string())
@@ -132,11 +141,12 @@ impl ReceiverSetup {
             sender_port,
             video_port,
             key,
+            geometry: FrameGeometry::new(width as usize, height as usize).expect("test geometry"),
         }
     }
 
     pub fn geometry(&self) -> FrameGeometry {
-        FrameGeometry::new(320, 240).expect("test geometry")
+        self.geometry
     }
 
     /// Starts `binary` with this configuration and waits for its READY=1.
@@ -154,6 +164,27 @@ impl ReceiverSetup {
         let mut command = netns.command(service_binary(binary));
         command.args(args);
         self.start_command(binary, command, &[])
+    }
+
+    /// The whole installation on a [`NetnsPair`] made for [`ReceiverSetup::two_pcs`]: the
+    /// receiver's four services in `right` (the loss filter on its veth end), then the
+    /// sender's four in `left`. Each stops when its guard is dropped.
+    pub fn start_installation(&self, pair: &NetnsPair) -> Vec<RunningService> {
+        let receiver = [
+            "keymash-mash-input",
+            "keymash-loss-controller",
+            "keymash-net-rx",
+            "keymash-display",
+        ]
+        .map(|name| self.start_in(&pair.right, name, &[]));
+        let sender = [
+            "keymash-capture",
+            "keymash-delay-buffer",
+            "keymash-encoder",
+            "keymash-net-tx",
+        ]
+        .map(|name| self.start_in(&pair.left, name, &[]));
+        receiver.into_iter().chain(sender).collect()
     }
 
     /// [`ReceiverSetup::start`] of a command the test prepared (wrapped in `setpriv` to run as

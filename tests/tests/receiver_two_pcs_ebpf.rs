@@ -76,15 +76,7 @@ fn mashing_brings_the_filtered_loss_from_forty_percent_to_zero_and_raises_the_by
         "rx-2pc",
         "[display]\noutput = \"frames:{dir}/shown\"\nplayout_max_ms = 50\n[input]\nsource = \"fifo:{dir}/keys\"\n",
     );
-    let (left, right) = (&pair.left, &pair.right);
-    let _mash_input = setup.start_in(right, "keymash-mash-input", &[]);
-    let _loss_controller = setup.start_in(right, "keymash-loss-controller", &[]);
-    let _net_rx = setup.start_in(right, "keymash-net-rx", &[]);
-    let _display = setup.start_in(right, "keymash-display", &[]);
-    let _capture = setup.start_in(left, "keymash-capture", &[]);
-    let _delay = setup.start_in(left, "keymash-delay-buffer", &[]);
-    let _encoder = setup.start_in(left, "keymash-encoder", &[]);
-    let _net_tx = setup.start_in(left, "keymash-net-tx", &[]);
+    let _installation = setup.start_installation(&pair);
 
     // Nobody mashing: the filter's rest loss (loss.drop_at_rest, 40%). The wait only lets the
     // stream and net-rx's one-second loss window fill; the bound is statistical (about 100
