@@ -19,7 +19,10 @@ build_packages=(build-essential pkg-config clang libclang-dev llvm libbpf-dev li
 # - iproute2: `ip` (network namespaces, veth pairs) and `tc` (the loss filter's clsact qdisc).
 # - tshark: common/transport's RTP/RTCP interop test (it brings dumpcap, which captures).
 # - xvfb: `Xvfb`, the X server of the SDL2 window test (receiver_window_glow).
-# - ffmpeg: the same test's screenshot (`ffmpeg -f x11grab`).
+# - ffmpeg: the same test's screenshot (`ffmpeg -f x11grab`); `ffprobe` reads keymash-archive's
+#   files back (archive_plays).
+# - chromium: the web page test (web_page_in_chromium) loads keymash-web's page in headless
+#   Chromium and screenshots it.
 # - systemd: systemd itself, `systemctl`, `journalctl`, `systemd-sysusers` (systemd_pipeline boots
 #   it in a namespace and install.sh runs inside), `systemd-analyze verify` (systemd_units). A
 #   minimal Debian (a container image) has no systemd.
@@ -33,7 +36,7 @@ build_packages=(build-essential pkg-config clang libclang-dev llvm libbpf-dev li
 # - bpftool: no test; for looking at the loaded filter by hand (`bpftool prog`, `bpftool map
 #   dump`) when a loss test fails.
 # No test uses stress-ng (the load runs bring their own), so it is not installed.
-test_packages=(iproute2 tshark xvfb ffmpeg systemd util-linux mount procps libturbojpeg0-dev bpftool)
+test_packages=(iproute2 tshark xvfb ffmpeg chromium systemd util-linux mount procps libturbojpeg0-dev bpftool)
 
 packages=("${build_packages[@]}")
 [ "$purpose" = build ] || packages+=("${test_packages[@]}")

@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # Set up a keymash PC (Debian 12 / Ubuntu), or take keymash off it again.
 #
-#   sudo deploy/install.sh --role sender   [--config FILE] [--start]
-#   sudo deploy/install.sh --role receiver [--config FILE] [--start]
+#   sudo deploy/install.sh --role sender   [--config FILE] [--start] [--web|--no-web]
+#   sudo deploy/install.sh --role receiver [--config FILE] [--start] [--web|--no-web]
+#                                          [--archive|--no-archive]
 #   sudo deploy/install.sh --uninstall [--purge-config]
 #
+# --web enables keymash-web (metrics, status page, the picture on the screen; [web] in the
+# configuration), --archive the receiver's recording (keymash-archive, [archive]); both are off
+# on a fresh install, --no-web / --no-archive turn them off again, and a run without either
+# flag leaves them as they are.
 # Installs the packages it needs, builds in release mode (the eBPF object is compiled from
 # ebpf/ by the loss-controller's build), then installs the binaries to /usr/local/bin, the
 # units to /usr/local/lib/systemd/system, the keymash system user (sysusers.d), the annotated
@@ -22,13 +27,18 @@ set -euo pipefail
 
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 role="" config="" start=0 uninstall=0 purge_config=0 root="" staged=0 build=1 deps=1 binaries_from=""
+web="" archive=""
 
-usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --role) role="${2:-}"; shift 2 ;;
     --config) config="${2:-}"; shift 2 ;;
     --start) start=1; shift ;;
+    --web) web=1; shift ;;
+    --no-web) web=0; shift ;;
+    --archive) archive=1; shift ;;
+    --no-archive) archive=0; shift ;;
     --uninstall) uninstall=1; shift ;;
     --purge-config) purge_config=1; shift ;;
     --root) root="${2:-}"; staged=1; shift 2 ;;
@@ -49,7 +59,8 @@ if [ "$staged" = 1 ]; then
 fi
 
 binaries=(keymash keymash-capture keymash-delay-buffer keymash-encoder keymash-net-tx
-          keymash-net-rx keymash-display keymash-mash-input keymash-loss-controller)
+          keymash-net-rx keymash-display keymash-mash-input keymash-loss-controller
+          keymash-web keymash-archive)
 bin_dir="$root/usr/local/bin"
 unit_dir="$root/usr/local/lib/systemd/system"
 sysusers_dir="$root/usr/local/lib/sysusers.d"
@@ -85,7 +96,7 @@ remove() {
 }
 
 if [ "$uninstall" = 1 ]; then
-  for target in keymash-sender.target keymash-receiver.target; do
+  for target in keymash-sender.target keymash-receiver.target keymash-web.service keymash-archive.service; do
     if [ "$staged" = 0 ]; then systemctl stop "$target" 2>/dev/null || true; fi
     systemctl_ disable "$target" >/dev/null 2>&1 || true
   done
@@ -126,6 +137,9 @@ case "$role" in
   sender|receiver) ;;
   *) echo "install.sh: --role sender or --role receiver is required" >&2; usage ;;
 esac
+if [ "$archive" = 1 ] && [ "$role" != receiver ]; then
+  echo "install.sh: --archive records what the receiver's screen shows: use it with --role receiver" >&2; exit 2
+fi
 if [ -n "$config" ] && [ ! -f "$config" ]; then
   echo "install.sh: --config $config: no such file" >&2; exit 1
 fi
@@ -229,6 +243,24 @@ if ! systemctl_ is-enabled "$target" >/dev/null 2>&1; then
   say "enabled $target"
   changed=1
 fi
+# The optional watchers: enabled or disabled only when asked, so a re-run keeps the choice.
+# The recording belongs to the receiver: a PC that becomes the sender stops it.
+set_optional() {
+  local unit="$1" wanted="$2"
+  if [ "$wanted" = 1 ] && ! systemctl_ is-enabled "$unit" >/dev/null 2>&1; then
+    quietly systemctl_ enable "$unit"
+    say "enabled $unit"
+    changed=1
+  elif [ "$wanted" = 0 ] && systemctl_ is-enabled "$unit" >/dev/null 2>&1; then
+    quietly systemctl_ disable "$unit"
+    if [ "$staged" = 0 ]; then systemctl stop "$unit" 2>/dev/null || true; fi
+    say "disabled $unit"
+    changed=1
+  fi
+}
+[ "$role" = receiver ] || [ -n "$archive" ] || archive=0
+set_optional keymash-web.service "$web"
+set_optional keymash-archive.service "$archive"
 if [ "$start" = 1 ] && [ "$staged" = 0 ]; then
   systemctl restart "$target"
   say "started $target (keymash status shows the stages)"

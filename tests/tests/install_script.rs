@@ -171,6 +171,39 @@ fn install_is_complete_idempotent_and_fully_reversible() {
     assert!(link_exists(&wants.join("keymash-receiver.target")));
     assert!(!link_exists(&wants.join("keymash-sender.target")));
 
+    // The watchers are off until asked for, stay as chosen on a plain re-run, and go when
+    // asked; the archive is the receiver's only.
+    let systemd = r.join("etc/systemd/system");
+    let web = systemd.join("keymash-receiver.target.wants/keymash-web.service");
+    let archive = systemd.join("keymash-receiver.target.wants/keymash-archive.service");
+    assert!(!link_exists(&web) && !link_exists(&archive));
+    install(r, &["--role", "receiver", "--web", "--archive"]);
+    assert!(link_exists(&web) && link_exists(&archive));
+    assert!(link_exists(
+        &systemd.join("keymash-sender.target.wants/keymash-web.service")
+    ));
+    let again = install(r, &["--role", "receiver"]);
+    assert!(
+        stdout(&again).contains("nothing to change"),
+        "{}",
+        stdout(&again)
+    );
+    assert!(link_exists(&web) && link_exists(&archive));
+    install(r, &["--role", "receiver", "--no-web", "--no-archive"]);
+    assert!(!link_exists(&web) && !link_exists(&archive));
+    let refused = Command::new("bash")
+        .arg(repo().join("deploy/install.sh"))
+        .arg("--root")
+        .arg(r)
+        .args(["--no-deps", "--binaries"])
+        .arg(keymash_tests::binary_dir())
+        .args(["--role", "sender", "--archive"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--role receiver"));
+    install(r, &["--role", "receiver", "--archive"]);
+
     // Uninstall removes everything it installed but the configuration...
     install(r, &["--uninstall"]);
     let left: Vec<PathBuf> = snapshot(r)

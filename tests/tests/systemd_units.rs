@@ -58,8 +58,12 @@ fn every_unit_passes_systemd_analyze_verify() {
         std::fs::write(&copy, text).unwrap();
         paths.push(copy);
     }
-    assert_eq!(paths.len(), 12, "8 stages, 2 cleanup units and 2 targets");
-    for service in services() {
+    assert_eq!(
+        paths.len(),
+        14,
+        "8 stages, 2 optional watchers, 2 cleanup units and 2 targets"
+    );
+    for service in services().into_iter().chain(OPTIONAL) {
         assert!(
             bin.join(format!("keymash-{service}")).exists(),
             "build the binaries first"
@@ -82,6 +86,7 @@ fn every_unit_passes_systemd_analyze_verify() {
 fn every_unit_is_within_its_security_exposure_limit() {
     for service in services()
         .into_iter()
+        .chain(OPTIONAL)
         .chain(["sender-cleanup", "receiver-cleanup"])
     {
         let unit = repo()
@@ -149,6 +154,40 @@ fn every_service_is_a_supervised_notify_service_as_the_keymash_user() {
     }
 }
 
+/// The units install.sh enables only when asked (`--web`, `--archive`).
+const OPTIONAL: [&str; 2] = ["web", "archive"];
+
+#[test]
+fn the_watchers_are_optional_supervised_read_only_services_of_their_targets() {
+    for (service, targets) in [
+        ("web", &["sender", "receiver"][..]),
+        ("archive", &["receiver"][..]),
+    ] {
+        let text = unit_text(&format!("keymash-{service}.service"));
+        assert_eq!(values(&text, "Type"), ["notify"], "{service}");
+        assert_eq!(values(&text, "User"), ["keymash"], "{service}");
+        assert!(!values(&text, "WatchdogSec").is_empty(), "{service}");
+        assert_eq!(values(&text, "Restart"), ["always"], "{service}");
+        assert_eq!(values(&text, "RestartPreventExitStatus"), ["78"]);
+        // Whatever they do, they can never write a segment of the pipeline.
+        assert_eq!(values(&text, "ReadOnlyPaths"), ["/dev/shm"], "{service}");
+        let targets: Vec<String> = targets
+            .iter()
+            .map(|role| format!("keymash-{role}.target"))
+            .collect();
+        assert_eq!(values(&text, "PartOf"), [targets.join(" ").as_str()]);
+        assert_eq!(values(&text, "WantedBy"), [targets.join(" ").as_str()]);
+        // Off unless enabled: no target pulls them in by itself.
+        for role in ["sender", "receiver"] {
+            let target = unit_text(&format!("keymash-{role}.target"));
+            assert!(
+                !target.contains(&format!("keymash-{service}.service")),
+                "{role} target starts {service} unasked"
+            );
+        }
+    }
+}
+
 #[test]
 fn each_target_removes_its_shared_memory_after_its_stages_stop() {
     for (role, stages) in [
@@ -185,7 +224,7 @@ fn each_target_removes_its_shared_memory_after_its_stages_stop() {
 
 #[test]
 fn only_loss_controller_holds_capabilities() {
-    for service in services() {
+    for service in services().into_iter().chain(OPTIONAL) {
         let text = unit_text(&format!("keymash-{service}.service"));
         let ambient: Vec<&str> = values(&text, "AmbientCapabilities")
             .into_iter()
