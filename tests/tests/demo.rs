@@ -1,7 +1,8 @@
 //! `keymash demo` as a newcomer runs it (root: two namespaces and the eBPF loss): the real binary
 //! for 15 s with a 1 s delay. Its table shows about 40% drop with nobody mashing and none at
-//! full mashing, a higher PSNR at high mashing than at low; it writes a contact sheet of the
-//! expected size; and it leaves no namespace, veth, process, FIFO or shared-memory segment.
+//! full mashing, a higher PSNR at high mashing than at low; it writes a contact sheet and a plot
+//! of the run, each a whole PNG of the expected size; and it leaves no namespace, veth, process,
+//! FIFO or shared-memory segment.
 
 use std::path::Path;
 use std::process::Command;
@@ -12,6 +13,9 @@ use keymash_tests::{require_root, unique_name};
 /// margins, a title line, three pictures of 240 with a caption line each.
 const SHEET_WIDTH: u32 = 664;
 const SHEET_HEIGHT: u32 = 819;
+/// Size of the plot of mash level, drop %, quality and PSNR over the run.
+const PLOT_WIDTH: u32 = 1200;
+const PLOT_HEIGHT: u32 = 900;
 
 /// One row of the demo's table.
 #[derive(Debug, Clone, Copy)]
@@ -50,19 +54,58 @@ fn mean(values: &[f64]) -> f64 {
     values.iter().sum::<f64>() / values.len() as f64
 }
 
-/// Width and height from a PNG's IHDR, after checking the signature and the closing IEND.
+/// CRC-32 as PNG chunks carry it (ISO 3309, reflected polynomial 0xEDB88320).
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// Width and height of a PNG, after walking it as a decoder does: the signature, then chunks
+/// each whole and with a right CRC, IHDR first (8-bit RGB), at least one IDAT, IEND last with
+/// nothing after it. (The image data is not inflated: this package has no PNG or zlib crate.)
 fn png_size(path: &Path) -> (u32, u32) {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     assert!(
         bytes.starts_with(b"\x89PNG\r\n\x1a\n"),
-        "not a PNG signature"
-    );
-    assert_eq!(&bytes[12..16], b"IHDR", "first chunk is not IHDR");
-    assert!(
-        bytes.ends_with(b"IEND\xaeB`\x82"),
-        "the PNG does not end with IEND"
+        "{}: not a PNG signature",
+        path.display()
     );
     let be = |at: usize| u32::from_be_bytes(bytes[at..at + 4].try_into().expect("four bytes"));
+    let mut at = 8;
+    let mut kinds = Vec::new();
+    while at < bytes.len() {
+        assert!(at + 12 <= bytes.len(), "{}: a cut chunk", path.display());
+        let len = be(at) as usize;
+        let end = at + 8 + len;
+        assert!(end + 4 <= bytes.len(), "{}: a cut chunk", path.display());
+        let kind = String::from_utf8_lossy(&bytes[at + 4..at + 8]).into_owned();
+        assert_eq!(
+            crc32(&bytes[at + 4..end]),
+            be(end),
+            "{}: bad CRC in chunk {kind}",
+            path.display()
+        );
+        kinds.push(kind);
+        at = end + 4;
+    }
+    assert_eq!(kinds.first().map(String::as_str), Some("IHDR"), "{kinds:?}");
+    assert_eq!(kinds.last().map(String::as_str), Some("IEND"), "{kinds:?}");
+    assert!(
+        kinds.iter().any(|k| k == "IDAT"),
+        "no image data: {kinds:?}"
+    );
+    // IHDR: width, height, bit depth 8, colour type 2 (RGB).
+    assert_eq!((bytes[24], bytes[25]), (8, 2), "not 8-bit RGB");
     (be(16), be(20))
 }
 
@@ -142,6 +185,12 @@ fn the_demo_shows_loss_falling_and_psnr_rising_with_mashing_and_leaves_nothing_b
         "the contact sheet's path is not printed"
     );
     assert_eq!(png_size(&sheet), (SHEET_WIDTH, SHEET_HEIGHT));
+    let plot = out.join("plot.png");
+    assert!(
+        stdout.contains(&plot.display().to_string()),
+        "the plot's path is not printed"
+    );
+    assert_eq!(png_size(&plot), (PLOT_WIDTH, PLOT_HEIGHT));
 
     // Nothing left behind: namespaces (and with them the veth pair and the tc filter on it),
     // processes, shared memory, the FIFO.

@@ -4,13 +4,14 @@
 //! delay-buffer, encoder and net-tx in the sender's, net-rx, loss-controller (the eBPF filter on
 //! the receiver's veth end), display and mash-input in the receiver's. Without root everything
 //! runs on loopback and loss is off. A scripted visitor idles, mashes and idles again; every
-//! second a table row shows what the pipeline does, and at the end a contact sheet shows the
-//! displayed pictures at low and at high mashing.
+//! second a table row shows what the pipeline does. At the end a contact sheet shows the
+//! displayed pictures at low and at high mashing, and a plot the table's figures over the run.
 //!
 //! Everything the demo creates (namespaces, processes, shared memory, the FIFO) is removed when
 //! it ends, also on Ctrl-C and on error: each lives in a guard that removes it when dropped.
 
 mod config;
+mod plot;
 mod sheet;
 mod watch;
 
@@ -43,7 +44,7 @@ pub(crate) struct DemoArgs {
     /// How long the pipeline runs once every service is up, in seconds (at least 10).
     #[arg(long, default_value_t = 40)]
     seconds: u32,
-    /// Directory for the configuration, the services' logs and the contact sheet.
+    /// Directory for the configuration, the services' logs, the contact sheet and the plot.
     #[arg(long, default_value = "keymash-demo")]
     out: PathBuf,
     /// Seconds between the camera and the screen (the exhibit uses 30).
@@ -227,6 +228,20 @@ struct Row {
     psnr: Option<f64>,
 }
 
+impl Row {
+    /// The row as a point of the plot. Without root there is no loss filter: its drop is no
+    /// figure (the table says "off"), so the plot leaves that panel empty rather than at zero.
+    fn sample(&self, root: bool) -> plot::Sample {
+        plot::Sample {
+            t: f64::from(self.t),
+            mash: self.figures.mash.map(f64::from),
+            drop_percent: self.figures.drop_percent.filter(|_| root),
+            quality: self.figures.quality.map(f64::from),
+            psnr: self.psnr,
+        }
+    }
+}
+
 pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(
         args.seconds >= 10,
@@ -389,6 +404,15 @@ pub(crate) fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     )?;
     let (w, h) = sheet::size(config::WIDTH, config::HEIGHT);
     println!("contact sheet: {} ({w}x{h}: displayed pictures at low mashing, left, and high mashing, right)", sheet.display());
+    let plot_path = out.join("plot.png");
+    let samples: Vec<plot::Sample> = rows.iter().map(|r| r.sample(root)).collect();
+    plot::write(&plot_path, &samples)?;
+    println!(
+        "plot: {} ({}x{}: mash level, drop %, quality and PSNR over the run, one point a second)",
+        plot_path.display(),
+        plot::WIDTH,
+        plot::HEIGHT
+    );
     if args.keep {
         println!("displayed video: {}", keep.display());
     }

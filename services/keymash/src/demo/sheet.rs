@@ -122,12 +122,23 @@ pub(super) fn write(
             }
         }
     }
+    write_png(path, sheet_w, sheet_h, &canvas.rgb)
+}
+
+/// Writes `rgb` (`width` x `height` pixels, rows packed) to `path` as an 8-bit RGB PNG: the
+/// contact sheet and the plot.
+pub(super) fn write_png(
+    path: &Path,
+    width: usize,
+    height: usize,
+    rgb: &[u8],
+) -> anyhow::Result<()> {
     let file =
         std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
     let mut encoder = png::Encoder::new(
         std::io::BufWriter::new(file),
-        u32::try_from(sheet_w)?,
-        u32::try_from(sheet_h)?,
+        u32::try_from(width)?,
+        u32::try_from(height)?,
     );
     encoder.set_color(png::ColorType::Rgb);
     encoder.set_depth(png::BitDepth::Eight);
@@ -135,7 +146,7 @@ pub(super) fn write(
         .write_header()
         .with_context(|| format!("writing {}", path.display()))?;
     writer
-        .write_image_data(&canvas.rgb)
+        .write_image_data(rgb)
         .with_context(|| format!("writing {}", path.display()))?;
     writer
         .finish()
