@@ -447,6 +447,8 @@ impl Pipeline {
             sender_port: free_udp_port(),
             video_port: free_udp_port(),
             key,
+            geometry: keymash_codec::FrameGeometry::new(spec.width as usize, spec.height as usize)
+                .map_err(|e| format!("the bench's picture size: {e}"))?,
         };
         let mut pipeline = Pipeline {
             received: None,
