@@ -21,6 +21,7 @@
 #![forbid(unsafe_code)]
 
 pub mod accounts;
+pub mod fake_v4l2;
 pub mod forge;
 pub mod installed;
 pub mod json;
