@@ -447,6 +447,19 @@ fn split_source(s: &str) -> (&str, Option<&str>) {
     }
 }
 
+/// The pixel format capture asks a V4L2 camera for (`capture.format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CaptureFormat {
+    /// YUYV when the camera gives it at the configured size and at least the configured rate
+    /// (no decoding), else MJPEG at that size and rate, else the best the camera offers.
+    Auto,
+    /// Packed YUYV 4:2:2 only; a camera without it at the configured size is refused.
+    Yuyv,
+    /// Motion JPEG only (decoded on the sender); a camera without it is refused.
+    Mjpeg,
+}
+
 /// The camera or other frame source (sender).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -454,6 +467,8 @@ pub struct CaptureConfig {
     pub source: CaptureSource,
     /// V4L2 device path; empty means the first device that can capture video.
     pub device: String,
+    /// The pixel format asked of a V4L2 camera.
+    pub format: CaptureFormat,
 }
 
 impl Default for CaptureConfig {
@@ -461,6 +476,7 @@ impl Default for CaptureConfig {
         CaptureConfig {
             source: CaptureSource::V4l2,
             device: String::new(),
+            format: CaptureFormat::Auto,
         }
     }
 }

@@ -7,7 +7,10 @@
 //! - [`scene`]: the synthetic camera-like moving test scene (with the stamp).
 //! - [`card`]: the countdown card the delay buffer shows until it holds enough video.
 //! - [`schedule`]: which held frame is due at `now` (capture time + delay).
-//! - [`negotiate`]: picking YUYV at the configured size and rate from what a V4L2 device offers.
+//! - [`negotiate`]: picking YUYV or MJPEG at the configured size and rate from what a V4L2
+//!   device offers and `capture.format`.
+//! - [`yuyv`]: a YUYV frame with any line stride to I420.
+//! - [`mjpeg`]: an MJPEG frame decoded to studio-range I420.
 //! - [`newest`]: the encoder's choice of the newest delayed frame.
 //! - [`departure`]: when a frame has left net-tx (its last packet sent).
 //! - [`backoff`]: retry timing for a camera that went away.
@@ -16,18 +19,24 @@
 pub mod backoff;
 pub mod card;
 pub mod departure;
+pub mod mjpeg;
 pub mod negotiate;
 pub mod newest;
 mod paint;
 pub mod scene;
 pub mod schedule;
 pub mod stamp;
+pub mod yuyv;
 
 pub use backoff::Backoff;
 pub use card::render_countdown;
 pub use departure::{Departed, Departures};
-pub use negotiate::{negotiate_yuyv, CameraMode, Negotiated, NegotiationError, OfferedFormat};
+pub use mjpeg::{MjpegDecoder, MjpegError};
+pub use negotiate::{
+    negotiate, CameraMode, Negotiated, NegotiationError, OfferedFormat, PixelFormat,
+};
 pub use newest::NewestFrame;
 pub use scene::SyntheticScene;
 pub use schedule::{DelaySchedule, HeldFrames, Release, GAP_TOLERANCE_NS};
 pub use stamp::{draw_stamp, read_stamp, Stamp};
+pub use yuyv::{YuyvError, YuyvLayout};

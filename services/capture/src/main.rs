@@ -47,8 +47,9 @@ enum Source {
     Synthetic(SyntheticScene),
     /// Read from a file on a clock at `video.fps`.
     Y4m(Y4mLoop),
-    /// Paced by the camera.
-    Camera(Camera),
+    /// Paced by the camera. Boxed: an open camera holds its stream and decoder state, far
+    /// larger than the other sources.
+    Camera(Box<Camera>),
 }
 
 fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
@@ -63,15 +64,16 @@ fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
             Source::Synthetic(SyntheticScene::new(geometry, u64::from(std::process::id())))
         }
         CaptureSource::Y4m(path) => Source::Y4m(Y4mLoop::open(path, geometry)?),
-        CaptureSource::V4l2 => Source::Camera(Camera::new(
+        CaptureSource::V4l2 => Source::Camera(Box::new(Camera::new(
             &config.capture.device,
             CameraMode {
                 width: video.width,
                 height: video.height,
                 fps: video.fps,
             },
+            config.capture.format,
             geometry,
-        )),
+        ))),
     };
     let source_name = String::from(config.capture.source.clone());
     lifecycle.ready(&format!(
@@ -146,6 +148,7 @@ fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
                 Source::Y4m(file) => format!("{source_name}, loop {}", file.loops() + 1),
                 Source::Camera(camera) => {
                     stats.set_count("reconnects", camera.reconnects());
+                    stats.set_count("bad_frames", camera.bad_frames());
                     stats.gauge("camera_open", if camera.is_open() { 1.0 } else { 0.0 });
                     camera.status(now_ns)
                 }

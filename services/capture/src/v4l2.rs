@@ -1,6 +1,9 @@
-//! The webcam through Video4Linux2 (the `v4l` crate): device discovery, YUYV negotiation (the
-//! decision itself is `keymash_media::negotiate`, unit-tested there), streaming with a poll
-//! timeout, and recovery from unplug and replug with backoff.
+//! The webcam through Video4Linux2 (the `v4l` crate): device discovery, YUYV or MJPEG
+//! negotiation (the decision itself is `keymash_media::negotiate`, unit-tested there),
+//! streaming with a poll timeout, conversion of each frame to I420 (strided YUYV or MJPEG
+//! decoding, `keymash_media::yuyv` and `keymash_media::mjpeg`), and recovery from unplug and
+//! replug with backoff. A frame that cannot become a whole picture (short, corrupt, flagged by
+//! the driver) is skipped and counted, never passed on.
 //!
 //! Untested on real hardware in CI (no camera there); see the README.
 
@@ -8,12 +11,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use keymash_codec::{yuyv_to_i420, FrameGeometry, I420Frame};
+use keymash_codec::{FrameGeometry, I420Frame};
+use keymash_core::config::CaptureFormat;
 use keymash_media::negotiate::{
-    fourcc_text, negotiate_yuyv, CameraMode, FrameInterval, Negotiated, OfferedFormat,
-    OfferedSizes, YUYV,
+    fourcc_text, negotiate, CameraMode, FrameInterval, Negotiated, OfferedFormat, OfferedSizes,
+    PixelFormat,
 };
-use keymash_media::Backoff;
+use keymash_media::{Backoff, MjpegDecoder, YuyvLayout};
+use v4l::buffer::Flags as BufferFlags;
 use v4l::buffer::Type;
 use v4l::frameinterval::FrameIntervalEnum;
 use v4l::framesize::FrameSizeEnum;
@@ -39,19 +44,53 @@ struct Open {
     _device: Device,
     path: PathBuf,
     negotiated: Negotiated,
+    convert: Convert,
     last_frame_ns: u64,
+}
+
+/// How a dequeued buffer becomes I420, by the format the driver applied.
+#[derive(Debug)]
+enum Convert {
+    /// With the line stride (`bytesperline`) the driver reported.
+    Yuyv(YuyvLayout),
+    Mjpeg(MjpegDecoder),
+}
+
+/// The kinds of frame that are skipped, each counted and logged once (a camera that sends one
+/// corrupt frame usually sends more; the log says what, the counter how many).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BadKind {
+    /// The driver marked the buffer V4L2_BUF_FLAG_ERROR (UVC: lost packets).
+    Flagged,
+    /// A YUYV buffer shorter than a frame.
+    ShortYuyv,
+    /// An MJPEG frame that does not decode to a whole picture of the configured size.
+    BadMjpeg,
+}
+
+impl BadKind {
+    fn index(self) -> usize {
+        match self {
+            BadKind::Flagged => 0,
+            BadKind::ShortYuyv => 1,
+            BadKind::BadMjpeg => 2,
+        }
+    }
 }
 
 /// A camera that may come and go.
 pub(crate) struct Camera {
     configured_device: String,
     mode: CameraMode,
+    format: CaptureFormat,
     geometry: FrameGeometry,
     open: Option<Open>,
     backoff: Backoff,
     retry_at_ns: u64,
     last_error: Option<String>,
     reconnects: u64,
+    /// Skipped frames by [`BadKind`], over the process's life (across replugs).
+    bad_frames: [u64; 3],
 }
 
 impl std::fmt::Debug for Camera {
@@ -72,22 +111,38 @@ pub(crate) enum CameraEvent {
 }
 
 impl Camera {
-    pub(crate) fn new(configured_device: &str, mode: CameraMode, geometry: FrameGeometry) -> Self {
+    pub(crate) fn new(
+        configured_device: &str,
+        mode: CameraMode,
+        format: CaptureFormat,
+        geometry: FrameGeometry,
+    ) -> Self {
         Camera {
             configured_device: configured_device.to_owned(),
             mode,
+            format,
             geometry,
             open: None,
             backoff: Backoff::new(RETRY_FIRST_NS, RETRY_MAX_NS),
             retry_at_ns: 0,
             last_error: None,
             reconnects: 0,
+            bad_frames: [0; 3],
         }
     }
 
-    /// One line for STATUS: what is negotiated, or why there is no camera and when the retry is.
+    /// One line for STATUS: what the camera gives (format, size and the rate the driver set),
+    /// or why there is no camera and when the retry is.
     pub(crate) fn status(&self, now_ns: u64) -> String {
+        let bad = self.bad_frames();
         match &self.open {
+            Some(open) if bad > 0 => {
+                format!(
+                    "{} {}, {bad} bad frames",
+                    open.path.display(),
+                    open.negotiated
+                )
+            }
             Some(open) => format!("{} {}", open.path.display(), open.negotiated),
             None => format!(
                 "no camera ({}), retry {} in {:.1} s",
@@ -100,6 +155,23 @@ impl Camera {
 
     pub(crate) fn reconnects(&self) -> u64 {
         self.reconnects
+    }
+
+    /// Frames skipped because they could not become a whole picture.
+    pub(crate) fn bad_frames(&self) -> u64 {
+        self.bad_frames.iter().sum()
+    }
+
+    /// Counts a skipped frame; the first of each kind is logged with its reason.
+    fn skipped(&mut self, kind: BadKind, reason: &str) {
+        let count = &mut self.bad_frames[kind.index()];
+        *count += 1;
+        if *count == 1 {
+            log::warn!(
+                "camera: skipped a frame: {reason} (further ones are counted in bad_frames, \
+                 not logged)"
+            );
+        }
     }
 
     pub(crate) fn is_open(&self) -> bool {
@@ -119,8 +191,17 @@ impl Camera {
             }
             match self.try_open(now_ns()) {
                 Ok(open) => {
+                    if let Some(why) = &open.negotiated.fallback {
+                        log::warn!("camera {}: {why}", open.path.display());
+                    }
+                    let stride = match &open.convert {
+                        Convert::Yuyv(layout) => {
+                            format!(", {} bytes per line", layout.bytes_per_line())
+                        }
+                        Convert::Mjpeg(_) => String::new(),
+                    };
                     log::info!(
-                        "camera {} streaming {}",
+                        "camera {} streaming {}{stride}",
                         open.path.display(),
                         open.negotiated
                     );
@@ -140,7 +221,6 @@ impl Camera {
         let Some(open) = self.open.as_mut() else {
             return CameraEvent::Idle;
         };
-        let geometry = self.geometry;
         let result = match open.stream.next() {
             Ok((buffer, meta)) => {
                 let used = (meta.bytesused as usize).min(buffer.len());
@@ -153,27 +233,59 @@ impl Camera {
                 )
                 .filter(|&t| t <= now && now - t < 1_000_000_000)
                 .unwrap_or(now);
-                yuyv_to_i420(&buffer[..used], geometry, out)
-                    .map(|()| capture_ns)
-                    .map_err(|e| format!("bad frame from the driver: {e}"))
+                // A frame that fails leaves `out` as it was: the converters write only after
+                // the checks (YUYV) or a whole decode into scratch space (MJPEG).
+                let converted = if meta.flags.contains(BufferFlags::ERROR) {
+                    Err((
+                        BadKind::Flagged,
+                        "the driver marked the buffer as damaged".to_owned(),
+                    ))
+                } else {
+                    let data = &buffer[..used];
+                    match &mut open.convert {
+                        Convert::Yuyv(layout) => layout
+                            .to_i420(data, out)
+                            .map_err(|e| (BadKind::ShortYuyv, e.to_string())),
+                        Convert::Mjpeg(decoder) => decoder
+                            .decode(data, out)
+                            .map_err(|e| (BadKind::BadMjpeg, e.to_string())),
+                    }
+                };
+                Ok(converted.map(|()| capture_ns))
             }
             // The poll timeout surfaces as an error of kind TimedOut.
-            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => Err(String::new()),
-            Err(e) => Err(format!("stream error: {e}")),
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => Err(None),
+            Err(e) => Err(Some(format!("stream error: {e}"))),
         };
         match result {
-            Ok(capture_ns) => {
+            Ok(Ok(capture_ns)) => {
                 open.last_frame_ns = capture_ns;
                 CameraEvent::Frame { capture_ns }
             }
-            Err(reason) if reason.is_empty() => {
+            // Only whole frames reset the stall clock: a camera sending nothing but damaged
+            // frames for STALL_NS is closed and opened again like a silent one.
+            Ok(Err((kind, reason))) => {
+                let stalled = now_ns().saturating_sub(open.last_frame_ns) > STALL_NS;
+                self.skipped(kind, &reason);
+                if stalled {
+                    self.fail(
+                        now_ns(),
+                        format!(
+                            "no whole frame for {} s ({reason})",
+                            STALL_NS / 1_000_000_000
+                        ),
+                    );
+                }
+                CameraEvent::Idle
+            }
+            Err(None) => {
                 let now = now_ns();
                 if now.saturating_sub(open.last_frame_ns) > STALL_NS {
                     self.fail(now, format!("no frame for {} s", STALL_NS / 1_000_000_000));
                 }
                 CameraEvent::Idle
             }
-            Err(reason) => {
+            Err(Some(reason)) => {
                 self.fail(now_ns(), reason);
                 CameraEvent::Idle
             }
@@ -201,24 +313,37 @@ impl Camera {
         };
         let offered = offered_formats(&device)
             .with_context(|| format!("cannot list formats of {}", path.display()))?;
-        let negotiated = negotiate_yuyv(&offered, self.mode)?;
+        let mut negotiated = negotiate(&offered, self.mode, self.format)?;
         let mut format = device.format()?;
         format.width = negotiated.width;
         format.height = negotiated.height;
-        format.fourcc = FourCC::new(&YUYV);
+        format.fourcc = FourCC::new(&negotiated.fourcc);
         let applied = device.set_format(&format)?;
         negotiated.check_applied(applied.fourcc.repr, applied.width, applied.height)?;
-        let mut negotiated = negotiated;
+        let convert = match negotiated.format {
+            // The stride S_FMT returned: drivers pad lines to their alignment.
+            PixelFormat::Yuyv => {
+                Convert::Yuyv(YuyvLayout::new(self.geometry, applied.stride as usize)?)
+            }
+            PixelFormat::Mjpeg => Convert::Mjpeg(MjpegDecoder::new(self.geometry)),
+        };
         if let Some(interval) = negotiated.interval {
-            let params = device.set_params(&Parameters::new(Fraction::new(
+            device.set_params(&Parameters::new(Fraction::new(
                 interval.numerator,
                 interval.denominator,
             )))?;
-            // Report what the driver really set, which may differ from what was asked.
-            negotiated.interval = Some(FrameInterval {
-                numerator: params.interval.numerator,
-                denominator: params.interval.denominator,
-            });
+        }
+        // Report the rate the driver really runs at (it may differ from what was asked, and a
+        // device that lists no rates keeps its own), read back with G_PARM.
+        match device.params() {
+            Ok(params) if params.interval.numerator > 0 && params.interval.denominator > 0 => {
+                negotiated.interval = Some(FrameInterval {
+                    numerator: params.interval.numerator,
+                    denominator: params.interval.denominator,
+                });
+            }
+            Ok(_) => {}
+            Err(e) => log::debug!("cannot read the frame rate back (G_PARM): {e}"),
         }
         let mut stream = Stream::with_buffers(&device, Type::VideoCapture, BUFFERS)?;
         stream.set_timeout(POLL_TIMEOUT);
@@ -227,6 +352,7 @@ impl Camera {
             _device: device,
             path,
             negotiated,
+            convert,
             last_frame_ns: now_ns,
         })
     }
