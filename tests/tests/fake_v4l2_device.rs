@@ -466,3 +466,127 @@ fn capture_notices_an_unplug_and_streams_again_after_the_replug_without_a_restar
         status.status_line()
     );
 }
+
+/// Streams for 3 s after the first frame; returns the frames and the status line.
+fn stream_for_three_seconds(
+    run: &CaptureOnFake,
+    expected: &Expected,
+) -> (Vec<RingFrame>, ServiceStats) {
+    let mut ring = run.raw_frames();
+    let start = Instant::now();
+    let first = read_frames(&mut ring, expected, |f| {
+        !f.is_empty() || start.elapsed() > FIRST_FRAME_DEADLINE
+    });
+    assert!(
+        !first.is_empty(),
+        "no frame from the fake camera\n{}",
+        run.diagnosis()
+    );
+    let frames = read_frames(&mut ring, expected, for_duration(Duration::from_secs(3)));
+    (frames, run.stats().unwrap())
+}
+
+#[test]
+fn yuyv_with_padded_lines_reaches_the_ring_as_the_source_picture() {
+    let (mut camera, expected) = yuyv_camera("fake-stride");
+    // 704 bytes a line for 640 of picture: the padding holds alternating 0x00/0xff, so a reader
+    // that ignored the stride would show a broken picture.
+    camera.set("BYTESPERLINE", "704");
+    let mut run = CaptureOnFake::new("fake-stride", camera);
+    run.start();
+    let (frames, status) = stream_for_three_seconds(&run, &expected);
+    let diagnosis = || run.diagnosis();
+    assert_pictures(&frames, "YUYV with 704-byte lines", &diagnosis);
+    assert!(
+        frames.len() >= 80,
+        "only {} frames in 3 s\n{}",
+        frames.len(),
+        diagnosis()
+    );
+    assert_eq!(status.counter("bad_frames"), Some(0), "{}", diagnosis());
+    println!(
+        "padded YUYV: {} frames in 3 s, {:.2} fps, worst PSNR {:.1} dB; status: {}",
+        frames.len(),
+        rate(&frames),
+        frames
+            .iter()
+            .map(|f| f.psnr_db)
+            .fold(f64::INFINITY, f64::min),
+        status.status_line()
+    );
+}
+
+/// The source frames as JPEGs at `quality` (what an MJPEG webcam sends: full-range JFIF).
+fn jpeg_frames(expected: &Expected, quality: u8) -> Vec<Vec<u8>> {
+    expected
+        .frames
+        .iter()
+        .map(|i420| {
+            let mut jpeg = Vec::new();
+            keymash_watch::jpeg::encode_i420(i420, WIDTH, HEIGHT, quality, &mut jpeg).unwrap();
+            jpeg
+        })
+        .collect()
+}
+
+/// The bound for MJPEG at q90: the JPEG's own loss (the codec's unit tests measure more than
+/// 35 dB on these pictures at q90), never a broken or grey picture (under 20 dB).
+const MIN_MJPEG_PSNR_DB: f64 = 35.0;
+
+#[test]
+fn an_mjpeg_only_camera_is_decoded_into_the_ring_and_corrupt_frames_are_skipped() {
+    let source = synthetic_yuyv(WIDTH, HEIGHT, SOURCE_FRAMES);
+    let expected = Expected::new(&source);
+    let mut camera = FakeCamera::new("fake-mjpeg", WIDTH, HEIGHT);
+    camera
+        .mjpeg_frames(&jpeg_frames(&expected, 90))
+        .set("FPS", FPS.to_string())
+        .set("FORMATS", "mjpeg")
+        // Every fifth frame arrives cut short, as when USB drops the end of a frame.
+        .set("CORRUPT_EVERY", "5")
+        .set("CORRUPT_MODE", "truncate");
+    let mut run = CaptureOnFake::new("fake-mjpeg", camera);
+    run.start();
+    let (frames, status) = stream_for_three_seconds(&run, &expected);
+    let diagnosis = || run.diagnosis();
+    let worst = frames
+        .iter()
+        .map(|f| f.psnr_db)
+        .fold(f64::INFINITY, f64::min);
+    assert!(
+        worst >= MIN_MJPEG_PSNR_DB,
+        "a frame in the ring is {worst:.1} dB from its source\n{}",
+        diagnosis()
+    );
+    // Four of every five frames are whole: about 24 a second reach the ring.
+    let fps = rate(&frames);
+    assert!(
+        (18.0..=27.0).contains(&fps),
+        "{} frames at {fps:.1} fps, want about 24\n{}",
+        frames.len(),
+        diagnosis()
+    );
+    let corrupt = run
+        .camera
+        .events_of("dqbuf")
+        .iter()
+        .filter(|e| e.fields.iter().any(|f| f == "corrupt"))
+        .count() as u64;
+    let bad = status.counter("bad_frames").unwrap_or(0);
+    assert!(
+        corrupt > 0 && bad > 0 && bad <= corrupt,
+        "{corrupt} corrupt frames sent, capture counted {bad}\n{}",
+        diagnosis()
+    );
+    assert!(
+        status.status_line().contains("MJPEG 320x240"),
+        "status: {}",
+        status.status_line()
+    );
+    println!(
+        "MJPEG q90 with every 5th frame cut: {} frames in 3 s, {fps:.2} fps, worst PSNR {worst:.1} dB, \
+         {bad} bad frames counted of {corrupt} sent; status: {}",
+        frames.len(),
+        status.status_line()
+    );
+}
