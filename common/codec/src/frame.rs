@@ -212,21 +212,36 @@ pub fn yuyv_to_i420(
     for (((pair, y_pair), u_row), v_row) in rows.zip(y_rows).zip(u_rows).zip(v_rows) {
         let (top, bottom) = pair.split_at(row_bytes);
         let (y_top, y_bottom) = y_pair.split_at_mut(width);
-        for (((t, b), (yt, yb)), (u, v)) in top
-            .chunks_exact(4)
-            .zip(bottom.chunks_exact(4))
-            .zip(y_top.chunks_exact_mut(2).zip(y_bottom.chunks_exact_mut(2)))
-            .zip(u_row.iter_mut().zip(v_row.iter_mut()))
-        {
-            yt[0] = t[0];
-            yt[1] = t[2];
-            yb[0] = b[0];
-            yb[1] = b[2];
-            *u = ((u16::from(t[1]) + u16::from(b[1]) + 1) >> 1) as u8;
-            *v = ((u16::from(t[3]) + u16::from(b[3]) + 1) >> 1) as u8;
-        }
+        yuyv_row_pair_to_i420(top, bottom, y_top, y_bottom, u_row, v_row);
     }
     Ok(())
+}
+
+/// One pair of YUYV rows (`top`, `bottom`) into two luma rows and one row of each chroma plane,
+/// the chroma of the two rows averaged (rounded): the step of every YUYV conversion, packed
+/// ([`yuyv_to_i420`]) or with padded lines (keymash-media's strided one). Converts as many pixel
+/// pairs as the shortest of the slices holds.
+pub fn yuyv_row_pair_to_i420(
+    top: &[u8],
+    bottom: &[u8],
+    y_top: &mut [u8],
+    y_bottom: &mut [u8],
+    u_row: &mut [u8],
+    v_row: &mut [u8],
+) {
+    for (((t, b), (yt, yb)), (u, v)) in top
+        .chunks_exact(4)
+        .zip(bottom.chunks_exact(4))
+        .zip(y_top.chunks_exact_mut(2).zip(y_bottom.chunks_exact_mut(2)))
+        .zip(u_row.iter_mut().zip(v_row.iter_mut()))
+    {
+        yt[0] = t[0];
+        yt[1] = t[2];
+        yb[0] = b[0];
+        yb[1] = b[2];
+        *u = ((u16::from(t[1]) + u16::from(b[1]) + 1) >> 1) as u8;
+        *v = ((u16::from(t[3]) + u16::from(b[3]) + 1) >> 1) as u8;
+    }
 }
 
 /// Sum of squared differences between two equally long sample slices (shorter length wins).

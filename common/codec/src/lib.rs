@@ -51,7 +51,7 @@ pub use encoder::{
     EncodeError, EncodeStats, Encoder, EncoderConfig, EncoderConfigError, Layout, PayloadSink,
     QualitySpec, DEFAULT_MAX_PAYLOAD,
 };
-pub use frame::{yuyv_to_i420, FrameError, I420Frame, I420View};
+pub use frame::{yuyv_row_pair_to_i420, yuyv_to_i420, FrameError, I420Frame, I420View};
 pub use geometry::{FrameGeometry, GeometryError};
 pub use join::FrameJoin;
 pub use payload::{HeaderError, PayloadHeader};

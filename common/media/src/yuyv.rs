@@ -5,7 +5,7 @@
 //! averages the chroma of each pair of lines (rounded), exactly as keymash-codec's packed
 //! `yuyv_to_i420` does, so a packed buffer gives the same planes either way.
 
-use keymash_codec::{FrameGeometry, I420Frame};
+use keymash_codec::{yuyv_row_pair_to_i420, FrameGeometry, I420Frame};
 
 /// A YUYV buffer that cannot be converted. Cameras send short buffers when they hiccup: the
 /// caller skips and counts the frame.
@@ -110,19 +110,7 @@ impl YuyvLayout {
             let top = &src[top_start..top_start + line];
             let bottom = &src[bottom_start..bottom_start + line];
             let (y_top, y_bottom) = y_pair.split_at_mut(width);
-            for (((t, b), (yt, yb)), (u, v)) in top
-                .chunks_exact(4)
-                .zip(bottom.chunks_exact(4))
-                .zip(y_top.chunks_exact_mut(2).zip(y_bottom.chunks_exact_mut(2)))
-                .zip(u_row.iter_mut().zip(v_row.iter_mut()))
-            {
-                yt[0] = t[0];
-                yt[1] = t[2];
-                yb[0] = b[0];
-                yb[1] = b[2];
-                *u = ((u16::from(t[1]) + u16::from(b[1]) + 1) >> 1) as u8;
-                *v = ((u16::from(t[3]) + u16::from(b[3]) + 1) >> 1) as u8;
-            }
+            yuyv_row_pair_to_i420(top, bottom, y_top, y_bottom, u_row, v_row);
         }
         Ok(())
     }
