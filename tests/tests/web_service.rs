@@ -95,10 +95,7 @@ struct ScreenWriter {
 
 impl ScreenWriter {
     fn start(prefix: &str) -> ScreenWriter {
-        Self::start_sized(prefix, WIDTH, HEIGHT)
-    }
-
-    fn start_sized(prefix: &str, width: u32, height: u32) -> ScreenWriter {
+        let (width, height) = (WIDTH, HEIGHT);
         let mut config = Config::default();
         config.shm.prefix = prefix.to_owned();
         config.video.width = width;
@@ -700,99 +697,4 @@ fn metric(text: &str, name: &str) -> f64 {
             (n == name).then(|| value.split_whitespace().next()?.parse().ok())?
         })
         .unwrap_or_else(|| panic!("no {name} in /metrics:\n{text}"))
-}
-
-/// CPU time (user + system) the process has used, in seconds.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("process stat");
-    // Fields after the command name (which may hold spaces) in parentheses.
-    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 =
-        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
-    // Clock ticks a second (`getconf CLK_TCK`; 100 on every Linux in use).
-    let hz = Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .trim()
-                .parse::<f64>()
-                .ok()
-        })
-        .unwrap_or(100.0);
-    ticks as f64 / hz
-}
-
-/// The figure the issue asks for: keymash-web's CPU use with 1 and with 10 viewers of the MJPEG
-/// stream at 640x480 (30 fps on the screen, `web.stream_fps` 15), each over 30 s. Run by hand
-/// with the release binary:
-/// `KEYMASH_WEB_BIN=target/release/keymash-web cargo test -p keymash-tests --test web_service \
-///  -- --ignored --nocapture web_cpu`.
-#[test]
-#[ignore = "a measurement (over a minute), not a check"]
-fn web_cpu_with_one_and_ten_viewers_at_640x480() {
-    let port = free_tcp_port();
-    let setup = ReceiverSetup::new(
-        "web-cpu",
-        &format!("[web]\nlisten = \"127.0.0.1:{port}\"\n"),
-    );
-    let text = std::fs::read_to_string(&setup.config).expect("configuration");
-    std::fs::write(
-        &setup.config,
-        text.replace("width = 320\nheight = 240", "width = 640\nheight = 480"),
-    )
-    .expect("rewrite the configuration");
-    let screen = ScreenWriter::start_sized(&setup.prefix, 640, 480);
-    let binary = std::env::var_os("KEYMASH_WEB_BIN")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| service_binary("keymash-web"));
-    let service = setup.start_prepared("keymash-web", Command::new(&binary), false);
-    let pid = service.pid();
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let mut lines = vec![format!("binary {}", binary.display())];
-    for viewers in [0usize, 1, 10] {
-        let stop = Arc::new(AtomicBool::new(false));
-        let readers: Vec<_> = (0..viewers)
-            .map(|_| {
-                let stop = Arc::clone(&stop);
-                std::thread::spawn(move || {
-                    let mut parts = Parts::open(addr);
-                    let mut count = 0u64;
-                    while !stop.load(Ordering::Relaxed) {
-                        parts.next();
-                        count += 1;
-                    }
-                    count
-                })
-            })
-            .collect();
-        std::thread::sleep(Duration::from_secs(2));
-        let (cpu0, t0) = (cpu_seconds(pid), Instant::now());
-        std::thread::sleep(Duration::from_secs(30));
-        let (cpu1, t1) = (cpu_seconds(pid), Instant::now());
-        stop.store(true, Ordering::Relaxed);
-        let parts: u64 = readers.into_iter().map(|r| r.join().unwrap_or(0)).sum();
-        let secs = t1.duration_since(t0).as_secs_f64();
-        let encoded = web_figure(addr, "jpeg");
-        lines.push(format!(
-            "{viewers:>2} viewers: {:.1} % of one core ({:.2} s CPU in {secs:.1} s), {parts} parts \
-             received in all, {encoded}",
-            (cpu1 - cpu0) / secs * 100.0,
-            cpu1 - cpu0
-        ));
-    }
-    screen.stop();
-    eprintln!("web_service CPU at 640x480:\n{}", lines.join("\n"));
-}
-
-/// The `/metrics` lines that mention `what`, for the measurement's log.
-fn web_figure(addr: SocketAddr, what: &str) -> String {
-    request(addr, "GET", "/metrics")
-        .text()
-        .lines()
-        .filter(|l| l.contains(what) && !l.starts_with('#'))
-        .collect::<Vec<_>>()
-        .join("; ")
 }
