@@ -6,7 +6,6 @@
 //! STATUS), so the pipeline stays up while someone finds the USB cable.
 #![forbid(unsafe_code)]
 
-mod v4l2;
 mod y4m_loop;
 
 use std::process::ExitCode;
@@ -23,8 +22,8 @@ use keymash_pipeline::{FrameSlot, Segments, Service};
 use keymash_service::{Lifecycle, ServiceArgs, StatsPublisher};
 use keymash_shm::monotonic_now_ns;
 
-use crate::v4l2::{Camera, CameraEvent};
 use crate::y4m_loop::Y4mLoop;
+use keymash_camera::{Camera, CameraEvent};
 
 #[derive(Debug, Parser)]
 #[command(

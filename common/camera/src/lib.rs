@@ -5,7 +5,11 @@
 //! replug with backoff. A frame that cannot become a whole picture (short, corrupt, flagged by
 //! the driver) is skipped and counted, never passed on.
 //!
-//! Untested on real hardware in CI (no camera there); see the README.
+//! A library so that keymash-capture and `keymash camera` open a camera the same way. Tested
+//! through the real `v4l` code path against the fake camera in `tests/fake-v4l2`; untested on
+//! real hardware in CI (no camera there); see the README.
+
+#![forbid(unsafe_code)]
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -79,7 +83,7 @@ impl BadKind {
 }
 
 /// A camera that may come and go.
-pub(crate) struct Camera {
+pub struct Camera {
     configured_device: String,
     mode: CameraMode,
     format: CaptureFormat,
@@ -103,7 +107,8 @@ impl std::fmt::Debug for Camera {
 }
 
 /// What one call of [`Camera::poll`] produced.
-pub(crate) enum CameraEvent {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CameraEvent {
     /// A frame was converted into the caller's buffer, captured at `capture_ns`.
     Frame { capture_ns: u64 },
     /// Nothing within the poll timeout (or waiting to retry).
@@ -111,7 +116,7 @@ pub(crate) enum CameraEvent {
 }
 
 impl Camera {
-    pub(crate) fn new(
+    pub fn new(
         configured_device: &str,
         mode: CameraMode,
         format: CaptureFormat,
@@ -133,7 +138,7 @@ impl Camera {
 
     /// One line for STATUS: what the camera gives (format, size and the rate the driver set),
     /// or why there is no camera and when the retry is.
-    pub(crate) fn status(&self, now_ns: u64) -> String {
+    pub fn status(&self, now_ns: u64) -> String {
         let bad = self.bad_frames();
         match &self.open {
             Some(open) if bad > 0 => {
@@ -153,12 +158,12 @@ impl Camera {
         }
     }
 
-    pub(crate) fn reconnects(&self) -> u64 {
+    pub fn reconnects(&self) -> u64 {
         self.reconnects
     }
 
     /// Frames skipped because they could not become a whole picture.
-    pub(crate) fn bad_frames(&self) -> u64 {
+    pub fn bad_frames(&self) -> u64 {
         self.bad_frames.iter().sum()
     }
 
@@ -174,14 +179,14 @@ impl Camera {
         }
     }
 
-    pub(crate) fn is_open(&self) -> bool {
+    pub fn is_open(&self) -> bool {
         self.open.is_some()
     }
 
     /// Waits up to the poll timeout for a frame and converts it into `out`; (re)opens the
     /// device when a retry is due; closes it on errors or a stall. Never fails: a missing camera
     /// is a state the service reports, not a reason to exit.
-    pub(crate) fn poll(&mut self, now_ns: impl Fn() -> u64, out: &mut I420Frame) -> CameraEvent {
+    pub fn poll(&mut self, now_ns: impl Fn() -> u64, out: &mut I420Frame) -> CameraEvent {
         if self.open.is_none() {
             if now_ns() < self.retry_at_ns {
                 std::thread::sleep(
