@@ -20,6 +20,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use keymash_watch::page;
 use keymash_watch::{metrics, status};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{mpsc, watch, Notify};
 
@@ -45,6 +46,10 @@ const MAX_BUF: usize = 16 * 1024;
 const BACKLOG: u32 = 128;
 /// The runtime's heartbeat (see [`Shared::stuck_thread`]).
 const BEAT: Duration = Duration::from_millis(250);
+/// How long a refused client's connection stays open for it to read its 503 (see [`refuse`]).
+const REFUSAL_LINGER: Duration = Duration::from_secs(2);
+/// What a refused client may still send before its connection is closed anyway.
+const REFUSAL_READ_LIMIT: usize = 64 * 1024;
 /// After a failed accept (out of file descriptors), wait this long before the next.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
@@ -122,19 +127,51 @@ pub(crate) fn busy_response(max_clients: usize) -> Vec<u8> {
     response
 }
 
-/// Answers a client over the limit and closes its connection at once, without waiting for it
-/// in any way (the response is far smaller than an empty socket buffer).
-fn refuse(stream: TcpStream, peer: SocketAddr, busy: &[u8], shared: &Shared) {
+/// Answers a client over the limit at once, without holding a client's place.
+///
+/// The connection is not closed at once: a client that has not finished sending its request
+/// (or sends it after the answer went out) would write into a closed socket, the kernel would
+/// reset the connection, and the client would lose the answer (a broken pipe, or a reset
+/// instead of the 503). So the answer goes out, the sending side is shut (the client reads the
+/// answer and its end), and what the client still sends is read and thrown away until it
+/// closes, for at most [`REFUSAL_LINGER`] and [`REFUSAL_READ_LIMIT`] bytes, as web servers
+/// do on a "lingering close". At most `LINGERING_REFUSALS` do so at once; past them a refused
+/// client is answered and closed at once.
+fn refuse(stream: TcpStream, peer: SocketAddr, busy: &Bytes, shared: &Shared) {
     shared.counters.refused.fetch_add(1, Ordering::Relaxed);
     log::debug!("{peer}: refused, {} clients connected", shared.clients());
-    // Take what the client sent already: closing a socket with unread data resets the
-    // connection, and the client might lose the answer.
-    let mut scratch = [0u8; 2048];
-    let _ = stream.try_read(&mut scratch);
-    let _ = stream.try_write(busy);
-    if let Ok(stream) = stream.into_std() {
-        let _ = stream.shutdown(Shutdown::Write);
+    match Arc::clone(&shared.lingering_refusals).try_acquire_owned() {
+        Ok(permit) => {
+            let busy = busy.clone();
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(REFUSAL_LINGER, answer_and_drain(stream, &busy)).await;
+                drop(permit);
+            });
+        }
+        Err(_) => {
+            let mut scratch = [0u8; 2048];
+            let _ = stream.try_read(&mut scratch);
+            let _ = stream.try_write(busy);
+            if let Ok(stream) = stream.into_std() {
+                let _ = stream.shutdown(Shutdown::Write);
+            }
+        }
     }
+}
+
+/// Writes `answer`, shuts the sending side, and reads until the client closes.
+async fn answer_and_drain(mut stream: TcpStream, answer: &[u8]) -> io::Result<()> {
+    stream.write_all(answer).await?;
+    stream.shutdown().await?;
+    let mut scratch = [0u8; 2048];
+    let mut taken = 0;
+    while taken < REFUSAL_READ_LIMIT {
+        match stream.read(&mut scratch).await? {
+            0 => break,
+            n => taken += n,
+        }
+    }
+    Ok(())
 }
 
 /// Serves one client until it closes, fails, or stalls.

@@ -47,6 +47,10 @@ impl Settings {
 pub(crate) const BEAT_STALE: Duration = Duration::from_secs(10);
 
 /// Everything the threads share.
+/// Refused clients whose connections stay open at once until they have read their 503; beyond
+/// this a refused client is answered and closed at once.
+const LINGERING_REFUSALS: usize = 32;
+
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) settings: Settings,
@@ -54,6 +58,9 @@ pub(crate) struct Shared {
     pub(crate) counters: Counters,
     /// One permit per client connected; [`Settings::max_clients`] in all.
     pub(crate) permits: Arc<Semaphore>,
+    /// One permit per refused client whose connection is kept open until it has read the 503
+    /// (see `server::refuse`); bounded so a flood of refused clients holds little.
+    pub(crate) lingering_refusals: Arc<Semaphore>,
     /// The newest picture on the screen as JPEG; `None` until the first is encoded.
     pub(crate) pictures: watch::Sender<Published>,
     /// Why this PC has no screen picture (no screen segment: the sender, or the display is not
@@ -80,6 +87,7 @@ impl Shared {
         let (pictures, _) = watch::channel(None);
         Shared {
             permits: Arc::new(Semaphore::new(settings.max_clients)),
+            lingering_refusals: Arc::new(Semaphore::new(LINGERING_REFUSALS)),
             settings,
             demand: Arc::new(Demand::default()),
             counters: Counters::default(),
