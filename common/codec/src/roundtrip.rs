@@ -1,5 +1,6 @@
-//! Encode and decode a whole Y4M video, measuring size and PSNR: the logic behind
-//! `keymash codec roundtrip`, kept here so it is testable without the binary.
+//! Encode and decode a whole Y4M video, measuring size, PSNR and time per frame: the logic
+//! behind `keymash codec roundtrip`, kept here so it is testable without the binary. The clock
+//! comes from the caller, so this stays free of I/O and time.
 
 use crate::decoder::{DecodeError, Decoder};
 use crate::encoder::{
@@ -8,6 +9,7 @@ use crate::encoder::{
 };
 use crate::frame::{psnr_from_squared_error, squared_error, I420Frame};
 use crate::y4m::{Y4mError, Y4mReader, Y4mWriter};
+use keymash_core::percentile::nearest_rank;
 use keymash_core::{FrameNo, Quality};
 use std::io::{Read, Write};
 
@@ -46,13 +48,38 @@ pub struct RoundtripReport {
     pub psnr_yuv: f64,
     /// Totals over all frames: where the bytes went.
     pub stats: EncodeStats,
+    /// Time to encode one frame (all its payloads, with the configured threads).
+    pub encode_ms: FrameTimes,
+    /// Time to decode one frame (apply all its payloads).
+    pub decode_ms: FrameTimes,
+}
+
+/// Milliseconds per frame over a round trip: the median and the 99th percentile (nearest
+/// rank; both 0 for a video without frames).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct FrameTimes {
+    pub p50: f64,
+    pub p99: f64,
+}
+
+impl FrameTimes {
+    fn of(mut ms: Vec<f64>) -> FrameTimes {
+        ms.sort_by(f64::total_cmp);
+        FrameTimes {
+            p50: nearest_rank(&ms, 0.50).unwrap_or(0.0),
+            p99: nearest_rank(&ms, 0.99).unwrap_or(0.0),
+        }
+    }
 }
 
 /// Encodes and decodes every frame of `input`, writing the decoded video to `output`.
+/// `now_ns` is a monotonic clock in nanoseconds, read around each frame's encode and decode
+/// (reading the Y4M, PSNR and writing are not timed).
 pub fn roundtrip<R: Read, W: Write>(
     input: R,
     output: W,
     config: RoundtripConfig,
+    mut now_ns: impl FnMut() -> u64,
 ) -> Result<RoundtripReport, RoundtripError> {
     let mut reader = Y4mReader::new(input)?;
     let header = reader.header().clone();
@@ -70,7 +97,10 @@ pub fn roundtrip<R: Read, W: Write>(
     let (mut frames, mut bytes, mut payloads) = (0u64, 0u64, 0u64);
     let (mut se_y, mut se_all) = (0u64, 0u64);
     let mut stats = EncodeStats::default();
+    let (mut encode_ms, mut decode_ms) = (Vec::new(), Vec::new());
+    let elapsed_ms = |from: u64, to: u64| to.saturating_sub(from) as f64 / 1e6;
     while reader.read_frame(&mut source)? {
+        let encode_start = now_ns();
         encoder
             .encode(
                 FrameNo(frames),
@@ -82,6 +112,8 @@ pub fn roundtrip<R: Read, W: Write>(
                 frame: frames,
                 cause,
             })?;
+        let decode_start = now_ns();
+        encode_ms.push(elapsed_ms(encode_start, decode_start));
         for payload in sink.iter() {
             decoder
                 .apply(payload)
@@ -90,6 +122,7 @@ pub fn roundtrip<R: Read, W: Write>(
                     cause,
                 })?;
         }
+        decode_ms.push(elapsed_ms(decode_start, now_ns()));
         bytes += sink.total_bytes() as u64;
         payloads += sink.len() as u64;
         stats += sink.stats();
@@ -119,5 +152,7 @@ pub fn roundtrip<R: Read, W: Write>(
         psnr_y: psnr_from_squared_error(se_y, luma),
         psnr_yuv: psnr_from_squared_error(se_all, all),
         stats,
+        encode_ms: FrameTimes::of(encode_ms),
+        decode_ms: FrameTimes::of(decode_ms),
     })
 }

@@ -48,13 +48,19 @@ impl Percentiles {
         self.sorted.clear();
         self.sorted.extend(self.samples.iter().copied());
         self.sorted.sort_by(f64::total_cmp);
-        let rank = (q.clamp(0.0, 1.0) * self.sorted.len() as f64).ceil() as usize;
-        self.sorted.get(rank.saturating_sub(1)).copied()
+        nearest_rank(&self.sorted, q)
     }
 
     pub fn max(&self) -> Option<f64> {
         self.samples.iter().copied().max_by(f64::total_cmp)
     }
+}
+
+/// The `q` quantile (0.0..=1.0) of samples sorted in ascending order, by the nearest-rank
+/// method (always one of the samples); `None` for no samples.
+pub fn nearest_rank(sorted: &[f64], q: f64) -> Option<f64> {
+    let rank = (q.clamp(0.0, 1.0) * sorted.len() as f64).ceil() as usize;
+    sorted.get(rank.saturating_sub(1)).copied()
 }
 
 #[cfg(test)]

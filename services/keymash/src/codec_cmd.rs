@@ -9,6 +9,7 @@ use keymash_core::Quality;
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::PathBuf;
+use std::time::Instant;
 
 /// Codec tools.
 #[derive(Debug, Args)]
@@ -20,7 +21,7 @@ pub(crate) struct CodecArgs {
 #[derive(Debug, Subcommand)]
 pub(crate) enum CodecCommand {
     /// Encode and decode every frame of a 4:2:0 Y4M video, write the decoded video, and print
-    /// bytes per frame and PSNR.
+    /// bytes per frame, PSNR, and encode and decode milliseconds per frame (p50, p99) on this PC.
     Roundtrip {
         /// Codec quality, 1..=100, as in JPEG.
         #[arg(long, value_parser = clap::value_parser!(u8).range(1..=100))]
@@ -94,7 +95,9 @@ pub(crate) fn run(args: CodecArgs) -> anyhow::Result<()> {
                     .with_context(|| format!("creating {}", output.display()))?;
                 Box::new(BufWriter::new(f))
             };
-            let report = roundtrip(reader, writer, config).with_context(|| {
+            let start = Instant::now();
+            let clock = || u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            let report = roundtrip(reader, writer, config, clock).with_context(|| {
                 format!("round trip of {} to {}", input.display(), output.display())
             })?;
             let text = if json {
@@ -133,6 +136,9 @@ fn report_json(r: &RoundtripReport, c: &RoundtripConfig) -> String {
         "psnr_y": r.psnr_y,
         "psnr_yuv": r.psnr_yuv,
         "truncated_macroblocks": s.truncated_macroblocks,
+        "threads": c.threads,
+        "encode_ms": { "p50": r.encode_ms.p50, "p99": r.encode_ms.p99 },
+        "decode_ms": { "p50": r.decode_ms.p50, "p99": r.decode_ms.p99 },
         "bits": {
             "header": s.header_bits,
             "quality": s.syntax.quality_bits,
@@ -177,6 +183,19 @@ fn report_table(r: &RoundtripReport, c: &RoundtripConfig) -> String {
     out.push_str(&format!(
         "  truncated MBs   {:>10}\n",
         s.truncated_macroblocks
+    ));
+    let threads = match c.threads {
+        0 => "all cores".to_owned(),
+        1 => "1 thread".to_owned(),
+        n => format!("{n} threads"),
+    };
+    out.push_str(&format!(
+        "  encode ms/frame {:>10.2} p50, {:.2} p99 ({threads})\n",
+        r.encode_ms.p50, r.encode_ms.p99
+    ));
+    out.push_str(&format!(
+        "  decode ms/frame {:>10.2} p50, {:.2} p99\n",
+        r.decode_ms.p50, r.decode_ms.p99
     ));
     out.push_str("  where the bytes go:");
     for (name, bits) in [

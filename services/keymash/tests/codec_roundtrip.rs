@@ -77,6 +77,16 @@ fn roundtrip_json_reports_frames_size_and_psnr_and_writes_the_decoded_video() {
             "{report}"
         );
         psnrs.push(psnr_y);
+        for timed in ["encode_ms", "decode_ms"] {
+            let (p50, p99) = (
+                report[timed]["p50"].as_f64().unwrap(),
+                report[timed]["p99"].as_f64().unwrap(),
+            );
+            assert!(
+                p50 > 0.0 && p99 >= p50 && p99 < 10_000.0,
+                "{timed}: {report}"
+            );
+        }
         let mut reader = Y4mReader::new(std::fs::File::open(&output).unwrap()).unwrap();
         assert_eq!(reader.header().geometry, geometry);
         let mut frame = I420Frame::grey(geometry);
@@ -112,6 +122,8 @@ fn roundtrip_prints_a_table_without_json() {
         "bytes/frame",
         "PSNR Y",
         "PSNR YUV",
+        "encode ms/frame",
+        "decode ms/frame",
         "where the bytes go",
     ] {
         assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
