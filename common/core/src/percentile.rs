@@ -57,8 +57,9 @@ impl Percentiles {
 }
 
 /// The `q` quantile (0.0..=1.0) of samples sorted in ascending order, by the nearest-rank
-/// method (always one of the samples); `None` for no samples.
-pub fn nearest_rank(sorted: &[f64], q: f64) -> Option<f64> {
+/// method (always one of the samples); `None` for no samples. The one definition of p50/p99
+/// for the status window, `keymash codec roundtrip` and every bench.
+pub fn nearest_rank<T: Copy>(sorted: &[T], q: f64) -> Option<T> {
     let rank = (q.clamp(0.0, 1.0) * sorted.len() as f64).ceil() as usize;
     sorted.get(rank.saturating_sub(1)).copied()
 }

@@ -12,6 +12,7 @@
 //!
 //! `FRAMES=N` changes the frames per case (default 300).
 
+use keymash_core::percentile::nearest_rank;
 use std::time::{Duration, Instant};
 
 use jpeg_encoder::{ColorType, Encoder, SamplingFactor};
@@ -54,8 +55,7 @@ fn camera_frame(scene: &mut SyntheticScene, grain: &mut Grain, t: u64, out: &mut
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let index = ((sorted.len() - 1) as f64 * p).round() as usize;
-    sorted[index]
+    nearest_rank(sorted, p).unwrap_or_default()
 }
 
 fn ms(d: Duration) -> String {

@@ -11,6 +11,7 @@
 mod fixtures;
 mod support;
 
+use keymash_core::percentile::nearest_rank;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -48,7 +49,8 @@ fn picture() -> I420Frame {
 
 fn percentiles(mut d: Vec<Duration>) -> (Duration, Duration, Duration) {
     d.sort();
-    (d[d.len() / 2], d[d.len() * 99 / 100], d[d.len() - 1])
+    let at = |q| nearest_rank(&d, q).unwrap_or_default();
+    (at(0.5), at(0.99), at(1.0))
 }
 
 fn us(d: Duration) -> String {

@@ -9,6 +9,7 @@
 //!
 //! `FRAMES=N` changes the frames per case (default 400).
 
+use keymash_core::percentile::nearest_rank;
 use std::time::{Duration, Instant};
 
 use jpeg_encoder::{ColorType, Encoder, SamplingFactor};
@@ -86,8 +87,7 @@ fn interleaved(i420: &[u8], w: usize, h: usize, out: &mut Vec<u8>) {
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let index = ((sorted.len() - 1) as f64 * p).round() as usize;
-    sorted[index]
+    nearest_rank(sorted, p).unwrap_or_default()
 }
 
 fn ms(d: Duration) -> String {

@@ -15,6 +15,7 @@
 
 mod support;
 
+use keymash_core::percentile::nearest_rank;
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -30,7 +31,7 @@ const SERVICES: [&str; 4] = ["capture", "delay-buffer", "encoder", "net-tx"];
 const WARM_UP: Duration = Duration::from_secs(4);
 
 fn percentile(sorted: &[f64], q: f64) -> f64 {
-    sorted[((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1]
+    nearest_rank(sorted, q).unwrap_or(0.0)
 }
 
 /// memcpy of one 640x480 I420 frame: p50 and p99 in microseconds.

@@ -18,6 +18,7 @@
 // A benchmark: setup failures panic with their location.
 #![allow(clippy::unwrap_used)]
 
+use keymash_core::percentile::nearest_rank;
 use std::net::{SocketAddr, UdpSocket};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -71,8 +72,8 @@ fn main() {
 
 fn percentiles(samples: &mut [f64]) -> (f64, f64, f64) {
     samples.sort_by(f64::total_cmp);
-    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
-    (at(0.5), at(0.99), samples[samples.len() - 1])
+    let at = |q| nearest_rank(samples, q).unwrap_or(0.0);
+    (at(0.5), at(0.99), at(1.0))
 }
 
 fn bpf_stats_sysctl() -> String {

@@ -4,6 +4,7 @@
 
 use keymash_codec::y4m::Y4mReader;
 use keymash_codec::{FrameGeometry, I420Frame};
+use keymash_core::percentile::nearest_rank;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -305,11 +306,7 @@ pub(crate) fn run_baseline(
 /// p50, p99 and max of a set of durations.
 pub(crate) fn percentiles(times: &mut [Duration]) -> [Duration; 3] {
     times.sort();
-    let n = times.len();
-    if n == 0 {
-        return [Duration::ZERO; 3];
-    }
-    [times[n / 2], times[(n * 99 / 100).min(n - 1)], times[n - 1]]
+    [0.5, 0.99, 1.0].map(|q| nearest_rank(times, q).unwrap_or_default())
 }
 
 pub(crate) fn ms(d: Duration) -> f64 {
