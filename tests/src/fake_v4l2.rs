@@ -10,6 +10,9 @@
 //!   log and its unplug switch, the environment for the process under test ([`FakeCamera::apply`]),
 //!   and the log read back as [`FakeEvent`]s. Everything is removed on drop.
 //! - [`synthetic_yuyv`] makes a moving test picture; [`psnr`] compares pictures.
+//! - [`CaptureWithFake`] runs the real keymash-capture with a fake camera and a configuration
+//!   of the test's (`[capture.controls]`, say); [`wait_until`] polls for an event;
+//!   [`yuyv_as_i420`] is a source frame as the raw-frame ring should hold it.
 //!
 //! The environment interface (each variable documented at the top of the C file):
 //! `KEYMASH_FAKE_V4L2_PATH`, `_SIZE`, `_EXTRA_SIZE`, `_FPS`, `_YUYV_FILE`, `_MJPEG_DIR`,
@@ -324,4 +327,145 @@ pub fn psnr(a: &[u8], b: &[u8]) -> f64 {
     }
     let mse = squared as f64 / a.len() as f64;
     10.0 * (255.0 * 255.0 / mse).log10()
+}
+
+/// The real keymash-capture streaming from a [`FakeCamera`]: its own directory (configuration,
+/// stderr log) and shared-memory prefix; the configuration has the camera's size at `fps`,
+/// `capture.device` the fake, and `extra_toml` appended (sections of its own, such as
+/// `[capture.controls]`). Killed, and its directory and segments removed, on drop, also when
+/// an assertion fails.
+#[derive(Debug)]
+pub struct CaptureWithFake {
+    pub camera: FakeCamera,
+    dir: PathBuf,
+    prefix: String,
+    config: keymash_core::config::Config,
+    // Dropped before the directory and the segments go.
+    capture: Option<(crate::ChildGuard, crate::NotifySocket)>,
+}
+
+impl CaptureWithFake {
+    /// Starts capture and waits for READY=1 (capture is ready without a camera: it retries).
+    pub fn start(tag: &str, camera: FakeCamera, fps: u32, extra_toml: &str) -> CaptureWithFake {
+        let name = unique_name(tag);
+        let dir = std::env::temp_dir().join(format!("keymash-{name}"));
+        std::fs::create_dir_all(&dir).expect("capture directory");
+        let prefix = format!("kmt{}", name.replace('-', ""));
+        let text = format!(
+            "[shm]\nprefix = \"{prefix}\"\n[video]\nwidth = {}\nheight = {}\nfps = {fps}\n\
+             [capture]\nsource = \"v4l2\"\ndevice = \"{}\"\n{extra_toml}",
+            camera.width,
+            camera.height,
+            camera.device_path()
+        );
+        let config = keymash_core::config::Config::from_toml_str(&text)
+            .unwrap_or_else(|e| panic!("test configuration refused: {e}\n{text}"));
+        let config_path = dir.join("keymash.toml");
+        std::fs::write(&config_path, &text).expect("write the configuration");
+        let mut run = CaptureWithFake {
+            camera,
+            dir,
+            prefix,
+            config,
+            capture: None,
+        };
+        let log = std::fs::File::create(run.dir.join("capture.log")).expect("capture log");
+        let notify = crate::NotifySocket::bind().expect("notify socket");
+        let (key, socket) = notify.env();
+        let mut command = Command::new(crate::service_binary("keymash-capture"));
+        command
+            .arg("--config")
+            .arg(&config_path)
+            .env(key, socket)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(log);
+        run.camera.apply(&mut command);
+        let child = crate::ChildGuard::spawn("keymash-capture", &mut command)
+            .expect("start keymash-capture");
+        run.capture = Some((child, notify));
+        let ready = run
+            .capture
+            .as_ref()
+            .map(|(_, notify)| notify.wait_ready(std::time::Duration::from_secs(20)));
+        if let Some(Err(e)) = ready {
+            panic!("capture did not become ready ({e})\n{}", run.diagnosis());
+        }
+        run
+    }
+
+    /// Whether capture still runs.
+    pub fn running(&mut self) -> bool {
+        matches!(
+            self.capture.as_mut().map(|(child, _)| child.try_wait()),
+            Some(Ok(None))
+        )
+    }
+
+    /// What capture wrote to stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("capture.log")).unwrap_or_default()
+    }
+
+    /// Capture's log and the fake camera's last events, for failure messages.
+    pub fn diagnosis(&self) -> String {
+        format!(
+            "capture's log:\n{}\nthe fake camera's last events:\n{}",
+            self.log(),
+            self.camera.log_tail(40)
+        )
+    }
+
+    /// The raw-frame ring, once capture has created it.
+    pub fn raw_frames(&self) -> keymash_shm::RingReader {
+        let segments = keymash_pipeline::Segments::new(&self.config).expect("segments");
+        let id = segments.raw_frames().expect("raw-frame ring").id().clone();
+        keymash_shm::RingReader::open(&id).expect("open the raw-frame ring")
+    }
+
+    /// Capture's statistics cell (status line, counters), if published yet.
+    pub fn stats(&self) -> Option<keymash_shm::ServiceStats> {
+        let id = keymash_shm::SegmentId::new(
+            keymash_shm::Prefix::new(&self.prefix).ok()?,
+            keymash_shm::SegmentName::new(&keymash_pipeline::Service::Capture.stats_cell()).ok()?,
+        );
+        keymash_shm::CellReader::<keymash_shm::ServiceStats>::open(&id)
+            .ok()?
+            .load()
+            .ok()
+    }
+}
+
+impl Drop for CaptureWithFake {
+    fn drop(&mut self) {
+        self.capture = None;
+        if let Ok(prefix) = keymash_shm::Prefix::new(&self.prefix) {
+            let _ = keymash_shm::remove_segments(&prefix);
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Polls `done` every 20 ms until it holds or `timeout` passes; whether it held.
+pub fn wait_until(timeout: std::time::Duration, mut done: impl FnMut() -> bool) -> bool {
+    let end = std::time::Instant::now() + timeout;
+    loop {
+        if done() {
+            return true;
+        }
+        if std::time::Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// A packed YUYV source frame as the raw-frame ring should hold it: I420, chroma averaged over
+/// each row pair as capture converts it.
+pub fn yuyv_as_i420(width: u32, height: u32, yuyv: &[u8]) -> keymash_codec::I420Frame {
+    let geometry = keymash_codec::FrameGeometry::new(width as usize, height as usize)
+        .expect("a frame size the codec codes");
+    let mut i420 = keymash_codec::I420Frame::grey(geometry);
+    keymash_codec::yuyv_to_i420(yuyv, geometry, &mut i420).expect("a whole YUYV frame");
+    i420
 }

@@ -5,18 +5,27 @@
 //! replug with backoff. A frame that cannot become a whole picture (short, corrupt, flagged by
 //! the driver) is skipped and counted, never passed on.
 //!
+//! At every open, after the format and rate, the configuration's `[capture.controls]` are set
+//! and read back ([`controls`], deciding with `keymash_media::controls`); a camera that lacks
+//! one or cannot take its value is not streamed from. [`listing`] describes devices for
+//! `keymash camera`.
+//!
 //! A library so that keymash-capture and `keymash camera` open a camera the same way. Tested
 //! through the real `v4l` code path against the fake camera in `tests/fake-v4l2`; untested on
 //! real hardware in CI (no camera there); see the README.
 
 #![forbid(unsafe_code)]
 
+mod controls;
+pub mod listing;
+
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use keymash_codec::{FrameGeometry, I420Frame};
-use keymash_core::config::CaptureFormat;
+use keymash_core::config::{CaptureFormat, ControlSetting};
 use keymash_media::negotiate::{
     fourcc_text, negotiate, CameraMode, FrameInterval, Negotiated, OfferedFormat, OfferedSizes,
     PixelFormat,
@@ -88,6 +97,8 @@ pub struct Camera {
     mode: CameraMode,
     format: CaptureFormat,
     geometry: FrameGeometry,
+    /// `[capture.controls]`, set at every open (`controls::apply_controls`).
+    controls: BTreeMap<String, ControlSetting>,
     open: Option<Open>,
     backoff: Backoff,
     retry_at_ns: u64,
@@ -127,6 +138,7 @@ impl Camera {
             mode,
             format,
             geometry,
+            controls: BTreeMap::new(),
             open: None,
             backoff: Backoff::new(RETRY_FIRST_NS, RETRY_MAX_NS),
             retry_at_ns: 0,
@@ -134,6 +146,24 @@ impl Camera {
             reconnects: 0,
             bad_frames: [0; 3],
         }
+    }
+
+    /// Sets these V4L2 controls at every open, after the format and rate; a camera that lacks
+    /// one or cannot take its value fails to open with an error naming it (and is retried, as
+    /// another camera may be plugged in).
+    pub fn with_controls(mut self, controls: BTreeMap<String, ControlSetting>) -> Self {
+        self.controls = controls;
+        self
+    }
+
+    /// Opens the camera now, once, with the error if it cannot be (for `keymash camera
+    /// --snapshot`, which should say why at once rather than retry); [`Camera::poll`] then
+    /// streams from it.
+    pub fn open_now(&mut self, now_ns: u64) -> anyhow::Result<()> {
+        if self.open.is_none() {
+            self.open = Some(self.try_open(now_ns)?);
+        }
+        Ok(())
     }
 
     /// One line for STATUS: what the camera gives (format, size and the rate the driver set),
@@ -350,6 +380,7 @@ impl Camera {
             Ok(_) => {}
             Err(e) => log::debug!("cannot read the frame rate back (G_PARM): {e}"),
         }
+        controls::apply_controls(&device, &path, &self.controls)?;
         let mut stream = Stream::with_buffers(&device, Type::VideoCapture, BUFFERS)?;
         stream.set_timeout(POLL_TIMEOUT);
         Ok(Open {

@@ -8,6 +8,7 @@
 //! silently ignored at an exhibition), a value of the wrong type, or a value out of range.
 //! Parsing is pure (`Config::from_toml_str`); only [`Config::load`] touches the file system.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
@@ -469,6 +470,12 @@ pub struct CaptureConfig {
     pub device: String,
     /// The pixel format asked of a V4L2 camera.
     pub format: CaptureFormat,
+    /// V4L2 controls set at every open of the camera (`[capture.controls]`), by the name
+    /// `keymash camera` and `v4l2-ctl` print. Whether the camera has them, and takes the value,
+    /// is decided at open (`keymash_media::controls`); here only the form is checked. Left out
+    /// of the printed configuration when empty, so the annotated example can show it commented.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub controls: BTreeMap<String, ControlSetting>,
 }
 
 impl Default for CaptureConfig {
@@ -477,8 +484,54 @@ impl Default for CaptureConfig {
             source: CaptureSource::V4l2,
             device: String::new(),
             format: CaptureFormat::Auto,
+            controls: BTreeMap::new(),
         }
     }
+}
+
+/// One value under `[capture.controls]`: an integer (also a menu item's index, or 0/1 for a
+/// boolean control), a boolean, or a menu item by its name. Any other TOML type (a float, an
+/// array, a table, a date) is refused while parsing, naming `capture.controls.<name>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "an integer, true/false, or a menu item's name in quotes"
+)]
+pub enum ControlSetting {
+    Integer(i64),
+    Boolean(bool),
+    MenuItem(String),
+}
+
+impl std::fmt::Display for ControlSetting {
+    /// As written in the TOML file.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ControlSetting::Integer(v) => write!(f, "{v}"),
+            ControlSetting::Boolean(v) => write!(f, "{v}"),
+            ControlSetting::MenuItem(item) => write!(f, "{item:?}"),
+        }
+    }
+}
+
+/// The name of a V4L2 control as `v4l2-ctl` prints it and `[capture.controls]` takes it: the
+/// kernel's name lowercased, every run of characters other than ASCII letters and digits turned
+/// into one `_`, none at either end ("Exposure Time, Absolute" -> `exposure_time_absolute`).
+pub fn control_key(kernel_name: &str) -> String {
+    let mut key = String::with_capacity(kernel_name.len());
+    let mut gap = false;
+    for c in kernel_name.chars() {
+        if c.is_ascii_alphanumeric() {
+            if gap && !key.is_empty() {
+                key.push('_');
+            }
+            gap = false;
+            key.push(c.to_ascii_lowercase());
+        } else {
+            gap = true;
+        }
+    }
+    key
 }
 
 /// The delay between capture and encoding (sender).
@@ -1139,6 +1192,30 @@ impl Config {
                 return invalid(
                     key,
                     format!("contains a NUL byte, which no file name can hold: {path:?}"),
+                );
+            }
+        }
+
+        // A camera's controls are known only when it is opened; a name that cannot be one
+        // (empty, or not in the form `keymash camera` prints) is refused now.
+        for name in self.capture.controls.keys() {
+            let key = control_key(name);
+            if key.is_empty() {
+                return invalid(
+                    "capture.controls",
+                    format!(
+                        "{name:?} is no control name; write names as `keymash camera` lists them, \
+                         e.g. exposure_time_absolute = 250"
+                    ),
+                );
+            }
+            if key != *name {
+                return invalid(
+                    "capture.controls",
+                    format!(
+                        "control {name:?}: write its name as `keymash camera` and `v4l2-ctl --list-ctrls` \
+                         print it, `{key}`"
+                    ),
                 );
             }
         }

@@ -9,6 +9,8 @@
 //! - [`schedule`]: which held frame is due at `now` (capture time + delay).
 //! - [`negotiate`]: picking YUYV or MJPEG at the configured size and rate from what a V4L2
 //!   device offers and `capture.format`.
+//! - [`controls`]: matching `[capture.controls]` to the V4L2 controls a camera offers, the
+//!   order to set them in, and what to say about a value the camera refuses or changes.
 //! - [`yuyv`]: a YUYV frame with any line stride to I420.
 //! - [`mjpeg`]: an MJPEG frame decoded to studio-range I420.
 //! - [`newest`]: the encoder's choice of the newest delayed frame.
@@ -18,6 +20,7 @@
 
 pub mod backoff;
 pub mod card;
+pub mod controls;
 pub mod departure;
 pub mod mjpeg;
 pub mod negotiate;

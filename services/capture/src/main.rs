@@ -63,16 +63,19 @@ fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
             Source::Synthetic(SyntheticScene::new(geometry, u64::from(std::process::id())))
         }
         CaptureSource::Y4m(path) => Source::Y4m(Y4mLoop::open(path, geometry)?),
-        CaptureSource::V4l2 => Source::Camera(Box::new(Camera::new(
-            &config.capture.device,
-            CameraMode {
-                width: video.width,
-                height: video.height,
-                fps: video.fps,
-            },
-            config.capture.format,
-            geometry,
-        ))),
+        CaptureSource::V4l2 => Source::Camera(Box::new(
+            Camera::new(
+                &config.capture.device,
+                CameraMode {
+                    width: video.width,
+                    height: video.height,
+                    fps: video.fps,
+                },
+                config.capture.format,
+                geometry,
+            )
+            .with_controls(config.capture.controls.clone()),
+        )),
     };
     let source_name = String::from(config.capture.source.clone());
     lifecycle.ready(&format!(

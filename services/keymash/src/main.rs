@@ -6,14 +6,18 @@
 //! - `keymash codec roundtrip`: preview a codec quality on a Y4M video.
 //! - `keymash clean --role ...`: remove a role's shared-memory segments.
 //! - `keymash keygen`: write a new pre-shared key file for the link between the PCs.
+//! - `keymash camera`: the capture devices, their formats and controls (`--snapshot FILE`: one
+//!   frame as the pipeline would see it).
 #![forbid(unsafe_code)]
 
+mod camera_cmd;
 mod check_config;
 mod clean;
 mod codec_cmd;
 mod demo;
 mod keygen;
 mod memory;
+mod png_file;
 mod status;
 
 use std::process::ExitCode;
@@ -41,6 +45,9 @@ enum Command {
     Clean(clean::CleanArgs),
     /// Write a new pre-shared key file (default /etc/keymash/keymash.key, mode 0640 root:keymash).
     Keygen(keygen::KeygenArgs),
+    /// List the cameras with their formats, sizes, rates and controls; `--snapshot FILE` saves
+    /// one frame as the pipeline would see it.
+    Camera(camera_cmd::CameraArgs),
 }
 
 fn main() -> ExitCode {
@@ -53,6 +60,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo::run(&args),
         Command::Clean(args) => clean::run(&args),
         Command::Keygen(args) => keygen::run(&args),
+        Command::Camera(args) => camera_cmd::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -478,7 +478,7 @@ impl Page<'_> {
 /// Draws the plot of `samples` and writes it to `path` as PNG.
 pub(super) fn write(path: &Path, samples: &[Sample]) -> anyhow::Result<()> {
     let rgb = draw(samples)?;
-    super::sheet::write_png(path, WIDTH, HEIGHT, &rgb)
+    crate::png_file::write_png(path, WIDTH, HEIGHT, &rgb)
 }
 
 #[cfg(test)]

@@ -3,10 +3,10 @@
 
 use std::path::Path;
 
-use anyhow::Context as _;
 use keymash_core::font::{for_each_lit_pixel, text_width, GLYPH_HEIGHT};
 
 use super::watch::Shown;
+use crate::png_file::write_png;
 
 /// Pictures per column.
 pub(super) const ROWS: usize = 3;
@@ -123,33 +123,4 @@ pub(super) fn write(
         }
     }
     write_png(path, sheet_w, sheet_h, &canvas.rgb)
-}
-
-/// Writes `rgb` (`width` x `height` pixels, rows packed) to `path` as an 8-bit RGB PNG: the
-/// contact sheet and the plot.
-pub(super) fn write_png(
-    path: &Path,
-    width: usize,
-    height: usize,
-    rgb: &[u8],
-) -> anyhow::Result<()> {
-    let file =
-        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
-    let mut encoder = png::Encoder::new(
-        std::io::BufWriter::new(file),
-        u32::try_from(width)?,
-        u32::try_from(height)?,
-    );
-    encoder.set_color(png::ColorType::Rgb);
-    encoder.set_depth(png::BitDepth::Eight);
-    let mut writer = encoder
-        .write_header()
-        .with_context(|| format!("writing {}", path.display()))?;
-    writer
-        .write_image_data(rgb)
-        .with_context(|| format!("writing {}", path.display()))?;
-    writer
-        .finish()
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
 }
