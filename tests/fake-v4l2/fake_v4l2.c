@@ -10,7 +10,10 @@
  * What it intercepts (dlsym(RTLD_NEXT, ...) for the real ones):
  *   open, open64, __open_2, __open64_2, openat, openat64, __openat_2, __openat64_2: the fake path
  *     gives a real file descriptor (a memfd that also holds the driver buffers, so mmap and munmap
- *     of buffers are the kernel's own), or ENOENT while the device is unplugged.
+ *     of buffers are the kernel's own), or ENOENT while the device is unplugged. A path that is a
+ *     symbolic link (a chain of up to 8, relative or absolute, the last one may dangle) to the
+ *     fake path counts as the fake path, resolved afresh at every open, as the kernel follows a
+ *     udev symlink such as /dev/v4l/by-id/usb-...-video-index0.
  *   ioctl, and syscall(SYS_ioctl, ...): the `v4l` crate (feature `v4l2`, the default) issues its
  *     ioctls through libc::syscall(SYS_ioctl, ...), not ioctl(3), so both are answered.
  *   mmap, mmap64: checks the offset and length against the buffers (EINVAL), ENODEV when unplugged.
@@ -74,8 +77,13 @@
  *   KEYMASH_FAKE_V4L2_CONTROL_FILE  unplug and replug: when this file's first word is `gone`, the
  *                                 device is unplugged (open gives ENOENT; poll gives POLLERR|POLLHUP;
  *                                 ioctl and mmap on descriptors opened earlier give ENODEV). Any other
- *                                 content, or no file, means present. Read at every open, poll and
- *                                 ioctl on the fake device (at most every millisecond).
+ *                                 content, or no file, means present. `present PATH` (a second word)
+ *                                 also moves the device to PATH, as a replugged UVC camera may come
+ *                                 back as /dev/video2 instead of /dev/video0: from then on PATH (or a
+ *                                 symlink to it) is the fake device and the old path is an ordinary
+ *                                 path again (nothing there: ENOENT). Read at every open (of any
+ *                                 path), poll and ioctl on the fake device (at most every
+ *                                 millisecond).
  *   KEYMASH_FAKE_V4L2_LOG         a file where one line per event is appended:
  *                                 `<CLOCK_MONOTONIC ns> <event> <details>`, events:
  *                                   open fd=N | open-refused gone | close fd=N
@@ -85,9 +93,18 @@
  *                                   ctrl 0xID name value        (every control set, by S_CTRL or
  *                                                                S_EXT_CTRLS, after clamping)
  *                                   unplugged | replugged       (as this process noticed)
+ *                                   moved PATH                  (`present PATH` with a new PATH)
  *                                   enodev <what>               (a call refused as unplugged)
  *                                   unhandled 0xREQUEST         (an ioctl this fake does not answer)
  *                                   error <message>             (bad configuration or source)
+ *                                   served frames=N cpu_ns=N    (every 30 frames delivered and at
+ *                                                                STREAMOFF: frames delivered and the
+ *                                                                CPU time (CLOCK_THREAD_CPUTIME_ID)
+ *                                                                this library spent answering ioctl
+ *                                                                and poll on fake descriptors since it
+ *                                                                loaded, so a benchmark can subtract
+ *                                                                the fake's own work from the
+ *                                                                process's)
  *
  * Timing: STREAMON starts the clock; frame n (sequence n, from 0) is due at start + (n+1) *
  * interval. A reader that falls behind gets the newest frames its queued buffers can hold, with
@@ -186,6 +203,9 @@ static struct {
 	/* unplug state as last seen */
 	int gone;
 	uint64_t gone_checked_ns;
+	/* the fake's own work, for benchmarks: see `served` in the header comment */
+	uint64_t served_frames;
+	uint64_t own_cpu_ns;
 	pthread_mutex_t lock;
 } cfg = {.log_fd = -1, .lock = PTHREAD_MUTEX_INITIALIZER};
 
@@ -242,6 +262,13 @@ static uint64_t now_ns(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t thread_cpu_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
@@ -527,7 +554,7 @@ static int device_gone(void)
 	if (cfg.gone_checked_ns && now - cfg.gone_checked_ns < 1000000)
 		return cfg.gone;
 	cfg.gone_checked_ns = now;
-	char text[16] = {0};
+	char text[4200] = {0};
 	int fd = real_open(cfg.control_file, O_RDONLY | O_CLOEXEC);
 	if (fd >= 0) {
 		ssize_t r = read(fd, text, sizeof text - 1);
@@ -535,6 +562,11 @@ static int device_gone(void)
 		real_close(fd);
 	}
 	int gone = !strncmp(text, "gone", 4);
+	char moved_to[4096];
+	if (!gone && sscanf(text, "%*s %4095s", moved_to) == 1 && strcmp(moved_to, cfg.path)) {
+		snprintf(cfg.path, sizeof cfg.path, "%s", moved_to);
+		log_event("moved %s", cfg.path);
+	}
 	if (gone && !cfg.gone) {
 		log_event("unplugged");
 		for (int i = 0; i < MAX_FDS; i++)
@@ -927,6 +959,9 @@ static int deliver(struct fake_fd *f, struct v4l2_buffer *b, uint64_t now)
 	describe_buffer(f, index, b);
 	log_event("dqbuf seq=%llu buf=%u src=%zu bytes=%u%s", (unsigned long long)seq, index,
 		  src_index, buf->bytesused, corrupt ? " corrupt" : "");
+	if (++cfg.served_frames % 30 == 0)
+		log_event("served frames=%llu cpu_ns=%llu", (unsigned long long)cfg.served_frames,
+			  (unsigned long long)cfg.own_cpu_ns);
 	return 0;
 }
 
@@ -1126,6 +1161,8 @@ static int fake_ioctl_locked(struct fake_fd *f, unsigned long request, void *arg
 			for (uint32_t i = 0; i < f->buffer_count; i++)
 				f->buffers[i].queued = 0;
 			log_event("streamoff");
+			log_event("served frames=%llu cpu_ns=%llu", (unsigned long long)cfg.served_frames,
+				  (unsigned long long)cfg.own_cpu_ns);
 		}
 		return 0;
 	}
@@ -1226,7 +1263,28 @@ static int fake_ioctl_locked(struct fake_fd *f, unsigned long request, void *arg
 	}
 }
 
+/* Adds the thread CPU time since `since` to the fake's own work. */
+static void account_own_cpu(uint64_t since)
+{
+	uint64_t spent = thread_cpu_ns() - since;
+	pthread_mutex_lock(&cfg.lock);
+	cfg.own_cpu_ns += spent;
+	pthread_mutex_unlock(&cfg.lock);
+}
+
+static int fake_ioctl_timed(int fd, unsigned long request, void *arg);
+
 static int fake_ioctl(int fd, unsigned long request, void *arg)
+{
+	uint64_t cpu_start = thread_cpu_ns();
+	int r = fake_ioctl_timed(fd, request, arg);
+	int saved = errno;
+	account_own_cpu(cpu_start);
+	errno = saved;
+	return r;
+}
+
+static int fake_ioctl_timed(int fd, unsigned long request, void *arg)
 {
 	pthread_mutex_lock(&cfg.lock);
 	struct fake_fd *f = find_fd(fd);
@@ -1284,9 +1342,52 @@ long syscall(long number, ...)
 
 /* ---- open and close ---------------------------------------------------------------------- */
 
+/* Follows `path` through symbolic links (up to 8; the last target need not exist) into
+ * `out`. */
+static void resolve_links(const char *path, char *out, size_t size)
+{
+	snprintf(out, size, "%s", path);
+	for (int hop = 0; hop < 8; hop++) {
+		struct stat st;
+		if (lstat(out, &st) < 0 || !S_ISLNK(st.st_mode))
+			return;
+		char target[4096];
+		ssize_t n = readlink(out, target, sizeof target - 1);
+		if (n < 0)
+			return;
+		target[n] = 0;
+		if (target[0] == '/') {
+			snprintf(out, size, "%s", target);
+		} else {
+			/* relative to the link's directory */
+			char *slash = strrchr(out, '/');
+			char joined[8192];
+			if (slash)
+				snprintf(joined, sizeof joined, "%.*s/%s", (int)(slash - out), out, target);
+			else
+				snprintf(joined, sizeof joined, "%s", target);
+			size_t len = strnlen(joined, size - 1);
+			memcpy(out, joined, len);
+			out[len] = 0;
+		}
+	}
+}
+
+/* Whether `path` is the fake device now (it may have moved: see the control file). */
 static int is_fake_path(const char *path)
 {
-	return path && !strcmp(path, cfg.path);
+	if (!path)
+		return 0;
+	pthread_mutex_lock(&cfg.lock);
+	device_gone(); /* picks up a move */
+	int fake = !strcmp(path, cfg.path);
+	if (!fake) {
+		char resolved[4096];
+		resolve_links(path, resolved, sizeof resolved);
+		fake = !strcmp(resolved, cfg.path);
+	}
+	pthread_mutex_unlock(&cfg.lock);
+	return fake;
 }
 
 static int fake_open(int flags)
@@ -1533,7 +1634,12 @@ int poll(struct pollfd *pfds, nfds_t n, int timeout)
 	ensure_init();
 	if (!any_fake(pfds, n))
 		return real_poll(pfds, n, timeout);
-	return fake_poll(pfds, n, timeout < 0 ? -1 : (int64_t)timeout * 1000000, NULL);
+	uint64_t cpu_start = thread_cpu_ns();
+	int r = fake_poll(pfds, n, timeout < 0 ? -1 : (int64_t)timeout * 1000000, NULL);
+	int saved = errno;
+	account_own_cpu(cpu_start);
+	errno = saved;
+	return r;
 }
 
 int ppoll(struct pollfd *pfds, nfds_t n, const struct timespec *timeout, const sigset_t *sigmask)
@@ -1542,5 +1648,10 @@ int ppoll(struct pollfd *pfds, nfds_t n, const struct timespec *timeout, const s
 	if (!any_fake(pfds, n))
 		return real_ppoll(pfds, n, timeout, sigmask);
 	int64_t t = timeout ? (int64_t)timeout->tv_sec * 1000000000 + timeout->tv_nsec : -1;
-	return fake_poll(pfds, n, t, sigmask);
+	uint64_t cpu_start = thread_cpu_ns();
+	int r = fake_poll(pfds, n, t, sigmask);
+	int saved = errno;
+	account_own_cpu(cpu_start);
+	errno = saved;
+	return r;
 }

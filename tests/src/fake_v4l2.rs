@@ -23,7 +23,12 @@
 //! The log has one line per event, `<CLOCK_MONOTONIC ns> <event> <details>`: `open`, `close`,
 //! `s_fmt`, `s_parm`, `reqbufs`, `streamon`, `streamoff`, `dqbuf seq=N buf=N src=N bytes=N
 //! [corrupt]`, `ctrl 0xID name value via=S_CTRL|S_EXT_CTRLS`, `unplugged`, `replugged`,
-//! `open-refused`, `enodev`, `unhandled 0xREQUEST`, `error ...`.
+//! `moved PATH`, `open-refused`, `enodev`, `served frames=N cpu_ns=N` (the fake's own CPU time,
+//! for benchmarks), `unhandled 0xREQUEST`, `error ...`.
+//!
+//! The device path may be opened through a symbolic link (resolved at every open, as the kernel
+//! follows a udev symlink), and [`FakeCamera::replug_as`] brings the camera back under another
+//! path, as a re-enumerated USB camera comes back as `/dev/video2` instead of `/dev/video0`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -167,12 +172,26 @@ impl FakeCamera {
 
     /// Unplugs the camera: `open` gives ENOENT, descriptors already open give ENODEV.
     pub fn unplug(&self) {
-        std::fs::write(self.control_file(), "gone\n").expect("write the control file");
+        self.write_control("gone\n");
     }
 
     /// Plugs it back in: it can be opened and streams again.
     pub fn replug(&self) {
-        std::fs::write(self.control_file(), "present\n").expect("write the control file");
+        self.write_control("present\n");
+    }
+
+    /// Plugs it back in under another device path (re-enumerated): from now on `path` (or a
+    /// symbolic link to it) is the camera, and the path it had is nothing.
+    pub fn replug_as(&self, path: &str) {
+        self.write_control(&format!("present {path}\n"));
+    }
+
+    /// Replaces the control file whole (written aside and renamed), so the fake never reads a
+    /// half-written path.
+    fn write_control(&self, text: &str) {
+        let aside = self.dir.join("control.new");
+        std::fs::write(&aside, text).expect("write the control file");
+        std::fs::rename(&aside, self.control_file()).expect("replace the control file");
     }
 
     fn control_file(&self) -> PathBuf {

@@ -37,6 +37,27 @@ pub use keymash_testbed::{netns, process, unique_name};
 pub use keymash_testbed::{ChildGuard, Netns, NetnsError, NetnsPair, ProcessError};
 pub use notify::NotifySocket;
 
+/// user + system CPU seconds that process `pid` has used so far (from `/proc/PID/stat`), for
+/// benches that measure a service's share of a core. Panics if the process is gone.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("process stat");
+    // Fields after the command name (which may hold spaces), from its closing parenthesis.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .expect("stat format")
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: f64 =
+        fields[11].parse::<f64>().expect("utime") + fields[12].parse::<f64>().expect("stime");
+    // Clock ticks per second, from sysconf.
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .unwrap_or(100) as f64;
+    ticks / hz
+}
+
 /// Fails the calling test with a clear message unless it runs as root.
 pub fn require_root() {
     assert!(

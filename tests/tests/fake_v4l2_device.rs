@@ -6,9 +6,17 @@
 //! - Packed YUYV at 320x240, 30 fps: the frames in the raw-frame ring are the source frames
 //!   exactly (compared with `keymash_codec::yuyv_to_i420` of the source; PSNR above 40 dB is the
 //!   bound asserted), in order, at the camera's rate by their capture timestamps.
-//! - Unplug and replug: after `gone`, capture closes the device at once (the fake logs ENODEV and
-//!   a close), its status line says there is no camera and no frame arrives; after `present`,
-//!   the same capture process reopens the device and frames of the right picture resume.
+//! - Unplug and replug (issue 18, item 4): after `gone`, capture closes the device at once (the
+//!   fake logs ENODEV and a close), looks for it again within the short interval and keeps
+//!   looking at that interval (no growing backoff for an absent camera, logged once), its status
+//!   line says the camera is absent, since when and the last open error, and no frame arrives;
+//!   after 2 s the camera comes back and frames of the right picture (never a broken one) resume
+//!   within 1 s in the same capture process.
+//! - The same through a udev-style symlink (`capture.device` =
+//!   `.../by-id/usb-...-video-index0`) to a camera that comes back under another node: the
+//!   symlink is re-pointed as udev does, and capture, which opens the configured path afresh at
+//!   every attempt, streams from the new node within 1 s. (Auto-discovery with
+//!   `capture.device = ""` reads `/dev`, which the fake cannot populate: not covered here.)
 //!
 //! Processes, the fake camera's files and the shared-memory segments (by prefix) are removed by
 //! guards, also when an assertion fails.
@@ -40,11 +48,14 @@ const SOURCE_FRAMES: usize = 15;
 const MIN_PSNR_DB: f64 = 40.0;
 /// How long capture may take from READY to its first frame (opening, negotiating, streaming).
 const FIRST_FRAME_DEADLINE: Duration = Duration::from_secs(10);
-/// How long after a replug frames must flow again. Issue 18 asks for 1 s; today's capture
-/// retries with a backoff (0.5 s, 1 s, 2 s, ...), so after 2 s unplugged its retry can come up
-/// to 2 s after the replug. This bound proves the fake device supports a reopen; the measured
-/// figure is printed.
-const RESUME_DEADLINE: Duration = Duration::from_secs(5);
+/// How long after a replug frames must flow again (issue 18). Capture looks for an absent
+/// camera every 250 ms, so a replug is seen within that, plus opening and the first frame
+/// (33 ms at 30 fps); the rest is margin for a loaded machine. The measured figure is printed.
+const RESUME_DEADLINE: Duration = Duration::from_secs(1);
+/// Capture's interval for looking for an absent camera (`keymash_media::reconnect`).
+const ABSENT_LOOK: Duration = Duration::from_nanos(keymash_media::reconnect::ABSENT_LOOK_NS);
+/// What a loaded machine may add to that interval before the first look after an unplug.
+const LOOK_MARGIN: Duration = Duration::from_millis(350);
 
 /// The real keymash-capture with a fake camera and a private shm prefix; killed and its
 /// segments removed on drop.
@@ -59,6 +70,12 @@ struct CaptureOnFake {
 
 impl CaptureOnFake {
     fn new(tag: &str, camera: FakeCamera) -> CaptureOnFake {
+        let device = camera.device_path().to_owned();
+        Self::through(tag, camera, &device)
+    }
+
+    /// Capture configured with `capture.device = device` (a symlink to the camera, say).
+    fn through(tag: &str, camera: FakeCamera, device: &str) -> CaptureOnFake {
         let name = unique_name(tag);
         let dir = std::env::temp_dir().join(format!("keymash-{name}"));
         std::fs::create_dir_all(&dir).unwrap();
@@ -66,8 +83,7 @@ impl CaptureOnFake {
         let text = format!(
             "[shm]\nprefix = \"{prefix}\"\n\
              [video]\nwidth = {WIDTH}\nheight = {HEIGHT}\nfps = {FPS}\n\
-             [capture]\nsource = \"v4l2\"\ndevice = \"{}\"\n",
-            camera.device_path()
+             [capture]\nsource = \"v4l2\"\ndevice = \"{device}\"\n"
         );
         let config = Config::from_toml_str(&text).unwrap();
         std::fs::write(dir.join("keymash.toml"), text).unwrap();
@@ -367,17 +383,29 @@ fn packed_yuyv_from_the_fake_camera_reaches_the_raw_frame_ring_unchanged_at_its_
     );
 }
 
-#[test]
-fn capture_notices_an_unplug_and_streams_again_after_the_replug_without_a_restart() {
-    let (camera, expected) = yuyv_camera("fake-replug");
-    let mut run = CaptureOnFake::new("fake-replug", camera);
-    run.start();
-    let pid = run.pid();
-    let mut ring = run.raw_frames();
-    let diagnosis = || run.diagnosis();
+/// What was seen while the camera was unplugged.
+struct Unplugged {
+    /// The status line at the end of the 2 s.
+    status_line: String,
+    /// When the first look for the camera came after capture closed it.
+    first_look_ms: f64,
+    /// Attempts to open it while it was away.
+    looks: usize,
+}
 
+/// Streams 30 frames, unplugs the camera for 2 s and checks what capture does meanwhile: it
+/// closes the device at once, looks for it again within the short interval and then at that
+/// interval, logs that once, stays alive, delivers no frame and says in its status that the
+/// camera is absent, for how long and why.
+fn unplug_for_two_seconds(
+    run: &CaptureOnFake,
+    ring: &mut RingReader,
+    expected: &Expected,
+    device: &str,
+) -> Unplugged {
+    let diagnosis = || run.diagnosis();
     let start = Instant::now();
-    let before = read_frames(&mut ring, &expected, |f| {
+    let before = read_frames(ring, expected, |f| {
         f.len() >= 30 || start.elapsed() > FIRST_FRAME_DEADLINE
     });
     assert!(
@@ -387,10 +415,9 @@ fn capture_notices_an_unplug_and_streams_again_after_the_replug_without_a_restar
     );
     assert_pictures(&before, "before the unplug", &diagnosis);
 
-    // Unplugged for 2 s.
     run.camera.unplug();
     let unplugged_ns = monotonic_now_ns();
-    let during = read_frames(&mut ring, &expected, for_duration(Duration::from_secs(2)));
+    let during = read_frames(ring, expected, for_duration(Duration::from_secs(2)));
     // A frame the driver had delivered before it noticed may still land; nothing later.
     let late: Vec<&RingFrame> = during
         .iter()
@@ -401,42 +428,118 @@ fn capture_notices_an_unplug_and_streams_again_after_the_replug_without_a_restar
         "frames captured while unplugged: {late:?}\n{}",
         diagnosis()
     );
-    let closed = run.camera.events_of("close");
+    assert_pictures(&during, "in flight at the unplug", &diagnosis);
+    let closed = run
+        .camera
+        .events_of("close")
+        .into_iter()
+        .find(|e| e.at_ns >= unplugged_ns)
+        .unwrap_or_else(|| panic!("capture did not close the vanished device\n{}", diagnosis()));
     assert!(
-        closed
-            .iter()
-            .any(|e| e.at_ns >= unplugged_ns && e.at_ns < unplugged_ns + 500_000_000),
-        "capture did not close the vanished device within 0.5 s\n{}",
+        closed.at_ns < unplugged_ns + 500_000_000,
+        "capture closed the vanished device {} ms after the unplug, want under 500\n{}",
+        (closed.at_ns - unplugged_ns) / 1_000_000,
         diagnosis()
     );
+    // Looked for again after the short interval, and then at that interval: an absent camera
+    // does not grow the wait (a backoff of 0.5 s, 1 s, ... would make two or three looks).
+    let looks = run.camera.events_of("open-refused");
+    let first_look = looks
+        .first()
+        .unwrap_or_else(|| panic!("capture never looked for the camera again\n{}", diagnosis()));
+    let first_look_ms = (first_look.at_ns - closed.at_ns) as f64 / 1e6;
+    assert!(
+        first_look_ms <= (ABSENT_LOOK + LOOK_MARGIN).as_secs_f64() * 1e3,
+        "the first look came {first_look_ms:.0} ms after the close, want the {ABSENT_LOOK:?} \
+         interval\n{}",
+        diagnosis()
+    );
+    assert!(
+        looks.len() >= 5,
+        "only {} looks for the camera in 2 s (at {ABSENT_LOOK:?} about 7)\n{}",
+        looks.len(),
+        diagnosis()
+    );
+    // Said once, not at every look.
+    let said = run.log().matches("absent, looking for it").count();
+    assert_eq!(said, 1, "the absence logged {said} times\n{}", diagnosis());
+
     let status = run.stats().unwrap();
-    let gone_line = status.status_line().to_owned();
+    let status_line = status.status_line().to_owned();
+    // "no camera, absent for 1.8 s: No such file or directory (os error 2) - cannot open PATH;
+    // looking every 0.25 s; 0.0 fps, frame #N", cut at 128 bytes (a long PATH is cut).
+    let absent_s: f64 = status_line
+        .strip_prefix("no camera, absent for ")
+        .and_then(|rest| rest.split_once(" s:"))
+        .and_then(|(s, _)| s.parse().ok())
+        .unwrap_or_else(|| panic!("status while unplugged: {status_line}\n{}", diagnosis()));
     assert!(
-        gone_line.starts_with("no camera"),
-        "status while unplugged: {gone_line}\n{}",
-        diagnosis()
+        (1.0..=2.5).contains(&absent_s),
+        "status says absent for {absent_s} s after 2 s unplugged: {status_line}"
     );
+    let error = format!("No such file or directory (os error 2) - cannot open {device}");
+    let said_error = status_line.split_once(" s: ").map_or("", |(_, e)| e);
+    assert!(
+        said_error.len() >= 45 && (said_error.starts_with(&error) || error.starts_with(said_error)),
+        "status while unplugged does not give the open error ({error}): {status_line}"
+    );
+    assert!(status_line.len() <= 128, "status line: {status_line}");
     assert_eq!(status.gauge("camera_open"), Some(0.0));
     assert!(
         run.running(),
         "capture exited on the unplug\n{}",
         diagnosis()
     );
+    Unplugged {
+        status_line,
+        first_look_ms,
+        looks: looks.len(),
+    }
+}
 
-    // Replugged: frames resume in the same process.
-    run.camera.replug();
+/// Calls `replug` at the worst moment, just after capture looked for the camera and found
+/// nothing (the next look is a whole interval away), and checks that frames of the right
+/// picture resume within the deadline in the same process; returns how long after the replug
+/// the first frame reached the ring.
+fn resume_after(
+    run: &CaptureOnFake,
+    ring: &mut RingReader,
+    expected: &Expected,
+    replug: impl FnOnce(),
+) -> f64 {
+    let diagnosis = || run.diagnosis();
+    let pid = run.pid();
+    let looks = run.camera.events_of("open-refused").len();
+    let waiting = Instant::now();
+    while run.camera.events_of("open-refused").len() == looks {
+        assert!(
+            waiting.elapsed() < Duration::from_secs(2),
+            "capture stopped looking for the camera\n{}",
+            diagnosis()
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    replug();
     let replugged_ns = monotonic_now_ns();
     let replugged = Instant::now();
-    let first = read_frames(&mut ring, &expected, |f| {
-        !f.is_empty() || replugged.elapsed() > RESUME_DEADLINE
+    // Frames are read for the whole deadline and beyond, so a frame that came late fails
+    // the deadline below instead of ending the wait.
+    let first = read_frames(ring, expected, |f| {
+        !f.is_empty() || replugged.elapsed() > 3 * RESUME_DEADLINE
     });
     assert!(
         !first.is_empty(),
-        "no frame within {RESUME_DEADLINE:?} of the replug\n{}",
+        "no frame within {:?} of the replug\n{}",
+        3 * RESUME_DEADLINE,
         diagnosis()
     );
     let resumed_ms = (first[0].seen_ns - replugged_ns) as f64 / 1e6;
-    let after = read_frames(&mut ring, &expected, for_duration(Duration::from_secs(2)));
+    assert!(
+        resumed_ms <= RESUME_DEADLINE.as_secs_f64() * 1e3,
+        "frames resumed {resumed_ms:.0} ms after the replug, want within {RESUME_DEADLINE:?}\n{}",
+        diagnosis()
+    );
+    let after = read_frames(ring, expected, for_duration(Duration::from_secs(2)));
     assert_pictures(&first, "first frame after the replug", &diagnosis);
     assert_pictures(&after, "after the replug", &diagnosis);
     let fps = rate(&after);
@@ -450,20 +553,72 @@ fn capture_notices_an_unplug_and_streams_again_after_the_replug_without_a_restar
 
     let camera = &run.camera;
     assert!(!camera.events_of("unplugged").is_empty());
-    assert!(
-        !camera.events_of("open-refused").is_empty(),
-        "{}",
-        diagnosis()
-    );
     assert_eq!(camera.events_of("open").len(), 2, "{}", diagnosis());
     assert_eq!(camera.events_of("streamon").len(), 2, "{}", diagnosis());
     let status = run.stats().unwrap();
     assert_eq!(status.counter("reconnects"), Some(1), "{}", diagnosis());
     assert_eq!(status.gauge("camera_open"), Some(1.0));
+    resumed_ms
+}
+
+#[test]
+fn capture_notices_an_unplug_and_streams_again_after_the_replug_without_a_restart() {
+    let (camera, expected) = yuyv_camera("fake-replug");
+    let device = camera.device_path().to_owned();
+    let mut run = CaptureOnFake::new("fake-replug", camera);
+    run.start();
+    let mut ring = run.raw_frames();
+    let unplugged = unplug_for_two_seconds(&run, &mut ring, &expected, &device);
+    let resumed_ms = resume_after(&run, &mut ring, &expected, || run.camera.replug());
     println!(
-        "unplugged: status \"{gone_line}\"; frames resumed {resumed_ms:.0} ms after the replug \
-         (pid {pid} throughout), {fps:.2} fps after; status: {}",
+        "unplugged 2 s: first look {:.0} ms after the close, {} looks, status \"{}\"; frames \
+         resumed {resumed_ms:.0} ms after the replug; status after: {}",
+        unplugged.first_look_ms,
+        unplugged.looks,
+        unplugged.status_line,
+        run.stats().unwrap().status_line()
+    );
+}
+
+#[test]
+fn capture_follows_a_udev_symlink_to_the_node_a_replugged_camera_comes_back_as() {
+    let (camera, expected) = yuyv_camera("fake-moved");
+    // As udev's /dev/v4l/by-id/usb-VENDOR_MODEL_SERIAL-video-index0 -> ../../video0.
+    let by_id = camera.dir().join("by-id");
+    std::fs::create_dir_all(&by_id).unwrap();
+    let link = by_id.join("usb-keymash_Fake_Camera_0001-video-index0");
+    std::os::unix::fs::symlink(camera.device_path(), &link).unwrap();
+    let link_text = link.display().to_string();
+    let mut run = CaptureOnFake::through("fake-moved", camera, &link_text);
+    run.start();
+    let mut ring = run.raw_frames();
+    let unplugged = unplug_for_two_seconds(&run, &mut ring, &expected, &link_text);
+
+    // Back as another node; udev re-points the symlink (a new link renamed over the old one).
+    let new_node = format!("{}-reenumerated", run.camera.device_path());
+    let resumed_ms = resume_after(&run, &mut ring, &expected, || {
+        let aside = by_id.join("link.new");
+        std::os::unix::fs::symlink(&new_node, &aside).unwrap();
+        std::fs::rename(&aside, &link).unwrap();
+        run.camera.replug_as(&new_node);
+    });
+    let moved = run.camera.events_of("moved");
+    assert_eq!(
+        moved.last().map(|e| e.fields.join(" ")),
+        Some(new_node.clone()),
+        "{}",
+        run.diagnosis()
+    );
+    let status = run.stats().unwrap();
+    assert!(
+        status.status_line().contains(&link_text),
+        "status: {}",
         status.status_line()
+    );
+    println!(
+        "through {link_text}: unplugged 2 s (status \"{}\"), back as {new_node}: frames resumed \
+         {resumed_ms:.0} ms after the replug",
+        unplugged.status_line
     );
 }
 

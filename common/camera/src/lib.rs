@@ -2,7 +2,8 @@
 //! negotiation (the decision itself is `keymash_media::negotiate`, unit-tested there),
 //! streaming with a poll timeout, conversion of each frame to I420 (strided YUYV or MJPEG
 //! decoding, `keymash_media::yuyv` and `keymash_media::mjpeg`), and recovery from unplug and
-//! replug with backoff. A frame that cannot become a whole picture (short, corrupt, flagged by
+//! replug: an absent camera is looked for every quarter second, one that refuses is retried
+//! with a growing backoff (the decision is `keymash_media::reconnect`, unit-tested there). A frame that cannot become a whole picture (short, corrupt, flagged by
 //! the driver) is skipped and counted, never passed on.
 //!
 //! At every open, after the format and rate, the configuration's `[capture.controls]` are set
@@ -30,7 +31,8 @@ use keymash_media::negotiate::{
     fourcc_text, negotiate, CameraMode, FrameInterval, Negotiated, OfferedFormat, OfferedSizes,
     PixelFormat,
 };
-use keymash_media::{Backoff, MjpegDecoder, YuyvLayout};
+use keymash_media::reconnect::ABSENT_LOOK_NS;
+use keymash_media::{MjpegDecoder, Reconnect, Unusable, YuyvLayout};
 use v4l::buffer::Flags as BufferFlags;
 use v4l::buffer::Type;
 use v4l::frameinterval::FrameIntervalEnum;
@@ -47,8 +49,6 @@ const BUFFERS: u32 = 4;
 const POLL_TIMEOUT: Duration = Duration::from_millis(200);
 /// A camera that delivers nothing for this long counts as gone (unplugged or wedged).
 const STALL_NS: u64 = 2_000_000_000;
-const RETRY_FIRST_NS: u64 = 500_000_000;
-const RETRY_MAX_NS: u64 = 8_000_000_000;
 
 /// An open, streaming camera.
 struct Open {
@@ -100,7 +100,7 @@ pub struct Camera {
     /// `[capture.controls]`, set at every open (`controls::apply_controls`).
     controls: BTreeMap<String, ControlSetting>,
     open: Option<Open>,
-    backoff: Backoff,
+    reconnect: Reconnect,
     retry_at_ns: u64,
     last_error: Option<String>,
     reconnects: u64,
@@ -140,7 +140,7 @@ impl Camera {
             geometry,
             controls: BTreeMap::new(),
             open: None,
-            backoff: Backoff::new(RETRY_FIRST_NS, RETRY_MAX_NS),
+            reconnect: Reconnect::new(),
             retry_at_ns: 0,
             last_error: None,
             reconnects: 0,
@@ -167,7 +167,8 @@ impl Camera {
     }
 
     /// One line for STATUS: what the camera gives (format, size and the rate the driver set),
-    /// or why there is no camera and when the retry is.
+    /// or that there is none, since when, why (the last error) and when it is tried again.
+    /// The state and its age lead: the capture status line is cut at 128 bytes.
     pub fn status(&self, now_ns: u64) -> String {
         let bad = self.bad_frames();
         match &self.open {
@@ -179,12 +180,28 @@ impl Camera {
                 )
             }
             Some(open) => format!("{} {}", open.path.display(), open.negotiated),
-            None => format!(
-                "no camera ({}), retry {} in {:.1} s",
-                self.last_error.as_deref().unwrap_or("not opened yet"),
-                self.backoff.failures() + 1,
-                self.retry_at_ns.saturating_sub(now_ns) as f64 / 1e9
-            ),
+            None => {
+                let error = self.last_error.as_deref().unwrap_or("not opened yet");
+                let next_s = self.retry_at_ns.saturating_sub(now_ns) as f64 / 1e9;
+                match (self.reconnect.last(), self.reconnect.down_since_ns()) {
+                    (Some(why), Some(since)) => {
+                        let down_s = now_ns.saturating_sub(since) as f64 / 1e9;
+                        let next = match why {
+                            Unusable::Absent => {
+                                format!("looking every {:.2} s", ABSENT_LOOK_NS as f64 / 1e9)
+                            }
+                            Unusable::Refused => {
+                                format!("retry {} in {next_s:.1} s", self.reconnect.attempts() + 1)
+                            }
+                        };
+                        format!(
+                            "no camera, {} for {down_s:.1} s: {error}; {next}",
+                            why.describe()
+                        )
+                    }
+                    _ => format!("no camera: {error}"),
+                }
+            }
         }
     }
 
@@ -235,8 +252,15 @@ impl Camera {
                         }
                         Convert::Mjpeg(_) => String::new(),
                     };
+                    // A udev symlink (`/dev/v4l/by-id/...`) is opened afresh at every attempt,
+                    // so a camera re-enumerated under another node after a replug is found
+                    // again; the log says which node it is this time.
+                    let node = match std::fs::canonicalize(&open.path) {
+                        Ok(node) if node != open.path => format!(" ({})", node.display()),
+                        _ => String::new(),
+                    };
                     log::info!(
-                        "camera {} streaming {}{stride}",
+                        "camera {}{node} streaming {}{stride}",
                         open.path.display(),
                         open.negotiated
                     );
@@ -244,11 +268,10 @@ impl Camera {
                         self.reconnects += 1;
                     }
                     self.open = Some(open);
-                    self.backoff.succeeded();
                     self.last_error = None;
                 }
                 Err(e) => {
-                    self.fail(now_ns(), format!("{e:#}"));
+                    self.fail(now_ns(), error_text(&e), unusable(&e));
                     return CameraEvent::Idle;
                 }
             }
@@ -290,11 +313,17 @@ impl Camera {
             }
             // The poll timeout surfaces as an error of kind TimedOut.
             Err(e) if e.kind() == std::io::ErrorKind::TimedOut => Err(None),
-            Err(e) => Err(Some(format!("stream error: {e}"))),
+            // ENODEV here is a USB disconnect: closed at once below, and looked for again
+            // within the short interval.
+            Err(e) => Err(Some((
+                format!("stream error: {e}"),
+                Unusable::of_errno(e.raw_os_error()),
+            ))),
         };
         match result {
             Ok(Ok(capture_ns)) => {
                 open.last_frame_ns = capture_ns;
+                self.reconnect.working();
                 CameraEvent::Frame { capture_ns }
             }
             // Only whole frames reset the stall clock: a camera sending nothing but damaged
@@ -309,6 +338,7 @@ impl Camera {
                             "no whole frame for {} s ({reason})",
                             STALL_NS / 1_000_000_000
                         ),
+                        Unusable::Refused,
                     );
                 }
                 CameraEvent::Idle
@@ -316,22 +346,42 @@ impl Camera {
             Err(None) => {
                 let now = now_ns();
                 if now.saturating_sub(open.last_frame_ns) > STALL_NS {
-                    self.fail(now, format!("no frame for {} s", STALL_NS / 1_000_000_000));
+                    self.fail(
+                        now,
+                        format!("no frame for {} s", STALL_NS / 1_000_000_000),
+                        Unusable::Refused,
+                    );
                 }
                 CameraEvent::Idle
             }
-            Err(Some(reason)) => {
-                self.fail(now_ns(), reason);
+            Err(Some((reason, why))) => {
+                self.fail(now_ns(), reason, why);
                 CameraEvent::Idle
             }
         }
     }
 
-    fn fail(&mut self, now_ns: u64, reason: String) {
-        if self.open.take().is_some() || self.last_error.as_deref() != Some(reason.as_str()) {
-            log::warn!("camera: {reason}; retrying with backoff");
+    /// Closes the camera (if open) and schedules the next attempt by what failed. Logged when
+    /// it is news (the camera stopped working, or went from absent to refusing or back) or a
+    /// refusal gives a new reason; an absent camera looked for four times a second is logged
+    /// once.
+    fn fail(&mut self, now_ns: u64, reason: String, why: Unusable) {
+        let closed = self.open.take().is_some();
+        let retry = self.reconnect.failed(now_ns, why);
+        let new_reason = self.last_error.as_deref() != Some(reason.as_str());
+        if closed || retry.news || (why == Unusable::Refused && new_reason) {
+            match why {
+                Unusable::Absent => log::warn!(
+                    "camera: {reason}; absent, looking for it every {} ms (logged once)",
+                    ABSENT_LOOK_NS / 1_000_000
+                ),
+                Unusable::Refused => log::warn!(
+                    "camera: {reason}; retrying in {:.1} s (waits grow while it refuses)",
+                    retry.at_ns.saturating_sub(now_ns) as f64 / 1e9
+                ),
+            }
         }
-        self.retry_at_ns = self.backoff.failed(now_ns);
+        self.retry_at_ns = retry.at_ns;
         self.last_error = Some(reason);
     }
 
@@ -425,8 +475,50 @@ impl Camera {
         if let Some(denied) = denied {
             bail!("no video capture device this user may open: {denied}");
         }
-        bail!("no video capture device found (plug a camera in, or set `capture.device`)")
+        Err(NoCaptureNode.into())
     }
+}
+
+/// Discovery found no node that can capture video: no camera is plugged in (or udev has not
+/// made its node yet), a case of [`Unusable::Absent`].
+#[derive(Debug)]
+struct NoCaptureNode;
+
+impl std::fmt::Display for NoCaptureNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("no video capture device found (plug a camera in, or set `capture.device`)")
+    }
+}
+
+impl std::error::Error for NoCaptureNode {}
+
+/// An opening error for the log and the status line: an OS error first (what went wrong), then
+/// where (`No such file or directory (os error 2) - cannot open /dev/v4l/by-id/...`), so that
+/// the cause survives the status line's cut at 128 bytes behind a long udev path; anything
+/// else as anyhow writes it (outermost context first).
+fn error_text(e: &anyhow::Error) -> String {
+    let causes: Vec<String> = e.chain().map(ToString::to_string).collect();
+    match causes.split_last() {
+        Some((root, contexts)) if !contexts.is_empty() && e.root_cause().is::<std::io::Error>() => {
+            format!("{root} - {}", contexts.join(": "))
+        }
+        _ => format!("{e:#}"),
+    }
+}
+
+/// Why opening failed, for the retry policy: by the errno of the first OS error in the chain
+/// (ENOENT from `open` of an unplugged node, ENODEV from a node torn down while it was being
+/// set up), or absent when discovery found no capture node; anything else (a refused format,
+/// permission) came from a camera that is there.
+fn unusable(e: &anyhow::Error) -> Unusable {
+    if e.chain().any(|cause| cause.is::<NoCaptureNode>()) {
+        return Unusable::Absent;
+    }
+    let errno = e
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<std::io::Error>())
+        .and_then(std::io::Error::raw_os_error);
+    Unusable::of_errno(errno)
 }
 
 /// The group that owns video device nodes on Debian and Ubuntu (udev's rules).
@@ -489,4 +581,41 @@ fn driver_timestamp_ns(sec: i64, usec: i64) -> Option<u64> {
         .checked_mul(1_000_000_000)?
         .checked_add(usec.checked_mul(1_000)?)?;
     u64::try_from(ns).ok().filter(|&ns| ns > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_errors_are_classified_by_their_os_error_through_the_context() {
+        // Linux errno values: ENOENT 2, ENODEV 19, EBUSY 16.
+        let gone = Err::<(), _>(std::io::Error::from_raw_os_error(2))
+            .context("cannot open /dev/video0")
+            .unwrap_err();
+        assert_eq!(unusable(&gone), Unusable::Absent);
+        let torn_down = anyhow::Error::new(std::io::Error::from_raw_os_error(19));
+        assert_eq!(unusable(&torn_down), Unusable::Absent);
+        let busy = anyhow::Error::new(std::io::Error::from_raw_os_error(16)); // EBUSY
+        assert_eq!(unusable(&busy), Unusable::Refused);
+        let none = anyhow::Error::new(NoCaptureNode);
+        assert_eq!(unusable(&none), Unusable::Absent);
+        let refused = anyhow::anyhow!("the camera offers no YUYV at 640x480");
+        assert_eq!(unusable(&refused), Unusable::Refused);
+    }
+
+    #[test]
+    fn an_os_error_leads_the_error_text_and_other_errors_read_as_written() {
+        let gone = Err::<(), _>(std::io::Error::from_raw_os_error(2))
+            .context("cannot open /dev/video0")
+            .unwrap_err();
+        assert_eq!(
+            error_text(&gone),
+            "No such file or directory (os error 2) - cannot open /dev/video0"
+        );
+        let refused = anyhow::anyhow!("no YUYV at 640x480").context("negotiation");
+        assert_eq!(error_text(&refused), "negotiation: no YUYV at 640x480");
+        let bare = anyhow::Error::new(std::io::Error::from_raw_os_error(16));
+        assert_eq!(error_text(&bare), "Device or resource busy (os error 16)");
+    }
 }

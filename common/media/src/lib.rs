@@ -16,6 +16,7 @@
 //! - [`newest`]: the encoder's choice of the newest delayed frame.
 //! - [`departure`]: when a frame has left net-tx (its last packet sent).
 //! - [`backoff`]: retry timing for a camera that went away.
+//! - [`reconnect`]: when to look for the camera again, by what failed (absent or refusing).
 #![forbid(unsafe_code)]
 
 pub mod backoff;
@@ -26,6 +27,7 @@ pub mod mjpeg;
 pub mod negotiate;
 pub mod newest;
 mod paint;
+pub mod reconnect;
 pub mod scene;
 pub mod schedule;
 pub mod stamp;
@@ -39,6 +41,7 @@ pub use negotiate::{
     negotiate, CameraMode, Negotiated, NegotiationError, OfferedFormat, PixelFormat,
 };
 pub use newest::NewestFrame;
+pub use reconnect::{Reconnect, Retry, Unusable};
 pub use scene::SyntheticScene;
 pub use schedule::{DelaySchedule, HeldFrames, Release, GAP_TOLERANCE_NS};
 pub use stamp::{draw_stamp, read_stamp, Stamp};

@@ -2,8 +2,9 @@
 //! raw-frame ring as I420 with CLOCK_MONOTONIC capture timestamps.
 //!
 //! Frame numbers are the raw ring's sequence numbers, so they continue across restarts. The
-//! webcam source starts READY even without a camera and keeps retrying with backoff (said in
-//! STATUS), so the pipeline stays up while someone finds the USB cable.
+//! webcam source starts READY even without a camera and keeps looking for it (every 250 ms
+//! while it is absent, with a growing backoff while it refuses; said in STATUS), so the
+//! pipeline stays up while someone finds the USB cable, and a replug streams again at once.
 #![forbid(unsafe_code)]
 
 mod y4m_loop;
