@@ -642,6 +642,55 @@ fn stream_for_three_seconds(
 }
 
 #[test]
+fn a_camera_slower_than_the_poll_timeout_streams_steadily_without_reopening() {
+    // 4 fps: 250 ms between frames, longer than capture's 200 ms wait for one (as a webcam
+    // with auto exposure gets in dim light). Each wait that ends without a frame must leave
+    // the stream as it was.
+    const SLOW_FPS: u32 = 4;
+    let source = synthetic_yuyv(WIDTH, HEIGHT, SOURCE_FRAMES);
+    let mut camera = FakeCamera::new("fake-slow", WIDTH, HEIGHT);
+    camera
+        .yuyv_frames(&source)
+        .set("FPS", SLOW_FPS.to_string())
+        .set("FORMATS", "yuyv");
+    let expected = Expected::new(&source);
+    let mut run = CaptureOnFake::new("fake-slow", camera);
+    run.start();
+    let mut ring = run.raw_frames();
+    let start = Instant::now();
+    let first = read_frames(&mut ring, &expected, |f| {
+        !f.is_empty() || start.elapsed() > FIRST_FRAME_DEADLINE
+    });
+    assert!(!first.is_empty(), "no frame\n{}", run.diagnosis());
+    let frames = read_frames(&mut ring, &expected, for_duration(Duration::from_secs(4)));
+    let diagnosis = || run.diagnosis();
+    assert_pictures(&frames, "at 4 fps", &diagnosis);
+    let fps = rate(&frames);
+    assert!(
+        frames.len() >= 14 && (f64::from(SLOW_FPS) - fps).abs() < 0.5,
+        "{} frames in 4 s at {fps:.2} fps from a {SLOW_FPS} fps camera\n{}",
+        frames.len(),
+        run.diagnosis()
+    );
+    let opens = run.camera.events_of("open").len();
+    let streamons = run.camera.events_of("streamon").len();
+    assert!(
+        opens == 1 && streamons == 1,
+        "the camera was opened {opens} times and started {streamons} times\n{}",
+        run.diagnosis()
+    );
+    let log = run.log();
+    assert!(
+        !log.contains("stream error") && !log.contains("retrying"),
+        "capture gave up on a slow camera:\n{log}"
+    );
+    println!(
+        "{} frames at {fps:.2} fps from a {SLOW_FPS} fps camera, one open",
+        frames.len()
+    );
+}
+
+#[test]
 fn yuyv_with_padded_lines_reaches_the_ring_as_the_source_picture() {
     let (mut camera, expected) = yuyv_camera("fake-stride");
     // 704 bytes a line for 640 of picture: the padding holds alternating 0x00/0xff, so a reader

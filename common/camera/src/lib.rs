@@ -38,7 +38,7 @@ use v4l::buffer::Type;
 use v4l::frameinterval::FrameIntervalEnum;
 use v4l::framesize::FrameSizeEnum;
 use v4l::io::mmap::Stream;
-use v4l::io::traits::CaptureStream;
+use v4l::io::traits::{CaptureStream, Stream as StreamTrait};
 use v4l::video::capture::Parameters;
 use v4l::video::Capture;
 use v4l::{Device, FourCC, Fraction};
@@ -47,6 +47,7 @@ use v4l::{Device, FourCC, Fraction};
 const BUFFERS: u32 = 4;
 /// How long one wait for a frame may block (the loop must check for SIGTERM and the watchdog).
 const POLL_TIMEOUT: Duration = Duration::from_millis(200);
+const POLL_TIMEOUT_MS: i32 = POLL_TIMEOUT.as_millis() as i32;
 /// A camera that delivers nothing for this long counts as gone (unplugged or wedged).
 const STALL_NS: u64 = 2_000_000_000;
 
@@ -279,7 +280,17 @@ impl Camera {
         let Some(open) = self.open.as_mut() else {
             return CameraEvent::Idle;
         };
-        let result = match open.stream.next() {
+        // Wait for a frame with poll(2) here, never inside `next()` (see `start_streaming`).
+        let ready = open.stream.handle().poll(libc::POLLIN, POLL_TIMEOUT_MS);
+        let next = match ready {
+            Ok(0) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "no frame within the poll timeout",
+            )),
+            Ok(_) => open.stream.next(),
+            Err(e) => Err(e),
+        };
+        let result = match next {
             Ok((buffer, meta)) => {
                 let used = (meta.bytesused as usize).min(buffer.len());
                 let now = now_ns();
@@ -311,7 +322,8 @@ impl Camera {
                 };
                 Ok(converted.map(|()| capture_ns))
             }
-            // The poll timeout surfaces as an error of kind TimedOut.
+            // No frame within the poll timeout: not an error by itself (a camera in dim light
+            // may take longer per frame); the stall clock decides.
             Err(e) if e.kind() == std::io::ErrorKind::TimedOut => Err(None),
             // ENODEV here is a USB disconnect: closed at once below, and looked for again
             // within the short interval.
@@ -432,7 +444,7 @@ impl Camera {
         }
         controls::apply_controls(&device, &path, &self.controls)?;
         let mut stream = Stream::with_buffers(&device, Type::VideoCapture, BUFFERS)?;
-        stream.set_timeout(POLL_TIMEOUT);
+        start_streaming(&mut stream)?;
         Ok(Open {
             stream,
             _device: device,
@@ -519,6 +531,26 @@ fn unusable(e: &anyhow::Error) -> Unusable {
         .find_map(|cause| cause.downcast_ref::<std::io::Error>())
         .and_then(std::io::Error::raw_os_error);
     Unusable::of_errno(errno)
+}
+
+/// Starts `stream` so that [`Stream::next`] never has to wait for a frame.
+///
+/// `next()` gives the buffer it returned last back to the driver before it dequeues the next
+/// one. If that dequeue times out, the buffer stays queued, the following `next()` queues it
+/// again, and the driver refuses (EINVAL): with `next()` waiting with a timeout, any frame
+/// slower than the timeout (a camera at 5 fps or less, as in dim light with auto exposure)
+/// would tear the stream down. So [`Camera::poll`] waits with poll(2) itself and calls
+/// `next()` only once a frame is ready, and streaming starts here rather than in the first
+/// `next()`: every buffer but the first is queued now, and that first `next()` queues buffer 0
+/// (where the stream's index starts) before its dequeue, so all of them circulate.
+fn start_streaming(stream: &mut Stream<'static>) -> std::io::Result<()> {
+    for index in 1..BUFFERS as usize {
+        CaptureStream::queue(stream, index)?;
+    }
+    StreamTrait::start(stream)?;
+    // A safety net only: the dequeue inside next() follows a poll that saw a frame ready.
+    stream.set_timeout(POLL_TIMEOUT);
+    Ok(())
 }
 
 /// The group that owns video device nodes on Debian and Ubuntu (udev's rules).
