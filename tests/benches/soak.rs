@@ -131,10 +131,10 @@ fn take_sample(
                 .and_then(|s| s.gauge("capture_to_present_p99_ms")),
         ),
         display_fps: display.as_ref().and_then(|s| s.gauge(stat::RATE)),
-        countdown: delay
-            .as_ref()
-            .and_then(|s| s.gauge("countdown"))
-            .is_some_and(|c| c >= 0.0),
+        countdown: delay.as_ref().is_some_and(|s| {
+            s.gauge("countdown").is_some_and(|c| c >= 0.0)
+                || s.gauge("awaiting_video").is_some_and(|a| a > 0.0)
+        }),
         recent_kill,
     }
 }

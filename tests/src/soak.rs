@@ -301,7 +301,8 @@ pub struct Sample {
     pub shown_age_p99_ms: Option<f64>,
     /// display's frame rate gauge.
     pub display_fps: Option<f64>,
-    /// delay-buffer shows the countdown card (its `countdown` gauge ≥ 0).
+    /// delay-buffer shows a card instead of video: the countdown (its `countdown` gauge ≥ 0) or
+    /// the waiting card (`awaiting_video` 1).
     pub countdown: bool,
     /// A stage was killed within the last few seconds: the stream may be paused, so the flow
     /// and delay of this sample are shown but not judged.

@@ -1,6 +1,7 @@
-//! The countdown card: what the delay buffer shows until it holds enough video. A visitor sees
-//! "STARTING IN" and the seconds left in large digits over a filling progress bar, never a
-//! frozen or garbage picture.
+//! The delay buffer's cards. The countdown card is what it shows until it holds enough video: a
+//! visitor sees "STARTING IN" and the seconds left in large digits over a filling progress bar,
+//! never a frozen or garbage picture. The waiting card is what it shows while no video arrives
+//! at all (the camera unplugged): there is nothing to count down to, so it says so.
 
 use keymash_codec::I420Frame;
 
@@ -49,6 +50,40 @@ pub fn render_countdown(out: &mut I420Frame, seconds_left: u32, total_seconds: u
         bar_w * done as usize / total_seconds as usize
     };
     fill_rect(out, bar_x, y, filled.min(bar_w), bar_h, BAR_FULL);
+}
+
+/// Renders the waiting card into `out`: no video is arriving; the picture returns
+/// `delay_seconds` after it does.
+pub fn render_awaiting_video(out: &mut I420Frame, delay_seconds: u32) {
+    let geometry = out.geometry();
+    let (w, h) = (geometry.width(), geometry.height());
+    fill_rect(out, 0, 0, w, h, BACKGROUND);
+    let small = (h / 12 / GLYPH_HEIGHT).max(1);
+    let large = 2 * small;
+    let footnote = (small / 2).max(1);
+    let lines = [
+        ("WAITING FOR", small),
+        ("THE CAMERA", large),
+        (
+            &*if delay_seconds == 0 {
+                "THE PICTURE RETURNS WITH IT".to_owned()
+            } else {
+                format!("THE PICTURE RETURNS {delay_seconds} S AFTER IT")
+            },
+            footnote,
+        ),
+    ];
+    let mut y = h / 4;
+    for (text, scale) in lines {
+        draw_text(
+            out,
+            text,
+            w.saturating_sub(text_width(text) * scale) / 2,
+            y,
+            scale,
+        );
+        y += GLYPH_HEIGHT * scale + GLYPH_HEIGHT * small;
+    }
 }
 
 fn draw_text(out: &mut I420Frame, text: &str, x0: usize, y0: usize, scale: usize) {
@@ -101,5 +136,23 @@ mod tests {
     fn the_card_fits_tiny_frames_without_panicking() {
         let mut frame = I420Frame::grey(FrameGeometry::new(16, 16).unwrap());
         render_countdown(&mut frame, 123, 0);
+        render_awaiting_video(&mut frame, 30);
+    }
+
+    #[test]
+    fn the_waiting_card_is_readable_and_unlike_any_countdown() {
+        let geometry = FrameGeometry::new(640, 480).unwrap();
+        let mut waiting = I420Frame::grey(geometry);
+        render_awaiting_video(&mut waiting, 30);
+        assert!(lit_luma(&waiting) > 1000, "text too small to read");
+        assert!(waiting.y().iter().all(|&p| p != 128), "grey left showing");
+        for left in [0, 1, 30] {
+            let mut countdown = I420Frame::grey(geometry);
+            render_countdown(&mut countdown, left, 30);
+            assert_ne!(countdown, waiting, "{left}");
+        }
+        let mut without_delay = I420Frame::grey(geometry);
+        render_awaiting_video(&mut without_delay, 0);
+        assert_ne!(without_delay, waiting);
     }
 }

@@ -34,7 +34,7 @@ pub mod stamp;
 pub mod yuyv;
 
 pub use backoff::Backoff;
-pub use card::render_countdown;
+pub use card::{render_awaiting_video, render_countdown};
 pub use departure::{Departed, Departures};
 pub use mjpeg::{MjpegDecoder, MjpegError};
 pub use negotiate::{

@@ -41,6 +41,11 @@ pub enum Release {
     /// Nothing new is due and the picture would otherwise stand still for longer than the gap
     /// tolerance: show the countdown card; the next frame is due in `seconds_left` (rounded up).
     Countdown { seconds_left: u32 },
+    /// As for the countdown, but no held frame is still to come: no video is arriving (the
+    /// camera is unplugged, or capture is not running). There is nothing to count down to, so
+    /// the card says the picture returns the delay after the video does, rather than show a
+    /// countdown that stands still.
+    AwaitingVideo,
     /// Nothing is due: check again at `until_ns`, or when a new frame arrives if `None`.
     Wait { until_ns: Option<u64> },
 }
@@ -111,12 +116,13 @@ impl DelaySchedule {
         let stale = picture_still_since
             .is_none_or(|since| now_ns.saturating_sub(since) > self.gap_tolerance_ns);
         if stale {
-            let seconds_left = match next_due_ns {
-                Some(due) => u32::try_from(due.saturating_sub(now_ns).div_ceil(1_000_000_000))
-                    .unwrap_or(u32::MAX),
-                None => self.delay_seconds_ceil(),
+            return match next_due_ns {
+                Some(due) => Release::Countdown {
+                    seconds_left: u32::try_from(due.saturating_sub(now_ns).div_ceil(1_000_000_000))
+                        .unwrap_or(u32::MAX),
+                },
+                None => Release::AwaitingVideo,
             };
-            return Release::Countdown { seconds_left };
         }
         Release::Wait {
             until_ns: next_due_ns,
@@ -234,12 +240,46 @@ mod tests {
     }
 
     #[test]
-    fn an_empty_buffer_counts_down_the_whole_delay() {
+    fn an_empty_buffer_waits_for_video_then_counts_down_the_whole_delay() {
         let schedule = DelaySchedule::new(30 * SECOND, SECOND);
         let held = camera(0, 0, 0, FRAME);
         assert_eq!(
             schedule.decide(5 * SECOND, &held, None),
+            Release::AwaitingVideo
+        );
+        // The first frame arrives at 5 s: due at 35 s.
+        let held = camera(0, 5 * SECOND, 1, FRAME);
+        assert_eq!(
+            schedule.decide(5 * SECOND + FRAME, &held, None),
             Release::Countdown { seconds_left: 30 }
+        );
+    }
+
+    #[test]
+    fn a_camera_away_after_the_held_video_ran_out_shows_the_waiting_card_not_a_countdown() {
+        // Video until 10 s, then the camera unplugged: once the last frame is shown (at 12 s
+        // with a 2 s delay) and the gap tolerance passed, nothing is still to come.
+        let schedule = DelaySchedule::new(2 * SECOND, SECOND);
+        let held = camera(0, 9 * SECOND, 30, FRAME);
+        let last = Some(9 * SECOND + 29 * FRAME);
+        assert!(matches!(
+            schedule.decide(12 * SECOND, &held, last),
+            Release::Wait { until_ns: None }
+        ));
+        for now in [13 * SECOND, 20 * SECOND, 600 * SECOND] {
+            assert_eq!(
+                schedule.decide(now, &held, last),
+                Release::AwaitingVideo,
+                "at {now} ns"
+            );
+        }
+        // The camera is back at 30 s: a countdown to its first frame, due at 32 s.
+        let mut held = held;
+        held.captures
+            .extend((0..30).map(|i| 30 * SECOND + i * FRAME));
+        assert_eq!(
+            schedule.decide(30 * SECOND + SECOND / 2, &held, last),
+            Release::Countdown { seconds_left: 2 }
         );
     }
 
@@ -327,10 +367,7 @@ mod tests {
         let schedule = DelaySchedule::new(0, SECOND);
         let mut held = camera(0, 0, 1, FRAME);
         held.lost = true;
-        assert_eq!(
-            schedule.decide(SECOND, &held, None),
-            Release::Countdown { seconds_left: 0 }
-        );
+        assert_eq!(schedule.decide(SECOND, &held, None), Release::AwaitingVideo);
     }
 
     #[test]

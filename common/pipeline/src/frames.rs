@@ -46,7 +46,8 @@ pub(crate) fn frame_ring(video: &VideoConfig) -> Result<RingGeometry, GeometryEr
 pub enum FrameKind {
     /// A picture from the camera (or the synthetic scene, or a file).
     Video,
-    /// The countdown card the delay buffer shows until it holds enough video.
+    /// A card the delay buffer made: the countdown until it holds enough video, or the waiting
+    /// card while no video arrives.
     Countdown,
 }
 

@@ -18,7 +18,9 @@ use clap::Parser;
 use keymash_codec::{FrameGeometry, I420Frame};
 use keymash_core::config::{Config, VideoConfig};
 use keymash_core::FrameNo;
-use keymash_media::{render_countdown, DelaySchedule, HeldFrames, Release, GAP_TOLERANCE_NS};
+use keymash_media::{
+    render_awaiting_video, render_countdown, DelaySchedule, HeldFrames, Release, GAP_TOLERANCE_NS,
+};
 use keymash_pipeline::{stat, FrameKind, FrameSlot, Segments, Service};
 use keymash_service::{Lifecycle, ServiceArgs, StatsPublisher};
 use keymash_shm::{monotonic_now_ns, RecvError, RingReader, RingWriter};
@@ -93,7 +95,7 @@ fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
         card: I420Frame::grey(geometry),
         interval_ns,
         last_card_ns: 0,
-        showing_countdown: None,
+        showing: None,
     };
     let mut last_publish = Instant::now();
     while !lifecycle.stop_requested() {
@@ -107,8 +109,13 @@ fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
                 last_released = Some(capture_ns);
                 Duration::ZERO
             }
-            Release::Countdown { seconds_left } => {
-                outlet.countdown(now_ns, seconds_left, schedule.delay_seconds_ceil())?
+            Release::Countdown { seconds_left } => outlet.card(
+                now_ns,
+                Card::Countdown(seconds_left),
+                schedule.delay_seconds_ceil(),
+            )?,
+            Release::AwaitingVideo => {
+                outlet.card(now_ns, Card::AwaitingVideo, schedule.delay_seconds_ceil())?
             }
             Release::Wait { until_ns } => until_ns.map_or(Lifecycle::MAX_WAIT, |until| {
                 Duration::from_nanos(until.saturating_sub(now_ns))
@@ -143,7 +150,7 @@ fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
                 &mut stats,
                 held,
                 config.delay.seconds,
-                outlet.showing_countdown,
+                outlet.showing,
                 raw.waiting(),
             );
             lifecycle.status(now, &line);
@@ -204,7 +211,16 @@ struct Outlet {
     card: I420Frame,
     interval_ns: u64,
     last_card_ns: u64,
-    showing_countdown: Option<u32>,
+    showing: Option<Card>,
+}
+
+/// The card the delay buffer shows instead of video.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Card {
+    /// Video is held and comes out in this many seconds.
+    Countdown(u32),
+    /// No video is arriving (see `Release::AwaitingVideo`).
+    AwaitingVideo,
 }
 
 impl Outlet {
@@ -219,19 +235,19 @@ impl Outlet {
         }
         let meta = FrameSlot::video(FrameNo(out_seq), capture_ns).meta(&self.video);
         slot.commit(self.frame_len, &meta)?;
-        self.showing_countdown = None;
+        self.showing = None;
         Ok(true)
     }
 
-    /// Shows the countdown card (at most once a frame interval); returns how long to wait.
-    fn countdown(
-        &mut self,
-        now_ns: u64,
-        seconds_left: u32,
-        delay_seconds: u32,
-    ) -> anyhow::Result<Duration> {
+    /// Shows `card` (at most once a frame interval); returns how long to wait.
+    fn card(&mut self, now_ns: u64, card: Card, delay_seconds: u32) -> anyhow::Result<Duration> {
         if now_ns.saturating_sub(self.last_card_ns) >= self.interval_ns {
-            render_countdown(&mut self.card, seconds_left, delay_seconds);
+            match card {
+                Card::Countdown(seconds_left) => {
+                    render_countdown(&mut self.card, seconds_left, delay_seconds)
+                }
+                Card::AwaitingVideo => render_awaiting_video(&mut self.card, delay_seconds),
+            }
             let mut slot = self.delayed.begin();
             let out_seq = slot.seq();
             let payload = slot.payload_mut();
@@ -247,7 +263,7 @@ impl Outlet {
             .meta(&self.video);
             slot.commit(self.frame_len, &meta)?;
             self.last_card_ns = now_ns;
-            self.showing_countdown = Some(seconds_left);
+            self.showing = Some(card);
         }
         Ok(Duration::from_nanos(
             (self.last_card_ns + self.interval_ns).saturating_sub(now_ns),
@@ -260,16 +276,32 @@ fn publish(
     stats: &mut StatsPublisher,
     held: f64,
     delay: f64,
-    showing_countdown: Option<u32>,
+    showing: Option<Card>,
     waiting: Option<&str>,
 ) -> String {
     stats.gauge("held_seconds", held);
     stats.gauge("delay_seconds", delay);
-    stats.gauge("countdown", showing_countdown.map_or(-1.0, f64::from));
-    let line = match showing_countdown {
-        Some(left) => {
+    let countdown = match showing {
+        Some(Card::Countdown(left)) => f64::from(left),
+        _ => -1.0,
+    };
+    stats.gauge("countdown", countdown);
+    stats.gauge(
+        "awaiting_video",
+        if showing == Some(Card::AwaitingVideo) {
+            1.0
+        } else {
+            0.0
+        },
+    );
+    let line = match showing {
+        Some(Card::Countdown(left)) => {
             format!("countdown: starting in {left} s; holding {held:.1} s of {delay:.1} s")
         }
+        Some(Card::AwaitingVideo) => format!(
+            "no video from capture for over {:.0} s: showing the waiting card; holding {held:.1} s",
+            GAP_TOLERANCE_NS as f64 / 1e9
+        ),
         None => format!(
             "holding {held:.1} s, delay {delay:.1} s, {} frames released",
             stats.counter("frames").unwrap_or(0)
