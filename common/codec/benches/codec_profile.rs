@@ -7,13 +7,15 @@
 //!   valgrind --tool=callgrind target/release/deps/codec_profile-<hash> decode 20
 //!
 //! (`cargo bench -p keymash-codec --bench codec_profile -- encode 20` runs it without a profiler.)
+//! It runs on the widest vector unit the CPU has; `KEYMASH_CODEC_SIMD=sse2` (or `portable`)
+//! forces another.
 //! The image comes from `target/codec-data` of this checkout or `KEYMASH_CODEC_IMAGES`; without
 //! it the run exits non-zero with the command that fetches it (`benches/fetch-images.sh`).
 
 mod support;
 
 use keymash_codec::{
-    Decoder, Encoder, EncoderConfig, FrameGeometry, Layout, PayloadSink, QualitySpec,
+    Decoder, Encoder, EncoderConfig, FrameGeometry, Layout, PayloadSink, QualitySpec, Simd,
 };
 use keymash_core::{FrameNo, Quality};
 
@@ -28,20 +30,24 @@ fn main() {
     let frames: u64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(20);
     let geometry = FrameGeometry::VGA;
     let frame = support::require_image(geometry, "coffee");
+    let simd = Simd::from_env().unwrap_or_else(|e| support::fail(&e.to_string()));
     let quality = QualitySpec::Uniform(Quality::saturating(i64::from(QUALITY)));
-    let Ok(mut encoder) = Encoder::new(EncoderConfig {
-        geometry,
-        layout: Layout::Strips,
-        max_payload: 1188,
-        threads: 1,
-    }) else {
+    let Ok(mut encoder) = Encoder::with_simd(
+        EncoderConfig {
+            geometry,
+            layout: Layout::Strips,
+            max_payload: 1188,
+            threads: 1,
+        },
+        simd,
+    ) else {
         support::fail("encoder setup failed");
     };
     let mut sink = PayloadSink::new();
     if let Err(e) = encoder.encode(FrameNo(0), frame.view(), quality, &mut sink) {
         support::fail(&format!("encode failed: {e}"));
     }
-    let mut decoder = Decoder::new(geometry);
+    let mut decoder = Decoder::with_simd(geometry, simd);
     match what {
         "encode" => {
             for n in 1..=frames {
@@ -58,7 +64,7 @@ fn main() {
         other => support::fail(&format!("unknown mode {other}: encode or decode")),
     }
     println!(
-        "{what} x{frames}: {} B/frame, PSNR-Y {:.2} dB (decoder frame)",
+        "{what} x{frames} ({simd}): {} B/frame, PSNR-Y {:.2} dB (decoder frame)",
         sink.total_bytes(),
         support::psnr(frame.y(), decoder.frame().y())
     );

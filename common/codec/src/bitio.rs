@@ -94,6 +94,7 @@ impl BitWriter {
     /// Lends the writer to `f` as a [`SliceWriter`] over at least `bytes` bytes of room, for a
     /// burst of puts of known maximum size. Its state then stays in registers: no growth check,
     /// no call that could see it. Panics if `f` writes more than `bytes` (a caller's bug).
+    #[inline(always)]
     pub fn with_room<R>(&mut self, bytes: usize, f: impl FnOnce(&mut SliceWriter<'_>) -> R) -> R {
         let needed = self.pos + bytes + WRITE_SLACK;
         if self.out.len() < needed {

@@ -2,12 +2,14 @@
 
 use crate::bitio::BitReader;
 use crate::block::{
-    read_macroblock, store_block, DecodedMacroblock, MacroblockError, PredictionState, QuantTables,
+    read_macroblock, store_macroblock, DecodedMacroblock, MacroblockError, PredictionState,
+    QuantTables,
 };
 use crate::frame::I420Frame;
 use crate::geometry::position_of;
 use crate::geometry::FrameGeometry;
 use crate::payload::{HeaderError, PayloadHeader, HEADER_LEN};
+use crate::simd::{Kernel, Simd, Transforms, WithTransforms};
 use keymash_core::{FrameNo, Quality};
 
 /// Why a payload was refused. Payloads come from the network, so every cause is an input error,
@@ -52,15 +54,28 @@ pub struct PayloadInfo {
 pub struct Decoder {
     frame: I420Frame,
     tables: QuantTables,
+    kernel: Kernel,
 }
 
 impl Decoder {
-    /// A decoder whose frame starts mid-grey.
+    /// A decoder whose frame starts mid-grey, on the widest vector unit the CPU has.
     pub fn new(geometry: FrameGeometry) -> Self {
+        Self::with_simd(geometry, Simd::detect())
+    }
+
+    /// A decoder on `simd`, or on the widest unit below it that the CPU has. Every unit
+    /// decodes to the same picture.
+    pub fn with_simd(geometry: FrameGeometry, simd: Simd) -> Self {
         Decoder {
             frame: I420Frame::grey(geometry),
             tables: QuantTables::new(),
+            kernel: Kernel::new(simd),
         }
+    }
+
+    /// The vector unit the inverse transform runs on.
+    pub fn simd(&self) -> Simd {
+        self.kernel.simd()
     }
 
     pub fn geometry(&self) -> FrameGeometry {
@@ -101,39 +116,62 @@ impl Decoder {
             });
         }
         let body = payload.get(HEADER_LEN..).unwrap_or_default();
-        let mut reader = BitReader::new(body);
-        let mut state = PredictionState::default();
-        let mut mb = DecodedMacroblock::default();
-        let cols = geometry.mb_cols();
-        let width = geometry.width();
-        let cw = geometry.chroma_width();
-        for index in 0..header.mb_count {
-            read_macroblock(&mut reader, &self.tables, &mut state, &mut mb)
-                .map_err(|cause| DecodeError::Macroblock { index, cause })?;
-            let seq = usize::from(header.first_seq) + usize::from(index);
-            let position = position_of(seq, usize::from(header.mb_stride), n);
-            let (mx, my) = (position % cols, position / cols);
-            let (lx, ly, cx, cy) = (mx * 16, my * 16, mx * 8, my * 8);
-            let (y, u, v) = self.frame.planes_mut();
-            let [b0, b1, b2, b3, bu, bv] = &mb.blocks;
-            let [f0, f1, f2, f3, fu, fv] = mb.dc_only;
-            store_block(b0, f0, y, width, lx, ly);
-            store_block(b1, f1, y, width, lx + 8, ly);
-            store_block(b2, f2, y, width, lx, ly + 8);
-            store_block(b3, f3, y, width, lx + 8, ly + 8);
-            store_block(bu, fu, u, cw, cx, cy);
-            store_block(bv, fv, v, cw, cx, cy);
-        }
-        let left = reader.bits_left();
-        if left >= 8 {
-            return Err(DecodeError::TrailingBytes(left / 8));
-        }
+        let quality = self.kernel.dispatch(DecodeBody {
+            frame: &mut self.frame,
+            tables: &self.tables,
+            header: &header,
+            body,
+        })?;
         Ok(PayloadInfo {
             frame_no: header.frame_no,
             payload_index: header.payload_index,
             payload_count: header.payload_count,
             macroblocks: header.mb_count,
-            quality: state.quality(),
+            quality,
         })
+    }
+}
+
+/// The macroblocks of one payload whose header has been checked, to decode into `frame`.
+struct DecodeBody<'a> {
+    frame: &'a mut I420Frame,
+    tables: &'a QuantTables,
+    header: &'a PayloadHeader,
+    body: &'a [u8],
+}
+
+impl WithTransforms for DecodeBody<'_> {
+    /// The quality of the last macroblock.
+    type Output = Result<Option<Quality>, DecodeError>;
+
+    #[inline(always)]
+    fn run<T: Transforms>(self, transforms: T) -> Self::Output {
+        let DecodeBody {
+            frame,
+            tables,
+            header,
+            body,
+        } = self;
+        let geometry = frame.geometry();
+        let n = geometry.mb_count();
+        let mut reader = BitReader::new(body);
+        let mut state = PredictionState::default();
+        let mut mb = DecodedMacroblock::default();
+        let cols = geometry.mb_cols();
+        let width = geometry.width();
+        for index in 0..header.mb_count {
+            read_macroblock(&mut reader, tables, &mut state, &mut mb)
+                .map_err(|cause| DecodeError::Macroblock { index, cause })?;
+            let seq = usize::from(header.first_seq) + usize::from(index);
+            let position = position_of(seq, usize::from(header.mb_stride), n);
+            let (mx, my) = (position % cols, position / cols);
+            let (lx, ly, cx, cy) = (mx * 16, my * 16, mx * 8, my * 8);
+            store_macroblock(transforms, &mb, frame.planes_mut(), width, lx, ly, cx, cy);
+        }
+        let left = reader.bits_left();
+        if left >= 8 {
+            return Err(DecodeError::TrailingBytes(left / 8));
+        }
+        Ok(state.quality())
     }
 }

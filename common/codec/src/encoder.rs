@@ -14,6 +14,7 @@ use crate::block::{
 use crate::frame::I420View;
 use crate::geometry::{position_of, FrameGeometry};
 use crate::payload::{patch_index_and_count, PayloadHeader, HEADER_LEN};
+use crate::simd::{Kernel, Simd, Transforms, WithTransforms};
 use keymash_core::{FrameNo, Quality};
 use rayon::prelude::*;
 
@@ -209,10 +210,18 @@ pub struct Encoder {
     plans: Vec<UnitPlan>,
     tables: QuantTables,
     pool: Option<rayon::ThreadPool>,
+    kernel: Kernel,
 }
 
 impl Encoder {
+    /// An encoder on the widest vector unit the CPU has.
     pub fn new(config: EncoderConfig) -> Result<Self, EncoderConfigError> {
+        Self::with_simd(config, Simd::detect())
+    }
+
+    /// An encoder on `simd`, or on the widest unit below it that the CPU has. Every unit gives
+    /// the same payloads.
+    pub fn with_simd(config: EncoderConfig, simd: Simd) -> Result<Self, EncoderConfigError> {
         if config.max_payload < MIN_MAX_PAYLOAD {
             return Err(EncoderConfigError::PayloadTooSmall {
                 got: config.max_payload,
@@ -253,7 +262,13 @@ impl Encoder {
             plans,
             tables: QuantTables::new(),
             pool,
+            kernel: Kernel::new(simd),
         })
+    }
+
+    /// The vector unit the transforms run on.
+    pub fn simd(&self) -> Simd {
+        self.kernel.simd()
     }
 
     pub fn config(&self) -> &EncoderConfig {
@@ -293,14 +308,21 @@ impl Encoder {
             tables: &self.tables,
         };
         out.units.resize_with(self.plans.len(), UnitOutput::default);
-        let work = out.units.iter_mut().zip(self.plans.iter());
+        let kernel = self.kernel;
+        let share = |(unit, plan): (&mut UnitOutput, &UnitPlan)| {
+            kernel.dispatch(EncodeShare {
+                ctx: &ctx,
+                plan: *plan,
+                unit,
+            })
+        };
         match &self.pool {
-            None => work.for_each(|(unit, plan)| encode_unit(&ctx, *plan, unit)),
+            None => out.units.iter_mut().zip(self.plans.iter()).for_each(share),
             Some(pool) => pool.install(|| {
                 out.units
                     .par_iter_mut()
                     .zip(self.plans.par_iter())
-                    .for_each(|(unit, plan)| encode_unit(&ctx, *plan, unit))
+                    .for_each(share)
             }),
         }
         // Number the payloads now that every share knows how many it made.
@@ -351,7 +373,29 @@ struct OpenPayload {
     state: PredictionState,
 }
 
-fn encode_unit(ctx: &FrameContext<'_>, plan: UnitPlan, unit: &mut UnitOutput) {
+/// One share of a frame to encode, with the vector unit [`Kernel::dispatch`] chooses.
+struct EncodeShare<'a, 'f> {
+    ctx: &'a FrameContext<'f>,
+    plan: UnitPlan,
+    unit: &'a mut UnitOutput,
+}
+
+impl WithTransforms for EncodeShare<'_, '_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run<T: Transforms>(self, transforms: T) {
+        encode_unit(transforms, self.ctx, self.plan, self.unit);
+    }
+}
+
+#[inline(always)]
+fn encode_unit<T: Transforms>(
+    transforms: T,
+    ctx: &FrameContext<'_>,
+    plan: UnitPlan,
+    unit: &mut UnitOutput,
+) {
     let mut bytes = std::mem::take(&mut unit.bytes);
     bytes.clear();
     unit.ends.clear();
@@ -366,6 +410,7 @@ fn encode_unit(ctx: &FrameContext<'_>, plan: UnitPlan, unit: &mut UnitOutput) {
     for seq in plan.first_seq..plan.first_seq + plan.count {
         let position = position_of(seq, ctx.stride, n);
         quantise_macroblock(
+            transforms,
             ctx.tables,
             ctx.planes,
             ctx.geometry.width(),

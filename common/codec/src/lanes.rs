@@ -1,7 +1,8 @@
 //! Eight 16-bit lanes, the unit the integer transforms ([`crate::fdct`], [`crate::idct`]) are
 //! written in. Each transform pass is written once, generic over [`Lanes`]: the portable
 //! reference runs it on [`Row`] arrays, the SSE2 path on registers (its `impl` lives in
-//! `sse2.rs`), so both compute the same butterflies by construction.
+//! `sse2.rs`), the AVX2 path on 256-bit registers holding a row of each of two blocks (`avx2.rs`),
+//! so all compute the same butterflies by construction.
 
 /// One row of eight 16-bit lanes: what one SSE2 register holds.
 pub type Row = [i16; 8];

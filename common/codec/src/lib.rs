@@ -24,6 +24,8 @@
 //! ```
 #![forbid(unsafe_code)]
 
+#[cfg(target_arch = "x86_64")]
+mod avx2;
 pub mod bitio;
 pub mod block;
 pub mod dct;
@@ -41,6 +43,7 @@ pub mod join;
 pub mod lanes;
 pub mod payload;
 pub mod roundtrip;
+pub mod simd;
 #[cfg(target_arch = "x86_64")]
 mod sse2;
 pub mod tables;
@@ -55,3 +58,4 @@ pub use frame::{yuyv_row_pair_to_i420, yuyv_to_i420, FrameError, I420Frame, I420
 pub use geometry::{FrameGeometry, GeometryError};
 pub use join::FrameJoin;
 pub use payload::{HeaderError, PayloadHeader};
+pub use simd::{Simd, SimdEnvError, SIMD_ENV};

@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use keymash_codec::{Decoder, FrameGeometry, I420Frame};
+use keymash_codec::{Decoder, FrameGeometry, I420Frame, Simd};
 use keymash_core::config::{Config, DisplayOutput};
 use keymash_core::curves::QualityCurve;
 use keymash_core::{FrameNo, MashLevel, Percentiles, Quality};
@@ -150,11 +150,11 @@ struct Picture {
 }
 
 impl Picture {
-    fn new(geometry: FrameGeometry, delay: DelayWatch) -> Self {
+    fn new(geometry: FrameGeometry, simd: Simd, delay: DelayWatch) -> Self {
         Picture {
             age: None,
             camera: CameraLatency::new(LATENCY_WINDOW, delay),
-            decoder: Decoder::new(geometry),
+            decoder: Decoder::with_simd(geometry, simd),
             shown: FrameNo(0),
             shown_quality: None,
             shown_payloads: (0, 0),
@@ -335,6 +335,8 @@ impl Player {
             clock: PresentClock::new(config.video.fps, Instant::now()),
             picture: Picture::new(
                 geometry,
+                // The widest vector unit the CPU has, unless KEYMASH_CODEC_SIMD names another.
+                Simd::from_env()?,
                 DelayWatch::new(
                     Duration::from_secs_f64(config.delay.seconds),
                     frame_interval(config.video.fps),

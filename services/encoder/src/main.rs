@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Parser;
 use keymash_codec::{
-    Encoder, EncoderConfig, FrameGeometry, I420View, Layout, PayloadSink, QualitySpec,
+    Encoder, EncoderConfig, FrameGeometry, I420View, Layout, PayloadSink, QualitySpec, Simd,
 };
 use keymash_core::config::{Config, PayloadLayout};
 use keymash_core::{Percentiles, Quality};
@@ -60,15 +60,17 @@ fn run(lifecycle: &mut Lifecycle, config: Config) -> anyhow::Result<()> {
         max_payload: config.codec.max_payload_bytes as usize,
         threads: config.codec.threads as usize,
     };
-    let mut encoder =
-        Encoder::new(encoder_config.clone()).context("`codec` settings refused by the encoder")?;
+    // The widest vector unit the CPU has, unless KEYMASH_CODEC_SIMD names another.
+    let simd = Simd::from_env()?;
+    let mut encoder = Encoder::with_simd(encoder_config.clone(), simd)
+        .context("`codec` settings refused by the encoder")?;
     let segments = Segments::new(&config)?;
     let (mut payloads, _) = segments.payloads()?.create()?;
     let mut delayed = segments.delayed_frames()?.follow();
     let mut quality_cell = segments.quality_cell()?.follow();
     let mut stats = StatsPublisher::open(&config, Service::Encoder, "frames", monotonic_now_ns())?;
     lifecycle.ready(&format!(
-        "encoding {geometry} ({:?}, {} threads) from {} into {}, default {}",
+        "encoding {geometry} ({:?}, {} threads, {simd}) from {} into {}, default {}",
         encoder_config.layout,
         if encoder_config.threads == 0 {
             "per-core".to_owned()
