@@ -35,8 +35,10 @@ build_packages=(build-essential pkg-config clang libclang-dev llvm libbpf-dev li
 #   compiles a C helper against it with `cc` (build-essential, above) when run.
 # - bpftool: no test; for looking at the loaded filter by hand (`bpftool prog`, `bpftool map
 #   dump`) when a loss test fails.
+# - qemu-user: `qemu-x86_64 -cpu core2duo` runs keymash as on an old Optiplex without AVX
+#   (codec_on_an_old_cpu: the codec picks SSE2 there and codes the same bytes).
 # No test uses stress-ng (the load runs bring their own), so it is not installed.
-test_packages=(iproute2 tshark xvfb ffmpeg chromium systemd util-linux mount procps libturbojpeg0-dev bpftool)
+test_packages=(iproute2 tshark xvfb ffmpeg chromium systemd util-linux mount procps libturbojpeg0-dev bpftool qemu-user)
 
 packages=("${build_packages[@]}")
 [ "$purpose" = build ] || packages+=("${test_packages[@]}")

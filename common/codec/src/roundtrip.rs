@@ -8,6 +8,7 @@ use crate::encoder::{
     QualitySpec,
 };
 use crate::frame::{psnr_from_squared_error, squared_error, I420Frame};
+use crate::simd::Simd;
 use crate::y4m::{Y4mError, Y4mReader, Y4mWriter};
 use keymash_core::percentile::nearest_rank;
 use keymash_core::{FrameNo, Quality};
@@ -52,6 +53,8 @@ pub struct RoundtripReport {
     pub encode_ms: FrameTimes,
     /// Time to decode one frame (apply all its payloads).
     pub decode_ms: FrameTimes,
+    /// The vector unit encode and decode ran on (the widest this CPU has).
+    pub simd: Simd,
 }
 
 /// Milliseconds per frame over a round trip: the median and the 99th percentile (nearest
@@ -154,5 +157,6 @@ pub fn roundtrip<R: Read, W: Write>(
         stats,
         encode_ms: FrameTimes::of(encode_ms),
         decode_ms: FrameTimes::of(decode_ms),
+        simd: encoder.simd(),
     })
 }

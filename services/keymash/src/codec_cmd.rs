@@ -137,6 +137,7 @@ fn report_json(r: &RoundtripReport, c: &RoundtripConfig) -> String {
         "psnr_yuv": r.psnr_yuv,
         "truncated_macroblocks": s.truncated_macroblocks,
         "threads": c.threads,
+        "simd": r.simd.name(),
         "encode_ms": { "p50": r.encode_ms.p50, "p99": r.encode_ms.p99 },
         "decode_ms": { "p50": r.decode_ms.p50, "p99": r.decode_ms.p99 },
         "bits": {
@@ -190,8 +191,10 @@ fn report_table(r: &RoundtripReport, c: &RoundtripConfig) -> String {
         n => format!("{n} threads"),
     };
     out.push_str(&format!(
-        "  encode ms/frame {:>10.2} p50, {:.2} p99 ({threads})\n",
-        r.encode_ms.p50, r.encode_ms.p99
+        "  encode ms/frame {:>10.2} p50, {:.2} p99 ({threads}, {})\n",
+        r.encode_ms.p50,
+        r.encode_ms.p99,
+        r.simd.name()
     ));
     out.push_str(&format!(
         "  decode ms/frame {:>10.2} p50, {:.2} p99\n",
