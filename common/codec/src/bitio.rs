@@ -59,7 +59,7 @@ impl BitWriter {
     #[inline]
     pub fn put(&mut self, value: u32, n: u32) {
         let aligned;
-        (self.acc, self.pending, aligned) = append(self.acc, self.pending, value, n);
+        (self.acc, self.pending, aligned) = append(self.acc, self.pending, u64::from(value), n);
         match self.out.get_mut(self.pos..self.pos + WRITE_SLACK) {
             Some(word) => word.copy_from_slice(&aligned.to_be_bytes()),
             None => self.grow_and_store(aligned),
@@ -91,30 +91,37 @@ impl BitWriter {
         self.put_ue(se_mapping(v))
     }
 
-    /// Lends the writer to `f` as a [`SliceWriter`] over at least `bytes` bytes of room, for a
-    /// burst of puts of known maximum size. Its state then stays in registers: no growth check,
-    /// no call that could see it. Panics if `f` writes more than `bytes` (a caller's bug).
+    /// Reserves room and hands out a [`Burst`] writing into it: a
+    /// run of puts of known maximum size with the writer's state in registers (no growth check,
+    /// no call that could see the state). Its bits count only once [`Burst::finish`] is called.
+    /// `SPAN` is the room plus [`WRITE_SLACK`]: write it as `burst_span(bytes)`.
+    ///
+    /// A guard rather than a closure: hot callers are compiled inside the vector unit's kernel
+    /// (see [`crate::simd::Kernel::dispatch`]) only when everything they call is inlined there,
+    /// and a closure body is compiled as a function of its own, without BMI2, LZCNT and POPCNT.
     #[inline(always)]
-    pub fn with_room<R>(&mut self, bytes: usize, f: impl FnOnce(&mut SliceWriter<'_>) -> R) -> R {
-        let needed = self.pos + bytes + WRITE_SLACK;
+    pub fn burst<const SPAN: usize>(&mut self) -> Burst<'_, SPAN> {
+        let needed = self.pos + SPAN;
         if self.out.len() < needed {
             self.out.resize(needed.max(self.out.len() + GROW_STEP), 0);
         }
-        let limit = self.pos + bytes;
-        let mut w = SliceWriter {
-            buf: &mut self.out[..],
-            pos: self.pos,
-            acc: self.acc,
-            pending: self.pending,
+        let BitWriter {
+            out,
+            pos,
+            acc,
+            pending,
+        } = self;
+        let Ok(buf) = <&mut [u8; SPAN]>::try_from(&mut out[*pos..needed]) else {
+            unreachable!("a range of SPAN bytes is SPAN bytes long");
         };
-        let result = f(&mut w);
-        assert!(
-            w.pos <= limit,
-            "a burst wrote {} bytes into {bytes} bytes of room",
-            w.pos - self.pos
-        );
-        (self.pos, self.acc, self.pending) = (w.pos, w.acc, w.pending);
-        result
+        Burst {
+            start: *pos,
+            buf,
+            at: 0,
+            acc: *acc,
+            pending: *pending,
+            home: (pos, acc, pending),
+        }
     }
 
     /// Bits written so far, including pending ones.
@@ -180,53 +187,86 @@ pub const fn se_mapping(v: i32) -> u32 {
     }
 }
 
-/// Adds `n` bits (n <= 32) to an accumulator holding `pending` < 8 unstored bits. Returns the
-/// new accumulator and count, and the pending bits left-aligned in a word, ready to store.
+/// Adds `n` bits (n <= [`LONGEST_PUT`]) to an accumulator holding `pending` < 8 unstored bits.
+/// Returns the new accumulator and count, and the pending bits left-aligned in a word, ready to
+/// store.
 #[inline(always)]
-fn append(acc: u64, pending: u32, value: u32, n: u32) -> (u64, u32, u64) {
-    debug_assert!(n <= 32 && pending < 8);
-    debug_assert!(n == 32 || value >> n == 0);
-    let acc = (acc << n) | u64::from(value);
+fn append(acc: u64, pending: u32, value: u64, n: u32) -> (u64, u32, u64) {
+    debug_assert!(n <= LONGEST_PUT && pending < 8);
+    debug_assert!(value >> n == 0);
+    let acc = (acc << n) | value;
     let pending = pending + n;
-    // pending <= 7 + 32, so both shifts stay below 64; the pair is `acc << (64 - pending)`.
+    // pending <= 7 + 56, so both shifts stay below 64; the pair is `acc << (64 - pending)`.
     (acc, pending, (acc << 1) << (63 - pending))
 }
 
-/// A [`BitWriter`] lent over a buffer with room reserved (see [`BitWriter::with_room`]).
+/// Puts into room a [`BitWriter`] reserved (see [`BitWriter::burst`]); dropped without
+/// [`Burst::finish`], it writes nothing (the bytes past the writer's position are scratch).
 #[derive(Debug)]
-pub struct SliceWriter<'a> {
-    buf: &'a mut [u8],
-    pos: usize,
+#[must_use = "a burst's bits count only once it is finished"]
+pub struct Burst<'a, const SPAN: usize> {
+    /// The writer's position when the burst began.
+    start: usize,
+    /// The reserved room plus the slack every put stores a whole word into. A fixed-size array,
+    /// so that the store needs no bounds check (see [`Burst::put`]).
+    buf: &'a mut [u8; SPAN],
+    /// Whole bytes written into `buf`.
+    at: usize,
     acc: u64,
     pending: u32,
+    /// The writer's position, accumulator and pending count, updated by `finish`.
+    home: (&'a mut usize, &'a mut u64, &'a mut u32),
 }
 
-impl SliceWriter<'_> {
-    /// Writes the low `n` bits of `value` (n <= 32). Past the reserved room (never, for a caller
-    /// that reserved its maximum) bits are dropped and [`BitWriter::with_room`] panics after.
+/// The `SPAN` of a [`Burst`] with room for `bytes` whole bytes: a power of two above them (see
+/// [`Burst::put`]) and the slack.
+pub const fn burst_span(bytes: usize) -> usize {
+    (bytes + 1).next_power_of_two() + WRITE_SLACK
+}
+
+/// Most bits one [`Burst::put`] takes: with up to 7 bits pending, the accumulator holds 63.
+pub const LONGEST_PUT: u32 = 56;
+
+impl<const SPAN: usize> Burst<'_, SPAN> {
+    /// A power of two above the whole bytes the burst has room for.
+    const ROOM: usize = {
+        assert!((SPAN - WRITE_SLACK).is_power_of_two());
+        SPAN - WRITE_SLACK
+    };
+
+    /// Writes the low `n` bits of `value` (n <= [`LONGEST_PUT`]): one run/level pair, or a DC
+    /// difference with the coefficient count after it, is one put. Past the reserved room
+    /// (never, for a caller that reserved its maximum) bits land in the wrong place and
+    /// [`Burst::finish`] panics.
     #[inline(always)]
-    pub fn put(&mut self, value: u32, n: u32) {
+    pub fn put(&mut self, value: u64, n: u32) {
         let aligned;
         (self.acc, self.pending, aligned) = append(self.acc, self.pending, value, n);
-        if let Some(word) = self.buf.get_mut(self.pos..self.pos + WRITE_SLACK) {
-            word.copy_from_slice(&aligned.to_be_bytes());
-        }
-        self.pos += (self.pending / 8) as usize;
+        // ROOM is a power of two above the reserved room: the mask changes nothing for a caller
+        // within it, and lets the compiler drop the bounds check.
+        let at = self.at & (Self::ROOM - 1);
+        self.buf[at..at + WRITE_SLACK].copy_from_slice(&aligned.to_be_bytes());
+        self.at += (self.pending / 8) as usize;
         self.pending %= 8;
     }
 
-    /// Writes unsigned Exp-Golomb; returns the number of bits written (`v` < 2^16 - 1).
+    /// Bits put so far in this burst, counting from the writer's position when it began.
     #[inline(always)]
-    pub fn put_ue(&mut self, v: u32) -> u32 {
-        let n = ue_len(v);
-        self.put(v + 1, n);
-        n
+    pub fn bits_from_start(&self) -> usize {
+        self.at * 8 + self.pending as usize
     }
 
-    /// Writes signed Exp-Golomb; returns the number of bits written.
+    /// Hands the bits to the writer. Panics if they overran the reserved room (a caller's bug).
     #[inline(always)]
-    pub fn put_se(&mut self, v: i32) -> u32 {
-        self.put_ue(se_mapping(v))
+    pub fn finish(self) {
+        assert!(
+            self.at < Self::ROOM,
+            "a burst wrote {} bytes into fewer than {} bytes of room",
+            self.at,
+            Self::ROOM
+        );
+        let (pos, acc, pending) = self.home;
+        (*pos, *acc, *pending) = (self.start + self.at, self.acc, self.pending);
     }
 }
 
