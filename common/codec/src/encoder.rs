@@ -12,7 +12,7 @@ use crate::block::{
     QuantisedMacroblock,
 };
 use crate::frame::I420View;
-use crate::geometry::{position_of, FrameGeometry};
+use crate::geometry::{FrameGeometry, MacroblockWalk};
 use crate::payload::{patch_index_and_count, PayloadHeader, HEADER_LEN};
 use crate::simd::{Kernel, Simd, Transforms, WithTransforms};
 use keymash_core::{FrameNo, Quality};
@@ -403,20 +403,19 @@ fn encode_unit<T: Transforms>(
     let mut w = BitWriter::new(bytes);
     let mut open: Option<OpenPayload> = None;
     let mut mb = QuantisedMacroblock::default();
-    let n = ctx.geometry.mb_count();
-    let cols = ctx.geometry.mb_cols();
     let limit_bits = ctx.max_payload * 8;
+    let mut walk = MacroblockWalk::new(ctx.geometry, plan.first_seq, ctx.stride);
 
     for seq in plan.first_seq..plan.first_seq + plan.count {
-        let position = position_of(seq, ctx.stride, n);
+        let at = walk.next_macroblock();
         quantise_macroblock(
             transforms,
             ctx.tables,
             ctx.planes,
             ctx.geometry.width(),
-            position % cols,
-            position / cols,
-            ctx.quality.at(position),
+            at.x,
+            at.y,
+            ctx.quality.at(at.position),
             &mut mb,
         );
         loop {
@@ -524,7 +523,7 @@ mod tests {
             assert_eq!(gcd(s, n), 1, "{g}");
             let mut seen = vec![false; n];
             for k in 0..n {
-                seen[position_of(k, s, n)] = true;
+                seen[crate::geometry::position_of(k, s, n)] = true;
             }
             assert!(seen.iter().all(|&x| x), "{g}");
         }

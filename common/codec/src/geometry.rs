@@ -122,9 +122,104 @@ pub(crate) fn position_of(seq: usize, stride: usize, mb_count: usize) -> usize {
     ((seq as u64 * stride as u64) % mb_count as u64) as usize
 }
 
+/// The macroblocks of sequence numbers `first_seq`, `first_seq + 1` ... in the order payloads
+/// walk the frame with `stride`: each step is [`position_of`] of the next number, found with
+/// additions instead of the three divisions (modulo, column, row) per macroblock it would cost.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MacroblockWalk {
+    cols: usize,
+    rows: usize,
+    /// The stride reduced modulo the macroblock count, in whole rows and columns.
+    step_x: usize,
+    step_y: usize,
+    x: usize,
+    y: usize,
+}
+
+/// Where a [`MacroblockWalk`] stands: the raster position and its column and row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct MacroblockAt {
+    pub position: usize,
+    pub x: usize,
+    pub y: usize,
+}
+
+impl MacroblockWalk {
+    /// A walk starting at `first_seq`; any stride (a hostile header's too) is taken modulo the
+    /// macroblock count, which gives the same positions as [`position_of`].
+    pub(crate) fn new(geometry: FrameGeometry, first_seq: usize, stride: usize) -> Self {
+        let (cols, rows) = (geometry.mb_cols(), geometry.mb_rows());
+        let n = geometry.mb_count();
+        let first = position_of(first_seq, stride, n);
+        let step = stride % n;
+        MacroblockWalk {
+            cols,
+            rows,
+            step_x: step % cols,
+            step_y: step / cols,
+            x: first % cols,
+            y: first / cols,
+        }
+    }
+
+    /// The current macroblock; then moves on to the next sequence number.
+    #[inline(always)]
+    pub(crate) fn next_macroblock(&mut self) -> MacroblockAt {
+        let at = MacroblockAt {
+            position: self.y * self.cols + self.x,
+            x: self.x,
+            y: self.y,
+        };
+        // position + step < 2 * mb_count: a carry into the row, then at most one wrap.
+        self.x += self.step_x;
+        self.y += self.step_y;
+        if self.x >= self.cols {
+            self.x -= self.cols;
+            self.y += 1;
+        }
+        if self.y >= self.rows {
+            self.y -= self.rows;
+        }
+        at
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_walk_visits_the_positions_of_the_sequence_numbers() {
+        for (w, h) in [
+            (16, 16),
+            (48, 32),
+            (640, 480),
+            (1280, 720),
+            (4096, 16),
+            (16, 4096),
+        ] {
+            let g = FrameGeometry::new(w, h).unwrap();
+            let n = g.mb_count();
+            for stride in [1, 7, 23, n - 1, n, n + 5, 3 * n + 2, 65535] {
+                for first in [0, 1, n / 2, n - 1, 65535] {
+                    let mut walk = MacroblockWalk::new(g, first, stride);
+                    for seq in first..first + n + 3 {
+                        let position = position_of(seq, stride, n);
+                        let at = walk.next_macroblock();
+                        assert_eq!(
+                            at,
+                            MacroblockAt {
+                                position,
+                                x: position % g.mb_cols(),
+                                y: position / g.mb_cols()
+                            },
+                            "{g} stride {stride} first {first} seq {seq}"
+                        );
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn accepts_only_non_empty_multiples_of_16_up_to_4096() {
