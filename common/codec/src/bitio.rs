@@ -91,10 +91,10 @@ impl BitWriter {
         self.put_ue(se_mapping(v))
     }
 
-    /// Reserves room and hands out a [`Burst`] writing into it: a
-    /// run of puts of known maximum size with the writer's state in registers (no growth check,
-    /// no call that could see the state). Its bits count only once [`Burst::finish`] is called.
-    /// `SPAN` is the room plus [`WRITE_SLACK`]: write it as `burst_span(bytes)`.
+    /// Reserves room and hands out a [`Burst`] writing into it: a run of puts of known maximum
+    /// size with the writer's state in registers (no growth check, no call that could see the
+    /// state). Its bits count only once [`Burst::finish`] is called. `SPAN` is the room plus the
+    /// slack every put stores into: write it as `burst_span(bytes)` (see [`burst_span`]).
     ///
     /// A guard rather than a closure: hot callers are compiled inside the vector unit's kernel
     /// (see [`crate::simd::Kernel::dispatch`]) only when everything they call is inlined there,
