@@ -11,10 +11,10 @@
 //! compiled with AVX2 enabled.
 
 use crate::fdct::{self, Quantiser};
-use crate::idct;
+use crate::idct::{self, Dequantiser};
 use crate::lanes::Lanes;
 use crate::simd::{ForwardPair, PairDestination};
-use pulp::bytemuck;
+use pulp::bytemuck::{self, cast};
 use pulp::x86::V3;
 use std::arch::x86_64::{__m128i, __m256i};
 
@@ -178,11 +178,53 @@ crate::simd::one_block_transforms! {
         masks
     }
 
+    const TAKES_LEVELS: bool = true;
+
+    /// Bit-identical to [`Dequantiser::coefficients`] then [`idct::inverse_store`], per block.
+    #[inline(always)]
+    fn dequantise_inverse_store_pair(
+        self,
+        levels: [&[i16; 64]; 2],
+        dequantiser: &Dequantiser,
+        destination: PairDestination<'_>,
+    ) {
+        let s = self.0;
+        let avx2 = &s.avx2;
+        let [a, b] = levels;
+        if std::ptr::eq(a, b) {
+            // One block alone (its partner is flat): dequantised once, in both halves.
+            return dequantise_alone(s, a, dequantiser, destination);
+        }
+        let (a, b): (&[[i16; 8]; 8], &[[i16; 8]; 8]) =
+            (bytemuck::cast_ref(a), bytemuck::cast_ref(b));
+        let [high, low] = &dequantiser.split;
+        let rounding = s.avx._mm256_set1_epi32(idct::DEQUANTISER_ROUNDING);
+        let mut rows = [Ymm { simd: s, v: rounding }; 8];
+        for (i, pair) in rows.chunks_exact_mut(2).enumerate() {
+            // Row 2i then row 2i + 1 of each block (see LEVEL_ORDER), from two halves of eight
+            // lanes each: both blocks at once, so each multiplier is loaded once for both.
+            let (r0, r1) = (2 * i, 2 * i + 1);
+            let mut first = [rounding; 2];
+            let mut second = [rounding; 2];
+            for (h, r) in [r0, r1].into_iter().enumerate() {
+                let (high, low) = (bytemuck::cast(high[r]), bytemuck::cast(low[r]));
+                first[h] = dequantise_half(s, a[r], high, low, rounding);
+                second[h] = dequantise_half(s, b[r], high, low, rounding);
+            }
+            let f = avx2._mm256_packs_epi32(first[0], first[1]);
+            let g = avx2._mm256_packs_epi32(second[0], second[1]);
+            // Row 2i of both blocks from the low halves, row 2i + 1 from the high halves.
+            pair[0].v = avx2._mm256_permute2x128_si256::<0x20>(f, g);
+            pair[1].v = avx2._mm256_permute2x128_si256::<0x31>(f, g);
+        }
+        inverse_rows_store(s, &rows, destination);
+    }
+
     /// Bit-identical to [`idct::inverse_store`] of each block.
     #[inline(always)]
     fn inverse_store_pair(self, coefficients: [&[i16; 64]; 2], destination: PairDestination<'_>) {
         let s = self.0;
-        let (avx, avx2) = (&s.avx, &s.avx2);
+        let avx = &s.avx;
         let [a, b] = coefficients;
         let (a, b): (&[[i16; 8]; 8], &[[i16; 8]; 8]) =
             (bytemuck::cast_ref(a), bytemuck::cast_ref(b));
@@ -193,56 +235,126 @@ crate::simd::one_block_transforms! {
         for (row, (ra, rb)) in rows.iter_mut().zip(a.iter().zip(b)) {
             row.v = avx._mm256_set_m128i(bytemuck::cast(*rb), bytemuck::cast(*ra));
         }
-        let out = idct::inverse_pass(&transpose(s, &idct::inverse_pass(&rows)));
-        let rounding = avx._mm256_set1_epi16(idct::OUTPUT_ROUNDING);
-        let level_shift = avx._mm256_set1_epi16(128);
-        let mut words = [rounding; 8];
-        for (w, row) in words.iter_mut().zip(&out) {
-            *w = avx2._mm256_add_epi16(
-                avx2._mm256_srai_epi16::<{ idct::FRACTION_BITS }>(
-                    avx2._mm256_adds_epi16(row.v, rounding),
-                ),
-                level_shift,
-            );
+        inverse_rows_store(s, &rows, destination);
+    }
+}
+
+/// [`Transforms::dequantise_inverse_store_pair`] of a block paired with itself.
+#[inline(always)]
+fn dequantise_alone(
+    s: V3,
+    levels: &[i16; 64],
+    dequantiser: &Dequantiser,
+    destination: PairDestination<'_>,
+) {
+    let avx2 = &s.avx2;
+    let levels: &[[i16; 8]; 8] = bytemuck::cast_ref(levels);
+    let [high, low] = &dequantiser.split;
+    let rounding = s.avx._mm256_set1_epi32(idct::DEQUANTISER_ROUNDING);
+    let mut rows = [Ymm {
+        simd: s,
+        v: rounding,
+    }; 8];
+    for (i, pair) in rows.chunks_exact_mut(2).enumerate() {
+        let (r0, r1) = (2 * i, 2 * i + 1);
+        let first = dequantise_half(s, levels[r0], cast(high[r0]), cast(low[r0]), rounding);
+        let second = dequantise_half(s, levels[r1], cast(high[r1]), cast(low[r1]), rounding);
+        let f = avx2._mm256_packs_epi32(first, second);
+        pair[0].v = avx2._mm256_permute2x128_si256::<0x00>(f, f);
+        pair[1].v = avx2._mm256_permute2x128_si256::<0x11>(f, f);
+    }
+    inverse_rows_store(s, &rows, destination);
+}
+
+/// Dequantises eight raw levels (half of a row pair in [`idct::LEVEL_ORDER`]) to 32 bits, as
+/// [`Dequantiser::coefficients`] gives them before their saturation to 16 bits (see
+/// [`Dequantiser::split`] for why this is exact); packing two such halves with saturation gives
+/// the row pair.
+#[inline(always)]
+fn dequantise_half(
+    s: V3,
+    levels: [i16; 8],
+    high: __m256i,
+    low: __m256i,
+    rounding: __m256i,
+) -> __m256i {
+    let avx2 = &s.avx2;
+    let wide = avx2._mm256_cvtepi16_epi32(bytemuck::cast(levels));
+    let whole = avx2._mm256_madd_epi16(wide, high);
+    let fraction = avx2._mm256_madd_epi16(wide, low);
+    let fraction = avx2._mm256_srai_epi32::<{ idct::DEQUANTISER_BITS as i32 }>(
+        avx2._mm256_add_epi32(fraction, rounding),
+    );
+    avx2._mm256_add_epi32(whole, fraction)
+}
+
+/// The inverse transform of two blocks' rows (row r of the first in the low half of `rows[r]`,
+/// of the second in the high half), stored where `destination` says.
+#[inline(always)]
+fn inverse_rows_store(s: V3, rows: &[Ymm; 8], destination: PairDestination<'_>) {
+    let (avx, avx2) = (&s.avx, &s.avx2);
+    let out = idct::inverse_pass(&transpose(s, &idct::inverse_pass(rows)));
+    let rounding = avx._mm256_set1_epi16(idct::OUTPUT_ROUNDING);
+    let level_shift = avx._mm256_set1_epi16(128);
+    let mut words = [rounding; 8];
+    for (w, row) in words.iter_mut().zip(&out) {
+        *w = avx2._mm256_add_epi16(
+            avx2._mm256_srai_epi16::<{ idct::FRACTION_BITS }>(
+                avx2._mm256_adds_epi16(row.v, rounding),
+            ),
+            level_shift,
+        );
+    }
+    // Two rows per register after the unsigned pack (which clamps to 0..=255): per half,
+    // the first row's eight bytes, then the second's.
+    let mut packed = [rounding; 4];
+    for (p, two) in packed.iter_mut().zip(words.chunks_exact(2)) {
+        *p = avx2._mm256_packus_epi16(two[0], two[1]);
+    }
+    match destination {
+        PairDestination::First {
+            plane,
+            stride,
+            x,
+            y,
+        } => {
+            for (p, &two_rows) in packed.iter().enumerate() {
+                let [a0, a1, _, _]: [[u8; 8]; 4] = bytemuck::cast(two_rows);
+                let start = (y + 2 * p) * stride + x;
+                plane[start..start + 8].copy_from_slice(&a0);
+                plane[start + stride..start + stride + 8].copy_from_slice(&a1);
+            }
         }
-        // Two rows per register after the unsigned pack (which clamps to 0..=255): per half,
-        // the first row's eight bytes, then the second's.
-        let mut packed = [rounding; 4];
-        for (p, two) in packed.iter_mut().zip(words.chunks_exact(2)) {
-            *p = avx2._mm256_packus_epi16(two[0], two[1]);
-        }
-        match destination {
-            PairDestination::SideBySide {
-                plane,
-                stride,
-                x,
-                y,
-            } => {
-                for (p, &two_rows) in packed.iter().enumerate() {
-                    // Quadwords (first r, second r, first r+1, second r+1): 16 bytes per row.
-                    let ordered: [[u8; 16]; 2] =
-                        bytemuck::cast(avx2._mm256_permute4x64_epi64::<0b11_01_10_00>(two_rows));
-                    for (i, row) in ordered.iter().enumerate() {
-                        let start = (y + 2 * p + i) * stride + x;
-                        plane[start..start + 16].copy_from_slice(row);
-                    }
+        PairDestination::SideBySide {
+            plane,
+            stride,
+            x,
+            y,
+        } => {
+            for (p, &two_rows) in packed.iter().enumerate() {
+                // Quadwords (first r, second r, first r+1, second r+1): 16 bytes per row.
+                let ordered: [[u8; 16]; 2] =
+                    bytemuck::cast(avx2._mm256_permute4x64_epi64::<0b11_01_10_00>(two_rows));
+                for (i, row) in ordered.iter().enumerate() {
+                    let start = (y + 2 * p + i) * stride + x;
+                    plane[start..start + 16].copy_from_slice(row);
                 }
             }
-            PairDestination::TwoPlanes {
-                first,
-                second,
-                stride,
-                x,
-                y,
-            } => {
-                for (p, &two_rows) in packed.iter().enumerate() {
-                    let [a0, a1, b0, b1]: [[u8; 8]; 4] = bytemuck::cast(two_rows);
-                    let start = (y + 2 * p) * stride + x;
-                    first[start..start + 8].copy_from_slice(&a0);
-                    first[start + stride..start + stride + 8].copy_from_slice(&a1);
-                    second[start..start + 8].copy_from_slice(&b0);
-                    second[start + stride..start + stride + 8].copy_from_slice(&b1);
-                }
+        }
+        PairDestination::TwoPlanes {
+            first,
+            second,
+            stride,
+            x,
+            y,
+        } => {
+            for (p, &two_rows) in packed.iter().enumerate() {
+                let [a0, a1, b0, b1]: [[u8; 8]; 4] = bytemuck::cast(two_rows);
+                let start = (y + 2 * p) * stride + x;
+                first[start..start + 8].copy_from_slice(&a0);
+                first[start + stride..start + stride + 8].copy_from_slice(&a1);
+                second[start..start + 8].copy_from_slice(&b0);
+                second[start + stride..start + stride + 8].copy_from_slice(&b1);
             }
         }
     }

@@ -292,11 +292,21 @@ pub struct BitReader<'a> {
     data: &'a [u8],
     /// Next byte of `data` to load into the window.
     next: usize,
-    /// Upcoming bits, left-aligned. Bits past `avail` are either the following bits of `data`
-    /// or zero past its end, never anything else.
+    /// Upcoming bits, left-aligned, then a single 1 (the sentinel), then zeros: the valid bits
+    /// are those above the lowest set bit, so their count (at most 63) needs no variable of its
+    /// own, and consuming bits is one shift. The sentinel also bounds every leading-zero count
+    /// by the valid bits, which is all a code's outcome depends on: a code that fits is read
+    /// from them, and one that does not is refused by how many there are.
     window: u64,
-    /// Valid bits in `window`.
-    avail: u32,
+}
+
+/// [`BitReader::window`] with no valid bits.
+const EMPTY_WINDOW: u64 = 1 << 63;
+
+/// `window & below(n) == 0` when fewer than `n` bits are valid (`n` in 1..=63): the sentinel
+/// sits above the lowest `64 - n` bits.
+const fn below(n: u32) -> u64 {
+    (1 << (64 - n)) - 1
 }
 
 impl<'a> BitReader<'a> {
@@ -304,46 +314,61 @@ impl<'a> BitReader<'a> {
         let mut r = BitReader {
             data,
             next: 0,
-            window: 0,
-            avail: 0,
+            window: EMPTY_WINDOW,
         };
         r.refill();
         r
     }
 
     pub fn bits_left(&self) -> usize {
-        (self.data.len() - self.next) * 8 + self.avail as usize
+        (self.data.len() - self.next) * 8 + self.avail() as usize
+    }
+
+    /// Valid bits in the window.
+    #[inline(always)]
+    fn avail(&self) -> u32 {
+        63 - self.window.trailing_zeros()
+    }
+
+    /// Whether fewer than `n` (1..=63) bits are valid.
+    #[inline(always)]
+    fn short_of(&self, n: u32) -> bool {
+        self.window & below(n) == 0
     }
 
     /// Tops the window up to at least 56 valid bits (at most 63), or all that is left.
     #[inline]
     fn refill(&mut self) {
-        if let Some(Ok(bytes)) = self
-            .data
-            .get(self.next..self.next + 8)
-            .map(<[u8; 8]>::try_from)
-        {
-            self.window |= u64::from_be_bytes(bytes) >> self.avail;
-            let whole = (63 - self.avail) / 8;
-            self.next += whole as usize;
-            self.avail += whole * 8;
+        // The sentinel's index is the number of free bits, 63 - valid.
+        let free = self.window.trailing_zeros();
+        let valid_bits = self.window & (self.window - 1);
+        // `next` never passes the end (so the slicing never panics).
+        if let Some(&bytes) = self.data[self.next..].first_chunk::<8>() {
+            // Whole bytes fit in `free`; the word's bits past them are dropped below the new
+            // sentinel (at most 7), which goes where they started.
+            let filled = valid_bits | (u64::from_be_bytes(bytes) >> (63 - free));
+            let left_free = free % 8;
+            self.next += (free / 8) as usize;
+            self.window = ((filled >> left_free) | 1) << left_free;
         } else {
-            while self.avail < 56 {
+            let mut avail = 63 - free;
+            let mut bits = valid_bits;
+            while avail < 56 {
                 let Some(&b) = self.data.get(self.next) else {
                     break;
                 };
-                self.window |= u64::from(b) << (56 - self.avail);
+                bits |= u64::from(b) << (56 - avail);
                 self.next += 1;
-                self.avail += 8;
+                avail += 8;
             }
+            self.window = bits | (EMPTY_WINDOW >> avail);
         }
     }
 
     #[inline]
     fn consume(&mut self, n: u32) {
-        // n <= avail <= 63 here, so the shift never reaches 64.
+        // n <= valid bits <= 63 here, so the shift never reaches 64 and the sentinel stays.
         self.window <<= n;
-        self.avail -= n;
     }
 
     /// Reads `n` bits (n <= 32).
@@ -352,9 +377,9 @@ impl<'a> BitReader<'a> {
         if n == 0 {
             return Ok(0);
         }
-        if self.avail < n {
+        if self.avail() < n {
             self.refill();
-            if self.avail < n {
+            if self.avail() < n {
                 return Err(BitError::Truncated);
             }
         }
@@ -365,19 +390,20 @@ impl<'a> BitReader<'a> {
 
     #[inline]
     pub fn get_ue(&mut self) -> Result<u32, BitError> {
-        if self.avail < 2 * MAX_PREFIX_ZEROS + 1 {
+        if self.short_of(2 * MAX_PREFIX_ZEROS + 1) {
             self.refill();
         }
         let zeros = self.window.leading_zeros();
+        let avail = self.avail();
         if zeros > MAX_PREFIX_ZEROS {
-            return if zeros >= self.avail {
+            return if zeros >= avail {
                 Err(BitError::Truncated)
             } else {
                 Err(BitError::CodeTooLong)
             };
         }
         let n = 2 * zeros + 1;
-        if n > self.avail {
+        if n > avail {
             return Err(BitError::Truncated);
         }
         let x = (self.window >> (64 - n)) as u32;
@@ -385,22 +411,46 @@ impl<'a> BitReader<'a> {
         Ok(x - 1)
     }
 
+    /// [`Self::get_ue`] of a code with at most `max_zeros` (below 20) prefix zeros, with less
+    /// checking: the code's bits read as a number (the value plus one), or `None` with nothing
+    /// consumed, for longer codes and near the end of the stream. The window is refilled exactly
+    /// when `get_ue` would, so the caller's fallback to it reads the same bits the same way
+    /// (its own refill then finds nothing to add).
+    #[inline(always)]
+    pub fn get_ue_code_short(&mut self, max_zeros: u32) -> Option<u32> {
+        debug_assert!(max_zeros <= MAX_PREFIX_ZEROS);
+        if self.short_of(2 * MAX_PREFIX_ZEROS + 1) {
+            self.refill();
+            if self.short_of(2 * max_zeros + 1) {
+                return None;
+            }
+        }
+        let zeros = self.window.leading_zeros();
+        if zeros > max_zeros {
+            return None;
+        }
+        let code = (self.window >> (63 - 2 * zeros)) as u32;
+        self.window = (self.window << 1) << (2 * zeros);
+        Some(code)
+    }
+
     /// Reads an unsigned Exp-Golomb value and the one bit after it (a level and its sign).
     #[inline]
     pub fn get_ue_and_bit(&mut self) -> Result<(u32, bool), BitError> {
-        if self.avail < 2 * MAX_PREFIX_ZEROS + 2 {
+        if self.short_of(2 * MAX_PREFIX_ZEROS + 2) {
             self.refill();
         }
         let zeros = self.window.leading_zeros();
+        let avail = self.avail();
         if zeros > MAX_PREFIX_ZEROS {
-            return if zeros >= self.avail {
+            return if zeros >= avail {
                 Err(BitError::Truncated)
             } else {
                 Err(BitError::CodeTooLong)
             };
         }
         let n = 2 * zeros + 2;
-        if n > self.avail {
+        if n > avail {
             return Err(BitError::Truncated);
         }
         let x = (self.window >> (64 - n)) as u32;
@@ -415,27 +465,38 @@ impl<'a> BitReader<'a> {
     /// or the stream is near its end: the caller then takes the checked path.
     #[inline(always)]
     pub fn get_run_and_level_fast(&mut self) -> Option<(u32, u32, bool)> {
-        if self.avail < FAST_PAIR_BITS {
+        let (step, level_code) = self.get_run_and_level_codes_fast()?;
+        Some((step - 1, (level_code >> 1) - 1, level_code & 1 == 1))
+    }
+
+    /// [`Self::get_run_and_level_fast`] with less decoding, for the decoder's coefficient loop:
+    /// `(run + 1, level code)`, the level code being the bits of ue(|level| - 1) and the sign,
+    /// which read as a number are `|level| << 1 | negative`, below 4096.
+    #[inline(always)]
+    pub fn get_run_and_level_codes_fast(&mut self) -> Option<(u32, u32)> {
+        if self.short_of(FAST_PAIR_BITS) {
             self.refill();
-            if self.avail < FAST_PAIR_BITS {
+            if self.short_of(FAST_PAIR_BITS) {
                 return None;
             }
         }
+        // The window's next state is on the path from one coefficient to the next, so it is
+        // shifted in two steps whose fixed parts (1 and 2 bits) are taken beforehand, off that
+        // path: from a leading-zero count it is one add and one shift to the next window.
         let run_zeros = self.window.leading_zeros();
         if run_zeros > FAST_RUN_PREFIX {
             return None;
         }
-        let run_len = 2 * run_zeros + 1;
-        let after_run = self.window << run_len;
+        let after_run = (self.window << 1) << (2 * run_zeros);
         let level_zeros = after_run.leading_zeros();
         if level_zeros > FAST_LEVEL_PREFIX {
             return None;
         }
-        let level_len = 2 * level_zeros + 2;
-        let run = (self.window >> (64 - run_len)) as u32 - 1;
-        let level_code = (after_run >> (64 - level_len)) as u32;
-        self.consume(run_len + level_len);
-        Some((run, (level_code >> 1) - 1, level_code & 1 == 1))
+        let rest = (after_run << 2) << (2 * level_zeros);
+        let step = (self.window >> (63 - 2 * run_zeros)) as u32;
+        let level_code = (after_run >> (62 - 2 * level_zeros)) as u32;
+        self.window = rest;
+        Some((step, level_code))
     }
 
     #[inline]
@@ -528,6 +589,52 @@ mod tests {
         assert!(
             fast_taken > 1000,
             "the fast path was taken only {fast_taken} times"
+        );
+    }
+
+    #[test]
+    fn the_short_code_path_reads_what_get_ue_reads_or_declines_and_leaves_it_the_same() {
+        let mut state = 0x0bad_cafe_u32;
+        let mut short_taken = 0;
+        for case in 0..600u32 {
+            // Valid codes of every length, then (in odd cases) random tail bytes, and runs of
+            // zero bytes (codes too long or truncated, at every alignment).
+            let mut w = BitWriter::new(Vec::new());
+            for _ in 0..(case % 29) {
+                state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                w.put_ue((state >> 8) % [8, 70, 9000, 60_000][(case % 4) as usize]);
+            }
+            w.put((state >> 29) & ((1 << (case % 7)) - 1), case % 7);
+            w.align_to_byte();
+            let mut bytes = w.into_inner();
+            if case % 2 == 1 {
+                bytes.extend((0..case % 11).map(|i| (state >> (i % 24)) as u8));
+            }
+            if case % 5 == 0 {
+                let at = (state as usize >> 4) % (bytes.len() + 1);
+                bytes.splice(at..at, std::iter::repeat_n(0, 3 + case as usize % 9));
+            }
+            let max_zeros = [6, 12][(case % 2) as usize];
+            let (mut short, mut checked) = (BitReader::new(&bytes), BitReader::new(&bytes));
+            loop {
+                let expected = checked.get_ue();
+                let got = match short.get_ue_code_short(max_zeros) {
+                    Some(code) => {
+                        short_taken += 1;
+                        Ok(code - 1)
+                    }
+                    None => short.get_ue(),
+                };
+                assert_eq!(got, expected, "case {case}");
+                assert_eq!(short.bits_left(), checked.bits_left(), "case {case}");
+                if expected.is_err() {
+                    break;
+                }
+            }
+        }
+        assert!(
+            short_taken > 2000,
+            "the short path was taken {short_taken} times"
         );
     }
 

@@ -14,7 +14,7 @@
 use crate::bitio::{burst_span, se_mapping, BitError, BitReader, BitWriter};
 use crate::dct::TRANSPOSED;
 use crate::fdct::Quantiser;
-use crate::idct::Dequantiser;
+use crate::idct::{Dequantiser, LEVEL_ORDER};
 use crate::simd::{BlockAt, BlockAtMut, ForwardPair, PairDestination, Transforms};
 use crate::tables::{scaled_table, CHROMA_BASE, LUMA_BASE, MAX_LEVEL, ZIGZAG};
 use keymash_core::Quality;
@@ -408,11 +408,15 @@ pub enum MacroblockError {
 }
 
 /// The coefficients of one block as the inverse transform takes them: dequantised, prescaled,
-/// in the transposed layout (see [`crate::idct`]).
+/// in the transposed layout (see [`crate::idct`]); or, for a unit that dequantises them itself,
+/// the raw levels in [`LEVEL_ORDER`] (see [`DecodedMacroblock`]).
 pub type CoefficientBlock = [i16; 64];
 
-/// A macroblock read from the bit stream: dequantised, transposed DCT blocks ready for the
-/// inverse DCT, and which of them carry only a DC value (flat blocks, which skip the IDCT).
+/// A macroblock read from the bit stream, ready for the inverse DCT, and which of its blocks
+/// carry only a DC value (flat blocks, which skip the IDCT: only their `[0]` is written, always
+/// the dequantised DC). The other blocks hold dequantised, transposed DCT coefficients
+/// ([`read_macroblock`]), or the raw levels in [`LEVEL_ORDER`] when read for a unit that
+/// dequantises them itself, sixteen at a time as it loads them ([`Transforms::TAKES_LEVELS`]).
 #[derive(Debug, Clone, Copy)]
 pub struct DecodedMacroblock {
     pub quality: Quality,
@@ -430,7 +434,48 @@ impl Default for DecodedMacroblock {
     }
 }
 
-/// Reads one macroblock's bits.
+/// The level of each level code of the reader's fast path
+/// ([`BitReader::get_run_and_level_codes_fast`]: `|level| << 1 | negative`): a load instead of
+/// the arithmetic, in the loop that runs once per coefficient.
+const LEVEL_OF_CODE: [i16; 2 << (crate::bitio::FAST_LEVEL_PREFIX + 1)] = {
+    let mut table = [0i16; 2 << (crate::bitio::FAST_LEVEL_PREFIX + 1)];
+    let mut code = 2;
+    while code < table.len() {
+        let magnitude = (code >> 1) as i16;
+        table[code] = if code & 1 == 1 { -magnitude } else { magnitude };
+        code += 1;
+    }
+    table
+};
+
+/// Where the reader stores the coefficient of each zigzag position `k` (0..64), indexed by `k`
+/// as a byte: every index a `u8` can take is in range, so no check, and positions past 63 (only
+/// in a block about to be refused, see [`read_macroblock_with`]) land harmlessly at 0.
+type Scan = [u8; 256];
+
+/// [`Scan`] into the transposed layout of dequantised coefficients.
+const SCAN_TRANSPOSED: Scan = {
+    let mut t = [0u8; 256];
+    let mut k = 0;
+    while k < 64 {
+        t[k] = ZIGZAG_TRANSPOSED[k];
+        k += 1;
+    }
+    t
+};
+
+/// [`Scan`] into [`LEVEL_ORDER`], where a block of raw levels keeps them.
+const SCAN_LEVELS: Scan = {
+    let mut t = [0u8; 256];
+    let mut k = 0;
+    while k < 64 {
+        t[k] = LEVEL_ORDER[ZIGZAG_TRANSPOSED[k] as usize];
+        k += 1;
+    }
+    t
+};
+
+/// Reads one macroblock's bits, dequantised.
 #[inline(always)]
 pub fn read_macroblock(
     reader: &mut BitReader<'_>,
@@ -438,15 +483,44 @@ pub fn read_macroblock(
     state: &mut PredictionState,
     out: &mut DecodedMacroblock,
 ) -> Result<(), MacroblockError> {
+    read_macroblock_as::<false>(reader, tables, state, out)
+}
+
+/// Reads one macroblock's bits in the form `transforms` takes: raw levels for a unit that
+/// dequantises them itself ([`Transforms::TAKES_LEVELS`]), else dequantised.
+#[inline(always)]
+pub(crate) fn read_macroblock_for<T: Transforms>(
+    _transforms: T,
+    reader: &mut BitReader<'_>,
+    tables: &QuantTables,
+    state: &mut PredictionState,
+    out: &mut DecodedMacroblock,
+) -> Result<(), MacroblockError> {
+    if T::TAKES_LEVELS {
+        read_macroblock_as::<true>(reader, tables, state, out)
+    } else {
+        read_macroblock_as::<false>(reader, tables, state, out)
+    }
+}
+
+/// [`read_macroblock`], keeping raw levels when `LEVELS`.
+#[inline(always)]
+fn read_macroblock_as<const LEVELS: bool>(
+    reader: &mut BitReader<'_>,
+    tables: &QuantTables,
+    state: &mut PredictionState,
+    out: &mut DecodedMacroblock,
+) -> Result<(), MacroblockError> {
     // A local copy keeps the reader's state in registers while coefficients are stored.
     let mut r = reader.clone();
-    out.quality = read_macroblock_with(&mut r, tables, state, &mut out.blocks, &mut out.dc_only)?;
+    out.quality =
+        read_macroblock_with::<LEVELS>(&mut r, tables, state, &mut out.blocks, &mut out.dc_only)?;
     *reader = r;
     Ok(())
 }
 
 #[inline(always)]
-fn read_macroblock_with(
+fn read_macroblock_with<const LEVELS: bool>(
     r: &mut BitReader<'_>,
     tables: &QuantTables,
     state: &mut PredictionState,
@@ -467,54 +541,97 @@ fn read_macroblock_with(
         quality
     };
     let t = tables.get(quality);
+    let scan = if LEVELS {
+        &SCAN_LEVELS
+    } else {
+        &SCAN_TRANSPOSED
+    };
     for ((dst, flat_block), &component) in
         out.iter_mut().zip(dc_only.iter_mut()).zip(&BLOCK_COMPONENT)
     {
         let dequantise = &t.dequantise[usize::from(component != 0)];
-        let dc = i64::from(state.dc[component]) + i64::from(r.get_se()?);
+        // The codes of a DC difference (|difference| <= 2 * MAX_LEVEL) have at most 12 prefix
+        // zeros, and those of a count in range at most 6: longer ones take the checked path.
+        let difference = match r.get_ue_code_short(12) {
+            // se(v): the code's value is 2v for v > 0, 1 - 2v for v <= 0.
+            Some(code) => {
+                let half = (code >> 1) as i32;
+                if code & 1 == 0 {
+                    half
+                } else {
+                    -half
+                }
+            }
+            None => r.get_se()?,
+        };
+        let dc = i64::from(state.dc[component]) + i64::from(difference);
         if dc.abs() > i64::from(MAX_LEVEL) {
             return Err(MacroblockError::LevelOutOfRange(dc));
         }
-        state.dc[component] = dc as i32;
-        let count = r.get_ue()?;
+        // |dc| <= MAX_LEVEL from here on: it fits every narrower type.
+        let dc = dc as i32;
+        state.dc[component] = dc;
+        let count = match r.get_ue_code_short(6) {
+            Some(code) => code - 1,
+            None => r.get_ue()?,
+        };
         if count > 63 {
             return Err(MacroblockError::TooManyCoefficients(count));
         }
         *flat_block = count == 0;
         if count == 0 {
             // Only the DC value matters; the block is not zeroed nor transformed.
-            dst[0] = dequantise.coefficient(dc as i32, 0);
+            dst[0] = dequantise.coefficient(dc, 0);
             continue;
         }
         *dst = [0; 64];
-        dst[0] = dequantise.coefficient(dc as i32, 0);
+        dst[0] = if LEVELS {
+            dc as i16
+        } else {
+            dequantise.coefficient(dc, 0)
+        };
+        // Zigzag position of the last coefficient read. The fast path does not check it: a run
+        // past the end is its only possible fault, so it is reported when the checked path is
+        // next taken or after the block, exactly as if at once (nothing else can fail in
+        // between). Until then positions past 63 land in the block (see `Scan`), whose content
+        // does not matter once it is refused.
         let mut k = 0u32;
         for _ in 0..count {
-            let (magnitude, negative) = match r.get_run_and_level_fast() {
+            if let Some((step, level_code)) = r.get_run_and_level_codes_fast() {
+                k += step;
                 // Short codes: the magnitude is at most 2047 by construction.
-                Some((run, magnitude_minus_one, negative)) => {
-                    k += run + 1;
-                    if k > 63 {
-                        return Err(MacroblockError::RunPastEnd);
-                    }
-                    (i64::from(magnitude_minus_one) + 1, negative)
-                }
-                None => {
-                    k += r.get_ue()? + 1;
-                    if k > 63 {
-                        return Err(MacroblockError::RunPastEnd);
-                    }
-                    let (magnitude_minus_one, negative) = r.get_ue_and_bit()?;
-                    let magnitude = i64::from(magnitude_minus_one) + 1;
-                    if magnitude > i64::from(MAX_LEVEL) {
-                        return Err(MacroblockError::LevelOutOfRange(magnitude));
-                    }
-                    (magnitude, negative)
-                }
-            };
+                let level = LEVEL_OF_CODE[level_code as usize % LEVEL_OF_CODE.len()];
+                let at = usize::from(scan[usize::from(k as u8)]);
+                dst[at] = if LEVELS {
+                    level
+                } else {
+                    dequantise.coefficient(i32::from(level), at)
+                };
+                continue;
+            }
+            if k > 63 {
+                return Err(MacroblockError::RunPastEnd);
+            }
+            k += r.get_ue()? + 1;
+            if k > 63 {
+                return Err(MacroblockError::RunPastEnd);
+            }
+            let (magnitude_minus_one, negative) = r.get_ue_and_bit()?;
+            let magnitude = i64::from(magnitude_minus_one) + 1;
+            if magnitude > i64::from(MAX_LEVEL) {
+                return Err(MacroblockError::LevelOutOfRange(magnitude));
+            }
             let level = if negative { -magnitude } else { magnitude };
-            let t_idx = usize::from(ZIGZAG_TRANSPOSED[k as usize]);
-            dst[t_idx] = dequantise.coefficient(level as i32, t_idx);
+            let at = usize::from(scan[k as usize]);
+            dst[at] = if LEVELS {
+                // |level| <= MAX_LEVEL: the i16 holds it; the transform dequantises it.
+                level as i16
+            } else {
+                dequantise.coefficient(level as i32, at)
+            };
+        }
+        if k > 63 {
+            return Err(MacroblockError::RunPastEnd);
         }
     }
     Ok(quality)
@@ -533,11 +650,7 @@ pub(crate) fn store_block<T: Transforms>(
     y: usize,
 ) {
     if dc_only {
-        let value = crate::idct::sample(b[0]);
-        for r in 0..8 {
-            let start = (y + r) * stride + x;
-            plane[start..start + 8].fill(value);
-        }
+        store_flat(b[0], plane, stride, x, y);
         return;
     }
     transforms.inverse_store(
@@ -551,13 +664,72 @@ pub(crate) fn store_block<T: Transforms>(
     );
 }
 
+/// Stores the flat block of DC coefficient `dc` (the inverse AAN DCT passes a lone DC through
+/// unchanged, so every sample is its DC term).
+#[inline(always)]
+fn store_flat(dc: i16, plane: &mut [u8], stride: usize, x: usize, y: usize) {
+    let value = crate::idct::sample(dc);
+    for r in 0..8 {
+        let start = (y + r) * stride + x;
+        plane[start..start + 8].fill(value);
+    }
+}
+
+/// Inverse-transforms one block of a decoded macroblock whose partner did not go with it, and
+/// stores it: flat, or through the transform (a unit that dequantises gets it as a pair with
+/// itself, of which only the first is stored: on AVX2 that costs what one block alone would).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn store_alone<T: Transforms>(
+    transforms: T,
+    block: &CoefficientBlock,
+    dc_only: bool,
+    levels: Option<&Dequantiser>,
+    plane: &mut [u8],
+    stride: usize,
+    x: usize,
+    y: usize,
+) {
+    match levels {
+        Some(dequantiser) if !dc_only => {
+            let destination = PairDestination::First {
+                plane,
+                stride,
+                x,
+                y,
+            };
+            transforms.dequantise_inverse_store_pair([block, block], dequantiser, destination);
+        }
+        _ => store_block(transforms, block, dc_only, plane, stride, x, y),
+    }
+}
+
+/// Inverse-transforms two blocks of a decoded macroblock together, with `dequantiser` when
+/// they hold raw levels (see [`DecodedMacroblock`]).
+#[inline(always)]
+fn store_pair<T: Transforms>(
+    transforms: T,
+    blocks: [&CoefficientBlock; 2],
+    levels: Option<&Dequantiser>,
+    destination: PairDestination<'_>,
+) {
+    match levels {
+        Some(dequantiser) => {
+            transforms.dequantise_inverse_store_pair(blocks, dequantiser, destination);
+        }
+        None => transforms.inverse_store_pair(blocks, destination),
+    }
+}
+
 /// Stores a decoded macroblock whose luma blocks start at (`lx`, `ly`) and chroma blocks at
 /// (`cx`, `cy`): pairs of blocks that both need the inverse transform go through it together
-/// (the two top luma blocks, the two bottom ones, U with V).
+/// (the two top luma blocks, the two bottom ones, U with V). `mb` must have been read for the
+/// same unit ([`read_macroblock_for`]); `tables` dequantise its blocks if they hold raw levels.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub(crate) fn store_macroblock<T: Transforms>(
     transforms: T,
+    tables: &QuantTables,
     mb: &DecodedMacroblock,
     planes: (&mut [u8], &mut [u8], &mut [u8]),
     width: usize,
@@ -567,12 +739,18 @@ pub(crate) fn store_macroblock<T: Transforms>(
     cy: usize,
 ) {
     let (y, u, v) = planes;
+    let (luma, chroma) = if T::TAKES_LEVELS {
+        let [luma, chroma] = &tables.get(mb.quality).dequantise;
+        (Some(luma), Some(chroma))
+    } else {
+        (None, None)
+    };
     let [b0, b1, b2, b3, bu, bv] = &mb.blocks;
     let [f0, f1, f2, f3, fu, fv] = mb.dc_only;
     for (top, [a, b], [fa, fb]) in [(ly, [b0, b1], [f0, f1]), (ly + 8, [b2, b3], [f2, f3])] {
         if fa || fb {
-            store_block(transforms, a, fa, y, width, lx, top);
-            store_block(transforms, b, fb, y, width, lx + 8, top);
+            store_alone(transforms, a, fa, luma, y, width, lx, top);
+            store_alone(transforms, b, fb, luma, y, width, lx + 8, top);
         } else {
             let destination = PairDestination::SideBySide {
                 plane: &mut *y,
@@ -580,13 +758,13 @@ pub(crate) fn store_macroblock<T: Transforms>(
                 x: lx,
                 y: top,
             };
-            transforms.inverse_store_pair([a, b], destination);
+            store_pair(transforms, [a, b], luma, destination);
         }
     }
     let cw = width / 2;
     if fu || fv {
-        store_block(transforms, bu, fu, u, cw, cx, cy);
-        store_block(transforms, bv, fv, v, cw, cx, cy);
+        store_alone(transforms, bu, fu, chroma, u, cw, cx, cy);
+        store_alone(transforms, bv, fv, chroma, v, cw, cx, cy);
     } else {
         let destination = PairDestination::TwoPlanes {
             first: u,
@@ -595,7 +773,7 @@ pub(crate) fn store_macroblock<T: Transforms>(
             x: cx,
             y: cy,
         };
-        transforms.inverse_store_pair([bu, bv], destination);
+        store_pair(transforms, [bu, bv], chroma, destination);
     }
 }
 
@@ -768,6 +946,7 @@ mod tests {
     enum CheckOn {
         Forward(Simd),
         Inverse(Simd),
+        Levels(Simd),
     }
 
     impl WithTransforms for CheckOn {
@@ -777,6 +956,7 @@ mod tests {
             match self {
                 CheckOn::Forward(simd) => check_forward_at_every_quality(transforms, simd.name()),
                 CheckOn::Inverse(simd) => check_inverse_at_every_quality(transforms, simd.name()),
+                CheckOn::Levels(simd) => check_levels_at_every_quality(transforms, simd.name()),
             }
         }
     }
@@ -887,6 +1067,100 @@ mod tests {
     #[test]
     fn every_vector_unit_stores_the_portable_samples_at_every_quality() {
         on_every_unit(CheckOn::Inverse);
+    }
+
+    /// Blocks of raw levels ([`LEVEL_ORDER`]), random and hostile: sparse to dense, up to the
+    /// largest magnitude the reader accepts, alternating extremes, lone DCs, and every lane at
+    /// the ends of 16 bits (beyond anything the reader stores).
+    fn level_test_blocks(state: &mut u32) -> Vec<CoefficientBlock> {
+        let mut blocks = Vec::new();
+        for case in 0..48u32 {
+            let mut block: CoefficientBlock = [0; 64];
+            for (n, l) in block.iter_mut().enumerate() {
+                *state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                let keep = (*state >> 28) < case % 17;
+                let level = ((*state >> 8) % 4095) as i16 - 2047;
+                if keep || n == 0 {
+                    *l = if case % 3 == 0 { level } else { level / 32 };
+                }
+            }
+            blocks.push(block);
+        }
+        for sign in [1, -1] {
+            let extreme = sign * MAX_LEVEL as i16;
+            blocks.push(std::array::from_fn(|n| {
+                if n % 3 == 0 {
+                    extreme
+                } else {
+                    -extreme
+                }
+            }));
+            blocks.push(std::array::from_fn(|n| if n == 0 { extreme } else { 0 }));
+            blocks.push([extreme; 64]);
+        }
+        blocks.push([i16::MAX; 64]);
+        blocks.push([i16::MIN; 64]);
+        blocks
+    }
+
+    /// [`Transforms::dequantise_inverse_store_pair`] against its reference (each block through
+    /// [`Dequantiser::coefficients`] and the portable inverse transform), for every destination
+    /// and for a block paired with itself.
+    fn check_levels_at_every_quality<T: Transforms>(transforms: T, unit: &str) {
+        let tables = QuantTables::new();
+        let mut state = 0xbb67_ae85_u32;
+        let blocks = level_test_blocks(&mut state);
+        let reference = |levels: &CoefficientBlock, d: &Dequantiser, plane: &mut [u8], x| {
+            crate::idct::inverse_store(&d.coefficients(levels), plane, 24, x, 0);
+        };
+        for quality in 1..=100u8 {
+            let t = tables.get(Quality::new(quality).unwrap());
+            for (c, d) in t.dequantise.iter().enumerate() {
+                for (case, a) in blocks.iter().enumerate() {
+                    let b = &blocks[(case * 5 + 3) % blocks.len()];
+                    let what = format!("{unit} q{quality} case {case} component {c}");
+                    let (mut fast, mut slow) = ([7u8; 24 * 9], [7u8; 24 * 9]);
+                    let destination = PairDestination::SideBySide {
+                        plane: &mut fast,
+                        stride: 24,
+                        x: 3,
+                        y: 0,
+                    };
+                    transforms.dequantise_inverse_store_pair([a, b], d, destination);
+                    reference(a, d, &mut slow, 3);
+                    reference(b, d, &mut slow, 11);
+                    assert_eq!(fast, slow, "{what}: side by side");
+                    let (mut u, mut v) = ([7u8; 24 * 9], [7u8; 24 * 9]);
+                    let destination = PairDestination::TwoPlanes {
+                        first: &mut u,
+                        second: &mut v,
+                        stride: 24,
+                        x: 5,
+                        y: 0,
+                    };
+                    transforms.dequantise_inverse_store_pair([a, b], d, destination);
+                    let (mut slow_u, mut slow_v) = ([7u8; 24 * 9], [7u8; 24 * 9]);
+                    reference(a, d, &mut slow_u, 5);
+                    reference(b, d, &mut slow_v, 5);
+                    assert_eq!((u, v), (slow_u, slow_v), "{what}: two planes");
+                    let (mut alone, mut slow) = ([7u8; 24 * 9], [7u8; 24 * 9]);
+                    let destination = PairDestination::First {
+                        plane: &mut alone,
+                        stride: 24,
+                        x: 7,
+                        y: 0,
+                    };
+                    transforms.dequantise_inverse_store_pair([a, a], d, destination);
+                    reference(a, d, &mut slow, 7);
+                    assert_eq!(alone, slow, "{what}: alone");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_vector_unit_dequantises_levels_as_the_reference_at_every_quality() {
+        on_every_unit(CheckOn::Levels);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use crate::bitio::BitReader;
 use crate::block::{
-    read_macroblock, store_macroblock, DecodedMacroblock, MacroblockError, PredictionState,
+    read_macroblock_for, store_macroblock, DecodedMacroblock, MacroblockError, PredictionState,
     QuantTables,
 };
 use crate::frame::I420Frame;
@@ -160,13 +160,15 @@ impl WithTransforms for DecodeBody<'_> {
         let cols = geometry.mb_cols();
         let width = geometry.width();
         for index in 0..header.mb_count {
-            read_macroblock(&mut reader, tables, &mut state, &mut mb)
-                .map_err(|cause| DecodeError::Macroblock { index, cause })?;
             let seq = usize::from(header.first_seq) + usize::from(index);
             let position = position_of(seq, usize::from(header.mb_stride), n);
             let (mx, my) = (position % cols, position / cols);
             let (lx, ly, cx, cy) = (mx * 16, my * 16, mx * 8, my * 8);
-            store_macroblock(transforms, &mb, frame.planes_mut(), width, lx, ly, cx, cy);
+            prefetch_macroblock(frame, lx, ly, cx, cy);
+            read_macroblock_for(transforms, &mut reader, tables, &mut state, &mut mb)
+                .map_err(|cause| DecodeError::Macroblock { index, cause })?;
+            let planes = frame.planes_mut();
+            store_macroblock(transforms, tables, &mb, planes, width, lx, ly, cx, cy);
         }
         let left = reader.bits_left();
         if left >= 8 {
@@ -174,4 +176,36 @@ impl WithTransforms for DecodeBody<'_> {
         }
         Ok(state.quality())
     }
+}
+
+/// Asks for the cache lines of the frame that macroblock (`lx`, `ly`) (chroma at (`cx`, `cy`))
+/// will be stored to, before its bits are read, which takes far longer than fetching them. Its
+/// 32 rows lie a stride apart, apparently more streams than the hardware prefetchers follow:
+/// measured, storing to the frame cost about as much as the inverse transforms themselves
+/// (against storing to a small scratch block), and these hints won back a few percent of the
+/// decode time on the speed bench's clips, with either vector unit.
+#[inline(always)]
+fn prefetch_macroblock(frame: &I420Frame, lx: usize, ly: usize, cx: usize, cy: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let (width, chroma_width) = (frame.geometry().width(), frame.geometry().chroma_width());
+        let (y, u, v) = (frame.y(), frame.u(), frame.v());
+        let mut at = ly * width + lx;
+        for _ in 0..16 {
+            if let Some(sample) = y.get(at) {
+                safe_arch::prefetch_et0(sample);
+            }
+            at += width;
+        }
+        let mut at = cy * chroma_width + cx;
+        for _ in 0..8 {
+            if let (Some(first), Some(second)) = (u.get(at), v.get(at)) {
+                safe_arch::prefetch_et0(first);
+                safe_arch::prefetch_et0(second);
+            }
+            at += chroma_width;
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (frame, lx, ly, cx, cy);
 }

@@ -31,7 +31,26 @@ pub const K1_MINUS_ONE: i16 = 5400;
 pub const MINUS_HALF_K2_MINUS_ONE: i16 = -20091;
 
 /// Fraction bits of [`Dequantiser`]'s multipliers.
-const DEQUANTISER_BITS: u32 = 12;
+pub const DEQUANTISER_BITS: u32 = 12;
+/// Added before the dequantiser's shift: round half up.
+pub const DEQUANTISER_ROUNDING: i32 = 1 << (DEQUANTISER_BITS - 1);
+
+/// `LEVEL_ORDER[t]` is where the level of transposed position `t` (row `t / 8`, column `t % 8`)
+/// lives in a block of raw levels, the form the AVX2 unit dequantises itself (see
+/// [`Dequantiser::split`]): per pair of rows (2i, 2i+1), 16 values at `16 i`, first columns 0-3
+/// of both rows, then columns 4-7 of both. Sign-extended to 32 bits eight at a time, two such
+/// halves pack (with saturation) into one register holding row 2i then row 2i+1, in order, with
+/// no shuffle. Position 0 (DC) stays at 0.
+pub const LEVEL_ORDER: [u8; 64] = {
+    let mut order = [0u8; 64];
+    let mut t = 0;
+    while t < 64 {
+        let (row, column) = (t / 8, t % 8);
+        order[t] = (16 * (row / 2) + 8 * (column / 4) + 4 * (row % 2) + column % 4) as u8;
+        t += 1;
+    }
+    order
+};
 
 /// Per coefficient position, the multiplier that turns a level into the inverse transform's
 /// input: `step * s_u * s_v / 8 * 2^FRACTION_BITS`, with `DEQUANTISER_BITS` (12) fraction bits, in
@@ -39,6 +58,14 @@ const DEQUANTISER_BITS: u32 = 12;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Dequantiser {
     multiplier: [i32; 64],
+    /// The same multipliers split as `high * 2^12 + low` (`low` in 0..4096), in [`LEVEL_ORDER`]:
+    /// `[high, low]`, eight per row of the level block. Each fits 16 bits (tested: the largest
+    /// multiplier, step 255, is about 2^23), so a level sign-extended to 32 bits multiplies by
+    /// either with one `pmaddwd` (the level's upper half meets the multiplier's zero upper half)
+    /// and `(l * multiplier + 2^11) >> 12 = l * high + ((l * low + 2^11) >> 12)` exactly
+    /// (floor division passes over a multiple of 2^12), both products far inside 32 bits for any
+    /// 16-bit `l`; a saturating pack then gives [`Dequantiser::coefficient`]'s clamp.
+    pub(crate) split: [[[i32; 8]; 8]; 2],
 }
 
 impl Dequantiser {
@@ -51,16 +78,33 @@ impl Dequantiser {
                 * f64::from(1 << DEQUANTISER_BITS);
             multiplier[usize::from(crate::dct::TRANSPOSED[n])] = factor.round() as i32;
         }
-        Dequantiser { multiplier }
+        let mut split = [[[0; 8]; 8]; 2];
+        for (&m, &at) in multiplier.iter().zip(&LEVEL_ORDER) {
+            let (row, lane) = (usize::from(at) / 8, usize::from(at) % 8);
+            split[0][row][lane] = m >> DEQUANTISER_BITS;
+            split[1][row][lane] = m & ((1 << DEQUANTISER_BITS) - 1);
+        }
+        Dequantiser { multiplier, split }
     }
 
     /// The transform input of `level` at transposed position `t` (taken modulo 64), saturated
-    /// to 16 bits: a decodable level (|level| <= 2047) never is, a hostile one may be.
+    /// to 16 bits: a level of real content never is; a hostile one may be, even within the
+    /// |level| <= 2047 the reader accepts (2047 times a coarse step is far past 16 bits).
     #[inline(always)]
     pub fn coefficient(&self, level: i32, t: usize) -> i16 {
         let scaled = i64::from(level) * i64::from(self.multiplier[t % 64]);
-        let rounded = (scaled + (1 << (DEQUANTISER_BITS - 1))) >> DEQUANTISER_BITS;
+        let rounded = (scaled + i64::from(DEQUANTISER_ROUNDING)) >> DEQUANTISER_BITS;
         rounded.clamp(i64::from(i16::MIN), i64::from(i16::MAX)) as i16
+    }
+
+    /// The transform input of a block of raw levels in [`LEVEL_ORDER`]: the reference the
+    /// vector dequantisation reproduces, a [`Dequantiser::coefficient`] per position.
+    pub fn coefficients(&self, levels: &[i16; 64]) -> [i16; 64] {
+        let mut coefficients = [0; 64];
+        for (t, (c, &at)) in coefficients.iter_mut().zip(&LEVEL_ORDER).enumerate() {
+            *c = self.coefficient(i32::from(levels[usize::from(at)]), t);
+        }
+        coefficients
     }
 }
 
@@ -231,6 +275,34 @@ pub(crate) mod tests {
             off * 100 < 7 * total,
             "{off} of {total} samples differ from the exact inverse, rounded"
         );
+    }
+
+    #[test]
+    fn the_level_order_is_a_permutation_and_the_split_multipliers_fit_16_bits() {
+        let mut seen = [false; 64];
+        for &at in &LEVEL_ORDER {
+            assert!(
+                !std::mem::replace(&mut seen[usize::from(at)], true),
+                "{at} twice"
+            );
+        }
+        assert_eq!(LEVEL_ORDER[0], 0);
+        for quality in 1..=100u8 {
+            for base in [&LUMA_BASE, &CHROMA_BASE] {
+                let d = Dequantiser::new(&scaled_table(base, Quality::new(quality).unwrap()));
+                let [high, low] = d.split;
+                for (t, &at) in LEVEL_ORDER.iter().enumerate() {
+                    let (row, lane) = (usize::from(at) / 8, usize::from(at) % 8);
+                    let (h, l) = (high[row][lane], low[row][lane]);
+                    // pmaddwd reads each as a 16-bit lane beside a zero one.
+                    assert!(
+                        (0..1 << 15).contains(&h) && (0..1 << 12).contains(&l),
+                        "q{quality}"
+                    );
+                    assert_eq!(h * 4096 + l, d.multiplier[t], "q{quality} position {t}");
+                }
+            }
+        }
     }
 
     #[test]

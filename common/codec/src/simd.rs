@@ -9,6 +9,7 @@
 //! block: the whole share or payload is compiled for the chosen unit ([`Kernel::dispatch`]).
 
 use crate::fdct::Quantiser;
+use crate::idct::Dequantiser;
 
 /// The environment variable the codec's binaries and benches read to force a vector unit:
 /// `portable`, `sse2` or `avx2` (see [`Simd::from_env`]).
@@ -118,6 +119,14 @@ pub(crate) struct ForwardPair<'a> {
 /// Where the decoder stores a pair of 8x8 blocks.
 #[derive(Debug)]
 pub(crate) enum PairDestination<'a> {
+    /// Only the first block, at (`x`, `y`); the second is not stored. For a block whose partner
+    /// is flat (see [`crate::block::store_macroblock`]), on a unit that transforms two at once.
+    First {
+        plane: &'a mut [u8],
+        stride: usize,
+        x: usize,
+        y: usize,
+    },
     /// The first block at (`x`, `y`), the second just right of it at (`x + 8`, `y`).
     SideBySide {
         plane: &'a mut [u8],
@@ -139,6 +148,12 @@ pub(crate) enum PairDestination<'a> {
 /// the portable reference ([`crate::fdct::forward_quantise`], [`crate::idct::inverse_store`])
 /// does, block by block; a unit that works on two blocks at once overrides the pair methods.
 pub(crate) trait Transforms: Copy {
+    /// Whether the decoder hands this unit raw levels (in [`crate::idct::LEVEL_ORDER`]) to
+    /// dequantise as it loads them, sixteen at a time
+    /// ([`Transforms::dequantise_inverse_store_pair`]), rather than coefficients the reader
+    /// dequantised one by one. Only worth it where a 32-bit multiply-add covers 8 lanes (AVX2).
+    const TAKES_LEVELS: bool = false;
+
     /// Transform and quantisation of one block: levels in the transposed layout, and the mask
     /// of its non-zero levels (bit n for `levels[n]`).
     fn forward_quantise(self, block: BlockAt<'_>, q: &Quantiser, levels: &mut [i16; 64]) -> u64;
@@ -159,11 +174,40 @@ pub(crate) trait Transforms: Copy {
         ]
     }
 
+    /// Dequantisation ([`Dequantiser::coefficients`]) and inverse transform of two blocks of raw
+    /// levels with the same dequantiser, stored where `destination` says. This default is the
+    /// reference a [`Transforms::TAKES_LEVELS`] unit reproduces bit for bit.
+    #[inline(always)]
+    fn dequantise_inverse_store_pair(
+        self,
+        levels: [&[i16; 64]; 2],
+        dequantiser: &Dequantiser,
+        destination: PairDestination<'_>,
+    ) {
+        let [a, b] = levels;
+        let coefficients = [dequantiser.coefficients(a), dequantiser.coefficients(b)];
+        self.inverse_store_pair([&coefficients[0], &coefficients[1]], destination);
+    }
+
     /// Inverse transform of two blocks, stored where `destination` says.
     #[inline(always)]
     fn inverse_store_pair(self, coefficients: [&[i16; 64]; 2], destination: PairDestination<'_>) {
         let [a, b] = coefficients;
         match destination {
+            PairDestination::First {
+                plane,
+                stride,
+                x,
+                y,
+            } => self.inverse_store(
+                a,
+                BlockAtMut {
+                    plane,
+                    stride,
+                    x,
+                    y,
+                },
+            ),
             PairDestination::SideBySide {
                 plane,
                 stride,
