@@ -1,14 +1,18 @@
 //! The decoder fuzz run: at least 1,000,000 seeded random and mutated payloads (the test suite
-//! runs the same generator for tens of thousands). A panic aborts the run (bench profile), a
-//! write outside the payload's macroblocks is reported as a finding.
+//! runs the same generator for tens of thousands). A panic aborts the run (bench profile); a
+//! write outside the payload's macroblocks is reported as a finding, and so is any difference
+//! from a second decoder on the portable reference unit, which takes every case too (answers
+//! every case, pictures as `FuzzOptions` says). The decoder under test runs on the widest
+//! vector unit, or the one `KEYMASH_CODEC_SIMD` names.
 //!
 //!   cargo bench -p keymash-codec --bench decoder_fuzz
 //!   KEYMASH_FUZZ_CASES=10000000 KEYMASH_FUZZ_SEED=7 cargo bench -p keymash-codec --bench decoder_fuzz
+//!   KEYMASH_CODEC_SIMD=sse2 cargo bench -p keymash-codec --bench decoder_fuzz
 
 mod support;
 
-use keymash_codec::fuzz::run_decoder_fuzz;
-use keymash_codec::FrameGeometry;
+use keymash_codec::fuzz::{run_decoder_fuzz, FuzzOptions};
+use keymash_codec::{FrameGeometry, Simd};
 use std::time::Instant;
 
 fn main() {
@@ -20,7 +24,9 @@ fn main() {
     };
     let cases = env("KEYMASH_FUZZ_CASES", 1_000_000);
     let seed = env("KEYMASH_FUZZ_SEED", 0x006b_6579_6d61_7368);
+    let unit = Simd::from_env().unwrap_or_else(|e| support::fail(&e.to_string()));
     println!("machine: {}", support::machine());
+    println!("decoder under test: {unit}; reference: {}", Simd::Portable);
     // Small frames let every accepted case be checked for writes outside its macroblocks;
     // the VGA share checks the real geometry without that (costly) comparison.
     let runs: [(usize, usize, u64, bool); 4] = [
@@ -36,15 +42,20 @@ fn main() {
             continue;
         };
         let t = Instant::now();
-        match run_decoder_fuzz(geometry, seed.wrapping_add(i as u64), n, check_writes) {
+        let options = FuzzOptions {
+            check_writes,
+            unit,
+            reference: Some(Simd::Portable),
+        };
+        match run_decoder_fuzz(geometry, seed.wrapping_add(i as u64), n, options) {
             Ok(s) => {
                 println!(
-                    "{geometry:>8}: {:>9} cases, {:>8} applied, {:>9} refused ({} in the macroblock decoder), write check {}, {:.1} s",
+                    "{geometry:>8}: {:>9} cases, {:>8} applied, {:>9} refused ({} in the macroblock decoder), write and picture check {}, {:.1} s",
                     s.cases,
                     s.accepted,
                     s.rejected,
                     s.rejected_in_body,
-                    if check_writes { "on" } else { "off" },
+                    if check_writes { "every case" } else { "every 64th" },
                     t.elapsed().as_secs_f64()
                 );
                 total += s.cases;

@@ -6,6 +6,7 @@ use crate::decoder::{DecodeError, Decoder};
 use crate::encoder::{Encoder, EncoderConfig, Layout, PayloadSink, QualitySpec};
 use crate::frame::I420Frame;
 use crate::geometry::FrameGeometry;
+use crate::simd::Simd;
 use keymash_core::{FrameNo, Quality};
 
 /// The seeded generator that drives the fuzzer reproducibly (shared with the transport's FEC).
@@ -151,34 +152,98 @@ pub enum FuzzFinding {
     WroteOutsideClaimedMacroblocks { case: u64 },
     #[error("case {case}: the decoder accepted a payload and then changed the frame size")]
     GeometryChanged { case: u64 },
+    #[error("case {case}: the {unit} decoder answered {got}, the {reference} one {expected}")]
+    UnitsAnsweredDifferently {
+        case: u64,
+        unit: Simd,
+        reference: Simd,
+        got: String,
+        expected: String,
+    },
+    #[error("case {case}: the {unit} and {reference} decoders left different pictures")]
+    UnitsDrewDifferently {
+        case: u64,
+        unit: Simd,
+        reference: Simd,
+    },
 }
 
-/// Runs `cases` fuzz cases against a decoder of `geometry`. With `check_writes`, each accepted
-/// payload is also checked to have touched only the macroblocks its header names (slower).
+/// How a fuzz run checks the decoder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FuzzOptions {
+    /// Check that each accepted payload changed only the macroblocks its header names (slower).
+    pub check_writes: bool,
+    /// The vector unit of the decoder under test (falls back to the next one down if the CPU
+    /// lacks it, as [`Decoder::with_simd`] does).
+    pub unit: Simd,
+    /// A second decoder on this unit takes every case too: any difference in what it answers is
+    /// a finding, and so is any difference in the picture, compared after every case when
+    /// `check_writes` is on and every 64th case otherwise (a difference stays in the picture
+    /// until both decoders overwrite that macroblock).
+    pub reference: Option<Simd>,
+}
+
+impl FuzzOptions {
+    /// The widest unit against the portable reference, with the write check.
+    pub fn thorough() -> Self {
+        FuzzOptions {
+            check_writes: true,
+            unit: Simd::detect(),
+            reference: Some(Simd::Portable),
+        }
+    }
+}
+
+/// Runs `cases` fuzz cases against a decoder of `geometry`, checked as `options` says.
 pub fn run_decoder_fuzz(
     geometry: FrameGeometry,
     seed: u64,
     cases: u64,
-    check_writes: bool,
+    options: FuzzOptions,
 ) -> Result<FuzzSummary, FuzzFinding> {
     let mut rng = SplitMix64::new(seed);
     let corpus = payload_corpus(geometry, &mut rng, 24);
-    let mut decoder = Decoder::new(geometry);
+    let mut decoder = Decoder::with_simd(geometry, options.unit);
+    let unit = decoder.simd();
+    let mut reference = options
+        .reference
+        .map(|simd| Decoder::with_simd(geometry, simd));
     let mut before = I420Frame::grey(geometry);
     let mut case = Vec::with_capacity(2048);
     let mut summary = FuzzSummary::default();
     for n in 0..cases {
         next_case(&mut rng, &corpus, &mut case);
-        if check_writes {
+        if options.check_writes {
             let _ = before.copy_from(decoder.frame().view());
         }
-        match decoder.apply(&case) {
+        let outcome = decoder.apply(&case);
+        if let Some(reference) = reference.as_mut() {
+            let expected = reference.apply(&case);
+            if outcome != expected {
+                return Err(FuzzFinding::UnitsAnsweredDifferently {
+                    case: n,
+                    unit,
+                    reference: reference.simd(),
+                    got: format!("{outcome:?}"),
+                    expected: format!("{expected:?}"),
+                });
+            }
+            if (options.check_writes || n % 64 == 0) && decoder.frame() != reference.frame() {
+                return Err(FuzzFinding::UnitsDrewDifferently {
+                    case: n,
+                    unit,
+                    reference: reference.simd(),
+                });
+            }
+        }
+        match outcome {
             Ok(_) => {
                 summary.accepted += 1;
                 if decoder.geometry() != geometry {
                     return Err(FuzzFinding::GeometryChanged { case: n });
                 }
-                if check_writes && !only_claimed_changed(geometry, &case, &before, decoder.frame())
+                if options.check_writes
+                    && !only_claimed_changed(geometry, &case, &before, decoder.frame())
                 {
                     return Err(FuzzFinding::WroteOutsideClaimedMacroblocks { case: n });
                 }
