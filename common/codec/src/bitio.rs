@@ -460,18 +460,11 @@ impl<'a> BitReader<'a> {
 
     /// The common case of an AC coefficient, decoded with one refill and no error paths: a run
     /// code of at most [`FAST_RUN_PREFIX`] prefix zeros (runs up to 62) followed by a level code
-    /// of at most [`FAST_LEVEL_PREFIX`] (magnitudes up to 2047, so always in range). Returns
-    /// `(run, magnitude - 1, negative)`, or `None` with nothing consumed when the codes are longer
-    /// or the stream is near its end: the caller then takes the checked path.
-    #[inline(always)]
-    pub fn get_run_and_level_fast(&mut self) -> Option<(u32, u32, bool)> {
-        let (step, level_code) = self.get_run_and_level_codes_fast()?;
-        Some((step - 1, (level_code >> 1) - 1, level_code & 1 == 1))
-    }
-
-    /// [`Self::get_run_and_level_fast`] with less decoding, for the decoder's coefficient loop:
-    /// `(run + 1, level code)`, the level code being the bits of ue(|level| - 1) and the sign,
-    /// which read as a number are `|level| << 1 | negative`, below 4096.
+    /// of at most [`FAST_LEVEL_PREFIX`] (magnitudes up to 2047, so always in range). Returns the
+    /// codes as numbers, `(run + 1, level code)`, the level code being the bits of
+    /// ue(|level| - 1) and the sign, which read as a number are `|level| << 1 | negative`, below
+    /// 4096; or `None` with nothing consumed when the codes are longer or the stream is near its
+    /// end: the caller then takes the checked path.
     #[inline(always)]
     pub fn get_run_and_level_codes_fast(&mut self) -> Option<(u32, u32)> {
         if self.short_of(FAST_PAIR_BITS) {
@@ -568,8 +561,9 @@ mod tests {
                 let expected = checked
                     .get_ue()
                     .and_then(|run| checked.get_ue_and_bit().map(|(m, s)| (run, m, s)));
-                match fast.get_run_and_level_fast() {
-                    Some(got) => {
+                match fast.get_run_and_level_codes_fast() {
+                    Some((step, level_code)) => {
+                        let got = (step - 1, (level_code >> 1) - 1, level_code & 1 == 1);
                         fast_taken += 1;
                         assert_eq!(Ok(got), expected, "case {case}");
                         assert_eq!(fast.bits_left(), checked.bits_left(), "case {case}");

@@ -1012,6 +1012,51 @@ mod tests {
         blocks
     }
 
+    /// Stores the pair (`a`, `b`) with `store` side by side and in two planes, and `a` alone
+    /// (paired with itself), each unaligned in a plane whose other bytes must stay untouched,
+    /// and compares with `reference` storing each block by itself at `x`.
+    fn check_pair_destinations(
+        what: &str,
+        [a, b]: [&CoefficientBlock; 2],
+        store: impl Fn([&CoefficientBlock; 2], PairDestination<'_>),
+        reference: impl Fn(&CoefficientBlock, &mut [u8], usize),
+    ) {
+        let (mut fast, mut slow) = ([7u8; 24 * 9], [7u8; 24 * 9]);
+        let destination = PairDestination::SideBySide {
+            plane: &mut fast,
+            stride: 24,
+            x: 3,
+            y: 0,
+        };
+        store([a, b], destination);
+        reference(a, &mut slow, 3);
+        reference(b, &mut slow, 11);
+        assert_eq!(fast, slow, "{what}: side by side");
+        let (mut u, mut v) = ([7u8; 24 * 9], [7u8; 24 * 9]);
+        let destination = PairDestination::TwoPlanes {
+            first: &mut u,
+            second: &mut v,
+            stride: 24,
+            x: 5,
+            y: 0,
+        };
+        store([a, b], destination);
+        let (mut slow_u, mut slow_v) = ([7u8; 24 * 9], [7u8; 24 * 9]);
+        reference(a, &mut slow_u, 5);
+        reference(b, &mut slow_v, 5);
+        assert_eq!((u, v), (slow_u, slow_v), "{what}: two planes");
+        let (mut alone, mut slow) = ([7u8; 24 * 9], [7u8; 24 * 9]);
+        let destination = PairDestination::First {
+            plane: &mut alone,
+            stride: 24,
+            x: 7,
+            y: 0,
+        };
+        store([a, a], destination);
+        reference(a, &mut slow, 7);
+        assert_eq!(alone, slow, "{what}: alone");
+    }
+
     fn check_inverse_at_every_quality<T: Transforms>(transforms: T, unit: &str) {
         let tables = QuantTables::new();
         let mut state = 0x6a09_e667_u32;
@@ -1025,8 +1070,8 @@ mod tests {
                 for (case, a) in blocks.iter().enumerate() {
                     let b = &blocks[(case * 7 + 1) % blocks.len()];
                     let what = format!("{unit} q{quality} case {case} component {c}");
-                    // Single, side by side, in two planes; unaligned, with bytes around them
-                    // that must stay untouched.
+                    // Single, then as a pair; unaligned, with bytes around them that must stay
+                    // untouched.
                     let (mut fast, mut slow) = ([7u8; 24 * 9], [7u8; 24 * 9]);
                     let single = BlockAtMut {
                         plane: &mut fast,
@@ -1037,28 +1082,12 @@ mod tests {
                     transforms.inverse_store(a, single);
                     reference(a, &mut slow, 3);
                     assert_eq!(fast, slow, "{what}: single");
-                    let destination = PairDestination::SideBySide {
-                        plane: &mut fast,
-                        stride: 24,
-                        x: 3,
-                        y: 0,
-                    };
-                    transforms.inverse_store_pair([a, b], destination);
-                    reference(b, &mut slow, 11);
-                    assert_eq!(fast, slow, "{what}: side by side");
-                    let (mut u, mut v) = ([7u8; 24 * 9], [7u8; 24 * 9]);
-                    let destination = PairDestination::TwoPlanes {
-                        first: &mut u,
-                        second: &mut v,
-                        stride: 24,
-                        x: 5,
-                        y: 0,
-                    };
-                    transforms.inverse_store_pair([a, b], destination);
-                    let (mut slow_u, mut slow_v) = ([7u8; 24 * 9], [7u8; 24 * 9]);
-                    reference(a, &mut slow_u, 5);
-                    reference(b, &mut slow_v, 5);
-                    assert_eq!((u, v), (slow_u, slow_v), "{what}: two planes");
+                    check_pair_destinations(
+                        &what,
+                        [a, b],
+                        |pair, destination| transforms.inverse_store_pair(pair, destination),
+                        reference,
+                    );
                 }
             }
         }
@@ -1119,40 +1148,14 @@ mod tests {
                 for (case, a) in blocks.iter().enumerate() {
                     let b = &blocks[(case * 5 + 3) % blocks.len()];
                     let what = format!("{unit} q{quality} case {case} component {c}");
-                    let (mut fast, mut slow) = ([7u8; 24 * 9], [7u8; 24 * 9]);
-                    let destination = PairDestination::SideBySide {
-                        plane: &mut fast,
-                        stride: 24,
-                        x: 3,
-                        y: 0,
-                    };
-                    transforms.dequantise_inverse_store_pair([a, b], d, destination);
-                    reference(a, d, &mut slow, 3);
-                    reference(b, d, &mut slow, 11);
-                    assert_eq!(fast, slow, "{what}: side by side");
-                    let (mut u, mut v) = ([7u8; 24 * 9], [7u8; 24 * 9]);
-                    let destination = PairDestination::TwoPlanes {
-                        first: &mut u,
-                        second: &mut v,
-                        stride: 24,
-                        x: 5,
-                        y: 0,
-                    };
-                    transforms.dequantise_inverse_store_pair([a, b], d, destination);
-                    let (mut slow_u, mut slow_v) = ([7u8; 24 * 9], [7u8; 24 * 9]);
-                    reference(a, d, &mut slow_u, 5);
-                    reference(b, d, &mut slow_v, 5);
-                    assert_eq!((u, v), (slow_u, slow_v), "{what}: two planes");
-                    let (mut alone, mut slow) = ([7u8; 24 * 9], [7u8; 24 * 9]);
-                    let destination = PairDestination::First {
-                        plane: &mut alone,
-                        stride: 24,
-                        x: 7,
-                        y: 0,
-                    };
-                    transforms.dequantise_inverse_store_pair([a, a], d, destination);
-                    reference(a, d, &mut slow, 7);
-                    assert_eq!(alone, slow, "{what}: alone");
+                    check_pair_destinations(
+                        &what,
+                        [a, b],
+                        |pair, destination| {
+                            transforms.dequantise_inverse_store_pair(pair, d, destination);
+                        },
+                        |levels, plane, x| reference(levels, d, plane, x),
+                    );
                 }
             }
         }
