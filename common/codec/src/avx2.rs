@@ -13,7 +13,7 @@
 use crate::fdct::{self, Quantiser};
 use crate::idct::{self, Dequantiser};
 use crate::lanes::Lanes;
-use crate::simd::{ForwardPair, PairDestination};
+use crate::simd::{ForwardPair, PairDestination, PairSource};
 use pulp::bytemuck::{self, cast};
 use pulp::x86::V3;
 use std::arch::x86_64::{__m128i, __m256i};
@@ -119,17 +119,45 @@ crate::simd::one_block_transforms! {
     fn forward_quantise_pair(self, pair: ForwardPair<'_>, q: &Quantiser) -> [u64; 2] {
         let s = self.0;
         let (avx, avx2) = (&s.avx, &s.avx2);
-        let ForwardPair { blocks: [a, b], levels } = pair;
-        let first = fdct::block_rows(a.plane, a.stride, a.x, a.y);
-        let second = fdct::block_rows(b.plane, b.stride, b.x, b.y);
+        let ForwardPair { source, levels } = pair;
         let level_shift = avx._mm256_set1_epi16(128);
         let zero = avx._mm256_setzero_si256();
         let mut samples = [Ymm { simd: s, v: zero }; 8];
-        for (r, row) in samples.iter_mut().enumerate() {
-            let bytes = s
-                .sse2
-                ._mm_set_epi64x(i64::from_le_bytes(second[r]), i64::from_le_bytes(first[r]));
-            let words = avx2._mm256_sub_epi16(avx2._mm256_cvtepu8_epi16(bytes), level_shift);
+        // Row r of the first block in bytes 0..8, of the second in bytes 8..16.
+        let mut bytes = [s.sse2._mm_setzero_si128(); 8];
+        match source {
+            PairSource::SideBySide {
+                plane,
+                stride,
+                x,
+                y,
+            } => {
+                let start = y * stride + x;
+                let block = &plane[start..start + 7 * stride + 16];
+                for (r, row) in bytes.iter_mut().enumerate() {
+                    let mut both = [0u8; 16];
+                    both.copy_from_slice(&block[r * stride..r * stride + 16]);
+                    *row = cast(both);
+                }
+            }
+            PairSource::TwoPlanes {
+                first,
+                second,
+                stride,
+                x,
+                y,
+            } => {
+                let first = fdct::block_rows(first, stride, x, y);
+                let second = fdct::block_rows(second, stride, x, y);
+                for (r, row) in bytes.iter_mut().enumerate() {
+                    *row = s
+                        .sse2
+                        ._mm_set_epi64x(i64::from_le_bytes(second[r]), i64::from_le_bytes(first[r]));
+                }
+            }
+        }
+        for (row, &b) in samples.iter_mut().zip(&bytes) {
+            let words = avx2._mm256_sub_epi16(avx2._mm256_cvtepu8_epi16(b), level_shift);
             row.v = avx2._mm256_slli_epi16::<{ fdct::VERTICAL_SHIFT }>(words);
         }
         let rounding = avx._mm256_set1_epi16(fdct::DESCALE_ROUNDING);
@@ -144,8 +172,8 @@ crate::simd::one_block_transforms! {
         let mut rows = [zero; 8];
         for (r, (row, c)) in rows.iter_mut().zip(&coefficients).enumerate() {
             let c = c.v;
-            let sign = avx2._mm256_srai_epi16::<15>(c);
-            let magnitude = avx2._mm256_sub_epi16(avx2._mm256_xor_si256(c, sign), sign);
+            // |c| as the reference's (c ^ sign) - sign: |-32768| is 32768 as an unsigned lane.
+            let magnitude = avx2._mm256_abs_epi16(c);
             let biased = avx2._mm256_add_epi16(
                 avx2._mm256_slli_epi16::<1>(magnitude),
                 both_halves(s, q.rounding[r]),
@@ -155,7 +183,9 @@ crate::simd::one_block_transforms! {
                 avx2._mm256_mulhi_epu16(t, both_halves(s, q.scale[r])),
                 limit,
             );
-            *row = avx2._mm256_sub_epi16(avx2._mm256_xor_si256(m, sign), sign);
+            // The sign of c back on: -m where c < 0, m where c > 0, and 0 where c = 0, where m
+            // is 0 too (a zero coefficient quantises to zero, tested at every quality).
+            *row = avx2._mm256_sign_epi16(m, c);
         }
         let mut masks = [0u64; 2];
         for (pair, rows) in rows.chunks_exact(2).enumerate() {

@@ -15,7 +15,7 @@ use crate::bitio::{burst_span, se_mapping, BitError, BitReader, BitWriter};
 use crate::dct::TRANSPOSED;
 use crate::fdct::Quantiser;
 use crate::idct::{Dequantiser, LEVEL_ORDER};
-use crate::simd::{BlockAt, BlockAtMut, ForwardPair, PairDestination, Transforms};
+use crate::simd::{BlockAtMut, ForwardPair, PairDestination, PairSource, Transforms};
 use crate::tables::{scaled_table, CHROMA_BASE, LUMA_BASE, MAX_LEVEL, ZIGZAG};
 use keymash_core::Quality;
 
@@ -256,23 +256,29 @@ pub(crate) fn quantise_macroblock<T: Transforms>(
     let (lx, ly) = (mb_x * 16, mb_y * 16);
     let (cx, cy) = (mb_x * 8, mb_y * 8);
     let cw = width / 2;
-    let at = |plane: usize, stride: usize, x: usize, y: usize| BlockAt {
-        plane: planes[plane],
-        stride,
-        x,
+    let luma = |y: usize| PairSource::SideBySide {
+        plane: planes[0],
+        stride: width,
+        x: lx,
         y,
     };
     let pairs = [
-        [at(0, width, lx, ly), at(0, width, lx + 8, ly)],
-        [at(0, width, lx, ly + 8), at(0, width, lx + 8, ly + 8)],
-        [at(1, cw, cx, cy), at(2, cw, cx, cy)],
+        luma(ly),
+        luma(ly + 8),
+        PairSource::TwoPlanes {
+            first: planes[1],
+            second: planes[2],
+            stride: cw,
+            x: cx,
+            y: cy,
+        },
     ];
     let [b0, b1, b2, b3, bu, bv] = &mut out.blocks;
     let destinations = [[b0, b1], [b2, b3], [bu, bv]];
-    for (i, (blocks, [first, second])) in pairs.into_iter().zip(destinations).enumerate() {
+    for (i, (source, [first, second])) in pairs.into_iter().zip(destinations).enumerate() {
         let quantiser = &t.quantise[usize::from(i == 2)];
         let pair = ForwardPair {
-            blocks,
+            source,
             levels: [&mut first.levels, &mut second.levels],
         };
         let [m0, m1] = transforms.forward_quantise_pair(pair, quantiser);
@@ -361,20 +367,33 @@ pub fn write_macroblock(
         bits.ac_count_bits += u64::from(count_len);
         let ac_start = w.bits_from_start();
         let mut prev = 0u32;
-        while mask != 0 {
+        if count_code.is_multiple_of(2) {
+            // An odd number of coefficients: the first alone, the rest in pairs.
             let k = mask.trailing_zeros();
             mask &= mask - 1;
-            // ue(run), then ue(|level| - 1) followed by the sign bit: one put of at most 33 bits.
-            let run_code = k - prev;
-            let run_len = u32::from(RUN_CODE_LEN[run_code as usize % RUN_CODE_LEN.len()]);
+            let c = coefficient_code(block, k, prev);
             prev = k;
-            let level_code = LEVEL_CODES[level_code_index(block.level(k as usize))];
-            let (level_bits, level_len) = (level_code >> 8, level_code & 0xff);
-            w.put(
-                (u64::from(run_code) << level_len) | u64::from(level_bits),
-                run_len + level_len,
+            w.put(c.bits, c.len);
+            ac_level_bits += u64::from(c.level_len);
+        }
+        while mask != 0 {
+            // Two coefficients per put where they fit one (nearly always): one store for both.
+            let k1 = mask.trailing_zeros();
+            mask &= mask - 1;
+            let k2 = mask.trailing_zeros();
+            mask &= mask - 1;
+            let (c1, c2) = (
+                coefficient_code(block, k1, prev),
+                coefficient_code(block, k2, k1),
             );
-            ac_level_bits += u64::from(level_len);
+            prev = k2;
+            if c1.len + c2.len <= crate::bitio::LONGEST_PUT {
+                w.put((c1.bits << c2.len) | c2.bits, c1.len + c2.len);
+            } else {
+                w.put(c1.bits, c1.len);
+                w.put(c2.bits, c2.len);
+            }
+            ac_level_bits += u64::from(c1.level_len + c2.level_len);
         }
         ac_bits += (w.bits_from_start() - ac_start) as u64;
     }
@@ -382,6 +401,29 @@ pub fn write_macroblock(
     bits.ac_run_bits = ac_bits - ac_level_bits;
     w.finish();
     bits
+}
+
+/// The code of one coefficient: ue(run), then ue(|level| - 1) followed by the sign bit.
+struct CoefficientCode {
+    bits: u64,
+    /// At most 33.
+    len: u32,
+    level_len: u32,
+}
+
+/// The code of the coefficient at zigzag position `k` of `block`, the previous one written
+/// being at `prev` (0 for the DC).
+#[inline(always)]
+fn coefficient_code(block: &QuantisedBlock, k: u32, prev: u32) -> CoefficientCode {
+    let run_code = k - prev;
+    let run_len = u32::from(RUN_CODE_LEN[run_code as usize % RUN_CODE_LEN.len()]);
+    let level_code = LEVEL_CODES[level_code_index(block.level(k as usize))];
+    let (level_bits, level_len) = (level_code >> 8, level_code & 0xff);
+    CoefficientCode {
+        bits: (u64::from(run_code) << level_len) | u64::from(level_bits),
+        len: run_len + level_len,
+        level_len,
+    }
 }
 
 /// Length of the Exp-Golomb code whose value (the coded number plus one) is `code`.
@@ -893,16 +935,25 @@ mod tests {
             let (plane, x) = if side_by_side { (0, 11) } else { (1, 3) };
             planes[plane][24 * r + x..24 * r + x + 8].copy_from_slice(&blocks[1][8 * r..8 * r + 8]);
         }
-        let at = |plane: usize, x: usize| BlockAt {
-            plane: &planes[plane],
-            stride: 24,
-            x,
-            y: 0,
+        let source = if side_by_side {
+            PairSource::SideBySide {
+                plane: &planes[0],
+                stride: 24,
+                x: 3,
+                y: 0,
+            }
+        } else {
+            PairSource::TwoPlanes {
+                first: &planes[0],
+                second: &planes[1],
+                stride: 24,
+                x: 3,
+                y: 0,
+            }
         };
-        let second = if side_by_side { at(0, 11) } else { at(1, 3) };
         let (mut l0, mut l1) = ([0i16; 64], [0i16; 64]);
         let pair = ForwardPair {
-            blocks: [at(0, 3), second],
+            source,
             levels: [&mut l0, &mut l1],
         };
         let masks = transforms.forward_quantise_pair(pair, q);

@@ -371,6 +371,21 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_zero_coefficient_quantises_to_zero_at_every_quality() {
+        // The AVX2 quantiser puts the sign back with `vpsignw`, which gives 0 for a zero
+        // coefficient whatever the magnitude's level: exact only because that level is 0.
+        for quality in 1..=100u8 {
+            let quality = Quality::new(quality).unwrap();
+            for base in [&LUMA_BASE, &CHROMA_BASE] {
+                let q = Quantiser::new(&scaled_table(base, quality));
+                for row in 0..8 {
+                    assert_eq!(quantise_row([0; 8], &q, row), [0; 8], "q{}", quality.get());
+                }
+            }
+        }
+    }
+
+    #[test]
     fn levels_never_exceed_the_syntax_range() {
         let q = Quantiser::new(&[1; 64]);
         for block in sample_blocks() {

@@ -109,10 +109,70 @@ pub(crate) struct BlockAtMut<'a> {
     pub(crate) y: usize,
 }
 
+/// Where a pair of 8x8 blocks to transform lies.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum PairSource<'a> {
+    /// The first block at (`x`, `y`), the second just right of it at (`x + 8`, `y`): a unit
+    /// that transforms two at once loads a row of both with one 16-byte load.
+    SideBySide {
+        plane: &'a [u8],
+        stride: usize,
+        x: usize,
+        y: usize,
+    },
+    /// Both at (`x`, `y`), of two planes of the same stride (U and V).
+    TwoPlanes {
+        first: &'a [u8],
+        second: &'a [u8],
+        stride: usize,
+        x: usize,
+        y: usize,
+    },
+}
+
+impl<'a> PairSource<'a> {
+    /// The two blocks, one at a time.
+    pub(crate) fn blocks(self) -> [BlockAt<'a>; 2] {
+        match self {
+            PairSource::SideBySide {
+                plane,
+                stride,
+                x,
+                y,
+            } => [
+                BlockAt {
+                    plane,
+                    stride,
+                    x,
+                    y,
+                },
+                BlockAt {
+                    plane,
+                    stride,
+                    x: x + 8,
+                    y,
+                },
+            ],
+            PairSource::TwoPlanes {
+                first,
+                second,
+                stride,
+                x,
+                y,
+            } => [first, second].map(|plane| BlockAt {
+                plane,
+                stride,
+                x,
+                y,
+            }),
+        }
+    }
+}
+
 /// Two blocks to transform and quantise with the same quantiser, and where their levels go.
 #[derive(Debug)]
 pub(crate) struct ForwardPair<'a> {
-    pub(crate) blocks: [BlockAt<'a>; 2],
+    pub(crate) source: PairSource<'a>,
     pub(crate) levels: [&'a mut [i16; 64]; 2],
 }
 
@@ -165,9 +225,10 @@ pub(crate) trait Transforms: Copy {
     #[inline(always)]
     fn forward_quantise_pair(self, pair: ForwardPair<'_>, q: &Quantiser) -> [u64; 2] {
         let ForwardPair {
-            blocks: [a, b],
+            source,
             levels: [la, lb],
         } = pair;
+        let [a, b] = source.blocks();
         [
             self.forward_quantise(a, q, la),
             self.forward_quantise(b, q, lb),
