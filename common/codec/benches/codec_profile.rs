@@ -1,5 +1,6 @@
 //! Encodes or decodes the 640x480 coffee image a given number of times and nothing else, so that
-//! an instruction-counting profiler sees only the codec. Wall-clock time on a shared machine is
+//! an instruction-counting profiler sees only the codec (a clip's name after the count, such as
+//! `coffeedim`, encodes that clip's frames in turn instead; decode stays on one frame). Wall-clock time on a shared machine is
 //! noisy; instruction counts are repeatable and compare versions reliably:
 //!
 //!   cargo bench -p keymash-codec --bench codec_profile --no-run   # prints the executable's path
@@ -29,7 +30,12 @@ fn main() {
     let what = args.first().map(String::as_str).unwrap_or("encode");
     let frames: u64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(20);
     let geometry = FrameGeometry::VGA;
-    let frame = support::require_image(geometry, "coffee");
+    // A clip's name as the third argument cycles through its frames instead of the still.
+    let frames_to_code = match args.get(2) {
+        Some(clip) => support::require_clip(geometry, clip),
+        None => vec![support::require_image(geometry, "coffee")],
+    };
+    let frame = &frames_to_code[0];
     let simd = Simd::from_env().unwrap_or_else(|e| support::fail(&e.to_string()));
     let quality = QualitySpec::Uniform(Quality::saturating(i64::from(QUALITY)));
     let Ok(mut encoder) = Encoder::with_simd(
@@ -50,7 +56,7 @@ fn main() {
     let mut decoder = Decoder::with_simd(geometry, simd);
     match what {
         "encode" => {
-            for n in 1..=frames {
+            for (n, frame) in (1..=frames).zip(frames_to_code.iter().cycle()) {
                 let _ = encoder.encode(FrameNo(n), frame.view(), quality, &mut sink);
             }
         }

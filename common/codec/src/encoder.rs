@@ -14,6 +14,7 @@ use crate::block::{
 use crate::frame::I420View;
 use crate::geometry::{FrameGeometry, MacroblockWalk};
 use crate::payload::{patch_index_and_count, PayloadHeader, HEADER_LEN};
+use crate::prefetch::{self, Intent};
 use crate::simd::{Kernel, Simd, Transforms, WithTransforms};
 use keymash_core::{FrameNo, Quality};
 use rayon::prelude::*;
@@ -406,8 +407,17 @@ fn encode_unit<T: Transforms>(
     let limit_bits = ctx.max_payload * 8;
     let mut walk = MacroblockWalk::new(ctx.geometry, plan.first_seq, ctx.stride);
 
+    let mut next = walk.next_macroblock();
     for seq in plan.first_seq..plan.first_seq + plan.count {
-        let at = walk.next_macroblock();
+        let at = next;
+        next = walk.next_macroblock();
+        // The next macroblock's lines are fetched while this one is coded (see `prefetch`).
+        prefetch::macroblock_lines(
+            ctx.planes,
+            ctx.geometry.width(),
+            [next.x * 16, next.y * 16, next.x * 8, next.y * 8],
+            Intent::Read,
+        );
         quantise_macroblock(
             transforms,
             ctx.tables,

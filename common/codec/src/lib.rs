@@ -42,6 +42,7 @@ pub mod idct;
 pub mod join;
 pub mod lanes;
 pub mod payload;
+mod prefetch;
 pub mod roundtrip;
 pub mod simd;
 #[cfg(target_arch = "x86_64")]

@@ -379,7 +379,15 @@ one_block_transforms!(Portable, reference);
 pub(crate) struct Sse2;
 
 #[cfg(target_arch = "x86_64")]
-one_block_transforms!(Sse2, crate::sse2);
+one_block_transforms! {
+    Sse2,
+    crate::sse2,
+
+    #[inline(always)]
+    fn forward_quantise_pair(self, pair: ForwardPair<'_>, q: &Quantiser) -> [u64; 2] {
+        crate::sse2::forward_quantise_pair(pair, q)
+    }
+}
 
 /// `work` with the AVX2 transforms, as pulp runs it. Not a closure: pulp compiles `call` inside a
 /// function with AVX2 enabled, and only what is inlined there gets AVX2, but a large closure

@@ -17,24 +17,76 @@ use safe_arch::{
     mul_u16_keep_high_m128i, pack_i16_to_i8_m128i, pack_i16_to_u8_m128i, set_i64_m128i_s,
     set_splat_i16_m128i, shl_imm_u16_m128i, shr_imm_i16_m128i, sub_i16_m128i,
     sub_saturating_i16_m128i, unpack_high_i16_m128i, unpack_high_i32_m128i, unpack_high_i64_m128i,
-    unpack_low_i16_m128i, unpack_low_i32_m128i, unpack_low_i64_m128i, unpack_low_i8_m128i,
-    zeroed_m128i,
+    unpack_high_i8_m128i, unpack_low_i16_m128i, unpack_low_i32_m128i, unpack_low_i64_m128i,
+    unpack_low_i8_m128i, zeroed_m128i,
 };
 
 use crate::fdct::{self, Quantiser};
 use crate::idct;
 use crate::lanes::Lanes;
+use crate::simd::{ForwardPair, PairSource};
 
-/// Loads the 8x8 block at (`x`, `y`) as 16-bit lanes, level-shifted by -128 and scaled by
-/// 2^VERTICAL_SHIFT, as [`fdct::forward`] does.
+/// Samples widened to 16-bit lanes, level-shifted by -128 and scaled by 2^VERTICAL_SHIFT, as
+/// [`fdct::forward`] does.
+#[inline(always)]
+fn level_shifted(words: m128i) -> m128i {
+    let shift = set_splat_i16_m128i(128);
+    shl_imm_u16_m128i::<{ fdct::VERTICAL_SHIFT }>(sub_i16_m128i(words, shift))
+}
+
+/// Loads the 8x8 block at (`x`, `y`) as [`level_shifted`] 16-bit lanes.
 #[inline(always)]
 fn load_i16(plane: &[u8], stride: usize, x: usize, y: usize) -> [m128i; 8] {
     let zero = zeroed_m128i();
-    let shift = set_splat_i16_m128i(128);
     fdct::block_rows(plane, stride, x, y).map(|bytes| {
-        let words = unpack_low_i8_m128i(set_i64_m128i_s(i64::from_le_bytes(bytes)), zero);
-        shl_imm_u16_m128i::<{ fdct::VERTICAL_SHIFT }>(sub_i16_m128i(words, shift))
+        level_shifted(unpack_low_i8_m128i(
+            set_i64_m128i_s(i64::from_le_bytes(bytes)),
+            zero,
+        ))
     })
+}
+
+/// [`forward_quantise`] of two blocks: side by side, a row of both is one 16-byte load.
+#[inline(always)]
+pub(crate) fn forward_quantise_pair(pair: ForwardPair<'_>, q: &Quantiser) -> [u64; 2] {
+    let ForwardPair {
+        source,
+        levels: [first_levels, second_levels],
+    } = pair;
+    match source {
+        PairSource::SideBySide {
+            plane,
+            stride,
+            x,
+            y,
+        } => {
+            let zero = zeroed_m128i();
+            let start = y * stride + x;
+            let block = &plane[start..start + 7 * stride + 16];
+            let (mut first, mut second) = ([zero; 8], [zero; 8]);
+            for (r, (a, b)) in first.iter_mut().zip(&mut second).enumerate() {
+                let mut both = [0u8; 16];
+                both.copy_from_slice(&block[r * stride..r * stride + 16]);
+                let bytes = m128i::from(both);
+                *a = level_shifted(unpack_low_i8_m128i(bytes, zero));
+                *b = level_shifted(unpack_high_i8_m128i(bytes, zero));
+            }
+            [
+                transform_quantise(&first, q, first_levels),
+                transform_quantise(&second, q, second_levels),
+            ]
+        }
+        PairSource::TwoPlanes {
+            first,
+            second,
+            stride,
+            x,
+            y,
+        } => [
+            forward_quantise(first, stride, x, y, q, first_levels),
+            forward_quantise(second, stride, x, y, q, second_levels),
+        ],
+    }
 }
 
 /// The transforms' lane operations on SSE2 registers (see [`crate::lanes`]).
@@ -111,7 +163,13 @@ pub(crate) fn forward_quantise(
     q: &Quantiser,
     levels: &mut [i16; 64],
 ) -> u64 {
-    let vertical = fdct::forward_pass(&load_i16(plane, stride, x, y));
+    transform_quantise(&load_i16(plane, stride, x, y), q, levels)
+}
+
+/// [`forward_quantise`] of a block's [`level_shifted`] rows.
+#[inline(always)]
+fn transform_quantise(samples: &[m128i; 8], q: &Quantiser, levels: &mut [i16; 64]) -> u64 {
+    let vertical = fdct::forward_pass(samples);
     let rounding = set_splat_i16_m128i(fdct::DESCALE_ROUNDING);
     let descaled = vertical
         .map(|row| shr_imm_i16_m128i::<{ fdct::DESCALE_SHIFT }>(add_i16_m128i(row, rounding)));
