@@ -61,11 +61,14 @@ const RUN_CODE_LEN: &[u8; 64] = &{
 /// two so that an index can be masked instead of bounds-checked.
 const LEVEL_CODE_ENTRIES: usize = (2 * MAX_LEVEL as usize + 1).next_power_of_two();
 
-/// Index of `level` in [`LEVEL_CODES`].
+/// Index of `level` in [`LEVEL_CODES`]: its low 12 bits, two's complement (one `and`; every
+/// level in -MAX_LEVEL..=MAX_LEVEL has its own).
 #[inline(always)]
 fn level_code_index(level: i16) -> usize {
-    (i32::from(level) + MAX_LEVEL) as usize & (LEVEL_CODE_ENTRIES - 1)
+    usize::from(level as u16) & (LEVEL_CODE_ENTRIES - 1)
 }
+
+const _: () = assert!(LEVEL_CODE_ENTRIES == 1 << 12 && MAX_LEVEL < 1 << 11);
 
 /// The code of every level, ue(|level| - 1) followed by the sign bit, as `bits << 8 | length`:
 /// one load instead of an absolute value, a `bsr` and the shifts around them.
@@ -77,7 +80,7 @@ const LEVEL_CODES: &[u32; LEVEL_CODE_ENTRIES] = &{
             let magnitude = level.unsigned_abs();
             let length = crate::bitio::ue_len(magnitude - 1) + 1;
             let bits = (magnitude << 1) | (level < 0) as u32;
-            table[(level + MAX_LEVEL) as usize] = (bits << 8) | length;
+            table[level as u16 as usize & (LEVEL_CODE_ENTRIES - 1)] = (bits << 8) | length;
         }
         level += 1;
     }
@@ -355,7 +358,7 @@ pub fn write_macroblock(
         let dc_code = se_mapping(dc - state.dc[component]) + 1;
         let dc_len = code_len(dc_code);
         state.dc[component] = dc;
-        let mut mask = block.nonzero & ac_mask;
+        let mask = block.nonzero & ac_mask;
         let count_code = mask.count_ones() + 1;
         let count_len = code_len(count_code);
         // se(DC difference) and ue(count) together: at most 25 + 13 bits.
@@ -366,34 +369,47 @@ pub fn write_macroblock(
         bits.dc_bits += u64::from(dc_len);
         bits.ac_count_bits += u64::from(count_len);
         let ac_start = w.bits_from_start();
-        let mut prev = 0u32;
-        if count_code.is_multiple_of(2) {
-            // An odd number of coefficients: the first alone, the rest in pairs.
-            let k = mask.trailing_zeros();
-            mask &= mask - 1;
-            let c = coefficient_code(block, k, prev);
-            prev = k;
+        let mut scan = AcScan {
+            block,
+            mask,
+            prev: 0,
+        };
+        // One, then two, then four coefficients at a time: four nearly always fit one put (one
+        // store for all four), else each goes alone.
+        let count = count_code - 1;
+        if count & 1 != 0 {
+            let c = scan.next_code();
             w.put(c.bits, c.len);
             ac_level_bits += u64::from(c.level_len);
         }
-        while mask != 0 {
-            // Two coefficients per put where they fit one (nearly always): one store for both.
-            let k1 = mask.trailing_zeros();
-            mask &= mask - 1;
-            let k2 = mask.trailing_zeros();
-            mask &= mask - 1;
-            let (c1, c2) = (
-                coefficient_code(block, k1, prev),
-                coefficient_code(block, k2, k1),
-            );
-            prev = k2;
-            if c1.len + c2.len <= crate::bitio::LONGEST_PUT {
-                w.put((c1.bits << c2.len) | c2.bits, c1.len + c2.len);
+        if count & 2 != 0 {
+            let (a, b) = (scan.next_code(), scan.next_code());
+            if a.len + b.len <= crate::bitio::LONGEST_PUT {
+                w.put((a.bits << b.len) | b.bits, a.len + b.len);
             } else {
-                w.put(c1.bits, c1.len);
-                w.put(c2.bits, c2.len);
+                w.put(a.bits, a.len);
+                w.put(b.bits, b.len);
             }
-            ac_level_bits += u64::from(c1.level_len + c2.level_len);
+            ac_level_bits += u64::from(a.level_len + b.level_len);
+        }
+        while scan.mask != 0 {
+            let [a, b, c, d] = [
+                scan.next_code(),
+                scan.next_code(),
+                scan.next_code(),
+                scan.next_code(),
+            ];
+            let len = a.len + b.len + c.len + d.len;
+            if len <= crate::bitio::LONGEST_PUT {
+                let ab = (a.bits << b.len) | b.bits;
+                let cd = (c.bits << d.len) | d.bits;
+                w.put((ab << (c.len + d.len)) | cd, len);
+            } else {
+                for code in [a, b, c, d] {
+                    w.put(code.bits, code.len);
+                }
+            }
+            ac_level_bits += u64::from(a.level_len + b.level_len + c.level_len + d.level_len);
         }
         ac_bits += (w.bits_from_start() - ac_start) as u64;
     }
@@ -403,7 +419,29 @@ pub fn write_macroblock(
     bits
 }
 
+/// The AC coefficients of a block still to write, in zigzag order.
+struct AcScan<'a> {
+    block: &'a QuantisedBlock,
+    /// Zigzag positions not written yet (bit k for position k).
+    mask: u64,
+    /// Position of the coefficient written last (0 for the DC).
+    prev: u32,
+}
+
+impl AcScan<'_> {
+    /// The next coefficient's code; there must be one (`mask != 0`).
+    #[inline(always)]
+    fn next_code(&mut self) -> CoefficientCode {
+        let k = self.mask.trailing_zeros();
+        self.mask &= self.mask.wrapping_sub(1);
+        let code = coefficient_code(self.block, k, self.prev);
+        self.prev = k;
+        code
+    }
+}
+
 /// The code of one coefficient: ue(run), then ue(|level| - 1) followed by the sign bit.
+#[derive(Clone, Copy)]
 struct CoefficientCode {
     bits: u64,
     /// At most 33.
