@@ -373,6 +373,7 @@ pub fn write_macroblock(
             block,
             mask,
             prev: 0,
+            level_bits: 0,
         };
         // One, then two, then four coefficients at a time: four nearly always fit one put (one
         // store for all four), else each goes alone.
@@ -380,7 +381,6 @@ pub fn write_macroblock(
         if count & 1 != 0 {
             let c = scan.next_code();
             w.put(c.bits, c.len);
-            ac_level_bits += u64::from(c.level_len);
         }
         if count & 2 != 0 {
             let (a, b) = (scan.next_code(), scan.next_code());
@@ -390,7 +390,6 @@ pub fn write_macroblock(
                 w.put(a.bits, a.len);
                 w.put(b.bits, b.len);
             }
-            ac_level_bits += u64::from(a.level_len + b.level_len);
         }
         while scan.mask != 0 {
             let [a, b, c, d] = [
@@ -409,9 +408,9 @@ pub fn write_macroblock(
                     w.put(code.bits, code.len);
                 }
             }
-            ac_level_bits += u64::from(a.level_len + b.level_len + c.level_len + d.level_len);
         }
         ac_bits += (w.bits_from_start() - ac_start) as u64;
+        ac_level_bits += u64::from(scan.level_bits);
     }
     bits.ac_level_bits = ac_level_bits;
     bits.ac_run_bits = ac_bits - ac_level_bits;
@@ -426,6 +425,8 @@ struct AcScan<'a> {
     mask: u64,
     /// Position of the coefficient written last (0 for the DC).
     prev: u32,
+    /// Bits of the level codes so far (summed as they come: fewer values live at once).
+    level_bits: u32,
 }
 
 impl AcScan<'_> {
@@ -434,8 +435,9 @@ impl AcScan<'_> {
     fn next_code(&mut self) -> CoefficientCode {
         let k = self.mask.trailing_zeros();
         self.mask &= self.mask.wrapping_sub(1);
-        let code = coefficient_code(self.block, k, self.prev);
+        let (code, level_len) = coefficient_code(self.block, k, self.prev);
         self.prev = k;
+        self.level_bits += level_len;
         code
     }
 }
@@ -446,22 +448,21 @@ struct CoefficientCode {
     bits: u64,
     /// At most 33.
     len: u32,
-    level_len: u32,
 }
 
 /// The code of the coefficient at zigzag position `k` of `block`, the previous one written
-/// being at `prev` (0 for the DC).
+/// being at `prev` (0 for the DC), and the length of its level's part.
 #[inline(always)]
-fn coefficient_code(block: &QuantisedBlock, k: u32, prev: u32) -> CoefficientCode {
+fn coefficient_code(block: &QuantisedBlock, k: u32, prev: u32) -> (CoefficientCode, u32) {
     let run_code = k - prev;
     let run_len = u32::from(RUN_CODE_LEN[run_code as usize % RUN_CODE_LEN.len()]);
     let level_code = LEVEL_CODES[level_code_index(block.level(k as usize))];
     let (level_bits, level_len) = (level_code >> 8, level_code & 0xff);
-    CoefficientCode {
+    let code = CoefficientCode {
         bits: (u64::from(run_code) << level_len) | u64::from(level_bits),
         len: run_len + level_len,
-        level_len,
-    }
+    };
+    (code, level_len)
 }
 
 /// Length of the Exp-Golomb code whose value (the coded number plus one) is `code`.
