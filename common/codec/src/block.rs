@@ -104,6 +104,18 @@ const ZIGZAG_TRANSPOSED: [u8; 64] = {
     t
 };
 
+/// [`ZIGZAG_TRANSPOSED`] with a 65th entry, so that a position from `trailing_zeros` of a u64
+/// (0..=64) indexes it without a mask or a bounds check.
+const ZIGZAG_TRANSPOSED_SCAN: &[u8; 65] = &{
+    let mut t = [0u8; 65];
+    let mut k = 0;
+    while k < 64 {
+        t[k] = ZIGZAG_TRANSPOSED[k];
+        k += 1;
+    }
+    t
+};
+
 /// Quantisers and dequantiser multipliers for one quality, in the transposed DCT layout with the
 /// AAN scale factors folded in.
 #[derive(Debug, Clone)]
@@ -456,7 +468,9 @@ struct CoefficientCode {
 fn coefficient_code(block: &QuantisedBlock, k: u32, prev: u32) -> (CoefficientCode, u32) {
     let run_code = k - prev;
     let run_len = u32::from(RUN_CODE_LEN[run_code as usize % RUN_CODE_LEN.len()]);
-    let level_code = LEVEL_CODES[level_code_index(block.level(k as usize))];
+    // k comes from `trailing_zeros` of a u64, so at most 64: a 65-entry table needs no mask.
+    let level = block.levels[usize::from(ZIGZAG_TRANSPOSED_SCAN[k as usize])];
+    let level_code = LEVEL_CODES[level_code_index(level)];
     let (level_bits, level_len) = (level_code >> 8, level_code & 0xff);
     let code = CoefficientCode {
         bits: (u64::from(run_code) << level_len) | u64::from(level_bits),
