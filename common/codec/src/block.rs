@@ -46,11 +46,12 @@ const _: () = {
 };
 
 /// Length of the run code ue(run) by its code value run + 1 (the zigzag step, 1..=63): a load
-/// instead of `bsr` and its zero check (baseline x86-64 has no `lzcnt`).
-const RUN_CODE_LEN: &[u8; 64] = &{
-    let mut table = [0u8; 64];
+/// instead of `bsr` and its zero check (baseline x86-64 has no `lzcnt`). 256 entries so that
+/// any byte indexes it (entries from 64 on are never used).
+const RUN_CODE_LEN: &[u8; 256] = &{
+    let mut table = [0u8; 256];
     let mut step = 1;
-    while step < table.len() {
+    while step < 64 {
         table[step] = crate::bitio::ue_len(step as u32 - 1) as u8;
         step += 1;
     }
@@ -467,7 +468,8 @@ struct CoefficientCode {
 #[inline(always)]
 fn coefficient_code(block: &QuantisedBlock, k: u32, prev: u32) -> (CoefficientCode, u32) {
     let run_code = k - prev;
-    let run_len = u32::from(RUN_CODE_LEN[run_code as usize % RUN_CODE_LEN.len()]);
+    // Indexed by the run's low byte: one zero-extending move instead of a copy and a mask.
+    let run_len = u32::from(RUN_CODE_LEN[usize::from(run_code as u8)]);
     // k comes from `trailing_zeros` of a u64, so at most 64: a 65-entry table needs no mask.
     let level = block.levels[usize::from(ZIGZAG_TRANSPOSED_SCAN[k as usize])];
     let level_code = LEVEL_CODES[level_code_index(level)];
