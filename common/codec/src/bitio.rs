@@ -12,8 +12,9 @@ pub const MAX_PREFIX_ZEROS: u32 = 19;
 /// Bytes of scratch kept past the written ones: every `put` stores a whole 64-bit word there.
 const WRITE_SLACK: usize = 8;
 
-/// How far the scratch area grows at a time (zero-filled within the vector's capacity, so
-/// steady-state writing does not allocate).
+/// Smallest growth of the scratch area. It grows to at least twice its length at a time and is
+/// never shrunk while writing (zero-filled within the vector's capacity, so steady-state writing
+/// does not allocate, and the zero fill is paid about once per byte written, not per growth).
 const GROW_STEP: usize = 256;
 
 /// Appends bits to a byte vector it owns while writing. The vector keeps its capacity between
@@ -72,9 +73,17 @@ impl BitWriter {
     #[cold]
     #[inline(never)]
     fn grow_and_store(&mut self, aligned: u64) {
-        let len = (self.pos + WRITE_SLACK).max(self.out.len() + GROW_STEP);
-        self.out.resize(len, 0);
+        self.grow_to(self.pos + WRITE_SLACK);
         self.out[self.pos..self.pos + WRITE_SLACK].copy_from_slice(&aligned.to_be_bytes());
+    }
+
+    /// Makes `out` at least `needed` bytes long, growing it to at least twice its length.
+    #[inline]
+    fn grow_to(&mut self, needed: usize) {
+        if self.out.len() < needed {
+            let len = needed.max(2 * self.out.len()).max(GROW_STEP);
+            self.out.resize(len, 0);
+        }
     }
 
     /// Writes unsigned Exp-Golomb; returns the number of bits written. `v` must be below 2^16 - 1 (a 31-bit code).
@@ -102,9 +111,7 @@ impl BitWriter {
     #[inline(always)]
     pub fn burst<const SPAN: usize>(&mut self) -> Burst<'_, SPAN> {
         let needed = self.pos + SPAN;
-        if self.out.len() < needed {
-            self.out.resize(needed.max(self.out.len() + GROW_STEP), 0);
-        }
+        self.grow_to(needed);
         let BitWriter {
             out,
             pos,
@@ -154,14 +161,31 @@ impl BitWriter {
         padding
     }
 
-    /// Lets `f` read, patch or append to the written bytes (headers, counts). Only valid right
-    /// after [`Self::align_to_byte`]; writing continues after whatever `f` left.
-    pub fn with_bytes<R>(&mut self, f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+    /// Appends whole bytes (a header). Only valid right after [`Self::align_to_byte`] or at the
+    /// start, when no bits are pending.
+    pub fn put_bytes(&mut self, bytes: &[u8]) {
         debug_assert_eq!(self.pending, 0);
-        self.out.truncate(self.pos);
-        let result = f(&mut self.out);
-        self.pos = self.out.len();
-        result
+        let end = self.pos + bytes.len();
+        self.grow_to(end + WRITE_SLACK);
+        self.out[self.pos..end].copy_from_slice(bytes);
+        self.pos = end;
+    }
+
+    /// Overwrites bytes already written, from byte `at` on (a count known only later). Panics
+    /// if they reach past the whole bytes written: that would be a caller's bug.
+    pub fn patch_bytes(&mut self, at: usize, bytes: &[u8]) {
+        let end = at + bytes.len();
+        assert!(
+            end <= self.pos,
+            "patching bytes {at}..{end} past the {} written",
+            self.pos
+        );
+        self.out[at..end].copy_from_slice(bytes);
+    }
+
+    /// Whole bytes written so far (the pending bits not counted).
+    pub fn byte_len(&self) -> usize {
+        self.pos
     }
 
     /// Hands the written bytes back (call [`Self::align_to_byte`] first or pending bits are lost).
@@ -679,7 +703,7 @@ mod tests {
                     let padding = w.align_to_byte();
                     reference.extend(std::iter::repeat_n(false, padding as usize));
                     let byte = (state >> 24) as u8;
-                    w.with_bytes(|bytes| bytes.push(byte));
+                    w.put_bytes(&[byte]);
                     reference.extend((0..8).rev().map(|b| byte >> b & 1 == 1));
                 }
                 _ => {

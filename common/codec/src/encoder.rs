@@ -430,9 +430,9 @@ fn encode_unit<T: Transforms>(
         );
         loop {
             let p = open.get_or_insert_with(|| {
-                let start = w.bit_len() / 8;
+                let start = w.byte_len();
                 // Index and count are patched once the whole frame is done.
-                w.with_bytes(|bytes| header(ctx, seq, 0).write(bytes));
+                w.put_bytes(&header(ctx, seq, 0).to_bytes());
                 unit.stats.header_bits += (HEADER_LEN * 8) as u64;
                 OpenPayload {
                     start,
@@ -501,15 +501,10 @@ fn header(ctx: &FrameContext<'_>, first_seq: usize, mb_count: usize) -> PayloadH
 
 fn close_payload(w: &mut BitWriter, unit: &mut UnitOutput, p: &OpenPayload) {
     unit.stats.padding_bits += u64::from(w.align_to_byte());
-    let end = w.with_bytes(|bytes| {
-        // The macroblock count sits at header bytes 22..24; it fits u16 because a payload of at
-        // most 65507 bytes cannot hold 65536 macroblocks of at least 13 bits each.
-        if let Some(field) = bytes.get_mut(p.start + 22..p.start + 24) {
-            field.copy_from_slice(&(p.mb_count as u16).to_be_bytes());
-        }
-        bytes.len()
-    });
-    unit.ends.push(end);
+    // The macroblock count sits at header bytes 22..24; it fits u16 because a payload of at
+    // most 65507 bytes cannot hold 65536 macroblocks of at least 13 bits each.
+    w.patch_bytes(p.start + 22, &(p.mb_count as u16).to_be_bytes());
+    unit.ends.push(w.byte_len());
     unit.stats.payloads += 1;
 }
 

@@ -93,16 +93,31 @@ impl PayloadHeader {
     }
 
     pub fn write(&self, out: &mut Vec<u8>) {
-        out.push(MAGIC);
-        out.push(VERSION);
-        out.extend_from_slice(&self.width.to_be_bytes());
-        out.extend_from_slice(&self.height.to_be_bytes());
-        out.extend_from_slice(&self.frame_no.0.to_be_bytes());
-        out.extend_from_slice(&self.payload_index.to_be_bytes());
-        out.extend_from_slice(&self.payload_count.to_be_bytes());
-        out.extend_from_slice(&self.mb_stride.to_be_bytes());
-        out.extend_from_slice(&self.first_seq.to_be_bytes());
-        out.extend_from_slice(&self.mb_count.to_be_bytes());
+        out.extend_from_slice(&self.to_bytes());
+    }
+
+    /// The header's bytes.
+    pub fn to_bytes(&self) -> [u8; HEADER_LEN] {
+        let mut h = [0u8; HEADER_LEN];
+        let fields: [&[u8]; 10] = [
+            &[MAGIC],
+            &[VERSION],
+            &self.width.to_be_bytes(),
+            &self.height.to_be_bytes(),
+            &self.frame_no.0.to_be_bytes(),
+            &self.payload_index.to_be_bytes(),
+            &self.payload_count.to_be_bytes(),
+            &self.mb_stride.to_be_bytes(),
+            &self.first_seq.to_be_bytes(),
+            &self.mb_count.to_be_bytes(),
+        ];
+        let mut at = 0;
+        for field in fields {
+            h[at..at + field.len()].copy_from_slice(field);
+            at += field.len();
+        }
+        debug_assert_eq!(at, HEADER_LEN);
+        h
     }
 
     /// True for the frame's last payload (where RTP sets the marker bit).
