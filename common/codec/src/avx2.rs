@@ -168,7 +168,6 @@ crate::simd::one_block_transforms! {
             );
         }
         let coefficients = fdct::forward_pass(&transpose(s, &descaled));
-        let limit = avx._mm256_set1_epi16(fdct::MAX_LEVEL);
         let mut rows = [zero; 8];
         for (r, (row, c)) in rows.iter_mut().zip(&coefficients).enumerate() {
             let c = c.v;
@@ -179,10 +178,9 @@ crate::simd::one_block_transforms! {
                 both_halves(s, q.rounding[r]),
             );
             let t = avx2._mm256_mulhi_epu16(biased, both_halves(s, q.reciprocal[r]));
-            let m = avx2._mm256_min_epi16(
-                avx2._mm256_mulhi_epu16(t, both_halves(s, q.scale[r])),
-                limit,
-            );
+            // Clamped before the scale (see Quantiser::clamp): the level is at most MAX_LEVEL.
+            let t = avx2._mm256_min_epu16(t, both_halves(s, q.clamp[r]));
+            let m = avx2._mm256_mulhi_epu16(t, both_halves(s, q.scale[r]));
             // The sign of c back on: -m where c < 0, m where c > 0, and 0 where c = 0, where m
             // is 0 too (a zero coefficient quantises to zero, tested at every quality).
             *row = avx2._mm256_sign_epi16(m, c);

@@ -111,6 +111,12 @@ pub struct Quantiser {
     pub reciprocal: [[u16; 8]; 8],
     pub scale: [[u16; 8]; 8],
     pub rounding: [[u16; 8]; 8],
+    /// The largest `(2|c| + rounding) * reciprocal >> 16` whose level is within
+    /// [`MAX_LEVEL`]: clamping that product to it before the scale gives the same levels as
+    /// clamping the level after (see [`Quantiser::clamp_for`]). The AVX2 quantiser clamps
+    /// first; the compiler turned its multiply by the scale after a signed clamp into six
+    /// instructions in 32-bit lanes instead of one.
+    pub clamp: [[u16; 8]; 8],
 }
 
 impl Quantiser {
@@ -121,6 +127,7 @@ impl Quantiser {
             reciprocal: [[0; 8]; 8],
             scale: [[0; 8]; 8],
             rounding: [[0; 8]; 8],
+            clamp: [[0; 8]; 8],
         };
         for (n, &step) in table.iter().enumerate() {
             // The transform's output is the orthonormal coefficient times 8 s_u s_v (AAN) times
@@ -139,9 +146,17 @@ impl Quantiser {
                 .round()
                 .min(f64::from(u16::MAX)) as u16;
             q.scale[row][lane] = (1u32 << (16 - e)) as u16;
+            q.clamp[row][lane] = Self::clamp_for(e as u32);
             q.rounding[row][lane] = divisor.round() as u16;
         }
         q
+    }
+
+    /// [`Quantiser::clamp`] for `scale = 2^(16 - e)`: the level is `t >> e`, at most
+    /// MAX_LEVEL exactly while `t < (MAX_LEVEL + 1) << e`.
+    pub fn clamp_for(e: u32) -> u16 {
+        let largest = ((MAX_LEVEL as u32 + 1) << e) - 1;
+        largest.min(u32::from(u16::MAX)) as u16
     }
 }
 
@@ -380,6 +395,32 @@ pub(crate) mod tests {
                 let q = Quantiser::new(&scaled_table(base, quality));
                 for row in 0..8 {
                     assert_eq!(quantise_row([0; 8], &q, row), [0; 8], "q{}", quality.get());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn clamping_before_the_scale_gives_the_levels_clamping_after_does() {
+        // For every exponent a quantiser uses (e >= 1, scale = 2^(16 - e) fits 16 bits) and
+        // every product t: the AVX2 order (clamp t, then scale) against the reference's.
+        for e in 1..=15u32 {
+            let (scale, clamp) = (1u32 << (16 - e), u32::from(Quantiser::clamp_for(e)));
+            for t in 0..=u32::from(u16::MAX) {
+                let after = (((t * scale) >> 16) as i16).min(MAX_LEVEL);
+                let before = ((t.min(clamp) * scale) >> 16) as i16;
+                assert_eq!(before, after, "e {e}, t {t}");
+            }
+        }
+        // Every quantiser's exponents are within that range.
+        for quality in 1..=100u8 {
+            let quality = Quality::new(quality).unwrap();
+            for base in [&LUMA_BASE, &CHROMA_BASE] {
+                let q = Quantiser::new(&scaled_table(base, quality));
+                for (scale, clamp) in q.scale.iter().flatten().zip(q.clamp.iter().flatten()) {
+                    let e = 16 - scale.trailing_zeros();
+                    assert!(scale.is_power_of_two() && (1..=15).contains(&e));
+                    assert_eq!(*clamp, Quantiser::clamp_for(e));
                 }
             }
         }
