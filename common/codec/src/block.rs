@@ -105,18 +105,6 @@ const ZIGZAG_TRANSPOSED: [u8; 64] = {
     t
 };
 
-/// [`ZIGZAG_TRANSPOSED`] with a 65th entry, so that a position from `trailing_zeros` of a u64
-/// (0..=64) indexes it without a mask or a bounds check.
-const ZIGZAG_TRANSPOSED_SCAN: &[u8; 65] = &{
-    let mut t = [0u8; 65];
-    let mut k = 0;
-    while k < 64 {
-        t[k] = ZIGZAG_TRANSPOSED[k];
-        k += 1;
-    }
-    t
-};
-
 /// Quantisers and dequantiser multipliers for one quality, in the transposed DCT layout with the
 /// AAN scale factors folded in.
 #[derive(Debug, Clone)]
@@ -470,8 +458,9 @@ fn coefficient_code(block: &QuantisedBlock, k: u32, prev: u32) -> (CoefficientCo
     let run_code = k - prev;
     // Indexed by the run's low byte: one zero-extending move instead of a copy and a mask.
     let run_len = u32::from(RUN_CODE_LEN[usize::from(run_code as u8)]);
-    // k comes from `trailing_zeros` of a u64, so at most 64: a 65-entry table needs no mask.
-    let level = block.levels[usize::from(ZIGZAG_TRANSPOSED_SCAN[k as usize])];
+    // k comes from `trailing_zeros` of a u64, so at most 64: the decoder's 256-entry scan
+    // table needs no mask for it.
+    let level = block.levels[usize::from(SCAN_TRANSPOSED[k as usize])];
     let level_code = LEVEL_CODES[level_code_index(level)];
     let (level_bits, level_len) = (level_code >> 8, level_code & 0xff);
     let code = CoefficientCode {
@@ -550,7 +539,7 @@ const LEVEL_OF_CODE: [i16; 2 << (crate::bitio::FAST_LEVEL_PREFIX + 1)] = {
 /// in a block about to be refused, see [`read_macroblock_with`]) land harmlessly at 0.
 type Scan = [u8; 256];
 
-/// [`Scan`] into the transposed layout of dequantised coefficients.
+/// [`Scan`] into the transposed layout of dequantised coefficients (and of the encoder's levels).
 const SCAN_TRANSPOSED: Scan = {
     let mut t = [0u8; 256];
     let mut k = 0;
